@@ -1,0 +1,61 @@
+// Threshold crossing of a score-versus-d curve: the rule that turns a sweep's results into d_warp
+// (DESIGN.md "d_warp") or, for a classifier trained through random subspaces, into the intrinsic
+// dimension d_int90 of Li et al. 2018 (threshold = 90% of the accuracy of training all parameters).
+//
+//   score(d)  = mean of the scores of all runs (seeds) at d
+//   crossing  = the smallest grid d with score(d) >= threshold
+//   refined d = linear interpolation of score against log d between the grid point just below the
+//               crossing (which, the crossing being the first, is below the threshold) and the crossing
+//
+// Non-monotone curves: only the first crossing counts, whatever the curve does after it.
+//
+// d = 0 (a linear readout on the frozen model) has no logarithm. When the crossing is the first positive
+// d and the point below it is d = 0, nothing is interpolated: the refined d is the crossing grid d itself
+// (the true crossing lies somewhere in (0, d], and the grid cannot say where). When d = 0 already reaches
+// the threshold the result is 0.
+//
+// Pure C++ (no LibTorch, no service): the coordinator's d_warp tracker and the engine's CLI share it.
+// Thread-safety: free functions on values; safe to call concurrently.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+
+namespace dwarp {
+
+// One measured point: a run's test score at subspace dimension d (d >= 0; 0 = linear readout).
+struct DimScore {
+  int64_t d = 0;
+  double score = 0.0;
+};
+
+// The mean score at each distinct d, sorted by increasing d; `runs` may hold several seeds per d, in any
+// order. Fails with InvalidArgument, naming the run, for a negative d or a non-finite score, or for no runs.
+StatusOr<std::vector<DimScore>> MeanScoreCurve(const std::vector<DimScore>& runs);
+
+struct ThresholdCrossing {
+  double threshold = 0.0;
+  // False when no grid d reaches the threshold (the other fields below are then unset).
+  bool reached = false;
+  // The smallest grid d whose mean score is >= threshold, and that score.
+  int64_t grid_d = -1;
+  double grid_score = 0.0;
+  // The crossing refined in log d; equals grid_d when nothing was interpolated.
+  double d = -1.0;
+  // True when `d` came from interpolating between `below_d` and `grid_d`; false for an exact hit, a
+  // crossing at the first grid point, or a crossing whose lower neighbour is d = 0.
+  bool interpolated = false;
+  // The grid point just below the crossing, -1 when the crossing is the first grid point.
+  int64_t below_d = -1;
+  double below_score = 0.0;
+  // The best mean score on the grid and its d (set whether or not the threshold is reached).
+  int64_t best_d = -1;
+  double best_score = 0.0;
+};
+
+// Applies the rule above to the runs' mean curve. `threshold` must be finite. Fails like MeanScoreCurve.
+StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& runs, double threshold);
+
+}  // namespace dwarp

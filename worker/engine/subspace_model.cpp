@@ -1,0 +1,210 @@
+#include "worker/engine/subspace_model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/util/Exception.h>
+
+#include <sstream>
+
+namespace dwarp::engine {
+namespace {
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + ("'" + s + "'");
+  return out;
+}
+
+std::string ListNames(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 12;
+  std::vector<std::string> shown(names.begin(), names.begin() + std::min(names.size(), kShown));
+  std::string out = Join(shown);
+  if (names.size() > kShown) out += ", ... (" + std::to_string(names.size()) + " in all)";
+  return out;
+}
+
+bool MatchesAny(const std::string& name, const std::vector<std::string>& prefixes) {
+  for (const auto& p : prefixes) {
+    if (NameHasPrefix(name, p)) return true;
+  }
+  return false;
+}
+
+// The submodule that owns the parameter `path` ("layer1.0.conv1.weight" -> layer1.0.conv1) and the
+// slot's name within it.
+std::pair<torch::jit::Module, std::string> OwnerOf(const torch::jit::Module& root, const std::string& path) {
+  torch::jit::Module owner = root;
+  size_t begin = 0;
+  for (size_t dot = path.find('.'); dot != std::string::npos; dot = path.find('.', begin)) {
+    owner = owner.attr(path.substr(begin, dot - begin)).toModule();
+    begin = dot + 1;
+  }
+  return {owner, path.substr(begin)};
+}
+
+}  // namespace
+
+bool NameHasPrefix(const std::string& name, const std::string& prefix) {
+  if (name.size() < prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return false;
+  return name.size() == prefix.size() || name[prefix.size()] == '.';
+}
+
+StatusOr<SubspaceModel> SubspaceModel::Create(const torch::jit::Module& module, const SubspaceOptions& options) {
+  const int64_t groups = static_cast<int64_t>(options.layer_groups_.size());
+  if (options.d_ < 1) {
+    return InvalidArgumentError("subspace dimension d must be >= 1, got " + std::to_string(options.d_));
+  }
+  if (options.d_ <= groups) {
+    return InvalidArgumentError("subspace dimension d = " + std::to_string(options.d_) + " must exceed the number of " +
+                                "layer groups (" + std::to_string(groups) + "): each group takes one of the d " +
+                                "trainable numbers as its scale lambda, and theta_d needs at least one");
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    if (options.layer_groups_[g].empty()) {
+      return InvalidArgumentError("layer group " + std::to_string(g) + " is empty; expected at least one name prefix");
+    }
+  }
+
+  SubspaceModel model(module.deepcopy(), options);
+  model.module_.eval();
+
+  std::vector<std::string> all_names;
+  std::vector<at::Tensor> all_values;
+  for (const auto& p : model.module_.named_parameters(/*recurse=*/true)) {
+    all_names.push_back(p.name);
+    all_values.push_back(p.value);
+  }
+  for (const auto& prefix : options.warp_prefixes_) {
+    bool found = false;
+    for (const auto& n : all_names) found = found || NameHasPrefix(n, prefix);
+    if (!found) {
+      return InvalidArgumentError("warp prefix '" + prefix + "' matches no parameter; parameters are " +
+                                  ListNames(all_names));
+    }
+  }
+
+  for (size_t i = 0; i < all_names.size(); ++i) {
+    const std::string& name = all_names[i];
+    if (!options.warp_prefixes_.empty() && !MatchesAny(name, options.warp_prefixes_)) continue;
+    const at::Tensor& value = all_values[i];
+    if (!at::isFloatingType(value.scalar_type())) {
+      std::ostringstream os;
+      os << "parameter '" << name << "' has dtype " << value.scalar_type()
+         << "; only floating-point parameters can be warped (narrow the warp prefixes to exclude it)";
+      return InvalidArgumentError(os.str());
+    }
+    Target target;
+    target.name = name;
+    std::tie(target.owner, target.attribute) = OwnerOf(model.module_, name);
+    target.theta0 = value.detach();
+    std::vector<int64_t> member_of;
+    for (int64_t g = 0; g < groups; ++g) {
+      if (MatchesAny(name, options.layer_groups_[g])) member_of.push_back(g);
+    }
+    if (member_of.size() > 1) {
+      return InvalidArgumentError("parameter '" + name + "' is in layer groups " + std::to_string(member_of[0]) + " (" +
+                                  Join(options.layer_groups_[member_of[0]]) + ") and " + std::to_string(member_of[1]) +
+                                  " (" + Join(options.layer_groups_[member_of[1]]) + "); each belongs to at most one");
+    }
+    if (groups > 0 && member_of.empty()) {
+      return InvalidArgumentError("warped parameter '" + name + "' belongs to no layer group; with layer groups " +
+                                  "every warped parameter must be in exactly one");
+    }
+    target.group = member_of.empty() ? -1 : member_of[0];
+    target.offset = model.warped_count_;
+    model.warped_count_ += value.numel();
+    model.targets_.push_back(std::move(target));
+  }
+  if (model.targets_.empty()) return InvalidArgumentError("the module has no parameters to warp");
+
+  const at::Tensor& first = model.targets_.front().theta0;
+  for (const auto& t : model.targets_) {
+    if (t.theta0.scalar_type() != first.scalar_type() || t.theta0.device() != first.device()) {
+      std::ostringstream os;
+      os << "warped parameters must share one dtype and device: '" << model.targets_.front().name << "' is "
+         << first.scalar_type() << " on " << first.device() << ", '" << t.name << "' is " << t.theta0.scalar_type()
+         << " on " << t.theta0.device();
+      return InvalidArgumentError(os.str());
+    }
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    for (const auto& prefix : options.layer_groups_[g]) {
+      bool found = false;
+      for (const auto& t : model.targets_) found = found || NameHasPrefix(t.name, prefix);
+      if (!found) {
+        return InvalidArgumentError("layer group " + std::to_string(g) + " prefix '" + prefix +
+                                    "' matches no warped parameter");
+      }
+    }
+  }
+
+  // Only theta_d and the lambdas train; the module's own tensors become constants.
+  for (auto& value : all_values) value.set_requires_grad(false);
+
+  const int64_t theta_size = options.d_ - groups;
+  if (options.scope_ == ProjectionScope::kGlobal) {
+    auto projection =
+        FastfoodProjection::Create(model.warped_count_, theta_size, options.seed_, "<global>", first.device());
+    if (!projection.ok()) return projection.status();
+    model.projections_.push_back(std::move(projection).value());
+  } else {
+    for (const auto& t : model.targets_) {
+      auto projection = FastfoodProjection::Create(t.theta0.numel(), theta_size, options.seed_, t.name, first.device());
+      if (!projection.ok()) return projection.status();
+      model.projections_.push_back(std::move(projection).value());
+    }
+  }
+  const auto options_of = at::TensorOptions().dtype(first.scalar_type()).device(first.device());
+  model.theta_d_ = at::zeros({theta_size}, options_of).set_requires_grad(true);
+  if (groups > 0) model.lambdas_ = at::ones({groups}, options_of).set_requires_grad(true);
+  return model;
+}
+
+void SubspaceModel::Install(bool record_grad) {
+  at::AutoGradMode grad_mode(record_grad);
+  at::Tensor flat;
+  if (options_.scope_ == ProjectionScope::kGlobal) flat = projections_.front().Apply(theta_d_);
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    Target& t = targets_[i];
+    at::Tensor delta = options_.scope_ == ProjectionScope::kGlobal ? flat.narrow(0, t.offset, t.theta0.numel())
+                                                                   : projections_[i].Apply(theta_d_);
+    delta = delta.view(t.theta0.sizes());
+    if (t.group >= 0) delta = lambdas_.select(0, t.group) * delta;
+    t.owner.setattr(t.attribute, t.theta0 + delta);
+  }
+}
+
+void SubspaceModel::Materialize() {
+  if (training_ && at::GradMode::is_enabled()) {
+    Install(/*record_grad=*/true);
+    cached_theta_version_ = -1;
+    return;
+  }
+  const int64_t theta_version = static_cast<int64_t>(theta_d_._version());
+  const int64_t lambda_version = lambdas_.defined() ? static_cast<int64_t>(lambdas_._version()) : 0;
+  if (theta_version == cached_theta_version_ && lambda_version == cached_lambda_version_) return;
+  Install(/*record_grad=*/false);
+  cached_theta_version_ = theta_version;
+  cached_lambda_version_ = lambda_version;
+}
+
+at::Tensor SubspaceModel::Forward(const at::Tensor& input) { return Forward(std::vector<c10::IValue>{input}).toTensor(); }
+
+c10::IValue SubspaceModel::Forward(std::vector<c10::IValue> inputs) {
+  Materialize();
+  return module_.forward(std::move(inputs));
+}
+
+std::vector<at::Tensor> SubspaceModel::parameters() const {
+  std::vector<at::Tensor> out{theta_d_};
+  if (lambdas_.defined()) out.push_back(lambdas_);
+  return out;
+}
+
+std::vector<std::string> SubspaceModel::warped_parameter_names() const {
+  std::vector<std::string> names;
+  for (const auto& t : targets_) names.push_back(t.name);
+  return names;
+}
+
+}  // namespace dwarp::engine

@@ -1,0 +1,125 @@
+// SubspaceModel: trains any TorchScript module through a random d-dimensional subspace of its parameters
+// (DESIGN.md). Each warped parameter tensor t is replaced, on every forward, by
+//
+//   theta_t = theta_0,t + lambda_g(t) * P_t theta_d
+//
+// where theta_0 are the module's parameters at construction, P_t a FastfoodProjection (one per tensor by
+// default, or one over the concatenation of all warped tensors), theta_d a trainable vector that starts
+// at zero, and lambda_g one trainable scalar per SAID layer group (Aghajanyan et al. 2020; initialised
+// to 1, absent when no groups are given). d counts every trainable number: theta_d has d - n_groups
+// entries. theta_d = 0 reproduces the wrapped module bit for bit.
+//
+// The module always stays in eval mode (BatchNorm statistics frozen, dropout off), as in the research
+// code; only theta_d and the lambdas are trainable. Models defined in C++ use this too by being built as
+// torch::jit::Module objects (see models/mlp.h).
+//
+// Thread-safety: none; one SubspaceModel belongs to one job thread.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/jit/api/module.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/engine/fastfood_projection.h"
+
+namespace dwarp::engine {
+
+enum class ProjectionScope {
+  kPerTensor,  // one projection per parameter tensor, all fed by the same theta_d (the default, as the seed)
+  kGlobal,     // one projection over all warped parameters concatenated (Li et al.'s original form)
+};
+
+struct SubspaceOptions {
+  explicit SubspaceOptions(int64_t d) : d_(d) {}
+
+  // Trainable numbers in all: theta_d entries plus one lambda per layer group. Must be >= 1 and
+  // greater than the number of groups.
+  SubspaceOptions& d(int64_t v) { d_ = v; return *this; }
+  // Seed of every projection (combined with each target's name).
+  SubspaceOptions& seed(uint64_t v) { seed_ = v; return *this; }
+  // Warp only parameters whose name equals a prefix or starts with prefix + "."; empty: all parameters.
+  SubspaceOptions& warp_prefixes(std::vector<std::string> v) { warp_prefixes_ = std::move(v); return *this; }
+  // SAID layer groups, each a list of name prefixes (same matching rule). When given, every warped
+  // parameter must belong to exactly one group.
+  SubspaceOptions& layer_groups(std::vector<std::vector<std::string>> v) { layer_groups_ = std::move(v); return *this; }
+  SubspaceOptions& scope(ProjectionScope v) { scope_ = v; return *this; }
+
+  int64_t d_;
+  uint64_t seed_ = 0;
+  std::vector<std::string> warp_prefixes_;
+  std::vector<std::vector<std::string>> layer_groups_;
+  ProjectionScope scope_ = ProjectionScope::kPerTensor;
+};
+
+// True when `name` is `prefix` or lies under it ("layer1" matches "layer1.0.conv1.weight", not "layer10.w").
+bool NameHasPrefix(const std::string& name, const std::string& prefix);
+
+class SubspaceModel {
+ public:
+  // Wraps a deep copy of `module` (the caller's module is left untouched). Fails with InvalidArgument,
+  // naming the bad value, for d < 1 or d <= number of groups, a prefix that matches no parameter, a
+  // parameter in two groups, a warped parameter in no group, non-floating or mixed-dtype/device warped
+  // parameters, or nothing to warp.
+  static StatusOr<SubspaceModel> Create(const torch::jit::Module& module, const SubspaceOptions& options);
+
+  // Installs the current warped parameters (see Materialize) and runs the module's forward.
+  at::Tensor Forward(const at::Tensor& input);
+  c10::IValue Forward(std::vector<c10::IValue> inputs);
+
+  // Writes theta_0 + lambda * P theta_d into the module's parameter slots, so any method or submodule of
+  // module() can then be run. In training mode this builds the autograd graph every call; in eval mode
+  // (and under NoGradGuard) it reuses the previous values until theta_d or the lambdas change.
+  void Materialize();
+
+  // Training mode only decides whether Materialize records gradients; the module itself stays in eval.
+  void train(bool on = true) { training_ = on; }
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // The trainable tensors: theta_d, then the lambdas when there are layer groups.
+  std::vector<at::Tensor> parameters() const;
+  const at::Tensor& theta_d() const { return theta_d_; }   // [d - n_groups]
+  const at::Tensor& lambdas() const { return lambdas_; }   // [n_groups] (undefined without groups)
+
+  int64_t subspace_dim() const { return options_.d_; }
+  int64_t group_count() const { return static_cast<int64_t>(options_.layer_groups_.size()); }
+  // D: number of warped numbers.
+  int64_t warped_parameter_count() const { return warped_count_; }
+  // Names of the warped parameters, in module order.
+  std::vector<std::string> warped_parameter_names() const;
+  // The wrapped (copied) module, whose warped slots hold the last materialised values.
+  torch::jit::Module& module() { return module_; }
+  const std::vector<FastfoodProjection>& projections() const { return projections_; }
+
+ private:
+  struct Target {
+    std::string name;
+    torch::jit::Module owner;   // the submodule holding the slot
+    std::string attribute;      // the slot's name within owner
+    at::Tensor theta0;          // original values, requires_grad = false
+    int64_t group = -1;         // index into lambdas, or -1
+    int64_t offset = 0;         // start in the global concatenation (kGlobal)
+  };
+
+  SubspaceModel(torch::jit::Module module, SubspaceOptions options) : module_(std::move(module)), options_(std::move(options)) {}
+  void Install(bool record_grad);  // writes theta_0 + lambda * P theta_d into the slots
+
+  torch::jit::Module module_;
+  SubspaceOptions options_;
+  std::vector<Target> targets_;
+  std::vector<FastfoodProjection> projections_;  // one per target, or one (kGlobal)
+  at::Tensor theta_d_;
+  at::Tensor lambdas_;
+  int64_t warped_count_ = 0;
+  bool training_ = true;
+  // Versions of theta_d and lambdas when the cached eval-mode values were installed; -1: none cached.
+  int64_t cached_theta_version_ = -1;
+  int64_t cached_lambda_version_ = -1;
+};
+
+}  // namespace dwarp::engine

@@ -38,7 +38,7 @@ at::Tensor DenseFromDefinition(const FastfoodProjection& p) {
   const at::Tensor pi = at::zeros({l, l}, at::kDouble);
   const int32_t* perm = p.permutation().data_ptr<int32_t>();
   for (int64_t i = 0; i < l; ++i) pi[i][perm[i]] = 1.0;  // (Pi y)[i] = y[perm[i]]
-  const at::Tensor full = at::chain_matmul({h, g, pi, h, b});
+  const at::Tensor full = at::matmul(h, at::matmul(g, at::matmul(pi, at::matmul(h, b))));
   return full.narrow(0, 0, p.target_size()).narrow(1, 0, p.subspace_dim()) * p.scale();
 }
 

@@ -10,12 +10,13 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
-#include <vector>
 
+#include "worker/engine/buffer_pool.h"
 #include "worker/engine/fwht.h"
 #include "worker/engine/fwht_cpu.h"
 #include "worker/engine/seeded_random.h"
 #if defined(DWARP_WITH_CUDA)
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "worker/engine/fwht_cuda.h"
@@ -33,22 +34,42 @@ int64_t NextPowerOfTwo(int64_t n) {
 // Elements per parallel task of the streaming passes: large enough that hand-off is noise.
 constexpr int64_t kStreamGrain = int64_t{1} << 15;
 
+// Scratch for the forward and transpose: the fused hooks read and write through it.
+template <typename T>
+struct StreamingContext {
+  const int32_t* perm;
+  const float* gauss;
+  int32_t mask;       // dp - 1
+  const T* small;     // forward: the length-dp transform gathered from
+  const T* grad;      // transpose: the incoming gradient, length target_size
+  int64_t target_size;
+  T* partial;         // transpose: consume_chunks accumulators of length dp
+  int64_t dp;
+};
+
 // out[0, L) = H (G * small[perm & mask]) where small = scale * H_dp (B * theta) padded to dp.
 template <typename T>
 void ForwardCpu(const T* theta, int64_t d, const int8_t* signs, const int32_t* perm, const float* gauss,
                 double scale, int64_t padded, T* out) {
   const int64_t dp = NextPowerOfTwo(d);
-  std::vector<T> small(static_cast<size_t>(dp), T(0));
+  // Temporaries come from the tensor allocator, so that memory accounting (the benchmark) sees them.
+  at::Tensor small_buffer = at::zeros({dp}, c10::CppTypeToScalarType<T>::value);
+  T* small = small_buffer.data_ptr<T>();
   for (int64_t j = 0; j < d; ++j) small[j] = static_cast<T>(scale) * static_cast<T>(signs[j]) * theta[j];
-  internal::FwhtCpu(small.data(), 1, dp);
+  internal::FwhtCpu(small, 1, dp);
   // H_L applied to a vector supported on [0, dp) is H_dp of that prefix repeated L / dp times, so the
-  // permutation only ever reads the small, cache-resident transform.
-  const int32_t mask = static_cast<int32_t>(dp - 1);
-  const T* s = small.data();
-  at::parallel_for(0, padded, kStreamGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) out[i] = s[perm[i] & mask] * static_cast<T>(gauss[i]);
-  });
-  internal::FwhtCpu(out, 1, padded);
+  // permutation only ever reads the small, cache-resident transform. The gather fills each block of the
+  // output right before the final transform works on it, in cache.
+  StreamingContext<T> ctx{perm, gauss, static_cast<int32_t>(dp - 1), small, nullptr, 0, nullptr, dp};
+  internal::FwhtFusion<T> fusion;
+  fusion.context = &ctx;
+  fusion.fill = [](void* c, T* block, int64_t begin, int64_t len) {
+    const auto& x = *static_cast<const StreamingContext<T>*>(c);
+    const int32_t* p = x.perm + begin;
+    const float* g = x.gauss + begin;
+    for (int64_t i = 0; i < len; ++i) block[i] = x.small[p[i] & x.mask] * static_cast<T>(g[i]);
+  };
+  internal::FwhtCpuFused(out, padded, fusion);
 }
 
 // grad[0, d) = scale * B * (H_dp fold)[0, d), fold[j] = sum_{perm[i] & mask == j} G[i] (H pad_L(g))[i].
@@ -56,33 +77,42 @@ void ForwardCpu(const T* theta, int64_t d, const int8_t* signs, const int32_t* p
 template <typename T>
 void TransposeCpu(const T* g, int64_t target_size, int64_t d, const int8_t* signs, const int32_t* perm,
                   const float* gauss, double scale, int64_t padded, T* work, T* grad) {
-  at::parallel_for(0, padded, kStreamGrain, [&](int64_t b, int64_t e) {
-    const int64_t copy_end = std::min(e, target_size);
-    if (copy_end > b) std::memcpy(work + b, g + b, static_cast<size_t>(copy_end - b) * sizeof(T));
-    const int64_t zero_begin = std::max(b, target_size);
-    if (e > zero_begin) std::memset(work + zero_begin, 0, static_cast<size_t>(e - zero_begin) * sizeof(T));
-  });
-  internal::FwhtCpu(work, 1, padded);
-  // Scatter-add into a small vector instead of scattering to length L: the mirror of the forward gather.
-  // A fixed number of chunks (not one per thread) keeps the summation order, and so the result,
-  // independent of the thread count.
+  // The last H only matters on [0, d), which is H_dp of the length-L vector folded modulo dp: a
+  // scatter-add into a small vector, the mirror of the forward gather. It consumes each tile of the
+  // final sweep while the tile is in cache. A fixed number of chunks (not one per thread) keeps the
+  // summation order, and so the result, independent of the thread count.
   const int64_t dp = NextPowerOfTwo(d);
-  const int32_t mask = static_cast<int32_t>(dp - 1);
   const int64_t chunks = std::clamp<int64_t>(padded / (4 * dp), 1, 64);
-  std::vector<T> partial(static_cast<size_t>(chunks * dp), T(0));
-  at::parallel_for(0, chunks, 1, [&](int64_t cb, int64_t ce) {
-    for (int64_t c = cb; c < ce; ++c) {
-      T* acc = partial.data() + c * dp;
-      const int64_t begin = padded * c / chunks;
-      const int64_t end = padded * (c + 1) / chunks;
-      for (int64_t i = begin; i < end; ++i) acc[perm[i] & mask] += static_cast<T>(gauss[i]) * work[i];
+  at::Tensor partial_buffer = at::zeros({chunks * dp}, c10::CppTypeToScalarType<T>::value);
+  T* partial = partial_buffer.data_ptr<T>();
+  StreamingContext<T> ctx{perm, gauss, static_cast<int32_t>(dp - 1), nullptr, g, target_size, partial, dp};
+  internal::FwhtFusion<T> fusion;
+  fusion.context = &ctx;
+  fusion.consume_chunks = chunks;
+  fusion.fill = [](void* c, T* block, int64_t begin, int64_t len) {
+    const auto& x = *static_cast<const StreamingContext<T>*>(c);
+    const int64_t copy = std::clamp<int64_t>(x.target_size - begin, 0, len);
+    if (copy > 0) std::memcpy(block, x.grad + begin, static_cast<size_t>(copy) * sizeof(T));
+    if (copy < len) std::memset(block + copy, 0, static_cast<size_t>(len - copy) * sizeof(T));
+  };
+  fusion.consume = [](void* c, int64_t chunk, const T* data, int64_t first, int64_t rows, int64_t stride,
+                      int64_t width) {
+    const auto& x = *static_cast<const StreamingContext<T>*>(c);
+    T* acc = x.partial + chunk * x.dp;
+    for (int64_t m = 0; m < rows; ++m) {
+      const int64_t base = first + m * stride;
+      const int32_t* p = x.perm + base;
+      const float* gs = x.gauss + base;
+      const T* u = data + base;
+      for (int64_t i = 0; i < width; ++i) acc[p[i] & x.mask] += static_cast<T>(gs[i]) * u[i];
     }
-  });
+  };
+  internal::FwhtCpuFused(work, padded, fusion);
   for (int64_t c = 1; c < chunks; ++c) {
-    const T* src = partial.data() + c * dp;
+    const T* src = partial + c * dp;
     for (int64_t j = 0; j < dp; ++j) partial[j] += src[j];
   }
-  internal::FwhtCpu(partial.data(), 1, dp);
+  internal::FwhtCpu(partial, 1, dp);
   for (int64_t j = 0; j < d; ++j) grad[j] = static_cast<T>(scale) * static_cast<T>(signs[j]) * partial[j];
 }
 
@@ -207,8 +237,10 @@ at::Tensor FastfoodProjection::Forward(const at::Tensor& theta_in) const {
               " but the projection is on ", device());
   const at::Tensor theta = theta_in.contiguous();
   const int64_t padded = padded_size();
-  at::Tensor out = at::empty({padded}, theta.options());
+  at::Tensor out;
   if (theta.is_cpu()) {
+    // The padded transform runs in the result's own storage; the result shows its first D_t elements.
+    out = PooledEmpty({target_size_}, padded, theta.scalar_type());
     if (theta.scalar_type() == at::kFloat) {
       ForwardCpu(theta.data_ptr<float>(), subspace_dim_, signs_.data_ptr<int8_t>(), permutation_.data_ptr<int32_t>(),
                  gaussians_.data_ptr<float>(), scale_, padded, out.data_ptr<float>());
@@ -222,7 +254,9 @@ at::Tensor FastfoodProjection::Forward(const at::Tensor& theta_in) const {
 #if defined(DWARP_WITH_CUDA)
     TORCH_CHECK(theta.scalar_type() == at::kFloat, "FastfoodProjection: expected float32 theta on CUDA, got ",
                 theta.scalar_type());
+    const c10::cuda::CUDAGuard device_guard(theta.device());  // the launchers use the current device
     const int64_t dp = NextPowerOfTwo(subspace_dim_);
+    out = at::empty({padded}, theta.options());
     at::Tensor small = at::zeros({dp}, theta.options());
     small.narrow(0, 0, subspace_dim_).copy_(theta * signs_.narrow(0, 0, subspace_dim_).to(at::kFloat) * scale_);
     FwhtInPlace(small);
@@ -230,12 +264,12 @@ at::Tensor FastfoodProjection::Forward(const at::Tensor& theta_in) const {
                                  gaussians_.data_ptr<float>(), out.data_ptr<float>(), padded,
                                  c10::cuda::getCurrentCUDAStream(theta.get_device()).stream());
     FwhtInPlace(out);
+    // Shrink in place rather than narrow: the result is a plain tensor, not a view of a hidden buffer.
+    if (target_size_ < padded) out.resize_({target_size_});
 #else
     TORCH_CHECK(false, "FastfoodProjection: device ", theta.device(), " needs a CUDA build");
 #endif
   }
-  // Shrink in place rather than narrow: the result is a plain tensor, not a view of a hidden buffer.
-  if (target_size_ < padded) out.resize_({target_size_});
   return out;
 }
 
@@ -248,7 +282,7 @@ at::Tensor FastfoodProjection::Transpose(const at::Tensor& grad_in) const {
   const int64_t padded = padded_size();
   at::Tensor grad = at::empty({subspace_dim_}, g.options());
   if (g.is_cpu()) {
-    at::Tensor work = at::empty({padded}, g.options());
+    at::Tensor work = PooledEmpty({padded}, padded, g.scalar_type());
     if (g.scalar_type() == at::kFloat) {
       TransposeCpu(g.data_ptr<float>(), target_size_, subspace_dim_, signs_.data_ptr<int8_t>(),
                    permutation_.data_ptr<int32_t>(), gaussians_.data_ptr<float>(), scale_, padded,
@@ -264,6 +298,7 @@ at::Tensor FastfoodProjection::Transpose(const at::Tensor& grad_in) const {
 #if defined(DWARP_WITH_CUDA)
     TORCH_CHECK(g.scalar_type() == at::kFloat, "FastfoodProjection: expected a float32 gradient on CUDA, got ",
                 g.scalar_type());
+    const c10::cuda::CUDAGuard device_guard(g.device());  // the launchers use the current device
     at::Tensor work = at::zeros({padded}, g.options());
     work.narrow(0, 0, target_size_).copy_(g);
     FwhtInPlace(work);

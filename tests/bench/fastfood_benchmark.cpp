@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "tests/support/reference_fastfood.h"
 #include "worker/engine/buffer_pool.h"
 #include "worker/engine/fastfood_projection.h"
@@ -130,6 +132,7 @@ void BM_MemcpyPadded(benchmark::State& state) {
 // Keeps the seconds per iteration of every run, keyed by name, for the ratio table.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
+  RatioReporter() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_Defaults : OO_None) {}
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {

@@ -1,0 +1,144 @@
+#include "common/threshold_crossing.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace dwarp {
+namespace {
+
+ThresholdCrossing Cross(const std::vector<DimScore>& runs, double threshold) {
+  auto result = FindThresholdCrossing(runs, threshold);
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? *result : ThresholdCrossing{};
+}
+
+TEST(MeanScoreCurveTest, AveragesSeedsAndSortsByD) {
+  auto curve = MeanScoreCurve({{100, 0.5}, {10, 0.2}, {100, 0.7}, {10, 0.4}, {0, 0.1}});
+  ASSERT_TRUE(curve.ok()) << curve.status();
+  ASSERT_EQ(curve->size(), 3u);
+  EXPECT_EQ((*curve)[0].d, 0);
+  EXPECT_DOUBLE_EQ((*curve)[0].score, 0.1);
+  EXPECT_EQ((*curve)[1].d, 10);
+  EXPECT_DOUBLE_EQ((*curve)[1].score, 0.3);
+  EXPECT_EQ((*curve)[2].d, 100);
+  EXPECT_DOUBLE_EQ((*curve)[2].score, 0.6);
+}
+
+TEST(ThresholdCrossingTest, InterpolatesInLogD) {
+  // Threshold halfway in score between d = 10 and d = 1000: halfway in log d, i.e. d = 100.
+  const auto c = Cross({{10, 0.2}, {1000, 0.8}, {3000, 0.9}}, 0.5);
+  ASSERT_TRUE(c.reached);
+  EXPECT_EQ(c.grid_d, 1000);
+  EXPECT_DOUBLE_EQ(c.grid_score, 0.8);
+  EXPECT_EQ(c.below_d, 10);
+  EXPECT_TRUE(c.interpolated);
+  EXPECT_NEAR(c.d, 100.0, 1e-9);
+  EXPECT_EQ(c.best_d, 3000);
+  EXPECT_DOUBLE_EQ(c.best_score, 0.9);
+}
+
+TEST(ThresholdCrossingTest, InterpolationIsNotLinearInD) {
+  // A quarter of the way in score from d = 10 (0.0) to d = 1000 (1.0): 10^(1 + 0.25 * 2) = 10^1.5.
+  const auto c = Cross({{10, 0.0}, {1000, 1.0}}, 0.25);
+  ASSERT_TRUE(c.reached);
+  EXPECT_NEAR(c.d, std::pow(10.0, 1.5), 1e-9);
+  EXPECT_LT(c.d, 10 + 0.25 * 990);  // linear interpolation in d would give 257.5
+}
+
+TEST(ThresholdCrossingTest, ExactHitIsTheGridD) {
+  const auto c = Cross({{10, 0.2}, {100, 0.5}, {1000, 0.8}}, 0.5);
+  ASSERT_TRUE(c.reached);
+  EXPECT_EQ(c.grid_d, 100);
+  EXPECT_DOUBLE_EQ(c.d, 100.0);
+  EXPECT_FALSE(c.interpolated);
+  EXPECT_EQ(c.below_d, 10);
+}
+
+TEST(ThresholdCrossingTest, FirstGridPointAlreadyAbove) {
+  const auto c = Cross({{10, 0.9}, {100, 0.95}}, 0.5);
+  ASSERT_TRUE(c.reached);
+  EXPECT_EQ(c.grid_d, 10);
+  EXPECT_DOUBLE_EQ(c.d, 10.0);
+  EXPECT_FALSE(c.interpolated);
+  EXPECT_EQ(c.below_d, -1);
+}
+
+TEST(ThresholdCrossingTest, NeverReached) {
+  const auto c = Cross({{10, 0.2}, {100, 0.4}, {1000, 0.45}}, 0.5);
+  EXPECT_FALSE(c.reached);
+  EXPECT_EQ(c.grid_d, -1);
+  EXPECT_EQ(c.best_d, 1000);
+  EXPECT_DOUBLE_EQ(c.best_score, 0.45);
+  EXPECT_DOUBLE_EQ(c.threshold, 0.5);
+}
+
+TEST(ThresholdCrossingTest, NonMonotoneCurveUsesFirstCrossing) {
+  // Crosses at 100, dips below at 300, crosses again at 1000: the first crossing counts.
+  const auto c = Cross({{10, 0.1}, {100, 0.6}, {300, 0.3}, {1000, 0.9}}, 0.5);
+  ASSERT_TRUE(c.reached);
+  EXPECT_EQ(c.grid_d, 100);
+  EXPECT_EQ(c.below_d, 10);
+  EXPECT_GT(c.d, 10.0);
+  EXPECT_LT(c.d, 100.0);
+  // (0.5 - 0.1) / (0.6 - 0.1) = 0.8 of the way from log 10 to log 100.
+  EXPECT_NEAR(c.d, std::pow(10.0, 1.8), 1e-9);
+  EXPECT_EQ(c.best_d, 1000);
+}
+
+TEST(ThresholdCrossingTest, NonMonotoneBeforeCrossingInterpolatesFromImmediateNeighbour) {
+  // A high point below the threshold at d = 10 then a dip at d = 30: interpolation uses d = 30.
+  const auto c = Cross({{10, 0.45}, {30, 0.1}, {100, 0.7}}, 0.5);
+  ASSERT_TRUE(c.reached);
+  EXPECT_EQ(c.grid_d, 100);
+  EXPECT_EQ(c.below_d, 30);
+  const double fraction = (0.5 - 0.1) / (0.7 - 0.1);
+  EXPECT_NEAR(c.d, std::exp(std::log(30.0) + fraction * (std::log(100.0) - std::log(30.0))), 1e-9);
+}
+
+TEST(ThresholdCrossingTest, LinearReadoutBelowFirstPositiveDIsNotInterpolated) {
+  const auto c = Cross({{0, 0.3}, {10, 0.8}, {100, 0.9}}, 0.5);
+  ASSERT_TRUE(c.reached);
+  EXPECT_EQ(c.grid_d, 10);
+  EXPECT_EQ(c.below_d, 0);
+  EXPECT_FALSE(c.interpolated);
+  EXPECT_DOUBLE_EQ(c.d, 10.0);
+}
+
+TEST(ThresholdCrossingTest, LinearReadoutReachingThresholdGivesZero) {
+  const auto c = Cross({{0, 0.6}, {10, 0.8}}, 0.5);
+  ASSERT_TRUE(c.reached);
+  EXPECT_EQ(c.grid_d, 0);
+  EXPECT_DOUBLE_EQ(c.d, 0.0);
+}
+
+TEST(ThresholdCrossingTest, MeanOverSeedsDecides) {
+  // One seed at d = 100 reaches the threshold, but the mean (0.45) does not; d = 1000 does.
+  const auto c = Cross({{100, 0.6}, {100, 0.3}, {1000, 0.7}, {1000, 0.7}}, 0.5);
+  ASSERT_TRUE(c.reached);
+  EXPECT_EQ(c.grid_d, 1000);
+  EXPECT_DOUBLE_EQ(c.below_score, 0.45);
+}
+
+TEST(ThresholdCrossingTest, RejectsBadInput) {
+  const auto empty = FindThresholdCrossing({}, 0.5);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.status().code(), StatusCode::kInvalidArgument);
+
+  const auto negative = FindThresholdCrossing({{10, 0.1}, {-3, 0.2}}, 0.5);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("d = -3"), std::string::npos) << negative.status();
+
+  const auto nan_score = FindThresholdCrossing({{10, std::numeric_limits<double>::quiet_NaN()}}, 0.5);
+  ASSERT_FALSE(nan_score.ok());
+  EXPECT_NE(nan_score.status().message().find("nan"), std::string::npos) << nan_score.status();
+
+  const auto nan_threshold = FindThresholdCrossing({{10, 0.1}}, std::numeric_limits<double>::quiet_NaN());
+  ASSERT_FALSE(nan_threshold.ok());
+  EXPECT_NE(nan_threshold.status().message().find("threshold"), std::string::npos) << nan_threshold.status();
+}
+
+}  // namespace
+}  // namespace dwarp

@@ -1,0 +1,214 @@
+#include "worker/engine/train/classifier_training.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <limits>
+#include <string>
+
+#include "worker/engine/datasets/idx_dataset.h"
+#include "worker/engine/models/mlp.h"
+
+namespace dwarp::engine {
+namespace {
+
+// Ten Gaussian blobs in 20 dimensions, shaped like small images [N, 1, 4, 5].
+ClassificationData Blobs(int64_t n, uint64_t seed) {
+  at::Generator means_gen = at::make_generator<at::CPUGeneratorImpl>(1234);  // the same classes in every split
+  const at::Tensor means = at::empty({10, 20}).normal_(0.0, 1.0, means_gen);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const at::Tensor labels = at::empty({n}, at::kLong).random_(0, 10, gen);
+  const at::Tensor noise = at::empty({n, 20}).normal_(0.0, 0.5, gen);
+  return {(means.index_select(0, labels) + noise).view({n, 1, 4, 5}), labels, 10};
+}
+
+ClassifierSplits BlobSplits() { return {Blobs(1500, 1), Blobs(300, 2), Blobs(300, 3)}; }
+
+torch::jit::Module SmallMlp(uint64_t seed = 0) {
+  auto mlp = CreateMlp(MlpOptions(20, 10).hidden({32}).seed(seed));
+  EXPECT_TRUE(mlp.ok()) << mlp.status();
+  return std::move(mlp).value();
+}
+
+SubspaceModel Wrap(const torch::jit::Module& module, int64_t d) {
+  auto model = SubspaceModel::Create(module, SubspaceOptions(d).seed(11));
+  EXPECT_TRUE(model.ok()) << model.status();
+  return std::move(model).value();
+}
+
+ClassifierTrainingOptions Options() {
+  return ClassifierTrainingOptions().epochs(3).batch_size(64).learning_rate(0.05).seed(4);
+}
+
+double Evaluate(SubspaceModel& model, const ClassificationData& data) {
+  at::NoGradGuard no_grad;
+  model.eval();
+  return model.Forward(data.inputs).argmax(1).eq(data.labels).to(at::kDouble).mean().item<double>();
+}
+
+TEST(ClassifierTrainingTest, LearnsThroughASubspace) {
+  const ClassifierSplits splits = BlobSplits();
+  SubspaceModel model = Wrap(SmallMlp(), 60);
+  const double before = Evaluate(model, splits.test);
+  int64_t callbacks = 0;
+  auto result = TrainClassifierInSubspace(model, splits,
+                                          Options().on_epoch([&](const EpochRecord& r) { EXPECT_EQ(r.epoch, ++callbacks); }));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_FALSE(result->full);
+  EXPECT_EQ(result->trained_parameter_count, 60);
+  EXPECT_EQ(result->model_parameter_count, 21 * 32 + 33 * 10);
+  EXPECT_EQ(result->epochs_run, 3);
+  EXPECT_EQ(callbacks, 3);
+  ASSERT_EQ(result->history.size(), 3u);
+  EXPECT_LT(result->history.back().train_loss, result->history.front().train_loss);
+  EXPECT_GT(result->test_accuracy, 0.6) << "chance is 0.1; before training " << before;
+  EXPECT_GT(result->test_accuracy, before + 0.3);
+  EXPECT_GT(result->seconds, 0.0);
+  // The best state is installed: evaluating the model again gives the reported accuracy.
+  EXPECT_DOUBLE_EQ(Evaluate(model, splits.test), result->test_accuracy);
+  EXPECT_DOUBLE_EQ(Evaluate(model, splits.validation), result->best_validation_accuracy);
+  EXPECT_DOUBLE_EQ(result->history[static_cast<size_t>(result->best_epoch - 1)].validation_accuracy,
+                   result->best_validation_accuracy);
+}
+
+TEST(ClassifierTrainingTest, SameSeedSameResultOtherSeedOtherResult) {
+  const ClassifierSplits splits = BlobSplits();
+  const torch::jit::Module mlp = SmallMlp();
+  SubspaceModel a = Wrap(mlp, 40);
+  SubspaceModel b = Wrap(mlp, 40);
+  SubspaceModel c = Wrap(mlp, 40);
+  auto ra = TrainClassifierInSubspace(a, splits, Options());
+  auto rb = TrainClassifierInSubspace(b, splits, Options());
+  auto rc = TrainClassifierInSubspace(c, splits, Options().seed(5));
+  ASSERT_TRUE(ra.ok() && rb.ok() && rc.ok());
+  EXPECT_TRUE(a.theta_d().equal(b.theta_d()));
+  EXPECT_EQ(ra->test_accuracy, rb->test_accuracy);
+  EXPECT_EQ(ra->history.back().train_loss, rb->history.back().train_loss);
+  EXPECT_FALSE(a.theta_d().equal(c.theta_d()));  // another minibatch order
+}
+
+TEST(ClassifierTrainingTest, FullTrainingTrainsEveryParameter) {
+  const ClassifierSplits splits = BlobSplits();
+  torch::jit::Module mlp = SmallMlp();
+  const at::Tensor w0 = mlp.attr("fc1").toModule().attr("weight").toTensor().detach().clone();
+  auto result = TrainClassifierFull(mlp, splits, Options().learning_rate(1e-2));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->full);
+  EXPECT_EQ(result->trained_parameter_count, 21 * 32 + 33 * 10);
+  EXPECT_EQ(result->model_parameter_count, result->trained_parameter_count);
+  EXPECT_GT(result->test_accuracy, 0.8);
+  EXPECT_FALSE(mlp.attr("fc1").toModule().attr("weight").toTensor().equal(w0));
+}
+
+TEST(ClassifierTrainingTest, FullTrainingOfADeepCopyLeavesTheOriginalAlone) {
+  // deepcopy() clones parameters that require grad into non-leaf tensors; training must still work.
+  const ClassifierSplits splits = BlobSplits();
+  const torch::jit::Module original = SmallMlp();
+  const at::Tensor w0 = original.attr("fc1").toModule().attr("weight").toTensor().detach().clone();
+  torch::jit::Module copy = original.deepcopy();
+  auto result = TrainClassifierFull(copy, splits, Options().epochs(1).learning_rate(1e-2));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_GT(result->test_accuracy, 0.5);
+  EXPECT_TRUE(original.attr("fc1").toModule().attr("weight").toTensor().equal(w0));
+  const at::Tensor trained = copy.attr("fc1").toModule().attr("weight").toTensor();
+  EXPECT_TRUE(trained.is_leaf());
+  EXPECT_FALSE(trained.equal(w0));
+}
+
+TEST(ClassifierTrainingTest, CosineScheduleChangesTrainingAndStillLearns) {
+  const ClassifierSplits splits = BlobSplits();
+  const torch::jit::Module mlp = SmallMlp();
+  SubspaceModel constant = Wrap(mlp, 60);
+  SubspaceModel cosine = Wrap(mlp, 60);
+  auto rc = TrainClassifierInSubspace(constant, splits, Options());
+  auto rs = TrainClassifierInSubspace(cosine, splits, Options().schedule(LearningRateSchedule::kCosine));
+  ASSERT_TRUE(rc.ok() && rs.ok());
+  // The first step has the full learning rate under both schedules, later steps do not.
+  EXPECT_FALSE(constant.theta_d().equal(cosine.theta_d()));
+  EXPECT_GT(rs->test_accuracy, 0.6);
+}
+
+TEST(ClassifierTrainingTest, PatienceStopsEarly) {
+  const ClassifierSplits splits = BlobSplits();
+  SubspaceModel model = Wrap(SmallMlp(), 30);
+  // A learning rate so small that validation accuracy cannot improve after the first epoch's level moves.
+  auto result = TrainClassifierInSubspace(model, splits, Options().epochs(20).learning_rate(1e-9).patience(2));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_LT(result->epochs_run, 20);
+  EXPECT_EQ(result->epochs_run, result->best_epoch + 2);
+}
+
+TEST(ClassifierTrainingTest, NonFiniteLossFailsWithReason) {
+  ClassifierSplits splits = BlobSplits();
+  splits.train.inputs = splits.train.inputs.clone();
+  splits.train.inputs.view(-1).fill_(std::numeric_limits<float>::quiet_NaN());
+  SubspaceModel model = Wrap(SmallMlp(), 30);
+  auto result = TrainClassifierInSubspace(model, splits, Options());
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(result.status().message().find("diverged"), std::string::npos) << result.status();
+  EXPECT_NE(result.status().message().find("epoch 1, step 1"), std::string::npos) << result.status();
+}
+
+TEST(ClassifierTrainingTest, BadOptionsAndDataAreRejected) {
+  const ClassifierSplits splits = BlobSplits();
+  SubspaceModel model = Wrap(SmallMlp(), 30);
+  auto no_epochs = TrainClassifierInSubspace(model, splits, Options().epochs(0));
+  ASSERT_FALSE(no_epochs.ok());
+  EXPECT_NE(no_epochs.status().message().find("epochs = 0"), std::string::npos) << no_epochs.status();
+
+  auto bad_lr = TrainClassifierInSubspace(model, splits, Options().learning_rate(-1.0));
+  ASSERT_FALSE(bad_lr.ok());
+  EXPECT_NE(bad_lr.status().message().find("learning_rate = -1"), std::string::npos) << bad_lr.status();
+
+  ClassifierSplits empty_validation = splits;
+  empty_validation.validation = SliceRows(splits.validation, 0, 0);
+  auto empty = TrainClassifierInSubspace(model, empty_validation, Options());
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("validation split is empty"), std::string::npos) << empty.status();
+
+  // A model with 10 outputs cannot classify 12 classes.
+  ClassifierSplits twelve = splits;
+  for (ClassificationData* split : {&twelve.train, &twelve.validation, &twelve.test}) split->num_classes = 12;
+  auto wrong_width = TrainClassifierInSubspace(model, twelve, Options());
+  ASSERT_FALSE(wrong_width.ok());
+  EXPECT_NE(wrong_width.status().message().find("expected logits [64, 12]"), std::string::npos) << wrong_width.status();
+}
+
+TEST(ClassifierTrainingTest, LibTorchErrorsBecomeStatus) {
+  ClassifierSplits splits = BlobSplits();
+  // Examples of the wrong size for the model's first layer: LibTorch throws inside forward.
+  for (ClassificationData* split : {&splits.train, &splits.validation, &splits.test}) {
+    split->inputs = at::zeros({split->size(), 1, 3, 3});
+  }
+  SubspaceModel model = Wrap(SmallMlp(), 30);
+  auto result = TrainClassifierInSubspace(model, splits, Options());
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kInternal);
+  EXPECT_NE(result.status().message().find("LibTorch"), std::string::npos) << result.status();
+}
+
+TEST(ClassifierTrainingTest, FashionMnistSubsetLearnsThroughASubspace) {
+  const std::string dir = "/usr/share/datasets/fashion-mnist";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "Fashion-MNIST not installed at " << dir;
+  auto train = LoadMnistStyleSplit(dir, "train", IdxClassificationOptions().max_items(3000));
+  ASSERT_TRUE(train.ok()) << train.status();
+  auto test = LoadMnistStyleSplit(dir, "t10k", IdxClassificationOptions().max_items(1000));
+  ASSERT_TRUE(test.ok()) << test.status();
+  ClassifierSplits splits{SliceRows(*train, 0, 2500), SliceRows(*train, 2500, 500), *test};
+
+  auto mlp = CreateMlp(MlpOptions(784, 10).hidden({64}).seed(0));
+  ASSERT_TRUE(mlp.ok()) << mlp.status();
+  SubspaceModel model = Wrap(*mlp, 300);
+  auto result = TrainClassifierInSubspace(
+      model, splits,
+      ClassifierTrainingOptions().epochs(3).batch_size(64).learning_rate(0.3).schedule(LearningRateSchedule::kCosine));
+  ASSERT_TRUE(result.ok()) << result.status();
+  // Chance is 0.1; a 300-dimensional subspace of this MLP gets well above 0.5 within three epochs.
+  EXPECT_GT(result->test_accuracy, 0.5);
+}
+
+}  // namespace
+}  // namespace dwarp::engine

@@ -1,0 +1,105 @@
+// Classifier training: the job the engine runs for one (model, dataset, d, seed) point of an intrinsic-
+// dimension or d_warp curve when the objective is classification.
+//
+// Two modes, one loop:
+//   subspace  TrainClassifierInSubspace: Adam on SubspaceModel::parameters() (theta_d and the lambdas);
+//             the wrapped module stays in eval mode (DESIGN.md).
+//   full      TrainClassifierFull: Adam on every parameter of the module ("d = full", the reference that
+//             "90% of full" thresholds use); the module is in train mode while training, eval mode while
+//             evaluating, as in ordinary fine-tuning.
+// Each epoch visits the training split once in minibatches drawn from a seeded shuffle (SeededStream, so
+// the order is the same on every machine), minimising mean cross-entropy with Adam (constant or cosine-
+// annealed learning rate); then the validation accuracy is measured. The state with the best validation accuracy (earliest on ties) is restored at the end and its
+// test accuracy reported; training stops early after `patience` epochs without improvement.
+//
+// Deterministic for a given seed, model, data and intra-op thread count (LibTorch's CPU reductions depend
+// on how work is split across threads).
+//
+// Errors: InvalidArgument for bad options or data (naming the value) and for a non-finite loss (training
+// diverged: naming the epoch, step and learning rate); Internal for any exception LibTorch throws, with
+// its message. Nothing throws out of these functions (STYLE.md rule 4).
+// Thread-safety: one call per model at a time; the functions keep no state of their own.
+#pragma once
+
+#include <torch/csrc/jit/api/module.h>
+
+#include <cstdint>
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/engine/datasets/classification_data.h"
+#include "worker/engine/subspace_model.h"
+
+namespace dwarp::engine {
+
+struct ClassifierSplits {
+  ClassificationData train;       // non-empty
+  ClassificationData validation;  // non-empty; chooses the best epoch
+  ClassificationData test;        // non-empty; scored once, with the best state
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;                 // 1-based
+  double train_loss = 0.0;           // mean minibatch cross-entropy over the epoch
+  double validation_accuracy = 0.0;  // in [0, 1]
+  bool improved = false;             // a new best validation accuracy
+  double seconds = 0.0;              // wall time of this epoch, evaluation included
+};
+
+enum class LearningRateSchedule {
+  kConstant,  // the learning rate throughout
+  kCosine,    // lr * (1 + cos(pi * step / total_steps)) / 2, per minibatch step, over all `epochs`
+};
+
+struct ClassifierTrainingOptions {
+  ClassifierTrainingOptions& epochs(int64_t v) { epochs_ = v; return *this; }
+  ClassifierTrainingOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
+  // Adam's learning rate for whatever trains (theta_d and lambdas, or all parameters).
+  ClassifierTrainingOptions& learning_rate(double v) { learning_rate_ = v; return *this; }
+  // How the learning rate changes over training (total_steps counts every epoch even if training stops early).
+  ClassifierTrainingOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
+  // Minibatch size for evaluation only (memory, not results).
+  ClassifierTrainingOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
+  // Stop after this many epochs without a better validation accuracy; 0: always run every epoch.
+  ClassifierTrainingOptions& patience(int64_t v) { patience_ = v; return *this; }
+  // Seed of the minibatch order.
+  ClassifierTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
+  // Called after every epoch on the calling thread (progress reporting).
+  ClassifierTrainingOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
+
+  int64_t epochs_ = 5;
+  int64_t batch_size_ = 128;
+  double learning_rate_ = 1e-3;
+  LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
+  int64_t eval_batch_size_ = 1000;
+  int64_t patience_ = 0;
+  uint64_t seed_ = 0;
+  std::function<void(const EpochRecord&)> on_epoch_;
+};
+
+struct ClassifierTrainingResult {
+  bool full = false;                      // all parameters trained (no subspace)
+  int64_t trained_parameter_count = 0;    // d for a subspace run; D for a full run
+  int64_t model_parameter_count = 0;      // D: the warped parameters (subspace) or all parameters (full)
+  double test_accuracy = 0.0;             // of the restored best state, in [0, 1]
+  double best_validation_accuracy = 0.0;  // in [0, 1]
+  int64_t best_epoch = 0;                 // 1-based
+  int64_t epochs_run = 0;
+  double seconds = 0.0;                   // wall time of the whole call
+  std::vector<EpochRecord> history;
+};
+
+// Trains `model` through its subspace; on success its best theta_d / lambdas are left installed.
+StatusOr<ClassifierTrainingResult> TrainClassifierInSubspace(SubspaceModel& model, const ClassifierSplits& data,
+                                                             const ClassifierTrainingOptions& options);
+
+// Trains every parameter of `module` in place; on success the best parameters are left in the module,
+// which is left in eval mode. Each parameter slot ends up holding a leaf tensor that requires grad: a
+// non-leaf slot (as Module::deepcopy() produces from parameters that require grad) is replaced by its
+// detached value first.
+StatusOr<ClassifierTrainingResult> TrainClassifierFull(torch::jit::Module& module, const ClassifierSplits& data,
+                                                       const ClassifierTrainingOptions& options);
+
+}  // namespace dwarp::engine

@@ -83,7 +83,7 @@ engine::ClassifierTrainingOptions TrainingOptions(const IntrinsicDimConfig& conf
       .seed(seed)
       .on_epoch([label, epochs = config.epochs](const engine::EpochRecord& r) {
         spdlog::info("{:>10} epoch {}/{}: train loss {:.4f}, validation accuracy {:.4f}{} ({:.1f} s)", label, r.epoch,
-                     epochs, r.train_loss, r.validation_accuracy, r.improved ? " *" : "", r.seconds);
+                     epochs, r.train_loss, r.validation_score, r.improved ? " *" : "", r.seconds);
       });
 }
 
@@ -98,7 +98,7 @@ nlohmann::ordered_json RunJson(const IntrinsicDimRun& run) {
   for (const auto& e : r.history) {
     history.push_back({{"epoch", e.epoch},
                        {"train_loss", e.train_loss},
-                       {"validation_accuracy", e.validation_accuracy},
+                       {"validation_accuracy", e.validation_score},
                        {"seconds", e.seconds}});
   }
   nlohmann::ordered_json d = run.d ? nlohmann::ordered_json(*run.d) : nlohmann::ordered_json("full");

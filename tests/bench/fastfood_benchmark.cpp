@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "tests/support/reference_fastfood.h"
+#include "tests/bench/ratio_reporter.h"
 #include "worker/engine/buffer_pool.h"
 #include "worker/engine/fastfood_projection.h"
 #include "worker/engine/fwht_cpu.h"
@@ -129,20 +130,6 @@ void BM_MemcpyPadded(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * padded * static_cast<int64_t>(sizeof(float)));
 }
 
-// Keeps the seconds per iteration of every run, keyed by name, for the ratio table.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  RatioReporter() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_Defaults : OO_None) {}
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
-      // Adjusted times are in the benchmark's display unit; the multiplier converts seconds to it.
-      seconds[run.benchmark_name()] = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit);
-    }
-  }
-  std::map<std::string, double> seconds;
-};
 
 }  // namespace
 
@@ -179,19 +166,14 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&rest_argc, rest.data());
   std::printf("threads: %d, FWHT kernels: %s, d = %lld\n", threads, dwarp::engine::internal::FwhtCpuIsa(),
               static_cast<long long>(kSubspaceDim));
-  RatioReporter reporter;
+  dwarp::bench::RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
   std::printf("\n%-6s %12s %12s %14s %16s %18s %14s\n", "D", "fastfood ms", "memcpy ms", "per-stage ms",
               "fastfood/4xmemcpy", "per-stage/fastfood", "B+Pi+G B/elem");
   for (int k : sizes) {
     const std::string arg = "/" + std::to_string(k) + "/";
-    const auto get = [&](const std::string& name) {
-      for (const auto& [run, secs] : reporter.seconds) {
-        if (run.rfind(name + arg, 0) == 0) return secs;
-      }
-      return 0.0;  // filtered out
-    };
+    const auto get = [&](const std::string& name) { return reporter.SecondsOf(name + arg); };
     const double ours = get("fastfood_fwd_bwd");
     const double copy = get("memcpy_padded");
     const double slow = get("per_stage_torch_fwd_bwd");

@@ -69,7 +69,7 @@ TEST(ClassifierTrainingTest, LearnsThroughASubspace) {
   // The best state is installed: evaluating the model again gives the reported accuracy.
   EXPECT_DOUBLE_EQ(Evaluate(model, splits.test), result->test_accuracy);
   EXPECT_DOUBLE_EQ(Evaluate(model, splits.validation), result->best_validation_accuracy);
-  EXPECT_DOUBLE_EQ(result->history[static_cast<size_t>(result->best_epoch - 1)].validation_accuracy,
+  EXPECT_DOUBLE_EQ(result->history[static_cast<size_t>(result->best_epoch - 1)].validation_score,
                    result->best_validation_accuracy);
 }
 

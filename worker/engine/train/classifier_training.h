@@ -31,6 +31,7 @@
 #include "common/status.h"
 #include "worker/engine/datasets/classification_data.h"
 #include "worker/engine/subspace_model.h"
+#include "worker/engine/train/training_loop.h"
 
 namespace dwarp::engine {
 
@@ -38,19 +39,6 @@ struct ClassifierSplits {
   ClassificationData train;       // non-empty
   ClassificationData validation;  // non-empty; chooses the best epoch
   ClassificationData test;        // non-empty; scored once, with the best state
-};
-
-struct EpochRecord {
-  int64_t epoch = 0;                 // 1-based
-  double train_loss = 0.0;           // mean minibatch cross-entropy over the epoch
-  double validation_accuracy = 0.0;  // in [0, 1]
-  bool improved = false;             // a new best validation accuracy
-  double seconds = 0.0;              // wall time of this epoch, evaluation included
-};
-
-enum class LearningRateSchedule {
-  kConstant,  // the learning rate throughout
-  kCosine,    // lr * (1 + cos(pi * step / total_steps)) / 2, per minibatch step, over all `epochs`
 };
 
 struct ClassifierTrainingOptions {
@@ -84,7 +72,7 @@ struct ClassifierTrainingResult {
   int64_t trained_parameter_count = 0;    // d for a subspace run; D for a full run
   int64_t model_parameter_count = 0;      // D: the warped parameters (subspace) or all parameters (full)
   double test_accuracy = 0.0;             // of the restored best state, in [0, 1]
-  double best_validation_accuracy = 0.0;  // in [0, 1]
+  double best_validation_accuracy = 0.0;  // in [0, 1]; history's validation_score is accuracy too
   int64_t best_epoch = 0;                 // 1-based
   int64_t epochs_run = 0;
   double seconds = 0.0;                   // wall time of the whole call

@@ -1,0 +1,905 @@
+#include "common/job_spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <tuple>
+#include <utility>
+
+namespace dwarp {
+namespace {
+
+using nlohmann::json;
+
+// An error found while reading a document: the field path and the whole message. Thrown only inside this
+// file and turned into a Status in one place (ReadDocument / ApplyOverride): almost every line of the
+// readers below can fail, and threading a Status through each would bury the schema in plumbing.
+struct SpecError {
+  std::string path;
+  std::string message;
+};
+
+[[noreturn]] void Fail(const std::string& path, std::string message) { throw SpecError{path, std::move(message)}; }
+
+std::string Join(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
+std::string Index(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
+
+// A value as it appears in messages: strings quoted, everything else as compact JSON (cut at 80 characters).
+std::string Describe(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 80) text = text.substr(0, 77) + "...";
+  return text;
+}
+
+const char* TypeName(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::string: return "a string";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    case json::value_t::array: return "a list";
+    case json::value_t::object: return "a mapping";
+    default: return "an unsupported value";
+  }
+}
+
+// "train.lr = -0.01; expected a number > 0"
+[[noreturn]] void FailValue(const std::string& path, const json& value, const std::string& expected) {
+  Fail(path, path + " = " + Describe(value) + "; expected " + expected);
+}
+
+// "train.batch_size = "abc" (a string); expected an integer >= 1"
+[[noreturn]] void FailType(const std::string& path, const json& value, const std::string& expected) {
+  Fail(path, path + " = " + Describe(value) + " (" + TypeName(value) + "); expected " + expected);
+}
+
+std::string JoinWords(const std::vector<std::string>& words, const char* separator = ", ") {
+  std::string out;
+  for (size_t i = 0; i < words.size(); ++i) out += (i ? separator : "") + words[i];
+  return out;
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The closest of `candidates` to `word` when it is a plausible typo (at most 2 edits, or a third of its
+// length for long words); empty otherwise.
+std::string NearestWord(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const std::string& candidate : candidates) {
+    const size_t distance = EditDistance(word, candidate);
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scalar readers. Each takes the value and its path, and fails naming both.
+
+double ReadDouble(const json& v, const std::string& path, const std::string& expected,
+                  const std::function<bool(double)>& ok) {
+  if (!v.is_number()) FailType(path, v, expected);
+  const double x = v.get<double>();
+  if (!std::isfinite(x) || !ok(x)) FailValue(path, v, expected);
+  return x;
+}
+
+int64_t ReadInt(const json& v, const std::string& path, int64_t min, const std::string& expected) {
+  if (!v.is_number_integer()) FailType(path, v, expected);
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    FailValue(path, v, expected);
+  }
+  const int64_t x = v.get<int64_t>();
+  if (x < min) FailValue(path, v, expected);
+  return x;
+}
+
+bool ReadBool(const json& v, const std::string& path) {
+  if (!v.is_boolean()) FailType(path, v, "true or false");
+  return v.get<bool>();
+}
+
+std::string ReadString(const json& v, const std::string& path, const std::string& expected) {
+  if (!v.is_string()) FailType(path, v, expected);
+  std::string s = v.get<std::string>();
+  if (s.empty()) FailValue(path, v, expected);
+  return s;
+}
+
+// One of `names` (the enum's spellings, in enum order); the index.
+size_t ReadChoice(const json& v, const std::string& path, const std::vector<std::string>& names) {
+  const std::string expected = "one of " + JoinWords(names, " | ");
+  if (!v.is_string()) FailType(path, v, expected);
+  const std::string s = v.get<std::string>();
+  const auto it = std::find(names.begin(), names.end(), s);
+  if (it != names.end()) return static_cast<size_t>(it - names.begin());
+  const std::string near = NearestWord(s, names);
+  FailValue(path, v, expected + (near.empty() ? "" : " (did you mean \"" + near + "\"?)"));
+}
+
+// A mapping's keys checked against the valid ones; typed access with defaults. Null values and absent
+// keys are both "not given". `object` may be null (the whole mapping absent).
+class Fields {
+ public:
+  Fields(const json* object, std::string path, std::vector<std::string> valid)
+      : object_(object), path_(std::move(path)), valid_(std::move(valid)) {
+    if (object_ == nullptr || object_->is_null()) {
+      object_ = nullptr;
+      return;
+    }
+    if (!object_->is_object()) {
+      FailType(path_.empty() ? "the document" : path_, *object_, "a mapping with keys " + JoinWords(valid_));
+    }
+    for (const auto& [key, value] : object_->items()) {
+      if (std::find(valid_.begin(), valid_.end(), key) != valid_.end()) continue;
+      const std::string near = NearestWord(key, valid_);
+      Fail(Join(path_, key), Join(path_, key) + ": unknown key \"" + key + "\"" +
+                                 (near.empty() ? "" : " (did you mean \"" + near + "\"?)") + "; valid keys " +
+                                 (path_.empty() ? "at the top level" : "in " + path_) + ": " + JoinWords(valid_));
+    }
+  }
+
+  const std::string& path() const { return path_; }
+  std::string PathOf(const std::string& key) const { return Join(path_, key); }
+  bool Has(const std::string& key) const {
+    return object_ != nullptr && object_->contains(key) && !object_->at(key).is_null();
+  }
+  // The value of a key that Has(key); a null json for one that does not.
+  const json& Get(const std::string& key) const {
+    static const json kNull;
+    return Has(key) ? object_->at(key) : kNull;
+  }
+  // The sub-mapping (or nullptr) for a nested Fields.
+  const json* Child(const std::string& key) const { return Has(key) ? &object_->at(key) : nullptr; }
+
+  double Double(const std::string& key, double fallback, const std::string& expected,
+                const std::function<bool(double)>& ok) const {
+    return Has(key) ? ReadDouble(Get(key), PathOf(key), expected, ok) : fallback;
+  }
+  int64_t Int(const std::string& key, int64_t fallback, int64_t min) const {
+    return Has(key) ? ReadInt(Get(key), PathOf(key), min, "an integer >= " + std::to_string(min)) : fallback;
+  }
+  bool Bool(const std::string& key, bool fallback) const {
+    return Has(key) ? ReadBool(Get(key), PathOf(key)) : fallback;
+  }
+  std::string String(const std::string& key, const std::string& expected) const {
+    return Has(key) ? ReadString(Get(key), PathOf(key), expected) : std::string();
+  }
+  std::string RequiredString(const std::string& key, const std::string& expected) const {
+    Require(key, expected);
+    return ReadString(Get(key), PathOf(key), expected);
+  }
+  void Require(const std::string& key, const std::string& expected) const {
+    if (!Has(key)) Fail(PathOf(key), PathOf(key) + ": missing; expected " + expected);
+  }
+  // A key that this configuration does not use; `why` completes "expected no <key> ...".
+  void Forbid(const std::string& key, const std::string& why) const {
+    if (Has(key)) FailValue(PathOf(key), Get(key), "no " + key + " " + why);
+  }
+
+ private:
+  const json* object_;
+  std::string path_;
+  std::vector<std::string> valid_;
+};
+
+// A string or a list of strings (each non-empty).
+std::vector<std::string> ReadStringList(const json& v, const std::string& path, const std::string& expected) {
+  if (v.is_string()) return {ReadString(v, path, expected)};
+  if (!v.is_array()) FailType(path, v, expected);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < v.size(); ++i) out.push_back(ReadString(v[i], Index(path, i), "a non-empty string"));
+  return out;
+}
+
+std::vector<double> ReadDoubleList(const json& v, const std::string& path, const std::string& expected,
+                                   const std::string& item_expected, const std::function<bool(double)>& ok) {
+  if (!v.is_array() || v.empty()) FailType(path, v, expected);
+  std::vector<double> out;
+  for (size_t i = 0; i < v.size(); ++i) out.push_back(ReadDouble(v[i], Index(path, i), item_expected, ok));
+  return out;
+}
+
+const auto kPositive = [](double x) { return x > 0; };
+const auto kNonNegative = [](double x) { return x >= 0; };
+const auto kFraction = [](double x) { return x > 0 && x < 1; };
+
+// ---------------------------------------------------------------------------------------------------------
+// Names of the enums, in enum order.
+
+const std::vector<std::string>& ModelArchNames() {
+  static const std::vector<std::string> names = {"mlp", "lenet", "small_cnn", "resnet18", "torchscript"};
+  return names;
+}
+const std::vector<std::string>& DataKindNames() {
+  static const std::vector<std::string> names = {"nsd", "majaj_hong", "generic", "image_folder", "idx", "synthetic"};
+  return names;
+}
+const std::vector<std::string>& ObjectiveNames() {
+  static const std::vector<std::string> names = {"regression", "classification"};
+  return names;
+}
+const std::vector<std::string>& ReadoutNames() {
+  static const std::vector<std::string> names = {"sgd", "ridge"};
+  return names;
+}
+
+bool IsClassificationKind(DataKind kind) { return kind == DataKind::kImageFolder || kind == DataKind::kIdx; }
+
+// ---------------------------------------------------------------------------------------------------------
+// The schema.
+
+ModelSpec ReadModel(const json* object, const std::string& path) {
+  const Fields f(object, path,
+                 {"arch", "weights", "layer", "layer_groups", "input_channels", "input_size", "hidden"});
+  if (object == nullptr || object->is_null()) {
+    Fail(path, path + ": missing; expected a mapping with at least arch (keys: arch, weights, layer, "
+                      "layer_groups, input_channels, input_size, hidden)");
+  }
+  ModelSpec m;
+  f.Require("arch", "one of " + JoinWords(ModelArchNames(), " | "));
+  m.arch = static_cast<ModelArch>(ReadChoice(f.Get("arch"), f.PathOf("arch"), ModelArchNames()));
+  const std::string arch = ModelArchName(m.arch);
+
+  m.weights = f.String("weights", "a path to the weights file");
+  if (m.arch == ModelArch::kTorchscript && m.weights.empty()) {
+    Fail(f.PathOf("weights"), f.PathOf("weights") + ": missing; expected a path to the TorchScript file "
+                                                     "(arch torchscript has no built-in network)");
+  }
+  m.layer = f.String("layer", "the name of the read-out layer, e.g. avgpool");
+
+  if (f.Has("layer_groups")) {
+    const json& groups = f.Get("layer_groups");
+    const std::string groups_path = f.PathOf("layer_groups");
+    const std::string expected = "a list of groups, each a list of parameter-name prefixes (or one prefix)";
+    if (!groups.is_array()) FailType(groups_path, groups, expected);
+    m.layer_groups.emplace();
+    for (size_t i = 0; i < groups.size(); ++i) {
+      std::vector<std::string> group =
+          ReadStringList(groups[i], Index(groups_path, i), "a prefix or a list of prefixes");
+      if (group.empty()) FailValue(Index(groups_path, i), groups[i], "a non-empty list of prefixes");
+      m.layer_groups->push_back(std::move(group));
+    }
+  }
+
+  int64_t default_channels = 3, default_size = 224;
+  if (m.arch == ModelArch::kMlp || m.arch == ModelArch::kLenet || m.arch == ModelArch::kSmallCnn) {
+    default_channels = 1;
+    default_size = 28;
+  }
+  m.input_channels = f.Int("input_channels", default_channels, 1);
+  m.input_size = f.Int("input_size", default_size, 1);
+
+  if (m.arch == ModelArch::kMlp) {
+    m.hidden = {200, 200};
+    if (f.Has("hidden")) {
+      const json& v = f.Get("hidden");
+      const std::string hidden_path = f.PathOf("hidden");
+      if (!v.is_array()) FailType(hidden_path, v, "a list of hidden-layer widths, each an integer >= 1");
+      m.hidden.clear();
+      for (size_t i = 0; i < v.size(); ++i) {
+        m.hidden.push_back(ReadInt(v[i], Index(hidden_path, i), 1, "an integer >= 1"));
+      }
+    }
+  } else {
+    f.Forbid("hidden", "for arch " + arch + " (hidden widths are for arch mlp)");
+  }
+  return m;
+}
+
+SplitSpec ReadSplit(const json* object, const std::string& path, DataKind kind, bool test_from_elsewhere) {
+  const Fields f(object, path, {"train", "val", "test", "column"});
+  SplitSpec s;
+  if (kind == DataKind::kGeneric && f.Has("column")) {
+    s.column = f.RequiredString("column", "the name of a column whose values are train | val | test");
+    for (const char* key : {"train", "val", "test"}) {
+      f.Forbid(key, "with " + f.PathOf("column") + " set (the column decides the split)");
+    }
+    return s;
+  }
+  f.Forbid("column", std::string("for data.kind ") + DataKindName(kind) + " (a split column is for data.kind generic)");
+
+  const std::string fraction = "a fraction in (0, 1)";
+  const double default_train = test_from_elsewhere ? 0.8 : 0.6;
+  s.train = f.Double("train", default_train, fraction, kFraction);
+  s.val = f.Double("val", 0.2, fraction, kFraction);
+  if (test_from_elsewhere) {
+    const std::string why = kind == DataKind::kNsd ? "the shared1000 stimuli" : "data.test_images";
+    if (f.Has("test")) {
+      ReadDouble(f.Get("test"), f.PathOf("test"), "0 (the test split is " + why + ")", [](double x) { return x == 0; });
+    }
+    s.test = 0.0;
+  } else {
+    s.test = f.Double("test", 0.2, fraction, kFraction);
+  }
+  const double sum = s.train + s.val + s.test;
+  if (std::abs(sum - 1.0) > 1e-9) {
+    std::ostringstream os;
+    os << path << ": train + val" << (test_from_elsewhere ? "" : " + test") << " = " << s.train << " + " << s.val;
+    if (!test_from_elsewhere) os << " + " << s.test;
+    os << " = " << sum << "; expected fractions summing to 1";
+    if (test_from_elsewhere) {
+      os << " (the test split is " << (kind == DataKind::kNsd ? "the shared1000 stimuli" : "data.test_images") << ")";
+    }
+    Fail(path, os.str());
+  }
+  return s;
+}
+
+SyntheticSpec ReadSynthetic(const json* object, const std::string& path) {
+  const Fields f(object, path, {"targets", "warp_dim", "warp_scale", "noise", "teacher"});
+  SyntheticSpec s;
+  s.targets = f.Int("targets", s.targets, 1);
+  s.warp_dim = f.Int("warp_dim", s.warp_dim, 1);
+  s.warp_scale = f.Double("warp_scale", s.warp_scale, "a number >= 0", kNonNegative);
+  s.noise = f.Double("noise", s.noise, "a number >= 0", kNonNegative);
+  if (f.Has("teacher")) s.teacher = ReadModel(f.Child("teacher"), f.PathOf("teacher"));
+  return s;
+}
+
+DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& model) {
+  const Fields f(object, path,
+                 {"kind", "root", "file", "stimuli", "images", "labels", "test_images", "test_labels", "roi", "split",
+                  "limit_stimuli", "limit_classes", "limit_samples", "image_size", "mean", "std", "synthetic"});
+  if (object == nullptr || object->is_null()) {
+    Fail(path, path + ": missing; expected a mapping with at least kind and the kind's paths");
+  }
+  DataSpec d;
+  f.Require("kind", "one of " + JoinWords(DataKindNames(), " | "));
+  d.kind = static_cast<DataKind>(ReadChoice(f.Get("kind"), f.PathOf("kind"), DataKindNames()));
+  const std::string kind = DataKindName(d.kind);
+  const std::string for_kind = "for data.kind " + kind;
+
+  // Paths: required ones, and every other one forbidden.
+  struct PathKey {
+    const char* key;
+    std::string* field;
+    const char* what;
+  };
+  const std::vector<PathKey> path_keys = {
+      {"root", &d.root, "a folder"},          {"file", &d.file, "a netCDF file"},
+      {"stimuli", &d.stimuli, "an image folder"}, {"images", &d.images, "an IDX images file"},
+      {"labels", &d.labels, "an IDX labels file"}, {"test_images", &d.test_images, "an IDX images file"},
+      {"test_labels", &d.test_labels, "an IDX labels file"}};
+  std::vector<std::string> required, optional;
+  switch (d.kind) {
+    case DataKind::kNsd: required = {"root", "stimuli"}; break;
+    case DataKind::kMajajHong: required = {"file", "stimuli"}; break;
+    case DataKind::kGeneric: required = {"root"}; break;
+    case DataKind::kImageFolder: required = {"root"}; break;
+    case DataKind::kIdx: required = {"images", "labels"}, optional = {"test_images", "test_labels"}; break;
+    case DataKind::kSynthetic: optional = {"images", "stimuli"}; break;
+  }
+  std::vector<std::string> used = required;
+  used.insert(used.end(), optional.begin(), optional.end());
+  for (const PathKey& p : path_keys) {
+    const bool is_used = std::find(used.begin(), used.end(), p.key) != used.end();
+    if (!is_used) {
+      f.Forbid(p.key, for_kind + " (its paths: " + JoinWords(used) + ")");
+      continue;
+    }
+    const bool is_required = std::find(required.begin(), required.end(), p.key) != required.end();
+    *p.field = is_required ? f.RequiredString(p.key, std::string(p.what) + " (required " + for_kind + ")")
+                           : f.String(p.key, std::string(p.what));
+  }
+  if (d.kind == DataKind::kIdx && d.test_images.empty() != d.test_labels.empty()) {
+    const std::string missing = d.test_images.empty() ? "test_images" : "test_labels";
+    Fail(f.PathOf(missing), f.PathOf(missing) + ": missing; expected test_images and test_labels together");
+  }
+  if (d.kind == DataKind::kSynthetic && d.images.empty() == d.stimuli.empty()) {
+    Fail(path, path + ": data.kind synthetic takes exactly one source of real images, images (an IDX file) or "
+                      "stimuli (an image folder); got " + (d.images.empty() ? "neither" : "both"));
+  }
+
+  // Regions of interest.
+  if (d.kind == DataKind::kMajajHong) {
+    d.roi = {"IT"};
+    if (f.Has("roi")) {
+      d.roi = ReadStringList(f.Get("roi"), f.PathOf("roi"), "IT, V4 or a list of them");
+      if (d.roi.empty()) FailValue(f.PathOf("roi"), f.Get("roi"), "IT, V4 or a list of them");
+      for (size_t i = 0; i < d.roi.size(); ++i) {
+        if (d.roi[i] != "IT" && d.roi[i] != "V4") {
+          const json& v = f.Get("roi");
+          FailValue(v.is_array() ? Index(f.PathOf("roi"), i) : f.PathOf("roi"), json(d.roi[i]),
+                    "IT or V4 (the Majaj-Hong regions)");
+        }
+      }
+    }
+  } else if (d.kind == DataKind::kNsd) {
+    if (f.Has("roi")) d.roi = ReadStringList(f.Get("roi"), f.PathOf("roi"), "an ROI name or a list of them");
+  } else {
+    f.Forbid("roi", for_kind + " (roi is for nsd and majaj_hong)");
+  }
+
+  const bool test_from_elsewhere = d.kind == DataKind::kNsd || (d.kind == DataKind::kIdx && !d.test_images.empty());
+  d.split = ReadSplit(f.Child("split"), f.PathOf("split"), d.kind, test_from_elsewhere);
+
+  d.limit_stimuli = f.Int("limit_stimuli", 0, 0);
+  if (IsClassificationKind(d.kind)) {
+    d.limit_classes = f.Int("limit_classes", 0, 0);
+    d.limit_samples = f.Int("limit_samples", 0, 0);
+  } else {
+    f.Forbid("limit_classes", for_kind + " (class limits are for image_folder and idx)");
+    f.Forbid("limit_samples", for_kind + " (class limits are for image_folder and idx)");
+  }
+
+  d.image_size = f.Int("image_size", model.input_size, 1);
+  const int64_t channels = model.input_channels;
+  if (channels == 3) {
+    d.mean = {0.485, 0.456, 0.406};
+    d.std = {0.229, 0.224, 0.225};
+  } else {
+    d.mean.assign(static_cast<size_t>(channels), 0.0);
+    d.std.assign(static_cast<size_t>(channels), 1.0);
+  }
+  const std::string per_channel = "a list of 1 or model.input_channels = " + std::to_string(channels) + " numbers";
+  if (f.Has("mean")) {
+    d.mean = ReadDoubleList(f.Get("mean"), f.PathOf("mean"), per_channel, "a number", [](double) { return true; });
+  }
+  if (f.Has("std")) d.std = ReadDoubleList(f.Get("std"), f.PathOf("std"), per_channel, "a number > 0", kPositive);
+  for (const char* key : {"mean", "std"}) {
+    const size_t n = std::string(key) == "mean" ? d.mean.size() : d.std.size();
+    if (n != 1 && static_cast<int64_t>(n) != channels) FailValue(f.PathOf(key), f.Get(key), per_channel);
+  }
+
+  if (d.kind == DataKind::kSynthetic) {
+    d.synthetic = ReadSynthetic(f.Child("synthetic"), f.PathOf("synthetic"));
+  } else {
+    f.Forbid("synthetic", for_kind + " (the synthetic block is for data.kind synthetic)");
+  }
+  return d;
+}
+
+TrainSpec ReadTrain(const json* object, const std::string& path) {
+  const Fields f(object, path,
+                 {"lr", "low_dim_lr", "weight_decay", "batch_size", "max_epochs", "patience", "min_delta",
+                  "freeze_head", "seed", "device", "threads"});
+  TrainSpec t;
+  t.lr = f.Double("lr", t.lr, "a number > 0", kPositive);
+  if (f.Has("low_dim_lr")) t.low_dim_lr = f.Double("low_dim_lr", 0, "a number > 0", kPositive);
+  t.weight_decay = f.Double("weight_decay", t.weight_decay, "a number >= 0", kNonNegative);
+  t.batch_size = f.Int("batch_size", t.batch_size, 1);
+  t.max_epochs = f.Int("max_epochs", t.max_epochs, 1);
+  t.patience = f.Int("patience", t.patience, 0);
+  t.min_delta = f.Double("min_delta", t.min_delta, "a number >= 0", kNonNegative);
+  t.freeze_head = f.Bool("freeze_head", t.freeze_head);
+  t.seed = static_cast<uint64_t>(f.Int("seed", 0, 0));
+  if (f.Has("device")) {
+    static const std::regex kDevice("cpu|cuda|cuda:[0-9]+");
+    const json& v = f.Get("device");
+    const std::string expected = "cpu, cuda or cuda:N (N a device index)";
+    if (!v.is_string()) FailType(f.PathOf("device"), v, expected);
+    t.device = v.get<std::string>();
+    if (!std::regex_match(t.device, kDevice)) FailValue(f.PathOf("device"), v, expected);
+  }
+  t.threads = f.Int("threads", t.threads, 0);
+  return t;
+}
+
+RidgeSpec ReadRidge(const json* object, const std::string& path) {
+  const Fields f(object, path, {"alphas", "per_target", "folds"});
+  RidgeSpec r;
+  if (f.Has("alphas")) {
+    r.alphas = ReadDoubleList(f.Get("alphas"), f.PathOf("alphas"), "a non-empty list of ridge penalties > 0",
+                              "a number > 0", kPositive);
+  }
+  r.per_target = f.Bool("per_target", r.per_target);
+  r.folds = f.Int("folds", r.folds, 2);
+  return r;
+}
+
+SubspaceDim ReadD(const Fields& f) {
+  const std::string expected = "0 (linear readout), a positive integer (subspace dimension) or full";
+  f.Require("d", expected);
+  const json& v = f.Get("d");
+  StatusOr<SubspaceDim> d = Status(StatusCode::kInternal, "unset");
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      FailValue("d", v, expected);
+    }
+    d = SubspaceDim::FromInt(v.get<int64_t>());
+  } else if (v.is_string()) {
+    d = SubspaceDim::Parse(v.get<std::string>());
+  } else {
+    FailType("d", v, expected);
+  }
+  if (!d.ok()) Fail("d", d.status().message());  // SubspaceDim's message already reads "d = <value>; expected ..."
+  return *d;
+}
+
+JobSpec ReadJob(const json& document) {
+  if (!document.is_object()) {
+    FailType("the document", document, "a mapping with keys model, data, d, objective, readout, ridge, train");
+  }
+  const Fields f(&document, "", {"model", "data", "d", "objective", "readout", "ridge", "train"});
+  JobSpec job;
+  job.model = ReadModel(f.Child("model"), "model");
+  job.data = ReadData(f.Child("data"), "data", job.model);
+  job.d = ReadD(f);
+  job.train = ReadTrain(f.Child("train"), "train");
+
+  const bool labelled = IsClassificationKind(job.data.kind);
+  job.objective = labelled ? Objective::kClassification : Objective::kRegression;
+  if (f.Has("objective")) {
+    job.objective = static_cast<Objective>(ReadChoice(f.Get("objective"), "objective", ObjectiveNames()));
+    if ((job.objective == Objective::kClassification) != labelled) {
+      FailValue("objective", f.Get("objective"),
+                std::string(labelled ? "classification" : "regression") + " for data.kind " +
+                    DataKindName(job.data.kind) +
+                    " (classification needs class labels: data.kind image_folder or idx)");
+    }
+  }
+
+  if (f.Has("readout")) job.readout = static_cast<Readout>(ReadChoice(f.Get("readout"), "readout", ReadoutNames()));
+  if (job.readout == Readout::kRidge) {
+    if (!job.d.is_linear()) {
+      FailValue("readout", f.Get("readout"),
+                "sgd when d = " + job.d.ToString() +
+                    " (ridge is a closed-form readout on frozen features: it needs d = 0 and objective regression)");
+    }
+    if (job.objective != Objective::kRegression) {
+      FailValue("readout", f.Get("readout"),
+                std::string("sgd when objective = ") + ObjectiveName(job.objective) +
+                    " (ridge is a closed-form readout on frozen features: it needs d = 0 and objective regression)");
+    }
+    job.ridge = ReadRidge(f.Child("ridge"), "ridge");
+  } else {
+    f.Forbid("ridge", "with readout sgd (the ridge block is for readout: ridge)");
+  }
+  if (job.d.is_linear() && job.train.freeze_head) {
+    FailValue("train.freeze_head", json(true), "false when d = 0 (the head is the only thing trained)");
+  }
+  return job;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// YAML -> json. yaml-cpp keeps every scalar as text; plain (unquoted) scalars are typed here by the YAML 1.2
+// core schema, so `1e-2` is a number (as OmegaConf reads it) and a quoted "1000" stays a string.
+
+json PlainScalar(const std::string& s) {
+  static const std::regex kInt("[-+]?[0-9]+");
+  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
+  static const std::regex kInf("[-+]?\\.(inf|Inf|INF)");
+  static const std::regex kNan("\\.(nan|NaN|NAN)");
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  if (std::regex_match(s, kInt)) {
+    errno = 0;
+    const long long v = std::strtoll(s.c_str(), nullptr, 10);
+    if (errno != ERANGE) return static_cast<int64_t>(v);
+    return s;  // past int64: kept as text, so the reader reports it with its type
+  }
+  if (std::regex_match(s, kFloat)) return std::strtod(s.c_str(), nullptr);
+  if (std::regex_match(s, kInf)) {
+    return s[0] == '-' ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+  }
+  if (std::regex_match(s, kNan)) return std::numeric_limits<double>::quiet_NaN();
+  return s;
+}
+
+json YamlToJson(const YAML::Node& node, const std::string& path) {
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null: return nullptr;
+    case YAML::NodeType::Scalar:
+      // "?" marks a plain scalar; "!" a quoted one; "tag:yaml.org,2002:str" an explicit !!str.
+      return node.Tag() == "?" ? PlainScalar(node.Scalar()) : json(node.Scalar());
+    case YAML::NodeType::Sequence: {
+      json out = json::array();
+      size_t i = 0;
+      for (const YAML::Node& item : node) out.push_back(YamlToJson(item, Index(path, i++)));
+      return out;
+    }
+    case YAML::NodeType::Map: {
+      json out = json::object();
+      for (const auto& entry : node) {
+        if (!entry.first.IsScalar()) Fail(path, (path.empty() ? "the document" : path) + ": a key is not a plain name");
+        const std::string key = entry.first.Scalar();
+        if (out.contains(key)) Fail(Join(path, key), Join(path, key) + ": duplicate key \"" + key + "\"");
+        out[key] = YamlToJson(entry.second, Join(path, key));
+      }
+      return out;
+    }
+  }
+  return nullptr;
+}
+
+StatusOr<json> ParseDocument(std::string_view text, SpecFormat format) {
+  if (format == SpecFormat::kJson) {
+    // nlohmann keeps the last of two equal keys; a job file with two `lr`s is a mistake, so the parse
+    // callback tracks the keys of each open object and reports the first repeat.
+    std::vector<std::set<std::string>> open_objects;
+    std::string duplicate;
+    const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
+      if (event == json::parse_event_t::object_start) open_objects.emplace_back();
+      if (event == json::parse_event_t::object_end) open_objects.pop_back();
+      if (event == json::parse_event_t::key && !open_objects.back().insert(parsed.get<std::string>()).second &&
+          duplicate.empty()) {
+        duplicate = parsed.get<std::string>();
+      }
+      return true;
+    };
+    try {
+      json document = json::parse(text.begin(), text.end(), check_keys);
+      if (!duplicate.empty()) return InvalidArgumentError("job spec has a duplicate key \"" + duplicate + "\"");
+      return document;
+    } catch (const json::parse_error& e) {
+      return InvalidArgumentError(std::string("job spec is not valid JSON: ") + e.what());
+    }
+  }
+  try {
+    return YamlToJson(YAML::Load(std::string(text)), "");
+  } catch (const YAML::Exception& e) {
+    return InvalidArgumentError(std::string("job spec is not valid YAML: ") + e.what());
+  } catch (const SpecError& e) {
+    return InvalidArgumentError(e.message);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Overrides.
+
+struct Override {
+  std::string text;
+  std::vector<std::string> keys;  // the dotted path, split
+  std::string path;               // the dotted path
+};
+
+Status OverrideError(const std::string& text, const std::string& why) {
+  return InvalidArgumentError("override `" + text + "`: " + why);
+}
+
+// Applies one `key=value`, `+key=value` or `~key` to `document`; `parsed` receives its path.
+Status ApplyOverride(json& document, const std::string& text, Override* parsed) {
+  static const std::regex kKey("[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*");
+  const char* kForm = "expected key=value (a dotted path such as train.lr=0.01), +key=value or ~key";
+  std::string body = text;
+  const bool remove = !body.empty() && body[0] == '~';
+  if (remove) body.erase(0, 1);
+  while (!body.empty() && body[0] == '+') body.erase(0, 1);
+  const size_t eq = body.find('=');
+  std::string key = remove ? body.substr(0, eq) : (eq == std::string::npos ? "" : body.substr(0, eq));
+  if (!remove && eq == std::string::npos) return OverrideError(text, std::string("no `=`; ") + kForm);
+  if (!std::regex_match(key, kKey)) return OverrideError(text, "bad key \"" + key + "\"; " + kForm);
+
+  parsed->text = text;
+  parsed->path = key;
+  parsed->keys.clear();
+  std::stringstream ss(key);
+  for (std::string part; std::getline(ss, part, '.');) parsed->keys.push_back(part);
+
+  if (document.is_null()) document = json::object();
+  json* node = &document;
+  std::string walked;
+  for (size_t i = 0; i + 1 < parsed->keys.size(); ++i) {
+    const std::string& part = parsed->keys[i];
+    if (!node->is_object()) {
+      return OverrideError(text, (walked.empty() ? "the document" : walked) + " is " + Describe(*node) + " (" +
+                                     TypeName(*node) + "), not a mapping, so it has no key \"" + part + "\"");
+    }
+    walked = Join(walked, part);
+    json& child = (*node)[part];
+    if (child.is_null()) {
+      if (remove) return OverrideError(text, walked + " is not set, so there is nothing to remove");
+      child = json::object();
+    }
+    node = &child;
+  }
+  const std::string& last = parsed->keys.back();
+  if (!node->is_object()) {
+    return OverrideError(text, (walked.empty() ? "the document" : walked) + " is " + Describe(*node) + " (" +
+                                   TypeName(*node) + "), not a mapping, so it has no key \"" + last + "\"");
+  }
+  if (remove) {
+    if (!node->contains(last)) return OverrideError(text, key + " is not set, so there is nothing to remove");
+    node->erase(last);
+    return OkStatus();
+  }
+  const std::string value_text = body.substr(eq + 1);
+  try {
+    (*node)[last] = value_text.empty() ? json(nullptr) : YamlToJson(YAML::Load(value_text), key);
+  } catch (const YAML::Exception& e) {
+    return OverrideError(text, "the value is not valid YAML: " + std::string(e.what()));
+  } catch (const SpecError& e) {
+    return OverrideError(text, e.message);
+  }
+  return OkStatus();
+}
+
+// Whether a validation error at `error_path` concerns what `override_path` set: the same field, a field
+// inside it, or (a new key under an unknown one) a field above it.
+bool Concerns(const std::string& override_path, const std::string& error_path) {
+  auto under = [](const std::string& inner, const std::string& outer) {
+    return inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
+           (inner[outer.size()] == '.' || inner[outer.size()] == '[');
+  };
+  return override_path == error_path || under(error_path, override_path) ||
+         (!error_path.empty() && under(override_path, error_path));
+}
+
+StatusOr<JobSpec> Validate(const json& document, const std::vector<Override>& overrides) {
+  try {
+    return ReadJob(document);
+  } catch (const SpecError& e) {
+    for (auto it = overrides.rbegin(); it != overrides.rend(); ++it) {
+      if (Concerns(it->path, e.path)) return OverrideError(it->text, e.message);
+    }
+    if (overrides.empty()) return InvalidArgumentError(e.message);
+    // A field the overrides did not touch that is wrong because of them (data.kind=nsd makes data.root
+    // required): name them all.
+    std::vector<std::string> texts;
+    for (const Override& o : overrides) texts.push_back("`" + o.text + "`");
+    return InvalidArgumentError(e.message + " (after overrides " + JoinWords(texts, " ") + ")");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Writing.
+
+json ModelToJson(const ModelSpec& m) {
+  json out = {{"arch", ModelArchName(m.arch)}};
+  if (!m.layer.empty()) out["layer"] = m.layer;
+  if (!m.weights.empty()) out["weights"] = m.weights;
+  out["layer_groups"] = m.layer_groups ? json(*m.layer_groups) : json(nullptr);
+  out["input_channels"] = m.input_channels;
+  out["input_size"] = m.input_size;
+  if (m.arch == ModelArch::kMlp) out["hidden"] = m.hidden;
+  return out;
+}
+
+}  // namespace
+
+const char* ModelArchName(ModelArch arch) { return ModelArchNames()[static_cast<size_t>(arch)].c_str(); }
+const char* DataKindName(DataKind kind) { return DataKindNames()[static_cast<size_t>(kind)].c_str(); }
+const char* ObjectiveName(Objective objective) { return ObjectiveNames()[static_cast<size_t>(objective)].c_str(); }
+const char* ReadoutName(Readout readout) { return ReadoutNames()[static_cast<size_t>(readout)].c_str(); }
+
+StatusOr<JobSpec> JobSpecFromJson(const json& document) { return Validate(document, {}); }
+
+StatusOr<JobSpec> ParseJobSpec(std::string_view text, SpecFormat format, const std::vector<std::string>& overrides) {
+  StatusOr<json> document = ParseDocument(text, format);
+  if (!document.ok()) return document.status();
+  std::vector<Override> applied(overrides.size());
+  for (size_t i = 0; i < overrides.size(); ++i) {
+    DWARP_RETURN_IF_ERROR(ApplyOverride(*document, overrides[i], &applied[i]));
+  }
+  return Validate(*document, applied);
+}
+
+StatusOr<JobSpec> LoadJobSpecFile(const std::string& path, const std::vector<std::string>& overrides) {
+  const size_t dot = path.find_last_of('.');
+  const std::string extension = dot == std::string::npos ? "" : path.substr(dot);
+  SpecFormat format;
+  if (extension == ".yaml" || extension == ".yml") {
+    format = SpecFormat::kYaml;
+  } else if (extension == ".json") {
+    format = SpecFormat::kJson;
+  } else {
+    return InvalidArgumentError("job spec file \"" + path + "\" has extension \"" + extension +
+                                "\"; expected .yaml, .yml or .json");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError("cannot read job spec file \"" + path + "\"");
+  std::ostringstream text;
+  text << in.rdbuf();
+  StatusOr<JobSpec> spec = ParseJobSpec(text.str(), format, overrides);
+  if (!spec.ok()) return Status(spec.status().code(), path + ": " + spec.status().message());
+  return spec;
+}
+
+json ToJson(const JobSpec& spec) {
+  const DataSpec& d = spec.data;
+  json data = {{"kind", DataKindName(d.kind)}};
+  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"root", &d.root},
+                                   {"file", &d.file}, {"stimuli", &d.stimuli}, {"images", &d.images},
+                                   {"labels", &d.labels}, {"test_images", &d.test_images},
+                                   {"test_labels", &d.test_labels}}) {
+    if (!value->empty()) data[key] = *value;
+  }
+  if (d.kind == DataKind::kNsd || d.kind == DataKind::kMajajHong) data["roi"] = d.roi;
+  if (!d.split.column.empty()) {
+    data["split"] = {{"column", d.split.column}};
+  } else {
+    data["split"] = {{"train", d.split.train}, {"val", d.split.val}, {"test", d.split.test}};
+  }
+  data["limit_stimuli"] = d.limit_stimuli;
+  if (IsClassificationKind(d.kind)) {
+    data["limit_classes"] = d.limit_classes;
+    data["limit_samples"] = d.limit_samples;
+  }
+  data["image_size"] = d.image_size;
+  data["mean"] = d.mean;
+  data["std"] = d.std;
+  if (d.synthetic) {
+    const SyntheticSpec& s = *d.synthetic;
+    data["synthetic"] = {
+        {"targets", s.targets}, {"warp_dim", s.warp_dim}, {"warp_scale", s.warp_scale}, {"noise", s.noise}};
+    if (s.teacher) data["synthetic"]["teacher"] = ModelToJson(*s.teacher);
+  }
+
+  const TrainSpec& t = spec.train;
+  json train = {{"lr", t.lr},
+                {"low_dim_lr", t.low_dim_lr ? json(*t.low_dim_lr) : json(nullptr)},
+                {"weight_decay", t.weight_decay},
+                {"batch_size", t.batch_size},
+                {"max_epochs", t.max_epochs},
+                {"patience", t.patience},
+                {"min_delta", t.min_delta},
+                {"freeze_head", t.freeze_head},
+                {"seed", t.seed},
+                {"device", t.device},
+                {"threads", t.threads}};
+
+  json out = {{"model", ModelToJson(spec.model)},
+              {"data", std::move(data)},
+              {"d", spec.d.is_subspace() || spec.d.is_linear() ? json(spec.d.value) : json(spec.d.ToString())},
+              {"objective", ObjectiveName(spec.objective)},
+              {"readout", ReadoutName(spec.readout)},
+              {"train", std::move(train)}};
+  if (spec.ridge) {
+    out["ridge"] = {
+        {"alphas", spec.ridge->alphas}, {"per_target", spec.ridge->per_target}, {"folds", spec.ridge->folds}};
+  }
+  return out;
+}
+
+bool operator==(const ModelSpec& a, const ModelSpec& b) {
+  return std::tie(a.arch, a.weights, a.layer, a.layer_groups, a.input_channels, a.input_size, a.hidden) ==
+         std::tie(b.arch, b.weights, b.layer, b.layer_groups, b.input_channels, b.input_size, b.hidden);
+}
+bool operator==(const SplitSpec& a, const SplitSpec& b) {
+  return std::tie(a.train, a.val, a.test, a.column) == std::tie(b.train, b.val, b.test, b.column);
+}
+bool operator==(const SyntheticSpec& a, const SyntheticSpec& b) {
+  return std::tie(a.targets, a.warp_dim, a.warp_scale, a.noise, a.teacher) ==
+         std::tie(b.targets, b.warp_dim, b.warp_scale, b.noise, b.teacher);
+}
+bool operator==(const DataSpec& a, const DataSpec& b) {
+  return std::tie(a.kind, a.root, a.file, a.stimuli, a.images, a.labels, a.test_images, a.test_labels, a.roi, a.split,
+                  a.limit_stimuli, a.limit_classes, a.limit_samples, a.image_size, a.mean, a.std, a.synthetic) ==
+         std::tie(b.kind, b.root, b.file, b.stimuli, b.images, b.labels, b.test_images, b.test_labels, b.roi, b.split,
+                  b.limit_stimuli, b.limit_classes, b.limit_samples, b.image_size, b.mean, b.std, b.synthetic);
+}
+bool operator==(const TrainSpec& a, const TrainSpec& b) {
+  return std::tie(a.lr, a.low_dim_lr, a.weight_decay, a.batch_size, a.max_epochs, a.patience, a.min_delta,
+                  a.freeze_head, a.seed, a.device, a.threads) ==
+         std::tie(b.lr, b.low_dim_lr, b.weight_decay, b.batch_size, b.max_epochs, b.patience, b.min_delta,
+                  b.freeze_head, b.seed, b.device, b.threads);
+}
+bool operator==(const RidgeSpec& a, const RidgeSpec& b) {
+  return std::tie(a.alphas, a.per_target, a.folds) == std::tie(b.alphas, b.per_target, b.folds);
+}
+bool operator==(const JobSpec& a, const JobSpec& b) {
+  return std::tie(a.model, a.data, a.d, a.objective, a.readout, a.ridge, a.train) ==
+         std::tie(b.model, b.data, b.d, b.objective, b.readout, b.ridge, b.train);
+}
+
+}  // namespace dwarp

@@ -1,0 +1,201 @@
+// JobSpec: one dwarp job = (model, layer, dataset, d, seed, objective, readout, training settings), as
+// DESIGN.md "Jobs", read from YAML or JSON and validated before anything runs.
+//
+// A job file (configs/jobs/ has examples):
+//
+//   model: {arch: resnet18, layer: avgpool, weights: resnet18.pt}
+//   data:  {kind: majaj_hong, file: hvm.nc, stimuli: hvm-images/, roi: IT}
+//   d: 1000
+//   train: {lr: 1.0e-3, weight_decay: 5.0e-3, seed: 0}
+//
+// Validation: every key is checked. Unknown keys are errors that list the valid keys at that level (and
+// suggest the nearest one), so a typo never silently falls back to a default. Every error message names
+// the field path (`train.lr`, `model.layer_groups[1][0]`), the bad value and what was expected, e.g.
+//   train.lr = -0.01; expected a number > 0
+// A key set to null (`weights:` with nothing after it, as in Hydra configs) counts as not given.
+//
+// Hydra-style overrides (`train.lr=0.01 d=full data.roi=V4 model.hidden=[100,100]`) are applied to the
+// parsed document before validation; the value is read as YAML (so `[a, b]` is a list and `1e-3` a
+// number), `~key` removes a key, a leading `+` is accepted and ignored. An error caused by an override
+// names the override.
+//
+// Defaults follow the research code (EricElmoznino/encoder_warping, "the seed") where it has one; the
+// ones marked "dwarp" are this project's choices. Each is documented next to its field.
+//
+// ToJson(spec) writes every field, defaults resolved, so results record exactly what ran and
+// ParseJobSpec(ToJson(spec).dump(), kJson) == spec.
+//
+// Thread-safety: free functions on values; safe to call concurrently.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "common/subspace_dim.h"
+
+namespace dwarp {
+
+enum class ModelArch { kMlp, kLenet, kSmallCnn, kResnet18, kTorchscript };
+enum class DataKind { kNsd, kMajajHong, kGeneric, kImageFolder, kIdx, kSynthetic };
+enum class Objective { kRegression, kClassification };
+enum class Readout { kSgd, kRidge };
+
+// The spelling used in job files and messages: "mlp", "small_cnn", "majaj_hong", "image_folder", ...
+const char* ModelArchName(ModelArch arch);
+const char* DataKindName(DataKind kind);
+const char* ObjectiveName(Objective objective);
+const char* ReadoutName(Readout readout);
+
+struct ModelSpec {
+  ModelArch arch = ModelArch::kResnet18;  // required: mlp | lenet | small_cnn | resnet18 | torchscript
+  // Path to the weights: a TorchScript file for torchscript (required), optional for the built-in archs
+  // (empty: the architecture's random initialisation seeded by train.seed).
+  std::string weights;
+  // The read-out layer, a module name as the model names it (resnet18: maxpool, layer1..layer4, avgpool, fc;
+  // mlp: fc1..fcN; lenet: conv1 .. fc3; torchscript: any child module, nested names like `features.7`
+  // included). Empty (not given): the arch's default as the engine's model registry defines it (resnet18
+  // avgpool, the seed's choice; the last layer of the other built-ins; a torchscript model's own output).
+  std::string layer;
+  // SAID layer groups (one learned scale per group): lists of parameter-name prefixes; a group may be
+  // written as a single string. Unset: the architecture's default (the seed's resnet18 groups
+  // [[conv1, bn1], [layer1], ..., [layer4]] cut at the layer). Set to [] for no groups (no scales).
+  std::optional<std::vector<std::vector<std::string>>> layer_groups;
+  // The input the network is built for, images [channels, size, size]. Defaults per arch (dwarp):
+  // resnet18 and torchscript 3 x 224 (torchvision); mlp, lenet and small_cnn 1 x 28 (MNIST, as Li et al.
+  // 2018). Both >= 1.
+  int64_t input_channels = 0;
+  int64_t input_size = 0;
+  // mlp only: hidden widths, input side first, each >= 1. Default [200, 200] (the README's
+  // 784-200-200-10 intrinsic-dimension MLP); [] is a single linear layer.
+  std::vector<int64_t> hidden;
+};
+
+struct SplitSpec {
+  // Fractions of the stimuli, in order (image_folder: per class, after a shuffle seeded by train.seed).
+  // Each in (0, 1) and they sum to 1. For nsd the test split is always the shared1000 stimuli (the
+  // seed's rule), and for idx with test files it is those files: there train + val = 1 and test = 0.
+  // Defaults: nsd 0.8 / 0.2 / - (seed), majaj_hong 0.6 / 0.2 / 0.2 (seed), image_folder 0.6 / 0.2 / 0.2
+  // (seed), generic and synthetic 0.6 / 0.2 / 0.2 (dwarp), idx 0.6 / 0.2 / 0.2, or 0.8 / 0.2 / - with
+  // test files (dwarp).
+  double train = 0.0;
+  double val = 0.0;
+  double test = 0.0;
+  // generic only: the name of a per-stimulus column whose values are train | val | test; when set the
+  // fractions are unused (and may not be given).
+  std::string column;
+};
+
+struct SyntheticSpec {
+  int64_t targets = 64;      // neuroids, >= 1
+  int64_t warp_dim = 20;     // dimension of the warp applied to the teacher, >= 1
+  double warp_scale = 1.0;   // std of the warp's parameters, >= 0
+  double noise = 0.3;        // noise std relative to each neuroid's signal std, >= 0
+  // The teacher network whose warped representation the responses are; unset: the job's own model.
+  std::optional<ModelSpec> teacher;
+};
+
+struct DataSpec {
+  DataKind kind = DataKind::kSynthetic;  // required
+  // Paths; which are required depends on the kind (any other is an error):
+  //   nsd           root (voxels.nc and metadata.csv), stimuli (image folder)
+  //   majaj_hong    file (the BrainIO netCDF), stimuli (image folder)
+  //   generic       root (the generic layout)
+  //   image_folder  root (one sub-folder per class)
+  //   idx           images, labels (IDX files); optional test_images, test_labels
+  //   synthetic     exactly one of images (an IDX images file) or stimuli (an image folder)
+  std::string root;
+  std::string file;
+  std::string stimuli;
+  std::string images;
+  std::string labels;
+  std::string test_images;
+  std::string test_labels;
+  // Regions of interest. majaj_hong: a subset of {IT, V4}, default [IT] (seed). nsd: any names, default
+  // [] = every voxel in voxels.nc. Other kinds: not allowed. A single string is a one-element list.
+  std::vector<std::string> roi;
+  SplitSpec split;
+  // Limits, 0 = none, each >= 0. limit_stimuli: the first N stimuli (before splitting). limit_classes,
+  // limit_samples (per class): image_folder and idx only, drawn with train.seed as the seed's few-shot set.
+  int64_t limit_stimuli = 0;
+  int64_t limit_classes = 0;
+  int64_t limit_samples = 0;
+  // Images are resized to image_size x image_size (>= 1); default model.input_size.
+  int64_t image_size = 0;
+  // Per-channel normalisation (x - mean) / std of images scaled to [0, 1]; one entry per
+  // model.input_channels, or one for all. Default: ImageNet's mean [0.485, 0.456, 0.406] and std
+  // [0.229, 0.224, 0.225] for 3 channels; [0] and [1] (none) for 1 channel. std entries > 0.
+  std::vector<double> mean;
+  std::vector<double> std;
+  // synthetic only (and then always set).
+  std::optional<SyntheticSpec> synthetic;
+};
+
+struct TrainSpec {
+  double lr = 1e-2;                   // Adam on the readout head, > 0 (seed: train/defaults.yaml)
+  std::optional<double> low_dim_lr;   // Adam on theta_d and the layer scales, > 0; unset: lr (seed)
+  double weight_decay = 0.0;          // on the head, >= 0 (seed)
+  int64_t batch_size = 64;            // >= 1 (seed)
+  int64_t max_epochs = 100;           // >= 1 (seed: train/*_optimal.yaml)
+  int64_t patience = 3;               // epochs without improvement before stopping, >= 0 (seed: Lightning)
+  double min_delta = 1e-4;            // smallest validation-score gain that counts, >= 0 (seed)
+  bool freeze_head = false;           // d > 0: train only theta_d (seed)
+  uint64_t seed = 0;                  // >= 0: subspace, initialisation, shuffles
+  std::string device = "cpu";         // cpu | cuda | cuda:N
+  int64_t threads = 0;                // CPU threads, >= 0; 0: all cores (dwarp)
+};
+
+// readout: ridge only. Closed-form ridge with alpha chosen by k-fold cross-validation on the training split.
+struct RidgeSpec {
+  std::vector<double> alphas = {1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4, 1e5};  // each > 0, >= 1 entry (dwarp)
+  bool per_target = false;  // choose alpha per target (voxel / neuroid) rather than one for all (dwarp)
+  int64_t folds = 5;        // >= 2 (dwarp)
+};
+
+struct JobSpec {
+  ModelSpec model;
+  DataSpec data;
+  SubspaceDim d;  // required: 0, a positive integer or `full`
+  // Default: regression for nsd, majaj_hong, generic, synthetic; classification for image_folder and idx
+  // (the only kinds with labels). The other pairings are errors.
+  Objective objective = Objective::kRegression;
+  // Default sgd (seed). ridge needs d = 0 and objective regression.
+  Readout readout = Readout::kSgd;
+  std::optional<RidgeSpec> ridge;  // set exactly when readout is ridge
+  TrainSpec train;
+};
+
+enum class SpecFormat { kYaml, kJson };
+
+// Parses `text` (YAML or JSON), applies `overrides` in order, validates and resolves defaults.
+// InvalidArgument naming the field path, the bad value and what was expected (or the override, or the
+// syntax error's line and column).
+StatusOr<JobSpec> ParseJobSpec(std::string_view text, SpecFormat format,
+                               const std::vector<std::string>& overrides = {});
+
+// Reads a job file, the format chosen by its extension (.yaml, .yml or .json). NotFound when the file
+// cannot be read; InvalidArgument for an unknown extension and as ParseJobSpec.
+StatusOr<JobSpec> LoadJobSpecFile(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Validates an already-parsed document (overrides applied by the caller), as ParseJobSpec.
+StatusOr<JobSpec> JobSpecFromJson(const nlohmann::json& document);
+
+// Every field, defaults resolved; JobSpecFromJson(ToJson(s)) == s.
+nlohmann::json ToJson(const JobSpec& spec);
+
+// Field by field.
+bool operator==(const ModelSpec& a, const ModelSpec& b);
+bool operator==(const SplitSpec& a, const SplitSpec& b);
+bool operator==(const SyntheticSpec& a, const SyntheticSpec& b);
+bool operator==(const DataSpec& a, const DataSpec& b);
+bool operator==(const TrainSpec& a, const TrainSpec& b);
+bool operator==(const RidgeSpec& a, const RidgeSpec& b);
+bool operator==(const JobSpec& a, const JobSpec& b);
+inline bool operator!=(const JobSpec& a, const JobSpec& b) { return !(a == b); }
+
+}  // namespace dwarp

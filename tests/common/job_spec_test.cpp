@@ -1,0 +1,619 @@
+#include "common/job_spec.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/subspace_dim.h"
+
+namespace dwarp {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A small valid Majaj-Hong job; tests change one thing and look at the result.
+constexpr char kMajajYaml[] = R"(
+model:
+  arch: resnet18
+  layer: avgpool
+data:
+  kind: majaj_hong
+  file: /data/hvm.nc
+  stimuli: /data/hvm
+d: 1000
+)";
+
+JobSpec MustParse(const std::string& text, SpecFormat format = SpecFormat::kYaml,
+                  const std::vector<std::string>& overrides = {}) {
+  StatusOr<JobSpec> spec = ParseJobSpec(text, format, overrides);
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return spec.ok() ? *spec : JobSpec{};
+}
+
+// The message of a parse that must fail with InvalidArgument.
+std::string ErrorOf(const std::string& text, SpecFormat format = SpecFormat::kYaml,
+                    const std::vector<std::string>& overrides = {}) {
+  StatusOr<JobSpec> spec = ParseJobSpec(text, format, overrides);
+  EXPECT_FALSE(spec.ok()) << "parsed, but should have failed:\n" << text;
+  if (spec.ok()) return "";
+  EXPECT_EQ(spec.status().code(), StatusCode::kInvalidArgument) << spec.status();
+  return spec.status().message();
+}
+
+std::string ErrorWithOverrides(const std::vector<std::string>& overrides) {
+  return ErrorOf(kMajajYaml, SpecFormat::kYaml, overrides);
+}
+
+// kMajajYaml with `lines` appended (top-level keys or whole blocks).
+std::string MajajWith(const std::string& lines) { return std::string(kMajajYaml) + lines + "\n"; }
+
+// kMajajYaml with `d: <d>` instead of `d: 1000`, and `lines` appended.
+std::string MajajWithD(const std::string& d, const std::string& lines = "") {
+  std::string text = kMajajYaml;
+  text.replace(text.find("d: 1000"), 7, "d: " + d);
+  return text + lines + "\n";
+}
+
+// kMajajYaml with `model:` lines added after the layer.
+std::string MajajWithModelLines(const std::string& lines) {
+  std::string text = kMajajYaml;
+  text.replace(text.find("layer: avgpool"), 14, "layer: avgpool\n" + lines);
+  return text;
+}
+
+// ----------------------------------------------------------------------------------------------- SubspaceDim
+
+TEST(SubspaceDimTest, ParsesZeroIntegersAndFull) {
+  auto zero = SubspaceDim::Parse("0");
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(*zero, SubspaceDim::Linear());
+  auto d = SubspaceDim::Parse("1000");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->kind, SubspaceDim::kSubspace);
+  EXPECT_EQ(d->value, 1000);
+  auto full = SubspaceDim::Parse("full");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_TRUE(full->is_full());
+  for (const SubspaceDim& v : {SubspaceDim::Linear(), SubspaceDim::Subspace(7), SubspaceDim::Full()}) {
+    auto again = SubspaceDim::Parse(v.ToString());
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(*again, v) << v.ToString();
+  }
+  EXPECT_EQ(SubspaceDim::Subspace(30).ToString(), "30");
+  EXPECT_EQ(SubspaceDim::Full().ToString(), "full");
+}
+
+TEST(SubspaceDimTest, RejectsNegativeTyposAndOverflow) {
+  for (const char* bad : {"-1", "fuul", "Full", "1e3", "", " 10", "99999999999999999999"}) {
+    auto d = SubspaceDim::Parse(bad);
+    ASSERT_FALSE(d.ok()) << bad;
+    EXPECT_THAT(d.status().message(), HasSubstr(std::string("\"") + bad + "\"")) << bad;
+    EXPECT_THAT(d.status().message(), HasSubstr("full")) << bad;
+  }
+  EXPECT_THAT(SubspaceDim::Parse("fuul").status().message(), HasSubstr("did you mean `full`"));
+  auto negative = SubspaceDim::FromInt(-3);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_THAT(negative.status().message(), HasSubstr("d = -3"));
+}
+
+// ----------------------------------------------------------------------------------------------- parsing
+
+TEST(JobSpecTest, YamlAndJsonGiveTheSameSpec) {
+  const std::string yaml = R"(
+model: {arch: mlp, layer: fc2, hidden: [64, 32], layer_groups: [[fc1], fc2]}
+data:
+  kind: idx
+  images: a-images.idx
+  labels: a-labels.idx
+  limit_classes: 5
+  split: {train: 0.5, val: 0.25, test: 0.25}
+d: full
+train: {lr: 1e-3, low_dim_lr: 0.5, batch_size: 32, device: "cuda:1", freeze_head: true, seed: 7}
+)";
+  const std::string json = R"({
+  "model": {"arch": "mlp", "layer": "fc2", "hidden": [64, 32], "layer_groups": [["fc1"], "fc2"]},
+  "data": {"kind": "idx", "images": "a-images.idx", "labels": "a-labels.idx", "limit_classes": 5,
+           "split": {"train": 0.5, "val": 0.25, "test": 0.25}},
+  "d": "full",
+  "train": {"lr": 0.001, "low_dim_lr": 0.5, "batch_size": 32, "device": "cuda:1", "freeze_head": true, "seed": 7}
+})";
+  const JobSpec from_yaml = MustParse(yaml, SpecFormat::kYaml);
+  const JobSpec from_json = MustParse(json, SpecFormat::kJson);
+  EXPECT_EQ(from_yaml, from_json);
+  // And the values are the ones written, not defaults that happen to agree.
+  EXPECT_EQ(from_yaml.model.arch, ModelArch::kMlp);
+  EXPECT_EQ(from_yaml.model.hidden, (std::vector<int64_t>{64, 32}));
+  ASSERT_TRUE(from_yaml.model.layer_groups.has_value());
+  EXPECT_EQ(*from_yaml.model.layer_groups, (std::vector<std::vector<std::string>>{{"fc1"}, {"fc2"}}));
+  EXPECT_TRUE(from_yaml.d.is_full());
+  EXPECT_DOUBLE_EQ(from_yaml.train.lr, 1e-3);
+  ASSERT_TRUE(from_yaml.train.low_dim_lr.has_value());
+  EXPECT_DOUBLE_EQ(*from_yaml.train.low_dim_lr, 0.5);
+  EXPECT_EQ(from_yaml.train.device, "cuda:1");
+  EXPECT_EQ(from_yaml.train.seed, 7u);
+  EXPECT_TRUE(from_yaml.train.freeze_head);
+  EXPECT_EQ(from_yaml.data.limit_classes, 5);
+  EXPECT_DOUBLE_EQ(from_yaml.data.split.val, 0.25);
+  EXPECT_EQ(from_yaml.objective, Objective::kClassification);
+}
+
+TEST(JobSpecTest, DefaultsFollowTheResearchCode) {
+  const JobSpec s = MustParse(kMajajYaml);
+  EXPECT_EQ(s.d, SubspaceDim::Subspace(1000));
+  EXPECT_EQ(s.objective, Objective::kRegression);
+  EXPECT_EQ(s.readout, Readout::kSgd);
+  EXPECT_FALSE(s.ridge.has_value());
+  EXPECT_EQ(s.model.weights, "");
+  EXPECT_EQ(s.model.layer, "avgpool");
+  EXPECT_FALSE(s.model.layer_groups.has_value());
+  EXPECT_EQ(s.model.input_channels, 3);
+  EXPECT_EQ(s.model.input_size, 224);
+  EXPECT_TRUE(s.model.hidden.empty());
+  EXPECT_EQ(s.data.roi, std::vector<std::string>{"IT"});
+  EXPECT_DOUBLE_EQ(s.data.split.train, 0.6);
+  EXPECT_DOUBLE_EQ(s.data.split.val, 0.2);
+  EXPECT_DOUBLE_EQ(s.data.split.test, 0.2);
+  EXPECT_EQ(s.data.image_size, 224);
+  EXPECT_EQ(s.data.mean, (std::vector<double>{0.485, 0.456, 0.406}));
+  EXPECT_EQ(s.data.std, (std::vector<double>{0.229, 0.224, 0.225}));
+  EXPECT_EQ(s.data.limit_stimuli, 0);
+  EXPECT_DOUBLE_EQ(s.train.lr, 1e-2);
+  EXPECT_FALSE(s.train.low_dim_lr.has_value());
+  EXPECT_DOUBLE_EQ(s.train.weight_decay, 0.0);
+  EXPECT_EQ(s.train.batch_size, 64);
+  EXPECT_EQ(s.train.max_epochs, 100);
+  EXPECT_EQ(s.train.patience, 3);
+  EXPECT_DOUBLE_EQ(s.train.min_delta, 1e-4);
+  EXPECT_FALSE(s.train.freeze_head);
+  EXPECT_EQ(s.train.seed, 0u);
+  EXPECT_EQ(s.train.device, "cpu");
+  EXPECT_EQ(s.train.threads, 0);
+}
+
+TEST(JobSpecTest, DefaultsDependOnKindAndArch) {
+  const JobSpec nsd = MustParse(R"(
+model: {arch: resnet18, layer: layer4}
+data: {kind: nsd, root: /nsd, stimuli: /nsd/stimuli}
+d: 0
+)");
+  EXPECT_DOUBLE_EQ(nsd.data.split.train, 0.8);  // non-shared 80 / 20, test = shared1000 (the seed)
+  EXPECT_DOUBLE_EQ(nsd.data.split.val, 0.2);
+  EXPECT_DOUBLE_EQ(nsd.data.split.test, 0.0);
+  EXPECT_TRUE(nsd.data.roi.empty());
+  EXPECT_TRUE(nsd.d.is_linear());
+
+  const JobSpec mnist = MustParse(R"(
+model: {arch: mlp}
+data: {kind: idx, images: i, labels: l}
+d: 10
+)");
+  EXPECT_EQ(mnist.model.layer, "");  // the arch's default, which the engine's model registry fills in
+  const nlohmann::json written = ToJson(mnist);
+  EXPECT_FALSE(written["model"].contains("layer"));
+  StatusOr<JobSpec> again = JobSpecFromJson(written);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, mnist);
+  EXPECT_EQ(mnist.objective, Objective::kClassification);
+  EXPECT_EQ(mnist.model.hidden, (std::vector<int64_t>{200, 200}));
+  EXPECT_EQ(mnist.model.input_channels, 1);
+  EXPECT_EQ(mnist.model.input_size, 28);
+  EXPECT_EQ(mnist.data.image_size, 28);
+  EXPECT_EQ(mnist.data.mean, std::vector<double>{0.0});
+  EXPECT_EQ(mnist.data.std, std::vector<double>{1.0});
+
+  const JobSpec ridge = MustParse(MajajWithD("0", "readout: ridge"));
+  ASSERT_TRUE(ridge.ridge.has_value());
+  EXPECT_EQ(ridge.ridge->folds, 5);
+  EXPECT_FALSE(ridge.ridge->per_target);
+  EXPECT_FALSE(ridge.ridge->alphas.empty());
+}
+
+TEST(JobSpecTest, NullMeansNotGiven) {
+  // Hydra configs leave keys empty (`weights:`); that is "use the default", not an error.
+  const JobSpec s = MustParse(MajajWith("train:\n  lr:\n  batch_size: 8"));
+  EXPECT_DOUBLE_EQ(s.train.lr, 1e-2);
+  EXPECT_EQ(s.train.batch_size, 8);
+}
+
+JobSpec NonDefaultSpec() {
+  return MustParse(R"(
+model:
+  arch: torchscript
+  weights: /models/cornet.pt
+  layer: features.7
+  layer_groups: [[features.0, features.1], [features.4]]
+  input_channels: 3
+  input_size: 96
+data:
+  kind: synthetic
+  images: /data/train-images.idx
+  split: {train: 0.5, val: 0.3, test: 0.2}
+  limit_stimuli: 500
+  image_size: 64
+  mean: [0.5]
+  std: [0.25]
+  synthetic:
+    targets: 12
+    warp_dim: 5
+    warp_scale: 0.5
+    noise: 0.1
+    teacher: {arch: small_cnn, layer: conv2, input_channels: 1, input_size: 28}
+d: 123
+train: {lr: 3.0e-4, low_dim_lr: 0.1, weight_decay: 1.0e-5, batch_size: 16, max_epochs: 7, patience: 0,
+        min_delta: 0.0, freeze_head: true, seed: 42, device: cuda, threads: 2}
+)");
+}
+
+TEST(JobSpecTest, ToJsonRoundTrips) {
+  std::vector<JobSpec> specs = {
+      MustParse(kMajajYaml), NonDefaultSpec(),
+      MustParse(MajajWithD("0", "readout: ridge\nridge: {alphas: [0.5, 2], per_target: true, folds: 3}"))};
+  ASSERT_TRUE(specs[2].ridge.has_value());
+  EXPECT_EQ(specs[2].ridge->alphas, (std::vector<double>{0.5, 2}));
+  for (const JobSpec& spec : specs) {
+    const nlohmann::json written = ToJson(spec);
+    StatusOr<JobSpec> again = ParseJobSpec(written.dump(2), SpecFormat::kJson);
+    ASSERT_TRUE(again.ok()) << again.status() << "\n" << written.dump(2);
+    EXPECT_EQ(*again, spec) << written.dump(2);
+    EXPECT_EQ(ToJson(*again), written);
+  }
+  // The non-default values survive (equality alone would pass if a field were dropped on both sides).
+  const nlohmann::json j = ToJson(specs[1]);
+  EXPECT_EQ(j["model"]["arch"], "torchscript");
+  EXPECT_EQ(j["model"]["layer_groups"][1][0], "features.4");
+  EXPECT_EQ(j["data"]["synthetic"]["teacher"]["arch"], "small_cnn");
+  EXPECT_EQ(j["data"]["synthetic"]["warp_dim"], 5);
+  EXPECT_EQ(j["d"], 123);
+  EXPECT_EQ(j["train"]["low_dim_lr"], 0.1);
+  EXPECT_EQ(j["train"]["seed"], 42);
+  EXPECT_EQ(j["train"]["device"], "cuda");
+  EXPECT_EQ(ToJson(MustParse(MajajWithD("full")))["d"], "full");
+}
+
+TEST(JobSpecTest, EqualityNoticesEveryChange) {
+  const JobSpec base = NonDefaultSpec();
+  JobSpec changed = base;
+  changed.data.synthetic->teacher->input_size = 32;
+  EXPECT_NE(changed, base);
+  changed = base;
+  changed.train.low_dim_lr.reset();
+  EXPECT_NE(changed, base);
+  changed = base;
+  changed.d = SubspaceDim::Subspace(124);
+  EXPECT_NE(changed, base);
+}
+
+// ----------------------------------------------------------------------------------------------- errors
+
+TEST(JobSpecErrorTest, UnknownKeyNamesItSuggestsAndListsValidKeys) {
+  const std::string m = ErrorOf(MajajWith("train: {lrr: 0.1}"));
+  EXPECT_THAT(m, HasSubstr("train.lrr"));
+  EXPECT_THAT(m, HasSubstr("did you mean \"lr\""));
+  EXPECT_THAT(m, HasSubstr("low_dim_lr, weight_decay, batch_size"));
+
+  const std::string top = ErrorOf(MajajWith("objectve: regression"));
+  EXPECT_THAT(top, HasSubstr("unknown key \"objectve\""));
+  EXPECT_THAT(top, HasSubstr("did you mean \"objective\""));
+  EXPECT_THAT(top, HasSubstr("at the top level"));
+
+  const std::string far = ErrorOf(MajajWith("train: {learning_rate_schedule: cosine}"));
+  EXPECT_THAT(far, HasSubstr("train.learning_rate_schedule"));
+  EXPECT_THAT(far, Not(HasSubstr("did you mean")));
+}
+
+TEST(JobSpecErrorTest, WrongTypeNamesFieldValueAndType) {
+  const std::string m = ErrorOf(MajajWith("train: {batch_size: abc}"));
+  EXPECT_THAT(m, HasSubstr("train.batch_size = \"abc\" (a string)"));
+  EXPECT_THAT(m, HasSubstr("an integer >= 1"));
+
+  const std::string fractional = ErrorOf(MajajWith("train: {max_epochs: 2.5}"));
+  EXPECT_THAT(fractional, HasSubstr("train.max_epochs = 2.5 (a number)"));
+
+  const std::string quoted = ErrorOf(MajajWith("train: {lr: \"0.01\"}"));
+  EXPECT_THAT(quoted, HasSubstr("train.lr = \"0.01\" (a string)"));
+
+  const std::string boolean = ErrorOf(MajajWith("train: {freeze_head: 1}"));
+  EXPECT_THAT(boolean, HasSubstr("train.freeze_head = 1"));
+  EXPECT_THAT(boolean, HasSubstr("true or false"));
+
+  const std::string block = ErrorOf(MajajWith("train: 5"));
+  EXPECT_THAT(block, HasSubstr("train = 5 (an integer); expected a mapping"));
+
+  const std::string arch =
+      ErrorOf(std::string(kMajajYaml).replace(std::string(kMajajYaml).find("resnet18"), 8, "resnet19"));
+  EXPECT_THAT(arch, HasSubstr("model.arch = \"resnet19\""));
+  EXPECT_THAT(arch, HasSubstr("mlp | lenet | small_cnn | resnet18 | torchscript"));
+  EXPECT_THAT(arch, HasSubstr("did you mean \"resnet18\""));
+}
+
+TEST(JobSpecErrorTest, OutOfRangeNamesFieldValueAndRange) {
+  struct Case {
+    std::string block;
+    std::string path_and_value;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"train: {lr: -0.01}", "train.lr = -0.01", "a number > 0"},
+      {"train: {lr: 0}", "train.lr = 0", "a number > 0"},
+      {"train: {lr: .nan}", "train.lr = ", "a number > 0"},  // nlohmann writes NaN as null
+      {"train: {low_dim_lr: -1.0}", "train.low_dim_lr = -1.0", "a number > 0"},
+      {"train: {weight_decay: -1.0e-3}", "train.weight_decay = -0.001", ">= 0"},
+      {"train: {batch_size: 0}", "train.batch_size = 0", "an integer >= 1"},
+      {"train: {max_epochs: -5}", "train.max_epochs = -5", "an integer >= 1"},
+      {"train: {patience: -1}", "train.patience = -1", "an integer >= 0"},
+      {"train: {min_delta: -0.1}", "train.min_delta = -0.1", ">= 0"},
+      {"train: {threads: -2}", "train.threads = -2", "an integer >= 0"},
+      {"train: {seed: -1}", "train.seed = -1", "an integer >= 0"},
+      {"train: {device: gpu}", "train.device = \"gpu\"", "cpu, cuda or cuda:N"},
+      {"train: {device: \"cuda:x\"}", "train.device = \"cuda:x\"", "cpu, cuda or cuda:N"},
+  };
+  for (const Case& c : cases) {
+    const std::string m = ErrorOf(MajajWith(c.block));
+    EXPECT_THAT(m, HasSubstr(c.path_and_value)) << c.block;
+    EXPECT_THAT(m, HasSubstr(c.expected)) << c.block;
+  }
+}
+
+TEST(JobSpecErrorTest, DataFieldsAreRangeChecked) {
+  auto data_error = [](const std::string& extra_data_lines) {
+    return ErrorOf(std::string(R"(
+model: {arch: resnet18, layer: avgpool}
+d: 10
+data:
+  kind: majaj_hong
+  file: /data/hvm.nc
+  stimuli: /data/hvm
+)") + extra_data_lines + "\n");
+  };
+  const std::string sum = data_error("  split: {train: 0.7, val: 0.2, test: 0.2}");
+  EXPECT_THAT(sum, HasSubstr("data.split: train + val + test = 0.7 + 0.2 + 0.2 = 1.1"));
+  EXPECT_THAT(sum, HasSubstr("summing to 1"));
+  const std::string fraction = data_error("  split: {train: 1.5}");
+  EXPECT_THAT(fraction, HasSubstr("data.split.train = 1.5; expected a fraction in (0, 1)"));
+  const std::string roi = data_error("  roi: V5");
+  EXPECT_THAT(roi, HasSubstr("data.roi = \"V5\"; expected IT or V4"));
+  const std::string roi_item = data_error("  roi: [IT, V1]");
+  EXPECT_THAT(roi_item, HasSubstr("data.roi[1] = \"V1\""));
+  const std::string limit = data_error("  limit_stimuli: -3");
+  EXPECT_THAT(limit, HasSubstr("data.limit_stimuli = -3; expected an integer >= 0"));
+  const std::string classes = data_error("  limit_classes: 3");
+  EXPECT_THAT(classes, HasSubstr("data.limit_classes = 3; expected no limit_classes for data.kind majaj_hong"));
+  const std::string std_zero = data_error("  std: [0.2, 0.0, 0.2]");
+  EXPECT_THAT(std_zero, HasSubstr("data.std[1] = 0.0; expected a number > 0"));
+  const std::string mean_size = data_error("  mean: [0.5, 0.5]");
+  EXPECT_THAT(mean_size, HasSubstr("data.mean = [0.5,0.5]; expected a list of 1 or model.input_channels = 3 numbers"));
+  const std::string image_size = data_error("  image_size: 0");
+  EXPECT_THAT(image_size, HasSubstr("data.image_size = 0"));
+  const std::string wrong_path = data_error("  root: /data");
+  EXPECT_THAT(wrong_path,
+              HasSubstr("data.root = \"/data\"; expected no root for data.kind majaj_hong (its paths: file, stimuli)"));
+  const std::string nsd_test = ErrorOf(R"(
+model: {arch: resnet18, layer: avgpool}
+data: {kind: nsd, root: /nsd, stimuli: /s, split: {train: 0.6, val: 0.2, test: 0.2}}
+d: 0
+)");
+  EXPECT_THAT(nsd_test, HasSubstr("data.split.test = 0.2; expected 0 (the test split is the shared1000 stimuli)"));
+}
+
+TEST(JobSpecErrorTest, MissingRequiredFieldsAreNamed) {
+  EXPECT_THAT(ErrorOf("model: {arch: resnet18}\ndata: {images: a, labels: b}\nd: 1\n"),
+              HasSubstr("data.kind: missing; expected one of nsd | majaj_hong | generic | image_folder | idx"));
+  EXPECT_THAT(ErrorOf("model: {layer: avgpool}\ndata: {kind: idx, images: a, labels: b}\nd: 1\n"),
+              HasSubstr("model.arch: missing; expected one of mlp | lenet"));
+  EXPECT_THAT(ErrorOf("model: {arch: resnet18, layer: avgpool}\ndata: {kind: idx, images: a, labels: b}\n"),
+              HasSubstr("d: missing"));
+  EXPECT_THAT(ErrorOf("model: {arch: resnet18, layer: avgpool}\ndata: {kind: nsd, root: /nsd}\nd: 1\n"),
+              HasSubstr("data.stimuli: missing; expected an image folder (required for data.kind nsd)"));
+  EXPECT_THAT(ErrorOf("model: {arch: resnet18, layer: avgpool}\nd: 1\n"), HasSubstr("data: missing"));
+  EXPECT_THAT(
+      ErrorOf("model: {arch: mlp, layer: fc3}\ndata: {kind: idx, images: a, labels: b, test_images: c}\nd: 1\n"),
+      HasSubstr("data.test_labels: missing"));
+  EXPECT_THAT(ErrorOf("model: {arch: mlp, layer: fc3}\ndata: {kind: synthetic}\nd: 1\n"),
+              HasSubstr("exactly one source of real images"));
+}
+
+TEST(JobSpecErrorTest, BadDIsRejectedWithItsValue) {
+  const std::string negative = ErrorOf(MajajWithD("-1"));
+  EXPECT_THAT(negative, HasSubstr("d = -1; expected 0 (linear readout), a positive integer"));
+  const std::string typo = ErrorOf(MajajWithD("fuul"));
+  EXPECT_THAT(typo, HasSubstr("d = \"fuul\""));
+  EXPECT_THAT(typo, HasSubstr("did you mean `full`"));
+  const std::string fractional = ErrorOf(MajajWithD("10.5"));
+  EXPECT_THAT(fractional, HasSubstr("d = 10.5 (a number)"));
+}
+
+TEST(JobSpecErrorTest, RidgeNeedsLinearRegression) {
+  const std::string with_d = ErrorOf(MajajWith("readout: ridge"));
+  EXPECT_THAT(with_d, HasSubstr("readout = \"ridge\"; expected sgd when d = 1000"));
+  EXPECT_THAT(with_d, HasSubstr("it needs d = 0 and objective regression"));
+  const std::string classification = ErrorOf(R"(
+model: {arch: mlp, layer: fc3}
+data: {kind: idx, images: a, labels: b}
+d: 0
+readout: ridge
+)");
+  EXPECT_THAT(classification, HasSubstr("readout = \"ridge\"; expected sgd when objective = classification"));
+  const std::string block_without_ridge = ErrorOf(MajajWith("ridge: {folds: 3}"));
+  EXPECT_THAT(block_without_ridge, HasSubstr("ridge = {\"folds\":3}; expected no ridge with readout sgd"));
+  const std::string folds = ErrorOf(MajajWithD("0", "readout: ridge\nridge: {folds: 1}"));
+  EXPECT_THAT(folds, HasSubstr("ridge.folds = 1; expected an integer >= 2"));
+}
+
+TEST(JobSpecErrorTest, FreezeHeadNeedsSomethingElseToTrain) {
+  EXPECT_THAT(ErrorOf(MajajWithD("0", "train: {freeze_head: true}")),
+              HasSubstr("train.freeze_head = true; expected false when d = 0"));
+}
+
+TEST(JobSpecErrorTest, ObjectiveMustSuitTheData) {
+  const std::string m = ErrorOf(MajajWith("objective: classification"));
+  EXPECT_THAT(m, HasSubstr("objective = \"classification\"; expected regression for data.kind majaj_hong"));
+  EXPECT_THAT(ErrorOf(MajajWith("objective: rsa")),
+              HasSubstr("objective = \"rsa\"; expected one of regression | classification"));
+}
+
+TEST(JobSpecErrorTest, ArchSpecificFields) {
+  const std::string torchscript =
+      ErrorOf(std::string(kMajajYaml).replace(std::string(kMajajYaml).find("resnet18"), 8, "torchscript"));
+  EXPECT_THAT(torchscript, HasSubstr("model.weights: missing"));
+  EXPECT_THAT(torchscript, HasSubstr("torchscript"));
+  const std::string hidden = ErrorOf(MajajWithModelLines("  hidden: [10]"));
+  EXPECT_THAT(hidden, HasSubstr("model.hidden = [10]; expected no hidden for arch resnet18"));
+  const std::string empty_group = ErrorOf(MajajWithModelLines("  layer_groups: [[conv1], []]"));
+  EXPECT_THAT(empty_group, HasSubstr("model.layer_groups[1] = []; expected a non-empty list of prefixes"));
+  const std::string mlp_width = ErrorOf(R"(
+model: {arch: mlp, layer: fc3, hidden: [100, 0]}
+data: {kind: idx, images: a, labels: b}
+d: 1
+)");
+  EXPECT_THAT(mlp_width, HasSubstr("model.hidden[1] = 0; expected an integer >= 1"));
+  const std::string teacher = ErrorOf(R"(
+model: {arch: mlp, layer: fc3}
+data: {kind: synthetic, images: a, synthetic: {teacher: {layer: fc1}}}
+d: 1
+)");
+  EXPECT_THAT(teacher, HasSubstr("data.synthetic.teacher.arch: missing"));
+}
+
+TEST(JobSpecErrorTest, SyntaxErrorsAndDuplicates) {
+  EXPECT_THAT(ErrorOf("model: {arch: resnet18\n"), HasSubstr("not valid YAML"));
+  EXPECT_THAT(ErrorOf("{\"model\": ", SpecFormat::kJson), HasSubstr("not valid JSON"));
+  EXPECT_THAT(ErrorOf(MajajWith("train: {lr: 0.1}\ntrain: {lr: 0.2}")), HasSubstr("train: duplicate key \"train\""));
+  EXPECT_THAT(ErrorOf(R"({"d": 1, "train": {"lr": 0.1, "lr": 0.2}})", SpecFormat::kJson),
+              HasSubstr("duplicate key \"lr\""));
+  EXPECT_THAT(ErrorOf("- a\n- b\n"), HasSubstr("the document = [\"a\",\"b\"] (a list); expected a mapping"));
+}
+
+// ----------------------------------------------------------------------------------------------- overrides
+
+TEST(JobSpecOverrideTest, OverridesApplyBeforeValidation) {
+  const JobSpec s = MustParse(kMajajYaml, SpecFormat::kYaml,
+                              {"train.lr=0.01", "d=full", "data.roi=V4", "train.device=cuda:0", "+train.seed=3",
+                               "data.split={train: 0.5, val: 0.25, test: 0.25}"});
+  EXPECT_DOUBLE_EQ(s.train.lr, 0.01);
+  EXPECT_TRUE(s.d.is_full());
+  EXPECT_EQ(s.data.roi, std::vector<std::string>{"V4"});
+  EXPECT_EQ(s.train.device, "cuda:0");
+  EXPECT_EQ(s.train.seed, 3u);
+  EXPECT_DOUBLE_EQ(s.data.split.train, 0.5);
+
+  // Later overrides win; lists parse as YAML; ~ removes a key (back to its default).
+  const JobSpec t = MustParse(MajajWith("train: {batch_size: 8}"), SpecFormat::kYaml,
+                              {"d=30", "d=0", "data.roi=[IT, V4]", "~train.batch_size", "model.layer_groups=[]"});
+  EXPECT_TRUE(t.d.is_linear());
+  EXPECT_EQ(t.data.roi, (std::vector<std::string>{"IT", "V4"}));
+  EXPECT_EQ(t.train.batch_size, 64);
+  ASSERT_TRUE(t.model.layer_groups.has_value());
+  EXPECT_TRUE(t.model.layer_groups->empty());
+
+  // Overrides work on JSON documents too, and may create a block the document lacks.
+  const JobSpec u =
+      MustParse(ToJson(MustParse(kMajajYaml)).dump(), SpecFormat::kJson, {"readout=ridge", "d=0", "ridge.folds=4"});
+  ASSERT_TRUE(u.ridge.has_value());
+  EXPECT_EQ(u.ridge->folds, 4);
+}
+
+TEST(JobSpecOverrideTest, BadOverridesAreNamed) {
+  const std::string range = ErrorWithOverrides({"train.batch_size=8", "train.lr=-1"});
+  EXPECT_THAT(range, HasSubstr("override `train.lr=-1`: train.lr = -1; expected a number > 0"));
+  const std::string typo = ErrorWithOverrides({"train.lrr=0.1"});
+  EXPECT_THAT(typo, HasSubstr("override `train.lrr=0.1`"));
+  EXPECT_THAT(typo, HasSubstr("did you mean \"lr\""));
+  const std::string d = ErrorWithOverrides({"d=fuul"});
+  EXPECT_THAT(d, HasSubstr("override `d=fuul`: d = \"fuul\""));
+  const std::string no_equals = ErrorWithOverrides({"train.lr"});
+  EXPECT_THAT(no_equals, HasSubstr("override `train.lr`: no `=`"));
+  const std::string bad_key = ErrorWithOverrides({"train..lr=1"});
+  EXPECT_THAT(bad_key, HasSubstr("override `train..lr=1`: bad key \"train..lr\""));
+  const std::string into_scalar = ErrorWithOverrides({"d.value=3"});
+  EXPECT_THAT(into_scalar, HasSubstr("override `d.value=3`: d is 1000 (an integer), not a mapping"));
+  const std::string remove_unset = ErrorWithOverrides({"~train.lr"});
+  EXPECT_THAT(remove_unset, HasSubstr("override `~train.lr`: train is not set"));
+  const std::string bad_yaml = ErrorWithOverrides({"data.roi=[IT"});
+  EXPECT_THAT(bad_yaml, HasSubstr("override `data.roi=[IT`: the value is not valid YAML"));
+  const std::string indirect = ErrorWithOverrides({"train.lr=0.1", "data.kind=nsd"});
+  EXPECT_THAT(indirect, HasSubstr("data.root: missing"));
+  EXPECT_THAT(indirect, HasSubstr("(after overrides `train.lr=0.1` `data.kind=nsd`)"));
+  const std::string sub_block = ErrorWithOverrides({"data.split={train: 0.9}"});
+  EXPECT_THAT(sub_block, HasSubstr("override `data.split={train: 0.9}`: data.split: train + val + test"));
+}
+
+// ----------------------------------------------------------------------------------------------- files
+
+class TempFile {
+ public:
+  TempFile(const std::string& name, const std::string& text) : path_(::testing::TempDir() + name) {
+    std::ofstream(path_) << text;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(JobSpecFileTest, FormatFollowsTheExtension) {
+  const TempFile yaml("job_spec_test.yml", kMajajYaml);
+  auto from_yaml = LoadJobSpecFile(yaml.path());
+  ASSERT_TRUE(from_yaml.ok()) << from_yaml.status();
+  const TempFile json("job_spec_test.json", ToJson(*from_yaml).dump());
+  auto from_json = LoadJobSpecFile(json.path(), {"train.lr=0.5"});
+  ASSERT_TRUE(from_json.ok()) << from_json.status();
+  EXPECT_DOUBLE_EQ(from_json->train.lr, 0.5);
+  from_json->train.lr = from_yaml->train.lr;
+  EXPECT_EQ(*from_json, *from_yaml);
+
+  // YAML text in a .json file is a JSON syntax error, which names the file.
+  const TempFile mislabelled("job_spec_test_mislabelled.json", kMajajYaml);
+  auto bad = LoadJobSpecFile(mislabelled.path());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr(mislabelled.path()));
+  EXPECT_THAT(bad.status().message(), HasSubstr("not valid JSON"));
+
+  auto extension = LoadJobSpecFile(::testing::TempDir() + "job.toml");
+  ASSERT_FALSE(extension.ok());
+  EXPECT_THAT(extension.status().message(), HasSubstr("\".toml\"; expected .yaml, .yml or .json"));
+  auto missing = LoadJobSpecFile(::testing::TempDir() + "no_such_job_spec.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+TEST(JobSpecFileTest, ExampleJobsParse) {
+  const std::string dir = std::string(DWARP_CONFIGS_DIR) + "/jobs/";
+  auto majaj = LoadJobSpecFile(dir + "majaj_hong_it_resnet18_avgpool_d1000.yaml");
+  ASSERT_TRUE(majaj.ok()) << majaj.status();
+  EXPECT_EQ(majaj->data.kind, DataKind::kMajajHong);
+  EXPECT_EQ(majaj->data.roi, std::vector<std::string>{"IT"});
+  EXPECT_EQ(majaj->model.layer, "avgpool");
+  EXPECT_EQ(majaj->d, SubspaceDim::Subspace(1000));
+  EXPECT_DOUBLE_EQ(majaj->train.weight_decay, 5e-3);
+
+  auto nsd = LoadJobSpecFile(dir + "nsd_resnet18_layer4_ridge.json");
+  ASSERT_TRUE(nsd.ok()) << nsd.status();
+  EXPECT_EQ(nsd->data.kind, DataKind::kNsd);
+  EXPECT_EQ(nsd->readout, Readout::kRidge);
+  EXPECT_TRUE(nsd->d.is_linear());
+  ASSERT_TRUE(nsd->ridge.has_value());
+  EXPECT_TRUE(nsd->ridge->per_target);
+
+  auto mnist = LoadJobSpecFile(dir + "fashion_mnist_mlp_d300.yaml");
+  ASSERT_TRUE(mnist.ok()) << mnist.status();
+  EXPECT_EQ(mnist->objective, Objective::kClassification);
+  EXPECT_EQ(mnist->model.arch, ModelArch::kMlp);
+  EXPECT_EQ(mnist->d, SubspaceDim::Subspace(300));
+  EXPECT_FALSE(mnist->data.test_images.empty());
+  EXPECT_DOUBLE_EQ(mnist->data.split.test, 0.0);
+
+  for (const StatusOr<JobSpec>* spec : {&majaj, &nsd, &mnist}) {
+    auto again = JobSpecFromJson(ToJson(**spec));
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(*again, **spec);
+  }
+}
+
+}  // namespace
+}  // namespace dwarp

@@ -1,0 +1,358 @@
+// NSD, Majaj-Hong 2015 and the generic layout, each loaded from a small fixture in its real layout
+// (fixtures/make_neural_fixtures.py: netCDF written by xarray, CSV by pandas, images by PIL, .npy by numpy).
+// The fixtures' responses are chosen so averaged rows are known exactly: NSD stimulus s, voxel j -> 10 s + j;
+// Majaj-Hong image i, neuroid j -> 10 i + j.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/engine/datasets/neural_fixtures.h"
+#include "worker/engine/datasets/generic_neural_dataset.h"
+#include "worker/engine/datasets/majaj_hong_dataset.h"
+#include "worker/engine/datasets/netcdf_file.h"
+#include "worker/engine/datasets/npy_file.h"
+#include "worker/engine/datasets/nsd_dataset.h"
+
+namespace dwarp::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::FixturePath;
+
+#define REQUIRE_NETCDF_FIXTURES()                                   \
+  do {                                                              \
+    DWARP_REQUIRE_NEURAL_FIXTURES();                                \
+    if (!NetcdfAvailable()) GTEST_SKIP() << "built without libnetcdf"; \
+  } while (0)
+
+// A scratch copy of a fixture folder that a test may damage; removed when the test ends.
+class FixtureCopy {
+ public:
+  explicit FixtureCopy(const std::string& fixture) {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::path(testing::GetNeuralFixtures().dir) / "copies" / (std::string(info->name()) + "_" + fixture);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_.parent_path());
+    fs::copy(FixturePath(fixture), dir_, fs::copy_options::recursive);
+  }
+  ~FixtureCopy() {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  std::string path(const std::string& relative = "") const { return (dir_ / relative).string(); }
+  void Write(const std::string& relative, const std::string& contents) const {
+    std::ofstream(path(relative), std::ios::binary | std::ios::trunc) << contents;
+  }
+  std::string Read(const std::string& relative) const {
+    std::ifstream in(path(relative), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
+ private:
+  fs::path dir_;
+};
+
+std::vector<std::string> Ids(std::initializer_list<int> ids, const std::string& prefix = "") {
+  std::vector<std::string> out;
+  for (int i : ids) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+// Rows id_value(id) * 10 + column(j) for each id, as float32 [ids, columns].
+at::Tensor Expected(const std::vector<double>& id_values, const std::vector<int64_t>& columns) {
+  at::Tensor out = at::empty({static_cast<int64_t>(id_values.size()), static_cast<int64_t>(columns.size())});
+  for (size_t i = 0; i < id_values.size(); ++i) {
+    for (size_t j = 0; j < columns.size(); ++j) {
+      out[static_cast<int64_t>(i)][static_cast<int64_t>(j)] = id_values[i] * 10 + static_cast<double>(columns[j]);
+    }
+  }
+  return out;
+}
+
+void ExpectDisjoint(const NeuralData& data) {
+  std::set<std::string> seen;
+  for (const NeuralSplit* s : {&data.train, &data.validation, &data.test}) {
+    for (const auto& id : s->stimulus_ids) EXPECT_TRUE(seen.insert(id).second) << "stimulus " << id << " in two splits";
+  }
+}
+
+// ------------------------------------------------------------------ NSD
+
+TEST(NsdDatasetTest, LoadsSplitsAsTheSeedAndAveragesRepeatedPresentations) {
+  REQUIRE_NETCDF_FIXTURES();
+  auto data = LoadNsd(FixturePath("nsd"), NsdOptions().image(ImageOptions().size(8)));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_TRUE(CheckNeuralData(*data).ok());
+  // 7 non-shared stimuli: floor(0.8 * 7) = 5 train, 2 validation; 3 shared1000 = test, in voxels.nc order.
+  EXPECT_EQ(data->train.stimulus_ids, Ids({100, 101, 102, 103, 104}));
+  EXPECT_EQ(data->validation.stimulus_ids, Ids({105, 106}));
+  EXPECT_EQ(data->test.stimulus_ids, Ids({107, 108, 109}));
+  ExpectDisjoint(*data);
+  EXPECT_EQ(data->num_targets(), 4);
+  EXPECT_EQ(data->train.stimuli.sizes(), at::IntArrayRef({5, 3, 8, 8}));
+  EXPECT_EQ(data->test.stimuli.sizes(), at::IntArrayRef({3, 3, 8, 8}));
+  // 100 was shown 3 times, 103 twice: averaged to exactly 10 s + j.
+  EXPECT_TRUE(at::allclose(data->train.responses, Expected({100, 101, 102, 103, 104}, {0, 1, 2, 3})));
+  EXPECT_TRUE(at::allclose(data->validation.responses, Expected({105, 106}, {0, 1, 2, 3})));
+  EXPECT_TRUE(at::allclose(data->test.responses, Expected({107, 108, 109}, {0, 1, 2, 3})));
+  EXPECT_FALSE(data->noise_ceiling.defined());
+  // The image of stimulus 104 is the solid colour (4, 20, 200), ImageNet-normalised.
+  EXPECT_NEAR(data->train.stimuli[4][0].mean().item<float>(), (4 / 255.0f - 0.485f) / 0.229f, 1e-4);
+  EXPECT_NEAR(data->train.stimuli[4][2].mean().item<float>(), (200 / 255.0f - 0.406f) / 0.225f, 1e-4);
+  // 101 is a grayscale PNG: replicated to 3 equal channels.
+  auto gray = data->train.stimuli[1];
+  EXPECT_TRUE(at::allclose(gray[0] * 0.229f + 0.485f, gray[1] * 0.224f + 0.456f, 1e-5, 1e-5));
+}
+
+TEST(NsdDatasetTest, LimitsStimuliPerSplitAfterSplitting) {
+  REQUIRE_NETCDF_FIXTURES();
+  auto data = LoadNsd(FixturePath("nsd"), NsdOptions().image(ImageOptions().size(4)).max_stimuli_per_split(1));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->train.stimulus_ids, Ids({100}));
+  EXPECT_EQ(data->validation.stimulus_ids, Ids({105}));
+  EXPECT_EQ(data->test.stimulus_ids, Ids({107}));
+}
+
+TEST(NsdDatasetTest, MissingFilesAndImagesAreNamed) {
+  REQUIRE_NETCDF_FIXTURES();
+  FixtureCopy no_voxels("nsd");
+  fs::remove(no_voxels.path("voxels.nc"));
+  EXPECT_ERROR_MENTIONS(LoadNsd(no_voxels.path()).status(), StatusCode::kNotFound, no_voxels.path("voxels.nc"));
+
+  FixtureCopy no_metadata("nsd");
+  fs::remove(no_metadata.path("metadata.csv"));
+  EXPECT_ERROR_MENTIONS(LoadNsd(no_metadata.path()).status(), StatusCode::kNotFound,
+                        no_metadata.path("metadata.csv"));
+
+  FixtureCopy no_image("nsd");
+  fs::remove(no_image.path("stimuli/nsd_104.png"));
+  EXPECT_ERROR_MENTIONS(LoadNsd(no_image.path(), NsdOptions().image(ImageOptions().size(4))).status(),
+                        StatusCode::kNotFound, no_image.path("stimuli/nsd_104.png"));
+
+  FixtureCopy bad_image("nsd");
+  bad_image.Write("stimuli/nsd_106.png", "not a png");
+  EXPECT_ERROR_MENTIONS(LoadNsd(bad_image.path(), NsdOptions().image(ImageOptions().size(4))).status(),
+                        StatusCode::kInvalidArgument, bad_image.path("stimuli/nsd_106.png"), "cannot decode");
+}
+
+TEST(NsdDatasetTest, StimulusIdsMustMatchBetweenVoxelsAndMetadata) {
+  REQUIRE_NETCDF_FIXTURES();
+  // metadata.csv lacks stimulus 105, which voxels.nc holds.
+  FixtureCopy lacking("nsd");
+  std::string csv = lacking.Read("metadata.csv");
+  const size_t row = csv.find("\n5,105,");
+  ASSERT_NE(row, std::string::npos) << csv;
+  csv.erase(row, csv.find('\n', row + 1) - row);
+  lacking.Write("metadata.csv", csv);
+  EXPECT_ERROR_MENTIONS(LoadNsd(lacking.path()).status(), StatusCode::kInvalidArgument, "'105'",
+                        "missing from metadata.csv", lacking.path("voxels.nc"));
+
+  // metadata.csv has stimulus 555, which voxels.nc lacks: an error unless allowed.
+  FixtureCopy extra("nsd");
+  extra.Write("metadata.csv", extra.Read("metadata.csv") + "10,555,nsd_555.png,False,5555\n");
+  EXPECT_ERROR_MENTIONS(LoadNsd(extra.path()).status(), StatusCode::kInvalidArgument, "'555'",
+                        "missing from voxels.nc", extra.path("metadata.csv"));
+  auto allowed =
+      LoadNsd(extra.path(), NsdOptions().allow_unused_metadata(true).image(ImageOptions().size(4)));
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_EQ(allowed->train.size() + allowed->validation.size() + allowed->test.size(), 10);
+
+  FixtureCopy bad_bool("nsd");
+  std::string text = bad_bool.Read("metadata.csv");
+  text.replace(text.find(",True,"), 6, ",maybe,");
+  bad_bool.Write("metadata.csv", text);
+  EXPECT_ERROR_MENTIONS(LoadNsd(bad_bool.path()).status(), StatusCode::kInvalidArgument, "'maybe'", "shared1000");
+}
+
+TEST(NsdDatasetTest, NanResponseIsNamedByStimulusAndVoxel) {
+  REQUIRE_NETCDF_FIXTURES();
+  EXPECT_ERROR_MENTIONS(LoadNsd(FixturePath("nsd_nan")).status(), StatusCode::kInvalidArgument, "voxels.nc",
+                        "row 5", "stimulus '104'", "column 2", "nan");
+}
+
+// ------------------------------------------------------------------ Majaj-Hong
+
+TEST(MajajHongDatasetTest, BrainIoAssemblyFiltersRoiAveragesRepetitionsAndSplits60_20_20) {
+  REQUIRE_NETCDF_FIXTURES();
+  auto data = LoadMajajHong(FixturePath("majaj/brainio.nc"), FixturePath("majaj/stimuli"),
+                            MajajHongOptions().roi("IT").image(ImageOptions().size(6)));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_TRUE(CheckNeuralData(*data).ok());
+  EXPECT_EQ(data->target_names, (std::vector<std::string>{"Chabo_L_M_0", "Chabo_L_M_2", "Chabo_L_M_4"}));
+  EXPECT_EQ(data->train.stimulus_ids, Ids({0, 1, 2, 3, 4, 5}, "img"));
+  EXPECT_EQ(data->validation.stimulus_ids, Ids({6, 7}, "img"));
+  EXPECT_EQ(data->test.stimulus_ids, Ids({8, 9}, "img"));
+  ExpectDisjoint(*data);
+  EXPECT_EQ(data->train.stimuli.sizes(), at::IntArrayRef({6, 3, 6, 6}));
+  // Two repetitions (offsets -0.5, +0.5) averaged: 10 i + j for the IT neuroids j = 0, 2, 4.
+  EXPECT_TRUE(at::allclose(data->train.responses, Expected({0, 1, 2, 3, 4, 5}, {0, 2, 4})));
+  EXPECT_TRUE(at::allclose(data->test.responses, Expected({8, 9}, {0, 2, 4})));
+  // img3's image is the solid colour (30, 100, 50).
+  EXPECT_NEAR(data->train.stimuli[3][0].mean().item<float>(), (30 / 255.0f - 0.485f) / 0.229f, 1e-4);
+
+  auto v4 = LoadMajajHong(FixturePath("majaj/brainio.nc"), FixturePath("majaj/stimuli"),
+                          MajajHongOptions().roi("V4").image(ImageOptions().size(4)));
+  ASSERT_TRUE(v4.ok()) << v4.status();
+  EXPECT_EQ(v4->num_targets(), 2);
+  EXPECT_TRUE(at::allclose(v4->validation.responses, Expected({6, 7}, {1, 3})));
+}
+
+TEST(MajajHongDatasetTest, SeedLayoutWithImageIdDimensionAndCharRegionsGivesTheSameData) {
+  REQUIRE_NETCDF_FIXTURES();
+  const auto options = MajajHongOptions().image(ImageOptions().size(4));
+  auto brainio = LoadMajajHong(FixturePath("majaj/brainio.nc"), FixturePath("majaj/stimuli"), options);
+  auto seed = LoadMajajHong(FixturePath("majaj/seed.nc"), FixturePath("majaj/stimuli"), options);
+  ASSERT_TRUE(brainio.ok()) << brainio.status();
+  ASSERT_TRUE(seed.ok()) << seed.status();  // no image_name coordinate: files are <image_id>.png
+  EXPECT_EQ(seed->test.stimulus_ids, brainio->test.stimulus_ids);
+  EXPECT_TRUE(at::allclose(seed->train.responses, brainio->train.responses));
+  EXPECT_TRUE(at::equal(seed->validation.stimuli, brainio->validation.stimuli));
+  EXPECT_EQ(seed->target_names, (std::vector<std::string>{"0", "2", "4"}));
+}
+
+TEST(MajajHongDatasetTest, UnknownRoiListsTheAvailableRegions) {
+  REQUIRE_NETCDF_FIXTURES();
+  EXPECT_ERROR_MENTIONS(
+      LoadMajajHong(FixturePath("majaj/brainio.nc"), FixturePath("majaj/stimuli"), MajajHongOptions().roi("V1"))
+          .status(),
+      StatusCode::kInvalidArgument, "'V1'", "'IT', 'V4'", "brainio.nc");
+}
+
+TEST(MajajHongDatasetTest, CoordinateNamesAndMetadataAreOptions) {
+  REQUIRE_NETCDF_FIXTURES();
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(FixturePath("majaj/brainio.nc"), FixturePath("majaj/stimuli"),
+                                      MajajHongOptions().stimulus_id_coord("stimulus_id"))
+                            .status(),
+                        StatusCode::kInvalidArgument, "'stimulus_id'", "'image_id'", "'repetition'");
+
+  // The seed's neural.nc + metadata.csv variant: file names from the CSV (here reversed: imgK -> img(9-K).png).
+  FixtureCopy majaj("majaj");
+  std::string csv = "image_id,filename,object_name\n";
+  for (int k = 0; k < 10; ++k) csv += "img" + std::to_string(k) + ",img" + std::to_string(9 - k) + ".png,car\n";
+  majaj.Write("metadata.csv", csv);
+  const auto options = MajajHongOptions().metadata_csv(majaj.path("metadata.csv")).image(ImageOptions().size(4));
+  auto data = LoadMajajHong(majaj.path("seed.nc"), majaj.path("stimuli"), options);
+  ASSERT_TRUE(data.ok()) << data.status();
+  auto img9 = LoadImage(majaj.path("stimuli/img9.png"), ImageOptions().size(4));
+  ASSERT_TRUE(img9.ok());
+  EXPECT_TRUE(at::equal(data->train.stimuli[0], *img9));  // img0's row shows img9.png
+
+  majaj.Write("metadata.csv", csv.substr(0, csv.rfind("img9,")));
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(majaj.path("seed.nc"), majaj.path("stimuli"), options).status(),
+                        StatusCode::kInvalidArgument, "'img9'", majaj.path("metadata.csv"));
+}
+
+TEST(MajajHongDatasetTest, MissingFilesAreNamed) {
+  REQUIRE_NETCDF_FIXTURES();
+  EXPECT_ERROR_MENTIONS(LoadMajajHong("/nonexistent/mh.nc", FixturePath("majaj/stimuli")).status(),
+                        StatusCode::kNotFound, "/nonexistent/mh.nc");
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(FixturePath("majaj/brainio.nc"), "/nonexistent/stimuli").status(),
+                        StatusCode::kNotFound, "/nonexistent/stimuli");
+  FixtureCopy majaj("majaj");
+  fs::remove(majaj.path("stimuli/img7.png"));
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(majaj.path("brainio.nc"), majaj.path("stimuli"),
+                                      MajajHongOptions().image(ImageOptions().size(4)))
+                            .status(),
+                        StatusCode::kNotFound, majaj.path("stimuli/img7.png"));
+}
+
+// ------------------------------------------------------------------ generic layout
+
+TEST(GenericNeuralDatasetTest, ImagesListedInCsvWithSplitColumnAndNoiseCeiling) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  auto data = LoadGenericNeuralData(FixturePath("generic_images"),
+                                    GenericNeuralOptions().image(ImageOptions().size(5).normalize(false)));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_TRUE(CheckNeuralData(*data).ok());
+  // split column: train, test, train, val, train, validation, test, train
+  EXPECT_EQ(data->train.stimulus_ids, Ids({0, 2, 4, 7}, "s"));
+  EXPECT_EQ(data->validation.stimulus_ids, Ids({3, 5}, "s"));
+  EXPECT_EQ(data->test.stimulus_ids, Ids({1, 6}, "s"));
+  EXPECT_EQ(data->train.stimuli.sizes(), at::IntArrayRef({4, 3, 5, 5}));
+  // responses.npy float64 = arange(24).reshape(8, 3): row r is 3r, 3r+1, 3r+2.
+  EXPECT_TRUE(at::equal(data->validation.responses,
+                        at::tensor({9.0f, 10.0f, 11.0f, 15.0f, 16.0f, 17.0f}).view({2, 3})));
+  // g7.png is the solid colour (140, 0, 0).
+  EXPECT_NEAR(data->train.stimuli[3][0].mean().item<float>(), 140 / 255.0f, 1e-5);
+  ASSERT_TRUE(data->noise_ceiling.defined());
+  EXPECT_TRUE(at::allclose(data->noise_ceiling, at::tensor({0.5f, 0.6f, 0.7f})));
+}
+
+TEST(GenericNeuralDatasetTest, ArrayStimuliWithSplitNpy) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  auto data = LoadGenericNeuralData(FixturePath("generic_array"));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->train.stimuli.sizes(), at::IntArrayRef({5, 3, 4, 4}));
+  EXPECT_EQ(data->validation.size(), 2);
+  EXPECT_EQ(data->test.size(), 2);
+  EXPECT_EQ(data->test.stimulus_ids, Ids({7, 8}));
+  // uint8 stimuli scaled by 1/255, used as is.
+  auto raw = ReadNpyFile(FixturePath("generic_array/stimuli.npy"));
+  ASSERT_TRUE(raw.ok());
+  EXPECT_TRUE(at::allclose(data->validation.stimuli, raw->slice(0, 5, 7).to(at::kFloat) / 255.0f));
+  EXPECT_FLOAT_EQ(data->test.responses[1][1].item<float>(), 8.5f);  // (8 * 2 + 1) / 2
+  EXPECT_FALSE(data->noise_ceiling.defined());
+  ExpectDisjoint(*data);
+
+  auto limited = LoadGenericNeuralData(FixturePath("generic_array"), GenericNeuralOptions().max_stimuli_per_split(1));
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_EQ(limited->train.size() + limited->validation.size() + limited->test.size(), 3);
+}
+
+TEST(GenericNeuralDatasetTest, CountMismatchesAreNamed) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(FixturePath("generic_count_mismatch")).status(),
+                        StatusCode::kInvalidArgument, "stimuli.csv", "8 rows", "responses.npy", "has 7");
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(FixturePath("generic_array_mismatch")).status(),
+                        StatusCode::kInvalidArgument, "stimuli.npy", "5 stimuli", "6 rows");
+}
+
+TEST(GenericNeuralDatasetTest, NanResponseIsNamedByRowAndColumn) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(FixturePath("generic_nan")).status(), StatusCode::kInvalidArgument,
+                        "responses.npy", "row 4", "column 1", "nan");
+}
+
+TEST(GenericNeuralDatasetTest, MissingAndAmbiguousFilesAreNamed) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  FixtureCopy no_responses("generic_array");
+  fs::remove(no_responses.path("responses.npy"));
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(no_responses.path()).status(), StatusCode::kNotFound,
+                        no_responses.path("responses.npy"));
+
+  FixtureCopy no_split("generic_array");
+  fs::remove(no_split.path("split.npy"));
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(no_split.path()).status(), StatusCode::kNotFound, "split.npy",
+                        "'split' column");
+
+  FixtureCopy two_splits("generic_images");
+  fs::copy_file(FixturePath("generic_array/split.npy"), two_splits.path("split.npy"));
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(two_splits.path()).status(), StatusCode::kInvalidArgument,
+                        "both split.npy and a 'split' column");
+
+  FixtureCopy bad_split("generic_images");
+  std::string csv = bad_split.Read("stimuli.csv");
+  csv.replace(csv.find(",val\n"), 5, ",training\n");
+  bad_split.Write("stimuli.csv", csv);
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(bad_split.path()).status(), StatusCode::kInvalidArgument, "row 4",
+                        "'training'");
+
+  FixtureCopy missing_image("generic_images");
+  fs::remove(missing_image.path("stimuli/g5.png"));
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(missing_image.path()).status(), StatusCode::kNotFound,
+                        missing_image.path("stimuli/g5.png"));
+
+  FixtureCopy bad_ceiling("generic_images");
+  fs::copy_file(FixturePath("generic_array/responses.npy"), bad_ceiling.path("noise_ceiling.npy"),
+                fs::copy_options::overwrite_existing);
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(bad_ceiling.path()).status(), StatusCode::kInvalidArgument,
+                        "noise_ceiling.npy", "[9, 2]", "[3]");
+}
+
+}  // namespace
+}  // namespace dwarp::engine

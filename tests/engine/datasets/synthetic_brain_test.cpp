@@ -1,0 +1,116 @@
+// Contract of synthetic_brain.h: responses are a known warp of a teacher's representation plus noise.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "worker/engine/datasets/synthetic_brain.h"
+#include "worker/engine/models/mlp.h"
+#include "worker/engine/subspace_model.h"
+
+namespace dwarp::engine {
+namespace {
+
+torch::jit::Module Teacher(uint64_t seed = 3) {
+  auto mlp = CreateMlp(MlpOptions(16, 12).hidden({32}).seed(seed));
+  EXPECT_TRUE(mlp.ok()) << mlp.status();
+  return std::move(mlp).value();
+}
+
+at::Tensor Stimuli(int64_t n = 400) { return at::randn({n, 16}, at::make_generator<at::CPUGeneratorImpl>(11)); }
+
+at::Tensor Features(torch::jit::Module module, const at::Tensor& x) {
+  at::NoGradGuard no_grad;
+  module.eval();
+  return module.forward({x}).toTensor().to(at::kDouble);
+}
+
+// Test R^2 (uniform over targets) of a least-squares linear map fitted on the training rows.
+double LinearFitR2(const at::Tensor& train_x, const at::Tensor& train_y, const at::Tensor& test_x,
+                   const at::Tensor& test_y) {
+  auto with_bias = [](const at::Tensor& x) { return at::cat({x, at::ones({x.size(0), 1}, x.options())}, 1); };
+  const at::Tensor w = std::get<0>(at::linalg_lstsq(with_bias(train_x), train_y.to(at::kDouble)));
+  const at::Tensor y = test_y.to(at::kDouble);
+  const at::Tensor residual = (y - at::matmul(with_bias(test_x), w)).pow(2).sum(0);
+  const at::Tensor total = (y - y.mean(0)).pow(2).sum(0);
+  return (1 - residual / total).mean().item<double>();
+}
+
+TEST(SyntheticBrainTest, ShapesSplitsIdsAndNoiseCeiling) {
+  auto data = MakeSyntheticBrain(Teacher(), Stimuli(), {}, SyntheticBrainOptions().targets(7).noise(0.5));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->train.size(), 240);
+  EXPECT_EQ(data->validation.size(), 80);
+  EXPECT_EQ(data->test.size(), 80);
+  EXPECT_EQ(data->train.responses.sizes(), (std::vector<int64_t>{240, 7}));
+  EXPECT_EQ(data->train.stimuli.sizes(), (std::vector<int64_t>{240, 16}));
+  EXPECT_EQ(data->test.stimulus_ids.front(), "stimulus_320");
+  EXPECT_EQ(data->num_targets(), 7);
+  EXPECT_NEAR(data->noise_ceiling[0].item<float>(), 1.0 / 1.25, 1e-6);
+  EXPECT_EQ(data->train.responses.scalar_type(), at::kFloat);
+}
+
+TEST(SyntheticBrainTest, SameSeedSameBrainOtherSeedOtherBrain) {
+  const auto options = SyntheticBrainOptions().targets(5).seed(9);
+  auto a = MakeSyntheticBrain(Teacher(), Stimuli(), {}, options);
+  auto b = MakeSyntheticBrain(Teacher(), Stimuli(), {}, options);
+  auto c = MakeSyntheticBrain(Teacher(), Stimuli(), {}, SyntheticBrainOptions(options).seed(10));
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_TRUE(at::equal(a->train.responses, b->train.responses));
+  EXPECT_FALSE(at::equal(a->train.responses, c->train.responses));
+}
+
+TEST(SyntheticBrainTest, WithoutWarpOrNoiseTheBrainIsLinearInTheTeacher) {
+  const torch::jit::Module teacher = Teacher();
+  const at::Tensor x = Stimuli();
+  auto data = MakeSyntheticBrain(teacher, x, {}, SyntheticBrainOptions().targets(6).warp_scale(0.0).noise(0.0));
+  ASSERT_TRUE(data.ok()) << data.status();
+  const double r2 = LinearFitR2(Features(teacher, data->train.stimuli), data->train.responses,
+                                Features(teacher, data->test.stimuli), data->test.responses);
+  EXPECT_GT(r2, 0.9999);
+}
+
+TEST(SyntheticBrainTest, AWarpedBrainIsFitBetterByTheWarpedTeacherThanByTheTeacher) {
+  const torch::jit::Module teacher = Teacher();
+  const auto options = SyntheticBrainOptions().targets(6).warp_dim(10).warp_scale(2.0).noise(0.0).seed(4);
+  auto data = MakeSyntheticBrain(teacher, Stimuli(), {}, options);
+  ASSERT_TRUE(data.ok()) << data.status();
+  // The same warp, rebuilt from the seed, explains the brain linearly; the unwarped teacher does not.
+  auto warped = SubspaceModel::Create(teacher, SubspaceOptions(10).seed(4));
+  ASSERT_TRUE(warped.ok());
+  {
+    at::NoGradGuard no_grad;
+    warped->theta_d().normal_(0.0, 2.0, at::make_generator<at::CPUGeneratorImpl>(4));
+  }
+  warped->eval();
+  auto warped_features = [&](const at::Tensor& s) {
+    at::NoGradGuard no_grad;
+    return warped->Forward(s).to(at::kDouble);
+  };
+  const double with_warp = LinearFitR2(warped_features(data->train.stimuli), data->train.responses,
+                                       warped_features(data->test.stimuli), data->test.responses);
+  const double without = LinearFitR2(Features(teacher, data->train.stimuli), data->train.responses,
+                                     Features(teacher, data->test.stimuli), data->test.responses);
+  EXPECT_GT(with_warp, 0.9999);
+  EXPECT_LT(without, with_warp - 0.05) << "the warp should matter: unwarped R^2 " << without;
+}
+
+TEST(SyntheticBrainTest, RejectsBadOptionsNamingTheValue) {
+  const torch::jit::Module teacher = Teacher();
+  auto no_targets = MakeSyntheticBrain(teacher, Stimuli(), {}, SyntheticBrainOptions().targets(0));
+  ASSERT_FALSE(no_targets.ok());
+  EXPECT_NE(no_targets.status().message().find("targets = 0"), std::string::npos);
+  auto bad_fractions = MakeSyntheticBrain(teacher, Stimuli(), {}, SyntheticBrainOptions().fractions(0.7, 0.4));
+  ASSERT_FALSE(bad_fractions.ok());
+  EXPECT_NE(bad_fractions.status().message().find("train = 0.7"), std::string::npos) << bad_fractions.status();
+  auto too_few = MakeSyntheticBrain(teacher, Stimuli(3), {}, SyntheticBrainOptions());
+  ASSERT_FALSE(too_few.ok());
+  EXPECT_NE(too_few.status().message().find("3 stimuli"), std::string::npos) << too_few.status();
+  auto ids = MakeSyntheticBrain(teacher, Stimuli(10), {"a", "b"}, SyntheticBrainOptions());
+  ASSERT_FALSE(ids.ok());
+  EXPECT_NE(ids.status().message().find("2 stimulus ids for 10 stimuli"), std::string::npos) << ids.status();
+}
+
+}  // namespace
+}  // namespace dwarp::engine

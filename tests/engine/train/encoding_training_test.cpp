@@ -1,0 +1,134 @@
+// Contract of encoding_training.h: subspace and full encoding training on a brain with a known answer.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+#include "worker/engine/datasets/synthetic_brain.h"
+#include "worker/engine/models/mlp.h"
+#include "worker/engine/train/encoding_training.h"
+
+namespace dwarp::engine {
+namespace {
+
+torch::jit::Module Mlp(uint64_t seed) {
+  auto mlp = CreateMlp(MlpOptions(16, 24).hidden({48}).seed(seed));
+  EXPECT_TRUE(mlp.ok()) << mlp.status();
+  return std::move(mlp).value();
+}
+
+// A brain made by warping the teacher (seed 3) at d = 12, read out linearly with a little noise.
+NeuralData Brain() {
+  const at::Tensor stimuli = at::randn({600, 16}, at::make_generator<at::CPUGeneratorImpl>(5));
+  auto data = MakeSyntheticBrain(Mlp(3), stimuli, {},
+                                 SyntheticBrainOptions().targets(10).warp_dim(12).warp_scale(1.5).noise(0.1).seed(8));
+  EXPECT_TRUE(data.ok()) << data.status();
+  return std::move(data).value();
+}
+
+EncodingTrainingOptions Options() {
+  return EncodingTrainingOptions().max_epochs(40).batch_size(32).lr(1e-2).low_dim_lr(5e-2).patience(0).seed(1);
+}
+
+double TestR2InSubspace(const NeuralData& data, int64_t d) {
+  auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(d).seed(21));
+  EXPECT_TRUE(model.ok()) << model.status();
+  auto result = TrainEncoderInSubspace(*model, data, Options());
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? result->test.r2 : -1.0;
+}
+
+TEST(EncodingTrainingTest, AWarpedBrainIsFitBetterWithMoreDimensions) {
+  const NeuralData data = Brain();
+  const double small = TestR2InSubspace(data, 2);
+  const double large = TestR2InSubspace(data, 200);
+  std::printf("test R^2: d = 2: %.4f, d = 200: %.4f\n", small, large);
+  EXPECT_GT(large, small + 0.02) << "d = 2: " << small << ", d = 200: " << large;
+  EXPECT_GT(large, 0.5);
+}
+
+TEST(EncodingTrainingTest, BestEpochIsRestoredAndReported) {
+  const NeuralData data = Brain();
+  auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(50).seed(2));
+  ASSERT_TRUE(model.ok());
+  int64_t callbacks = 0;
+  auto result = TrainEncoderInSubspace(*model, data, Options().max_epochs(8).on_epoch([&](const EpochRecord& r) {
+    EXPECT_EQ(r.epoch, ++callbacks);
+  }));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(callbacks, 8);
+  ASSERT_GE(result->best_epoch, 1);
+  const double best = result->history[static_cast<size_t>(result->best_epoch - 1)].validation_score;
+  EXPECT_NEAR(result->validation.r2, best, 1e-9);  // the restored state scores what its epoch scored
+  for (const auto& r : result->history) EXPECT_LE(r.validation_score, best + 1e-12);
+  EXPECT_EQ(result->trained_parameter_count, 50);
+  EXPECT_EQ(result->representation_size, 24);
+  EXPECT_EQ(result->head_weight.sizes(), (std::vector<int64_t>{10, 24}));
+}
+
+TEST(EncodingTrainingTest, FrozenHeadKeepsItsInitialisationWhileTheModelMoves) {
+  const NeuralData data = Brain();
+  auto a = SubspaceModel::Create(Mlp(3), SubspaceOptions(20));
+  auto b = SubspaceModel::Create(Mlp(3), SubspaceOptions(20));
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto frozen = TrainEncoderInSubspace(*a, data, Options().max_epochs(3).freeze_head(true));
+  auto untrained = TrainEncoderInSubspace(*b, data, Options().max_epochs(1).freeze_head(true).low_dim_lr(1e-12));
+  ASSERT_TRUE(frozen.ok() && untrained.ok());
+  EXPECT_TRUE(at::equal(frozen->head_weight, untrained->head_weight));
+  EXPECT_GT(a->theta_d().abs().sum().item<float>(), 0.0f);
+}
+
+TEST(EncodingTrainingTest, FullTrainingLearns) {
+  const NeuralData data = Brain();
+  torch::jit::Module module = Mlp(3).deepcopy();
+  auto result = TrainEncoderFull(module, data, Options().max_epochs(15).lr(3e-3));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->full);
+  EXPECT_EQ(result->trained_parameter_count, MlpParameterCount(MlpOptions(16, 24).hidden({48})));
+  EXPECT_GT(result->test.r2, 0.5);
+  EXPECT_GT(result->history.back().validation_score, result->history.front().validation_score);
+}
+
+TEST(EncodingTrainingTest, DeterministicForASeed) {
+  const NeuralData data = Brain();
+  auto run = [&] {
+    auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(30));
+    return TrainEncoderInSubspace(*model, data, Options().max_epochs(3));
+  };
+  auto first = run();
+  auto second = run();
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->test.r2, second->test.r2);
+}
+
+TEST(EncodingTrainingTest, RejectsBadOptionsAndDataNamingTheValue) {
+  const NeuralData data = Brain();
+  auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(10));
+  ASSERT_TRUE(model.ok());
+  auto bad_lr = TrainEncoderInSubspace(*model, data, Options().low_dim_lr(-1));
+  ASSERT_FALSE(bad_lr.ok());
+  EXPECT_NE(bad_lr.status().message().find("low_dim_lr = -1"), std::string::npos) << bad_lr.status();
+  auto bad_epochs = TrainEncoderInSubspace(*model, data, Options().max_epochs(0));
+  ASSERT_FALSE(bad_epochs.ok());
+  EXPECT_NE(bad_epochs.status().message().find("epochs = 0"), std::string::npos) << bad_epochs.status();
+  NeuralData nan = data;
+  nan.train.responses = data.train.responses.clone();
+  nan.train.responses[3][4] = std::nanf("");
+  auto with_nan = TrainEncoderInSubspace(*model, nan, Options());
+  ASSERT_FALSE(with_nan.ok());
+  EXPECT_NE(with_nan.status().message().find("row 3"), std::string::npos) << with_nan.status();
+}
+
+TEST(EncodingTrainingTest, DivergingRunFailsWithTheReason) {
+  const NeuralData data = Brain();
+  auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(10));
+  ASSERT_TRUE(model.ok());
+  auto result = TrainEncoderInSubspace(*model, data, Options().low_dim_lr(1e12).lr(1e12).max_epochs(5));
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("diverged"), std::string::npos) << result.status();
+}
+
+}  // namespace
+}  // namespace dwarp::engine

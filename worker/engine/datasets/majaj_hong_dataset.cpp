@@ -1,0 +1,129 @@
+#include "worker/engine/datasets/majaj_hong_dataset.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <unordered_map>
+
+#include "worker/engine/datasets/csv_table.h"
+#include "worker/engine/datasets/netcdf_file.h"
+#include "worker/engine/datasets/neural_loading.h"
+
+namespace dwarp::engine {
+
+using internal::ListForMessage;
+using internal::Quote;
+
+StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::string& stimuli_dir,
+                                   const MajajHongOptions& options) {
+  namespace fs = std::filesystem;
+  DWARP_RETURN_IF_ERROR(CheckImageOptions(options.image_));
+  std::error_code ec;
+  if (!fs::is_directory(stimuli_dir, ec)) {
+    return NotFoundError("Majaj-Hong stimuli directory " + Quote(stimuli_dir) + " does not exist");
+  }
+  auto file = NetcdfFile::Open(netcdf_path);
+  if (!file.ok()) return file.status();
+  auto neuroid_dim = internal::CoordinateDimension(*file, options.region_coord_);
+  if (!neuroid_dim.ok()) return neuroid_dim.status();
+  auto stimulus_dim = internal::CoordinateDimension(*file, options.stimulus_id_coord_);
+  if (!stimulus_dim.ok()) return stimulus_dim.status();
+  if (*neuroid_dim == *stimulus_dim) {
+    return InvalidArgumentError("netCDF file " + Quote(netcdf_path) + ": coordinates " + Quote(options.region_coord_) +
+                                " and " + Quote(options.stimulus_id_coord_) + " both lie on dimension " +
+                                Quote(*neuroid_dim) + "; expected the region on the neuroid dimension and the id "
+                                "on the stimulus dimension");
+  }
+  auto responses = internal::ReadStimulusByTarget(*file, *stimulus_dim, *neuroid_dim);
+  if (!responses.ok()) return responses.status();
+  auto regions = file->ReadStrings(options.region_coord_);
+  if (!regions.ok()) return regions.status();
+  auto ids = file->ReadStrings(options.stimulus_id_coord_);
+  if (!ids.ok()) return ids.status();
+  auto neuroid_names = internal::DimensionLabels(*file, *neuroid_dim, responses->values.size(1));
+  if (!neuroid_names.ok()) return neuroid_names.status();
+
+  // The roi filter.
+  std::vector<int64_t> keep;
+  std::vector<std::string> available, target_names;
+  for (size_t i = 0; i < regions->size(); ++i) {
+    if ((*regions)[i] == options.roi_) {
+      keep.push_back(static_cast<int64_t>(i));
+      target_names.push_back((*neuroid_names)[i]);
+    }
+    if (std::find(available.begin(), available.end(), (*regions)[i]) == available.end()) {
+      available.push_back((*regions)[i]);
+    }
+  }
+  if (keep.empty()) {
+    return InvalidArgumentError("Majaj-Hong: roi " + Quote(options.roi_) + " matches no neuroid in " +
+                                Quote(netcdf_path) + "; the available regions (coordinate " +
+                                Quote(options.region_coord_) + ") are " + ListForMessage(available, 50));
+  }
+  const at::Tensor roi_values = responses->values.index_select(1, at::tensor(keep, at::kLong));
+  DWARP_RETURN_IF_ERROR(internal::CheckFiniteResponses(roi_values, *ids, target_names,
+                                                       "Majaj-Hong netCDF file " + Quote(netcdf_path)));
+  const internal::AveragedResponses averaged = internal::AverageRepeats(roi_values, *ids);
+  const auto n = static_cast<int64_t>(averaged.unique_ids.size());
+
+  // Image file names.
+  std::vector<std::string> image_paths(static_cast<size_t>(n));
+  if (!options.metadata_csv_.empty()) {
+    auto metadata = ReadCsvFile(options.metadata_csv_);
+    if (!metadata.ok()) return metadata.status();
+    auto meta_ids = metadata->Column(options.stimulus_id_coord_);
+    if (!meta_ids.ok()) return meta_ids.status();
+    auto meta_files = metadata->Column("filename");
+    if (!meta_files.ok()) return meta_files.status();
+    std::unordered_map<std::string, std::string> file_of;
+    for (size_t r = 0; r < meta_ids->size(); ++r) file_of.emplace((*meta_ids)[r], (*meta_files)[r]);
+    std::vector<std::string> missing;
+    for (int64_t i = 0; i < n; ++i) {
+      auto it = file_of.find(averaged.unique_ids[i]);
+      if (it == file_of.end()) missing.push_back(averaged.unique_ids[i]);
+      else image_paths[i] = (fs::path(stimuli_dir) / it->second).string();
+    }
+    if (!missing.empty()) {
+      return InvalidArgumentError("Majaj-Hong: " + std::to_string(missing.size()) + " image ids of " +
+                                  Quote(netcdf_path) + " are missing from metadata CSV " +
+                                  Quote(options.metadata_csv_) + ": " + ListForMessage(missing));
+    }
+  } else if (file->FindVariable(options.filename_coord_) != nullptr) {
+    auto coord_dim = internal::CoordinateDimension(*file, options.filename_coord_);
+    if (!coord_dim.ok()) return coord_dim.status();
+    if (*coord_dim != *stimulus_dim) {
+      return InvalidArgumentError("netCDF file " + Quote(netcdf_path) + ": file-name coordinate " +
+                                  Quote(options.filename_coord_) + " lies on dimension " + Quote(*coord_dim) +
+                                  "; expected the stimulus dimension " + Quote(*stimulus_dim));
+    }
+    auto names = file->ReadStrings(options.filename_coord_);
+    if (!names.ok()) return names.status();
+    for (int64_t i = 0; i < n; ++i) {
+      image_paths[i] = (fs::path(stimuli_dir) / (*names)[averaged.first_row[i]]).string();
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      image_paths[i] = (fs::path(stimuli_dir) / (averaged.unique_ids[i] + options.image_extension_)).string();
+    }
+  }
+
+  // Splits 60/20/20 by order.
+  const auto n_train = static_cast<int64_t>(static_cast<double>(n) * 0.6);
+  const auto n_train_val = static_cast<int64_t>(static_cast<double>(n) * 0.8);
+  std::array<internal::SplitRows, 3> splits;
+  for (int64_t i = 0; i < n; ++i) splits[i < n_train ? 0 : i < n_train_val ? 1 : 2].rows.push_back(i);
+  NeuralData data;
+  DWARP_RETURN_IF_ERROR(internal::LoadImageSplits(std::move(splits), averaged.responses, averaged.unique_ids,
+                                                  image_paths, options.image_, options.max_stimuli_per_split_,
+                                                  "Majaj-Hong " + Quote(netcdf_path),
+                                                  std::to_string(n) + " distinct images split 60/20/20", &data));
+  data.target_names = std::move(target_names);
+  data.description = "majaj_hong " + options.roi_ + ": " + std::to_string(n) + " images (" +
+                     std::to_string(ids->size()) + " presentations) x " + std::to_string(data.num_targets()) +
+                     " neuroids";
+  DWARP_RETURN_IF_ERROR(CheckNeuralData(data));
+  return data;
+}
+
+}  // namespace dwarp::engine

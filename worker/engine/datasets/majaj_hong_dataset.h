@@ -1,0 +1,58 @@
+// Majaj, Hong et al. 2015 (IT and V4 multi-unit responses to 5760 object images) as a BrainIO / xarray
+// netCDF assembly, in the form the seed's research code reads (datasets/majajhong.py), loaded into NeuralData.
+//
+// The file: an xarray DataArray (DataArray.to_netcdf) with a stimulus dimension and a neuroid dimension, in
+// either order; extra dimensions of size 1 (BrainIO's time_bin) are dropped. Coordinates (names are options):
+//   region     on the neuroid dimension, e.g. "IT" / "V4"; the neuroids whose region equals `roi` are kept
+//   image_id   on the stimulus dimension: the stimulus id (BrainIO's assemblies name the dimension
+//              `presentation`; the seed's files make image_id the dimension itself)
+//   image_name on the stimulus dimension (optional): the image file name inside `stimuli_dir`
+// The file name of each stimulus comes from, in order: `metadata_csv` when set (a CSV with the id column and
+// `filename`, as the seed's neural.nc + metadata.csv variant), else the `image_name` coordinate when the file
+// has one, else "<image_id><image_extension>" (BrainIO stimulus sets store <image_id>.png).
+//
+// Repeated presentations (BrainIO keeps one row per repetition): all rows with the same image id are averaged
+// into one, in order of first appearance. Splits by that order, as the seed: first floor(0.6 n) train, up to
+// floor(0.8 n) validation, the rest test.
+//
+// Errors (each naming the file and value): NotFound (file, stimuli folder, image), InvalidArgument for a
+// missing coordinate (the coordinates present are listed), an unknown roi (the available regions are
+// listed), a wrong shape, a non-finite response (stimulus and neuroid named), an empty split, an undecodable
+// image. Thread-safety: no shared state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "worker/engine/datasets/image_io.h"
+#include "worker/engine/datasets/neural_data.h"
+
+namespace dwarp::engine {
+
+struct MajajHongOptions {
+  MajajHongOptions& roi(std::string v) { roi_ = std::move(v); return *this; }
+  MajajHongOptions& region_coord(std::string v) { region_coord_ = std::move(v); return *this; }
+  MajajHongOptions& stimulus_id_coord(std::string v) { stimulus_id_coord_ = std::move(v); return *this; }
+  MajajHongOptions& filename_coord(std::string v) { filename_coord_ = std::move(v); return *this; }
+  MajajHongOptions& metadata_csv(std::string v) { metadata_csv_ = std::move(v); return *this; }
+  MajajHongOptions& image_extension(std::string v) { image_extension_ = std::move(v); return *this; }
+  MajajHongOptions& image(ImageOptions v) { image_ = v; return *this; }
+  // Keep only the first `v` stimuli of each split (after splitting); -1: all.
+  MajajHongOptions& max_stimuli_per_split(int64_t v) { max_stimuli_per_split_ = v; return *this; }
+
+  std::string roi_ = "IT";
+  std::string region_coord_ = "region";
+  std::string stimulus_id_coord_ = "image_id";
+  std::string filename_coord_ = "image_name";
+  std::string metadata_csv_;
+  std::string image_extension_ = ".png";
+  ImageOptions image_;
+  int64_t max_stimuli_per_split_ = -1;
+};
+
+// `netcdf_path`: the assembly file; `stimuli_dir`: the folder of its images.
+StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::string& stimuli_dir,
+                                   const MajajHongOptions& options = {});
+
+}  // namespace dwarp::engine

@@ -1,0 +1,78 @@
+// Internal helpers shared by the neural dataset loaders (nsd_dataset, majaj_hong_dataset,
+// generic_neural_dataset). Not part of the engine's public interface.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/engine/datasets/image_io.h"
+#include "worker/engine/datasets/netcdf_file.h"
+#include "worker/engine/datasets/neural_data.h"
+
+namespace dwarp::engine::internal {
+
+// InvalidArgument naming the first non-finite entry of `responses` [rows, targets] by row, stimulus id and
+// target name, prefixed by `where` (e.g. "voxels.nc '/data/voxels.nc'"); OK when all are finite.
+Status CheckFiniteResponses(const at::Tensor& responses, const std::vector<std::string>& row_ids,
+                            const std::vector<std::string>& target_names, const std::string& where);
+
+// Rows of `responses` [P, T] that share an id averaged into one row per distinct id, in order of first
+// appearance: unique_ids and float32 [U, T]; first_row[u] is the first row of unique id u.
+struct AveragedResponses {
+  std::vector<std::string> unique_ids;
+  std::vector<int64_t> first_row;
+  at::Tensor responses;
+};
+AveragedResponses AverageRepeats(const at::Tensor& responses, const std::vector<std::string>& ids);
+
+// One split's rows before the stimuli are loaded: indices into the dataset's (averaged) rows.
+struct SplitRows {
+  std::vector<int64_t> rows;
+};
+
+// A split's rows as a NeuralSplit whose stimuli come from image files: stimuli = LoadImages(image_paths[rows]),
+// responses[rows], ids[rows].
+StatusOr<NeuralSplit> MakeImageSplit(const SplitRows& split, const at::Tensor& responses,
+                                     const std::vector<std::string>& ids, const std::vector<std::string>& image_paths,
+                                     const ImageOptions& options);
+
+// The three splits (train, validation, test), each required non-empty (InvalidArgument "<dataset>: the <name>
+// split is empty (<why>)") and then cut to `limit` rows (limit >= 0), loaded as image splits into `data`.
+Status LoadImageSplits(std::array<SplitRows, 3> splits, const at::Tensor& responses,
+                       const std::vector<std::string>& ids, const std::vector<std::string>& image_paths,
+                       const ImageOptions& options, int64_t limit, const std::string& dataset,
+                       const std::string& why, NeuralData* data);
+
+// Checks each of the three splits is non-empty (as LoadImageSplits) and cuts it to `limit` rows.
+Status RequireAndLimitSplits(std::array<SplitRows, 3>* splits, int64_t limit, const std::string& dataset,
+                             const std::string& why);
+
+// "'a', 'b', 'c' and 7 more" for messages.
+std::string ListForMessage(const std::vector<std::string>& items, size_t max_items = 5);
+
+std::string Quote(const std::string& s);
+
+// The xarray DataArray in `file` as float64 [stimuli, targets] over dimensions `stimulus_dim` and `target_dim`
+// (transposed when stored the other way round; extra dimensions of size 1, e.g. BrainIO's time_bin, dropped).
+// InvalidArgument naming the file and the array's dimensions otherwise.
+struct StimulusByTarget {
+  std::string variable;
+  at::Tensor values;  // float64 [stimuli, targets]
+};
+StatusOr<StimulusByTarget> ReadStimulusByTarget(const NetcdfFile& file, const std::string& stimulus_dim,
+                                                const std::string& target_dim);
+
+// The dimension a 1-D coordinate lies on; InvalidArgument naming the file and the array's coordinates when the
+// file has no such 1-D variable.
+StatusOr<std::string> CoordinateDimension(const NetcdfFile& file, const std::string& coordinate);
+
+// Names of the entries of dimension `dim` of size n: its dimension coordinate, else a `neuroid_id` coordinate
+// on it, else "0".."n-1".
+StatusOr<std::vector<std::string>> DimensionLabels(const NetcdfFile& file, const std::string& dim, int64_t n);
+
+}  // namespace dwarp::engine::internal

@@ -1,0 +1,115 @@
+#include "worker/engine/datasets/synthetic_brain.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "worker/engine/subspace_model.h"
+
+namespace dwarp::engine {
+namespace {
+
+Status CheckOptions(const SyntheticBrainOptions& o) {
+  if (o.targets_ < 1) return InvalidArgumentError("synthetic brain targets = " + std::to_string(o.targets_) + "; expected >= 1");
+  if (o.warp_dim_ < 1) {
+    return InvalidArgumentError("synthetic brain warp_dim = " + std::to_string(o.warp_dim_) + "; expected >= 1");
+  }
+  if (!(o.warp_scale_ >= 0.0) || !std::isfinite(o.warp_scale_)) {
+    return InvalidArgumentError("synthetic brain warp_scale = " + std::to_string(o.warp_scale_) + "; expected a finite value >= 0");
+  }
+  if (!(o.noise_ >= 0.0) || !std::isfinite(o.noise_)) {
+    return InvalidArgumentError("synthetic brain noise = " + std::to_string(o.noise_) + "; expected a finite value >= 0");
+  }
+  if (!(o.train_fraction_ > 0.0 && o.val_fraction_ > 0.0 && o.train_fraction_ + o.val_fraction_ < 1.0)) {
+    return InvalidArgumentError("synthetic brain fractions train = " + std::to_string(o.train_fraction_) + ", val = " +
+                                std::to_string(o.val_fraction_) + "; expected both > 0 with a sum < 1 (the rest is test)");
+  }
+  if (o.batch_size_ < 1) {
+    return InvalidArgumentError("synthetic brain batch_size = " + std::to_string(o.batch_size_) + "; expected >= 1");
+  }
+  return OkStatus();
+}
+
+NeuralSplit Slice(const at::Tensor& stimuli, const at::Tensor& responses, const std::vector<std::string>& ids,
+                  int64_t begin, int64_t count) {
+  NeuralSplit split;
+  split.stimuli = stimuli.narrow(0, begin, count);
+  split.responses = responses.narrow(0, begin, count);
+  split.stimulus_ids.assign(ids.begin() + begin, ids.begin() + begin + count);
+  return split;
+}
+
+}  // namespace
+
+StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const at::Tensor& stimuli,
+                                        std::vector<std::string> stimulus_ids, const SyntheticBrainOptions& options) {
+  DWARP_RETURN_IF_ERROR(CheckOptions(options));
+  if (!stimuli.defined() || stimuli.dim() < 1 || !at::isFloatingType(stimuli.scalar_type())) {
+    return InvalidArgumentError("synthetic brain stimuli must be a floating tensor [N, ...]");
+  }
+  const int64_t n = stimuli.size(0);
+  const int64_t train = static_cast<int64_t>(std::floor(options.train_fraction_ * static_cast<double>(n)));
+  const int64_t val = static_cast<int64_t>(std::floor(options.val_fraction_ * static_cast<double>(n)));
+  if (train < 1 || val < 1 || n - train - val < 1) {
+    return InvalidArgumentError("synthetic brain: " + std::to_string(n) + " stimuli give splits of " +
+                                std::to_string(train) + " / " + std::to_string(val) + " / " +
+                                std::to_string(n - train - val) + "; expected every split non-empty");
+  }
+  if (stimulus_ids.empty()) {
+    for (int64_t i = 0; i < n; ++i) stimulus_ids.push_back("stimulus_" + std::to_string(i));
+  }
+  if (static_cast<int64_t>(stimulus_ids.size()) != n) {
+    return InvalidArgumentError("synthetic brain: " + std::to_string(stimulus_ids.size()) + " stimulus ids for " +
+                                std::to_string(n) + " stimuli; expected one per stimulus");
+  }
+
+  // The warped teacher: a SubspaceModel whose theta_d is drawn once and never trained.
+  auto warped = SubspaceModel::Create(
+      teacher, SubspaceOptions(options.warp_dim_).seed(options.seed_).warp_prefixes(options.warp_prefixes_));
+  if (!warped.ok()) return warped.status();
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed_);
+  at::NoGradGuard no_grad;
+  warped->theta_d().normal_(0.0, options.warp_scale_, generator);
+  warped->eval();
+
+  std::vector<at::Tensor> batches;
+  try {
+    for (int64_t begin = 0; begin < n; begin += options.batch_size_) {
+      const int64_t count = std::min(options.batch_size_, n - begin);
+      batches.push_back(warped->Forward(stimuli.narrow(0, begin, count)).flatten(1).to(at::kDouble));
+    }
+  } catch (const c10::Error& e) {
+    return InvalidArgumentError(std::string("synthetic brain: the teacher failed on the stimuli: ") + e.what_without_backtrace());
+  }
+  const at::Tensor features = at::cat(batches);
+  if (!at::isfinite(features).all().item<bool>()) {
+    return InvalidArgumentError("synthetic brain: the warped teacher's representation is not finite; expected a "
+                                "smaller warp_scale (got " + std::to_string(options.warp_scale_) + ")");
+  }
+  const int64_t f = features.size(1);
+  const at::Tensor readout =
+      at::randn({f, options.targets_}, generator, at::kDouble) / std::sqrt(static_cast<double>(f));
+  const at::Tensor signal = at::matmul(features, readout);
+  const at::Tensor signal_std = signal.std(0, /*unbiased=*/true, /*keepdim=*/true).clamp_min(1e-12);
+  const at::Tensor noise = at::randn(signal.sizes(), generator, at::kDouble) * signal_std * options.noise_;
+  const at::Tensor responses = (signal + noise).to(at::kFloat);
+
+  NeuralData data;
+  data.train = Slice(stimuli, responses, stimulus_ids, 0, train);
+  data.validation = Slice(stimuli, responses, stimulus_ids, train, val);
+  data.test = Slice(stimuli, responses, stimulus_ids, train + val, n - train - val);
+  for (int64_t t = 0; t < options.targets_; ++t) data.target_names.push_back("neuroid_" + std::to_string(t));
+  data.noise_ceiling = at::full({options.targets_}, 1.0 / (1.0 + options.noise_ * options.noise_), at::kFloat);
+  std::ostringstream os;
+  os << "synthetic brain: " << n << " stimuli x " << options.targets_ << " neuroids, teacher warped at d = "
+     << options.warp_dim_ << " (scale " << options.warp_scale_ << "), noise " << options.noise_ << ", seed "
+     << options.seed_;
+  data.description = os.str();
+  DWARP_RETURN_IF_ERROR(CheckNeuralData(data));
+  return data;
+}
+
+}  // namespace dwarp::engine

@@ -1,0 +1,169 @@
+#include "worker/engine/train/encoding_training.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+#include <tuple>
+
+namespace dwarp::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+TrainingLoopOptions LoopOptions(const EncodingTrainingOptions& o) {
+  return TrainingLoopOptions()
+      .epochs(o.max_epochs_)
+      .batch_size(o.batch_size_)
+      .patience(o.patience_)
+      .min_delta(o.min_delta_)
+      .schedule(o.schedule_)
+      .seed(o.seed_)
+      .on_epoch(o.on_epoch_);
+}
+
+Status CheckOptions(const EncodingTrainingOptions& o) {
+  const std::pair<double, const char*> rates[] = {{o.lr_, "lr"}, {o.low_dim_lr_, "low_dim_lr"}};
+  for (const auto& [rate, name] : rates) {
+    if (!std::isfinite(rate) || rate <= 0.0) {
+      std::ostringstream os;
+      os << name << " = " << rate << "; expected a finite number > 0";
+      return InvalidArgumentError(os.str());
+    }
+  }
+  if (!(o.weight_decay_ >= 0.0) || !std::isfinite(o.weight_decay_)) {
+    std::ostringstream os;
+    os << "weight_decay = " << o.weight_decay_ << "; expected a finite number >= 0";
+    return InvalidArgumentError(os.str());
+  }
+  if (o.eval_batch_size_ < 1) {
+    return InvalidArgumentError("eval_batch_size = " + std::to_string(o.eval_batch_size_) + "; expected >= 1");
+  }
+  return CheckTrainingLoopOptions(LoopOptions(o));
+}
+
+// What the loop needs to know about the model being trained, whichever mode.
+struct Encoder {
+  std::function<at::Tensor(const at::Tensor&)> represent;  // stimuli [B, ...] -> [B, F]
+  std::function<void(bool)> set_training;
+  std::vector<at::Tensor> model_parameters;  // what moves in the model (theta_d and lambdas, or all)
+  double model_lr = 0.0;
+  at::Device device = at::kCPU;
+};
+
+// The encoder's predictions [N, T] for a split, in eval batches, without gradients.
+at::Tensor Predict(const Encoder& encoder, const at::Tensor& weight, const at::Tensor& bias, const NeuralSplit& split,
+                   int64_t batch_size) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> out;
+  for (int64_t begin = 0; begin < split.size(); begin += batch_size) {
+    const int64_t count = std::min(batch_size, split.size() - begin);
+    const at::Tensor features = encoder.represent(split.stimuli.narrow(0, begin, count).to(encoder.device));
+    out.push_back(at::linear(features, weight, bias).to(at::kCPU));
+  }
+  return at::cat(out);
+}
+
+StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData& data,
+                                       const EncodingTrainingOptions& options, EncodingTrainingResult result) {
+  const auto start = Clock::now();
+  // The head's input size comes from a dry forward of one training stimulus.
+  at::Tensor probe;
+  {
+    at::NoGradGuard no_grad;
+    encoder.set_training(false);
+    probe = encoder.represent(data.train.stimuli.narrow(0, 0, 1).to(encoder.device));
+  }
+  if (probe.dim() != 2 || probe.size(0) != 1) {
+    std::ostringstream os;
+    os << "the model maps one stimulus to a representation of shape " << probe.sizes()
+       << "; expected [1, F] (the read-out layer, flattened)";
+    return InvalidArgumentError(os.str());
+  }
+  const int64_t features = probe.size(1);
+  const int64_t targets = data.num_targets();
+  result.representation_size = features;
+
+  // torch.nn.Linear's initialisation, from the job's seed.
+  at::Tensor weight, bias;
+  std::tie(weight, bias) = InitLinearHead(features, targets, options.seed_, probe.scalar_type());
+  weight = weight.to(encoder.device).set_requires_grad(!options.freeze_head_);
+  bias = bias.to(encoder.device).set_requires_grad(!options.freeze_head_);
+
+  TrainingProblem problem;
+  problem.train_size = data.train.size();
+  problem.groups.push_back(ParameterGroup{encoder.model_parameters, encoder.model_lr, 0.0});
+  if (!options.freeze_head_) problem.groups.push_back(ParameterGroup{{weight, bias}, options.lr_, options.weight_decay_});
+  problem.shuffle_name = "encoding-training/minibatch-order";
+  problem.set_training = encoder.set_training;
+  problem.batch_loss = [&](const at::Tensor& rows) -> StatusOr<at::Tensor> {
+    const at::Tensor x = data.train.stimuli.index_select(0, rows).to(encoder.device);
+    const at::Tensor y = data.train.responses.index_select(0, rows).to(encoder.device);
+    return at::mse_loss(at::linear(encoder.represent(x), weight, bias), y);
+  };
+  problem.validation_score = [&]() -> StatusOr<double> {
+    return R2Score(Predict(encoder, weight, bias, data.validation, options.eval_batch_size_), data.validation.responses);
+  };
+  auto loop = RunTrainingLoop(problem, LoopOptions(options));
+  if (!loop.ok()) return loop.status();
+
+  const std::pair<const NeuralSplit*, RegressionScores*> scored[] = {
+      {&data.train, &result.train}, {&data.validation, &result.validation}, {&data.test, &result.test}};
+  for (const auto& [split, scores] : scored) {
+    auto s = ScoreRegression(Predict(encoder, weight, bias, *split, options.eval_batch_size_), split->responses);
+    if (!s.ok()) return s.status();
+    *scores = std::move(s).value();
+  }
+  result.best_epoch = loop->best_epoch;
+  result.epochs_run = loop->epochs_run;
+  result.history = std::move(loop->history);
+  result.head_weight = weight.detach().to(at::kCPU, at::kFloat);
+  result.head_bias = bias.detach().to(at::kCPU, at::kFloat);
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+}  // namespace
+
+StatusOr<EncodingTrainingResult> TrainEncoderInSubspace(SubspaceModel& model, const NeuralData& data,
+                                                        const EncodingTrainingOptions& options) {
+  DWARP_RETURN_IF_ERROR(CheckOptions(options));
+  DWARP_RETURN_IF_ERROR(CheckNeuralData(data));
+  return CatchLibTorchErrors<EncodingTrainingResult>("subspace encoding training", [&]() {
+    Encoder encoder;
+    encoder.represent = [&model](const at::Tensor& x) { return model.Forward(x).flatten(1); };
+    encoder.set_training = [&model](bool on) { model.train(on); };
+    encoder.model_parameters = model.parameters();
+    encoder.model_lr = options.low_dim_lr_;
+    encoder.device = model.theta_d().device();
+    EncodingTrainingResult result;
+    result.trained_parameter_count = model.subspace_dim();
+    result.model_parameter_count = model.warped_parameter_count();
+    return Train(encoder, data, options, std::move(result));
+  });
+}
+
+StatusOr<EncodingTrainingResult> TrainEncoderFull(torch::jit::Module& module, const NeuralData& data,
+                                                  const EncodingTrainingOptions& options) {
+  DWARP_RETURN_IF_ERROR(CheckOptions(options));
+  DWARP_RETURN_IF_ERROR(CheckNeuralData(data));
+  return CatchLibTorchErrors<EncodingTrainingResult>("full encoding training", [&]() -> StatusOr<EncodingTrainingResult> {
+    Encoder encoder;
+    encoder.represent = [&module](const at::Tensor& x) { return module.forward({x}).toTensor().flatten(1); };
+    encoder.set_training = [&module](bool on) { module.train(on); };
+    encoder.model_parameters = MakeParametersTrainable(module);
+    if (encoder.model_parameters.empty()) return InvalidArgumentError("the module has no parameters to train");
+    encoder.model_lr = options.lr_;
+    encoder.device = encoder.model_parameters.front().device();
+    EncodingTrainingResult result;
+    result.full = true;
+    for (const auto& p : encoder.model_parameters) result.trained_parameter_count += p.numel();
+    result.model_parameter_count = result.trained_parameter_count;
+    return Train(encoder, data, options, std::move(result));
+  });
+}
+
+}  // namespace dwarp::engine

@@ -1,0 +1,121 @@
+// The epoch loop every dwarp job trains with, whatever its objective (classification, encoding):
+// minibatches from a seeded shuffle (SeededStream: the same order on every machine), one Adam optimiser
+// per parameter group (each its own learning rate and weight decay, as the research code trains theta_d
+// and the readout head), an optional cosine schedule, a validation score after every epoch (higher is
+// better), early stopping with patience and min_delta, and the best state restored at the end.
+//
+// The loop knows nothing about models or data: the caller supplies the minibatch loss and the validation
+// score as functions. Exceptions from those functions are the caller's to catch (at its job boundary).
+// Thread-safety: one loop per set of parameters at a time.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/jit/api/module.h>
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace dwarp::engine {
+
+enum class LearningRateSchedule {
+  kConstant,  // the learning rate throughout
+  kCosine,    // lr * (1 + cos(pi * step / total_steps)) / 2, per minibatch step, over all `epochs`
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;               // 1-based
+  double train_loss = 0.0;         // mean minibatch loss over the epoch
+  double validation_score = 0.0;   // accuracy (classification) or R^2 (encoding)
+  bool improved = false;           // a new best validation score (by more than min_delta)
+  double seconds = 0.0;            // wall time of this epoch, evaluation included
+};
+
+struct ParameterGroup {
+  std::vector<at::Tensor> parameters;  // leaf tensors that require grad
+  double learning_rate = 1e-3;         // > 0
+  double weight_decay = 0.0;           // >= 0, Adam's L2 term (as torch.optim.Adam)
+};
+
+struct TrainingProblem {
+  int64_t train_size = 0;              // rows of the training split, >= 1
+  std::vector<ParameterGroup> groups;  // at least one non-empty group
+  // Mean loss over the training rows `rows` (int64 [B]), differentiable in the groups' parameters.
+  // Called in training mode with gradients enabled. A non-finite loss stops training with an error.
+  std::function<StatusOr<at::Tensor>(const at::Tensor& rows)> batch_loss;
+  // Score of the current state on the validation split (higher is better). Called in eval mode.
+  std::function<StatusOr<double>()> validation_score;
+  // Switches what trains between training and eval behaviour.
+  std::function<void(bool training)> set_training;
+  // Names the minibatch-order stream (with the seed), so different jobs draw different orders.
+  std::string shuffle_name = "training-loop/minibatch-order";
+};
+
+struct TrainingLoopOptions {
+  TrainingLoopOptions& epochs(int64_t v) { epochs_ = v; return *this; }
+  TrainingLoopOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
+  // Stop after this many epochs without improvement; 0: always run every epoch.
+  TrainingLoopOptions& patience(int64_t v) { patience_ = v; return *this; }
+  // An epoch improves when its score beats the best by more than this (>= 0).
+  TrainingLoopOptions& min_delta(double v) { min_delta_ = v; return *this; }
+  // Applies to every group's learning rate; total_steps counts every epoch even if training stops early.
+  TrainingLoopOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
+  TrainingLoopOptions& seed(uint64_t v) { seed_ = v; return *this; }
+  // Called after every epoch on the calling thread (progress reporting, metric streaming).
+  TrainingLoopOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
+
+  int64_t epochs_ = 5;
+  int64_t batch_size_ = 128;
+  int64_t patience_ = 0;
+  double min_delta_ = 0.0;
+  LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
+  uint64_t seed_ = 0;
+  std::function<void(const EpochRecord&)> on_epoch_;
+};
+
+struct TrainingLoopResult {
+  int64_t best_epoch = 0;  // 1-based
+  int64_t epochs_run = 0;
+  double best_validation_score = 0.0;
+  std::vector<EpochRecord> history;
+};
+
+// InvalidArgument naming the value for bad options or an empty problem, and for a non-finite loss
+// (naming the epoch, step and learning rates). On success the best state is left in the groups'
+// parameters and set_training(false) has been called.
+StatusOr<TrainingLoopResult> RunTrainingLoop(const TrainingProblem& problem, const TrainingLoopOptions& options);
+
+// InvalidArgument naming the field when the loop's options are out of range.
+Status CheckTrainingLoopOptions(const TrainingLoopOptions& options);
+
+// Prepares every parameter of `module` for direct ("d = full") training and returns them: each slot ends
+// up holding a leaf tensor that requires grad. Module::deepcopy() gives parameters that are clones of the
+// originals (non-leaf tensors with grad history when the originals require grad), which Adam refuses, so
+// such a slot is replaced by its detached value (same values, own autograd identity).
+std::vector<at::Tensor> MakeParametersTrainable(torch::jit::Module& module);
+
+// A linear head [in -> out] initialised as torch.nn.Linear (weight [out, in] then bias [out], both
+// U(-1/sqrt(in), 1/sqrt(in))) from a CPU generator seeded with `seed`; CPU tensors of `dtype`.
+std::pair<at::Tensor, at::Tensor> InitLinearHead(int64_t in, int64_t out, uint64_t seed,
+                                                 at::ScalarType dtype = at::kFloat);
+
+// Runs `body` (returning StatusOr<T>), turning anything LibTorch throws into an Internal status naming
+// `what` (STYLE.md rule 4: catch at the job boundary).
+template <typename T, typename Body>
+StatusOr<T> CatchLibTorchErrors(const std::string& what, Body&& body) {
+  try {
+    return body();
+  } catch (const c10::Error& e) {
+    return InternalError(what + " failed in LibTorch: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return InternalError(what + " failed in LibTorch: " + e.what());
+  }
+}
+
+}  // namespace dwarp::engine

@@ -1,0 +1,509 @@
+#include "worker/job_runner.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <filesystem>
+#include <utility>
+
+#include "worker/engine/datasets/generic_neural_dataset.h"
+#include "worker/engine/datasets/idx_dataset.h"
+#include "worker/engine/datasets/image_io.h"
+#include "worker/engine/datasets/majaj_hong_dataset.h"
+#include "worker/engine/datasets/nsd_dataset.h"
+#include "worker/engine/datasets/synthetic_brain.h"
+#include "worker/engine/models/model_registry.h"
+#include "worker/engine/subspace_model.h"
+#include "worker/engine/train/classifier_training.h"
+#include "worker/engine/train/encoding_training.h"
+#include "worker/engine/train/feature_cache.h"
+#include "worker/engine/train/metrics.h"
+#include "worker/engine/train/readout_training.h"
+
+namespace dwarp::worker {
+namespace {
+
+using engine::ReadoutModel;
+
+void Phase(const JobRunOptions& options, const std::string& text) {
+  if (options.on_phase) options.on_phase(text);
+}
+
+StatusOr<ReadoutModel> BuildModel(const ModelSpec& m, uint64_t seed, int64_t num_classes) {
+  engine::ModelOptions options;
+  options.layer(m.layer).seed(seed).weights(m.weights).hidden(m.hidden);
+  if (m.input_channels > 0) options.in_channels(m.input_channels);
+  if (m.input_size > 0) options.image_size(m.input_size, m.input_size);
+  if (num_classes > 0) options.num_classes(num_classes);
+  auto model = engine::CreateModel(ModelArchName(m.arch), options);
+  if (!model.ok()) {
+    return Status(model.status().code(), "model (arch " + std::string(ModelArchName(m.arch)) + ", layer '" +
+                                             m.layer + "'): " + model.status().message());
+  }
+  return model;
+}
+
+int64_t ParameterCount(const torch::jit::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+engine::ImageOptions ImageOptionsFor(const JobSpec& spec) {
+  engine::ImageOptions image;
+  const int64_t size = spec.data.image_size > 0 ? spec.data.image_size : spec.model.input_size;
+  if (size > 0) image.size(size);
+  auto pick = [](const std::vector<double>& v, size_t c, float fallback) {
+    if (v.empty()) return fallback;
+    return static_cast<float>(v.size() == 1 ? v[0] : v[std::min(c, v.size() - 1)]);
+  };
+  const engine::ImageOptions defaults;
+  image.mean({pick(spec.data.mean, 0, defaults.mean_[0]), pick(spec.data.mean, 1, defaults.mean_[1]),
+              pick(spec.data.mean, 2, defaults.mean_[2])});
+  image.stddev({pick(spec.data.std, 0, defaults.stddev_[0]), pick(spec.data.std, 1, defaults.stddev_[1]),
+                pick(spec.data.std, 2, defaults.stddev_[2])});
+  return image;
+}
+
+// IDX images [N, 1, H, W] in [0, 1] -> the model's input: resized, channels repeated, normalised.
+StatusOr<at::Tensor> PrepareIdxImages(at::Tensor images, const JobSpec& spec) {
+  const int64_t size = spec.data.image_size > 0 ? spec.data.image_size : spec.model.input_size;
+  const int64_t channels = spec.model.input_channels;
+  if (images.dim() == 3) images = images.unsqueeze(1);
+  images = images.to(at::kFloat);
+  if (size > 0 && (images.size(2) != size || images.size(3) != size)) {
+    std::vector<int64_t> out{size, size};
+    images = at::upsample_bilinear2d(images, at::IntArrayRef(out), false, c10::nullopt, c10::nullopt);
+  }
+  if (channels > 0 && images.size(1) != channels) {
+    if (images.size(1) != 1) {
+      return InvalidArgumentError("data.images: images have " + std::to_string(images.size(1)) +
+                                  " channels but model.input_channels = " + std::to_string(channels));
+    }
+    images = images.expand({images.size(0), channels, images.size(2), images.size(3)}).contiguous();
+  }
+  const int64_t c = images.size(1);
+  std::vector<double> mean = spec.data.mean, stdv = spec.data.std;
+  if (mean.empty()) mean = {0.0};
+  if (stdv.empty()) stdv = {1.0};
+  auto column = [c](const std::vector<double>& v) {
+    std::vector<float> out(static_cast<size_t>(c));
+    for (int64_t i = 0; i < c; ++i) out[i] = static_cast<float>(v.size() == 1 ? v[0] : v[std::min<size_t>(i, v.size() - 1)]);
+    return at::tensor(out).view({1, c, 1, 1});
+  };
+  return ((images - column(mean)) / column(stdv)).contiguous();
+}
+
+StatusOr<at::Tensor> LoadStimulusFolder(const std::string& dir, const JobSpec& spec) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return NotFoundError("data.stimuli: image folder '" + dir + "' does not exist");
+  }
+  std::vector<std::string> paths;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file()) continue;
+    std::string ext = entry.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".gif") {
+      paths.push_back(entry.path().string());
+    }
+  }
+  std::sort(paths.begin(), paths.end());
+  if (spec.data.limit_stimuli > 0 && static_cast<int64_t>(paths.size()) > spec.data.limit_stimuli) {
+    paths.resize(static_cast<size_t>(spec.data.limit_stimuli));
+  }
+  if (paths.empty()) return InvalidArgumentError("data.stimuli: no image files in '" + dir + "'");
+  auto images = engine::LoadImages(paths, ImageOptionsFor(spec));
+  if (!images.ok()) return Status(images.status().code(), "data.stimuli: " + images.status().message());
+  // LoadImages gives RGB; a one-channel model sees the channel mean (grayscale).
+  if (spec.model.input_channels == 1) return images->mean(1, /*keepdim=*/true).contiguous();
+  return images;
+}
+
+StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutModel& model) {
+  const SyntheticSpec& syn = *spec.data.synthetic;
+  at::Tensor stimuli;
+  if (!spec.data.images.empty()) {
+    engine::IdxReadOptions read;
+    if (spec.data.limit_stimuli > 0) read.max_items(spec.data.limit_stimuli);
+    auto raw = engine::ReadIdxFile(spec.data.images, read);
+    if (!raw.ok()) return Status(raw.status().code(), "data.images: " + raw.status().message());
+    at::Tensor images = *raw;
+    if (images.dim() != 3) {
+      return InvalidArgumentError("data.images: '" + spec.data.images + "' holds a " + std::to_string(images.dim()) +
+                                  "-D array; expected images [N, H, W]");
+    }
+    images = images.scalar_type() == at::kByte ? images.to(at::kFloat) / 255.0 : images.to(at::kFloat);
+    auto prepared = PrepareIdxImages(images, spec);
+    if (!prepared.ok()) return prepared.status();
+    stimuli = *prepared;
+  } else {
+    auto loaded = LoadStimulusFolder(spec.data.stimuli, spec);
+    if (!loaded.ok()) return loaded.status();
+    stimuli = *loaded;
+  }
+  const ReadoutModel* teacher = &model;
+  StatusOr<ReadoutModel> own_teacher = InternalError("unused");
+  if (syn.teacher.has_value()) {
+    own_teacher = BuildModel(*syn.teacher, spec.train.seed, 0);
+    if (!own_teacher.ok()) {
+      return Status(own_teacher.status().code(), "data.synthetic.teacher: " + own_teacher.status().message());
+    }
+    teacher = &*own_teacher;
+  }
+  engine::SyntheticBrainOptions options;
+  options.targets(syn.targets)
+      .warp_dim(syn.warp_dim)
+      .warp_scale(syn.warp_scale)
+      .noise(syn.noise)
+      .warp_prefixes(teacher->warp_prefixes)
+      .fractions(spec.data.split.train, spec.data.split.val)
+      .seed(spec.train.seed);
+  return engine::MakeSyntheticBrain(teacher->module, stimuli, {}, options);
+}
+
+StatusOr<engine::NeuralData> LoadRegressionData(const JobSpec& spec, const ReadoutModel& model) {
+  const DataSpec& data = spec.data;
+  switch (data.kind) {
+    case DataKind::kSynthetic:
+      return LoadSynthetic(spec, model);
+    case DataKind::kMajajHong: {
+      if (data.roi.size() > 1) {
+        return InvalidArgumentError("data.roi: more than one region (" + std::to_string(data.roi.size()) +
+                                    ") is not supported by dwarp train yet; give one of IT, V4");
+      }
+      engine::MajajHongOptions options;
+      options.image(ImageOptionsFor(spec));
+      if (!data.roi.empty()) options.roi(data.roi[0]);
+      return engine::LoadMajajHong(data.file, data.stimuli, options);
+    }
+    case DataKind::kNsd: {
+      if (!data.roi.empty()) {
+        return InvalidArgumentError("data.roi: ROI selection for nsd is not supported by dwarp train yet");
+      }
+      engine::NsdOptions options;
+      options.image(ImageOptionsFor(spec)).stimuli_dir(data.stimuli);
+      return engine::LoadNsd(data.root, options);
+    }
+    case DataKind::kGeneric: {
+      engine::GenericNeuralOptions options;
+      options.image(ImageOptionsFor(spec));
+      return engine::LoadGenericNeuralData(data.root, options);
+    }
+    default:
+      return InvalidArgumentError(std::string("data.kind = ") + DataKindName(data.kind) +
+                                  ": not supported for regression by dwarp train");
+  }
+}
+
+Scores FromRegression(const engine::RegressionScores& s) {
+  Scores out;
+  out.r2 = s.r2;
+  out.pearson_mean = s.pearson_mean;
+  out.pearson_median = s.pearson_median;
+  return out;
+}
+
+
+std::function<void(const engine::EpochRecord&)> EpochCallback(const JobSpec& spec, const JobRunOptions& options) {
+  if (!options.on_epoch) return {};
+  auto callback = options.on_epoch;
+  const int64_t max_epochs = spec.train.max_epochs;
+  return [callback, max_epochs](const engine::EpochRecord& record) { callback(record, max_epochs); };
+}
+
+Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model, JobResult& result) {
+  Phase(options, "loading data");
+  auto data = LoadRegressionData(spec, model);
+  if (!data.ok()) return data.status();
+  DWARP_RETURN_IF_ERROR(engine::CheckNeuralData(*data));
+  result.data_description = data->description;
+  result.train_size = data->train.size();
+  result.val_size = data->validation.size();
+  result.test_size = data->test.size();
+  result.num_targets = data->num_targets();
+  result.metric = "r2";
+  const TrainSpec& t = spec.train;
+  const auto start = std::chrono::steady_clock::now();
+
+  if (spec.d.is_linear()) {
+    Phase(options, "caching features");
+    torch::jit::Module module = model.module;
+    module.eval();
+    engine::FeatureExtractor extractor = [module](const at::Tensor& x) mutable {
+      return module.forward({x}).toTensor();
+    };
+    auto features = engine::CacheFeatures(extractor, *data);
+    if (!features.ok()) return features.status();
+    StatusOr<engine::ReadoutResult> readout = InternalError("unset");
+    if (spec.readout == Readout::kRidge) {
+      Phase(options, "fitting ridge readout");
+      engine::RidgeOptions ridge;
+      if (spec.ridge.has_value()) ridge.alphas(spec.ridge->alphas).per_target(spec.ridge->per_target);
+      readout = engine::TrainRidgeReadout(*features, ridge);
+    } else {
+      Phase(options, "training SGD readout");
+      engine::SgdReadoutOptions sgd;
+      sgd.learning_rate(t.lr)
+          .weight_decay(t.weight_decay)
+          .batch_size(t.batch_size)
+          .max_epochs(t.max_epochs)
+          .patience(t.patience)
+          .min_delta(t.min_delta)
+          .seed(t.seed)
+          .on_epoch(EpochCallback(spec, options));
+      readout = engine::TrainSgdReadout(*features, sgd);
+    }
+    if (!readout.ok()) return readout.status();
+    result.train = FromRegression(readout->train);
+    result.validation = FromRegression(readout->validation);
+    result.test = FromRegression(readout->test);
+    result.epochs_run = readout->epochs_run;
+    result.best_epoch = readout->best_epoch;
+    result.history = readout->history;
+    result.d = 0;
+    result.D = ParameterCount(model.module);
+    result.representation_size = features->num_features();
+  } else {
+    engine::EncodingTrainingOptions enc;
+    enc.lr(t.lr)
+        .low_dim_lr(t.low_dim_lr.value_or(t.lr))
+        .weight_decay(t.weight_decay)
+        .batch_size(t.batch_size)
+        .max_epochs(t.max_epochs)
+        .patience(t.patience)
+        .min_delta(t.min_delta)
+        .freeze_head(t.freeze_head)
+        .seed(t.seed)
+        .on_epoch(EpochCallback(spec, options));
+    StatusOr<engine::EncodingTrainingResult> trained = InternalError("unset");
+    if (spec.d.is_subspace()) {
+      engine::SubspaceOptions sub(spec.d.value);
+      sub.seed(t.seed).warp_prefixes(model.warp_prefixes)
+          .layer_groups(spec.model.layer_groups.value_or(model.layer_groups));
+      auto wrapped = engine::SubspaceModel::Create(model.module, sub);
+      if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
+      Phase(options, "training in a " + spec.d.ToString() + "-dimensional subspace");
+      trained = engine::TrainEncoderInSubspace(*wrapped, *data, enc);
+    } else {
+      Phase(options, "training all parameters");
+      trained = engine::TrainEncoderFull(model.module, *data, enc);
+    }
+    if (!trained.ok()) return trained.status();
+    result.train = FromRegression(trained->train);
+    result.validation = FromRegression(trained->validation);
+    result.test = FromRegression(trained->test);
+    result.epochs_run = trained->epochs_run;
+    result.best_epoch = trained->best_epoch;
+    result.history = trained->history;
+    result.d = trained->trained_parameter_count;
+    result.D = trained->model_parameter_count;
+    result.representation_size = trained->representation_size;
+  }
+  result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Status();
+}
+
+engine::ClassificationData Prepared(const engine::ClassificationData& data, const at::Tensor& inputs) {
+  engine::ClassificationData out = data;
+  out.inputs = inputs;
+  return out;
+}
+
+StatusOr<double> BatchedAccuracy(const std::function<at::Tensor(const at::Tensor&)>& forward,
+                                 const engine::ClassificationData& data) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> logits;
+  for (int64_t begin = 0; begin < data.size(); begin += 1000) {
+    const int64_t end = std::min(data.size(), begin + 1000);
+    logits.push_back(forward(data.inputs.slice(0, begin, end)));
+  }
+  return engine::Accuracy(at::cat(logits, 0), data.labels);
+}
+
+Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
+  const DataSpec& d = spec.data;
+  if (d.kind != DataKind::kIdx) {
+    return InvalidArgumentError(std::string("data.kind = ") + DataKindName(d.kind) +
+                                ": classification is supported by dwarp train for idx data only");
+  }
+  if (spec.d.is_linear()) {
+    return InvalidArgumentError("d = 0 with objective classification: a linear classifier on frozen features is not "
+                                "supported by dwarp train yet; use d > 0 or d = full");
+  }
+  if (d.limit_classes > 0 || d.limit_samples > 0) {
+    return InvalidArgumentError("data.limit_classes / data.limit_samples: few-shot subsets are not supported by dwarp "
+                                "train yet");
+  }
+  Phase(options, "loading data");
+  engine::IdxClassificationOptions read;
+  read.num_classes(0);
+  if (d.limit_stimuli > 0) read.max_items(d.limit_stimuli);
+  auto all = engine::LoadIdxClassification(d.images, d.labels, read);
+  if (!all.ok()) return Status(all.status().code(), "data.images/labels: " + all.status().message());
+  engine::ClassifierSplits splits;
+  const int64_t n = all->size();
+  const int64_t n_train = static_cast<int64_t>(n * d.split.train);
+  if (!d.test_images.empty()) {
+    engine::IdxClassificationOptions test_read = read;
+    test_read.num_classes(all->num_classes);
+    auto test = engine::LoadIdxClassification(d.test_images, d.test_labels, test_read);
+    if (!test.ok()) return Status(test.status().code(), "data.test_images/test_labels: " + test.status().message());
+    splits.train = engine::SliceRows(*all, 0, n_train);
+    splits.validation = engine::SliceRows(*all, n_train, n - n_train);
+    splits.test = *test;
+  } else {
+    const int64_t n_val = static_cast<int64_t>(n * d.split.val);
+    splits.train = engine::SliceRows(*all, 0, n_train);
+    splits.validation = engine::SliceRows(*all, n_train, n_val);
+    splits.test = engine::SliceRows(*all, n_train + n_val, n - n_train - n_val);
+  }
+  const int64_t num_classes = std::max(all->num_classes, splits.test.num_classes);
+  splits.train.num_classes = splits.validation.num_classes = splits.test.num_classes = num_classes;
+  for (auto* split : {&splits.train, &splits.validation, &splits.test}) {
+    auto inputs = PrepareIdxImages(split->inputs, spec);
+    if (!inputs.ok()) return inputs.status();
+    *split = Prepared(*split, *inputs);
+  }
+  Phase(options, "building the model");
+  auto model = BuildModel(spec.model, spec.train.seed, num_classes);
+  if (!model.ok()) return model.status();
+  if (model->feature_count != num_classes) {
+    return InvalidArgumentError("model.layer = " + model->layer + ": classification needs the model's output layer (" +
+                                std::to_string(num_classes) + " logits) but this layer has " +
+                                std::to_string(model->feature_count) +
+                                " features; a linear classification head on an inner layer is not supported by "
+                                "dwarp train yet");
+  }
+  result.metric = "accuracy";
+  result.train_size = splits.train.size();
+  result.val_size = splits.validation.size();
+  result.test_size = splits.test.size();
+  result.num_targets = num_classes;
+  result.representation_size = model->feature_count;
+  result.data_description = "idx " + d.images + ": " + std::to_string(n) + " images, " + std::to_string(num_classes) +
+                            " classes";
+  const TrainSpec& t = spec.train;
+  engine::ClassifierTrainingOptions cls;
+  cls.epochs(t.max_epochs)
+      .batch_size(t.batch_size)
+      .learning_rate(spec.d.is_subspace() ? t.low_dim_lr.value_or(t.lr) : t.lr)
+      .patience(t.patience)
+      .seed(t.seed)
+      .on_epoch(EpochCallback(spec, options));
+  const auto start = std::chrono::steady_clock::now();
+  StatusOr<engine::ClassifierTrainingResult> trained = InternalError("unset");
+  StatusOr<double> train_accuracy = InternalError("unset");
+  if (spec.d.is_subspace()) {
+    engine::SubspaceOptions sub(spec.d.value);
+    sub.seed(t.seed).warp_prefixes(model->warp_prefixes)
+        .layer_groups(spec.model.layer_groups.value_or(model->layer_groups));
+    auto wrapped = engine::SubspaceModel::Create(model->module, sub);
+    if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
+    Phase(options, "training in a " + spec.d.ToString() + "-dimensional subspace");
+    trained = engine::TrainClassifierInSubspace(*wrapped, splits, cls);
+    if (!trained.ok()) return trained.status();
+    wrapped->eval();
+    engine::SubspaceModel* w = &*wrapped;
+    train_accuracy = BatchedAccuracy([w](const at::Tensor& x) { return w->Forward(x); }, splits.train);
+  } else {
+    Phase(options, "training all parameters");
+    trained = engine::TrainClassifierFull(model->module, splits, cls);
+    if (!trained.ok()) return trained.status();
+    torch::jit::Module module = model->module;
+    train_accuracy = BatchedAccuracy(
+        [&module](const at::Tensor& x) { return module.forward({x}).toTensor(); }, splits.train);
+  }
+  if (!train_accuracy.ok()) return train_accuracy.status();
+  result.train.accuracy = *train_accuracy;
+  result.validation.accuracy = trained->best_validation_accuracy;
+  result.test.accuracy = trained->test_accuracy;
+  result.epochs_run = trained->epochs_run;
+  result.best_epoch = trained->best_epoch;
+  result.history = trained->history;
+  result.d = trained->trained_parameter_count;
+  result.D = trained->model_parameter_count;
+  result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Status();
+}
+
+Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
+  if (spec.train.device != "cpu") {
+    return InvalidArgumentError("train.device = " + spec.train.device +
+                                ": dwarp train runs on the CPU only for now; set train.device=cpu");
+  }
+  if (spec.data.kind == DataKind::kImageFolder) {
+    return InvalidArgumentError("data.kind = image_folder: not supported by dwarp train yet");
+  }
+  if (spec.data.kind == DataKind::kGeneric && !spec.data.split.column.empty()) {
+    return InvalidArgumentError("data.split.column = " + spec.data.split.column +
+                                ": split columns are not supported by dwarp train yet");
+  }
+  if (spec.objective == Objective::kClassification) return RunClassification(spec, options, result);
+  Phase(options, "building the model");
+  auto model = BuildModel(spec.model, spec.train.seed, 0);
+  if (!model.ok()) return model.status();
+  return RunRegression(spec, options, *model, result);
+}
+
+}  // namespace
+
+StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  JobResult result;
+  result.spec = spec;
+  result.device = spec.train.device;
+  Status status;
+  try {
+    status = RunJobBody(spec, options, result);
+  } catch (const c10::Error& e) {
+    status = InternalError(std::string("job failed in LibTorch: ") + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    status = InternalError(std::string("job failed: ") + e.what());
+  } catch (...) {
+    status = InternalError("job failed with an unknown exception");
+  }
+  if (!status.ok()) return status;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+nlohmann::json JobResultToJson(const JobResult& r) {
+  auto scores = [&r](const Scores& s) {
+    if (r.metric == "accuracy") return nlohmann::json{{"accuracy", s.accuracy}};
+    return nlohmann::json{{"r2", s.r2}, {"pearson_mean", s.pearson_mean}, {"pearson_median", s.pearson_median}};
+  };
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& e : r.history) {
+    history.push_back({{"epoch", e.epoch},
+                       {"train_loss", e.train_loss},
+                       {"validation_score", e.validation_score},
+                       {"improved", e.improved},
+                       {"seconds", e.seconds}});
+  }
+  return {
+      {"d", r.spec.d.ToString()},
+      {"trained_parameters", r.d},
+      {"D", r.D},
+      {"metric", r.metric},
+      {"scores", {{"train", scores(r.train)}, {"val", scores(r.validation)}, {"test", scores(r.test)}}},
+      {"epochs_run", r.epochs_run},
+      {"best_epoch", r.best_epoch},
+      {"wall_seconds", r.seconds},
+      {"train_seconds", r.train_seconds},
+      {"device", r.device},
+      {"representation_size", r.representation_size},
+      {"data", {{"description", r.data_description},
+                {"train", r.train_size},
+                {"val", r.val_size},
+                {"test", r.test_size},
+                {"targets", r.num_targets}}},
+      {"history", history},
+      {"spec", ToJson(r.spec)},
+  };
+}
+
+}  // namespace dwarp::worker

@@ -1,0 +1,82 @@
+// JobRunner: runs one JobSpec (common/job_spec.h) on this machine, start to finish, and returns its
+// JobResult: the glue between a validated job and the engine (DESIGN.md "Jobs"; issue 3 part 6).
+//
+//   model    CreateModel (models/model_registry.h) with the spec's arch, layer, weights, input size, hidden
+//            widths and train.seed (num_classes: the data's classes for classification jobs).
+//   data     by data.kind:
+//              synthetic    MakeSyntheticBrain with the teacher (data.synthetic.teacher, or the job's own
+//                           model) on the images of data.images (IDX) or data.stimuli (image folder)
+//              majaj_hong   LoadMajajHong (data.file, data.stimuli, one roi)
+//              nsd          LoadNsd (data.root, data.stimuli)
+//              generic      LoadGenericNeuralData (data.root)
+//              idx          LoadIdxClassification (data.images/labels, optional test files)
+//            IDX images are [N, 1, H, W] in [0, 1]; they are resized to the model's input size, repeated to
+//            its channel count and normalised with data.mean / data.std.
+//   trainer  regression:     d = 0 -> CacheFeatures + TrainRidgeReadout (readout ridge) or TrainSgdReadout
+//                            d > 0 -> SubspaceModel (the model's warp prefixes; layer groups: the spec's,
+//                                     else the model's) + TrainEncoderInSubspace
+//                            full  -> TrainEncoderFull
+//            classification: d > 0 -> TrainClassifierInSubspace, full -> TrainClassifierFull; the model's
+//                            read-out layer must be its output (feature count = classes)
+// Unsupported (an InvalidArgument saying so): train.device other than cpu, classification at d = 0 or on
+// an inner layer (needs a linear head), data.kind image_folder, data.limit_classes / limit_samples,
+// majaj_hong with more than one roi, generic with split.column.
+//
+// Nothing throws out of RunJob: LibTorch exceptions become Internal statuses.
+// Thread-safety: one RunJob per thread; SetComputeThreads (threading.h) is the caller's (process-wide).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/job_spec.h"
+#include "common/status.h"
+#include "worker/engine/train/training_loop.h"
+
+namespace dwarp::worker {
+
+struct Scores {
+  // Regression: R² (uniform over targets) and Pearson r; classification: accuracy (r2/pearson unused).
+  double r2 = 0.0;
+  double pearson_mean = 0.0;
+  double pearson_median = 0.0;
+  double accuracy = 0.0;
+};
+
+struct JobResult {
+  JobSpec spec;
+  std::string metric;                   // "r2" or "accuracy": the score that train/val/test report
+  Scores train, validation, test;
+  int64_t epochs_run = 0;               // 0 for ridge
+  int64_t best_epoch = 0;
+  double seconds = 0.0;                 // wall time of RunJob (data loading included)
+  double train_seconds = 0.0;           // of the trainer call (feature caching included for d = 0)
+  int64_t d = 0;                        // trained numbers: d, 0 (linear readout) or D (full)
+  int64_t D = 0;                        // warped parameters (d > 0) or all model parameters
+  int64_t representation_size = 0;      // F
+  int64_t train_size = 0, val_size = 0, test_size = 0;
+  int64_t num_targets = 0;              // neuroids/voxels, or classes
+  std::string device = "cpu";
+  std::string data_description;
+  std::vector<engine::EpochRecord> history;
+};
+
+struct JobRunOptions {
+  // Called after every epoch on the calling thread; `max_epochs` is the spec's.
+  std::function<void(const engine::EpochRecord& record, int64_t max_epochs)> on_epoch;
+  // Called with a short line at each phase ("loading data", "caching features", ...).
+  std::function<void(const std::string& phase)> on_phase;
+};
+
+// Runs the job. InvalidArgument / NotFound naming the bad field or value, Internal for LibTorch errors.
+StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options = {});
+
+// The result as JSON: scores, epochs, wall time, d (as the spec writes it: "0", "300", "full"), D,
+// device, sizes, history and the spec (ToJson, defaults resolved).
+nlohmann::json JobResultToJson(const JobResult& result);
+
+}  // namespace dwarp::worker

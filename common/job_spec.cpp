@@ -504,14 +504,13 @@ TrainSpec ReadTrain(const json* object, const std::string& path) {
 }
 
 RidgeSpec ReadRidge(const json* object, const std::string& path) {
-  const Fields f(object, path, {"alphas", "per_target", "folds"});
+  const Fields f(object, path, {"alphas", "per_target"});
   RidgeSpec r;
   if (f.Has("alphas")) {
     r.alphas = ReadDoubleList(f.Get("alphas"), f.PathOf("alphas"), "a non-empty list of ridge penalties > 0",
                               "a number > 0", kPositive);
   }
   r.per_target = f.Bool("per_target", r.per_target);
-  r.folds = f.Int("folds", r.folds, 2);
   return r;
 }
 
@@ -866,7 +865,7 @@ json ToJson(const JobSpec& spec) {
               {"train", std::move(train)}};
   if (spec.ridge) {
     out["ridge"] = {
-        {"alphas", spec.ridge->alphas}, {"per_target", spec.ridge->per_target}, {"folds", spec.ridge->folds}};
+        {"alphas", spec.ridge->alphas}, {"per_target", spec.ridge->per_target}};
   }
   return out;
 }
@@ -895,7 +894,7 @@ bool operator==(const TrainSpec& a, const TrainSpec& b) {
                   b.freeze_head, b.seed, b.device, b.threads);
 }
 bool operator==(const RidgeSpec& a, const RidgeSpec& b) {
-  return std::tie(a.alphas, a.per_target, a.folds) == std::tie(b.alphas, b.per_target, b.folds);
+  return std::tie(a.alphas, a.per_target) == std::tie(b.alphas, b.per_target);
 }
 bool operator==(const JobSpec& a, const JobSpec& b) {
   return std::tie(a.model, a.data, a.d, a.objective, a.readout, a.ridge, a.train) ==

@@ -150,11 +150,11 @@ struct TrainSpec {
   int64_t threads = 0;                // CPU threads, >= 0; 0: all cores (dwarp)
 };
 
-// readout: ridge only. Closed-form ridge with alpha chosen by k-fold cross-validation on the training split.
+// readout: ridge only. Closed-form ridge fitted on the training split, alpha (per target with per_target)
+// chosen by the validation split's R^2 (worker/engine/train/ridge_readout.h).
 struct RidgeSpec {
   std::vector<double> alphas = {1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4, 1e5};  // each > 0, >= 1 entry (dwarp)
   bool per_target = false;  // choose alpha per target (voxel / neuroid) rather than one for all (dwarp)
-  int64_t folds = 5;        // >= 2 (dwarp)
 };
 
 struct JobSpec {

@@ -334,6 +334,11 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
     return InvalidArgumentError("d = 0 with objective classification: a linear classifier on frozen features is not "
                                 "supported by dwarp train yet; use d > 0 or d = full");
   }
+  if (spec.train.weight_decay != 0.0 || spec.train.freeze_head) {
+    return InvalidArgumentError("train.weight_decay / train.freeze_head apply to the readout head of regression jobs; "
+                                "a classification job reads the model's own logits and has no head, so expected "
+                                "weight_decay = 0 and freeze_head = false");
+  }
   if (d.limit_classes > 0 || d.limit_samples > 0) {
     return InvalidArgumentError("data.limit_classes / data.limit_samples: few-shot subsets are not supported by dwarp "
                                 "train yet");
@@ -392,6 +397,7 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
       .batch_size(t.batch_size)
       .learning_rate(spec.d.is_subspace() ? t.low_dim_lr.value_or(t.lr) : t.lr)
       .patience(t.patience)
+      .min_delta(t.min_delta)
       .seed(t.seed)
       .on_epoch(EpochCallback(spec, options));
   const auto start = std::chrono::steady_clock::now();

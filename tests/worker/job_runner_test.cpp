@@ -89,6 +89,20 @@ TEST_F(JobRunnerTest, UnsupportedDeviceIsAnError) {
   EXPECT_NE(result.status().message().find("train.device = cuda"), std::string::npos) << result.status().message();
 }
 
+TEST_F(JobRunnerTest, ClassificationRejectsHeadOptionsItWouldIgnore) {
+  const std::string job =
+      "model: {arch: mlp, hidden: [16], layer: fc2, layer_groups: []}\n"
+      "data: {kind: idx, images: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz,\n"
+      "       labels: /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz, limit_stimuli: 300}\n"
+      "d: 10\nobjective: classification\n"
+      "train: {max_epochs: 1, threads: 1}\n";
+  auto decay = RunJob(Parse(job, {"train.weight_decay=0.1"}));
+  ASSERT_FALSE(decay.ok());
+  EXPECT_NE(decay.status().message().find("weight_decay"), std::string::npos) << decay.status().message();
+  auto ok = RunJob(Parse(job));
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+}
+
 TEST(JobRunnerErrors, MissingImagesAreNotFound) {
   auto spec = ParseJobSpec(
       "model: {arch: mlp, hidden: [8], layer: fc1}\n"

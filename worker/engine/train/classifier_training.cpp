@@ -110,6 +110,7 @@ StatusOr<ClassifierTrainingResult> RunTraining(Trainee& trainee, const Classifie
                                            .epochs(options.epochs_)
                                            .batch_size(options.batch_size_)
                                            .patience(options.patience_)
+                                           .min_delta(options.min_delta_)
                                            .schedule(options.schedule_)
                                            .seed(options.seed_)
                                            .on_epoch(options.on_epoch_));

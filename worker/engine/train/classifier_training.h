@@ -52,6 +52,8 @@ struct ClassifierTrainingOptions {
   ClassifierTrainingOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
   // Stop after this many epochs without a better validation accuracy; 0: always run every epoch.
   ClassifierTrainingOptions& patience(int64_t v) { patience_ = v; return *this; }
+  // An epoch improves when its validation accuracy beats the best by more than this (>= 0).
+  ClassifierTrainingOptions& min_delta(double v) { min_delta_ = v; return *this; }
   // Seed of the minibatch order.
   ClassifierTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
   // Called after every epoch on the calling thread (progress reporting).
@@ -63,6 +65,7 @@ struct ClassifierTrainingOptions {
   LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
   int64_t eval_batch_size_ = 1000;
   int64_t patience_ = 0;
+  double min_delta_ = 0.0;
   uint64_t seed_ = 0;
   std::function<void(const EpochRecord&)> on_epoch_;
 };

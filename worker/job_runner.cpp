@@ -11,6 +11,7 @@
 
 #include "worker/engine/datasets/generic_neural_dataset.h"
 #include "worker/engine/datasets/idx_dataset.h"
+#include "worker/engine/datasets/image_folder_dataset.h"
 #include "worker/engine/datasets/image_io.h"
 #include "worker/engine/datasets/majaj_hong_dataset.h"
 #include "worker/engine/datasets/nsd_dataset.h"
@@ -324,11 +325,41 @@ StatusOr<double> BatchedAccuracy(const std::function<at::Tensor(const at::Tensor
   return engine::Accuracy(at::cat(logits, 0), data.labels);
 }
 
+Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, engine::ClassifierSplits splits,
+                           const std::string& description, JobResult& result);
+
+// image_folder: one sub-folder per class, sampled and split per class by the job's seed; images decoded,
+// resized and normalised as the spec says (always 3 channels).
+Status RunImageFolderClassification(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
+  const DataSpec& d = spec.data;
+  if (spec.model.input_channels != 3) {
+    return InvalidArgumentError("model.input_channels = " + std::to_string(spec.model.input_channels) +
+                                ": image_folder data is decoded as RGB, so expected 3");
+  }
+  Phase(options, "loading data");
+  engine::ImageFolderOptions read;
+  read.limit_classes = d.limit_classes;
+  read.limit_samples = d.limit_samples;
+  read.train = d.split.train;
+  read.val = d.split.val;
+  read.test = d.split.test;
+  read.seed = spec.train.seed;
+  read.image = ImageOptionsFor(spec);
+  auto data = engine::LoadImageFolder(d.root, read);
+  if (!data.ok()) return Status(data.status().code(), "data.root: " + data.status().message());
+  engine::ClassifierSplits splits{data->train, data->validation, data->test};
+  const std::string description = "image_folder " + d.root + ": " + std::to_string(data->class_names.size()) +
+                                  " classes, " +
+                                  std::to_string(splits.train.size() + splits.validation.size() + splits.test.size()) +
+                                  " images";
+  return TrainClassification(spec, options, std::move(splits), description, result);
+}
+
 Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
   const DataSpec& d = spec.data;
-  if (d.kind != DataKind::kIdx) {
+  if (d.kind != DataKind::kIdx && d.kind != DataKind::kImageFolder) {
     return InvalidArgumentError(std::string("data.kind = ") + DataKindName(d.kind) +
-                                ": classification is supported by dwarp train for idx data only");
+                                ": classification is supported by dwarp train for idx and image_folder data only");
   }
   if (spec.d.is_linear()) {
     return InvalidArgumentError("d = 0 with objective classification: a linear classifier on frozen features is not "
@@ -339,6 +370,7 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
                                 "a classification job reads the model's own logits and has no head, so expected "
                                 "weight_decay = 0 and freeze_head = false");
   }
+  if (d.kind == DataKind::kImageFolder) return RunImageFolderClassification(spec, options, result);
   if (d.limit_classes > 0 || d.limit_samples > 0) {
     return InvalidArgumentError("data.limit_classes / data.limit_samples: few-shot subsets are not supported by dwarp "
                                 "train yet");
@@ -373,6 +405,15 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
     if (!inputs.ok()) return inputs.status();
     *split = Prepared(*split, *inputs);
   }
+  const std::string description = "idx " + d.images + ": " + std::to_string(n) + " images, " +
+                                  std::to_string(num_classes) + " classes";
+  return TrainClassification(spec, options, std::move(splits), description, result);
+}
+
+// Builds the job's model over prepared classification splits and trains it (d > 0 or d = full).
+Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, engine::ClassifierSplits splits,
+                           const std::string& description, JobResult& result) {
+  const int64_t num_classes = splits.train.num_classes;
   Phase(options, "building the model");
   auto model = BuildModel(spec.model, spec.train.seed, num_classes);
   if (!model.ok()) return model.status();
@@ -389,8 +430,7 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
   result.test_size = splits.test.size();
   result.num_targets = num_classes;
   result.representation_size = model->feature_count;
-  result.data_description = "idx " + d.images + ": " + std::to_string(n) + " images, " + std::to_string(num_classes) +
-                            " classes";
+  result.data_description = description;
   const TrainSpec& t = spec.train;
   engine::ClassifierTrainingOptions cls;
   cls.epochs(t.max_epochs)
@@ -440,9 +480,6 @@ Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& 
   if (spec.train.device != "cpu") {
     return InvalidArgumentError("train.device = " + spec.train.device +
                                 ": dwarp train runs on the CPU only for now; set train.device=cpu");
-  }
-  if (spec.data.kind == DataKind::kImageFolder) {
-    return InvalidArgumentError("data.kind = image_folder: not supported by dwarp train yet");
   }
   if (spec.data.kind == DataKind::kGeneric && !spec.data.split.column.empty()) {
     return InvalidArgumentError("data.split.column = " + spec.data.split.column +

@@ -11,6 +11,9 @@
 
 #include "common/job_spec.h"
 
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image_write.h>
+
 namespace dwarp::worker {
 namespace {
 
@@ -101,6 +104,47 @@ TEST_F(JobRunnerTest, ClassificationRejectsHeadOptionsItWouldIgnore) {
   EXPECT_NE(decay.status().message().find("weight_decay"), std::string::npos) << decay.status().message();
   auto ok = RunJob(Parse(job));
   EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+}
+
+// Three classes of 16x16 PNGs that differ in colour (with a little per-pixel variation): easy to learn.
+std::string WriteColourFolder() {
+  const std::filesystem::path root = std::filesystem::path(::testing::TempDir()) / "dwarp_colour_folder";
+  std::filesystem::remove_all(root);
+  const char* names[] = {"blue", "green", "red"};
+  for (int c = 0; c < 3; ++c) {
+    std::filesystem::create_directories(root / names[c]);
+    for (int i = 0; i < 8; ++i) {
+      unsigned char pixels[16 * 16 * 3];
+      for (int p = 0; p < 16 * 16; ++p) {
+        for (int ch = 0; ch < 3; ++ch) {
+          const int base = (ch == 2 - c) ? 200 : 40;  // blue, green, red in folder order
+          pixels[p * 3 + ch] = static_cast<unsigned char>(base + (p * 7 + i * 13 + ch) % 31);
+        }
+      }
+      const std::string file = (root / names[c] / ("img" + std::to_string(i) + ".png")).string();
+      EXPECT_NE(stbi_write_png(file.c_str(), 16, 16, 3, pixels, 16 * 3), 0) << file;
+    }
+  }
+  return root.string();
+}
+
+TEST(JobRunnerImageFolder, ClassifiesAnImageFolder) {
+  const std::string root = WriteColourFolder();
+  const std::string job = "model: {arch: mlp, hidden: [8], layer: fc2, layer_groups: [], input_channels: 3, "
+                          "input_size: 16}\n"
+                          "data: {kind: image_folder, root: " + root + "}\n"
+                          "d: 20\nobjective: classification\n"
+                          "train: {lr: 5.0e-2, batch_size: 4, max_epochs: 15, patience: 0, seed: 0, threads: 1}\n";
+  auto result = RunJob(Parse(job));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->metric, "accuracy");
+  EXPECT_EQ(result->num_targets, 3);
+  EXPECT_EQ(result->train_size + result->val_size + result->test_size, 24);
+  EXPECT_GT(result->train.accuracy, 0.6) << "chance is 1/3";
+  auto one_channel = RunJob(Parse(job, {"model.input_channels=1"}));
+  ASSERT_FALSE(one_channel.ok());
+  EXPECT_NE(one_channel.status().message().find("input_channels = 1"), std::string::npos)
+      << one_channel.status().ToString();
 }
 
 TEST(JobRunnerErrors, MissingImagesAreNotFound) {

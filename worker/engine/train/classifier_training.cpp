@@ -29,16 +29,22 @@ struct Trainee {
   at::Device device = at::kCPU;
 };
 
+TrainingLoopOptions LoopOptions(const ClassifierTrainingOptions& o) {
+  return TrainingLoopOptions()
+      .epochs(o.epochs_)
+      .batch_size(o.batch_size_)
+      .patience(o.patience_)
+      .min_delta(o.min_delta_)
+      .schedule(o.schedule_)
+      .seed(o.seed_)
+      .on_epoch(o.on_epoch_);
+}
+
+// The loop's own options are checked by the loop's check; these are the classifier's additions.
 Status CheckOptions(const ClassifierTrainingOptions& o) {
-  if (o.epochs_ < 1) return InvalidArgumentError("epochs = " + std::to_string(o.epochs_) + "; expected >= 1");
-  if (o.batch_size_ < 1) {
-    return InvalidArgumentError("batch_size = " + std::to_string(o.batch_size_) + "; expected >= 1");
-  }
+  DWARP_RETURN_IF_ERROR(CheckTrainingLoopOptions(LoopOptions(o)));
   if (o.eval_batch_size_ < 1) {
     return InvalidArgumentError("eval_batch_size = " + std::to_string(o.eval_batch_size_) + "; expected >= 1");
-  }
-  if (o.patience_ < 0) {
-    return InvalidArgumentError("patience = " + std::to_string(o.patience_) + "; expected >= 0 (0: no early stop)");
   }
   if (!std::isfinite(o.learning_rate_) || o.learning_rate_ <= 0.0) {
     std::ostringstream os;
@@ -106,14 +112,7 @@ StatusOr<ClassifierTrainingResult> RunTraining(Trainee& trainee, const Classifie
     return at::cross_entropy_loss(logits, train.labels.index_select(0, rows).to(trainee.device));
   };
   problem.validation_score = [&]() { return Accuracy(trainee, data.validation, options.eval_batch_size_); };
-  auto loop = RunTrainingLoop(problem, TrainingLoopOptions()
-                                           .epochs(options.epochs_)
-                                           .batch_size(options.batch_size_)
-                                           .patience(options.patience_)
-                                           .min_delta(options.min_delta_)
-                                           .schedule(options.schedule_)
-                                           .seed(options.seed_)
-                                           .on_epoch(options.on_epoch_));
+  auto loop = RunTrainingLoop(problem, LoopOptions(options));
   if (!loop.ok()) return loop.status();
 
   auto test_accuracy = Accuracy(trainee, data.test, options.eval_batch_size_);

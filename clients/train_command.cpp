@@ -12,6 +12,7 @@
 #include <memory>
 #include <thread>
 
+#include "common/file_io.h"
 #include "common/job_spec.h"
 #include "worker/engine/threading.h"
 #include "worker/job_runner.h"
@@ -34,33 +35,6 @@ std::string Bar(int64_t done, int64_t total, int width = 24) {
 }
 
 }  // namespace
-
-Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path target(path);
-  if (target.has_parent_path()) {
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) return UnavailableError("--out: cannot create folder '" + target.parent_path().string() + "': " + ec.message());
-  }
-  const fs::path temp = target.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream file(temp, std::ios::binary | std::ios::trunc);
-    file << text;
-    file.close();
-    if (!file) {
-      fs::remove(temp, ec);
-      return UnavailableError("--out: cannot write '" + temp.string() + "'");
-    }
-  }
-  fs::rename(temp, target, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    return UnavailableError("--out: cannot rename '" + temp.string() + "' to '" + path + "': " + ec.message());
-  }
-  return Status();
-}
 
 StatusOr<std::string> RunTrainCommand(const TrainCommandConfig& config) {
   auto spec = LoadJobSpecFile(config.job_file, config.overrides);
@@ -96,7 +70,7 @@ StatusOr<std::string> RunTrainCommand(const TrainCommandConfig& config) {
   if (tty) std::fputs("\n", stderr);
   if (!result.ok()) return Status(result.status().code(), config.job_file + ": " + result.status().message());
 
-  DWARP_RETURN_IF_ERROR(WriteFileAtomically(out, worker::JobResultToJson(*result).dump(2) + "\n"));
+  DWARP_RETURN_IF_ERROR(WriteFileAtomically(out, worker::JobResultToJson(*result).dump(2) + "\n", "--out"));
   const auto& r = *result;
   if (r.metric == "accuracy") {
     std::printf("d = %s (D = %lld): accuracy train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",

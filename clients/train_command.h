@@ -30,10 +30,6 @@ struct TrainCommandConfig {
 // Runs the command; on success returns the path of the JSON written.
 StatusOr<std::string> RunTrainCommand(const TrainCommandConfig& config);
 
-// Writes `text` to `path` atomically (temporary file in the same folder, then rename); creates the
-// folder. Unavailable naming the path on failure; no temporary file is left behind.
-Status WriteFileAtomically(const std::string& path, const std::string& text);
-
 void AddTrainCommand(CLI::App& app);
 
 }  // namespace dwarp::clients

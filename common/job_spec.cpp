@@ -1,103 +1,44 @@
 #include "common/job_spec.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <regex>
-#include <set>
 #include <sstream>
 #include <tuple>
 #include <utility>
+
+#include "common/spec_document.h"
 
 namespace dwarp {
 namespace {
 
 using nlohmann::json;
 
-// An error found while reading a document: the field path and the whole message. Thrown only inside this
-// file and turned into a Status in one place (ReadDocument / ApplyOverride): almost every line of the
-// readers below can fail, and threading a Status through each would bury the schema in plumbing.
-struct SpecError {
-  std::string path;
-  std::string message;
-};
-
-[[noreturn]] void Fail(const std::string& path, std::string message) { throw SpecError{path, std::move(message)}; }
-
-std::string Join(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
-std::string Index(const std::string& path, size_t i) { return path + "[" + std::to_string(i) + "]"; }
-
-// A value as it appears in messages: strings quoted, everything else as compact JSON (cut at 80 characters).
-std::string Describe(const json& value) {
-  std::string text = value.dump();
-  if (text.size() > 80) text = text.substr(0, 77) + "...";
-  return text;
+// An error found while reading a document is a SpecFieldError (common/spec_document.h), thrown only inside
+// this file and turned into a Status in one place (Validate): almost every line of the readers below can
+// fail, and threading a Status through each would bury the schema in plumbing.
+[[noreturn]] void Fail(const std::string& path, std::string message) {
+  throw SpecFieldError{path, std::move(message)};
 }
+[[noreturn]] void Throw(std::optional<SpecFieldError> error) { throw std::move(*error); }
 
-const char* TypeName(const json& value) {
-  switch (value.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a number";
-    case json::value_t::array: return "a list";
-    case json::value_t::object: return "a mapping";
-    default: return "an unsupported value";
-  }
-}
+std::string Join(const std::string& path, const std::string& key) { return SpecFieldPath(path, key); }
+std::string Index(const std::string& path, size_t i) { return SpecIndexPath(path, i); }
 
-// "train.lr = -0.01; expected a number > 0"
 [[noreturn]] void FailValue(const std::string& path, const json& value, const std::string& expected) {
-  Fail(path, path + " = " + Describe(value) + "; expected " + expected);
+  Throw(SpecValueError(path, value, expected));
 }
-
-// "train.batch_size = "abc" (a string); expected an integer >= 1"
 [[noreturn]] void FailType(const std::string& path, const json& value, const std::string& expected) {
-  Fail(path, path + " = " + Describe(value) + " (" + TypeName(value) + "); expected " + expected);
+  Throw(SpecTypeError(path, value, expected));
 }
 
 std::string JoinWords(const std::vector<std::string>& words, const char* separator = ", ") {
   std::string out;
   for (size_t i = 0; i < words.size(); ++i) out += (i ? separator : "") + words[i];
   return out;
-}
-
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-// The closest of `candidates` to `word` when it is a plausible typo (at most 2 edits, or a third of its
-// length for long words); empty otherwise.
-std::string NearestWord(const std::string& word, const std::vector<std::string>& candidates) {
-  std::string best;
-  size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
-  for (const std::string& candidate : candidates) {
-    const size_t distance = EditDistance(word, candidate);
-    if (distance < best_distance) {
-      best = candidate;
-      best_distance = distance;
-    }
-  }
-  return best;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -135,13 +76,9 @@ std::string ReadString(const json& v, const std::string& path, const std::string
 
 // One of `names` (the enum's spellings, in enum order); the index.
 size_t ReadChoice(const json& v, const std::string& path, const std::vector<std::string>& names) {
-  const std::string expected = "one of " + JoinWords(names, " | ");
-  if (!v.is_string()) FailType(path, v, expected);
-  const std::string s = v.get<std::string>();
-  const auto it = std::find(names.begin(), names.end(), s);
-  if (it != names.end()) return static_cast<size_t>(it - names.begin());
-  const std::string near = NearestWord(s, names);
-  FailValue(path, v, expected + (near.empty() ? "" : " (did you mean \"" + near + "\"?)"));
+  size_t index = 0;
+  if (auto error = CheckSpecChoice(v, path, names, &index)) Throw(std::move(error));
+  return index;
 }
 
 // A mapping's keys checked against the valid ones; typed access with defaults. Null values and absent
@@ -154,16 +91,7 @@ class Fields {
       object_ = nullptr;
       return;
     }
-    if (!object_->is_object()) {
-      FailType(path_.empty() ? "the document" : path_, *object_, "a mapping with keys " + JoinWords(valid_));
-    }
-    for (const auto& [key, value] : object_->items()) {
-      if (std::find(valid_.begin(), valid_.end(), key) != valid_.end()) continue;
-      const std::string near = NearestWord(key, valid_);
-      Fail(Join(path_, key), Join(path_, key) + ": unknown key \"" + key + "\"" +
-                                 (near.empty() ? "" : " (did you mean \"" + near + "\"?)") + "; valid keys " +
-                                 (path_.empty() ? "at the top level" : "in " + path_) + ": " + JoinWords(valid_));
-    }
+    if (auto error = CheckSpecKeys(*object_, path_, valid_)) Throw(std::move(error));
   }
 
   const std::string& path() const { return path_; }
@@ -234,14 +162,6 @@ const auto kFraction = [](double x) { return x > 0 && x < 1; };
 // ---------------------------------------------------------------------------------------------------------
 // Names of the enums, in enum order.
 
-const std::vector<std::string>& ModelArchNames() {
-  static const std::vector<std::string> names = {"mlp", "lenet", "small_cnn", "resnet18", "torchscript"};
-  return names;
-}
-const std::vector<std::string>& DataKindNames() {
-  static const std::vector<std::string> names = {"nsd", "majaj_hong", "generic", "image_folder", "idx", "synthetic"};
-  return names;
-}
 const std::vector<std::string>& ObjectiveNames() {
   static const std::vector<std::string> names = {"regression", "classification"};
   return names;
@@ -578,185 +498,11 @@ JobSpec ReadJob(const json& document) {
   return job;
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// YAML -> json. yaml-cpp keeps every scalar as text; plain (unquoted) scalars are typed here by the YAML 1.2
-// core schema, so `1e-2` is a number (as OmegaConf reads it) and a quoted "1000" stays a string.
-
-json PlainScalar(const std::string& s) {
-  static const std::regex kInt("[-+]?[0-9]+");
-  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
-  static const std::regex kInf("[-+]?\\.(inf|Inf|INF)");
-  static const std::regex kNan("\\.(nan|NaN|NAN)");
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
-  if (std::regex_match(s, kInt)) {
-    errno = 0;
-    const long long v = std::strtoll(s.c_str(), nullptr, 10);
-    if (errno != ERANGE) return static_cast<int64_t>(v);
-    return s;  // past int64: kept as text, so the reader reports it with its type
-  }
-  if (std::regex_match(s, kFloat)) return std::strtod(s.c_str(), nullptr);
-  if (std::regex_match(s, kInf)) {
-    return s[0] == '-' ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
-  }
-  if (std::regex_match(s, kNan)) return std::numeric_limits<double>::quiet_NaN();
-  return s;
-}
-
-json YamlToJson(const YAML::Node& node, const std::string& path) {
-  switch (node.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null: return nullptr;
-    case YAML::NodeType::Scalar:
-      // "?" marks a plain scalar; "!" a quoted one; "tag:yaml.org,2002:str" an explicit !!str.
-      return node.Tag() == "?" ? PlainScalar(node.Scalar()) : json(node.Scalar());
-    case YAML::NodeType::Sequence: {
-      json out = json::array();
-      size_t i = 0;
-      for (const YAML::Node& item : node) out.push_back(YamlToJson(item, Index(path, i++)));
-      return out;
-    }
-    case YAML::NodeType::Map: {
-      json out = json::object();
-      for (const auto& entry : node) {
-        if (!entry.first.IsScalar()) Fail(path, (path.empty() ? "the document" : path) + ": a key is not a plain name");
-        const std::string key = entry.first.Scalar();
-        if (out.contains(key)) Fail(Join(path, key), Join(path, key) + ": duplicate key \"" + key + "\"");
-        out[key] = YamlToJson(entry.second, Join(path, key));
-      }
-      return out;
-    }
-  }
-  return nullptr;
-}
-
-StatusOr<json> ParseDocument(std::string_view text, SpecFormat format) {
-  if (format == SpecFormat::kJson) {
-    // nlohmann keeps the last of two equal keys; a job file with two `lr`s is a mistake, so the parse
-    // callback tracks the keys of each open object and reports the first repeat.
-    std::vector<std::set<std::string>> open_objects;
-    std::string duplicate;
-    const json::parser_callback_t check_keys = [&](int, json::parse_event_t event, json& parsed) {
-      if (event == json::parse_event_t::object_start) open_objects.emplace_back();
-      if (event == json::parse_event_t::object_end) open_objects.pop_back();
-      if (event == json::parse_event_t::key && !open_objects.back().insert(parsed.get<std::string>()).second &&
-          duplicate.empty()) {
-        duplicate = parsed.get<std::string>();
-      }
-      return true;
-    };
-    try {
-      json document = json::parse(text.begin(), text.end(), check_keys);
-      if (!duplicate.empty()) return InvalidArgumentError("job spec has a duplicate key \"" + duplicate + "\"");
-      return document;
-    } catch (const json::parse_error& e) {
-      return InvalidArgumentError(std::string("job spec is not valid JSON: ") + e.what());
-    }
-  }
-  try {
-    return YamlToJson(YAML::Load(std::string(text)), "");
-  } catch (const YAML::Exception& e) {
-    return InvalidArgumentError(std::string("job spec is not valid YAML: ") + e.what());
-  } catch (const SpecError& e) {
-    return InvalidArgumentError(e.message);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Overrides.
-
-struct Override {
-  std::string text;
-  std::vector<std::string> keys;  // the dotted path, split
-  std::string path;               // the dotted path
-};
-
-Status OverrideError(const std::string& text, const std::string& why) {
-  return InvalidArgumentError("override `" + text + "`: " + why);
-}
-
-// Applies one `key=value`, `+key=value` or `~key` to `document`; `parsed` receives its path.
-Status ApplyOverride(json& document, const std::string& text, Override* parsed) {
-  static const std::regex kKey("[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*");
-  const char* kForm = "expected key=value (a dotted path such as train.lr=0.01), +key=value or ~key";
-  std::string body = text;
-  const bool remove = !body.empty() && body[0] == '~';
-  if (remove) body.erase(0, 1);
-  while (!body.empty() && body[0] == '+') body.erase(0, 1);
-  const size_t eq = body.find('=');
-  std::string key = remove ? body.substr(0, eq) : (eq == std::string::npos ? "" : body.substr(0, eq));
-  if (!remove && eq == std::string::npos) return OverrideError(text, std::string("no `=`; ") + kForm);
-  if (!std::regex_match(key, kKey)) return OverrideError(text, "bad key \"" + key + "\"; " + kForm);
-
-  parsed->text = text;
-  parsed->path = key;
-  parsed->keys.clear();
-  std::stringstream ss(key);
-  for (std::string part; std::getline(ss, part, '.');) parsed->keys.push_back(part);
-
-  if (document.is_null()) document = json::object();
-  json* node = &document;
-  std::string walked;
-  for (size_t i = 0; i + 1 < parsed->keys.size(); ++i) {
-    const std::string& part = parsed->keys[i];
-    if (!node->is_object()) {
-      return OverrideError(text, (walked.empty() ? "the document" : walked) + " is " + Describe(*node) + " (" +
-                                     TypeName(*node) + "), not a mapping, so it has no key \"" + part + "\"");
-    }
-    walked = Join(walked, part);
-    json& child = (*node)[part];
-    if (child.is_null()) {
-      if (remove) return OverrideError(text, walked + " is not set, so there is nothing to remove");
-      child = json::object();
-    }
-    node = &child;
-  }
-  const std::string& last = parsed->keys.back();
-  if (!node->is_object()) {
-    return OverrideError(text, (walked.empty() ? "the document" : walked) + " is " + Describe(*node) + " (" +
-                                   TypeName(*node) + "), not a mapping, so it has no key \"" + last + "\"");
-  }
-  if (remove) {
-    if (!node->contains(last)) return OverrideError(text, key + " is not set, so there is nothing to remove");
-    node->erase(last);
-    return OkStatus();
-  }
-  const std::string value_text = body.substr(eq + 1);
-  try {
-    (*node)[last] = value_text.empty() ? json(nullptr) : YamlToJson(YAML::Load(value_text), key);
-  } catch (const YAML::Exception& e) {
-    return OverrideError(text, "the value is not valid YAML: " + std::string(e.what()));
-  } catch (const SpecError& e) {
-    return OverrideError(text, e.message);
-  }
-  return OkStatus();
-}
-
-// Whether a validation error at `error_path` concerns what `override_path` set: the same field, a field
-// inside it, or (a new key under an unknown one) a field above it.
-bool Concerns(const std::string& override_path, const std::string& error_path) {
-  auto under = [](const std::string& inner, const std::string& outer) {
-    return inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
-           (inner[outer.size()] == '.' || inner[outer.size()] == '[');
-  };
-  return override_path == error_path || under(error_path, override_path) ||
-         (!error_path.empty() && under(override_path, error_path));
-}
-
-StatusOr<JobSpec> Validate(const json& document, const std::vector<Override>& overrides) {
+StatusOr<JobSpec> Validate(const json& document, const std::vector<SpecOverride>& overrides) {
   try {
     return ReadJob(document);
-  } catch (const SpecError& e) {
-    for (auto it = overrides.rbegin(); it != overrides.rend(); ++it) {
-      if (Concerns(it->path, e.path)) return OverrideError(it->text, e.message);
-    }
-    if (overrides.empty()) return InvalidArgumentError(e.message);
-    // A field the overrides did not touch that is wrong because of them (data.kind=nsd makes data.root
-    // required): name them all.
-    std::vector<std::string> texts;
-    for (const Override& o : overrides) texts.push_back("`" + o.text + "`");
-    return InvalidArgumentError(e.message + " (after overrides " + JoinWords(texts, " ") + ")");
+  } catch (const SpecFieldError& e) {
+    return SpecErrorStatus(e, overrides);
   }
 }
 
@@ -783,33 +529,29 @@ const char* ReadoutName(Readout readout) { return ReadoutNames()[static_cast<siz
 
 StatusOr<JobSpec> JobSpecFromJson(const json& document) { return Validate(document, {}); }
 
-StatusOr<JobSpec> ParseJobSpec(std::string_view text, SpecFormat format, const std::vector<std::string>& overrides) {
-  StatusOr<json> document = ParseDocument(text, format);
-  if (!document.ok()) return document.status();
-  std::vector<Override> applied(overrides.size());
-  for (size_t i = 0; i < overrides.size(); ++i) {
-    DWARP_RETURN_IF_ERROR(ApplyOverride(*document, overrides[i], &applied[i]));
+StatusOr<JobSpec> JobSpecFromDocument(const json& document, SpecFieldError* error) {
+  try {
+    return ReadJob(document);
+  } catch (const SpecFieldError& e) {
+    if (error != nullptr) *error = e;
+    return InvalidArgumentError(e.message);
   }
-  return Validate(*document, applied);
+}
+
+StatusOr<JobSpec> ParseJobSpec(std::string_view text, SpecFormat format, const std::vector<std::string>& overrides) {
+  StatusOr<json> document = ParseSpecDocument(text, format, "job spec");
+  if (!document.ok()) return document.status();
+  StatusOr<std::vector<SpecOverride>> applied = ApplySpecOverrides(*document, overrides);
+  if (!applied.ok()) return applied.status();
+  return Validate(*document, *applied);
 }
 
 StatusOr<JobSpec> LoadJobSpecFile(const std::string& path, const std::vector<std::string>& overrides) {
-  const size_t dot = path.find_last_of('.');
-  const std::string extension = dot == std::string::npos ? "" : path.substr(dot);
-  SpecFormat format;
-  if (extension == ".yaml" || extension == ".yml") {
-    format = SpecFormat::kYaml;
-  } else if (extension == ".json") {
-    format = SpecFormat::kJson;
-  } else {
-    return InvalidArgumentError("job spec file \"" + path + "\" has extension \"" + extension +
-                                "\"; expected .yaml, .yml or .json");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read job spec file \"" + path + "\"");
-  std::ostringstream text;
-  text << in.rdbuf();
-  StatusOr<JobSpec> spec = ParseJobSpec(text.str(), format, overrides);
+  StatusOr<SpecFormat> format = SpecFormatOfPath(path, "job spec file");
+  if (!format.ok()) return format.status();
+  StatusOr<std::string> text = ReadSpecFileText(path, "job spec file");
+  if (!text.ok()) return text.status();
+  StatusOr<JobSpec> spec = ParseJobSpec(*text, *format, overrides);
   if (!spec.ok()) return Status(spec.status().code(), path + ": " + spec.status().message());
   return spec;
 }

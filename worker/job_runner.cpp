@@ -29,8 +29,12 @@ namespace {
 
 using engine::ReadoutModel;
 
-void Phase(const JobRunOptions& options, const std::string& text) {
+// Reports the phase, or returns Cancelled instead when the caller asked the job to stop: phase boundaries
+// are where a job that is not training (loading, caching features) can stop.
+Status EnterPhase(const JobRunOptions& options, const std::string& text) {
+  if (options.should_stop && options.should_stop()) return CancelledError("cancelled: stopped before " + text);
   if (options.on_phase) options.on_phase(text);
+  return OkStatus();
 }
 
 StatusOr<ReadoutModel> BuildModel(const ModelSpec& m, uint64_t seed, int64_t num_classes) {
@@ -217,7 +221,7 @@ std::function<void(const engine::EpochRecord&)> EpochCallback(const JobSpec& spe
 }
 
 Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model, JobResult& result) {
-  Phase(options, "loading data");
+  DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
   auto data = LoadRegressionData(spec, model);
   if (!data.ok()) return data.status();
   DWARP_RETURN_IF_ERROR(engine::CheckNeuralData(*data));
@@ -231,7 +235,7 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
   const auto start = std::chrono::steady_clock::now();
 
   if (spec.d.is_linear()) {
-    Phase(options, "caching features");
+    DWARP_RETURN_IF_ERROR(EnterPhase(options, "caching features"));
     torch::jit::Module module = model.module;
     module.eval();
     engine::FeatureExtractor extractor = [module](const at::Tensor& x) mutable {
@@ -241,12 +245,12 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
     if (!features.ok()) return features.status();
     StatusOr<engine::ReadoutResult> readout = InternalError("unset");
     if (spec.readout == Readout::kRidge) {
-      Phase(options, "fitting ridge readout");
+      DWARP_RETURN_IF_ERROR(EnterPhase(options, "fitting ridge readout"));
       engine::RidgeOptions ridge;
       if (spec.ridge.has_value()) ridge.alphas(spec.ridge->alphas).per_target(spec.ridge->per_target);
       readout = engine::TrainRidgeReadout(*features, ridge);
     } else {
-      Phase(options, "training SGD readout");
+      DWARP_RETURN_IF_ERROR(EnterPhase(options, "training SGD readout"));
       engine::SgdReadoutOptions sgd;
       sgd.learning_rate(t.lr)
           .weight_decay(t.weight_decay)
@@ -255,7 +259,8 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
           .patience(t.patience)
           .min_delta(t.min_delta)
           .seed(t.seed)
-          .on_epoch(EpochCallback(spec, options));
+          .on_epoch(EpochCallback(spec, options))
+          .should_stop(options.should_stop);
       readout = engine::TrainSgdReadout(*features, sgd);
     }
     if (!readout.ok()) return readout.status();
@@ -279,7 +284,8 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
         .min_delta(t.min_delta)
         .freeze_head(t.freeze_head)
         .seed(t.seed)
-        .on_epoch(EpochCallback(spec, options));
+        .on_epoch(EpochCallback(spec, options))
+        .should_stop(options.should_stop);
     StatusOr<engine::EncodingTrainingResult> trained = InternalError("unset");
     if (spec.d.is_subspace()) {
       engine::SubspaceOptions sub(spec.d.value);
@@ -287,10 +293,10 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
           .layer_groups(spec.model.layer_groups.value_or(model.layer_groups));
       auto wrapped = engine::SubspaceModel::Create(model.module, sub);
       if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
-      Phase(options, "training in a " + spec.d.ToString() + "-dimensional subspace");
+      DWARP_RETURN_IF_ERROR(EnterPhase(options, "training in a " + spec.d.ToString() + "-dimensional subspace"));
       trained = engine::TrainEncoderInSubspace(*wrapped, *data, enc);
     } else {
-      Phase(options, "training all parameters");
+      DWARP_RETURN_IF_ERROR(EnterPhase(options, "training all parameters"));
       trained = engine::TrainEncoderFull(model.module, *data, enc);
     }
     if (!trained.ok()) return trained.status();
@@ -336,7 +342,7 @@ Status RunImageFolderClassification(const JobSpec& spec, const JobRunOptions& op
     return InvalidArgumentError("model.input_channels = " + std::to_string(spec.model.input_channels) +
                                 ": image_folder data is decoded as RGB, so expected 3");
   }
-  Phase(options, "loading data");
+  DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
   engine::ImageFolderOptions read;
   read.limit_classes = d.limit_classes;
   read.limit_samples = d.limit_samples;
@@ -375,7 +381,7 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
     return InvalidArgumentError("data.limit_classes / data.limit_samples: few-shot subsets are not supported by dwarp "
                                 "train yet");
   }
-  Phase(options, "loading data");
+  DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
   engine::IdxClassificationOptions read;
   read.num_classes(0);
   if (d.limit_stimuli > 0) read.max_items(d.limit_stimuli);
@@ -414,7 +420,7 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
 Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, engine::ClassifierSplits splits,
                            const std::string& description, JobResult& result) {
   const int64_t num_classes = splits.train.num_classes;
-  Phase(options, "building the model");
+  DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildModel(spec.model, spec.train.seed, num_classes);
   if (!model.ok()) return model.status();
   if (model->feature_count != num_classes) {
@@ -439,7 +445,8 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
       .patience(t.patience)
       .min_delta(t.min_delta)
       .seed(t.seed)
-      .on_epoch(EpochCallback(spec, options));
+      .on_epoch(EpochCallback(spec, options))
+      .should_stop(options.should_stop);
   const auto start = std::chrono::steady_clock::now();
   StatusOr<engine::ClassifierTrainingResult> trained = InternalError("unset");
   StatusOr<double> train_accuracy = InternalError("unset");
@@ -449,14 +456,14 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
         .layer_groups(spec.model.layer_groups.value_or(model->layer_groups));
     auto wrapped = engine::SubspaceModel::Create(model->module, sub);
     if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
-    Phase(options, "training in a " + spec.d.ToString() + "-dimensional subspace");
+    DWARP_RETURN_IF_ERROR(EnterPhase(options, "training in a " + spec.d.ToString() + "-dimensional subspace"));
     trained = engine::TrainClassifierInSubspace(*wrapped, splits, cls);
     if (!trained.ok()) return trained.status();
     wrapped->eval();
     engine::SubspaceModel* w = &*wrapped;
     train_accuracy = BatchedAccuracy([w](const at::Tensor& x) { return w->Forward(x); }, splits.train);
   } else {
-    Phase(options, "training all parameters");
+    DWARP_RETURN_IF_ERROR(EnterPhase(options, "training all parameters"));
     trained = engine::TrainClassifierFull(model->module, splits, cls);
     if (!trained.ok()) return trained.status();
     torch::jit::Module module = model->module;
@@ -486,7 +493,7 @@ Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& 
                                 ": split columns are not supported by dwarp train yet");
   }
   if (spec.objective == Objective::kClassification) return RunClassification(spec, options, result);
-  Phase(options, "building the model");
+  DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildModel(spec.model, spec.train.seed, 0);
   if (!model.ok()) return model.status();
   return RunRegression(spec, options, *model, result);

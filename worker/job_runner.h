@@ -70,9 +70,15 @@ struct JobRunOptions {
   std::function<void(const engine::EpochRecord& record, int64_t max_epochs)> on_epoch;
   // Called with a short line at each phase ("loading data", "caching features", ...).
   std::function<void(const std::string& phase)> on_phase;
+  // Cooperative cancellation (the worker daemon: a cancelled job, a lost lease, a drain timeout). Polled
+  // from the calling thread before each phase and before every training minibatch; once it returns true,
+  // RunJob returns a Cancelled status ("cancelled: ...") soon after. A ridge fit or a feature cache in
+  // progress is not interrupted. Must be cheap and safe to call from the RunJob thread (an atomic flag).
+  std::function<bool()> should_stop;
 };
 
-// Runs the job. InvalidArgument / NotFound naming the bad field or value, Internal for LibTorch errors.
+// Runs the job. InvalidArgument / NotFound naming the bad field or value, Internal for LibTorch errors,
+// Cancelled when options.should_stop asked it to stop.
 StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options = {});
 
 // The result as JSON: scores, epochs, wall time, d (as the spec writes it: "0", "300", "full"), D,

@@ -37,7 +37,8 @@ TrainingLoopOptions LoopOptions(const ClassifierTrainingOptions& o) {
       .min_delta(o.min_delta_)
       .schedule(o.schedule_)
       .seed(o.seed_)
-      .on_epoch(o.on_epoch_);
+      .on_epoch(o.on_epoch_)
+      .should_stop(o.should_stop_);
 }
 
 // The loop's own options are checked by the loop's check; these are the classifier's additions.

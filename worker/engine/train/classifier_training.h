@@ -58,6 +58,8 @@ struct ClassifierTrainingOptions {
   ClassifierTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
   // Called after every epoch on the calling thread (progress reporting).
   ClassifierTrainingOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
+  // Polled before every minibatch; true stops training with a Cancelled status (training_loop.h).
+  ClassifierTrainingOptions& should_stop(std::function<bool()> v) { should_stop_ = std::move(v); return *this; }
 
   int64_t epochs_ = 5;
   int64_t batch_size_ = 128;
@@ -68,6 +70,7 @@ struct ClassifierTrainingOptions {
   double min_delta_ = 0.0;
   uint64_t seed_ = 0;
   std::function<void(const EpochRecord&)> on_epoch_;
+  std::function<bool()> should_stop_;
 };
 
 struct ClassifierTrainingResult {

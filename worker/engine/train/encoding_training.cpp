@@ -22,7 +22,8 @@ TrainingLoopOptions LoopOptions(const EncodingTrainingOptions& o) {
       .min_delta(o.min_delta_)
       .schedule(o.schedule_)
       .seed(o.seed_)
-      .on_epoch(o.on_epoch_);
+      .on_epoch(o.on_epoch_)
+      .should_stop(o.should_stop_);
 }
 
 Status CheckOptions(const EncodingTrainingOptions& o) {

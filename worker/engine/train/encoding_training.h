@@ -50,6 +50,8 @@ struct EncodingTrainingOptions {
   // Stimuli per forward pass while scoring (memory, not results).
   EncodingTrainingOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
   EncodingTrainingOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
+  // Polled before every minibatch; true stops training with a Cancelled status (training_loop.h).
+  EncodingTrainingOptions& should_stop(std::function<bool()> v) { should_stop_ = std::move(v); return *this; }
 
   double lr_ = 1e-3;          // head (and, for full training, the module)
   double low_dim_lr_ = 1e-2;  // theta_d and the lambdas
@@ -63,6 +65,7 @@ struct EncodingTrainingOptions {
   uint64_t seed_ = 0;
   int64_t eval_batch_size_ = 256;
   std::function<void(const EpochRecord&)> on_epoch_;  // validation_score is R^2
+  std::function<bool()> should_stop_;
 };
 
 struct EncodingTrainingResult {

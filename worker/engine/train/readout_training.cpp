@@ -55,7 +55,8 @@ TrainingLoopOptions LoopOptions(const SgdReadoutOptions& o) {
       .patience(o.patience_)
       .min_delta(o.min_delta_)
       .seed(o.seed_)
-      .on_epoch(o.on_epoch_);
+      .on_epoch(o.on_epoch_)
+      .should_stop(o.should_stop_);
 }
 
 Status CheckOptions(const SgdReadoutOptions& o) {

@@ -52,6 +52,8 @@ struct SgdReadoutOptions {
   SgdReadoutOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
   // Called after every epoch on the calling thread (validation_score is the R²).
   SgdReadoutOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
+  // Polled before every minibatch; true stops training with a Cancelled status (training_loop.h).
+  SgdReadoutOptions& should_stop(std::function<bool()> v) { should_stop_ = std::move(v); return *this; }
 
   double learning_rate_ = 1e-3;
   double weight_decay_ = 0.0;
@@ -62,6 +64,7 @@ struct SgdReadoutOptions {
   uint64_t seed_ = 0;
   int64_t eval_batch_size_ = 4096;
   std::function<void(const EpochRecord&)> on_epoch_;
+  std::function<bool()> should_stop_;
 };
 
 struct ReadoutResult {

@@ -90,6 +90,10 @@ StatusOr<TrainingLoopResult> RunTrainingLoop(const TrainingProblem& problem, con
     double loss_sum = 0.0;
     int64_t steps = 0;
     for (int64_t begin = 0; begin < n; begin += options.batch_size_) {
+      if (options.should_stop_ && options.should_stop_()) {
+        return CancelledError("cancelled: training stopped on request at epoch " + std::to_string(epoch) +
+                              ", step " + std::to_string(steps + 1));
+      }
       const int64_t count = std::min(options.batch_size_, n - begin);
       double factor = 1.0;
       if (options.schedule_ == LearningRateSchedule::kCosine) {

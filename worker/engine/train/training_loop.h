@@ -69,6 +69,9 @@ struct TrainingLoopOptions {
   TrainingLoopOptions& seed(uint64_t v) { seed_ = v; return *this; }
   // Called after every epoch on the calling thread (progress reporting, metric streaming).
   TrainingLoopOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
+  // Polled on the calling thread before every minibatch (cooperative cancellation: a worker whose job was
+  // cancelled or whose lease was lost). Returning true ends the loop with a Cancelled status. Must be cheap.
+  TrainingLoopOptions& should_stop(std::function<bool()> v) { should_stop_ = std::move(v); return *this; }
 
   int64_t epochs_ = 5;
   int64_t batch_size_ = 128;
@@ -77,6 +80,7 @@ struct TrainingLoopOptions {
   LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
   uint64_t seed_ = 0;
   std::function<void(const EpochRecord&)> on_epoch_;
+  std::function<bool()> should_stop_;
 };
 
 struct TrainingLoopResult {
@@ -87,7 +91,8 @@ struct TrainingLoopResult {
 };
 
 // InvalidArgument naming the value for bad options or an empty problem, and for a non-finite loss
-// (naming the epoch, step and learning rates). On success the best state is left in the groups'
+// (naming the epoch, step and learning rates); Cancelled ("cancelled: ...") when should_stop returned true,
+// with the parameters left wherever training stopped. On success the best state is left in the groups'
 // parameters and set_training(false) has been called.
 StatusOr<TrainingLoopResult> RunTrainingLoop(const TrainingProblem& problem, const TrainingLoopOptions& options);
 

@@ -1,0 +1,126 @@
+// The `dwarp` commands that talk to the coordinator's SweepService (proto/dwarp/v1/dwarp.proto):
+//
+//   dwarp submit SWEEP.yaml [key=value ...] [--dry-run] [--watch]
+//   dwarp list
+//   dwarp status SWEEP
+//   dwarp watch SWEEP
+//   dwarp results SWEEP [--format table|csv|json] [-o FILE]   (format default: -o's extension, else table)
+//   dwarp dwarp SWEEP [--format table|csv|json]
+//   dwarp cancel SWEEP
+//   dwarp workers
+//
+// Every command takes the connection options --coordinator HOST:PORT (else $DWARP_COORDINATOR, else
+// rpc::kDefaultCoordinatorAddress), --token-file (else $DWARP_TOKEN, else $DWARP_TOKEN_FILE), --tls-ca,
+// --tls-cert, --tls-key and --timeout SECONDS (default 30, per call; for `watch`, how long to wait for the
+// first event: a sweep may be watched for days).
+//
+// `submit` parses and validates the sweep file locally first (common/sweep_spec.h), so a bad file fails
+// without a coordinator and names the file; the coordinator then gets the file's text, its format, the
+// overrides and the file's absolute folder (relative data paths are resolved against it).
+//
+// `watch` on a terminal redraws a compact view (counts, running jobs, d_warp) at most 4 times a second;
+// otherwise it prints one line per event. It returns when the sweep is DONE or CANCELLED.
+//
+// Output goes to stdout (or -o FILE); errors go to stderr as "error: <what is wrong>".
+//
+// Exit codes of the process (ExitCodeFor maps a command's result to them):
+//   0  ok
+//   1  the coordinator refused the request (invalid sweep, sweep not found, ...): its message is printed
+//   2  usage errors (CLI11's, see clients/dwarp_main.cpp) and invalid local input (an unreadable or invalid
+//      sweep file, a bad --format, an unwritable -o file, unreadable TLS files)
+//   3  the coordinator is unreachable or did not answer in time, or the watch stream broke
+//   4  the coordinator refused the token (unauthenticated or permission denied)
+//
+// Thread-safety: Run* calls may share one SweepClient (its gRPC stub is thread-safe); each call has its own
+// context. RunWatch runs one helper thread (redraw clock and first-event timeout), joined before it returns.
+// AddSweepCommands' callbacks write std::cout / std::cerr.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "clients/sweep_format.h"
+#include "common/rpc/connection.h"
+#include "common/status.h"
+#include "dwarp/v1/dwarp.grpc.pb.h"
+
+namespace CLI {
+class App;
+}
+
+namespace dwarp::clients {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRefused = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnreachable = 3;
+inline constexpr int kExitUnauthenticated = 4;
+
+// The exit code for a command's final status: OK 0; Unavailable, DeadlineExceeded 3; Unauthenticated 4;
+// anything else the coordinator said 1. Local input errors (CommandResult::local_input) exit 2 instead.
+int ExitCodeFor(const Status& status);
+
+// What a command ends with: OK, a failure of the call, or invalid local input (bad file, bad flag value),
+// which exits 2 whatever its code.
+struct CommandResult {
+  Status status;
+  bool local_input = false;  // true: exit 2
+};
+// ExitCodeFor(status), or 2 for local input.
+int ExitCodeFor(const CommandResult& result);
+
+// Where and how a command reaches the coordinator, and how long one call may take.
+struct SweepClient {
+  std::unique_ptr<v1::SweepService::StubInterface> stub;
+  rpc::ConnectionOptions options;            // address and token (for PrepareContext and messages)
+  std::chrono::milliseconds timeout{30000};  // per unary call; watch: until the first event
+};
+
+// The connection options as given on the command line.
+struct ConnectionFlags {
+  std::string coordinator;  // empty: $DWARP_COORDINATOR, else rpc::kDefaultCoordinatorAddress
+  std::string token_file;
+  std::string tls_ca, tls_cert, tls_key;
+  double timeout_seconds = 30;
+};
+
+// Resolves the address and token and makes the channel (which connects lazily, on the first call). Errors
+// are local input errors (exit 2): an unreadable token or certificate file, a non-positive timeout.
+StatusOr<SweepClient> ConnectSweepClient(const ConnectionFlags& flags);
+
+struct SubmitOptions {
+  std::string sweep_file;
+  std::vector<std::string> overrides;
+  bool dry_run = false;
+  bool watch = false;
+};
+
+// The Submit request for a sweep file, checked locally first: the extension (.yaml, .yml, .json), that the
+// file reads, and that it parses and validates with the overrides (LoadSweepSpecFile). Every error names
+// the file. base_dir is the file's absolute folder; source_name the path as given.
+StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options);
+
+// The commands. Each writes its output to `out` (watch: redraws when `tty`) and returns the first failure;
+// CommandResult::local_input marks the ones that are the user's input (exit 2).
+// RunSubmit sends a request from BuildSubmitRequest; with `watch` (and no dry run) it then watches.
+CommandResult RunSubmit(SweepClient& client, const v1::SubmitRequest& request, bool watch, std::ostream& out,
+                        bool tty);
+CommandResult RunList(SweepClient& client, std::ostream& out);
+CommandResult RunStatus(SweepClient& client, const std::string& sweep_id, std::ostream& out);
+CommandResult RunWatch(SweepClient& client, const std::string& sweep_id, std::ostream& out, bool tty);
+// -o FILE: written atomically (nothing is left behind on failure), and `out` gets "wrote N rows to FILE";
+// empty: the table goes to `out`.
+CommandResult RunResults(SweepClient& client, const std::string& sweep_id, OutputFormat format,
+                        const std::string& out_file, std::ostream& out);
+CommandResult RunDWarp(SweepClient& client, const std::string& sweep_id, OutputFormat format, std::ostream& out);
+CommandResult RunCancel(SweepClient& client, const std::string& sweep_id, std::ostream& out);
+CommandResult RunWorkers(SweepClient& client, std::ostream& out);
+
+// Registers the commands above as subcommands of `app`. A failing command prints "error: ..." to stderr
+// and throws CLI::RuntimeError with its exit code.
+void AddSweepCommands(CLI::App& app);
+
+}  // namespace dwarp::clients

@@ -1,0 +1,63 @@
+// Client and server sides of how dwarp processes talk gRPC (DESIGN.md "Secure by default"):
+// addresses, the bearer token, TLS, and the one place where dwarp::Status and grpc::Status convert.
+//
+// Token: sent as the `authorization: Bearer <token>` metadata on every call. Clients read it from
+// --token-file FILE, else the DWARP_TOKEN environment variable, else DWARP_TOKEN_FILE (a file name).
+// TLS: a client with tls_ca set verifies the server against that CA; with tls_cert/tls_key too it
+// presents a client certificate (mTLS). Without tls_ca the channel is plaintext.
+//
+// Thread-safety: free functions; the returned channel is thread-safe (gRPC's).
+#pragma once
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/status.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace dwarp::rpc {
+
+inline constexpr const char* kDefaultCoordinatorAddress = "127.0.0.1:50051";
+// Largest message either side accepts (results carry per-job JSON; sweeps can be large).
+inline constexpr int kMaxMessageBytes = 64 * 1024 * 1024;
+
+struct ConnectionOptions {
+  std::string address = kDefaultCoordinatorAddress;  // host:port
+  std::string token;       // empty: none
+  std::string tls_ca;      // PEM file of the CA that signed the coordinator's certificate; empty: plaintext
+  std::string tls_cert;    // client certificate (PEM file), for mTLS
+  std::string tls_key;     // its key
+};
+
+// Fills options.token from the token file, else DWARP_TOKEN, else the file named by DWARP_TOKEN_FILE, when
+// options.token is empty. NotFound naming the file when a named token file cannot be read;
+// InvalidArgument when it is empty.
+Status ResolveToken(ConnectionOptions& options, const std::string& token_file);
+
+// Reads a whole file (certificates, keys, tokens). NotFound naming the path.
+StatusOr<std::string> ReadTextFile(const std::string& path);
+
+// A channel to options.address with the message size limit and TLS as configured. InvalidArgument for
+// an empty address, NotFound for unreadable certificate files.
+StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ConnectionOptions& options);
+
+// Adds the token (if any) and a deadline `timeout` from now (if > 0) to a call's context.
+void PrepareContext(grpc::ClientContext& context, const ConnectionOptions& options,
+                    std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
+// The token sent by a client, from the server side's metadata value ("Bearer <token>"); empty if malformed.
+std::string TokenFromAuthorizationHeader(const std::string& header);
+
+// The one conversion between the project's Status and gRPC's, each way (codes map by name).
+grpc::Status ToGrpcStatus(const Status& status);
+Status FromGrpcStatus(const grpc::Status& status);
+
+// A client-facing reason for a failed call: UNAVAILABLE becomes "coordinator unreachable at ADDRESS
+// (...)", the other codes keep the server's message.
+Status DescribeCallFailure(const grpc::Status& status, const std::string& address);
+
+}  // namespace dwarp::rpc

@@ -1,0 +1,549 @@
+#include "coordinator/grpc_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <grpcpp/server_context.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "common/rpc/connection.h"
+#include "dwarp/v1/dwarp.grpc.pb.h"
+
+namespace dwarp::coordinator {
+
+namespace v1 = ::dwarp::v1;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------
+// Rows <-> messages (the only place they meet)
+
+void FillMetric(const MetricRow& row, v1::MetricPoint* point) {
+  point->set_epoch(row.epoch);
+  point->set_train_loss(row.train_loss);
+  point->set_val_score(row.val_score);
+  point->set_time_unix_ms(row.time_ms);
+}
+
+void FillJob(const JobView& view, v1::Job* job) {
+  const JobRow& row = view.job;
+  job->set_job_id(row.job_id);
+  job->set_sweep_id(row.sweep_id);
+  v1::JobKey* key = job->mutable_key();
+  key->set_model(row.model);
+  key->set_layer(row.layer);
+  key->set_dataset(row.dataset);
+  key->set_d(row.d);
+  key->set_seed(row.seed);
+  key->set_variant(row.variant);
+  job->set_state(static_cast<v1::JobState>(row.state));
+  job->set_attempt(row.attempt);
+  job->set_worker_id(row.worker_id);
+  job->set_error(row.error);
+  job->set_spec_json(row.spec_json);
+  job->set_created_unix_ms(row.created_ms);
+  job->set_started_unix_ms(row.started_ms);
+  job->set_finished_unix_ms(row.finished_ms);
+  if (view.latest_metric) FillMetric(*view.latest_metric, job->mutable_latest_metric());
+  if (row.result) {
+    const ResultRow& r = *row.result;
+    v1::JobResult* result = job->mutable_result();
+    result->set_metric(r.metric);
+    result->set_train_score(r.train_score);
+    result->set_val_score(r.val_score);
+    result->set_test_score(r.test_score);
+    result->set_test_pearson_mean(r.test_pearson_mean);
+    result->set_test_pearson_median(r.test_pearson_median);
+    result->set_epochs_run(r.epochs_run);
+    result->set_best_epoch(r.best_epoch);
+    result->set_seconds(r.seconds);
+    result->set_trained_d(r.trained_d);
+    result->set_warped_params(r.warped_params);
+    result->set_device(r.device);
+    result->set_result_json(r.result_json);
+  }
+}
+
+ResultRow ResultFromProto(const v1::JobResult& r) {
+  ResultRow row;
+  row.metric = r.metric();
+  row.train_score = r.train_score();
+  row.val_score = r.val_score();
+  row.test_score = r.test_score();
+  row.test_pearson_mean = r.test_pearson_mean();
+  row.test_pearson_median = r.test_pearson_median();
+  row.epochs_run = r.epochs_run();
+  row.best_epoch = r.best_epoch();
+  row.seconds = r.seconds();
+  row.trained_d = r.trained_d();
+  row.warped_params = r.warped_params();
+  row.device = r.device();
+  row.result_json = r.result_json();
+  return row;
+}
+
+void FillSweep(const SweepSummary& summary, v1::Sweep* sweep) {
+  sweep->set_sweep_id(summary.row.sweep_id);
+  sweep->set_name(summary.row.name);
+  sweep->set_state(static_cast<v1::SweepState>(summary.row.state));
+  sweep->set_created_unix_ms(summary.row.created_ms);
+  sweep->set_finished_unix_ms(summary.row.finished_ms);
+  sweep->set_spec_json(summary.row.spec_json);
+  sweep->mutable_threshold()->set_kind(static_cast<v1::Threshold::Kind>(summary.spec.threshold.kind));
+  sweep->mutable_threshold()->set_value(summary.spec.threshold.value);
+  sweep->set_early_stop(summary.spec.early_stop);
+  sweep->set_max_attempts(summary.spec.max_attempts);
+  v1::JobCounts* counts = sweep->mutable_counts();
+  counts->set_total(summary.counts.total);
+  counts->set_queued(summary.counts.queued);
+  counts->set_running(summary.counts.running);
+  counts->set_succeeded(summary.counts.succeeded);
+  counts->set_failed(summary.counts.failed);
+  counts->set_cancelled(summary.counts.cancelled);
+}
+
+void FillDWarp(const GroupDWarp& group, v1::DWarpRecord* record) {
+  record->set_model(group.model);
+  record->set_layer(group.layer);
+  record->set_dataset(group.dataset);
+  record->set_variant(group.variant);
+  record->set_status(static_cast<v1::DWarpStatus>(group.status));
+  record->set_d_warp(group.d_warp);
+  record->set_threshold(group.threshold);
+  record->set_grid_d(group.grid_d);
+  record->set_below_d(group.below_d);
+  record->set_best_score(group.best_score);
+  record->set_best_d(group.best_d.ToString());
+  record->set_has_full(group.has_full);
+  record->set_full_score(group.full_score);
+  record->set_note(group.note);
+  for (const CurvePointSummary& point : group.curve) {
+    v1::CurvePoint* out = record->add_curve();
+    out->set_d(point.d.ToString());
+    out->set_mean_score(point.mean_score);
+    out->set_std_score(point.std_score);
+    out->set_seeds_done(point.seeds_done);
+    out->set_seeds_total(point.seeds_total);
+  }
+}
+
+void FillWorker(const WorkerView& view, v1::WorkerInfo* info) {
+  const WorkerRow& row = view.row;
+  info->set_worker_id(row.worker_id);
+  info->set_name(row.name);
+  info->set_host(row.host);
+  for (const std::string& device : row.devices) info->add_devices(device);
+  info->set_registered_unix_ms(row.registered_ms);
+  info->set_last_seen_unix_ms(row.last_seen_ms);
+  info->set_running_jobs(view.running_jobs);
+  info->set_consecutive_failures(row.consecutive_failures);
+  info->set_blocked(row.blocked);
+  info->set_draining(row.draining);
+  info->set_jobs_succeeded(row.jobs_succeeded);
+  info->set_jobs_failed(row.jobs_failed);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Authentication
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char difference = 0;
+  for (size_t i = 0; i < a.size(); ++i) difference |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return difference == 0;
+}
+
+class TokenCheck {
+ public:
+  explicit TokenCheck(std::string token) : token_(std::move(token)) {}
+
+  grpc::Status operator()(const grpc::ServerContext* context) const {
+    if (token_.empty()) return grpc::Status::OK;
+    const auto& metadata = context->client_metadata();
+    auto found = metadata.find("authorization");
+    if (found == metadata.end())
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "this coordinator requires a token: pass --token-file or set DWARP_TOKEN");
+    const std::string header(found->second.data(), found->second.size());
+    if (!ConstantTimeEquals(rpc::TokenFromAuthorizationHeader(header), token_))
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the token sent does not match the coordinator's");
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::string token_;
+};
+
+#define DWARP_CHECK_TOKEN(context)                          \
+  do {                                                      \
+    grpc::Status auth_status_ = token_check_(context);      \
+    if (!auth_status_.ok()) return auth_status_;            \
+  } while (0)
+
+// ---------------------------------------------------------------------------------------------------
+// SweepService
+
+class SweepServiceImpl final : public v1::SweepService::Service {
+ public:
+  SweepServiceImpl(Scheduler* scheduler, TokenCheck token_check)
+      : scheduler_(scheduler), token_check_(std::move(token_check)) {}
+
+  grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
+                      v1::SubmitResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    SubmitRequestData data;
+    data.text = request->sweep_text();
+    if (request->format() == "yaml" || request->format() == "yml" || request->format().empty()) {
+      data.format = SpecFormat::kYaml;
+    } else if (request->format() == "json") {
+      data.format = SpecFormat::kJson;
+    } else {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "format = '" + request->format() + "'; expected yaml or json");
+    }
+    data.overrides.assign(request->overrides().begin(), request->overrides().end());
+    data.base_dir = request->base_dir();
+    data.source_name = request->source_name();
+    data.dry_run = request->dry_run();
+    auto result = scheduler_->Submit(data);
+    if (!result.ok()) return rpc::ToGrpcStatus(result.status());
+    FillSweep(result->sweep, response->mutable_sweep());
+    for (const JobRow& job : result->jobs) FillJob(JobView{job, std::nullopt}, response->add_jobs());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetSweepRequest* request, v1::Sweep* response) override {
+    DWARP_CHECK_TOKEN(context);
+    auto sweep = scheduler_->GetSweep(request->sweep_id());
+    if (!sweep.ok()) return rpc::ToGrpcStatus(sweep.status());
+    FillSweep(*sweep, response);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status List(grpc::ServerContext* context, const v1::ListSweepsRequest*,
+                    v1::ListSweepsResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    for (const SweepSummary& sweep : scheduler_->ListSweeps()) FillSweep(sweep, response->add_sweeps());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Cancel(grpc::ServerContext* context, const v1::CancelSweepRequest* request,
+                      v1::CancelSweepResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    auto result = scheduler_->Cancel(request->sweep_id());
+    if (!result.ok()) return rpc::ToGrpcStatus(result.status());
+    FillSweep(result->sweep, response->mutable_sweep());
+    response->set_cancelled_queued(result->cancelled_queued);
+    response->set_cancelling_running(result->cancelling_running);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
+                     grpc::ServerWriter<v1::WatchEvent>* writer) override {
+    DWARP_CHECK_TOKEN(context);
+    auto subscription = scheduler_->Watch(request->sweep_id());
+    if (!subscription.ok()) return rpc::ToGrpcStatus(subscription.status());
+    v1::WatchEvent first;
+    v1::WatchSnapshot* snapshot = first.mutable_snapshot();
+    FillSweep(subscription->sweep, snapshot->mutable_sweep());
+    for (const JobView& job : subscription->jobs) FillJob(job, snapshot->add_jobs());
+    for (const GroupDWarp& group : subscription->dwarp) FillDWarp(group, snapshot->add_dwarp());
+    std::shared_ptr<WatchQueue> queue = subscription->queue;
+    if (!writer->Write(first)) {
+      scheduler_->Unwatch(queue);
+      return grpc::Status::OK;
+    }
+    while (!context->IsCancelled()) {
+      std::optional<WatchEventData> event = queue->Pop(250);
+      if (!event) {
+        if (queue->closed()) break;
+        continue;
+      }
+      v1::WatchEvent out;
+      if (const auto* job = std::get_if<JobView>(&*event)) {
+        FillJob(*job, out.mutable_job());
+      } else if (const auto* metric = std::get_if<MetricRow>(&*event)) {
+        out.mutable_metric()->set_job_id(metric->job_id);
+        out.mutable_metric()->set_attempt(metric->attempt);
+        FillMetric(*metric, out.mutable_metric()->mutable_point());
+      } else if (const auto* group = std::get_if<GroupDWarp>(&*event)) {
+        FillDWarp(*group, out.mutable_dwarp());
+      } else if (const auto* sweep = std::get_if<SweepSummary>(&*event)) {
+        FillSweep(*sweep, out.mutable_sweep());
+      }
+      if (!writer->Write(out)) break;
+    }
+    const bool overflowed = queue->overflowed();
+    scheduler_->Unwatch(queue);
+    if (overflowed)
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "this watcher fell too far behind the sweep's events; watch again for a fresh snapshot");
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Results(grpc::ServerContext* context, const v1::ResultsRequest* request,
+                       v1::ResultsResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    auto sweep = scheduler_->GetSweep(request->sweep_id());
+    if (!sweep.ok()) return rpc::ToGrpcStatus(sweep.status());
+    auto jobs = scheduler_->Jobs(sweep->row.sweep_id);
+    if (!jobs.ok()) return rpc::ToGrpcStatus(jobs.status());
+    FillSweep(*sweep, response->mutable_sweep());
+    for (const JobView& job : *jobs) {
+      FillJob(job, response->add_jobs());
+      if (!request->include_metrics() || job.job.attempt == 0) continue;
+      auto points = scheduler_->Metrics(job.job.job_id);
+      if (!points.ok()) return rpc::ToGrpcStatus(points.status());
+      v1::JobMetrics* metrics = nullptr;
+      for (const MetricRow& point : *points) {
+        if (metrics == nullptr || metrics->attempt() != point.attempt) {
+          metrics = response->add_metrics();
+          metrics->set_job_id(point.job_id);
+          metrics->set_attempt(point.attempt);
+        }
+        FillMetric(point, metrics->add_points());
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DWarp(grpc::ServerContext* context, const v1::DWarpRequest* request,
+                     v1::DWarpResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    auto sweep = scheduler_->GetSweep(request->sweep_id());
+    if (!sweep.ok()) return rpc::ToGrpcStatus(sweep.status());
+    auto records = scheduler_->DWarp(sweep->row.sweep_id);
+    if (!records.ok()) return rpc::ToGrpcStatus(records.status());
+    FillSweep(*sweep, response->mutable_sweep());
+    for (const GroupDWarp& group : *records) FillDWarp(group, response->add_records());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest*,
+                           v1::ListWorkersResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    for (const WorkerView& worker : scheduler_->Workers()) FillWorker(worker, response->add_workers());
+    return grpc::Status::OK;
+  }
+
+ private:
+  Scheduler* scheduler_;
+  TokenCheck token_check_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// WorkerService
+
+class WorkerServiceImpl final : public v1::WorkerService::Service {
+ public:
+  WorkerServiceImpl(Scheduler* scheduler, TokenCheck token_check)
+      : scheduler_(scheduler), token_check_(std::move(token_check)) {}
+
+  grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
+                        v1::RegisterResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    std::vector<std::string> devices(request->devices().begin(), request->devices().end());
+    auto worker = scheduler_->Register(request->name(), request->host(), devices, request->worker_id());
+    if (!worker.ok()) return rpc::ToGrpcStatus(worker.status());
+    response->set_worker_id(worker->worker_id);
+    response->set_lease_ttl_ms(scheduler_->options().lease_ttl_ms);
+    response->set_heartbeat_interval_ms(scheduler_->options().heartbeat_interval_ms);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Acquire(grpc::ServerContext* context, const v1::AcquireRequest* request,
+                       v1::AcquireResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    // A long-poll must not outlive the client's deadline: it would hand out a lease nobody receives.
+    int64_t wait_ms = request->wait_ms();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(context->deadline() -
+                                                                             std::chrono::system_clock::now());
+    if (left.count() > 0) wait_ms = std::min<int64_t>(wait_ms, left.count() - 200);
+    auto result = scheduler_->Acquire(request->worker_id(), request->device(), std::max<int64_t>(wait_ms, 0));
+    if (!result.ok()) return rpc::ToGrpcStatus(result.status());
+    response->set_stop(result->stop);
+    response->set_reason(result->reason);
+    if (result->lease) {
+      const Lease& lease = *result->lease;
+      v1::Lease* out = response->mutable_lease();
+      out->set_lease_id(lease.lease_id);
+      out->set_job_id(lease.job.job_id);
+      out->set_sweep_id(lease.job.sweep_id);
+      out->set_attempt(lease.job.attempt);
+      v1::JobKey* key = out->mutable_key();
+      key->set_model(lease.job.model);
+      key->set_layer(lease.job.layer);
+      key->set_dataset(lease.job.dataset);
+      key->set_d(lease.job.d);
+      key->set_seed(lease.job.seed);
+      key->set_variant(lease.job.variant);
+      out->set_spec_json(lease.job.spec_json);
+      out->set_ttl_ms(lease.ttl_ms);
+      out->set_expires_unix_ms(lease.expires_ms);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    std::vector<std::string> leases(request->lease_ids().begin(), request->lease_ids().end());
+    auto result = scheduler_->Heartbeat(request->worker_id(), leases, request->draining());
+    if (!result.ok()) return rpc::ToGrpcStatus(result.status());
+    response->set_unknown_worker(result->unknown_worker);
+    for (const LeaseCheck& check : result->leases) {
+      v1::LeaseStatus* status = response->add_leases();
+      status->set_lease_id(check.lease_id);
+      status->set_valid(check.valid);
+      status->set_cancel(check.cancel);
+      status->set_expires_unix_ms(check.expires_ms);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StreamMetrics(grpc::ServerContext* context, grpc::ServerReader<v1::MetricBatch>* reader,
+                             v1::StreamMetricsResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    v1::MetricBatch batch;
+    int64_t accepted = 0, rejected = 0;
+    std::vector<MetricPointData> points;
+    while (reader->Read(&batch)) {
+      points.clear();
+      for (const v1::MetricPoint& point : batch.points())
+        points.push_back({point.epoch(), point.train_loss(), point.val_score(), point.time_unix_ms()});
+      if (scheduler_->RecordMetrics(batch.worker_id(), batch.lease_id(), points).ok()) {
+        accepted += batch.points_size();
+      } else {
+        rejected += batch.points_size();
+      }
+    }
+    response->set_accepted(accepted);
+    response->set_rejected(rejected);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Complete(grpc::ServerContext* context, const v1::CompleteRequest* request,
+                        v1::CompleteResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    Status status = scheduler_->Complete(request->worker_id(), request->lease_id(), ResultFromProto(request->result()));
+    if (!status.ok()) return rpc::ToGrpcStatus(status);
+    response->set_recorded(true);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Fail(grpc::ServerContext* context, const v1::FailRequest* request, v1::FailResponse* response) override {
+    DWARP_CHECK_TOKEN(context);
+    auto requeued = scheduler_->Fail(request->worker_id(), request->lease_id(), request->reason(), request->retryable());
+    if (!requeued.ok()) return rpc::ToGrpcStatus(requeued.status());
+    response->set_requeued(*requeued);
+    return grpc::Status::OK;
+  }
+
+ private:
+  Scheduler* scheduler_;
+  TokenCheck token_check_;
+};
+
+std::string HostOf(const std::string& listen) {
+  if (!listen.empty() && listen.front() == '[') {
+    auto close = listen.find(']');
+    return close == std::string::npos ? listen : listen.substr(1, close - 1);
+  }
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return listen;
+  if (listen.find(':') != colon) return listen;  // a bare IPv6 address without a port
+  return listen.substr(0, colon);
+}
+
+}  // namespace
+
+bool IsLoopbackAddress(const std::string& listen) {
+  std::string host = HostOf(listen);
+  if (host.rfind("ipv4:", 0) == 0) host = host.substr(5);
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+struct CoordinatorServer::Services {
+  Services(Scheduler* scheduler, const std::string& token)
+      : sweeps(scheduler, TokenCheck(token)), workers(scheduler, TokenCheck(token)) {}
+  SweepServiceImpl sweeps;
+  WorkerServiceImpl workers;
+};
+
+StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler* scheduler,
+                                                                      const ServerOptions& options) {
+  if (!IsLoopbackAddress(options.listen) && options.token.empty() && !options.insecure)
+    return InvalidArgumentError("refusing to listen on non-loopback address '" + options.listen +
+                                "' without a token: pass --token-file (or set DWARP_TOKEN), or --insecure to "
+                                "accept unauthenticated calls from the network");
+  if (options.tls_cert.empty() != options.tls_key.empty())
+    return InvalidArgumentError("--tls-cert and --tls-key go together; got only one of them");
+  if (!options.tls_client_ca.empty() && options.tls_cert.empty())
+    return InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (options.tls_cert.empty()) {
+    credentials = grpc::InsecureServerCredentials();
+  } else {
+    auto cert = rpc::ReadTextFile(options.tls_cert);
+    if (!cert.ok()) return NotFoundError("--tls-cert: " + cert.status().message());
+    auto key = rpc::ReadTextFile(options.tls_key);
+    if (!key.ok()) return NotFoundError("--tls-key: " + key.status().message());
+    grpc::SslServerCredentialsOptions ssl(options.tls_client_ca.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    if (!options.tls_client_ca.empty()) {
+      auto ca = rpc::ReadTextFile(options.tls_client_ca);
+      if (!ca.ok()) return NotFoundError("--tls-client-ca: " + ca.status().message());
+      ssl.pem_root_certs = *ca;
+    }
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
+  server->services_ = std::make_unique<Services>(scheduler, options.token);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
+  builder.SetMaxReceiveMessageSize(rpc::kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(rpc::kMaxMessageBytes);
+  builder.RegisterService(&server->services_->sweeps);
+  builder.RegisterService(&server->services_->workers);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0)
+    return UnavailableError("cannot listen on '" + options.listen + "' (address in use, or not an address of this host?)");
+  if (auto* health = server->server_->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+    health->SetServingStatus("dwarp.v1.SweepService", true);
+    health->SetServingStatus("dwarp.v1.WorkerService", true);
+  }
+  return server;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+void CoordinatorServer::Drain() {
+  if (server_ == nullptr) return;
+  if (auto* health = server_->GetHealthCheckService()) health->SetServingStatus(false);
+}
+
+void CoordinatorServer::Shutdown(int64_t deadline_ms) {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  Drain();
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
+}
+
+void CoordinatorServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace dwarp::coordinator

@@ -1,0 +1,62 @@
+// CoordinatorServer: the gRPC face of the coordinator. SweepService and WorkerService (proto/dwarp/v1) are
+// thin adapters: check the token, convert Protobuf <-> the scheduler's rows, call the Scheduler, convert
+// its Status once (rpc::ToGrpcStatus). Also serves grpc.health.v1 (SERVING, NOT_SERVING while draining)
+// and server reflection.
+//
+// Security (DESIGN.md "Secure by default"): with a token every SweepService and WorkerService call must
+// carry `authorization: Bearer <token>` (UNAUTHENTICATED otherwise); without one, Start refuses a listen
+// address that is not loopback unless `insecure`. TLS from a certificate and key; with a client CA, clients
+// must present a certificate it signed (mTLS). Messages above rpc::kMaxMessageBytes are refused by gRPC.
+//
+// Thread-safety: Start/Drain/Shutdown from one controlling thread; RPCs run on gRPC's threads.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "coordinator/scheduler.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace dwarp::coordinator {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:50051";  // host:port; port 0 picks a free port (see port())
+  std::string token;                       // empty: no token required
+  bool insecure = false;                   // allow a non-loopback address without a token
+  std::string tls_cert, tls_key;           // PEM files; both or neither
+  std::string tls_client_ca;               // PEM file: require and verify client certificates
+};
+
+// True for 127.x.x.x, localhost, ::1 (with or without brackets).
+bool IsLoopbackAddress(const std::string& listen);
+
+class CoordinatorServer {
+ public:
+  // Binds and starts serving. InvalidArgument for a refused configuration (non-loopback without token,
+  // half a TLS pair), NotFound for unreadable certificate files, Unavailable when the address cannot be bound.
+  static StatusOr<std::unique_ptr<CoordinatorServer>> Start(Scheduler* scheduler, const ServerOptions& options);
+  ~CoordinatorServer();
+
+  int port() const { return port_; }
+  // Health turns NOT_SERVING (load balancers and probes stop sending work); RPCs still answer.
+  void Drain();
+  // Stops accepting calls, waits up to deadline_ms for running ones (long-polls end at once). Idempotent.
+  void Shutdown(int64_t deadline_ms = 5000);
+  // Blocks until Shutdown.
+  void Wait();
+
+ private:
+  struct Services;
+  CoordinatorServer() = default;
+
+  std::unique_ptr<Services> services_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace dwarp::coordinator

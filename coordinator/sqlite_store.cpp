@@ -1,0 +1,817 @@
+#include "coordinator/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <functional>
+#include <iterator>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+
+namespace dwarp::coordinator {
+namespace {
+
+// kMigrations[v] brings a database from schema version v to v + 1; Open applies the missing ones in order
+// in one transaction. Append a migration (never edit a released one) and bump kSchemaVersion.
+//
+// Integers hold enums with dwarp.v1's numbering, booleans as 0/1, times as ms since the epoch; the job seed
+// (uint64) is stored as the int64 with the same bits. Text columns are NOT NULL ("" for none), as in the rows.
+constexpr const char* kMigrations[] = {
+    // 0 -> 1: the first schema.
+    R"sql(
+CREATE TABLE sweeps (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order (LoadSweeps)
+  sweep_id     TEXT    NOT NULL UNIQUE,
+  name         TEXT    NOT NULL,
+  state        INTEGER NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  finished_ms  INTEGER NOT NULL,
+  spec_json    TEXT    NOT NULL
+);
+CREATE TABLE jobs (
+  job_id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused
+  sweep_id          TEXT    NOT NULL REFERENCES sweeps (sweep_id),
+  model             TEXT    NOT NULL,
+  layer             TEXT    NOT NULL,
+  dataset           TEXT    NOT NULL,
+  d                 TEXT    NOT NULL,
+  variant           TEXT    NOT NULL,
+  seed              INTEGER NOT NULL,
+  spec_json         TEXT    NOT NULL,
+  state             INTEGER NOT NULL,
+  attempt           INTEGER NOT NULL,
+  lease_id          TEXT    NOT NULL,
+  worker_id         TEXT    NOT NULL,
+  lease_expires_ms  INTEGER NOT NULL,
+  error             TEXT    NOT NULL,
+  created_ms        INTEGER NOT NULL,
+  started_ms        INTEGER NOT NULL,
+  finished_ms       INTEGER NOT NULL,
+  cancel_requested  INTEGER NOT NULL
+);
+CREATE INDEX jobs_by_sweep ON jobs (sweep_id);
+CREATE TABLE results (
+  job_id               INTEGER PRIMARY KEY REFERENCES jobs (job_id),  -- exactly one result per job
+  metric               TEXT    NOT NULL,
+  train_score          REAL    NOT NULL,
+  val_score            REAL    NOT NULL,
+  test_score           REAL    NOT NULL,
+  test_pearson_mean    REAL    NOT NULL,
+  test_pearson_median  REAL    NOT NULL,
+  epochs_run           INTEGER NOT NULL,
+  best_epoch           INTEGER NOT NULL,
+  seconds              REAL    NOT NULL,
+  trained_d            INTEGER NOT NULL,
+  warped_params        INTEGER NOT NULL,
+  device               TEXT    NOT NULL,
+  result_json          TEXT    NOT NULL,
+  attempt              INTEGER NOT NULL,
+  worker_id            TEXT    NOT NULL,
+  recorded_ms          INTEGER NOT NULL
+);
+CREATE TABLE metrics (
+  job_id      INTEGER NOT NULL REFERENCES jobs (job_id),
+  attempt     INTEGER NOT NULL,
+  epoch       INTEGER NOT NULL,
+  train_loss  REAL    NOT NULL,
+  val_score   REAL    NOT NULL,
+  time_ms     INTEGER NOT NULL
+);
+-- Leads with job_id (LoadMetrics filters on it) and also yields LoadMetrics' order.
+CREATE INDEX metrics_by_job ON metrics (job_id, attempt, epoch);
+CREATE TABLE workers (
+  worker_id             TEXT    PRIMARY KEY,
+  name                  TEXT    NOT NULL,
+  host                  TEXT    NOT NULL,
+  devices               TEXT    NOT NULL,  -- JSON array of strings
+  registered_ms         INTEGER NOT NULL,
+  last_seen_ms          INTEGER NOT NULL,
+  consecutive_failures  INTEGER NOT NULL,
+  blocked               INTEGER NOT NULL,
+  draining              INTEGER NOT NULL,
+  jobs_succeeded        INTEGER NOT NULL,
+  jobs_failed           INTEGER NOT NULL
+);
+)sql",
+};
+static_assert(std::size(kMigrations) == SqliteSweepStore::kSchemaVersion,
+              "one migration per schema version");
+
+constexpr int kBusyTimeoutMs = 5000;
+
+// A JSON array of strings, e.g. ["cuda:0","cuda:1"]. Read back with SQLite's json_each, which handles
+// every escape JSON allows.
+std::string EncodeJsonStringArray(const std::vector<std::string>& items) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (unsigned char c : items[i]) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+      } else if (c < 0x20) {
+        out += "\\u00";
+        out += kHex[c >> 4];
+        out += kHex[c & 0xf];
+      } else {
+        out += static_cast<char>(c);  // UTF-8 bytes pass through: JSON text is UTF-8
+      }
+    }
+    out += '"';
+  }
+  out += ']';
+  return out;
+}
+
+}  // namespace
+
+// The connection, the prepared-statement cache and the mutex that serialises every use of both.
+class SqliteConnection {
+ public:
+  SqliteConnection(std::string path, sqlite3* conn) : path_(std::move(path)), conn_(conn) {}
+  ~SqliteConnection() {
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+    sqlite3_close(conn_);
+  }
+  SqliteConnection(const SqliteConnection&) = delete;
+  SqliteConnection& operator=(const SqliteConnection&) = delete;
+
+  std::mutex& mu() { return mu_; }
+  const std::string& path() const { return path_; }
+  sqlite3* conn() { return conn_; }
+
+  // Internal error naming the file, what was being done and SQLite's reason.
+  Status Error(const std::string& what) const {
+    return InternalError("SQLite database '" + path_ + "': " + what + ": " + sqlite3_errmsg(conn_));
+  }
+
+  // The statement for `sql`, prepared on first use and kept for the connection's life.
+  StatusOr<sqlite3_stmt*> Prepare(const std::string& sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) return it->second;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(conn_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return Error("cannot prepare \"" + sql + "\"");
+    }
+    cache_.emplace(sql, stmt);
+    return stmt;
+  }
+
+  // Runs `body` in one transaction (BEGIN IMMEDIATE for writes: the write lock is taken up front, so a
+  // busy file is waited for at BEGIN rather than failing half-way), committing when it returns OK and
+  // rolling back otherwise. Caller holds mu().
+  Status InTransaction(bool write, const std::function<Status()>& body);
+
+  // Runs a statement that returns no rows (or whose rows do not matter); not cached.
+  Status Exec(const std::string& sql, const std::string& what) {
+    char* message = nullptr;
+    if (sqlite3_exec(conn_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      std::string reason = message != nullptr ? message : sqlite3_errmsg(conn_);
+      sqlite3_free(message);
+      return InternalError("SQLite database '" + path_ + "': " + what + ": " + reason);
+    }
+    return OkStatus();
+  }
+
+ private:
+  std::mutex mu_;
+  const std::string path_;
+  sqlite3* const conn_;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+};
+
+namespace {
+
+// One use of a cached statement: binds parameters left to right, steps, reads columns, and resets the
+// statement (keeping it prepared) when it goes out of scope.
+class Query {
+ public:
+  Query(SqliteConnection& db, sqlite3_stmt* stmt, const char* what) : db_(db), stmt_(stmt), what_(what) {}
+  ~Query() { Reset(); }
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+
+  Query& Int(int64_t v) { return Check(sqlite3_bind_int64(stmt_, ++index_, v)); }
+  Query& Real(double v) { return Check(sqlite3_bind_double(stmt_, ++index_, v)); }
+  // SQLITE_TRANSIENT: SQLite copies the text, so temporaries may be bound.
+  Query& Text(const std::string& v) {
+    return Check(sqlite3_bind_text(stmt_, ++index_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+
+  // Steps once: true with a row to read, false when done.
+  StatusOr<bool> Step() {
+    if (bind_rc_ != SQLITE_OK) {
+      return db_.Error(std::string(what_) + ": cannot bind parameter " + std::to_string(bad_index_));
+    }
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return db_.Error(what_);
+  }
+  // Steps a statement that returns no rows.
+  Status Run() {
+    StatusOr<bool> row = Step();
+    return row.ok() ? OkStatus() : row.status();
+  }
+  // Resets the statement for a fresh set of parameters (batches re-bind one statement per row).
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    index_ = 0;
+    bind_rc_ = SQLITE_OK;
+  }
+
+  int64_t ColumnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
+  double ColumnReal(int i) const { return sqlite3_column_double(stmt_, i); }
+  std::string ColumnText(int i) const {
+    const unsigned char* text = sqlite3_column_text(stmt_, i);
+    if (text == nullptr) return std::string();
+    return std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(sqlite3_column_bytes(stmt_, i)));
+  }
+
+ private:
+  Query& Check(int rc) {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) {
+      bind_rc_ = rc;
+      bad_index_ = index_;
+    }
+    return *this;
+  }
+
+  SqliteConnection& db_;
+  sqlite3_stmt* stmt_;
+  const char* what_;
+  int index_ = 0;
+  int bind_rc_ = SQLITE_OK;  // the first failed bind's code, reported by Step
+  int bad_index_ = 0;
+};
+
+// Declares `query` over the cached statement for `sql`, returning from the enclosing function if it
+// cannot be prepared.
+#define DWARP_QUERY(query, db, sql, what)                     \
+  StatusOr<sqlite3_stmt*> query##_stmt = (db).Prepare(sql);   \
+  if (!query##_stmt.ok()) return query##_stmt.status();       \
+  Query query(db, *query##_stmt, what)
+
+// Assigns the result of a StatusOr<bool> step to `lhs`, returning its error from the enclosing function.
+#define DWARP_ASSIGN_STEP(lhs, expr)                 \
+  StatusOr<bool> lhs##_or = (expr);                  \
+  if (!lhs##_or.ok()) return lhs##_or.status();      \
+  bool lhs = *lhs##_or
+
+constexpr const char* kInsertSweep =
+    "INSERT INTO sweeps (sweep_id, name, state, created_ms, finished_ms, spec_json) VALUES (?, ?, ?, ?, ?, ?)";
+constexpr const char* kSweepExists = "SELECT 1 FROM sweeps WHERE sweep_id = ?";
+constexpr const char* kUpdateSweep = "UPDATE sweeps SET state = ?, finished_ms = ? WHERE sweep_id = ?";
+constexpr const char* kInsertJob =
+    "INSERT INTO jobs (sweep_id, model, layer, dataset, d, variant, seed, spec_json, state, attempt, lease_id,"
+    " worker_id, lease_expires_ms, error, created_ms, started_ms, finished_ms, cancel_requested)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+// The mutable fields of store.h's UpdateJobs; the key, spec and creation time are fixed at CreateSweep.
+constexpr const char* kUpdateJob =
+    "UPDATE jobs SET state = ?, attempt = ?, lease_id = ?, worker_id = ?, lease_expires_ms = ?, error = ?,"
+    " started_ms = ?, finished_ms = ?, cancel_requested = ? WHERE job_id = ?";
+constexpr const char* kJobExists = "SELECT 1 FROM jobs WHERE job_id = ?";
+constexpr const char* kResultAttempt = "SELECT attempt FROM results WHERE job_id = ?";
+constexpr const char* kInsertResult =
+    "INSERT INTO results (job_id, metric, train_score, val_score, test_score, test_pearson_mean,"
+    " test_pearson_median, epochs_run, best_epoch, seconds, trained_d, warped_params, device, result_json,"
+    " attempt, worker_id, recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr const char* kInsertMetric =
+    "INSERT INTO metrics (job_id, attempt, epoch, train_loss, val_score, time_ms) VALUES (?, ?, ?, ?, ?, ?)";
+constexpr const char* kUpsertWorker =
+    "INSERT OR REPLACE INTO workers (worker_id, name, host, devices, registered_ms, last_seen_ms,"
+    " consecutive_failures, blocked, draining, jobs_succeeded, jobs_failed)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr const char* kLoadSweeps =
+    "SELECT sweep_id, name, state, created_ms, finished_ms, spec_json FROM sweeps ORDER BY seq";
+constexpr const char* kLoadJobs =
+    "SELECT j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d, j.variant, j.seed, j.spec_json, j.state,"
+    " j.attempt, j.lease_id, j.worker_id, j.lease_expires_ms, j.error, j.created_ms, j.started_ms,"
+    " j.finished_ms, j.cancel_requested,"
+    " r.job_id IS NOT NULL, r.metric, r.train_score, r.val_score, r.test_score, r.test_pearson_mean,"
+    " r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.trained_d, r.warped_params, r.device,"
+    " r.result_json, r.attempt, r.worker_id, r.recorded_ms"
+    " FROM jobs AS j LEFT JOIN results AS r ON r.job_id = j.job_id ORDER BY j.job_id";
+constexpr const char* kLoadWorkers =
+    "SELECT worker_id, name, host, devices, registered_ms, last_seen_ms, consecutive_failures, blocked,"
+    " draining, jobs_succeeded, jobs_failed FROM workers ORDER BY worker_id";
+constexpr const char* kDecodeDevices = "SELECT type, value FROM json_each(?) ORDER BY key";
+// rowid keeps points with the same attempt and epoch in arrival order.
+constexpr const char* kLoadMetrics =
+    "SELECT job_id, attempt, epoch, train_loss, val_score, time_ms FROM metrics"
+    " WHERE job_id = ?1 AND (?2 < 0 OR attempt = ?2) ORDER BY attempt, epoch, rowid";
+constexpr const char* kCountResults = "SELECT COUNT(*) FROM results WHERE job_id = ?";
+
+// Writes the job's mutable fields; NotFound when no row has its id.
+Status UpdateJobRow(SqliteConnection& db, const JobRow& job) {
+  DWARP_QUERY(q, db, kUpdateJob, "update job");
+  q.Int(static_cast<int64_t>(job.state))
+      .Int(job.attempt)
+      .Text(job.lease_id)
+      .Text(job.worker_id)
+      .Int(job.lease_expires_ms)
+      .Text(job.error)
+      .Int(job.started_ms)
+      .Int(job.finished_ms)
+      .Int(job.cancel_requested ? 1 : 0)
+      .Int(job.job_id);
+  DWARP_RETURN_IF_ERROR(q.Run());
+  if (sqlite3_changes(db.conn()) == 0) return NotFoundError("no job with id " + std::to_string(job.job_id));
+  return OkStatus();
+}
+
+StatusOr<bool> JobExists(SqliteConnection& db, int64_t job_id) {
+  DWARP_QUERY(q, db, kJobExists, "look up job");
+  q.Int(job_id);
+  return q.Step();
+}
+
+// A column holding an enum, checked against its valid range so that a damaged row is reported, not cast.
+template <typename Enum>
+StatusOr<Enum> ReadEnum(const SqliteConnection& db, int64_t value, int64_t lo, int64_t hi,
+                        const std::string& column, const std::string& row) {
+  if (value < lo || value > hi) {
+    return InternalError("SQLite database '" + db.path() + "': " + column + " of " + row + " is " +
+                         std::to_string(value) + "; expected " + std::to_string(lo) + ".." + std::to_string(hi));
+  }
+  return static_cast<Enum>(value);
+}
+
+}  // namespace
+
+Status SqliteConnection::InTransaction(bool write, const std::function<Status()>& body) {
+  {
+    DWARP_QUERY(begin, *this, write ? "BEGIN IMMEDIATE" : "BEGIN", "begin transaction");
+    DWARP_RETURN_IF_ERROR(begin.Run());
+  }
+  Status status = body();
+  if (status.ok()) {
+    DWARP_QUERY(commit, *this, "COMMIT", "commit");
+    status = commit.Run();
+    if (status.ok()) return status;
+  }
+  // Some errors (e.g. a full disk) already rolled the transaction back; roll back only one still open.
+  if (sqlite3_get_autocommit(conn_) == 0) {
+    DWARP_QUERY(rollback, *this, "ROLLBACK", "roll back");
+    (void)rollback.Run();  // the first error is the one to report
+  }
+  return status;
+}
+
+SqliteSweepStore::SqliteSweepStore(std::unique_ptr<SqliteConnection> db) : db_(std::move(db)) {}
+SqliteSweepStore::~SqliteSweepStore() = default;
+
+const std::string& SqliteSweepStore::path() const { return db_->path(); }
+
+namespace {
+
+// The first column of the first row of `sql` as text ("" when there is no row); not cached.
+StatusOr<std::string> QueryText(SqliteConnection& db, const std::string& sql, const std::string& what) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db.conn(), sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return db.Error(what);
+  }
+  int rc = sqlite3_step(stmt);
+  std::string out;
+  if (rc == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  Status status = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? OkStatus() : db.Error(what);
+  sqlite3_finalize(stmt);
+  if (!status.ok()) return status;
+  return out;
+}
+
+StatusOr<int> ReadSchemaVersion(SqliteConnection& db) {
+  // The first read of the file: a file that is not a database fails here ("file is not a database").
+  StatusOr<std::string> text = QueryText(db, "PRAGMA user_version", "cannot read the schema version");
+  if (!text.ok()) return text.status();
+  return std::stoi(*text);
+}
+
+Status RefuseNewer(const SqliteConnection& db, int version) {
+  return FailedPreconditionError("SQLite database '" + db.path() + "' has schema version " +
+                                 std::to_string(version) + ", newer than this build's version " +
+                                 std::to_string(SqliteSweepStore::kSchemaVersion) +
+                                 "; open it with the dwarp-coordinator that wrote it, or a newer one");
+}
+
+// Brings the schema to kSchemaVersion. The version is read again inside the write transaction, so two
+// processes opening a new file at once cannot both migrate it.
+Status Migrate(SqliteConnection& db) {
+  return db.InTransaction(/*write=*/true, [&]() -> Status {
+    StatusOr<int> version = ReadSchemaVersion(db);
+    if (!version.ok()) return version.status();
+    if (*version > SqliteSweepStore::kSchemaVersion) return RefuseNewer(db, *version);
+    for (int v = *version; v < SqliteSweepStore::kSchemaVersion; ++v) {
+      DWARP_RETURN_IF_ERROR(db.Exec(kMigrations[v], "migration from schema version " + std::to_string(v) +
+                                                        " to " + std::to_string(v + 1)));
+    }
+    if (*version == SqliteSweepStore::kSchemaVersion) return OkStatus();
+    // PRAGMA takes no bound parameters; the value is our own integer.
+    return db.Exec("PRAGMA user_version = " + std::to_string(SqliteSweepStore::kSchemaVersion),
+                   "set the schema version");
+  });
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<SqliteSweepStore>> SqliteSweepStore::Open(const std::string& path) {
+  sqlite3* conn = nullptr;
+  // NOMUTEX: SqliteConnection's mutex already serialises every use of the connection.
+  int rc = sqlite3_open_v2(path.c_str(), &conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string reason = conn != nullptr ? sqlite3_errmsg(conn) : sqlite3_errstr(rc);
+    sqlite3_close(conn);
+    return InternalError("cannot open SQLite database '" + path + "': " + reason);
+  }
+  auto db = std::make_unique<SqliteConnection>(path, conn);
+  sqlite3_extended_result_codes(conn, 1);
+  sqlite3_busy_timeout(conn, kBusyTimeoutMs);
+
+  // The version first, before anything writes to the file: a newer schema or a non-database file is
+  // refused untouched.
+  StatusOr<int> version = ReadSchemaVersion(*db);
+  if (!version.ok()) return version.status();
+  if (*version > kSchemaVersion) return RefuseNewer(*db, *version);
+
+  StatusOr<std::string> mode = QueryText(*db, "PRAGMA journal_mode = WAL", "cannot set journal_mode = WAL");
+  if (!mode.ok()) return mode.status();
+  if (*mode != "wal") {
+    return InternalError("SQLite database '" + path + "': journal_mode = WAL did not take (the mode is '" + *mode +
+                         "'); expected 'wal', which needs a file on a local file system");
+  }
+  DWARP_RETURN_IF_ERROR(db->Exec("PRAGMA synchronous = NORMAL", "cannot set synchronous = NORMAL"));
+  DWARP_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys = ON", "cannot set foreign_keys = ON"));
+  StatusOr<std::string> foreign_keys = QueryText(*db, "PRAGMA foreign_keys", "cannot read foreign_keys");
+  if (!foreign_keys.ok()) return foreign_keys.status();
+  if (*foreign_keys != "1") {
+    return InternalError("SQLite database '" + path + "': foreign_keys = ON did not take (SQLite built without "
+                         "foreign key support?); expected 1, got '" + *foreign_keys + "'");
+  }
+  DWARP_RETURN_IF_ERROR(Migrate(*db));
+  return std::unique_ptr<SqliteSweepStore>(new SqliteSweepStore(std::move(db)));
+}
+
+Status SqliteSweepStore::CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) {
+  for (const JobRow& job : jobs) {
+    if (!job.sweep_id.empty() && job.sweep_id != sweep.sweep_id) {
+      return InvalidArgumentError("job of sweep '" + job.sweep_id + "' given to CreateSweep of sweep '" +
+                                  sweep.sweep_id + "'; expected '" + sweep.sweep_id + "' or empty");
+    }
+  }
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  std::vector<int64_t> ids;
+  ids.reserve(jobs.size());
+  Status status = db.InTransaction(/*write=*/true, [&]() -> Status {
+    {
+      DWARP_QUERY(exists, db, kSweepExists, "look up sweep");
+      exists.Text(sweep.sweep_id);
+      DWARP_ASSIGN_STEP(taken, exists.Step());
+      if (taken) return AlreadyExistsError("sweep id '" + sweep.sweep_id + "' is already taken");
+    }
+    {
+      DWARP_QUERY(insert, db, kInsertSweep, "insert sweep");
+      insert.Text(sweep.sweep_id)
+          .Text(sweep.name)
+          .Int(static_cast<int64_t>(sweep.state))
+          .Int(sweep.created_ms)
+          .Int(sweep.finished_ms)
+          .Text(sweep.spec_json);
+      DWARP_RETURN_IF_ERROR(insert.Run());
+    }
+    DWARP_QUERY(insert, db, kInsertJob, "insert job");
+    for (const JobRow& job : jobs) {
+      insert.Reset();
+      insert.Text(sweep.sweep_id)
+          .Text(job.model)
+          .Text(job.layer)
+          .Text(job.dataset)
+          .Text(job.d)
+          .Text(job.variant)
+          .Int(static_cast<int64_t>(job.seed))  // same bits; read back as uint64
+          .Text(job.spec_json)
+          .Int(static_cast<int64_t>(job.state))
+          .Int(job.attempt)
+          .Text(job.lease_id)
+          .Text(job.worker_id)
+          .Int(job.lease_expires_ms)
+          .Text(job.error)
+          .Int(job.created_ms)
+          .Int(job.started_ms)
+          .Int(job.finished_ms)
+          .Int(job.cancel_requested ? 1 : 0);
+      DWARP_RETURN_IF_ERROR(insert.Run());
+      ids.push_back(sqlite3_last_insert_rowid(db.conn()));
+    }
+    return OkStatus();
+  });
+  if (!status.ok()) return status;
+  // Only after the commit: a failed call leaves the caller's rows as they were too.
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    jobs[i].job_id = ids[i];
+    jobs[i].sweep_id = sweep.sweep_id;
+  }
+  return OkStatus();
+}
+
+Status SqliteSweepStore::UpdateSweep(const SweepRow& sweep) {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  return db.InTransaction(/*write=*/true, [&]() -> Status {
+    DWARP_QUERY(q, db, kUpdateSweep, "update sweep");
+    q.Int(static_cast<int64_t>(sweep.state)).Int(sweep.finished_ms).Text(sweep.sweep_id);
+    DWARP_RETURN_IF_ERROR(q.Run());
+    if (sqlite3_changes(db.conn()) == 0) return NotFoundError("no sweep with id '" + sweep.sweep_id + "'");
+    return OkStatus();
+  });
+}
+
+Status SqliteSweepStore::UpdateJobs(const std::vector<JobRow>& jobs) {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  return db.InTransaction(/*write=*/true, [&]() -> Status {
+    for (const JobRow& job : jobs) DWARP_RETURN_IF_ERROR(UpdateJobRow(db, job));
+    return OkStatus();
+  });
+}
+
+Status SqliteSweepStore::RecordResult(const JobRow& job, const ResultRow& result) {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  return db.InTransaction(/*write=*/true, [&]() -> Status {
+    {
+      DWARP_QUERY(existing, db, kResultAttempt, "look up result");
+      existing.Int(job.job_id);
+      DWARP_ASSIGN_STEP(found, existing.Step());
+      if (found) {
+        return AlreadyExistsError("job " + std::to_string(job.job_id) + " already has a result (attempt " +
+                                  std::to_string(existing.ColumnInt(0)) + ")");
+      }
+    }
+    // Before the insert, so an unknown job is NotFound rather than a foreign-key failure.
+    DWARP_RETURN_IF_ERROR(UpdateJobRow(db, job));
+    DWARP_QUERY(insert, db, kInsertResult, "insert result");
+    insert.Int(job.job_id)
+        .Text(result.metric)
+        .Real(result.train_score)
+        .Real(result.val_score)
+        .Real(result.test_score)
+        .Real(result.test_pearson_mean)
+        .Real(result.test_pearson_median)
+        .Int(result.epochs_run)
+        .Int(result.best_epoch)
+        .Real(result.seconds)
+        .Int(result.trained_d)
+        .Int(result.warped_params)
+        .Text(result.device)
+        .Text(result.result_json)
+        .Int(result.attempt)
+        .Text(result.worker_id)
+        .Int(result.recorded_ms);
+    return insert.Run();
+  });
+}
+
+Status SqliteSweepStore::AppendMetrics(const std::vector<MetricRow>& points) {
+  if (points.empty()) return OkStatus();
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  return db.InTransaction(/*write=*/true, [&]() -> Status {
+    DWARP_QUERY(insert, db, kInsertMetric, "insert metric point");
+    int64_t checked_job = 0;  // ids start at 1; a batch usually holds long runs of one job's points
+    for (const MetricRow& point : points) {
+      if (point.job_id != checked_job) {
+        DWARP_ASSIGN_STEP(known, JobExists(db, point.job_id));
+        if (!known) return NotFoundError("metric point for unknown job id " + std::to_string(point.job_id));
+        checked_job = point.job_id;
+      }
+      insert.Reset();
+      insert.Int(point.job_id)
+          .Int(point.attempt)
+          .Int(point.epoch)
+          .Real(point.train_loss)
+          .Real(point.val_score)
+          .Int(point.time_ms);
+      DWARP_RETURN_IF_ERROR(insert.Run());
+    }
+    return OkStatus();
+  });
+}
+
+Status SqliteSweepStore::UpsertWorker(const WorkerRow& worker) {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  return db.InTransaction(/*write=*/true, [&]() -> Status {
+    DWARP_QUERY(q, db, kUpsertWorker, "upsert worker");
+    q.Text(worker.worker_id)
+        .Text(worker.name)
+        .Text(worker.host)
+        .Text(EncodeJsonStringArray(worker.devices))
+        .Int(worker.registered_ms)
+        .Int(worker.last_seen_ms)
+        .Int(worker.consecutive_failures)
+        .Int(worker.blocked ? 1 : 0)
+        .Int(worker.draining ? 1 : 0)
+        .Int(worker.jobs_succeeded)
+        .Int(worker.jobs_failed);
+    return q.Run();
+  });
+}
+
+StatusOr<std::vector<SweepRow>> SqliteSweepStore::LoadSweeps() {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  std::vector<SweepRow> out;
+  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
+    DWARP_QUERY(q, db, kLoadSweeps, "load sweeps");
+    while (true) {
+      DWARP_ASSIGN_STEP(row, q.Step());
+      if (!row) return OkStatus();
+      SweepRow sweep;
+      sweep.sweep_id = q.ColumnText(0);
+      sweep.name = q.ColumnText(1);
+      StatusOr<SweepState> state = ReadEnum<SweepState>(db, q.ColumnInt(2), 1, 3, "sweeps.state",
+                                                        "sweep '" + sweep.sweep_id + "'");
+      if (!state.ok()) return state.status();
+      sweep.state = *state;
+      sweep.created_ms = q.ColumnInt(3);
+      sweep.finished_ms = q.ColumnInt(4);
+      sweep.spec_json = q.ColumnText(5);
+      out.push_back(std::move(sweep));
+    }
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+StatusOr<std::vector<JobRow>> SqliteSweepStore::LoadJobs() {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  std::vector<JobRow> out;
+  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
+    DWARP_QUERY(q, db, kLoadJobs, "load jobs");
+    while (true) {
+      DWARP_ASSIGN_STEP(row, q.Step());
+      if (!row) return OkStatus();
+      JobRow job;
+      job.job_id = q.ColumnInt(0);
+      job.sweep_id = q.ColumnText(1);
+      job.model = q.ColumnText(2);
+      job.layer = q.ColumnText(3);
+      job.dataset = q.ColumnText(4);
+      job.d = q.ColumnText(5);
+      job.variant = q.ColumnText(6);
+      job.seed = static_cast<uint64_t>(q.ColumnInt(7));
+      job.spec_json = q.ColumnText(8);
+      StatusOr<JobState> state = ReadEnum<JobState>(db, q.ColumnInt(9), 1, 5, "jobs.state",
+                                                    "job " + std::to_string(job.job_id));
+      if (!state.ok()) return state.status();
+      job.state = *state;
+      job.attempt = static_cast<int32_t>(q.ColumnInt(10));
+      job.lease_id = q.ColumnText(11);
+      job.worker_id = q.ColumnText(12);
+      job.lease_expires_ms = q.ColumnInt(13);
+      job.error = q.ColumnText(14);
+      job.created_ms = q.ColumnInt(15);
+      job.started_ms = q.ColumnInt(16);
+      job.finished_ms = q.ColumnInt(17);
+      job.cancel_requested = q.ColumnInt(18) != 0;
+      if (q.ColumnInt(19) != 0) {
+        ResultRow r;
+        r.metric = q.ColumnText(20);
+        r.train_score = q.ColumnReal(21);
+        r.val_score = q.ColumnReal(22);
+        r.test_score = q.ColumnReal(23);
+        r.test_pearson_mean = q.ColumnReal(24);
+        r.test_pearson_median = q.ColumnReal(25);
+        r.epochs_run = q.ColumnInt(26);
+        r.best_epoch = q.ColumnInt(27);
+        r.seconds = q.ColumnReal(28);
+        r.trained_d = q.ColumnInt(29);
+        r.warped_params = q.ColumnInt(30);
+        r.device = q.ColumnText(31);
+        r.result_json = q.ColumnText(32);
+        r.attempt = static_cast<int32_t>(q.ColumnInt(33));
+        r.worker_id = q.ColumnText(34);
+        r.recorded_ms = q.ColumnInt(35);
+        job.result = std::move(r);
+      }
+      out.push_back(std::move(job));
+    }
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+StatusOr<std::vector<WorkerRow>> SqliteSweepStore::LoadWorkers() {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  std::vector<WorkerRow> out;
+  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
+    DWARP_QUERY(q, db, kLoadWorkers, "load workers");
+    while (true) {
+      DWARP_ASSIGN_STEP(row, q.Step());
+      if (!row) return OkStatus();
+      WorkerRow w;
+      w.worker_id = q.ColumnText(0);
+      w.name = q.ColumnText(1);
+      w.host = q.ColumnText(2);
+      {
+        std::string devices_json = q.ColumnText(3);
+        const std::string what = "read workers.devices of worker '" + w.worker_id + "' (" + devices_json + ")";
+        DWARP_QUERY(devices, db, kDecodeDevices, what.c_str());
+        devices.Text(devices_json);
+        while (true) {
+          DWARP_ASSIGN_STEP(item, devices.Step());
+          if (!item) break;
+          if (devices.ColumnText(0) != "text") {
+            return InternalError("SQLite database '" + db.path() + "': workers.devices of worker '" + w.worker_id +
+                                 "' is " + devices_json + "; expected a JSON array of strings");
+          }
+          w.devices.push_back(devices.ColumnText(1));
+        }
+      }
+      w.registered_ms = q.ColumnInt(4);
+      w.last_seen_ms = q.ColumnInt(5);
+      w.consecutive_failures = static_cast<int32_t>(q.ColumnInt(6));
+      w.blocked = q.ColumnInt(7) != 0;
+      w.draining = q.ColumnInt(8) != 0;
+      w.jobs_succeeded = q.ColumnInt(9);
+      w.jobs_failed = q.ColumnInt(10);
+      out.push_back(std::move(w));
+    }
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+StatusOr<std::vector<MetricRow>> SqliteSweepStore::LoadMetrics(int64_t job_id, int32_t attempt) {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  std::vector<MetricRow> out;
+  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
+    DWARP_QUERY(q, db, kLoadMetrics, "load metric points");
+    q.Int(job_id).Int(attempt);
+    while (true) {
+      DWARP_ASSIGN_STEP(row, q.Step());
+      if (!row) return OkStatus();
+      MetricRow m;
+      m.job_id = q.ColumnInt(0);
+      m.attempt = static_cast<int32_t>(q.ColumnInt(1));
+      m.epoch = q.ColumnInt(2);
+      m.train_loss = q.ColumnReal(3);
+      m.val_score = q.ColumnReal(4);
+      m.time_ms = q.ColumnInt(5);
+      out.push_back(m);
+    }
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+StatusOr<int64_t> SqliteSweepStore::CountResults(int64_t job_id) {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  int64_t count = 0;
+  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
+    DWARP_QUERY(q, db, kCountResults, "count results");
+    q.Int(job_id);
+    DWARP_ASSIGN_STEP(row, q.Step());
+    if (row) count = q.ColumnInt(0);
+    return OkStatus();
+  });
+  if (!status.ok()) return status;
+  return count;
+}
+
+StatusOr<std::string> SqliteSweepStore::IntegrityCheck() {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  std::string report;
+  // Not cached: run rarely. One line per problem; a single "ok" when there are none.
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db.conn(), "PRAGMA integrity_check", -1, &stmt, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    return db.Error("integrity check");
+  }
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    if (!report.empty()) report += '\n';
+    const unsigned char* line = sqlite3_column_text(stmt, 0);
+    if (line != nullptr) report += reinterpret_cast<const char*>(line);
+  }
+  Status status = rc == SQLITE_DONE ? OkStatus() : db.Error("integrity check");
+  sqlite3_finalize(stmt);
+  if (!status.ok()) return status;
+  return report;
+}
+
+}  // namespace dwarp::coordinator

@@ -1,0 +1,72 @@
+// SqliteSweepStore: the SweepStore (store.h) that dwarp-coordinator uses, kept in one SQLite file.
+//
+// The file is opened in WAL mode (readers never block the one writer, a crash loses nothing committed),
+// synchronous=NORMAL (a commit is durable once the WAL is checkpointed or the OS flushes it; a power cut
+// may lose the last commits but never corrupts the file), a 5 s busy timeout (another process holding the
+// file, e.g. `sqlite3` reading it, delays a write instead of failing it) and foreign keys on.
+//
+// Schema: the version is PRAGMA user_version. Open applies the missing migrations, in order, in one
+// transaction; a file written by a newer dwarp (a higher version than kSchemaVersion) is refused rather
+// than misread. Tables: sweeps, jobs (index on sweep_id), results (one row per job at most: the primary
+// key is the job id), metrics (index on job_id), workers (devices as a JSON array of strings).
+//
+// Every method is one transaction (BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error), so a failed call
+// changes nothing. Statements are prepared once and re-bound; AppendMetrics writes its batch with one
+// statement in one transaction.
+//
+// Thread-safety: one sqlite3 connection behind a mutex; every method may be called from any thread
+// (calls are serialised).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "coordinator/store.h"
+
+namespace dwarp::coordinator {
+
+class SqliteConnection;  // the connection, its statement cache and the mutex (sqlite_store.cpp)
+
+class SqliteSweepStore final : public SweepStore {
+ public:
+  // The schema version this build writes and reads (PRAGMA user_version).
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens the database at `path`, creating the file if missing, and brings its schema up to
+  // kSchemaVersion. Errors name the path and SQLite's reason: Internal for a file that cannot be opened
+  // (e.g. its folder does not exist) or is not a SQLite database, or when WAL mode cannot be set;
+  // FailedPrecondition for a database whose schema version is newer than kSchemaVersion.
+  static StatusOr<std::unique_ptr<SqliteSweepStore>> Open(const std::string& path);
+
+  ~SqliteSweepStore() override;
+  SqliteSweepStore(const SqliteSweepStore&) = delete;
+  SqliteSweepStore& operator=(const SqliteSweepStore&) = delete;
+
+  Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) override;
+  Status UpdateSweep(const SweepRow& sweep) override;
+  Status UpdateJobs(const std::vector<JobRow>& jobs) override;
+  Status RecordResult(const JobRow& job, const ResultRow& result) override;
+  Status AppendMetrics(const std::vector<MetricRow>& points) override;
+  Status UpsertWorker(const WorkerRow& worker) override;
+
+  StatusOr<std::vector<SweepRow>> LoadSweeps() override;
+  StatusOr<std::vector<JobRow>> LoadJobs() override;
+  StatusOr<std::vector<WorkerRow>> LoadWorkers() override;
+  StatusOr<std::vector<MetricRow>> LoadMetrics(int64_t job_id, int32_t attempt = -1) override;
+  StatusOr<int64_t> CountResults(int64_t job_id) override;
+
+  // PRAGMA integrity_check's report: "ok" when the file is sound, else SQLite's list of problems.
+  StatusOr<std::string> IntegrityCheck();
+
+  // The path given to Open.
+  const std::string& path() const;
+
+ private:
+  explicit SqliteSweepStore(std::unique_ptr<SqliteConnection> db);
+
+  std::unique_ptr<SqliteConnection> db_;
+};
+
+}  // namespace dwarp::coordinator

@@ -1,0 +1,456 @@
+#include "common/sweep_spec.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace dwarp {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Two models (one with two read-out layers), one Majaj-Hong dataset, d = 0, 10, 100, full, two seeds:
+// (2 + 1) groups x 4 d x 2 seeds = 24 jobs. Tests change one thing and look at the result.
+constexpr char kSweepYaml[] = R"(
+name: test_sweep
+models:
+  - name: mlp_wide
+    arch: mlp
+    hidden: [32]
+    layers: [fc1, fc2]
+  - name: lenet
+    arch: lenet
+datasets:
+  - {name: it, kind: majaj_hong, file: hvm.nc, stimuli: images/, roi: IT}
+dims: [100, 0, full, 10]
+seeds: [0, 1]
+train: {lr: 0.001, max_epochs: 5}
+)";
+
+std::string SweepWith(const std::string& lines) { return std::string(kSweepYaml) + lines + "\n"; }
+
+// kSweepYaml with `from` replaced by `to` (the first occurrence).
+std::string SweepReplacing(const std::string& from, const std::string& to) {
+  std::string text = kSweepYaml;
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+SweepSpec MustParse(const std::string& text, const std::vector<std::string>& overrides = {},
+                    const std::string& base_dir = "", SpecFormat format = SpecFormat::kYaml) {
+  StatusOr<SweepSpec> spec = ParseSweepSpec(text, format, overrides, base_dir);
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return spec.ok() ? *spec : SweepSpec{};
+}
+
+// The message of a parse that must fail with `code`.
+std::string ErrorOf(const std::string& text, const std::vector<std::string>& overrides = {},
+                    StatusCode code = StatusCode::kInvalidArgument) {
+  StatusOr<SweepSpec> spec = ParseSweepSpec(text, SpecFormat::kYaml, overrides);
+  EXPECT_FALSE(spec.ok()) << "parsed, but should have failed:\n" << text;
+  if (spec.ok()) return "";
+  EXPECT_EQ(spec.status().code(), code) << spec.status();
+  return spec.status().message();
+}
+
+std::vector<PlannedJob> MustExpand(const SweepSpec& spec) {
+  StatusOr<std::vector<PlannedJob>> jobs = ExpandSweep(spec);
+  EXPECT_TRUE(jobs.ok()) << jobs.status();
+  return jobs.ok() ? *jobs : std::vector<PlannedJob>{};
+}
+
+// ----------------------------------------------------------------------------------------------- grid
+
+TEST(DefaultDimGridTest, MatchesNumpyLogspaceRoundedToNearest) {
+  // numpy.round(numpy.logspace(1, numpy.log10(max), samples - 1)), unique, after 0 (computed with numpy).
+  auto seed = DefaultDimGrid(10000, 10);
+  ASSERT_TRUE(seed.ok()) << seed.status();
+  EXPECT_THAT(*seed, ElementsAre(0, 10, 24, 56, 133, 316, 750, 1778, 4217, 10000));
+  auto small = DefaultDimGrid(1000, 5);
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_THAT(*small, ElementsAre(0, 10, 46, 215, 1000));
+  auto dense = DefaultDimGrid(50, 20);  // 19 points from 10 to 50: several round to the same integer
+  ASSERT_TRUE(dense.ok()) << dense.status();
+  EXPECT_EQ(*dense, (std::vector<int64_t>{0, 10, 11, 12, 13, 14, 16, 17, 19, 20, 22, 24, 27, 29, 32, 35, 38, 42,
+                                          46, 50}));
+  auto two = DefaultDimGrid(10, 2);
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_THAT(*two, ElementsAre(0, 10));
+  auto collapsed = DefaultDimGrid(10, 5);
+  ASSERT_TRUE(collapsed.ok()) << collapsed.status();
+  EXPECT_THAT(*collapsed, ElementsAre(0, 10));
+}
+
+TEST(DefaultDimGridTest, RejectsSmallMaxAndTooFewSamplesNamingTheValue) {
+  auto max = DefaultDimGrid(9, 10);
+  ASSERT_FALSE(max.ok());
+  EXPECT_EQ(max.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(max.status().message(), HasSubstr("max = 9"));
+  auto samples = DefaultDimGrid(1000, 1);
+  ASSERT_FALSE(samples.ok());
+  EXPECT_THAT(samples.status().message(), HasSubstr("samples = 1"));
+}
+
+// ----------------------------------------------------------------------------------------------- parsing
+
+TEST(SweepSpecTest, ParsesEveryFieldWithDefaults) {
+  const SweepSpec s = MustParse(kSweepYaml);
+  EXPECT_EQ(s.name, "test_sweep");
+  ASSERT_EQ(s.models.size(), 2u);
+  EXPECT_EQ(s.models[0].name, "mlp_wide");
+  EXPECT_THAT(s.models[0].layers, ElementsAre("fc1", "fc2"));
+  EXPECT_EQ(s.models[0].model, (nlohmann::json{{"arch", "mlp"}, {"hidden", {32}}}));
+  EXPECT_THAT(s.models[1].layers, ElementsAre(""));
+  ASSERT_EQ(s.datasets.size(), 1u);
+  EXPECT_EQ(s.datasets[0].name, "it");
+  EXPECT_FALSE(s.datasets[0].data.contains("name"));
+  EXPECT_EQ(s.datasets[0].data["file"], "hvm.nc");  // base_dir "": relative paths kept as written
+  // Sorted ascending, full last.
+  EXPECT_THAT(s.dims, ElementsAre(SubspaceDim::Linear(), SubspaceDim::Subspace(10), SubspaceDim::Subspace(100),
+                                  SubspaceDim::Full()));
+  EXPECT_THAT(s.seeds, ElementsAre(0u, 1u));
+  EXPECT_EQ(s.job_defaults, (nlohmann::json{{"train", {{"lr", 0.001}, {"max_epochs", 5}}}}));
+  EXPECT_EQ(s.threshold.kind, ThresholdKind::kFractionOfDatasetBest);
+  EXPECT_DOUBLE_EQ(s.threshold.value, 0.9);
+  EXPECT_FALSE(s.early_stop);
+  EXPECT_EQ(s.max_attempts, 3);
+}
+
+TEST(SweepSpecTest, DimsMappingIsTheSeedsGridPlusFull) {
+  const SweepSpec s = MustParse(SweepReplacing("dims: [100, 0, full, 10]", "dims: {max: 1000, samples: 5, full: true}"));
+  EXPECT_THAT(s.dims, ElementsAre(SubspaceDim::Linear(), SubspaceDim::Subspace(10), SubspaceDim::Subspace(46),
+                                  SubspaceDim::Subspace(215), SubspaceDim::Subspace(1000), SubspaceDim::Full()));
+  const SweepSpec no_full = MustParse(SweepReplacing("dims: [100, 0, full, 10]", "dims: {max: 100, samples: 3}"));
+  EXPECT_THAT(no_full.dims, ElementsAre(SubspaceDim::Linear(), SubspaceDim::Subspace(10), SubspaceDim::Subspace(100)));
+}
+
+TEST(SweepSpecTest, SeedsCountMeansZeroToNMinusOneAndDefaultIsZero) {
+  EXPECT_THAT(MustParse(SweepReplacing("seeds: [0, 1]", "seeds: 3")).seeds, ElementsAre(0u, 1u, 2u));
+  EXPECT_THAT(MustParse(SweepReplacing("seeds: [0, 1]", "")).seeds, ElementsAre(0u));
+}
+
+TEST(SweepSpecTest, ThresholdEarlyStopAndAttempts) {
+  const SweepSpec s = MustParse(SweepWith("threshold: {kind: absolute, value: 0.35}\nearly_stop: true\nmax_attempts: 5"));
+  EXPECT_EQ(s.threshold.kind, ThresholdKind::kAbsolute);
+  EXPECT_DOUBLE_EQ(s.threshold.value, 0.35);
+  EXPECT_TRUE(s.early_stop);
+  EXPECT_EQ(s.max_attempts, 5);
+  const SweepSpec full = MustParse(SweepWith("threshold: {kind: fraction_of_full}"));
+  EXPECT_EQ(full.threshold.kind, ThresholdKind::kFractionOfFull);
+  EXPECT_DOUBLE_EQ(full.threshold.value, 0.9);
+  EXPECT_STREQ(ThresholdKindName(ThresholdKind::kFractionOfGroupBest), "fraction_of_group_best");
+}
+
+TEST(SweepSpecTest, OverridesApplyBeforeValidation) {
+  const SweepSpec s = MustParse(SweepReplacing("dims: [100, 0, full, 10]", "dims: {max: 10000, samples: 10}"),
+                                {"dims.max=1000", "dims.samples=5", "seeds=[4,5,6]", "train.lr=0.01", "early_stop=true"});
+  EXPECT_EQ(s.dims.size(), 5u);
+  EXPECT_EQ(s.dims.back(), SubspaceDim::Subspace(1000));
+  EXPECT_THAT(s.seeds, ElementsAre(4u, 5u, 6u));
+  EXPECT_DOUBLE_EQ(s.job_defaults["train"]["lr"].get<double>(), 0.01);
+  EXPECT_TRUE(s.early_stop);
+}
+
+// ----------------------------------------------------------------------------------------------- errors
+
+TEST(SweepSpecErrorsTest, UnknownKeysSuggestTheNearest) {
+  const std::string top = ErrorOf(SweepWith("early_stpo: true"));
+  EXPECT_THAT(top, HasSubstr("early_stpo: unknown key"));
+  EXPECT_THAT(top, HasSubstr("did you mean \"early_stop\""));
+  const std::string dims = ErrorOf(SweepReplacing("dims: [100, 0, full, 10]", "dims: {max: 100, sample: 3}"));
+  EXPECT_THAT(dims, HasSubstr("dims.sample: unknown key"));
+  EXPECT_THAT(dims, HasSubstr("did you mean \"samples\""));
+  const std::string threshold = ErrorOf(SweepWith("threshold: {knd: absolute, value: 1}"));
+  EXPECT_THAT(threshold, HasSubstr("threshold.knd: unknown key"));
+}
+
+TEST(SweepSpecErrorsTest, UnknownArchAndKindNameTheSweepField) {
+  const std::string arch = ErrorOf(SweepReplacing("arch: lenet", "arch: resnet19"));
+  EXPECT_THAT(arch, HasSubstr("models[1].arch = \"resnet19\""));
+  EXPECT_THAT(arch, HasSubstr("did you mean \"resnet18\""));
+  const std::string kind = ErrorOf(SweepReplacing("kind: majaj_hong", "kind: majaj"));
+  EXPECT_THAT(kind, HasSubstr("datasets[0].kind = \"majaj\""));
+  const std::string missing = ErrorOf(SweepReplacing("    arch: lenet\n", ""));
+  EXPECT_THAT(missing, HasSubstr("models[1].arch: missing"));
+}
+
+TEST(SweepSpecErrorsTest, RequiredFieldsAndNames) {
+  EXPECT_THAT(ErrorOf(SweepReplacing("name: test_sweep", "")), HasSubstr("name: missing"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("name: test_sweep", "name: \"my sweep\"")), HasSubstr("name = \"my sweep\""));
+  EXPECT_THAT(ErrorOf(SweepReplacing("dims: [100, 0, full, 10]", "")), HasSubstr("dims: missing"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("name: lenet", "name: mlp_wide")),
+              HasSubstr("models[1].name = \"mlp_wide\"; expected a name not used by models[0]"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("layers: [fc1, fc2]", "layers: [fc1, fc1]")), HasSubstr("models[0].layers[1]"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("layers: [fc1, fc2]", "layer: fc1")), HasSubstr("models[0].layer = \"fc1\""));
+}
+
+TEST(SweepSpecErrorsTest, DuplicateAndNegativeDimsAndSeeds) {
+  EXPECT_THAT(ErrorOf(SweepReplacing("dims: [100, 0, full, 10]", "dims: [0, 10, 10]")),
+              HasSubstr("dims[2] = 10; expected a dimension not listed before (dims[1] is the same)"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("dims: [100, 0, full, 10]", "dims: [0, -5]")), HasSubstr("dims[1] = -5"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("dims: [100, 0, full, 10]", "dims: [0, fuul]")), HasSubstr("dims[1] = \"fuul\""));
+  EXPECT_THAT(ErrorOf(SweepReplacing("seeds: [0, 1]", "seeds: [0, 1, 0]")),
+              HasSubstr("seeds[2] = 0; expected a seed not listed before (seeds[0] is the same)"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("seeds: [0, 1]", "seeds: [-1]")), HasSubstr("seeds[0] = -1"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("seeds: [0, 1]", "seeds: 0")), HasSubstr("seeds = 0"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("dims: [100, 0, full, 10]", "dims: {max: 5, samples: 3}")),
+              HasSubstr("dims.max = 5"));
+}
+
+TEST(SweepSpecErrorsTest, ThresholdChecks) {
+  EXPECT_THAT(ErrorOf(SweepWith("threshold: {kind: fraction_of_group_best, value: 1.5}")),
+              HasSubstr("threshold.value = 1.5; expected a fraction in (0, 1]"));
+  EXPECT_THAT(ErrorOf(SweepWith("threshold: {kind: absolute}")), HasSubstr("threshold.value: missing"));
+  EXPECT_THAT(ErrorOf(SweepWith("threshold: {kind: fraction_of_ful}")), HasSubstr("did you mean \"fraction_of_full\""));
+  const std::string no_full = ErrorOf(SweepReplacing("dims: [100, 0, full, 10]", "dims: [0, 10]") +
+                                      "threshold: {kind: fraction_of_full}\n");
+  EXPECT_THAT(no_full, HasSubstr("threshold.kind = \"fraction_of_full\""));
+  EXPECT_THAT(no_full, HasSubstr("needs d = full in dims"));
+  EXPECT_THAT(ErrorOf(SweepWith("max_attempts: 0")), HasSubstr("max_attempts = 0"));
+}
+
+TEST(SweepSpecErrorsTest, TrainSeedIsSetBySeeds) {
+  EXPECT_THAT(ErrorOf(SweepReplacing("train: {lr: 0.001, max_epochs: 5}", "train: {lr: 0.001, seed: 3}")),
+              HasSubstr("train.seed = 3; expected no train.seed in a sweep"));
+}
+
+TEST(SweepSpecErrorsTest, JobValidationErrorsNameTheJob) {
+  const std::string hidden = ErrorOf(SweepReplacing("hidden: [32]", "hidden: [-1]"));
+  EXPECT_THAT(hidden, HasSubstr("model mlp_wide, layer fc1, dataset it, d 0, seed 0: model.hidden[0] = -1"));
+  const std::string typo = ErrorOf(SweepReplacing("max_epochs: 5", "max_epoch: 5"));
+  EXPECT_THAT(typo, HasSubstr("train.max_epoch: unknown key"));
+  EXPECT_THAT(typo, HasSubstr("did you mean \"max_epochs\""));
+  const std::string missing = ErrorOf(SweepReplacing(" file: hvm.nc,", ""));
+  EXPECT_THAT(missing, HasSubstr("dataset it"));
+  EXPECT_THAT(missing, HasSubstr("data.file: missing"));
+}
+
+TEST(SweepSpecErrorsTest, ErrorsCausedByAnOverrideNameIt) {
+  const std::string lr = ErrorOf(kSweepYaml, {"train.lr=-1"});
+  EXPECT_THAT(lr, HasSubstr("override `train.lr=-1`"));
+  EXPECT_THAT(lr, HasSubstr("train.lr = -1; expected a number > 0"));
+  EXPECT_THAT(ErrorOf(kSweepYaml, {"seeds=[1,1]"}), HasSubstr("override `seeds=[1,1]`: seeds[1] = 1"));
+  EXPECT_THAT(ErrorOf(kSweepYaml, {"dims"}), HasSubstr("override `dims`: no `=`"));
+}
+
+TEST(SweepSpecErrorsTest, SyntaxErrorsNameTheSweep) {
+  EXPECT_THAT(ErrorOf("name: [x\n"), HasSubstr("sweep spec is not valid YAML"));
+  StatusOr<SweepSpec> json = ParseSweepSpec("{\"name\": \"a\", \"name\": \"b\"}", SpecFormat::kJson);
+  ASSERT_FALSE(json.ok());
+  EXPECT_THAT(json.status().message(), HasSubstr("duplicate key \"name\""));
+}
+
+TEST(SweepSpecErrorsTest, TooManyJobsIsResourceExhaustedNamingCountAndLimit) {
+  // 3 groups x 4 d x 8334 seeds = 100008 jobs.
+  const std::string count = ErrorOf(SweepReplacing("seeds: [0, 1]", "seeds: 8334"), {}, StatusCode::kResourceExhausted);
+  EXPECT_THAT(count, HasSubstr("100008 jobs"));
+  EXPECT_THAT(count, HasSubstr("100000"));
+  // A count past the limit alone is refused before any seed is listed.
+  const std::string huge =
+      ErrorOf(SweepReplacing("seeds: [0, 1]", "seeds: 1000000000000"), {}, StatusCode::kResourceExhausted);
+  EXPECT_THAT(huge, HasSubstr("1000000000000 jobs"));
+}
+
+// ----------------------------------------------------------------------------------------------- paths
+
+TEST(SweepSpecPathsTest, RelativePathsResolveAgainstBaseDirAbsoluteOnesStay) {
+  const SweepSpec s = MustParse(SweepReplacing("arch: lenet", "arch: lenet\n    weights: ../w/lenet.pt"), {},
+                                "/sweeps/here");
+  EXPECT_EQ(s.datasets[0].data["file"], "/sweeps/here/hvm.nc");
+  EXPECT_EQ(s.datasets[0].data["stimuli"], "/sweeps/here/images/");
+  EXPECT_EQ(s.models[1].model["weights"], "/sweeps/w/lenet.pt");
+  const SweepSpec absolute = MustParse(SweepReplacing("file: hvm.nc", "file: /abs/hvm.nc"), {}, "/sweeps/here");
+  EXPECT_EQ(absolute.datasets[0].data["file"], "/abs/hvm.nc");
+  EXPECT_EQ(absolute.datasets[0].data["stimuli"], "/sweeps/here/images/");
+}
+
+TEST(SweepSpecPathsTest, SyntheticTeacherWeightsResolve) {
+  const std::string text = SweepReplacing(
+      "  - {name: it, kind: majaj_hong, file: hvm.nc, stimuli: images/, roi: IT}",
+      "  - name: synth\n    kind: synthetic\n    images: imgs.idx\n"
+      "    synthetic: {targets: 4, teacher: {arch: mlp, weights: teacher.pt}}");
+  const SweepSpec s = MustParse(text, {}, "/base");
+  EXPECT_EQ(s.datasets[0].data["images"], "/base/imgs.idx");
+  EXPECT_EQ(s.datasets[0].data["synthetic"]["teacher"]["weights"], "/base/teacher.pt");
+}
+
+TEST(SweepSpecPathsTest, LoadFileResolvesAgainstTheFilesFolder) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "dwarp_sweep_spec_test";
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path file = dir / "sweep.yaml";
+  std::ofstream(file) << kSweepYaml;
+  StatusOr<SweepSpec> s = LoadSweepSpecFile(file.string(), {"name=loaded"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->name, "loaded");
+  EXPECT_EQ(s->datasets[0].data["file"], (dir / "hvm.nc").string());
+  StatusOr<SweepSpec> missing = LoadSweepSpecFile((dir / "nope.yaml").string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  StatusOr<SweepSpec> extension = LoadSweepSpecFile((dir / "sweep.toml").string());
+  ASSERT_FALSE(extension.ok());
+  EXPECT_THAT(extension.status().message(), HasSubstr(".toml"));
+  std::filesystem::remove_all(dir);
+}
+
+// ----------------------------------------------------------------------------------------------- expansion
+
+TEST(ExpandSweepTest, NestsModelsLayersDatasetsDimsSeeds) {
+  const std::vector<PlannedJob> jobs = MustExpand(MustParse(kSweepYaml));
+  ASSERT_EQ(jobs.size(), 24u);
+  std::vector<std::string> keys;
+  for (const PlannedJob& j : jobs) {
+    keys.push_back(j.model + "/" + j.layer + "/" + j.dataset + "/" + j.d.ToString() + "/" + std::to_string(j.seed));
+  }
+  EXPECT_EQ(keys[0], "mlp_wide/fc1/it/0/0");
+  EXPECT_EQ(keys[1], "mlp_wide/fc1/it/0/1");
+  EXPECT_EQ(keys[2], "mlp_wide/fc1/it/10/0");
+  EXPECT_EQ(keys[7], "mlp_wide/fc1/it/full/1");
+  EXPECT_EQ(keys[8], "mlp_wide/fc2/it/0/0");
+  EXPECT_EQ(keys[16], "lenet/default/it/0/0");
+  EXPECT_EQ(keys[23], "lenet/default/it/full/1");
+  for (const PlannedJob& j : jobs) EXPECT_EQ(j.variant, "");
+}
+
+TEST(ExpandSweepTest, EachJobSpecCarriesItsLayerDSeedAndTheSharedSettings) {
+  const std::vector<PlannedJob> jobs = MustExpand(MustParse(kSweepYaml));
+  ASSERT_EQ(jobs.size(), 24u);
+  const JobSpec& fc2 = jobs[8 + 5].spec;  // mlp_wide fc2, d 100, seed 1
+  EXPECT_EQ(fc2.model.arch, ModelArch::kMlp);
+  EXPECT_EQ(fc2.model.layer, "fc2");
+  EXPECT_EQ(fc2.model.hidden, (std::vector<int64_t>{32}));
+  EXPECT_EQ(fc2.d, SubspaceDim::Subspace(100));
+  EXPECT_EQ(fc2.train.seed, 1u);
+  EXPECT_DOUBLE_EQ(fc2.train.lr, 0.001);
+  EXPECT_EQ(fc2.train.max_epochs, 5);
+  EXPECT_EQ(fc2.data.kind, DataKind::kMajajHong);
+  EXPECT_EQ(fc2.data.file, "hvm.nc");
+  const PlannedJob& lenet = jobs[16];
+  EXPECT_EQ(lenet.layer, "default");
+  EXPECT_EQ(lenet.spec.model.layer, "");  // the engine picks the arch's default
+  EXPECT_EQ(jobs[23].spec.d, SubspaceDim::Full());
+}
+
+TEST(ExpandSweepTest, RidgeReadoutOnlyForLinearJobs) {
+  const SweepSpec s = MustParse(SweepWith("readout: ridge\nridge: {alphas: [1, 10]}"));
+  const std::vector<PlannedJob> jobs = MustExpand(s);
+  ASSERT_EQ(jobs.size(), 24u);
+  for (const PlannedJob& j : jobs) {
+    if (j.d.is_linear()) {
+      EXPECT_EQ(j.spec.readout, Readout::kRidge) << j.d.ToString();
+      ASSERT_TRUE(j.spec.ridge.has_value());
+      EXPECT_EQ(j.spec.ridge->alphas, (std::vector<double>{1, 10}));
+    } else {
+      EXPECT_EQ(j.spec.readout, Readout::kSgd) << j.d.ToString();
+      EXPECT_FALSE(j.spec.ridge.has_value());
+    }
+  }
+}
+
+TEST(ExpandSweepTest, FreezeHeadAppliesToWarpedJobsOnly) {
+  const SweepSpec s = MustParse(SweepReplacing("max_epochs: 5}", "max_epochs: 5, freeze_head: true}"));
+  for (const PlannedJob& j : MustExpand(s)) EXPECT_EQ(j.spec.train.freeze_head, !j.d.is_linear()) << j.d.ToString();
+}
+
+TEST(ExpandSweepTest, ExactlyTheLimitExpands) {
+  // 1 group x 2 d x 50000 seeds = kMaxJobsPerSweep jobs; also bounds the cost of validating every job.
+  const std::string text = R"(
+name: big
+models: [{name: m, arch: mlp, hidden: []}]
+datasets: [{name: s, kind: synthetic, images: x.idx}]
+dims: [0, 10]
+seeds: 50000
+)";
+  const auto start = std::chrono::steady_clock::now();
+  const SweepSpec s = MustParse(text);
+  const std::vector<PlannedJob> jobs = MustExpand(s);
+  EXPECT_EQ(static_cast<int64_t>(jobs.size()), kMaxJobsPerSweep);
+  EXPECT_EQ(jobs.back().seed, 49999u);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 60.0) << "parsing and expanding the largest sweep allowed";
+}
+
+TEST(ExpandSweepTest, ExpandRefusesAHandBuiltSpecPastTheLimit) {
+  SweepSpec s = MustParse(kSweepYaml);
+  s.seeds.resize(5000);  // 3 x 4 x 5000 = 60000
+  for (size_t i = 0; i < s.seeds.size(); ++i) s.seeds[i] = i;
+  s.models.push_back(s.models[0]);
+  s.models.back().name = "copy";  // 5 x 4 x 5000 = 100000: the limit (ExactlyTheLimitExpands)
+  s.seeds.push_back(5000);        // 5 x 4 x 5001 = 100020
+  StatusOr<std::vector<PlannedJob>> jobs = ExpandSweep(s);
+  ASSERT_FALSE(jobs.ok());
+  EXPECT_EQ(jobs.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(jobs.status().message(), HasSubstr("100020 jobs"));
+}
+
+// ----------------------------------------------------------------------------------------------- round trip
+
+TEST(SweepSpecJsonTest, ToJsonRoundTrips) {
+  const SweepSpec s = MustParse(SweepWith("readout: ridge\nthreshold: {kind: fraction_of_full, value: 0.8}\n"
+                                          "early_stop: true\nmax_attempts: 2"),
+                                {}, "/base");
+  const nlohmann::json written = ToJson(s);
+  EXPECT_EQ(written["dims"], (nlohmann::json{0, 10, 100, "full"}));
+  EXPECT_EQ(written["models"][1]["layers"], (nlohmann::json{"default"}));
+  const SweepSpec reparsed = MustParse(written.dump(), {}, "", SpecFormat::kJson);
+  EXPECT_EQ(ToJson(reparsed), written);
+  EXPECT_EQ(reparsed.name, s.name);
+  EXPECT_EQ(reparsed.dims, s.dims);
+  EXPECT_EQ(reparsed.seeds, s.seeds);
+  EXPECT_EQ(reparsed.models[0].model, s.models[0].model);
+  EXPECT_EQ(reparsed.models[1].layers, s.models[1].layers);
+  EXPECT_EQ(reparsed.datasets[0].data, s.datasets[0].data);
+  EXPECT_EQ(reparsed.datasets[0].data["file"], "/base/hvm.nc");
+  EXPECT_EQ(reparsed.job_defaults, s.job_defaults);
+  EXPECT_EQ(reparsed.threshold.kind, ThresholdKind::kFractionOfFull);
+  EXPECT_DOUBLE_EQ(reparsed.threshold.value, 0.8);
+  EXPECT_TRUE(reparsed.early_stop);
+  EXPECT_EQ(reparsed.max_attempts, 2);
+
+  StatusOr<SweepSpec> from_json = SweepSpecFromJson(written);
+  ASSERT_TRUE(from_json.ok()) << from_json.status();
+  EXPECT_EQ(ToJson(*from_json), written);
+  StatusOr<SweepSpec> bad = SweepSpecFromJson(nlohmann::json{{"name", "x"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("models: missing"));
+}
+
+// ----------------------------------------------------------------------------------------------- examples
+
+TEST(SweepExamplesTest, SyntheticQuickstartParsesAndExpands) {
+  StatusOr<SweepSpec> s = LoadSweepSpecFile(DWARP_CONFIGS_DIR "/sweeps/synthetic_quickstart.yaml");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_THAT(s->dims, ElementsAre(SubspaceDim::Linear(), SubspaceDim::Subspace(10), SubspaceDim::Subspace(46),
+                                   SubspaceDim::Subspace(215), SubspaceDim::Subspace(1000)));
+  const std::vector<PlannedJob> jobs = MustExpand(*s);
+  EXPECT_EQ(jobs.size(), 30u);  // (2 layers + 1) x 5 d x 2 seeds
+  for (const PlannedJob& j : jobs) EXPECT_EQ(j.spec.data.kind, DataKind::kSynthetic);
+}
+
+TEST(SweepExamplesTest, SeedsEncodingDimExperiment) {
+  StatusOr<SweepSpec> s = LoadSweepSpecFile(DWARP_CONFIGS_DIR "/sweeps/encoding_dim_resnet18_avgpool.yaml");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->dims.size(), 10u);
+  EXPECT_EQ(s->dims[1], SubspaceDim::Subspace(10));
+  EXPECT_EQ(s->dims.back(), SubspaceDim::Subspace(10000));
+  const std::vector<PlannedJob> jobs = MustExpand(*s);
+  ASSERT_EQ(jobs.size(), 20u);  // 2 datasets x 10 d x 1 seed
+  EXPECT_EQ(jobs[0].dataset, "majaj_it");
+  EXPECT_EQ(jobs[0].spec.model.layer, "avgpool");
+  EXPECT_EQ(jobs[0].spec.data.file, "/data/majaj/hvm.nc");
+  EXPECT_EQ(jobs[10].dataset, "nsd");
+  EXPECT_EQ(jobs[10].spec.data.kind, DataKind::kNsd);
+  EXPECT_EQ(s->threshold.kind, ThresholdKind::kFractionOfDatasetBest);
+}
+
+}  // namespace
+}  // namespace dwarp

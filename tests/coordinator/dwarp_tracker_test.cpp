@@ -1,0 +1,348 @@
+#include "coordinator/dwarp_tracker.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace dwarp::coordinator {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+SubspaceDim D(int64_t d) { return d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d); }
+const SubspaceDim kFull = SubspaceDim::Full();
+
+JobOutcome Job(const std::string& model, const std::string& dataset, SubspaceDim d, uint64_t seed, OutcomeState state,
+               double score = 0.0, const std::string& layer = "default") {
+  JobOutcome job;
+  job.model = model;
+  job.layer = layer;
+  job.dataset = dataset;
+  job.d = d;
+  job.seed = seed;
+  job.state = state;
+  job.test_score = score;
+  return job;
+}
+JobOutcome Done(const std::string& model, const std::string& dataset, SubspaceDim d, uint64_t seed, double score) {
+  return Job(model, dataset, d, seed, OutcomeState::kSucceeded, score);
+}
+JobOutcome Running(const std::string& model, const std::string& dataset, SubspaceDim d, uint64_t seed = 0) {
+  return Job(model, dataset, d, seed, OutcomeState::kUnfinished);
+}
+JobOutcome Failed(const std::string& model, const std::string& dataset, SubspaceDim d, uint64_t seed = 0) {
+  return Job(model, dataset, d, seed, OutcomeState::kFailed);
+}
+
+ThresholdSpec Threshold(ThresholdKind kind, double value) { return ThresholdSpec{kind, value}; }
+
+// threshold_crossing.h's rule: linear in log d between (below, s_below) and (grid, s_grid).
+double LogInterpolated(double below, double s_below, double grid, double s_grid, double threshold) {
+  const double fraction = (threshold - s_below) / (s_grid - s_below);
+  return std::exp(std::log(below) + fraction * (std::log(grid) - std::log(below)));
+}
+
+GroupDWarp Only(const std::vector<GroupDWarp>& records) {
+  EXPECT_EQ(records.size(), 1u);
+  return records.empty() ? GroupDWarp{} : records[0];
+}
+
+TEST(DWarpTrackerTest, StatusNames) {
+  EXPECT_STREQ(DWarpStatusName(DWarpStatus::kPending), "pending");
+  EXPECT_STREQ(DWarpStatusName(DWarpStatus::kProvisional), "provisional");
+  EXPECT_STREQ(DWarpStatusName(DWarpStatus::kReached), "reached");
+  EXPECT_STREQ(DWarpStatusName(DWarpStatus::kNotReached), "not_reached");
+  EXPECT_EQ(static_cast<int>(DWarpStatus::kNotReached), 4);
+}
+
+TEST(DWarpTrackerTest, AbsoluteThresholdInterpolatesInLogD) {
+  // Means: d 0 -> 0.1, d 10 -> 0.2, d 100 -> 0.6; threshold 0.4 lies between 10 and 100.
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1),   Done("m", "it", D(0), 1, 0.1),
+                                        Done("m", "it", D(10), 0, 0.15), Done("m", "it", D(10), 1, 0.25),
+                                        Done("m", "it", D(100), 0, 0.5), Done("m", "it", D(100), 1, 0.7)};
+  const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.4), jobs));
+  EXPECT_EQ(g.status, DWarpStatus::kReached);
+  EXPECT_DOUBLE_EQ(g.threshold, 0.4);
+  EXPECT_EQ(g.grid_d, 100);
+  EXPECT_EQ(g.below_d, 10);
+  EXPECT_NEAR(g.d_warp, LogInterpolated(10, 0.2, 100, 0.6, 0.4), 1e-9);
+  EXPECT_NEAR(g.d_warp, std::sqrt(1000.0), 1e-9);  // half way in log d
+  EXPECT_NEAR(g.best_score, 0.6, 1e-12);
+  EXPECT_EQ(g.best_d, D(100));
+  EXPECT_FALSE(g.has_full);
+  EXPECT_EQ(g.model, "m");
+  EXPECT_EQ(g.dataset, "it");
+  EXPECT_EQ(g.layer, "default");
+}
+
+TEST(DWarpTrackerTest, CurveHasEveryGridDAscendingFullLastWithMeanAndSampleStd) {
+  const std::vector<JobOutcome> jobs = {Running("m", "it", kFull),         Done("m", "it", D(100), 0, 0.5),
+                                        Done("m", "it", D(10), 0, 0.4),    Failed("m", "it", D(10), 1),
+                                        Done("m", "it", D(10), 2, 0.6),    Running("m", "it", D(0)),
+                                        Done("m", "it", D(100), 1, 0.5)};
+  const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.9), jobs));
+  ASSERT_EQ(g.curve.size(), 4u);
+  EXPECT_EQ(g.curve[0].d, D(0));
+  EXPECT_EQ(g.curve[0].seeds_done, 0);
+  EXPECT_EQ(g.curve[0].seeds_total, 1);
+  EXPECT_EQ(g.curve[1].d, D(10));
+  EXPECT_NEAR(g.curve[1].mean_score, 0.5, 1e-12);  // the failed seed is left out
+  EXPECT_NEAR(g.curve[1].std_score, std::sqrt(0.02), 1e-12);  // sample std of {0.4, 0.6}
+  EXPECT_EQ(g.curve[1].seeds_done, 2);
+  EXPECT_EQ(g.curve[1].seeds_total, 3);
+  EXPECT_EQ(g.curve[2].d, D(100));
+  EXPECT_DOUBLE_EQ(g.curve[2].std_score, 0.0);
+  EXPECT_EQ(g.curve[3].d, kFull);
+  EXPECT_EQ(g.curve[3].seeds_done, 0);
+}
+
+TEST(DWarpTrackerTest, OneSeedHasZeroStd) {
+  const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.1), {Done("m", "it", D(10), 0, 0.3)}));
+  ASSERT_EQ(g.curve.size(), 1u);
+  EXPECT_EQ(g.curve[0].std_score, 0.0);
+  EXPECT_EQ(g.curve[0].seeds_done, 1);
+}
+
+TEST(DWarpTrackerTest, ProvisionalWhileASmallerDIsUnfinishedThenReached) {
+  std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Running("m", "it", D(10)),
+                                  Done("m", "it", D(100), 0, 0.6), Running("m", "it", D(1000))};
+  const ThresholdSpec absolute = Threshold(ThresholdKind::kAbsolute, 0.4);
+  const GroupDWarp early = Only(ComputeDWarp(absolute, jobs));
+  EXPECT_EQ(early.status, DWarpStatus::kProvisional);
+  EXPECT_EQ(early.grid_d, 100);
+  EXPECT_EQ(early.below_d, 0);
+  EXPECT_DOUBLE_EQ(early.d_warp, 100.0);  // the point below is d = 0: nothing to interpolate
+  EXPECT_THAT(early.note, HasSubstr("waiting for d = 10"));
+
+  jobs[1] = Done("m", "it", D(10), 0, 0.2);  // d = 10 lands below the threshold: the crossing is final
+  const GroupDWarp late = Only(ComputeDWarp(absolute, jobs));
+  EXPECT_EQ(late.status, DWarpStatus::kReached);  // d = 1000 still running does not matter
+  EXPECT_EQ(late.below_d, 10);
+  EXPECT_NEAR(late.d_warp, LogInterpolated(10, 0.2, 100, 0.6, 0.4), 1e-9);
+
+  jobs[1] = Done("m", "it", D(10), 0, 0.45);  // or above it: the crossing moves down to 10
+  const GroupDWarp lower = Only(ComputeDWarp(absolute, jobs));
+  EXPECT_EQ(lower.status, DWarpStatus::kReached);
+  EXPECT_EQ(lower.grid_d, 10);
+  EXPECT_DOUBLE_EQ(lower.d_warp, 10.0);
+}
+
+TEST(DWarpTrackerTest, CrossingAtLinearReadoutIsZero) {
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.5), Running("m", "it", D(10))};
+  const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.4), jobs));
+  EXPECT_EQ(g.status, DWarpStatus::kReached);
+  EXPECT_DOUBLE_EQ(g.d_warp, 0.0);
+  EXPECT_EQ(g.grid_d, 0);
+  EXPECT_EQ(g.below_d, -1);
+}
+
+TEST(DWarpTrackerTest, NotReachedOnlyOnceEveryGridJobFinished) {
+  std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Done("m", "it", D(10), 0, 0.2),
+                                  Running("m", "it", D(100))};
+  const ThresholdSpec absolute = Threshold(ThresholdKind::kAbsolute, 0.5);
+  const GroupDWarp running = Only(ComputeDWarp(absolute, jobs));
+  EXPECT_EQ(running.status, DWarpStatus::kPending);
+  EXPECT_DOUBLE_EQ(running.threshold, 0.5);
+  EXPECT_EQ(running.d_warp, -1.0);
+  jobs[2] = Done("m", "it", D(100), 0, 0.3);
+  const GroupDWarp done = Only(ComputeDWarp(absolute, jobs));
+  EXPECT_EQ(done.status, DWarpStatus::kNotReached);
+  EXPECT_EQ(done.d_warp, -1.0);
+  EXPECT_EQ(done.grid_d, -1);
+  jobs[2] = Job("m", "it", D(100), 0, OutcomeState::kCancelled);  // cancelled counts as finished
+  EXPECT_EQ(Only(ComputeDWarp(absolute, jobs)).status, DWarpStatus::kNotReached);
+}
+
+TEST(DWarpTrackerTest, DWithEverySeedFailedIsSkippedWithANote) {
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Failed("m", "it", D(10), 0),
+                                        Failed("m", "it", D(10), 1), Done("m", "it", D(100), 0, 0.6)};
+  const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.4), jobs));
+  EXPECT_EQ(g.status, DWarpStatus::kReached);
+  EXPECT_EQ(g.below_d, 0);  // d = 10 is not on the curve
+  EXPECT_DOUBLE_EQ(g.d_warp, 100.0);
+  EXPECT_THAT(g.note, HasSubstr("d = 10: every seed failed"));
+  ASSERT_EQ(g.curve.size(), 3u);
+  EXPECT_EQ(g.curve[1].seeds_done, 0);
+  EXPECT_EQ(g.curve[1].seeds_total, 2);
+}
+
+TEST(DWarpTrackerTest, FailedSeedsAreLeftOutOfTheMean) {
+  // d 100 mean over the succeeded seeds = 0.5 >= 0.45; counting the failed one as 0 would give 0.33.
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(10), 0, 0.1), Done("m", "it", D(100), 0, 0.4),
+                                        Failed("m", "it", D(100), 1), Done("m", "it", D(100), 2, 0.6)};
+  const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.45), jobs));
+  EXPECT_EQ(g.status, DWarpStatus::kReached);
+  EXPECT_EQ(g.grid_d, 100);
+  EXPECT_NEAR(g.d_warp, LogInterpolated(10, 0.1, 100, 0.5, 0.45), 1e-9);
+}
+
+TEST(DWarpTrackerTest, FractionOfGroupBestIsFinalOnlyWhenTheGroupFinished) {
+  std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Done("m", "it", D(10), 0, 0.5),
+                                  Done("m", "it", D(100), 0, 1.0), Running("m", "it", D(1000))};
+  const ThresholdSpec group = Threshold(ThresholdKind::kFractionOfGroupBest, 0.9);
+  const GroupDWarp running = Only(ComputeDWarp(group, jobs));
+  EXPECT_EQ(running.status, DWarpStatus::kProvisional);  // d = 1000 may raise the best, and the threshold
+  EXPECT_DOUBLE_EQ(running.threshold, 0.9);
+  EXPECT_NEAR(running.d_warp, std::pow(10.0, 1.8), 1e-9);  // (0.9 - 0.5) / (1.0 - 0.5) of the way from 10 to 100
+  EXPECT_THAT(running.note, HasSubstr("may still rise"));
+
+  jobs[3] = Done("m", "it", D(1000), 0, 2.0);  // it does: threshold 1.8, crossing at 1000
+  const GroupDWarp done = Only(ComputeDWarp(group, jobs));
+  EXPECT_EQ(done.status, DWarpStatus::kReached);
+  EXPECT_DOUBLE_EQ(done.threshold, 1.8);
+  EXPECT_EQ(done.grid_d, 1000);
+  EXPECT_NEAR(done.d_warp, LogInterpolated(100, 1.0, 1000, 2.0, 1.8), 1e-9);
+  EXPECT_EQ(done.best_d, D(1000));
+  EXPECT_DOUBLE_EQ(done.best_score, 2.0);
+}
+
+TEST(DWarpTrackerTest, ReferenceUnknownIsPendingWithNaNThreshold) {
+  const std::vector<JobOutcome> jobs = {Running("m", "it", D(0)), Running("m", "it", D(10))};
+  const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kFractionOfGroupBest, 0.9), jobs));
+  EXPECT_EQ(g.status, DWarpStatus::kPending);
+  EXPECT_TRUE(std::isnan(g.threshold));
+  EXPECT_EQ(g.d_warp, -1.0);
+  EXPECT_THAT(g.note, HasSubstr("threshold unknown"));
+}
+
+TEST(DWarpTrackerTest, DatasetBestComparesEveryModelAtTheStrongestModelsLevel) {
+  // On "it" the strong model's best (0.8) sets the threshold 0.72 for both; the weak model (best 0.6)
+  // never gets there. On "nsd" the weak model is alone, so its own best sets its threshold.
+  const std::vector<JobOutcome> jobs = {
+      Done("strong", "it", D(0), 0, 0.2), Done("strong", "it", D(10), 0, 0.5), Done("strong", "it", D(100), 0, 0.8),
+      Done("weak", "it", D(0), 0, 0.1),   Done("weak", "it", D(10), 0, 0.3),   Done("weak", "it", D(100), 0, 0.6),
+      Done("weak", "nsd", D(0), 0, 0.1),  Done("weak", "nsd", D(10), 0, 0.3),  Done("weak", "nsd", D(100), 0, 0.6)};
+  const std::vector<GroupDWarp> records = ComputeDWarp(Threshold(ThresholdKind::kFractionOfDatasetBest, 0.9), jobs);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].model, "strong");
+  EXPECT_EQ(records[0].status, DWarpStatus::kReached);
+  EXPECT_NEAR(records[0].threshold, 0.72, 1e-12);
+  EXPECT_NEAR(records[0].d_warp, LogInterpolated(10, 0.5, 100, 0.8, 0.72), 1e-9);
+  EXPECT_EQ(records[1].model, "weak");
+  EXPECT_EQ(records[1].dataset, "it");
+  EXPECT_NEAR(records[1].threshold, 0.72, 1e-12);  // from the strong model, not its own 0.54
+  EXPECT_EQ(records[1].status, DWarpStatus::kNotReached);
+  EXPECT_EQ(records[2].dataset, "nsd");
+  EXPECT_NEAR(records[2].threshold, 0.54, 1e-12);
+  EXPECT_EQ(records[2].status, DWarpStatus::kReached);
+  EXPECT_NEAR(records[2].d_warp, LogInterpolated(10, 0.3, 100, 0.6, 0.54), 1e-9);
+}
+
+TEST(DWarpTrackerTest, DatasetBestStaysProvisionalWhileAnotherGroupOfTheDatasetRuns) {
+  const std::vector<JobOutcome> jobs = {Done("a", "it", D(0), 0, 0.2), Done("a", "it", D(10), 0, 0.8),
+                                        Done("b", "it", D(0), 0, 0.1), Running("b", "it", D(10)),
+                                        Done("c", "nsd", D(0), 0, 0.5)};
+  const std::vector<GroupDWarp> records = ComputeDWarp(Threshold(ThresholdKind::kFractionOfDatasetBest, 0.9), jobs);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].status, DWarpStatus::kProvisional);  // b's d = 10 may beat 0.8
+  EXPECT_THAT(records[0].note, HasSubstr("dataset it may still rise"));
+  EXPECT_EQ(records[1].status, DWarpStatus::kPending);
+  EXPECT_EQ(records[2].status, DWarpStatus::kReached);  // nsd is finished
+  EXPECT_DOUBLE_EQ(records[2].d_warp, 0.0);
+}
+
+TEST(DWarpTrackerTest, FractionOfFullWaitsForTheFullJobs) {
+  std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Done("m", "it", D(10), 0, 0.5),
+                                  Done("m", "it", D(100), 0, 0.9), Running("m", "it", kFull, 0),
+                                  Running("m", "it", kFull, 1)};
+  const ThresholdSpec full = Threshold(ThresholdKind::kFractionOfFull, 0.8);
+  const GroupDWarp none = Only(ComputeDWarp(full, jobs));
+  EXPECT_EQ(none.status, DWarpStatus::kPending);
+  EXPECT_TRUE(std::isnan(none.threshold));
+  EXPECT_THAT(none.note, HasSubstr("d = full"));
+  EXPECT_FALSE(none.has_full);
+
+  jobs[3] = Done("m", "it", kFull, 0, 1.0);
+  const GroupDWarp one = Only(ComputeDWarp(full, jobs));
+  EXPECT_EQ(one.status, DWarpStatus::kProvisional);  // the second full seed may move the reference
+  EXPECT_TRUE(one.has_full);
+  EXPECT_DOUBLE_EQ(one.full_score, 1.0);
+  EXPECT_DOUBLE_EQ(one.threshold, 0.8);
+  EXPECT_EQ(one.best_d, D(100));  // full is not a grid point
+  EXPECT_DOUBLE_EQ(one.best_score, 0.9);
+
+  jobs[4] = Done("m", "it", kFull, 1, 0.8);
+  const GroupDWarp both = Only(ComputeDWarp(full, jobs));
+  EXPECT_EQ(both.status, DWarpStatus::kReached);
+  EXPECT_DOUBLE_EQ(both.full_score, 0.9);
+  EXPECT_DOUBLE_EQ(both.threshold, 0.72);
+  EXPECT_NEAR(both.d_warp, LogInterpolated(10, 0.5, 100, 0.9, 0.72), 1e-9);
+}
+
+TEST(DWarpTrackerTest, RecordsAreOrderedByDatasetModelLayerVariantAsTheyFirstAppear) {
+  std::vector<JobOutcome> jobs = {
+      Job("b", "it", D(0), 0, OutcomeState::kUnfinished, 0, "fc2"),
+      Job("a", "nsd", D(0), 0, OutcomeState::kUnfinished, 0, "fc1"),
+      Job("a", "it", D(0), 0, OutcomeState::kUnfinished, 0, "fc1"),
+      Job("b", "it", D(0), 0, OutcomeState::kUnfinished, 0, "fc1"),
+      Job("b", "nsd", D(0), 0, OutcomeState::kUnfinished, 0, "fc2"),
+      Job("a", "it", D(10), 0, OutcomeState::kUnfinished, 0, "fc1"),  // same group as the third
+  };
+  jobs.push_back(jobs[2]);
+  jobs.back().variant = "v2";
+  const std::vector<GroupDWarp> records = ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.5), jobs);
+  std::vector<std::string> order;
+  for (const GroupDWarp& r : records) order.push_back(r.dataset + "/" + r.model + "/" + r.layer + "/" + r.variant);
+  // datasets: it, nsd; models: b, a; layers: fc2, fc1; variants: "", v2.
+  EXPECT_THAT(order, ElementsAre("it/b/fc2/", "it/b/fc1/", "it/a/fc1/", "it/a/fc1/v2", "nsd/b/fc2/", "nsd/a/fc1/"));
+  EXPECT_EQ(records[2].curve.size(), 2u);
+}
+
+TEST(DWarpTrackerTest, NoJobsNoRecords) {
+  EXPECT_THAT(ComputeDWarp(ThresholdSpec{}, {}), IsEmpty());
+  EXPECT_THAT(JobsMadeUnnecessary(Threshold(ThresholdKind::kAbsolute, 0.5), {}), IsEmpty());
+}
+
+// ----------------------------------------------------------------------------------------------- early stop
+
+TEST(JobsMadeUnnecessaryTest, AbsoluteCancelsTheUnfinishedJobsAboveAReachedCrossing) {
+  const std::vector<JobOutcome> jobs = {
+      Done("m", "it", D(0), 0, 0.1),  Done("m", "it", D(10), 0, 0.5), Running("m", "it", D(100), 0),  // 2
+      Running("m", "it", D(100), 1),  Running("m", "it", kFull),                                       // 3, 4
+      Done("p", "it", D(10), 0, 0.6), Running("p", "it", D(0)),       Running("p", "it", D(100)),     // provisional
+      Done("m", "it", D(1000), 0, 0.9)};
+  const ThresholdSpec absolute = Threshold(ThresholdKind::kAbsolute, 0.4);
+  const std::vector<GroupDWarp> records = ComputeDWarp(absolute, jobs);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].status, DWarpStatus::kReached);
+  EXPECT_EQ(records[0].grid_d, 10);
+  EXPECT_EQ(records[1].status, DWarpStatus::kProvisional);
+  // m's d = 100 seeds and its full job (unused by an absolute threshold); nothing of p, whose d = 0 may
+  // still move the crossing.
+  EXPECT_THAT(JobsMadeUnnecessary(absolute, jobs), ElementsAre(2u, 3u, 4u));
+}
+
+TEST(JobsMadeUnnecessaryTest, FractionOfFullKeepsNothingAboveTheCrossing) {
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Done("m", "it", D(10), 0, 0.9),
+                                        Running("m", "it", D(100)), Running("m", "it", D(1000)),
+                                        Done("m", "it", kFull, 0, 1.0)};
+  const ThresholdSpec full = Threshold(ThresholdKind::kFractionOfFull, 0.8);
+  EXPECT_EQ(Only(ComputeDWarp(full, jobs)).status, DWarpStatus::kReached);
+  EXPECT_THAT(JobsMadeUnnecessary(full, jobs), ElementsAre(2u, 3u));
+}
+
+TEST(JobsMadeUnnecessaryTest, BestScoreThresholdsNeverCancel) {
+  // Reached (every job of the group and dataset finished, so nothing is left anyway) or not, a larger d
+  // could raise a best-score reference: nothing is unnecessary while anything runs.
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Done("m", "it", D(10), 0, 0.9),
+                                        Running("m", "it", D(100))};
+  for (ThresholdKind kind : {ThresholdKind::kFractionOfGroupBest, ThresholdKind::kFractionOfDatasetBest}) {
+    EXPECT_THAT(JobsMadeUnnecessary(Threshold(kind, 0.5), jobs), IsEmpty()) << ThresholdKindName(kind);
+  }
+  // The same jobs under an absolute threshold: d = 100 is unnecessary.
+  EXPECT_THAT(JobsMadeUnnecessary(Threshold(ThresholdKind::kAbsolute, 0.5), jobs), ElementsAre(2u));
+}
+
+TEST(JobsMadeUnnecessaryTest, NothingForAGroupThatIsOnlyProvisionalOrNotReached) {
+  const std::vector<JobOutcome> jobs = {Running("m", "it", D(0)), Done("m", "it", D(10), 0, 0.9),
+                                        Running("m", "it", D(100))};
+  EXPECT_THAT(JobsMadeUnnecessary(Threshold(ThresholdKind::kAbsolute, 0.5), jobs), IsEmpty());
+}
+
+}  // namespace
+}  // namespace dwarp::coordinator

@@ -1,0 +1,411 @@
+// Scheduler (coordinator/scheduler.h) over a real store, with a manual clock so lease expiry is exact:
+// submit and expansion, lease fencing, heartbeats extending leases, expiry requeue up to max attempts,
+// exactly one result, cancellation through heartbeats, the circuit breaker, fair share across sweeps,
+// d_warp recomputed and pushed to watchers, restart from the store with live leases honoured.
+#include "coordinator/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "coordinator/memory_store.h"
+#include "coordinator/sqlite_store.h"
+
+namespace dwarp::coordinator {
+namespace {
+
+// Two models x one dataset x d {0, 10, 100} x seeds {0, 1} = 12 jobs; the data path is never opened here.
+std::string SweepText(const std::string& name = "t", const std::string& extra = "") {
+  return "name: " + name + "\n" +
+         "models:\n"
+         "  - {name: small, arch: mlp, hidden: [8]}\n"
+         "  - {name: wide, arch: mlp, hidden: [32]}\n"
+         "datasets:\n"
+         "  - {name: syn, kind: synthetic, images: /nonexistent/dwarp/images-idx3-ubyte}\n"
+         "dims: [0, 10, 100]\n"
+         "seeds: [0, 1]\n"
+         "threshold: {kind: absolute, value: 0.5}\n"
+         "max_attempts: 2\n" +
+         extra;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Start(); }
+
+  void Start() {
+    SchedulerOptions options;
+    options.lease_ttl_ms = 1000;
+    options.heartbeat_interval_ms = 300;
+    options.circuit_breaker_failures = 3;
+    options.reap_interval_ms = 0;  // the test runs ExpireLeases itself
+    options.metric_flush_ms = 0;
+    options.now_ms = [this] { return now_.load(); };
+    auto scheduler = Scheduler::Create(&store_, options);
+    ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+    scheduler_ = std::move(*scheduler);
+  }
+
+  SubmitResult Submit(const std::string& text) {
+    SubmitRequestData request;
+    request.text = text;
+    request.source_name = "test.yaml";
+    auto result = scheduler_->Submit(request);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : SubmitResult{};
+  }
+
+  std::string RegisterWorker(const std::string& name = "w") {
+    auto worker = scheduler_->Register(name, "host", {"cpu"}, "");
+    EXPECT_TRUE(worker.ok()) << worker.status();
+    return worker.ok() ? worker->worker_id : "";
+  }
+
+  Lease AcquireNow(const std::string& worker) {
+    auto result = scheduler_->Acquire(worker, "cpu", 0);
+    EXPECT_TRUE(result.ok()) << result.status();
+    EXPECT_TRUE(result.ok() && result->lease.has_value()) << "no job was leased";
+    return result.ok() && result->lease ? *result->lease : Lease{};
+  }
+
+  ResultRow Result(double test) {
+    ResultRow result;
+    result.metric = "r2";
+    result.test_score = test;
+    result.val_score = test;
+    result.train_score = test;
+    return result;
+  }
+
+  std::atomic<int64_t> now_{1'000'000};
+  MemorySweepStore store_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, SubmitExpandsAndStoresEveryJob) {
+  SubmitResult submitted = Submit(SweepText());
+  EXPECT_EQ(submitted.sweep.row.sweep_id, "t-1");
+  ASSERT_EQ(submitted.jobs.size(), 12u);
+  EXPECT_EQ(submitted.sweep.counts.queued, 12);
+  auto stored = store_.LoadJobs();
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->size(), 12u);
+  // A second sweep of the same name gets the next id; the name finds the latest.
+  SubmitResult second = Submit(SweepText());
+  EXPECT_EQ(second.sweep.row.sweep_id, "t-2");
+  auto by_name = scheduler_->GetSweep("t");
+  ASSERT_TRUE(by_name.ok());
+  EXPECT_EQ(by_name->row.sweep_id, "t-2");
+}
+
+TEST_F(SchedulerTest, BadSweepsAreRefusedAndNothingIsWritten) {
+  SubmitRequestData request;
+  request.source_name = "bad.yaml";
+  request.text = SweepText("bad", "").replace(SweepText("bad").find("dims: [0, 10, 100]"), 18, "dims: [0, -5]");
+  auto negative = scheduler_->Submit(request);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_EQ(negative.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(negative.status().message().find("bad.yaml"), std::string::npos) << negative.status();
+  EXPECT_NE(negative.status().message().find("-5"), std::string::npos) << negative.status();
+
+  request.text = "name: x\nmodels: [{name: m, arch: transformer9000}]\n";
+  auto unknown = scheduler_->Submit(request);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("transformer9000"), std::string::npos) << unknown.status();
+
+  request.text = "name: [unclosed\n";
+  EXPECT_FALSE(scheduler_->Submit(request).ok());
+  EXPECT_TRUE(store_.LoadSweeps()->empty());
+  EXPECT_TRUE(store_.LoadJobs()->empty());
+  EXPECT_TRUE(scheduler_->ListSweeps().empty());
+}
+
+TEST_F(SchedulerTest, DryRunStoresNothing) {
+  SubmitRequestData request;
+  request.text = SweepText();
+  request.dry_run = true;
+  auto result = scheduler_->Submit(request);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->jobs.size(), 12u);
+  EXPECT_TRUE(store_.LoadSweeps()->empty());
+}
+
+TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
+  Submit(SweepText());
+  const std::string worker = RegisterWorker();
+  Lease first = AcquireNow(worker);
+  EXPECT_EQ(first.job.d, "0");
+  EXPECT_EQ(first.job.attempt, 1);
+  EXPECT_EQ(first.expires_ms, now_ + 1000);
+
+  // A lease that is not the job's current one is refused for metrics, completion and failure.
+  EXPECT_EQ(scheduler_->Complete(worker, "l-made-up", Result(0.4)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(scheduler_->RecordMetrics(worker, "l-made-up", {{1, 0.5, 0.1, now_}}).code(),
+            StatusCode::kFailedPrecondition);
+  // Another worker cannot use it either.
+  const std::string other = RegisterWorker("other");
+  EXPECT_EQ(scheduler_->Complete(other, first.lease_id, Result(0.4)).code(), StatusCode::kFailedPrecondition);
+  // NaN results are refused (a job that produced NaN must Fail).
+  EXPECT_EQ(scheduler_->Complete(worker, first.lease_id, Result(std::nan(""))).code(), StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(scheduler_->RecordMetrics(worker, first.lease_id, {{1, 0.5, 0.1, now_}, {2, 0.4, 0.2, now_}}).ok());
+  ASSERT_TRUE(scheduler_->Complete(worker, first.lease_id, Result(0.4)).ok());
+  // Exactly one result, whatever is retried.
+  EXPECT_EQ(scheduler_->Complete(worker, first.lease_id, Result(0.9)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*store_.CountResults(first.job.job_id), 1);
+  ASSERT_TRUE(scheduler_->FlushMetrics().ok());
+  auto points = scheduler_->Metrics(first.job.job_id);
+  ASSERT_TRUE(points.ok());
+  ASSERT_EQ(points->size(), 2u);
+  EXPECT_EQ((*points)[1].epoch, 2);
+  EXPECT_DOUBLE_EQ((*points)[1].val_score, 0.2);
+}
+
+TEST_F(SchedulerTest, HeartbeatsExtendLeasesAndExpiryRequeuesThenFails) {
+  Submit(SweepText());
+  const std::string worker = RegisterWorker();
+  Lease lease = AcquireNow(worker);
+  // Heartbeats before expiry keep the lease alive well past its first TTL.
+  for (int i = 0; i < 5; ++i) {
+    now_ += 600;
+    auto beat = scheduler_->Heartbeat(worker, {lease.lease_id}, false);
+    ASSERT_TRUE(beat.ok());
+    ASSERT_EQ(beat->leases.size(), 1u);
+    EXPECT_TRUE(beat->leases[0].valid);
+    EXPECT_EQ(beat->leases[0].expires_ms, now_ + 1000);
+    EXPECT_EQ(scheduler_->ExpireLeases(), 0);
+  }
+  // Silence past the TTL: the job is requeued with its next attempt, the old lease is stale.
+  now_ += 1001;
+  EXPECT_EQ(scheduler_->ExpireLeases(), 1);
+  EXPECT_EQ(scheduler_->Complete(worker, lease.lease_id, Result(0.5)).code(), StatusCode::kFailedPrecondition);
+  auto beat = scheduler_->Heartbeat(worker, {lease.lease_id}, false);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_FALSE(beat->leases[0].valid);
+  Lease second = AcquireNow(worker);
+  EXPECT_EQ(second.job.job_id, lease.job.job_id);
+  EXPECT_EQ(second.job.attempt, 2);
+  EXPECT_NE(second.lease_id, lease.lease_id);
+  // max_attempts = 2: the second expiry fails the job for good.
+  now_ += 1001;
+  EXPECT_EQ(scheduler_->ExpireLeases(), 1);
+  auto jobs = scheduler_->Jobs("t-1");
+  ASSERT_TRUE(jobs.ok());
+  const JobRow& failed = (*jobs)[0].job.job_id == lease.job.job_id ? (*jobs)[0].job : (*jobs)[1].job;
+  EXPECT_EQ(failed.state, JobState::kFailed);
+  EXPECT_NE(failed.error.find("expired"), std::string::npos) << failed.error;
+}
+
+TEST_F(SchedulerTest, RetryableFailuresRequeueAndTripTheBreaker) {
+  Submit(SweepText());
+  const std::string worker = RegisterWorker();
+  Lease a = AcquireNow(worker);
+  auto requeued = scheduler_->Fail(worker, a.lease_id, "CUDA error: out of memory", true);
+  ASSERT_TRUE(requeued.ok());
+  EXPECT_TRUE(*requeued);
+  Lease b = AcquireNow(worker);
+  EXPECT_EQ(b.job.job_id, a.job.job_id);
+  EXPECT_EQ(b.job.attempt, 2);
+  // The second retryable failure exhausts max_attempts = 2.
+  requeued = scheduler_->Fail(worker, b.lease_id, "CUDA error again", true);
+  ASSERT_TRUE(requeued.ok());
+  EXPECT_FALSE(*requeued);
+  // A bad job (not retryable) fails at once and does not count against the worker.
+  Lease c = AcquireNow(worker);
+  ASSERT_TRUE(scheduler_->Fail(worker, c.lease_id, "unknown layer 'fc9'", false).ok());
+  Lease d = AcquireNow(worker);
+  ASSERT_TRUE(scheduler_->Fail(worker, d.lease_id, "segfault-like", true).ok());
+  // Third retryable failure in a row: the breaker blocks the worker.
+  auto stopped = scheduler_->Acquire(worker, "cpu", 0);
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_TRUE(stopped->stop);
+  EXPECT_FALSE(stopped->lease.has_value());
+  EXPECT_NE(stopped->reason.find("circuit breaker"), std::string::npos) << stopped->reason;
+  // Other workers keep taking jobs.
+  const std::string healthy = RegisterWorker("healthy");
+  EXPECT_FALSE(AcquireNow(healthy).lease_id.empty());
+}
+
+TEST_F(SchedulerTest, CancelReachesRunningJobsThroughHeartbeats) {
+  Submit(SweepText());
+  const std::string worker = RegisterWorker();
+  Lease running = AcquireNow(worker);
+  auto cancelled = scheduler_->Cancel("t-1");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->cancelled_queued, 11);
+  EXPECT_EQ(cancelled->cancelling_running, 1);
+  EXPECT_EQ(cancelled->sweep.row.state, SweepState::kCancelled);
+  auto beat = scheduler_->Heartbeat(worker, {running.lease_id}, false);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_TRUE(beat->leases[0].cancel);
+  EXPECT_FALSE(beat->leases[0].valid);
+  EXPECT_EQ(scheduler_->Complete(worker, running.lease_id, Result(0.5)).code(), StatusCode::kFailedPrecondition);
+  auto none = scheduler_->Acquire(worker, "cpu", 0);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->lease.has_value());
+  EXPECT_EQ(scheduler_->Cancel("t-1").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(scheduler_->Cancel("nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, SweepsShareWorkersFairly) {
+  Submit(SweepText("first"));
+  Submit(SweepText("second"));
+  const std::string worker = RegisterWorker();
+  int first = 0, second = 0;
+  for (int i = 0; i < 8; ++i) {
+    Lease lease = AcquireNow(worker);
+    (lease.job.sweep_id == "first-1" ? first : second) += 1;
+  }
+  EXPECT_EQ(first, 4);
+  EXPECT_EQ(second, 4);
+}
+
+TEST_F(SchedulerTest, DWarpIsRecomputedAndWatchersSeeEveryChange) {
+  Submit(SweepText());
+  auto watch = scheduler_->Watch("t-1");
+  ASSERT_TRUE(watch.ok());
+  EXPECT_EQ(watch->jobs.size(), 12u);
+  ASSERT_EQ(watch->dwarp.size(), 2u);
+  EXPECT_EQ(watch->dwarp[0].status, DWarpStatus::kPending);
+
+  const std::string worker = RegisterWorker();
+  // Scores: model "small" crosses 0.5 between d = 10 (0.4) and d = 100 (0.6); "wide" never does.
+  auto score = [](const JobRow& job) {
+    const double base = job.model == "small" ? 0.2 : 0.05;
+    return base + (job.d == "0" ? 0.0 : job.d == "10" ? 0.2 : 0.4);
+  };
+  for (int i = 0; i < 12; ++i) {
+    Lease lease = AcquireNow(worker);
+    ASSERT_TRUE(scheduler_->Complete(worker, lease.lease_id, Result(score(lease.job))).ok());
+  }
+  auto dwarp = scheduler_->DWarp("t-1");
+  ASSERT_TRUE(dwarp.ok());
+  ASSERT_EQ(dwarp->size(), 2u);
+  const GroupDWarp& small = (*dwarp)[0].model == "small" ? (*dwarp)[0] : (*dwarp)[1];
+  const GroupDWarp& wide = (*dwarp)[0].model == "small" ? (*dwarp)[1] : (*dwarp)[0];
+  EXPECT_EQ(small.status, DWarpStatus::kReached);
+  EXPECT_EQ(small.grid_d, 100);
+  // 0.5 is halfway between 0.4 and 0.6 in score, so halfway between 10 and 100 in log d.
+  EXPECT_NEAR(small.d_warp, std::sqrt(10.0 * 100.0), 1e-6);
+  EXPECT_EQ(wide.status, DWarpStatus::kNotReached);
+
+  auto sweep = scheduler_->GetSweep("t-1");
+  ASSERT_TRUE(sweep.ok());
+  EXPECT_EQ(sweep->row.state, SweepState::kDone);
+  EXPECT_EQ(sweep->counts.succeeded, 12);
+
+  // The watcher saw every job change, d_warp records and, last, the sweep's final state; then the queue closed.
+  int jobs = 0, dwarps = 0;
+  std::optional<SweepSummary> last_sweep;
+  while (auto event = watch->queue->Pop(0)) {
+    if (std::holds_alternative<JobView>(*event)) ++jobs;
+    if (std::holds_alternative<GroupDWarp>(*event)) ++dwarps;
+    if (auto* summary = std::get_if<SweepSummary>(&*event)) last_sweep = *summary;
+  }
+  EXPECT_EQ(jobs, 24);  // leased + succeeded, for 12 jobs
+  EXPECT_GE(dwarps, 2);
+  ASSERT_TRUE(last_sweep.has_value());
+  EXPECT_EQ(last_sweep->row.state, SweepState::kDone);
+  EXPECT_TRUE(watch->queue->closed());
+}
+
+TEST_F(SchedulerTest, EarlyStopCancelsQueuedJobsAboveAFinalCrossing) {
+  Submit(SweepText("es", "early_stop: true\n").replace(SweepText("es").find("seeds: [0, 1]"), 13, "seeds: [0]"));
+  const std::string worker = RegisterWorker();
+  // Smallest d first: both d = 0 jobs, then both d = 10 jobs. Scores above 0.5 at d = 10 make it final.
+  for (int i = 0; i < 4; ++i) {
+    Lease lease = AcquireNow(worker);
+    ASSERT_TRUE(scheduler_->Complete(worker, lease.lease_id, Result(lease.job.d == "0" ? 0.1 : 0.9)).ok());
+  }
+  auto jobs = scheduler_->Jobs("es-1");
+  ASSERT_TRUE(jobs.ok());
+  int cancelled = 0;
+  for (const JobView& view : *jobs)
+    if (view.job.d == "100") {
+      EXPECT_EQ(view.job.state, JobState::kCancelled);
+      ++cancelled;
+    }
+  EXPECT_EQ(cancelled, 2);
+  EXPECT_EQ(scheduler_->GetSweep("es-1")->row.state, SweepState::kDone);
+}
+
+TEST_F(SchedulerTest, LongPollWakesWhenWorkArrives) {
+  const std::string worker = RegisterWorker();
+  std::thread submitter([this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Submit(SweepText());
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto result = scheduler_->Acquire(worker, "cpu", 10000);
+  submitter.join();
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->lease.has_value());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  // With nothing queued, a short poll returns empty.
+  SchedulerTest::scheduler_->Cancel("t-1").status();
+  auto empty = scheduler_->Acquire(worker, "cpu", 50);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->lease.has_value());
+}
+
+TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("dwarp-scheduler-restart-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "dwarp.db").string();
+  std::atomic<int64_t> now{5'000'000};
+  SchedulerOptions options;
+  options.lease_ttl_ms = 1000;
+  options.heartbeat_interval_ms = 300;
+  options.reap_interval_ms = 0;
+  options.metric_flush_ms = 0;
+  options.now_ms = [&] { return now.load(); };
+
+  std::string worker, held, expired_lease;
+  int64_t held_job = 0;
+  {
+    auto store = SqliteSweepStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto scheduler = Scheduler::Create(store->get(), options);
+    ASSERT_TRUE(scheduler.ok());
+    SubmitRequestData request;
+    request.text = SweepText();
+    ASSERT_TRUE((*scheduler)->Submit(request).ok());
+    worker = (*scheduler)->Register("w", "h", {"cpu", "cpu"}, "")->worker_id;
+    auto a = (*scheduler)->Acquire(worker, "cpu", 0);
+    auto b = (*scheduler)->Acquire(worker, "cpu", 0);
+    ASSERT_TRUE(a.ok() && a->lease && b.ok() && b->lease);
+    ASSERT_TRUE((*scheduler)->Complete(worker, a->lease->lease_id, {}).ok());
+    held = b->lease->lease_id;
+    held_job = b->lease->job.job_id;
+    // The scheduler goes away without Shutdown's courtesies mattering: everything is already stored.
+  }
+  now += 500;  // within the TTL
+  auto store = SqliteSweepStore::Open(path);
+  ASSERT_TRUE(store.ok());
+  auto scheduler = Scheduler::Create(store->get(), options);
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  auto beat = (*scheduler)->Heartbeat(worker, {held}, false);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_FALSE(beat->unknown_worker);
+  ASSERT_EQ(beat->leases.size(), 1u);
+  EXPECT_TRUE(beat->leases[0].valid);
+  ResultRow result;
+  result.test_score = 0.7;
+  ASSERT_TRUE((*scheduler)->Complete(worker, held, result).ok());
+  EXPECT_EQ(*(*store)->CountResults(held_job), 1);
+  auto sweep = (*scheduler)->GetSweep("t-1");
+  ASSERT_TRUE(sweep.ok());
+  EXPECT_EQ(sweep->counts.succeeded, 2);
+  EXPECT_EQ(sweep->counts.queued, 10);
+  EXPECT_EQ(*(*store)->IntegrityCheck(), "ok");
+  scheduler->reset();
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace dwarp::coordinator

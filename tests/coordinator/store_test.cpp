@@ -1,0 +1,700 @@
+// The SweepStore contract (coordinator/store.h), one suite run against both implementations, plus what
+// only the SQLite store promises (a file that survives reopening, WAL mode, schema versions, clear errors
+// for files it cannot use).
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "coordinator/memory_store.h"
+#include "coordinator/sqlite_store.h"
+
+namespace dwarp::coordinator {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh folder under the system's temp folder; removed (with everything in it) on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "dwarp_store_test_XXXXXX").string();
+    char* made = mkdtemp(pattern.data());
+    EXPECT_NE(made, nullptr) << "mkdtemp " << pattern;
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// Field-by-field views, so that EXPECT_EQ compares (and prints) every field.
+auto Fields(const SweepRow& s) {
+  return std::make_tuple(s.sweep_id, s.name, static_cast<int>(s.state), s.created_ms, s.finished_ms, s.spec_json);
+}
+auto Fields(const JobRow& j) {
+  return std::make_tuple(j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d, j.variant, j.seed, j.spec_json,
+                         static_cast<int>(j.state), j.attempt, j.lease_id, j.worker_id, j.lease_expires_ms, j.error,
+                         j.created_ms, j.started_ms, j.finished_ms, j.cancel_requested);
+}
+auto Fields(const ResultRow& r) {
+  return std::make_tuple(r.metric, r.train_score, r.val_score, r.test_score, r.test_pearson_mean,
+                         r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.trained_d, r.warped_params,
+                         r.device, r.result_json, r.attempt, r.worker_id, r.recorded_ms);
+}
+auto Fields(const MetricRow& m) {
+  return std::make_tuple(m.job_id, m.attempt, m.epoch, m.train_loss, m.val_score, m.time_ms);
+}
+auto Fields(const WorkerRow& w) {
+  return std::make_tuple(w.worker_id, w.name, w.host, w.devices, w.registered_ms, w.last_seen_ms,
+                         w.consecutive_failures, w.blocked, w.draining, w.jobs_succeeded, w.jobs_failed);
+}
+
+void ExpectSameJob(const JobRow& want, const JobRow& got) {
+  EXPECT_EQ(Fields(want), Fields(got));
+  ASSERT_EQ(want.result.has_value(), got.result.has_value()) << "job " << want.job_id;
+  if (want.result) {
+    EXPECT_EQ(Fields(*want.result), Fields(*got.result));
+  }
+}
+
+// Rows with every field set to something other than its default, and text that needs care (quotes,
+// commas, newlines, non-ASCII) where a careless encoding would lose it.
+SweepRow MakeSweep(const std::string& id, int64_t created_ms = 1'700'000'000'000) {
+  SweepRow s;
+  s.sweep_id = id;
+  s.name = "resnet vs \"IT\", run 1\nü";
+  s.state = SweepState::kRunning;
+  s.created_ms = created_ms;
+  s.finished_ms = 0;
+  s.spec_json = R"({"name":"sweep )" + id + R"(","d":[0,10,100]})";
+  return s;
+}
+
+JobRow MakeJob(const std::string& d, uint64_t seed) {
+  JobRow j;
+  j.model = "resnet18";
+  j.layer = "layer4";
+  j.dataset = "majaj_hong";
+  j.d = d;
+  j.variant = "lr=1e-3,wd=0";
+  j.seed = seed;
+  j.spec_json = R"({"d":")" + d + R"(","train":{"seed":)" + std::to_string(seed) + "}}";
+  j.state = JobState::kQueued;
+  j.attempt = 0;
+  j.created_ms = 1'700'000'000'123;
+  return j;
+}
+
+ResultRow MakeResult(int32_t attempt) {
+  ResultRow r;
+  r.metric = "r2";
+  r.train_score = 0.1 + 0.2;  // not exactly 0.3: checks doubles round-trip bit for bit
+  r.val_score = 1.0 / 3.0;
+  r.test_score = -2.5e-300;
+  r.test_pearson_mean = 0.7071067811865476;
+  r.test_pearson_median = 0.69314718055994531;
+  r.epochs_run = 42;
+  r.best_epoch = 37;
+  r.seconds = 1234.5678;
+  r.trained_d = 1000;
+  r.warped_params = 11'689'512;
+  r.device = "cuda:0";
+  r.result_json = R"({"test":{"r2":-2.5e-300},"note":"a\"b"})";
+  r.attempt = attempt;
+  r.worker_id = "worker-7";
+  r.recorded_ms = 1'700'000'100'000;
+  return r;
+}
+
+WorkerRow MakeWorker(const std::string& id) {
+  WorkerRow w;
+  w.worker_id = id;
+  w.name = "gpu box " + id;
+  w.host = "node17.cluster.example:50051";
+  w.devices = {"cuda:0", "cuda:1", "odd \"name\", with\\backslash\tand tab", "ü"};
+  w.registered_ms = 1'700'000'000'000;
+  w.last_seen_ms = 1'700'000'000'999;
+  w.consecutive_failures = 3;
+  w.blocked = true;
+  w.draining = true;
+  w.jobs_succeeded = 12;
+  w.jobs_failed = 4;
+  return w;
+}
+
+MetricRow Point(int64_t job_id, int32_t attempt, int64_t epoch) {
+  MetricRow m;
+  m.job_id = job_id;
+  m.attempt = attempt;
+  m.epoch = epoch;
+  m.train_loss = 1.0 / static_cast<double>(epoch + 3);
+  m.val_score = 0.5 + 0.01 * static_cast<double>(epoch);
+  m.time_ms = 1'700'000'000'000 + 1000 * epoch + attempt;
+  return m;
+}
+
+// A job as UpdateJobs / RecordResult write it: every mutable field changed.
+JobRow Leased(JobRow j, int32_t attempt) {
+  j.state = JobState::kRunning;
+  j.attempt = attempt;
+  j.lease_id = "lease-" + std::to_string(j.job_id) + "-" + std::to_string(attempt);
+  j.worker_id = "worker-7";
+  j.lease_expires_ms = 1'700'000'030'000;
+  j.error = "previous attempt: CUDA out of memory";
+  j.started_ms = 1'700'000'000'500;
+  j.finished_ms = 1'700'000'000'600;
+  j.cancel_requested = true;
+  return j;
+}
+
+enum class StoreKind { kMemory, kSqlite };
+
+std::string KindName(StoreKind kind) { return kind == StoreKind::kMemory ? "Memory" : "Sqlite"; }
+std::string TestNameOf(const ::testing::TestParamInfo<StoreKind>& info) { return KindName(info.param); }
+// So that a failure names the store rather than printing the parameter's bytes.
+void PrintTo(StoreKind kind, std::ostream* os) { *os << KindName(kind); }
+
+class StoreTest : public ::testing::TestWithParam<StoreKind> {
+ protected:
+  void SetUp() override {
+    dir_ = std::make_unique<TempDir>();
+    if (GetParam() == StoreKind::kMemory) {
+      store_ = std::make_unique<MemorySweepStore>();
+      return;
+    }
+    auto opened = SqliteSweepStore::Open((dir_->path() / "store.db").string());
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    store_ = std::move(opened).value();
+  }
+  void TearDown() override {
+    store_.reset();
+    dir_.reset();
+  }
+
+  // Creates a sweep with jobs at the given d's (seed 0, 1, ...) and returns the jobs with their ids.
+  std::vector<JobRow> CreateSweepWithJobs(const std::string& id, const std::vector<std::string>& ds) {
+    std::vector<JobRow> jobs;
+    for (size_t i = 0; i < ds.size(); ++i) jobs.push_back(MakeJob(ds[i], i));
+    Status status = store_->CreateSweep(MakeSweep(id), jobs);
+    EXPECT_TRUE(status.ok()) << status;
+    return jobs;
+  }
+
+  std::vector<JobRow> Jobs() {
+    auto jobs = store_->LoadJobs();
+    EXPECT_TRUE(jobs.ok()) << jobs.status();
+    return jobs.ok() ? *jobs : std::vector<JobRow>{};
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<SweepStore> store_;
+};
+
+TEST_P(StoreTest, EmptyStoreLoadsNothing) {
+  auto sweeps = store_->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  EXPECT_TRUE(sweeps->empty());
+  EXPECT_TRUE(Jobs().empty());
+  auto workers = store_->LoadWorkers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  EXPECT_TRUE(workers->empty());
+  auto metrics = store_->LoadMetrics(1);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_TRUE(metrics->empty());
+  auto count = store_->CountResults(1);
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(*count, 0);
+}
+
+TEST_P(StoreTest, SweepAndJobsRoundTripEveryField) {
+  SweepRow sweep = MakeSweep("sweep-a");
+  std::vector<JobRow> jobs = {MakeJob("0", 0), MakeJob("300", std::numeric_limits<uint64_t>::max() - 5),
+                              MakeJob("full", 1)};
+  jobs[2].state = JobState::kCancelled;  // a job may be created in any state
+  jobs[2].error = "cancelled before it ran";
+  jobs[2].cancel_requested = true;
+  ASSERT_TRUE(store_->CreateSweep(sweep, jobs).ok());
+
+  auto sweeps = store_->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ(sweeps->size(), 1u);
+  EXPECT_EQ(Fields((*sweeps)[0]), Fields(sweep));
+
+  // CreateSweep filled in the ids and the sweep id; the stored rows equal the caller's.
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    EXPECT_EQ(jobs[i].sweep_id, "sweep-a");
+    ExpectSameJob(jobs[i], loaded[i]);
+  }
+  EXPECT_EQ(loaded[1].seed, std::numeric_limits<uint64_t>::max() - 5);
+}
+
+TEST_P(StoreTest, UpdateSweepWritesStateAndFinishTime) {
+  CreateSweepWithJobs("sweep-a", {"0"});
+  SweepRow done = MakeSweep("sweep-a");
+  done.state = SweepState::kDone;
+  done.finished_ms = 1'700'000'900'000;
+  ASSERT_TRUE(store_->UpdateSweep(done).ok());
+  auto sweeps = store_->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ(sweeps->size(), 1u);
+  EXPECT_EQ((*sweeps)[0].state, SweepState::kDone);
+  EXPECT_EQ((*sweeps)[0].finished_ms, 1'700'000'900'000);
+
+  SweepRow unknown = MakeSweep("no-such-sweep");
+  Status status = store_->UpdateSweep(unknown);
+  EXPECT_EQ(status.code(), StatusCode::kNotFound) << status;
+  EXPECT_NE(status.message().find("no-such-sweep"), std::string::npos) << status;
+}
+
+TEST_P(StoreTest, SweepsLoadInCreationOrder) {
+  // Ids deliberately not in alphabetical order: the order is creation's, not the id's.
+  CreateSweepWithJobs("zeta", {"0"});
+  CreateSweepWithJobs("alpha", {"0"});
+  CreateSweepWithJobs("mu", {"0"});
+  auto sweeps = store_->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ(sweeps->size(), 3u);
+  EXPECT_EQ((*sweeps)[0].sweep_id, "zeta");
+  EXPECT_EQ((*sweeps)[1].sweep_id, "alpha");
+  EXPECT_EQ((*sweeps)[2].sweep_id, "mu");
+}
+
+TEST_P(StoreTest, JobIdsAscendAcrossSweepsAndAreNeverReused) {
+  std::vector<JobRow> a = CreateSweepWithJobs("sweep-a", {"0", "10", "100"});
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0].job_id, 1);
+  EXPECT_EQ(a[1].job_id, 2);
+  EXPECT_EQ(a[2].job_id, 3);
+
+  // A refused sweep assigns nothing ...
+  std::vector<JobRow> refused = {MakeJob("0", 9)};
+  EXPECT_EQ(store_->CreateSweep(MakeSweep("sweep-a"), refused).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(refused[0].job_id, 0);
+
+  // ... and the next sweep's ids continue above every id handed out.
+  std::vector<JobRow> b = CreateSweepWithJobs("sweep-b", {"0", "10"});
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_GT(b[0].job_id, a[2].job_id);
+  EXPECT_GT(b[1].job_id, b[0].job_id);
+
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), 5u);
+  for (size_t i = 1; i < loaded.size(); ++i) EXPECT_LT(loaded[i - 1].job_id, loaded[i].job_id);
+  EXPECT_EQ(loaded[3].sweep_id, "sweep-b");
+}
+
+TEST_P(StoreTest, DuplicateSweepIdIsAlreadyExistsAndWritesNothing) {
+  std::vector<JobRow> first = CreateSweepWithJobs("sweep-a", {"0", "10"});
+  SweepRow again = MakeSweep("sweep-a", 1'800'000'000'000);
+  again.name = "a different sweep";
+  std::vector<JobRow> more = {MakeJob("0", 5), MakeJob("10", 5), MakeJob("full", 5)};
+  Status status = store_->CreateSweep(again, more);
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status;
+  EXPECT_NE(status.message().find("sweep-a"), std::string::npos) << status;
+  for (const JobRow& job : more) EXPECT_EQ(job.job_id, 0);
+
+  auto sweeps = store_->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ(sweeps->size(), 1u);
+  EXPECT_EQ(Fields((*sweeps)[0]), Fields(MakeSweep("sweep-a")));
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), 2u);
+  ExpectSameJob(first[0], loaded[0]);
+  ExpectSameJob(first[1], loaded[1]);
+}
+
+TEST_P(StoreTest, JobOfAnotherSweepIsRefusedAndNothingWritten) {
+  std::vector<JobRow> jobs = {MakeJob("0", 0), MakeJob("10", 0)};
+  jobs[1].sweep_id = "other-sweep";
+  Status status = store_->CreateSweep(MakeSweep("sweep-a"), jobs);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status;
+  EXPECT_NE(status.message().find("other-sweep"), std::string::npos) << status;
+  auto sweeps = store_->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  EXPECT_TRUE(sweeps->empty());
+  EXPECT_TRUE(Jobs().empty());
+}
+
+TEST_P(StoreTest, UpdateJobsWritesEveryMutableField) {
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0", "10", "100"});
+  std::vector<JobRow> updated = {Leased(jobs[0], 1), Leased(jobs[2], 4)};
+  updated[1].state = JobState::kFailed;
+  ASSERT_TRUE(store_->UpdateJobs(updated).ok());
+
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), 3u);
+  ExpectSameJob(updated[0], loaded[0]);
+  ExpectSameJob(jobs[1], loaded[1]);  // not in the batch: untouched
+  ExpectSameJob(updated[1], loaded[2]);
+
+  // Back to the defaults: "" and 0 and false are written too, not skipped as "unset".
+  ASSERT_TRUE(store_->UpdateJobs({jobs[0]}).ok());
+  ExpectSameJob(jobs[0], Jobs()[0]);
+}
+
+TEST_P(StoreTest, UpdateJobsWithAnUnknownIdIsNotFoundAndWritesNothing) {
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0", "10"});
+  JobRow unknown = Leased(jobs[1], 1);
+  unknown.job_id = 999;
+  // The known job comes first: its update must be undone with the rest of the batch.
+  Status status = store_->UpdateJobs({Leased(jobs[0], 1), unknown, Leased(jobs[1], 1)});
+  EXPECT_EQ(status.code(), StatusCode::kNotFound) << status;
+  EXPECT_NE(status.message().find("999"), std::string::npos) << status;
+
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), 2u);
+  ExpectSameJob(jobs[0], loaded[0]);
+  ExpectSameJob(jobs[1], loaded[1]);
+}
+
+TEST_P(StoreTest, RecordResultStoresResultAndJobRow) {
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0", "10"});
+  JobRow done = Leased(jobs[1], 2);
+  done.state = JobState::kSucceeded;
+  done.lease_id = "";
+  done.cancel_requested = false;
+  ASSERT_TRUE(store_->RecordResult(done, MakeResult(2)).ok());
+
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), 2u);
+  ExpectSameJob(jobs[0], loaded[0]);  // no result
+  done.result = MakeResult(2);
+  ExpectSameJob(done, loaded[1]);
+  auto count = store_->CountResults(done.job_id);
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(*count, 1);
+}
+
+TEST_P(StoreTest, SecondResultIsAlreadyExistsAndWritesNothing) {
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0"});
+  JobRow done = Leased(jobs[0], 1);
+  done.state = JobState::kSucceeded;
+  ASSERT_TRUE(store_->RecordResult(done, MakeResult(1)).ok());
+
+  // A retried completion (another attempt, another worker) must neither add a result nor touch the row.
+  JobRow retry = Leased(jobs[0], 2);
+  retry.state = JobState::kFailed;
+  ResultRow other = MakeResult(2);
+  other.test_score = 0.99;
+  Status status = store_->RecordResult(retry, other);
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status;
+  EXPECT_NE(status.message().find(std::to_string(jobs[0].job_id)), std::string::npos) << status;
+
+  auto count = store_->CountResults(jobs[0].job_id);
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(*count, 1);
+  done.result = MakeResult(1);
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), 1u);
+  ExpectSameJob(done, loaded[0]);
+}
+
+TEST_P(StoreTest, ResultForAnUnknownJobIsNotFound) {
+  CreateSweepWithJobs("sweep-a", {"0"});
+  JobRow ghost = MakeJob("0", 0);
+  ghost.job_id = 42;
+  Status status = store_->RecordResult(ghost, MakeResult(1));
+  EXPECT_EQ(status.code(), StatusCode::kNotFound) << status;
+  EXPECT_NE(status.message().find("42"), std::string::npos) << status;
+  auto count = store_->CountResults(42);
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(*count, 0);
+}
+
+TEST_P(StoreTest, MetricsLoadByAttemptThenEpochAndFilterByAttempt) {
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0", "10"});
+  const int64_t a = jobs[0].job_id, b = jobs[1].job_id;
+  // One batch, out of order and interleaved across jobs and attempts.
+  std::vector<MetricRow> batch = {Point(a, 2, 1), Point(b, 1, 0), Point(a, 1, 2), Point(a, 2, 0),
+                                  Point(a, 1, 0), Point(b, 1, 1), Point(a, 1, 1)};
+  ASSERT_TRUE(store_->AppendMetrics(batch).ok());
+  ASSERT_TRUE(store_->AppendMetrics({Point(a, 1, 3)}).ok());  // a second batch adds to the first
+
+  auto all = store_->LoadMetrics(a);
+  ASSERT_TRUE(all.ok()) << all.status();
+  std::vector<MetricRow> want = {Point(a, 1, 0), Point(a, 1, 1), Point(a, 1, 2), Point(a, 1, 3),
+                                 Point(a, 2, 0), Point(a, 2, 1)};
+  ASSERT_EQ(all->size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(Fields((*all)[i]), Fields(want[i])) << "point " << i;
+
+  auto second = store_->LoadMetrics(a, 2);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->size(), 2u);
+  EXPECT_EQ(Fields((*second)[0]), Fields(Point(a, 2, 0)));
+  EXPECT_EQ(Fields((*second)[1]), Fields(Point(a, 2, 1)));
+
+  auto other_job = store_->LoadMetrics(b);
+  ASSERT_TRUE(other_job.ok()) << other_job.status();
+  ASSERT_EQ(other_job->size(), 2u);
+  EXPECT_EQ(Fields((*other_job)[0]), Fields(Point(b, 1, 0)));
+  EXPECT_EQ(Fields((*other_job)[1]), Fields(Point(b, 1, 1)));
+
+  auto no_such_attempt = store_->LoadMetrics(a, 7);
+  ASSERT_TRUE(no_such_attempt.ok()) << no_such_attempt.status();
+  EXPECT_TRUE(no_such_attempt->empty());
+}
+
+TEST_P(StoreTest, MetricsOfAnUnknownJobAreNotFoundAndTheBatchIsNotWritten) {
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0"});
+  const int64_t a = jobs[0].job_id;
+  Status status = store_->AppendMetrics({Point(a, 1, 0), Point(777, 1, 0), Point(a, 1, 1)});
+  EXPECT_EQ(status.code(), StatusCode::kNotFound) << status;
+  EXPECT_NE(status.message().find("777"), std::string::npos) << status;
+  auto points = store_->LoadMetrics(a);
+  ASSERT_TRUE(points.ok()) << points.status();
+  EXPECT_TRUE(points->empty());
+}
+
+TEST_P(StoreTest, WorkersRoundTripAndUpsertReplaces) {
+  WorkerRow w2 = MakeWorker("w2");
+  WorkerRow w1 = MakeWorker("w1");
+  w1.devices.clear();  // a CPU-only worker
+  w1.blocked = false;
+  ASSERT_TRUE(store_->UpsertWorker(w2).ok());
+  ASSERT_TRUE(store_->UpsertWorker(w1).ok());
+
+  auto workers = store_->LoadWorkers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ(workers->size(), 2u);
+  EXPECT_EQ(Fields((*workers)[0]), Fields(w1));  // by id
+  EXPECT_EQ(Fields((*workers)[1]), Fields(w2));
+
+  WorkerRow replaced = w2;
+  replaced.name = "renamed";
+  replaced.devices = {"cuda:3"};
+  replaced.last_seen_ms += 5000;
+  replaced.consecutive_failures = 0;
+  replaced.blocked = false;
+  replaced.draining = false;
+  replaced.jobs_succeeded = 13;
+  ASSERT_TRUE(store_->UpsertWorker(replaced).ok());
+  workers = store_->LoadWorkers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ(workers->size(), 2u);
+  EXPECT_EQ(Fields((*workers)[0]), Fields(w1));
+  EXPECT_EQ(Fields((*workers)[1]), Fields(replaced));
+}
+
+TEST_P(StoreTest, ConcurrentCallsFromManyThreadsAllLand) {
+  constexpr int kThreads = 4;
+  constexpr int kPointsPerThread = 50;
+  std::vector<std::string> ds;
+  for (int t = 0; t < kThreads; ++t) ds.push_back(std::to_string(10 * (t + 1)));
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", ds);
+  ASSERT_EQ(jobs.size(), static_cast<size_t>(kThreads));
+
+  std::vector<std::thread> threads;
+  std::vector<Status> failures(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int e = 0; e < kPointsPerThread; ++e) {
+        Status s = store_->AppendMetrics({Point(jobs[t].job_id, 1, e)});
+        if (s.ok()) s = store_->UpdateJobs({Leased(jobs[t], e + 1)});
+        if (s.ok()) s = store_->UpsertWorker(MakeWorker("w" + std::to_string(t)));
+        if (!s.ok()) {
+          failures[t] = s;
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_TRUE(failures[t].ok()) << "thread " << t << ": " << failures[t];
+
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), static_cast<size_t>(kThreads));
+  for (int t = 0; t < kThreads; ++t) {
+    auto points = store_->LoadMetrics(jobs[t].job_id);
+    ASSERT_TRUE(points.ok()) << points.status();
+    EXPECT_EQ(points->size(), static_cast<size_t>(kPointsPerThread)) << "job " << jobs[t].job_id;
+    EXPECT_EQ(loaded[t].attempt, kPointsPerThread);  // the last update of each job wins
+  }
+  auto workers = store_->LoadWorkers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  EXPECT_EQ(workers->size(), static_cast<size_t>(kThreads));
+}
+
+INSTANTIATE_TEST_SUITE_P(BothStores, StoreTest, ::testing::Values(StoreKind::kMemory, StoreKind::kSqlite),
+                         TestNameOf);
+
+// ---- SQLite only ----
+
+// Reads one PRAGMA's value through a separate, raw connection: what another process would see.
+std::string RawPragma(const fs::path& file, const std::string& pragma) {
+  sqlite3* conn = nullptr;
+  std::string value;
+  if (sqlite3_open_v2(file.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(conn, ("PRAGMA " + pragma).c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+  }
+  EXPECT_NE(conn, nullptr);
+  if (value.empty()) ADD_FAILURE() << "PRAGMA " << pragma << " on " << file << ": " << sqlite3_errmsg(conn);
+  sqlite3_close(conn);
+  return value;
+}
+
+// Runs SQL on `file` through a raw connection (to prepare files the store must cope with).
+void RawExec(const fs::path& file, const std::string& sql) {
+  sqlite3* conn = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &conn), SQLITE_OK);
+  char* error = nullptr;
+  int rc = sqlite3_exec(conn, sql.c_str(), nullptr, nullptr, &error);
+  EXPECT_EQ(rc, SQLITE_OK) << (error != nullptr ? error : "");
+  sqlite3_free(error);
+  sqlite3_close(conn);
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::make_unique<TempDir>();
+    file_ = dir_->path() / "store.db";
+  }
+  void TearDown() override { dir_.reset(); }
+
+  std::unique_ptr<SqliteSweepStore> OpenOrFail() {
+    auto store = SqliteSweepStore::Open(file_.string());
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  std::unique_ptr<TempDir> dir_;
+  fs::path file_;
+};
+
+TEST_F(SqliteStoreTest, EverythingSurvivesCloseAndReopen) {
+  std::vector<JobRow> jobs = {MakeJob("0", 0), MakeJob("10", 1)};
+  WorkerRow worker = MakeWorker("w1");
+  JobRow done;
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(store->path(), file_.string());
+    ASSERT_TRUE(store->CreateSweep(MakeSweep("sweep-a"), jobs).ok());
+    done = Leased(jobs[0], 1);
+    done.state = JobState::kSucceeded;
+    ASSERT_TRUE(store->RecordResult(done, MakeResult(1)).ok());
+    ASSERT_TRUE(store->UpdateJobs({Leased(jobs[1], 3)}).ok());
+    ASSERT_TRUE(store->AppendMetrics({Point(jobs[1].job_id, 3, 0), Point(jobs[1].job_id, 3, 1)}).ok());
+    ASSERT_TRUE(store->UpsertWorker(worker).ok());
+  }
+
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  auto sweeps = store->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ(sweeps->size(), 1u);
+  EXPECT_EQ(Fields((*sweeps)[0]), Fields(MakeSweep("sweep-a")));
+
+  auto loaded = store->LoadJobs();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->size(), 2u);
+  done.result = MakeResult(1);
+  ExpectSameJob(done, (*loaded)[0]);
+  ExpectSameJob(Leased(jobs[1], 3), (*loaded)[1]);
+
+  auto points = store->LoadMetrics(jobs[1].job_id, 3);
+  ASSERT_TRUE(points.ok()) << points.status();
+  ASSERT_EQ(points->size(), 2u);
+  EXPECT_EQ(Fields((*points)[1]), Fields(Point(jobs[1].job_id, 3, 1)));
+
+  auto workers = store->LoadWorkers();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  ASSERT_EQ(workers->size(), 1u);
+  EXPECT_EQ(Fields((*workers)[0]), Fields(worker));
+
+  // The one-result rule and the id sequence hold across the restart too.
+  EXPECT_EQ(store->RecordResult(done, MakeResult(2)).code(), StatusCode::kAlreadyExists);
+  std::vector<JobRow> later = {MakeJob("100", 0)};
+  ASSERT_TRUE(store->CreateSweep(MakeSweep("sweep-b"), later).ok());
+  EXPECT_EQ(later[0].job_id, jobs[1].job_id + 1);
+}
+
+TEST_F(SqliteStoreTest, FileIsInWalModeAtTheCurrentSchemaVersion) {
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  // journal_mode=WAL is a property of the file, so a second connection sees it.
+  EXPECT_EQ(RawPragma(file_, "journal_mode"), "wal");
+  EXPECT_EQ(RawPragma(file_, "user_version"), std::to_string(SqliteSweepStore::kSchemaVersion));
+}
+
+TEST_F(SqliteStoreTest, IntegrityCheckIsOk) {
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  std::vector<JobRow> jobs = {MakeJob("0", 0)};
+  ASSERT_TRUE(store->CreateSweep(MakeSweep("sweep-a"), jobs).ok());
+  ASSERT_TRUE(store->AppendMetrics({Point(jobs[0].job_id, 1, 0)}).ok());
+  auto report = store->IntegrityCheck();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(*report, "ok");
+}
+
+TEST_F(SqliteStoreTest, PathInAMissingFolderFailsNamingThePath) {
+  const fs::path file = dir_->path() / "no-such-folder" / "store.db";
+  auto store = SqliteSweepStore::Open(file.string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kInternal) << store.status();
+  EXPECT_NE(store.status().message().find(file.string()), std::string::npos) << store.status();
+  EXPECT_FALSE(fs::exists(file.parent_path()));
+}
+
+TEST_F(SqliteStoreTest, NewerSchemaVersionIsRefusedAndTheFileLeftAlone) {
+  const int newer = SqliteSweepStore::kSchemaVersion + 1;
+  RawExec(file_, "CREATE TABLE future (x INTEGER); PRAGMA user_version = " + std::to_string(newer) + ";");
+  auto store = SqliteSweepStore::Open(file_.string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition) << store.status();
+  const std::string& message = store.status().message();
+  EXPECT_NE(message.find(file_.string()), std::string::npos) << message;
+  EXPECT_NE(message.find("version " + std::to_string(newer)), std::string::npos) << message;
+  EXPECT_NE(message.find("version " + std::to_string(SqliteSweepStore::kSchemaVersion)), std::string::npos)
+      << message;
+  // Refused before anything was written: neither the version nor the journal mode changed.
+  EXPECT_EQ(RawPragma(file_, "user_version"), std::to_string(newer));
+  EXPECT_EQ(RawPragma(file_, "journal_mode"), "delete");
+}
+
+TEST_F(SqliteStoreTest, FileThatIsNotADatabaseIsRefused) {
+  {
+    std::ofstream out(file_, std::ios::binary);
+    for (int i = 0; i < 200; ++i) out << "this is a results table in CSV, not a database\n";
+  }
+  auto store = SqliteSweepStore::Open(file_.string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kInternal) << store.status();
+  EXPECT_NE(store.status().message().find(file_.string()), std::string::npos) << store.status();
+  EXPECT_NE(store.status().message().find("not a database"), std::string::npos) << store.status();
+}
+
+TEST_F(SqliteStoreTest, OpeningTwiceInARowKeepsTheSchema) {
+  // The second Open finds the schema current and must not migrate (CREATE TABLE would fail) again.
+  ASSERT_NE(OpenOrFail(), nullptr);
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawPragma(file_, "user_version"), std::to_string(SqliteSweepStore::kSchemaVersion));
+}
+
+}  // namespace
+}  // namespace dwarp::coordinator

@@ -1,0 +1,477 @@
+// The sweep service end to end, as real processes on loopback: dwarp-coordinator (SQLite file) and
+// dwarp-worker daemons training real (tiny) jobs on Fashion-MNIST images, driven over gRPC like the CLI.
+//   - a sweep completes with two workers; results and d_warp over RPC match a recomputation here
+//   - a worker killed with SIGKILL mid-job: its lease expires, another worker finishes, exactly one result
+//   - the coordinator killed with SIGKILL mid-sweep and restarted on the same database: the sweep
+//     completes, nothing lost or duplicated, PRAGMA integrity_check is ok
+//   - a stale lease is refused, a call without the token is refused, cancel stops a running job
+//   - malformed sweeps, unknown models, d < 0: a clear error and nothing written
+// Ports are chosen by the OS. Skipped (not failed) when Debian's dataset-fashion-mnist is not installed.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/rpc/connection.h"
+#include "dwarp/v1/dwarp.grpc.pb.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace v1 = dwarp::v1;
+using namespace std::chrono_literals;
+
+const char* kImages = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+// A child process with its output in a log file.
+class Process {
+ public:
+  Process() = default;
+  Process(const std::vector<std::string>& args, const fs::path& log) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    std::vector<char*> argv;
+    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&actions);
+    log_ = log;
+  }
+  Process(Process&& other) noexcept { *this = std::move(other); }
+  Process& operator=(Process&& other) noexcept {
+    std::swap(pid_, other.pid_);
+    std::swap(log_, other.log_);
+    return *this;
+  }
+  ~Process() { Kill(SIGKILL); }
+
+  bool started() const { return pid_ > 0; }
+  void Kill(int signal) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, signal);
+    if (signal == SIGKILL) Wait();
+  }
+  // Exit code (128 + signal when killed); waits up to `timeout`, then kills.
+  int Wait(std::chrono::milliseconds timeout = 60s) {
+    if (pid_ <= 0) return exit_code_;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    pid_ = -1;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return exit_code_;
+  }
+  std::string Log() const {
+    std::ifstream in(log_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  fs::path log_;
+};
+
+// A port the OS says is free now (for restarting the coordinator on the same address).
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+std::string Sweep(const std::string& name, const std::string& dims, const std::string& seeds, int epochs,
+                  int stimuli = 300, bool one_model = false) {
+  return "name: " + name + "\n" +
+         "models:\n"
+         "  - {name: small, arch: mlp, hidden: [16], layers: [fc1], layer_groups: []}\n" +
+         (one_model ? "" : "  - {name: wide, arch: mlp, hidden: [48], layers: [fc1], layer_groups: []}\n") +
+         "datasets:\n"
+         "  - {name: syn, kind: synthetic, images: " + kImages + ", limit_stimuli: " + std::to_string(stimuli) +
+         ", synthetic: {targets: 4, warp_dim: 3, noise: 0.1}}\n"
+         "dims: " + dims + "\n" +
+         "seeds: " + seeds + "\n" +
+         "train: {lr: 1.0e-2, batch_size: 32, max_epochs: " + std::to_string(epochs) + ", patience: 0, threads: 1}\n" +
+         "threshold: {kind: fraction_of_dataset_best, value: 0.8}\n";
+}
+
+class SweepServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(kImages)) GTEST_SKIP() << kImages << " not installed";
+    dir_ = fs::temp_directory_path() /
+           ("dwarp-sweep-service-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    workers_.clear();
+    coordinator_.Kill(SIGKILL);
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  // Starts dwarp-coordinator on `port` (0: any) and connects a channel to it.
+  void StartCoordinator(int port = 0, std::vector<std::string> extra = {}) {
+    const fs::path port_file = dir_ / "port";
+    fs::remove(port_file);
+    std::vector<std::string> args = {DWARP_COORDINATOR_BIN, "--db", (dir_ / "dwarp.db").string(),
+                                     "--listen", "127.0.0.1:" + std::to_string(port), "--port-file",
+                                     port_file.string(), "--lease-ttl", "1.5", "--heartbeat-interval", "0.3"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    coordinator_ = Process(args, dir_ / ("coordinator-" + std::to_string(++coordinator_starts_) + ".log"));
+    ASSERT_TRUE(coordinator_.started());
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!fs::exists(port_file) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(fs::exists(port_file)) << coordinator_.Log();
+    std::ifstream(port_file) >> port_;
+    connection_.address = "127.0.0.1:" + std::to_string(port_);
+    auto channel = dwarp::rpc::MakeChannel(connection_);
+    ASSERT_TRUE(channel.ok());
+    sweeps_ = v1::SweepService::NewStub(*channel);
+    worker_stub_ = v1::WorkerService::NewStub(*channel);
+  }
+
+  void StartWorker(const std::string& name) {
+    std::vector<std::string> args = {DWARP_WORKER_BIN, "--coordinator", connection_.address, "--devices", "cpu",
+                                     "--threads", "1", "--name", name, "--drain-timeout", "5"};
+    workers_[name] = Process(args, dir_ / (name + ".log"));
+    ASSERT_TRUE(workers_[name].started());
+  }
+
+  grpc::Status Submit(const std::string& text, v1::SubmitResponse* response) {
+    v1::SubmitRequest request;
+    request.set_sweep_text(text);
+    request.set_format("yaml");
+    request.set_source_name("test.yaml");
+    grpc::ClientContext context;
+    dwarp::rpc::PrepareContext(context, connection_, 30s);
+    return sweeps_->Submit(&context, request, response);
+  }
+
+  std::string SubmitOk(const std::string& text) {
+    v1::SubmitResponse response;
+    grpc::Status status = Submit(text, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.sweep().sweep_id();
+  }
+
+  v1::ResultsResponse Results(const std::string& sweep) {
+    v1::ResultsRequest request;
+    request.set_sweep_id(sweep);
+    v1::ResultsResponse response;
+    grpc::ClientContext context;
+    dwarp::rpc::PrepareContext(context, connection_, 10s);
+    grpc::Status status = sweeps_->Results(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  // Polls until `done` holds for the sweep's results, or fails after `timeout`.
+  template <typename Predicate>
+  v1::ResultsResponse WaitFor(const std::string& sweep, Predicate done, std::chrono::seconds timeout,
+                              const std::string& what) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    v1::ResultsResponse results;
+    while (std::chrono::steady_clock::now() < deadline) {
+      v1::ResultsRequest request;
+      request.set_sweep_id(sweep);
+      grpc::ClientContext context;
+      dwarp::rpc::PrepareContext(context, connection_, 5s);
+      if (sweeps_->Results(&context, request, &results).ok() && done(results)) return results;
+      std::this_thread::sleep_for(100ms);
+    }
+    ADD_FAILURE() << "timed out waiting for " << what << "\ncoordinator log:\n" << coordinator_.Log();
+    return results;
+  }
+
+  static bool Finished(const v1::ResultsResponse& results) {
+    return results.sweep().state() == v1::SWEEP_DONE || results.sweep().state() == v1::SWEEP_CANCELLED;
+  }
+
+  // One value from the database file, read with sqlite3 directly (not through the coordinator).
+  std::string Query(const std::string& sql) {
+    sqlite3* db = nullptr;
+    std::string value;
+    if (sqlite3_open_v2((dir_ / "dwarp.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_stmt* statement = nullptr;
+      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
+          sqlite3_step(statement) == SQLITE_ROW) {
+        const unsigned char* text = sqlite3_column_text(statement, 0);
+        value = text ? reinterpret_cast<const char*>(text) : "";
+      }
+      sqlite3_finalize(statement);
+    }
+    sqlite3_close(db);
+    return value;
+  }
+
+  fs::path dir_;
+  Process coordinator_;
+  int coordinator_starts_ = 0;
+  std::map<std::string, Process> workers_;
+  int port_ = 0;
+  dwarp::rpc::ConnectionOptions connection_;
+  std::unique_ptr<v1::SweepService::Stub> sweeps_;
+  std::unique_ptr<v1::WorkerService::Stub> worker_stub_;
+};
+
+TEST_F(SweepServiceTest, SmallSweepCompletesWithTwoWorkersAndDWarpIsRight) {
+  StartCoordinator();
+  StartWorker("w1");
+  StartWorker("w2");
+  const std::string sweep = SubmitOk(Sweep("small", "[0, 10, 100]", "[0, 1]", 4));
+  v1::ResultsResponse results = WaitFor(sweep, Finished, 180s, "the sweep to finish");
+  ASSERT_EQ(results.sweep().state(), v1::SWEEP_DONE);
+  ASSERT_EQ(results.jobs_size(), 12);
+  std::set<std::string> workers_used;
+  // Mean test score per (model, d) as the coordinator must compute it.
+  std::map<std::string, std::map<int64_t, std::vector<double>>> scores;
+  for (const v1::Job& job : results.jobs()) {
+    EXPECT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.key().model() << " d=" << job.key().d() << ": " << job.error();
+    EXPECT_EQ(job.attempt(), 1);
+    ASSERT_TRUE(job.has_result());
+    EXPECT_EQ(job.result().metric(), "r2");
+    EXPECT_TRUE(std::isfinite(job.result().test_score()));
+    EXPECT_EQ(job.result().epochs_run(), job.key().d() == "0" ? job.result().epochs_run() : 4);
+    workers_used.insert(job.worker_id());
+    scores[job.key().model()][std::stoll(job.key().d())].push_back(job.result().test_score());
+  }
+  EXPECT_EQ(workers_used.size(), 2u) << "both workers should have taken jobs";
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "12");
+
+  // d_warp: threshold = 0.8 x the best mean score on the dataset; first grid d at or above, refined in log d.
+  double best = -1e9;
+  std::map<std::string, std::map<int64_t, double>> means;
+  for (auto& [model, by_d] : scores)
+    for (auto& [d, values] : by_d) {
+      double sum = 0;
+      for (double v : values) sum += v;
+      means[model][d] = sum / values.size();
+      best = std::max(best, means[model][d]);
+    }
+  const double threshold = 0.8 * best;
+  v1::DWarpRequest request;
+  request.set_sweep_id(sweep);
+  v1::DWarpResponse dwarp;
+  grpc::ClientContext context;
+  ASSERT_TRUE(sweeps_->DWarp(&context, request, &dwarp).ok());
+  ASSERT_EQ(dwarp.records_size(), 2);
+  for (const v1::DWarpRecord& record : dwarp.records()) {
+    EXPECT_NEAR(record.threshold(), threshold, 1e-9);
+    const auto& curve = means[record.model()];
+    int64_t below = -1, crossing = -1;
+    for (const auto& [d, mean] : curve) {
+      if (mean >= threshold) {
+        crossing = d;
+        break;
+      }
+      below = d;
+    }
+    if (crossing < 0) {
+      EXPECT_EQ(record.status(), v1::DWARP_NOT_REACHED) << record.model();
+      continue;
+    }
+    EXPECT_EQ(record.status(), v1::DWARP_REACHED) << record.model();
+    EXPECT_EQ(record.grid_d(), crossing);
+    double expected = static_cast<double>(crossing);
+    if (below > 0) {
+      const double t = (threshold - curve.at(below)) / (curve.at(crossing) - curve.at(below));
+      expected = std::pow(10.0, std::log10(below) + t * (std::log10(crossing) - std::log10(below)));
+    }
+    EXPECT_NEAR(record.d_warp(), expected, 1e-6 * expected) << record.model();
+  }
+
+  // Both workers are listed, and SIGTERM drains them to a clean exit.
+  v1::ListWorkersResponse listed;
+  grpc::ClientContext list_context;
+  ASSERT_TRUE(sweeps_->ListWorkers(&list_context, v1::ListWorkersRequest(), &listed).ok());
+  EXPECT_EQ(listed.workers_size(), 2);
+  for (auto& [name, worker] : workers_) {
+    worker.Kill(SIGTERM);
+    EXPECT_EQ(worker.Wait(30s), 0) << worker.Log();
+  }
+}
+
+TEST_F(SweepServiceTest, KilledWorkersJobIsFinishedByAnotherWithExactlyOneResult) {
+  StartCoordinator();
+  StartWorker("doomed");
+  // One job long enough to kill its worker mid-way.
+  const std::string sweep = SubmitOk(Sweep("kill", "[10]", "[0]", 60, 2000, /*one_model=*/true));
+  ASSERT_FALSE(sweep.empty());
+  v1::ResultsResponse running = WaitFor(
+      sweep, [](const v1::ResultsResponse& r) { return r.jobs_size() == 1 && r.jobs(0).latest_metric().epoch() >= 2; },
+      60s, "the job to report its second epoch");
+  const std::string doomed_id = running.jobs(0).worker_id();
+  workers_["doomed"].Kill(SIGKILL);
+  StartWorker("rescuer");
+  v1::ResultsResponse results = WaitFor(sweep, Finished, 120s, "the rescued sweep to finish");
+  ASSERT_EQ(results.jobs_size(), 1);
+  const v1::Job& job = results.jobs(0);
+  EXPECT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.error();
+  EXPECT_EQ(job.attempt(), 2);
+  EXPECT_NE(job.worker_id(), doomed_id);
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM results WHERE job_id = " + std::to_string(job.job_id())), "1");
+  EXPECT_NE(coordinator_.Log().find("expired"), std::string::npos);
+}
+
+TEST_F(SweepServiceTest, CoordinatorKilledMidSweepRestartsAndNothingIsLostOrDuplicated) {
+  const int port = FreePort();
+  StartCoordinator(port);
+  StartWorker("w1");
+  StartWorker("w2");
+  const std::string sweep = SubmitOk(Sweep("crash", "[0, 10, 30, 100]", "[0, 1]", 8, 600));
+  WaitFor(sweep, [](const v1::ResultsResponse& r) { return r.sweep().counts().succeeded() >= 3; }, 120s,
+          "three results before the crash");
+  coordinator_.Kill(SIGKILL);
+  std::this_thread::sleep_for(300ms);
+  StartCoordinator(port);
+  v1::ResultsResponse results = WaitFor(sweep, Finished, 240s, "the sweep to finish after the restart");
+  ASSERT_EQ(results.sweep().state(), v1::SWEEP_DONE);
+  ASSERT_EQ(results.jobs_size(), 16);
+  for (const v1::Job& job : results.jobs()) EXPECT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.error();
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "16");
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM (SELECT job_id FROM results GROUP BY job_id HAVING COUNT(*) > 1)"), "0");
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM jobs"), "16");
+  EXPECT_EQ(Query("PRAGMA integrity_check"), "ok");
+}
+
+TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {
+  const fs::path token_file = dir_ / "token";
+  std::ofstream(token_file) << "s3cret-token\n";
+  StartCoordinator(0, {"--token-file", token_file.string()});
+  // Without the token: refused.
+  {
+    v1::ListSweepsResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = sweeps_->List(&context, v1::ListSweepsRequest(), &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    grpc::ClientContext wrong;
+    wrong.AddMetadata("authorization", "Bearer not-it");
+    EXPECT_EQ(sweeps_->List(&wrong, v1::ListSweepsRequest(), &response).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  connection_.token = "s3cret-token";
+  // A completion with a lease that is not the job's current one is refused.
+  {
+    v1::RegisterRequest request;
+    request.set_name("manual");
+    request.add_devices("cpu");
+    v1::RegisterResponse registered;
+    grpc::ClientContext context;
+    dwarp::rpc::PrepareContext(context, connection_);
+    ASSERT_TRUE(worker_stub_->Register(&context, request, &registered).ok());
+    v1::CompleteRequest complete;
+    complete.set_worker_id(registered.worker_id());
+    complete.set_lease_id("l0000000000000000000000000000dead");
+    complete.mutable_result()->set_test_score(0.5);
+    v1::CompleteResponse completed;
+    grpc::ClientContext complete_context;
+    dwarp::rpc::PrepareContext(complete_context, connection_);
+    grpc::Status status = worker_stub_->Complete(&complete_context, complete, &completed);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(status.error_message().find("stale lease"), std::string::npos) << status.error_message();
+  }
+  // Cancel reaches a running job: it stops streaming, records no result, and the worker keeps serving.
+  {
+    ::setenv("DWARP_TOKEN", "s3cret-token", 1);
+    StartWorker("w1");
+    ::unsetenv("DWARP_TOKEN");
+    const std::string sweep = SubmitOk(Sweep("cancel", "[10]", "[0]", 400, 2000, /*one_model=*/true));
+    v1::ResultsResponse running = WaitFor(
+        sweep, [](const v1::ResultsResponse& r) {
+          for (const v1::Job& job : r.jobs())
+            if (job.state() == v1::JOB_RUNNING && job.latest_metric().epoch() >= 1) return true;
+          return false;
+        },
+        60s, "a running job");
+    v1::CancelSweepRequest request;
+    request.set_sweep_id(sweep);
+    v1::CancelSweepResponse cancelled;
+    grpc::ClientContext context;
+    dwarp::rpc::PrepareContext(context, connection_);
+    ASSERT_TRUE(sweeps_->Cancel(&context, request, &cancelled).ok());
+    EXPECT_EQ(cancelled.cancelling_running(), 1);
+    EXPECT_EQ(cancelled.sweep().state(), v1::SWEEP_CANCELLED);
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (workers_["w1"].Log().find("cancel") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(100ms);
+    EXPECT_NE(workers_["w1"].Log().find("cancel"), std::string::npos) << workers_["w1"].Log();
+    v1::ResultsResponse after = Results(sweep);
+    for (const v1::Job& job : after.jobs()) {
+      EXPECT_EQ(job.state(), v1::JOB_CANCELLED);
+      EXPECT_FALSE(job.has_result());
+    }
+    EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "0");
+    // The worker is still alive and drains cleanly.
+    workers_["w1"].Kill(SIGTERM);
+    EXPECT_EQ(workers_["w1"].Wait(30s), 0) << workers_["w1"].Log();
+  }
+}
+
+TEST_F(SweepServiceTest, BadSweepsFailClearlyAndWriteNothing) {
+  StartCoordinator();
+  struct Case {
+    std::string text;
+    std::string expect;  // in the message
+  };
+  const std::string good = Sweep("bad", "[0, 10]", "[0]", 2);
+  std::vector<Case> cases = {
+      {"name: bad\nmodels: [ {name: m, arch: mlp\n", "test.yaml"},
+      {std::string(good).replace(good.find("arch: mlp"), 9, "arch: vgg99"), "vgg99"},
+      {std::string(good).replace(good.find("kind: synthetic"), 15, "kind: fmri9"), "fmri9"},
+      {std::string(good).replace(good.find("dims: [0, 10]"), 13, "dims: [0, -3]"), "-3"},
+  };
+  for (const Case& c : cases) {
+    v1::SubmitResponse response;
+    grpc::Status status = Submit(c.text, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.text;
+    EXPECT_NE(status.error_message().find(c.expect), std::string::npos) << status.error_message();
+  }
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM sweeps"), "0");
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM jobs"), "0");
+}
+
+TEST(CoordinatorProcessTest, RefusesANetworkAddressWithoutAToken) {
+  const fs::path log = fs::temp_directory_path() / ("dwarp-coordinator-refuse-" + std::to_string(::getpid()) + ".log");
+  Process coordinator({DWARP_COORDINATOR_BIN, "--db", ":memory:", "--listen", "0.0.0.0:0"}, log);
+  EXPECT_EQ(coordinator.Wait(20s), 2);
+  EXPECT_NE(coordinator.Log().find("without a token"), std::string::npos) << coordinator.Log();
+  fs::remove(log);
+}
+
+}  // namespace

@@ -1,0 +1,670 @@
+#include "worker/daemon/worker_daemon.h"
+
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <future>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "common/job_spec.h"
+#include "dwarp/v1/dwarp.grpc.pb.h"
+
+namespace dwarp::worker {
+namespace {
+
+namespace asio = boost::asio;
+namespace pb = dwarp::v1;
+using std::chrono::milliseconds;
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string HostName() {
+  char buffer[256] = {};
+  if (gethostname(buffer, sizeof(buffer) - 1) != 0) return "unknown-host";
+  return buffer;
+}
+
+// Exponential backoff: initial, doubling up to max.
+class Backoff {
+ public:
+  Backoff(milliseconds initial, milliseconds max) : initial_(initial), max_(max), next_(initial) {}
+  milliseconds Next() {
+    const milliseconds wait = next_;
+    next_ = std::min(next_ * 2, max_);
+    return wait;
+  }
+  void Reset() { next_ = initial_; }
+
+ private:
+  milliseconds initial_, max_, next_;
+};
+
+// Codes after which the same call may succeed later: the coordinator is down, restarting or slow.
+bool IsTransient(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+// Why a running job was told to stop; decides what its slot reports once RunJob has returned.
+enum class StopReason { kNone, kCancelled, kLeaseInvalid, kDraining };
+
+// Shared between the loop (the only writer) and the job's slot thread (reads).
+struct JobControl {
+  std::atomic<bool> stop{false};
+  std::atomic<StopReason> reason{StopReason::kNone};
+
+  // A cancellation or a lost lease outranks a drain: the coordinator already knows, so nothing is reported.
+  void Stop(StopReason why) {
+    if (why == StopReason::kDraining && reason.load() != StopReason::kNone) return;
+    reason.store(why);
+    stop.store(true);
+  }
+};
+
+const char* StopReasonName(StopReason reason) {
+  switch (reason) {
+    case StopReason::kNone: return "none";
+    case StopReason::kCancelled: return "cancelled by the coordinator";
+    case StopReason::kLeaseInvalid: return "lease no longer valid";
+    case StopReason::kDraining: return "worker draining";
+  }
+  return "unknown";
+}
+
+// The metric stream of one job: a StreamMetrics client stream opened when the job starts, one MetricBatch
+// (one point) per epoch. A broken stream loses curve points, never the job: the result still goes by
+// Complete. Used from the slot thread only.
+class MetricStream {
+ public:
+  MetricStream(pb::WorkerService::Stub& stub, const rpc::ConnectionOptions& connection, std::string worker_id,
+               std::string lease_id)
+      : worker_id_(std::move(worker_id)), lease_id_(std::move(lease_id)) {
+    rpc::PrepareContext(context_, connection);
+    writer_ = stub.StreamMetrics(&context_, &response_);
+  }
+
+  void Send(const engine::EpochRecord& record) {
+    if (broken_) return;
+    pb::MetricBatch batch;
+    batch.set_worker_id(worker_id_);
+    batch.set_lease_id(lease_id_);
+    pb::MetricPoint* point = batch.add_points();
+    point->set_epoch(record.epoch);
+    point->set_train_loss(record.train_loss);
+    point->set_val_score(record.validation_score);
+    point->set_time_unix_ms(NowUnixMs());
+    if (!writer_->Write(batch)) {
+      broken_ = true;
+      spdlog::warn("lease {}: the metric stream broke at epoch {}; later points are not streamed", lease_id_,
+                   record.epoch);
+    }
+  }
+
+  // abandon: the job's outcome is dropped, so its stream is cancelled rather than finished.
+  void Close(bool abandon) {
+    if (abandon) {
+      context_.TryCancel();
+    } else if (!broken_) {
+      writer_->WritesDone();
+    }
+    const grpc::Status status = writer_->Finish();
+    if (!abandon && !status.ok()) {
+      spdlog::warn("lease {}: the metric stream ended with {}: {}", lease_id_, static_cast<int>(status.error_code()),
+                   status.error_message());
+    } else if (status.ok() && response_.rejected() > 0) {
+      spdlog::warn("lease {}: the coordinator rejected {} metric point(s) (stale lease)", lease_id_,
+                   response_.rejected());
+    }
+  }
+
+ private:
+  std::string worker_id_, lease_id_;
+  grpc::ClientContext context_;
+  pb::StreamMetricsResponse response_;
+  std::unique_ptr<grpc::ClientWriter<pb::MetricBatch>> writer_;
+  bool broken_ = false;
+};
+
+// A unary call made from the loop with the callback API: everything the call needs, alive until its reply
+// has been handled on the loop.
+template <typename Request, typename Response>
+struct LoopCall {
+  grpc::ClientContext context;
+  Request request;
+  Response response;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+
+StatusOr<std::vector<std::string>> ParseDeviceList(const std::string& text) {
+  std::vector<std::string> devices;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    size_t end = text.find(',', begin);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(begin, end - begin);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    bool valid = item == "cpu" || item == "cuda";
+    if (!valid && item.rfind("cuda:", 0) == 0 && item.size() > 5 && item.size() <= 8) {  // cuda:0 .. cuda:999
+      valid = std::all_of(item.begin() + 5, item.end(), [](char c) { return c >= '0' && c <= '9'; });
+    }
+    if (!valid) {
+      return InvalidArgumentError("device '" + item + "' in '" + text +
+                                  "'; expected a comma-separated list of cpu, cuda or cuda:N");
+    }
+    if (std::find(devices.begin(), devices.end(), item) != devices.end()) {
+      return InvalidArgumentError("device '" + item + "' is listed twice in '" + text +
+                                  "'; expected each device once (use --slots-per-device for more jobs per device)");
+    }
+    devices.push_back(item);
+    begin = end + 1;
+  }
+  return devices;
+}
+
+Status CheckWorkerDaemonOptions(const WorkerDaemonOptions& o) {
+  if (o.connection.address.empty()) return InvalidArgumentError("coordinator address is empty; expected host:port");
+  if (o.devices.empty()) return InvalidArgumentError("devices is empty; expected at least one device");
+  std::string joined;
+  for (const auto& d : o.devices) joined += (joined.empty() ? "" : ",") + d;
+  auto parsed = ParseDeviceList(joined);
+  if (!parsed.ok()) return InvalidArgumentError("devices: " + parsed.status().message());
+  if (o.slots_per_device < 1) {
+    return InvalidArgumentError("slots_per_device = " + std::to_string(o.slots_per_device) + "; expected >= 1");
+  }
+  if (o.drain_timeout.count() < 0) {
+    return InvalidArgumentError("drain_timeout = " + std::to_string(o.drain_timeout.count()) + " ms; expected >= 0");
+  }
+  if (o.acquire_wait.count() < 1) {
+    return InvalidArgumentError("acquire_wait = " + std::to_string(o.acquire_wait.count()) + " ms; expected >= 1");
+  }
+  if (o.initial_backoff.count() < 1 || o.max_backoff < o.initial_backoff) {
+    return InvalidArgumentError("backoff " + std::to_string(o.initial_backoff.count()) + " ms to " +
+                                std::to_string(o.max_backoff.count()) + " ms; expected 1 <= initial <= max");
+  }
+  return OkStatus();
+}
+
+pb::JobResult JobResultToProto(const JobResult& r) {
+  const bool accuracy = r.metric == "accuracy";
+  auto score = [accuracy](const Scores& s) { return accuracy ? s.accuracy : s.r2; };
+  pb::JobResult out;
+  out.set_metric(r.metric);
+  out.set_train_score(score(r.train));
+  out.set_val_score(score(r.validation));
+  out.set_test_score(score(r.test));
+  out.set_test_pearson_mean(r.test.pearson_mean);
+  out.set_test_pearson_median(r.test.pearson_median);
+  out.set_epochs_run(r.epochs_run);
+  out.set_best_epoch(r.best_epoch);
+  out.set_seconds(r.seconds);
+  out.set_trained_d(r.d);
+  out.set_warped_params(r.D);
+  out.set_device(r.device);
+  out.set_result_json(JobResultToJson(r).dump());
+  return out;
+}
+
+bool IsRetryableJobFailure(const Status& status) {
+  return status.code() != StatusCode::kInvalidArgument && status.code() != StatusCode::kNotFound;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+class WorkerDaemon::Impl {
+ public:
+  explicit Impl(WorkerDaemonOptions options)
+      : options_(std::move(options)),
+        work_(asio::make_work_guard(ioc_)),
+        heartbeat_timer_(ioc_),
+        register_timer_(ioc_),
+        drain_timer_(ioc_),
+        register_backoff_(options_.initial_backoff, options_.max_backoff) {
+    if (options_.name.empty()) options_.name = HostName() + ":" + std::to_string(getpid());
+  }
+
+  Status Run() {
+    DWARP_RETURN_IF_ERROR(CheckWorkerDaemonOptions(options_));
+    auto channel = rpc::MakeChannel(options_.connection);
+    if (!channel.ok()) return channel.status();
+    stub_ = pb::WorkerService::NewStub(*channel);
+    for (const auto& device : options_.devices) {
+      for (int i = 0; i < options_.slots_per_device; ++i) slot_devices_.push_back(device);
+    }
+    if (options_.handle_signals) {
+      signals_.emplace(ioc_, SIGINT, SIGTERM);
+      WaitForSignal();
+    }
+    spdlog::info("worker {}: coordinator {}, {} slot(s) on {}", options_.name, options_.connection.address,
+                 slot_devices_.size(), JoinDevices());
+    asio::post(ioc_, [this] { Register(); });
+    ioc_.run();
+    for (auto& slot : slots_) slot.join();
+    if (run_status_.ok()) spdlog::info("worker {}: drained, exiting", options_.name);
+    return run_status_;
+  }
+
+  void RequestDrain() {
+    asio::post(ioc_, [this] { OnDrainRequest("drain requested"); });
+  }
+
+ private:
+  // ---- loop thread -------------------------------------------------------------------------------
+
+  void WaitForSignal() {
+    signals_->async_wait([this](const boost::system::error_code& error, int signal) {
+      if (error) return;
+      OnDrainRequest(signal == SIGINT ? "SIGINT" : "SIGTERM");
+      if (!shutting_down_) WaitForSignal();
+    });
+  }
+
+  void OnDrainRequest(const std::string& why) {
+    if (shutting_down_) return;
+    if (!draining_) {
+      BeginDrain(why);
+    } else {
+      spdlog::warn("{} while draining: stopping {} running job(s) now", why, running_.size());
+      StopRunningJobs();
+    }
+  }
+
+  void BeginDrain(const std::string& why) {
+    draining_ = true;
+    acquiring_stopped_.store(true);
+    spdlog::info("{}: draining ({} running job(s), up to {} ms)", why, running_.size(), options_.drain_timeout.count());
+    for (grpc::ClientContext* acquire : acquires_) acquire->TryCancel();
+    register_timer_.cancel();
+    if (!slots_started_) {
+      // Not registered yet: nothing runs, so stop registering and leave.
+      for (grpc::ClientContext* call : loop_calls_) call->TryCancel();
+      MaybeFinish();
+      return;
+    }
+    SendHeartbeat();  // tells the coordinator at once that this worker takes no more jobs
+    drain_timer_.expires_after(options_.drain_timeout);
+    drain_timer_.async_wait([this](const boost::system::error_code& error) {
+      if (error) return;
+      if (!running_.empty()) {
+        spdlog::warn("drain timeout ({} ms): stopping {} running job(s) and failing them back",
+                     options_.drain_timeout.count(), running_.size());
+      }
+      StopRunningJobs();
+    });
+    MaybeFinish();
+  }
+
+  // Stops every running job (and any leased later) so that its slot fails it back as retryable.
+  void StopRunningJobs() {
+    hard_stop_ = true;
+    for (auto& [lease_id, control] : running_) control->Stop(StopReason::kDraining);
+  }
+
+  void Fatal(Status status) {
+    spdlog::error("{}", status.ToString());
+    if (run_status_.ok()) run_status_ = std::move(status);
+    if (!draining_) BeginDrain("stopping after the error");
+    StopRunningJobs();
+    MaybeFinish();
+  }
+
+  // Ends the loop once draining, every slot has left and no loop call is in flight (their callbacks post
+  // to the loop, so it must outlive them).
+  void MaybeFinish() {
+    if (shutting_down_ || !draining_ || live_slots_ > 0 || !loop_calls_.empty()) return;
+    shutting_down_ = true;
+    heartbeat_timer_.cancel();
+    register_timer_.cancel();
+    drain_timer_.cancel();
+    if (signals_) signals_->cancel();
+    work_.reset();
+  }
+
+  void Register() {
+    if (draining_ || register_in_flight_) return;
+    register_in_flight_ = true;
+    auto call = std::make_shared<LoopCall<pb::RegisterRequest, pb::RegisterResponse>>();
+    rpc::PrepareContext(call->context, options_.connection, milliseconds(10000));
+    call->request.set_name(options_.name);
+    call->request.set_host(HostName());
+    for (const auto& device : slot_devices_) call->request.add_devices(device);
+    call->request.set_worker_id(worker_id_);  // empty the first time; the old id when registering again
+    loop_calls_.insert(&call->context);
+    stub_->async()->Register(&call->context, &call->request, &call->response,
+                             [this, call](grpc::Status status) {
+                               asio::post(ioc_, [this, call, status] { OnRegisterReply(*call, status); });
+                             });
+  }
+
+  void OnRegisterReply(LoopCall<pb::RegisterRequest, pb::RegisterResponse>& call, const grpc::Status& status) {
+    loop_calls_.erase(&call.context);
+    register_in_flight_ = false;
+    if (status.ok()) {
+      register_backoff_.Reset();
+      const std::string previous = worker_id_;
+      worker_id_ = call.response.worker_id();
+      const int64_t interval = call.response.heartbeat_interval_ms();
+      heartbeat_interval_ = milliseconds(interval > 0 ? std::max<int64_t>(interval, 10) : 1000);
+      if (previous.empty()) {
+        spdlog::info("registered as worker {} (heartbeat every {} ms, lease ttl {} ms)", worker_id_,
+                     heartbeat_interval_.count(), call.response.lease_ttl_ms());
+      } else {
+        spdlog::info("registered again as worker {} (was {})", worker_id_, previous);
+      }
+      if (draining_ && !slots_started_) return MaybeFinish();
+      if (!slots_started_) StartSlots();
+      SendHeartbeat();
+      return;
+    }
+    if (draining_) return MaybeFinish();  // cancelled by the drain, or no longer wanted
+    if (IsTransient(status)) {
+      const milliseconds wait = register_backoff_.Next();
+      spdlog::warn("{}; registering again in {} ms",
+                   rpc::DescribeCallFailure(status, options_.connection.address).ToString(), wait.count());
+      register_timer_.expires_after(wait);
+      register_timer_.async_wait([this](const boost::system::error_code& error) {
+        if (!error) Register();
+      });
+      return;
+    }
+    const Status failure = rpc::DescribeCallFailure(status, options_.connection.address);
+    Fatal(Status(failure.code(), "register with the coordinator at " + options_.connection.address +
+                                     " refused: " + failure.message()));
+  }
+
+  void ScheduleHeartbeat() {
+    if (shutting_down_ || (draining_ && live_slots_ == 0)) return;
+    heartbeat_timer_.expires_after(heartbeat_interval_);
+    heartbeat_timer_.async_wait([this](const boost::system::error_code& error) {
+      if (!error) SendHeartbeat();
+    });
+  }
+
+  void SendHeartbeat() {
+    if (shutting_down_ || worker_id_.empty()) return;
+    if (heartbeat_in_flight_) {
+      heartbeat_again_ = true;  // its reply sends the next at once
+      return;
+    }
+    heartbeat_in_flight_ = true;
+    auto call = std::make_shared<LoopCall<pb::HeartbeatRequest, pb::HeartbeatResponse>>();
+    // A heartbeat outliving its interval is useless: the next one carries the same news.
+    rpc::PrepareContext(call->context, options_.connection, std::max(heartbeat_interval_, milliseconds(1000)));
+    call->request.set_worker_id(worker_id_);
+    for (const auto& [lease_id, control] : running_) call->request.add_lease_ids(lease_id);
+    call->request.set_draining(draining_);
+    loop_calls_.insert(&call->context);
+    stub_->async()->Heartbeat(&call->context, &call->request, &call->response,
+                              [this, call](grpc::Status status) {
+                                asio::post(ioc_, [this, call, status] { OnHeartbeatReply(*call, status); });
+                              });
+  }
+
+  void OnHeartbeatReply(LoopCall<pb::HeartbeatRequest, pb::HeartbeatResponse>& call, const grpc::Status& status) {
+    loop_calls_.erase(&call.context);
+    heartbeat_in_flight_ = false;
+    if (status.ok()) {
+      if (call.response.unknown_worker()) {
+        spdlog::warn("the coordinator does not know worker {}; registering again", worker_id_);
+        Register();
+      }
+      for (const pb::LeaseStatus& lease : call.response.leases()) {
+        auto it = running_.find(lease.lease_id());
+        if (it == running_.end() || it->second->stop.load()) continue;
+        if (lease.cancel()) {
+          spdlog::info("lease {}: cancelled by the coordinator; stopping the job", lease.lease_id());
+          it->second->Stop(StopReason::kCancelled);
+        } else if (!lease.valid()) {
+          spdlog::warn("lease {}: no longer valid (expired or superseded); stopping the job, dropping its result",
+                       lease.lease_id());
+          it->second->Stop(StopReason::kLeaseInvalid);
+        }
+      }
+    } else if (!shutting_down_) {
+      // Only the coordinator's answer stops a job; a lost heartbeat is retried at the next interval.
+      spdlog::warn("heartbeat failed: {}",
+                   rpc::DescribeCallFailure(status, options_.connection.address).ToString());
+    }
+    if (heartbeat_again_ && !(draining_ && live_slots_ == 0)) {
+      heartbeat_again_ = false;
+      SendHeartbeat();
+    } else {
+      ScheduleHeartbeat();
+    }
+    MaybeFinish();
+  }
+
+  void StartSlots() {
+    slots_started_ = true;
+    live_slots_ = static_cast<int>(slot_devices_.size());
+    for (size_t i = 0; i < slot_devices_.size(); ++i) {
+      slots_.emplace_back([this, i] { SlotMain(static_cast<int>(i), slot_devices_[i]); });
+    }
+  }
+
+  // ---- slot threads --------------------------------------------------------------------------------
+
+  // Runs `task` on the loop and waits for its value: how slot threads read and change the loop's state.
+  // Only valid while the loop runs, which it does until every slot has left.
+  template <typename F>
+  auto OnLoop(F task) -> decltype(task()) {
+    // Shared, so that the task outlives its run on the loop even after this thread has its value.
+    auto packaged = std::make_shared<std::packaged_task<decltype(task())()>>(std::move(task));
+    auto result = packaged->get_future();
+    asio::post(ioc_, [packaged] { (*packaged)(); });
+    return result.get();
+  }
+
+  // Sleeps `wait`, waking early when the worker starts draining.
+  void SleepUnlessDraining(milliseconds wait) {
+    const auto until = std::chrono::steady_clock::now() + wait;
+    while (!acquiring_stopped_.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::min<milliseconds>(milliseconds(20), wait));
+    }
+  }
+
+  void SlotMain(int slot, const std::string& device) {
+    Backoff backoff(options_.initial_backoff, options_.max_backoff);
+    while (true) {
+      grpc::ClientContext context;
+      std::string worker_id;
+      const bool acquire = OnLoop([&] {
+        if (draining_) return false;
+        acquires_.insert(&context);
+        worker_id = worker_id_;
+        return true;
+      });
+      if (!acquire) break;
+      // The coordinator caps the long-poll; the deadline leaves it room to answer.
+      rpc::PrepareContext(context, options_.connection, options_.acquire_wait + milliseconds(10000));
+      pb::AcquireRequest request;
+      request.set_worker_id(worker_id);
+      request.set_device(device);
+      request.set_wait_ms(options_.acquire_wait.count());
+      pb::AcquireResponse response;
+      const grpc::Status status = stub_->Acquire(&context, request, &response);
+      OnLoop([&] { acquires_.erase(&context); });
+      if (!status.ok()) {
+        if (acquiring_stopped_.load()) break;
+        const milliseconds wait = IsTransient(status) ? backoff.Next() : options_.max_backoff;
+        spdlog::warn("slot {} ({}): acquire failed: {}; trying again in {} ms", slot, device,
+                     rpc::DescribeCallFailure(status, options_.connection.address).ToString(), wait.count());
+        SleepUnlessDraining(wait);
+        continue;
+      }
+      backoff.Reset();
+      if (response.stop()) {
+        // Blocked by the circuit breaker, or unknown (a heartbeat will register again): wait and retry.
+        spdlog::warn("slot {} ({}): the coordinator says stop acquiring: {}", slot, device, response.reason());
+        asio::post(ioc_, [this] { SendHeartbeat(); });
+        SleepUnlessDraining(options_.max_backoff);
+        continue;
+      }
+      if (!response.has_lease()) continue;
+      RunLease(slot, device, worker_id, response.lease());
+    }
+    asio::post(ioc_, [this] {
+      --live_slots_;
+      MaybeFinish();
+    });
+  }
+
+  void RunLease(int slot, const std::string& device, const std::string& worker_id, const pb::Lease& lease) {
+    const pb::JobKey& key = lease.key();
+    spdlog::info("slot {} ({}): lease {} job {} (sweep {}, model {}, layer {}, dataset {}, d {}, seed {}) attempt {}",
+                 slot, device, lease.lease_id(), lease.job_id(), lease.sweep_id(), key.model(), key.layer(),
+                 key.dataset(), key.d(), key.seed(), lease.attempt());
+    auto control = std::make_shared<JobControl>();
+    OnLoop([&] {
+      running_[lease.lease_id()] = control;
+      if (hard_stop_) control->Stop(StopReason::kDraining);
+    });
+    StatusOr<JobResult> result = RunLeaseJob(device, worker_id, lease, *control);
+    const StopReason reason = control->reason.load();
+    if (reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid) {
+      spdlog::info("job {}: stopped ({}); nothing reported", lease.job_id(), StopReasonName(reason));
+    } else if (result.ok()) {
+      ReportComplete(worker_id, lease, *result);
+    } else if (reason == StopReason::kDraining && result.status().code() == StatusCode::kCancelled) {
+      ReportFail(worker_id, lease, "worker draining: the job was stopped before it finished", true);
+    } else {
+      ReportFail(worker_id, lease, result.status().ToString(), IsRetryableJobFailure(result.status()));
+    }
+    OnLoop([&] { running_.erase(lease.lease_id()); });
+  }
+
+  StatusOr<JobResult> RunLeaseJob(const std::string& device, const std::string& worker_id, const pb::Lease& lease,
+                                  JobControl& control) {
+    const nlohmann::json document = nlohmann::json::parse(lease.spec_json(), nullptr, /*allow_exceptions=*/false);
+    if (document.is_discarded() || !document.is_object()) {
+      return InvalidArgumentError("lease " + lease.lease_id() + ": spec_json is not a JSON object: '" +
+                                  lease.spec_json().substr(0, 200) + "'");
+    }
+    auto spec = JobSpecFromJson(document);
+    if (!spec.ok()) return Status(spec.status().code(), "spec_json: " + spec.status().message());
+    spec->train.device = device;
+    MetricStream metrics(*stub_, options_.connection, worker_id, lease.lease_id());
+    JobRunOptions run;
+    run.on_epoch = [&metrics](const engine::EpochRecord& record, int64_t) { metrics.Send(record); };
+    run.on_phase = [&lease](const std::string& phase) { spdlog::debug("job {}: {}", lease.job_id(), phase); };
+    run.should_stop = [&control] { return control.stop.load(); };
+    StatusOr<JobResult> result = RunJob(*spec, run);
+    const StopReason reason = control.reason.load();
+    metrics.Close(/*abandon=*/reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid);
+    return result;
+  }
+
+  // Calls `call` (a unary RPC on a fresh context) until it succeeds or fails for a reason other than the
+  // coordinator being unreachable, at most a few times: a result is worth waiting for.
+  template <typename Call>
+  grpc::Status WithRetries(Call call) {
+    Backoff backoff(options_.initial_backoff, options_.max_backoff);
+    grpc::Status status;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      grpc::ClientContext context;
+      rpc::PrepareContext(context, options_.connection, milliseconds(30000));
+      status = call(context);
+      if (status.ok() || !IsTransient(status)) return status;
+      std::this_thread::sleep_for(backoff.Next());
+    }
+    return status;
+  }
+
+  void ReportComplete(const std::string& worker_id, const pb::Lease& lease, const JobResult& result) {
+    pb::CompleteRequest request;
+    request.set_worker_id(worker_id);
+    request.set_lease_id(lease.lease_id());
+    *request.mutable_result() = JobResultToProto(result);
+    pb::CompleteResponse response;
+    const grpc::Status status =
+        WithRetries([&](grpc::ClientContext& context) { return stub_->Complete(&context, request, &response); });
+    if (!status.ok()) {
+      spdlog::error("job {}: could not report its result: {}", lease.job_id(),
+                    rpc::DescribeCallFailure(status, options_.connection.address).ToString());
+    } else if (!response.recorded()) {
+      spdlog::warn("job {}: the coordinator did not record the result (stale lease {})", lease.job_id(),
+                   lease.lease_id());
+    } else {
+      spdlog::info("job {}: completed, test {} = {:.4f}, {} epoch(s), {:.1f} s", lease.job_id(), result.metric,
+                   request.result().test_score(), result.epochs_run, result.seconds);
+    }
+  }
+
+  void ReportFail(const std::string& worker_id, const pb::Lease& lease, const std::string& reason, bool retryable) {
+    spdlog::warn("job {}: failed ({}): {}", lease.job_id(), retryable ? "retryable" : "not retryable", reason);
+    pb::FailRequest request;
+    request.set_worker_id(worker_id);
+    request.set_lease_id(lease.lease_id());
+    request.set_reason(reason);
+    request.set_retryable(retryable);
+    pb::FailResponse response;
+    const grpc::Status status =
+        WithRetries([&](grpc::ClientContext& context) { return stub_->Fail(&context, request, &response); });
+    if (!status.ok()) {
+      spdlog::error("job {}: could not report its failure: {}", lease.job_id(),
+                    rpc::DescribeCallFailure(status, options_.connection.address).ToString());
+    }
+  }
+
+  std::string JoinDevices() const {
+    std::string out;
+    for (const auto& d : slot_devices_) out += (out.empty() ? "" : ",") + d;
+    return out;
+  }
+
+  WorkerDaemonOptions options_;
+  std::vector<std::string> slot_devices_;  // one entry per slot; fixed before the loop starts
+  std::unique_ptr<pb::WorkerService::Stub> stub_;  // thread-safe (gRPC's)
+  asio::io_context ioc_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+
+  // Owned by the loop thread.
+  asio::steady_timer heartbeat_timer_, register_timer_, drain_timer_;
+  std::optional<asio::signal_set> signals_;
+  Backoff register_backoff_;
+  std::string worker_id_;
+  milliseconds heartbeat_interval_{1000};
+  bool register_in_flight_ = false;
+  bool heartbeat_in_flight_ = false;
+  bool heartbeat_again_ = false;
+  bool slots_started_ = false;
+  bool draining_ = false;
+  bool hard_stop_ = false;
+  bool shutting_down_ = false;
+  int live_slots_ = 0;
+  std::map<std::string, std::shared_ptr<JobControl>> running_;  // by lease id
+  std::set<grpc::ClientContext*> acquires_;                     // Acquire calls in flight (slot-owned)
+  std::set<grpc::ClientContext*> loop_calls_;                   // Register/Heartbeat calls in flight
+  Status run_status_;
+  std::vector<std::thread> slots_;  // started on the loop, joined by Run() after the loop ends
+
+  // Written by the loop, read by slot threads so that their sleeps end early when draining starts.
+  std::atomic<bool> acquiring_stopped_{false};
+};
+
+WorkerDaemon::WorkerDaemon(WorkerDaemonOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+WorkerDaemon::~WorkerDaemon() = default;
+Status WorkerDaemon::Run() { return impl_->Run(); }
+void WorkerDaemon::RequestDrain() { impl_->RequestDrain(); }
+
+}  // namespace dwarp::worker

@@ -1,0 +1,87 @@
+// WorkerDaemon: the worker side of DESIGN.md "Leases". It registers with the coordinator's WorkerService
+// (proto/dwarp/v1/dwarp.proto), then each slot (one per device x slots-per-device) pulls jobs with Acquire
+// (long-poll), runs them with RunJob (worker/job_runner.h) while streaming one MetricPoint per epoch, and
+// reports Complete or Fail; heartbeats extend the leases and bring back cancellations.
+//
+// Threads: a Boost.Asio io_context on the thread that calls Run() alone owns the daemon's state (worker
+// id, running leases, draining). Slot threads do the blocking work (Acquire, RunJob, Complete/Fail) and
+// post state changes to the loop; gRPC's callback threads post the replies of Register and Heartbeat to it.
+// Each running job has a stop flag that the loop sets and the job's training loop polls (should_stop).
+//
+// Outcomes of a job:
+//   RunJob OK                          -> Complete (unless the lease was cancelled or became invalid)
+//   heartbeat reply cancel / !valid    -> the job is stopped and its outcome dropped (no Complete, no Fail)
+//   RunJob error                       -> Fail; retryable unless InvalidArgument or NotFound (a bad spec,
+//                                         a missing file, a diverged loss fail the same way on any worker)
+//   drain timeout / second signal      -> the job is stopped and failed back retryable ("worker draining")
+// One failed heartbeat RPC never stops a job: only the coordinator's answer does (or lease expiry there).
+//
+// Drain (RequestDrain, or SIGTERM/SIGINT when handle_signals): stop acquiring (outstanding Acquire calls
+// are cancelled), heartbeat with draining = true, let running jobs finish for up to drain_timeout, then stop
+// and fail them back; Run() returns OK once every slot has finished. A second request stops at once.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/rpc/connection.h"
+#include "common/status.h"
+#include "dwarp/v1/dwarp.pb.h"
+#include "worker/job_runner.h"
+
+namespace dwarp::worker {
+
+struct WorkerDaemonOptions {
+  rpc::ConnectionOptions connection;    // coordinator address, token, TLS
+  std::vector<std::string> devices = {"cpu"};  // distinct devices; each gets slots_per_device slots
+  int slots_per_device = 1;             // >= 1
+  std::string name;                     // shown by ListWorkers; empty: hostname:pid
+  std::chrono::milliseconds drain_timeout{60000};  // >= 0
+  std::chrono::milliseconds acquire_wait{10000};   // long-poll limit asked of Acquire, >= 1
+  // Register retries and UNAVAILABLE calls wait initial_backoff, doubling up to max_backoff.
+  std::chrono::milliseconds initial_backoff{100};
+  std::chrono::milliseconds max_backoff{5000};
+  // Install SIGTERM/SIGINT handlers (drain, then stop at once on the second) for the duration of Run().
+  // Off in tests that run the daemon inside a test process.
+  bool handle_signals = true;
+};
+
+// InvalidArgument naming the field and value when the options cannot work (no devices, slots < 1, ...).
+Status CheckWorkerDaemonOptions(const WorkerDaemonOptions& options);
+
+// Parses a --devices list: comma-separated "cpu", "cuda" or "cuda:N", no repeats. InvalidArgument naming
+// the bad entry and what was expected.
+StatusOr<std::vector<std::string>> ParseDeviceList(const std::string& text);
+
+// The wire form of a job's result: scores of the job's metric (r2 or accuracy), epochs, wall time, d, D,
+// device, and result_json = JobResultToJson(result).dump().
+dwarp::v1::JobResult JobResultToProto(const JobResult& result);
+
+// Whether a failed job may succeed on another attempt: false for InvalidArgument and NotFound (bad spec,
+// missing data, non-finite loss), true otherwise (LibTorch errors, resource trouble, cancellation).
+bool IsRetryableJobFailure(const Status& status);
+
+class WorkerDaemon {
+ public:
+  explicit WorkerDaemon(WorkerDaemonOptions options);
+  ~WorkerDaemon();
+  WorkerDaemon(const WorkerDaemon&) = delete;
+  WorkerDaemon& operator=(const WorkerDaemon&) = delete;
+
+  // Serves until drained or stopped: OK after a drain (or a stop), InvalidArgument for bad options or
+  // channel settings, and the coordinator's error when it refuses Register (e.g. UNAUTHENTICATED). Call
+  // once, from the thread that should run the event loop; blocks.
+  Status Run();
+
+  // Begins a drain (as SIGTERM); a second call stops at once (as a second signal). Thread-safe; may be
+  // called before Run() (Run then returns as soon as it has started) or after it returned (no effect).
+  void RequestDrain();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dwarp::worker

@@ -142,7 +142,7 @@ class MetricStream {
   bool broken_ = false;
 };
 
-// A unary call made from the loop with the callback API: everything the call needs, alive until its reply
+// A unary call made for the loop on the RPC thread: everything the call needs, alive until its reply
 // has been handled on the loop.
 template <typename Request, typename Response>
 struct LoopCall {
@@ -236,6 +236,7 @@ class WorkerDaemon::Impl {
   explicit Impl(WorkerDaemonOptions options)
       : options_(std::move(options)),
         work_(asio::make_work_guard(ioc_)),
+        rpc_work_(asio::make_work_guard(rpc_ioc_)),
         heartbeat_timer_(ioc_),
         register_timer_(ioc_),
         drain_timer_(ioc_),
@@ -257,8 +258,14 @@ class WorkerDaemon::Impl {
     }
     spdlog::info("worker {}: coordinator {}, {} slot(s) on {}", options_.name, options_.connection.address,
                  slot_devices_.size(), JoinDevices());
+    // Register and Heartbeat run as blocking calls on one RPC thread that Run joins: every call has fully
+    // returned before the daemon goes away. (With gRPC's callback API the last reference to a call could be
+    // dropped on a gRPC thread while the process exits, which aborts inside gRPC.)
+    rpc_thread_ = std::thread([this] { rpc_ioc_.run(); });
     asio::post(ioc_, [this] { Register(); });
     ioc_.run();
+    rpc_work_.reset();
+    rpc_thread_.join();
     for (auto& slot : slots_) slot.join();
     if (run_status_.ok()) spdlog::info("worker {}: drained, exiting", options_.name);
     return run_status_;
@@ -350,10 +357,10 @@ class WorkerDaemon::Impl {
     for (const auto& device : slot_devices_) call->request.add_devices(device);
     call->request.set_worker_id(worker_id_);  // empty the first time; the old id when registering again
     loop_calls_.insert(&call->context);
-    stub_->async()->Register(&call->context, &call->request, &call->response,
-                             [this, call](grpc::Status status) {
-                               asio::post(ioc_, [this, call, status] { OnRegisterReply(*call, status); });
-                             });
+    asio::post(rpc_ioc_, [this, call] {
+      const grpc::Status status = stub_->Register(&call->context, call->request, &call->response);
+      asio::post(ioc_, [this, call, status] { OnRegisterReply(*call, status); });
+    });
   }
 
   void OnRegisterReply(LoopCall<pb::RegisterRequest, pb::RegisterResponse>& call, const grpc::Status& status) {
@@ -414,10 +421,10 @@ class WorkerDaemon::Impl {
     for (const auto& [lease_id, control] : running_) call->request.add_lease_ids(lease_id);
     call->request.set_draining(draining_);
     loop_calls_.insert(&call->context);
-    stub_->async()->Heartbeat(&call->context, &call->request, &call->response,
-                              [this, call](grpc::Status status) {
-                                asio::post(ioc_, [this, call, status] { OnHeartbeatReply(*call, status); });
-                              });
+    asio::post(rpc_ioc_, [this, call] {
+      const grpc::Status status = stub_->Heartbeat(&call->context, call->request, &call->response);
+      asio::post(ioc_, [this, call, status] { OnHeartbeatReply(*call, status); });
+    });
   }
 
   void OnHeartbeatReply(LoopCall<pb::HeartbeatRequest, pb::HeartbeatResponse>& call, const grpc::Status& status) {
@@ -637,6 +644,10 @@ class WorkerDaemon::Impl {
   std::unique_ptr<pb::WorkerService::Stub> stub_;  // thread-safe (gRPC's)
   asio::io_context ioc_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
+  // The RPC thread: runs the loop's Register and Heartbeat calls one at a time (blocking calls).
+  asio::io_context rpc_ioc_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> rpc_work_;
+  std::thread rpc_thread_;
 
   // Owned by the loop thread.
   asio::steady_timer heartbeat_timer_, register_timer_, drain_timer_;

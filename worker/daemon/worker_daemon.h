@@ -5,7 +5,8 @@
 //
 // Threads: a Boost.Asio io_context on the thread that calls Run() alone owns the daemon's state (worker
 // id, running leases, draining). Slot threads do the blocking work (Acquire, RunJob, Complete/Fail) and
-// post state changes to the loop; gRPC's callback threads post the replies of Register and Heartbeat to it.
+// post state changes to the loop; one RPC thread makes the loop's Register and Heartbeat calls and posts
+// their replies back to it.
 // Each running job has a stop flag that the loop sets and the job's training loop polls (should_stop).
 //
 // Outcomes of a job:

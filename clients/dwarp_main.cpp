@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 
 #include "clients/intrinsic_dim_command.h"
+#include "clients/plot_command.h"
+#include "clients/run_command.h"
 #include "clients/sweep_commands.h"
 #include "clients/train_command.h"
 
@@ -17,6 +19,8 @@ int main(int argc, char** argv) {
   dwarp::clients::AddIntrinsicDimCommand(app);
   dwarp::clients::AddTrainCommand(app);
   dwarp::clients::AddSweepCommands(app);
+  dwarp::clients::AddPlotCommand(app);
+  dwarp::clients::AddRunCommand(app);
   spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
   try {
     app.parse(argc, argv);

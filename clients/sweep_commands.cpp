@@ -27,8 +27,21 @@ CommandResult Ok() { return {}; }
 CommandResult Remote(Status status) { return {std::move(status), false}; }
 CommandResult Local(Status status) { return {std::move(status), true}; }
 
-// One unary call with the token and the per-call deadline; failures described for people.
-Status Call(SweepClient& client, const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+std::string Lowercase(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  return text;
+}
+
+// A message about a file names it once, at the front.
+Status NamingFile(const Status& status, const std::string& path) {
+  if (status.message().find(path) != std::string::npos) return status;
+  return Status(status.code(), path + ": " + status.message());
+}
+
+
+}  // namespace
+
+Status CallCoordinator(SweepClient& client, const std::function<grpc::Status(grpc::ClientContext*)>& call) {
   grpc::ClientContext context;
   rpc::PrepareContext(context, client.options, client.timeout);
   const grpc::Status status = call(&context);
@@ -44,28 +57,13 @@ Status Call(SweepClient& client, const std::function<grpc::Status(grpc::ClientCo
   return described;
 }
 
-// A call about one sweep: NOT_FOUND always names the sweep, whatever the coordinator's wording.
 Status CallAboutSweep(SweepClient& client, const std::string& sweep_id,
                       const std::function<grpc::Status(grpc::ClientContext*)>& call) {
-  Status status = Call(client, call);
+  Status status = CallCoordinator(client, call);
   if (status.code() == StatusCode::kNotFound && status.message().find(sweep_id) == std::string::npos)
     return NotFoundError("sweep '" + sweep_id + "' not found (" + status.message() + ")");
   return status;
 }
-
-std::string Lowercase(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
-  return text;
-}
-
-// A message about a file names it once, at the front.
-Status NamingFile(const Status& status, const std::string& path) {
-  if (status.message().find(path) != std::string::npos) return status;
-  return Status(status.code(), path + ": " + status.message());
-}
-
-
-}  // namespace
 
 int ExitCodeFor(const Status& status) {
   switch (status.code()) {
@@ -135,7 +133,7 @@ StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options) {
 CommandResult RunSubmit(SweepClient& client, const v1::SubmitRequest& request, bool watch, std::ostream& out,
                         bool tty) {
   v1::SubmitResponse response;
-  Status status = Call(client, [&](grpc::ClientContext* context) { return client.stub->Submit(context, request, &response); });
+  Status status = CallCoordinator(client, [&](grpc::ClientContext* context) { return client.stub->Submit(context, request, &response); });
   if (!status.ok()) return Remote(status);
   out << FormatSubmit(response, /*list_jobs=*/request.dry_run()) << std::flush;
   if (watch && !request.dry_run()) return RunWatch(client, response.sweep().sweep_id(), out, tty);
@@ -145,7 +143,7 @@ CommandResult RunSubmit(SweepClient& client, const v1::SubmitRequest& request, b
 CommandResult RunList(SweepClient& client, std::ostream& out) {
   v1::ListSweepsRequest request;
   v1::ListSweepsResponse response;
-  Status status = Call(client, [&](grpc::ClientContext* context) { return client.stub->List(context, request, &response); });
+  Status status = CallCoordinator(client, [&](grpc::ClientContext* context) { return client.stub->List(context, request, &response); });
   if (!status.ok()) return Remote(status);
   out << FormatSweepList(response);
   return Ok();
@@ -295,7 +293,7 @@ CommandResult RunCancel(SweepClient& client, const std::string& sweep_id, std::o
 CommandResult RunWorkers(SweepClient& client, std::ostream& out) {
   v1::ListWorkersRequest request;
   v1::ListWorkersResponse response;
-  Status status = Call(client, [&](grpc::ClientContext* context) {
+  Status status = CallCoordinator(client, [&](grpc::ClientContext* context) {
     return client.stub->ListWorkers(context, request, &response);
   });
   if (!status.ok()) return Remote(status);
@@ -304,8 +302,6 @@ CommandResult RunWorkers(SweepClient& client, std::ostream& out) {
   out << FormatWorkers(response, now_ms);
   return Ok();
 }
-
-namespace {
 
 void AddConnectionFlags(CLI::App* command, ConnectionFlags& flags) {
   command->add_option("--coordinator", flags.coordinator,
@@ -319,18 +315,19 @@ void AddConnectionFlags(CLI::App* command, ConnectionFlags& flags) {
       ->capture_default_str();
 }
 
-// Reports a failure on stderr and leaves the process with the result's exit code.
-void Finish(const CommandResult& result) {
+void FinishCommand(const CommandResult& result) {
   if (result.status.ok()) return;
   std::cerr << "error: " << result.status.message() << std::endl;
   throw CLI::RuntimeError(ExitCodeFor(result));
 }
 
+namespace {
+
 // Builds the client from the flags, then runs `body` with it.
 void WithClient(const ConnectionFlags& flags, const std::function<CommandResult(SweepClient&)>& body) {
   auto client = ConnectSweepClient(flags);
-  if (!client.ok()) Finish(Local(client.status()));
-  Finish(body(*client));
+  if (!client.ok()) FinishCommand(Local(client.status()));
+  FinishCommand(body(*client));
 }
 
 StatusOr<OutputFormat> ChooseFormat(const std::string& format, const std::string& out_file) {
@@ -359,7 +356,7 @@ void AddSweepCommands(CLI::App& app) {
     cmd->callback([flags, options, tty]() {
       // The file is checked before the connection options, so that a bad file is reported as such.
       auto request = BuildSubmitRequest(*options);
-      if (!request.ok()) Finish(Local(request.status()));
+      if (!request.ok()) FinishCommand(Local(request.status()));
       WithClient(*flags, [&](SweepClient& client) {
         return RunSubmit(client, *request, options->watch, std::cout, tty);
       });
@@ -403,7 +400,7 @@ void AddSweepCommands(CLI::App& app) {
     AddConnectionFlags(cmd, *flags);
     cmd->callback([flags, sweep, format, out_file]() {
       auto chosen = ChooseFormat(*format, *out_file);
-      if (!chosen.ok()) Finish(Local(chosen.status()));
+      if (!chosen.ok()) FinishCommand(Local(chosen.status()));
       WithClient(*flags, [&](SweepClient& client) { return RunResults(client, *sweep, *chosen, *out_file, std::cout); });
     });
   }
@@ -417,7 +414,7 @@ void AddSweepCommands(CLI::App& app) {
     AddConnectionFlags(cmd, *flags);
     cmd->callback([flags, sweep, format]() {
       auto chosen = ParseOutputFormat(*format);
-      if (!chosen.ok()) Finish(Local(chosen.status()));
+      if (!chosen.ok()) FinishCommand(Local(chosen.status()));
       WithClient(*flags, [&](SweepClient& client) { return RunDWarp(client, *sweep, *chosen, std::cout); });
     });
   }

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -118,6 +119,17 @@ CommandResult RunResults(SweepClient& client, const std::string& sweep_id, Outpu
 CommandResult RunDWarp(SweepClient& client, const std::string& sweep_id, OutputFormat format, std::ostream& out);
 CommandResult RunCancel(SweepClient& client, const std::string& sweep_id, std::ostream& out);
 CommandResult RunWorkers(SweepClient& client, std::ostream& out);
+
+// One unary SweepService call with the token and the per-call deadline; failures described for people
+// (unreachable, and unauthenticated with a hint where the token comes from).
+Status CallCoordinator(SweepClient& client, const std::function<grpc::Status(grpc::ClientContext*)>& call);
+// The same for a call about one sweep: NOT_FOUND always names the sweep, whatever the coordinator's wording.
+Status CallAboutSweep(SweepClient& client, const std::string& sweep_id,
+                      const std::function<grpc::Status(grpc::ClientContext*)>& call);
+// Adds the connection options every command takes (top of this header) to a subcommand.
+void AddConnectionFlags(CLI::App* command, ConnectionFlags& flags);
+// A failed result: "error: ..." on stderr, then CLI::RuntimeError with its exit code. OK: returns.
+void FinishCommand(const CommandResult& result);
 
 // Registers the commands above as subcommands of `app`. A failing command prints "error: ..." to stderr
 // and throws CLI::RuntimeError with its exit code.

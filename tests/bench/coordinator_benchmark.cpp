@@ -10,10 +10,8 @@
 //   build/tests/bench/coordinator_benchmark [--workers 50] [--jobs 5000] [--metric-seconds 5] [--points-per-batch 100]
 // (--points-per-batch 1 is a worker streaming each epoch's point as it comes.)
 #include <grpcpp/grpcpp.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,10 +25,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/child_process.h"
 #include "common/rpc/connection.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
-
-extern char** environ;
 
 namespace {
 
@@ -67,41 +64,34 @@ class Coordinator {
   Coordinator(const fs::path& dir, const std::string& db) {
     const fs::path port_file = dir / "port";
     fs::remove(port_file);
-    std::vector<std::string> args = {DWARP_COORDINATOR_BIN, "--db", db, "--listen", "127.0.0.1:0", "--port-file",
-                                     port_file.string(), "--log-level", "warn", "--lease-ttl", "60",
-                                     "--heartbeat-interval", "10"};
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    const std::string log = (dir / "coordinator.log").string();
-    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
-      std::fprintf(stderr, "cannot start %s\n", DWARP_COORDINATOR_BIN);
+    auto child = dwarp::ChildProcess::Start({DWARP_COORDINATOR_BIN, "--db", db, "--listen", "127.0.0.1:0",
+                                             "--port-file", port_file.string(), "--log-level", "warn",
+                                             "--lease-ttl", "60", "--heartbeat-interval", "10"},
+                                            (dir / "coordinator.log").string());
+    if (!child.ok()) {
+      std::fprintf(stderr, "%s\n", child.status().ToString().c_str());
       std::exit(1);
     }
-    posix_spawn_file_actions_destroy(&actions);
+    process_ = std::move(*child);
     const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (!fs::exists(port_file) && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     int port = 0;
     std::ifstream(port_file) >> port;
     if (port == 0) {
-      std::fprintf(stderr, "the coordinator did not start (see %s)\n", log.c_str());
+      std::fprintf(stderr, "the coordinator did not start (see %s)\n", process_.log_path().c_str());
       std::exit(1);
     }
     address_ = "127.0.0.1:" + std::to_string(port);
   }
   ~Coordinator() {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
+    process_.Signal(SIGTERM);
+    process_.Wait();
   }
   const std::string& address() const { return address_; }
-  double cpu_seconds() const { return CpuSecondsOf(pid_); }
+  double cpu_seconds() const { return CpuSecondsOf(process_.pid()); }
 
  private:
-  pid_t pid_ = -1;
+  dwarp::ChildProcess process_;
   std::string address_;
 };
 

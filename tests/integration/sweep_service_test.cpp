@@ -9,11 +9,8 @@
 // Ports are chosen by the OS. Skipped (not failed) when Debian's dataset-fashion-mnist is not installed.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -27,10 +24,9 @@
 #include <sstream>
 #include <thread>
 
+#include "common/child_process.h"
 #include "common/rpc/connection.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
-
-extern char** environ;
 
 namespace {
 
@@ -40,65 +36,18 @@ using namespace std::chrono_literals;
 
 const char* kImages = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
 
-// A child process with its output in a log file.
-class Process {
- public:
-  Process() = default;
-  Process(const std::vector<std::string>& args, const fs::path& log) {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    std::vector<char*> argv;
-    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&actions);
-    log_ = log;
-  }
-  Process(Process&& other) noexcept { *this = std::move(other); }
-  Process& operator=(Process&& other) noexcept {
-    std::swap(pid_, other.pid_);
-    std::swap(log_, other.log_);
-    return *this;
-  }
-  ~Process() { Kill(SIGKILL); }
+// Starts a child process whose output goes to `log` (the test fails at once if it cannot start).
+dwarp::ChildProcess Spawn(const std::vector<std::string>& args, const fs::path& log) {
+  auto child = dwarp::ChildProcess::Start(args, log.string());
+  EXPECT_TRUE(child.ok()) << child.status();
+  return child.ok() ? std::move(*child) : dwarp::ChildProcess();
+}
 
-  bool started() const { return pid_ > 0; }
-  void Kill(int signal) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, signal);
-    if (signal == SIGKILL) Wait();
-  }
-  // Exit code (128 + signal when killed); waits up to `timeout`, then kills.
-  int Wait(std::chrono::milliseconds timeout = 60s) {
-    if (pid_ <= 0) return exit_code_;
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    pid_ = -1;
-    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return exit_code_;
-  }
-  std::string Log() const {
-    std::ifstream in(log_);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-
- private:
-  pid_t pid_ = -1;
-  int exit_code_ = -1;
-  fs::path log_;
-};
+// Kills a child with SIGKILL and reaps it.
+void KillNow(dwarp::ChildProcess& child) {
+  child.Signal(SIGKILL);
+  child.Wait();
+}
 
 // A port the OS says is free now (for restarting the coordinator on the same address).
 int FreePort() {
@@ -141,7 +90,7 @@ class SweepServiceTest : public ::testing::Test {
   }
   void TearDown() override {
     workers_.clear();
-    coordinator_.Kill(SIGKILL);
+    KillNow(coordinator_);
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
@@ -153,8 +102,8 @@ class SweepServiceTest : public ::testing::Test {
                                      "--listen", "127.0.0.1:" + std::to_string(port), "--port-file",
                                      port_file.string(), "--lease-ttl", "1.5", "--heartbeat-interval", "0.3"};
     args.insert(args.end(), extra.begin(), extra.end());
-    coordinator_ = Process(args, dir_ / ("coordinator-" + std::to_string(++coordinator_starts_) + ".log"));
-    ASSERT_TRUE(coordinator_.started());
+    coordinator_ = Spawn(args, dir_ / ("coordinator-" + std::to_string(++coordinator_starts_) + ".log"));
+    ASSERT_TRUE(coordinator_.running());
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!fs::exists(port_file) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
     ASSERT_TRUE(fs::exists(port_file)) << coordinator_.Log();
@@ -169,8 +118,8 @@ class SweepServiceTest : public ::testing::Test {
   void StartWorker(const std::string& name) {
     std::vector<std::string> args = {DWARP_WORKER_BIN, "--coordinator", connection_.address, "--devices", "cpu",
                                      "--threads", "1", "--name", name, "--drain-timeout", "5"};
-    workers_[name] = Process(args, dir_ / (name + ".log"));
-    ASSERT_TRUE(workers_[name].started());
+    workers_[name] = Spawn(args, dir_ / (name + ".log"));
+    ASSERT_TRUE(workers_[name].running());
   }
 
   grpc::Status Submit(const std::string& text, v1::SubmitResponse* response) {
@@ -241,9 +190,9 @@ class SweepServiceTest : public ::testing::Test {
   }
 
   fs::path dir_;
-  Process coordinator_;
+  dwarp::ChildProcess coordinator_;
   int coordinator_starts_ = 0;
-  std::map<std::string, Process> workers_;
+  std::map<std::string, dwarp::ChildProcess> workers_;
   int port_ = 0;
   dwarp::rpc::ConnectionOptions connection_;
   std::unique_ptr<v1::SweepService::Stub> sweeps_;
@@ -322,7 +271,7 @@ TEST_F(SweepServiceTest, SmallSweepCompletesWithTwoWorkersAndDWarpIsRight) {
   ASSERT_TRUE(sweeps_->ListWorkers(&list_context, v1::ListWorkersRequest(), &listed).ok());
   EXPECT_EQ(listed.workers_size(), 2);
   for (auto& [name, worker] : workers_) {
-    worker.Kill(SIGTERM);
+    worker.Signal(SIGTERM);
     EXPECT_EQ(worker.Wait(30s), 0) << worker.Log();
   }
 }
@@ -337,7 +286,7 @@ TEST_F(SweepServiceTest, KilledWorkersJobIsFinishedByAnotherWithExactlyOneResult
       sweep, [](const v1::ResultsResponse& r) { return r.jobs_size() == 1 && r.jobs(0).latest_metric().epoch() >= 2; },
       60s, "the job to report its second epoch");
   const std::string doomed_id = running.jobs(0).worker_id();
-  workers_["doomed"].Kill(SIGKILL);
+  KillNow(workers_["doomed"]);
   StartWorker("rescuer");
   v1::ResultsResponse results = WaitFor(sweep, Finished, 120s, "the rescued sweep to finish");
   ASSERT_EQ(results.jobs_size(), 1);
@@ -357,7 +306,7 @@ TEST_F(SweepServiceTest, CoordinatorKilledMidSweepRestartsAndNothingIsLostOrDupl
   const std::string sweep = SubmitOk(Sweep("crash", "[0, 10, 30, 100]", "[0, 1]", 8, 600));
   WaitFor(sweep, [](const v1::ResultsResponse& r) { return r.sweep().counts().succeeded() >= 3; }, 120s,
           "three results before the crash");
-  coordinator_.Kill(SIGKILL);
+  KillNow(coordinator_);
   std::this_thread::sleep_for(300ms);
   StartCoordinator(port);
   v1::ResultsResponse results = WaitFor(sweep, Finished, 240s, "the sweep to finish after the restart");
@@ -438,7 +387,7 @@ TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {
     }
     EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "0");
     // The worker is still alive and drains cleanly.
-    workers_["w1"].Kill(SIGTERM);
+    workers_["w1"].Signal(SIGTERM);
     EXPECT_EQ(workers_["w1"].Wait(30s), 0) << workers_["w1"].Log();
   }
 }
@@ -468,7 +417,7 @@ TEST_F(SweepServiceTest, BadSweepsFailClearlyAndWriteNothing) {
 
 TEST(CoordinatorProcessTest, RefusesANetworkAddressWithoutAToken) {
   const fs::path log = fs::temp_directory_path() / ("dwarp-coordinator-refuse-" + std::to_string(::getpid()) + ".log");
-  Process coordinator({DWARP_COORDINATOR_BIN, "--db", ":memory:", "--listen", "0.0.0.0:0"}, log);
+  dwarp::ChildProcess coordinator = Spawn({DWARP_COORDINATOR_BIN, "--db", ":memory:", "--listen", "0.0.0.0:0"}, log);
   EXPECT_EQ(coordinator.Wait(20s), 2);
   EXPECT_NE(coordinator.Log().find("without a token"), std::string::npos) << coordinator.Log();
   fs::remove(log);

@@ -18,6 +18,8 @@ packages=(
   libstb-dev libnetcdf-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # TLS tests make their certificates with it
+  openssl
   # cross-checks and fixtures (torchvision export, xarray-written netCDF, PIL-written images)
   python3 python3-numpy python3-torch python3-torchvision python3-xarray python3-netcdf4 python3-pil
   # real data that ships in Debian

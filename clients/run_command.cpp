@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "clients/plot_command.h"
+#include "clients/tensorboard_command.h"
 #include "common/child_process.h"
 #include "common/file_io.h"
 #include "common/sweep_spec.h"
@@ -215,6 +216,7 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
     plot.title = "d_warp: " + sweep_id;
     reported = RunPlot(*client, sweep_id, (run_dir / "dwarp.svg").string(), plot, out);
   }
+  if (reported.status.ok()) reported = RunTensorBoard(*client, sweep_id, (run_dir / "tensorboard").string(), out);
   StopChild(*coordinator);
   if (!reported.status.ok()) return reported;
   out << "d_warp records: " << (run_dir / "dwarp.json").string() << "\n";

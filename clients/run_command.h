@@ -7,6 +7,7 @@
 //   RUN/results.csv       one row per job (as `dwarp results --format csv`)
 //   RUN/dwarp.json        the d_warp records (as `dwarp dwarp --format json`)
 //   RUN/dwarp.svg         the plot (as `dwarp plot`)
+//   RUN/tensorboard/      every job's training curve as TensorBoard event files (as `dwarp tensorboard`)
 //   RUN/coordinator.log, RUN/worker.log
 //
 // RUN is --run-dir, default runs/<sweep name>. A second run of the same sweep (same resolved spec) in the

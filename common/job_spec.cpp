@@ -171,6 +171,11 @@ const std::vector<std::string>& ReadoutNames() {
   return names;
 }
 
+const std::vector<std::string>& HeadInitNames() {
+  static const std::vector<std::string> names = {"default", "ridge"};
+  return names;
+}
+
 bool IsClassificationKind(DataKind kind) { return kind == DataKind::kImageFolder || kind == DataKind::kIdx; }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -400,7 +405,7 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
 TrainSpec ReadTrain(const json* object, const std::string& path) {
   const Fields f(object, path,
                  {"lr", "low_dim_lr", "weight_decay", "batch_size", "max_epochs", "patience", "min_delta",
-                  "freeze_head", "seed", "device", "threads"});
+                  "freeze_head", "head_init", "seed", "device", "threads"});
   TrainSpec t;
   t.lr = f.Double("lr", t.lr, "a number > 0", kPositive);
   if (f.Has("low_dim_lr")) t.low_dim_lr = f.Double("low_dim_lr", 0, "a number > 0", kPositive);
@@ -410,6 +415,9 @@ TrainSpec ReadTrain(const json* object, const std::string& path) {
   t.patience = f.Int("patience", t.patience, 0);
   t.min_delta = f.Double("min_delta", t.min_delta, "a number >= 0", kNonNegative);
   t.freeze_head = f.Bool("freeze_head", t.freeze_head);
+  if (f.Has("head_init")) {
+    t.head_init = static_cast<HeadInit>(ReadChoice(f.Get("head_init"), f.PathOf("head_init"), HeadInitNames()));
+  }
   t.seed = static_cast<uint64_t>(f.Int("seed", 0, 0));
   if (f.Has("device")) {
     static const std::regex kDevice("cpu|cuda|cuda:[0-9]+");
@@ -492,6 +500,19 @@ JobSpec ReadJob(const json& document) {
   } else {
     f.Forbid("ridge", "with readout sgd (the ridge block is for readout: ridge)");
   }
+  if (job.train.head_init == HeadInit::kRidge) {
+    // The head of a d = 0 job is the readout itself (readout: ridge fits it in closed form), and a
+    // classification job reads the model's own logits: neither has a head to start from ridge.
+    const std::string why = " (head_init ridge starts the readout head of a d > 0 or d = full regression job "
+                            "from the d = 0 ridge solution)";
+    if (job.d.is_linear()) {
+      FailValue("train.head_init", json("ridge"), "default when d = 0" + why);
+    }
+    if (job.objective != Objective::kRegression) {
+      FailValue("train.head_init", json("ridge"),
+                std::string("default when objective = ") + ObjectiveName(job.objective) + why);
+    }
+  }
   if (job.d.is_linear() && job.train.freeze_head) {
     FailValue("train.freeze_head", json(true), "false when d = 0 (the head is the only thing trained)");
   }
@@ -526,6 +547,7 @@ const char* ModelArchName(ModelArch arch) { return ModelArchNames()[static_cast<
 const char* DataKindName(DataKind kind) { return DataKindNames()[static_cast<size_t>(kind)].c_str(); }
 const char* ObjectiveName(Objective objective) { return ObjectiveNames()[static_cast<size_t>(objective)].c_str(); }
 const char* ReadoutName(Readout readout) { return ReadoutNames()[static_cast<size_t>(readout)].c_str(); }
+const char* HeadInitName(HeadInit head_init) { return HeadInitNames()[static_cast<size_t>(head_init)].c_str(); }
 
 StatusOr<JobSpec> JobSpecFromJson(const json& document) { return Validate(document, {}); }
 
@@ -595,6 +617,7 @@ json ToJson(const JobSpec& spec) {
                 {"patience", t.patience},
                 {"min_delta", t.min_delta},
                 {"freeze_head", t.freeze_head},
+                {"head_init", HeadInitName(t.head_init)},
                 {"seed", t.seed},
                 {"device", t.device},
                 {"threads", t.threads}};
@@ -631,9 +654,9 @@ bool operator==(const DataSpec& a, const DataSpec& b) {
 }
 bool operator==(const TrainSpec& a, const TrainSpec& b) {
   return std::tie(a.lr, a.low_dim_lr, a.weight_decay, a.batch_size, a.max_epochs, a.patience, a.min_delta,
-                  a.freeze_head, a.seed, a.device, a.threads) ==
+                  a.freeze_head, a.head_init, a.seed, a.device, a.threads) ==
          std::tie(b.lr, b.low_dim_lr, b.weight_decay, b.batch_size, b.max_epochs, b.patience, b.min_delta,
-                  b.freeze_head, b.seed, b.device, b.threads);
+                  b.freeze_head, b.head_init, b.seed, b.device, b.threads);
 }
 bool operator==(const RidgeSpec& a, const RidgeSpec& b) {
   return std::tie(a.alphas, a.per_target) == std::tie(b.alphas, b.per_target);

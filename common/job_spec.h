@@ -45,12 +45,14 @@ enum class ModelArch { kMlp, kLenet, kSmallCnn, kResnet18, kTorchscript };
 enum class DataKind { kNsd, kMajajHong, kGeneric, kImageFolder, kIdx, kSynthetic };
 enum class Objective { kRegression, kClassification };
 enum class Readout { kSgd, kRidge };
+enum class HeadInit { kDefault, kRidge };
 
 // The spelling used in job files and messages: "mlp", "small_cnn", "majaj_hong", "image_folder", ...
 const char* ModelArchName(ModelArch arch);
 const char* DataKindName(DataKind kind);
 const char* ObjectiveName(Objective objective);
 const char* ReadoutName(Readout readout);
+const char* HeadInitName(HeadInit head_init);
 
 struct ModelSpec {
   ModelArch arch = ModelArch::kResnet18;  // required: mlp | lenet | small_cnn | resnet18 | torchscript
@@ -145,6 +147,12 @@ struct TrainSpec {
   int64_t patience = 3;               // epochs without improvement before stopping, >= 0 (seed: Lightning)
   double min_delta = 1e-4;            // smallest validation-score gain that counts, >= 0 (seed)
   bool freeze_head = false;           // d > 0: train only theta_d (seed)
+  // How the readout head of a d > 0 or d = full regression job starts: default (torch.nn.Linear's random
+  // initialisation, seed) or ridge (dwarp): the closed-form ridge readout of the unwarped model's training
+  // features, one alpha for all targets chosen on the validation split from ridge_readout.h's default
+  // grid, so the job starts where the d = 0 ridge readout ends and keeps that start unless an epoch beats
+  // its validation R^2 (worker/engine/train/encoding_training.h). Not valid for d = 0 or classification.
+  HeadInit head_init = HeadInit::kDefault;
   uint64_t seed = 0;                  // >= 0: subspace, initialisation, shuffles
   std::string device = "cpu";         // cpu | cuda | cuda:N
   int64_t threads = 0;                // CPU threads, >= 0; 0: all cores (dwarp)

@@ -399,8 +399,10 @@ StatusOr<std::vector<PlannedJob>> Expand(const SweepSpec& spec, std::optional<Sp
             document.erase("readout");
             document.erase("ridge");
           } else if (document.contains("train") && document["train"].is_object()) {
-            // freeze_head is about d > 0 (train only theta_d); at d = 0 the head is all there is to train.
+            // freeze_head and head_init are about d > 0 (train only theta_d; start the head from the d = 0
+            // ridge fit); at d = 0 the head is all there is to train.
             document["train"].erase("freeze_head");
+            document["train"].erase("head_init");
           }
           if (!document.contains("train") || document["train"].is_null()) document["train"] = json::object();
           for (uint64_t seed : spec.seeds) {

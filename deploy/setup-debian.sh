@@ -21,7 +21,7 @@ packages=(
   # TLS tests make their certificates with it
   openssl
   # cross-checks and fixtures (torchvision export, xarray-written netCDF, PIL-written images)
-  python3 python3-numpy python3-torch python3-torchvision python3-xarray python3-netcdf4 python3-pil
+  python3 python3-numpy python3-torch python3-torchvision python3-xarray python3-netcdf4 python3-pil python3-protobuf
   # real data that ships in Debian
   dataset-fashion-mnist
 )

@@ -283,6 +283,7 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
         .patience(t.patience)
         .min_delta(t.min_delta)
         .freeze_head(t.freeze_head)
+        .head_init(t.head_init == HeadInit::kRidge ? engine::HeadInit::kRidge : engine::HeadInit::kDefault)
         .seed(t.seed)
         .on_epoch(EpochCallback(spec, options))
         .should_stop(options.should_stop);

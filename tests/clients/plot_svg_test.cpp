@@ -1,6 +1,7 @@
 // clients/plot_svg.h and clients/plot_command.h: the d_warp picture from DWarpResponse messages built by
 // hand (well-formed SVG, one line per group, the log axis and its 0 / full slots, the threshold's place,
 // error bars, escaping, d_warp markers), and `dwarp plot` against a hand-written SweepService on loopback.
+#include "tests/support/loopback_sweep_server.h"
 #include "clients/plot_svg.h"
 
 #include <grpcpp/server.h>
@@ -491,32 +492,22 @@ class PlotCommandTest : public ::testing::Test {
   void SetUp() override {
     unsetenv("DWARP_TOKEN");
     unsetenv("DWARP_TOKEN_FILE");
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port_, 0);
+    server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
+    ASSERT_TRUE(server_->ok());
+    port_ = server_->port();
     dir_ = fs::temp_directory_path() / ("dwarp_plot_test_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    if (server_) server_->Shutdown();
     std::error_code ignored;
     fs::remove_all(dir_, ignored);
   }
-  SweepClient Client() {
-    ConnectionFlags flags;
-    flags.coordinator = "127.0.0.1:" + std::to_string(port_);
-    flags.timeout_seconds = 10;
-    auto client = ConnectSweepClient(flags);
-    EXPECT_TRUE(client.ok()) << client.status();
-    return std::move(client).value();
-  }
+  SweepClient Client() { return dwarp::testing::LoopbackClient(server_->address()); }
 
   FakeDWarpService service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<dwarp::testing::LoopbackServer> server_;
   int port_ = 0;
   fs::path dir_;
 };
@@ -563,7 +554,7 @@ TEST_F(PlotCommandTest, OnlySvgIsWritten) {
 
 TEST_F(PlotCommandTest, AnUnreachableCoordinatorExitsThree) {
   int unused_port = port_;
-  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Shutdown();
   server_.reset();
   ConnectionFlags flags;
   flags.coordinator = "127.0.0.1:" + std::to_string(unused_port);

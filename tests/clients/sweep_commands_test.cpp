@@ -1,6 +1,7 @@
 // clients/sweep_commands.h against a hand-written SweepService on loopback (an OS-chosen port): what each
 // command prints, the exit code each failure maps to, and how `watch` ends. The real coordinator's
 // end-to-end tests live with the coordinator; this fake only answers what the commands ask.
+#include "tests/support/loopback_sweep_server.h"
 #include "clients/sweep_commands.h"
 
 #include <grpcpp/server.h>
@@ -206,12 +207,9 @@ class SweepCommandsTest : public ::testing::Test {
     unsetenv("DWARP_TOKEN");
     unsetenv("DWARP_TOKEN_FILE");
     unsetenv("DWARP_COORDINATOR");
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port_, 0);
+    server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
+    ASSERT_TRUE(server_->ok());
+    port_ = server_->port();
     dir_ = fs::temp_directory_path() / ("dwarp_sweep_commands_test_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
@@ -220,7 +218,7 @@ class SweepCommandsTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    if (server_) server_->Shutdown();
     std::error_code ignored;
     fs::remove_all(dir_, ignored);
   }
@@ -236,7 +234,7 @@ class SweepCommandsTest : public ::testing::Test {
   }
 
   FakeSweepService service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<dwarp::testing::LoopbackServer> server_;
   int port_ = 0;
   fs::path dir_;
   std::string token_file_;

@@ -244,7 +244,7 @@ data:
     teacher: {arch: small_cnn, layer: conv2, input_channels: 1, input_size: 28}
 d: 123
 train: {lr: 3.0e-4, low_dim_lr: 0.1, weight_decay: 1.0e-5, batch_size: 16, max_epochs: 7, patience: 0,
-        min_delta: 0.0, freeze_head: true, seed: 42, device: cuda, threads: 2}
+        min_delta: 0.0, freeze_head: true, head_init: ridge, seed: 42, device: cuda, threads: 2}
 )");
 }
 
@@ -271,6 +271,8 @@ TEST(JobSpecTest, ToJsonRoundTrips) {
   EXPECT_EQ(j["train"]["low_dim_lr"], 0.1);
   EXPECT_EQ(j["train"]["seed"], 42);
   EXPECT_EQ(j["train"]["device"], "cuda");
+  EXPECT_EQ(j["train"]["head_init"], "ridge");
+  EXPECT_EQ(ToJson(specs[0])["train"]["head_init"], "default");
   EXPECT_EQ(ToJson(MustParse(MajajWithD("full")))["d"], "full");
 }
 
@@ -285,6 +287,19 @@ TEST(JobSpecTest, EqualityNoticesEveryChange) {
   changed = base;
   changed.d = SubspaceDim::Subspace(124);
   EXPECT_NE(changed, base);
+  changed = base;
+  changed.train.head_init = HeadInit::kDefault;
+  EXPECT_NE(changed, base);
+}
+
+TEST(JobSpecTest, HeadInitDefaultsToTheResearchCodeAndParsesRidge) {
+  EXPECT_EQ(MustParse(kMajajYaml).train.head_init, HeadInit::kDefault);
+  EXPECT_EQ(MustParse(MajajWith("train: {head_init: default}")).train.head_init, HeadInit::kDefault);
+  EXPECT_EQ(MustParse(MajajWith("train: {head_init: ridge}")).train.head_init, HeadInit::kRidge);
+  EXPECT_EQ(MustParse(MajajWithD("full", "train: {head_init: ridge}")).train.head_init, HeadInit::kRidge);
+  EXPECT_EQ(MustParse(kMajajYaml, SpecFormat::kYaml, {"train.head_init=ridge"}).train.head_init, HeadInit::kRidge);
+  EXPECT_STREQ(HeadInitName(HeadInit::kRidge), "ridge");
+  EXPECT_STREQ(HeadInitName(HeadInit::kDefault), "default");
 }
 
 // ----------------------------------------------------------------------------------------------- errors
@@ -441,6 +456,25 @@ readout: ridge
   EXPECT_THAT(block_without_ridge, HasSubstr("ridge = {\"per_target\":true}; expected no ridge with readout sgd"));
   const std::string folds = ErrorOf(MajajWithD("0", "readout: ridge\nridge: {folds: 3}"));
   EXPECT_THAT(folds, HasSubstr("folds"));  // alpha is chosen on the validation split: no k-fold option
+}
+
+TEST(JobSpecErrorTest, HeadInitIsAChoiceAndRidgeNeedsAWarpedRegressionJob) {
+  const std::string bad = ErrorOf(MajajWith("train: {head_init: ols}"));
+  EXPECT_THAT(bad, HasSubstr("train.head_init = \"ols\""));
+  EXPECT_THAT(bad, HasSubstr("default | ridge"));
+  EXPECT_THAT(ErrorOf(MajajWith("train: {head_init: 1}")), HasSubstr("train.head_init = 1"));
+  const std::string linear = ErrorOf(MajajWithD("0", "train: {head_init: ridge}"));
+  EXPECT_THAT(linear, HasSubstr("train.head_init = \"ridge\"; expected default when d = 0"));
+  EXPECT_THAT(linear, HasSubstr("d > 0 or d = full regression job"));
+  const std::string classification = ErrorOf(R"(
+model: {arch: mlp, layer: fc3}
+data: {kind: idx, images: a, labels: b}
+d: 10
+train: {head_init: ridge}
+)");
+  EXPECT_THAT(classification, HasSubstr("train.head_init = \"ridge\"; expected default when objective = classification"));
+  // An override that causes the error is named.
+  EXPECT_THAT(ErrorWithOverrides({"d=0", "train.head_init=ridge"}), HasSubstr("train.head_init"));
 }
 
 TEST(JobSpecErrorTest, FreezeHeadNeedsSomethingElseToTrain) {

@@ -361,6 +361,12 @@ TEST(ExpandSweepTest, FreezeHeadAppliesToWarpedJobsOnly) {
   for (const PlannedJob& j : MustExpand(s)) EXPECT_EQ(j.spec.train.freeze_head, !j.d.is_linear()) << j.d.ToString();
 }
 
+TEST(ExpandSweepTest, RidgeHeadInitAppliesToWarpedJobsOnly) {
+  const SweepSpec s = MustParse(SweepReplacing("max_epochs: 5}", "max_epochs: 5, head_init: ridge}"));
+  for (const PlannedJob& j : MustExpand(s))
+    EXPECT_EQ(j.spec.train.head_init, j.d.is_linear() ? HeadInit::kDefault : HeadInit::kRidge) << j.d.ToString();
+}
+
 TEST(ExpandSweepTest, ExactlyTheLimitExpands) {
   // 1 group x 2 d x 50000 seeds = kMaxJobsPerSweep jobs; also bounds the cost of validating every job.
   const std::string text = R"(
@@ -434,6 +440,21 @@ TEST(SweepExamplesTest, SyntheticQuickstartParsesAndExpands) {
   const std::vector<PlannedJob> jobs = MustExpand(*s);
   EXPECT_EQ(jobs.size(), 30u);  // (2 layers + 1) x 5 d x 2 seeds
   for (const PlannedJob& j : jobs) EXPECT_EQ(j.spec.data.kind, DataKind::kSynthetic);
+}
+
+TEST(SweepExamplesTest, ReadmeQuickstartParsesAndExpands) {
+  StatusOr<SweepSpec> s = LoadSweepSpecFile(DWARP_CONFIGS_DIR "/quickstart.yaml");
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::vector<PlannedJob> jobs = MustExpand(*s);
+  EXPECT_EQ(jobs.size(), 36u);  // 3 candidates x 6 d x 2 seeds
+  for (const PlannedJob& j : jobs) {
+    // The brain is a warp of small_cnn's representation: the teacher is set, not each candidate itself.
+    ASSERT_TRUE(j.spec.data.synthetic.has_value());
+    ASSERT_TRUE(j.spec.data.synthetic->teacher.has_value());
+    EXPECT_EQ(j.spec.data.synthetic->teacher->arch, ModelArch::kSmallCnn);
+    EXPECT_EQ(j.spec.train.head_init, j.d.is_linear() ? HeadInit::kDefault : HeadInit::kRidge);
+    EXPECT_EQ(j.spec.readout, j.d.is_linear() ? Readout::kRidge : Readout::kSgd);
+  }
 }
 
 TEST(SweepExamplesTest, SeedsEncodingDimExperiment) {

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -11,6 +12,7 @@
 #include "worker/engine/train/encoding_training.h"
 #include "worker/engine/train/feature_cache.h"
 #include "worker/engine/train/readout_training.h"
+#include "worker/engine/train/ridge_readout.h"
 
 namespace dwarp::engine {
 namespace {
@@ -95,6 +97,82 @@ TEST(EncodingTrainingTest, FrozenHeadKeepsItsInitialisationWhileTheModelMoves) {
   ASSERT_TRUE(frozen.ok() && untrained.ok());
   EXPECT_TRUE(at::equal(frozen->head_weight, untrained->head_weight));
   EXPECT_GT(a->theta_d().abs().sum().item<float>(), 0.0f);
+}
+
+// The d = 0 ridge fit of the unwarped teacher's features, as the d = 0 ridge job computes it.
+RidgeFit D0RidgeFit(const NeuralData& data) {
+  torch::jit::Module model = Mlp(3);
+  model.eval();
+  auto cache = CacheFeatures([&](const at::Tensor& x) { return model.forward({x}).toTensor(); }, data);
+  EXPECT_TRUE(cache.ok()) << cache.status();
+  auto fit = FitRidgeCV(cache->train.features, cache->train.responses, cache->validation.features,
+                        cache->validation.responses);
+  EXPECT_TRUE(fit.ok()) << fit.status();
+  return std::move(fit).value();
+}
+
+void ExpectHeadIsTheRidgeFit(const EncodingTrainingResult& result, const RidgeFit& fit) {
+  ASSERT_EQ(result.head_weight.sizes(), (std::vector<int64_t>{10, 24}));
+  EXPECT_TRUE(at::allclose(result.head_weight, fit.weights.t().to(at::kFloat), 1e-5, 1e-6))
+      << "max difference " << (result.head_weight - fit.weights.t().to(at::kFloat)).abs().max().item<float>();
+  EXPECT_TRUE(at::allclose(result.head_bias, fit.bias.to(at::kFloat), 1e-5, 1e-6));
+  EXPECT_EQ(result.head_init_alpha, fit.alphas[0].item<double>());
+  // The starting state's score is the ridge fit's validation R^2 (float32 head vs float64 fit).
+  EXPECT_NEAR(result.head_init_validation_r2, fit.validation_r2, 1e-4);
+}
+
+TEST(EncodingTrainingTest, RidgeHeadStartsAtTheD0RidgeFitInSubspaceAndFullTraining) {
+  const NeuralData data = Brain();
+  const RidgeFit fit = D0RidgeFit(data);
+  // A frozen head stays where it started while theta_d moves, so the result shows the initial head.
+  auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(20).seed(4));
+  ASSERT_TRUE(model.ok());
+  auto subspace = TrainEncoderInSubspace(*model, data, Options().max_epochs(2).freeze_head(true).head_init(HeadInit::kRidge));
+  ASSERT_TRUE(subspace.ok()) << subspace.status();
+  ExpectHeadIsTheRidgeFit(*subspace, fit);
+
+  torch::jit::Module module = Mlp(3).deepcopy();
+  auto full = TrainEncoderFull(module, data, Options().max_epochs(2).lr(1e-3).freeze_head(true).head_init(HeadInit::kRidge));
+  ASSERT_TRUE(full.ok()) << full.status();
+  ExpectHeadIsTheRidgeFit(*full, fit);
+
+  // The default head is torch.nn.Linear's, and records no ridge start.
+  auto other = SubspaceModel::Create(Mlp(3), SubspaceOptions(20).seed(4));
+  ASSERT_TRUE(other.ok());
+  auto random = TrainEncoderInSubspace(*other, data, Options().max_epochs(1).freeze_head(true));
+  ASSERT_TRUE(random.ok()) << random.status();
+  EXPECT_FALSE(at::allclose(random->head_weight, fit.weights.t().to(at::kFloat), 1e-3, 1e-3));
+  EXPECT_TRUE(std::isnan(random->head_init_alpha));
+  EXPECT_TRUE(std::isnan(random->head_init_validation_r2));
+}
+
+// The training loop scores only after each epoch; the ridge start is scored before the first and kept
+// when no epoch beats it, so a ridge-initialised job never ends below the d = 0 ridge readout.
+TEST(EncodingTrainingTest, RidgeHeadNeverEndsBelowTheD0RidgeReadout) {
+  const NeuralData data = Brain();
+  const RidgeFit fit = D0RidgeFit(data);
+  for (const int64_t d : {5, 200}) {
+    auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(d).seed(21));
+    ASSERT_TRUE(model.ok());
+    auto result = TrainEncoderInSubspace(*model, data, Options().max_epochs(6).head_init(HeadInit::kRidge));
+    ASSERT_TRUE(result.ok()) << result.status();
+    std::printf("d = %lld: validation R^2 %.4f (d = 0 ridge %.4f), best epoch %lld\n", static_cast<long long>(d),
+                result->validation.r2, fit.validation_r2, static_cast<long long>(result->best_epoch));
+    EXPECT_GE(result->validation.r2, fit.validation_r2 - 1e-4) << "d = " << d;
+  }
+
+  // Steps far too large wreck the head in the first epoch: the ridge start is restored, model included.
+  auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(20).seed(4));
+  ASSERT_TRUE(model.ok());
+  auto wrecked = TrainEncoderInSubspace(*model, data, Options().max_epochs(1).lr(0.5).low_dim_lr(0.5)
+                                                         .head_init(HeadInit::kRidge));
+  ASSERT_TRUE(wrecked.ok()) << wrecked.status();
+  ASSERT_EQ(wrecked->history.size(), 1u);
+  EXPECT_LT(wrecked->history[0].validation_score, wrecked->head_init_validation_r2);
+  EXPECT_EQ(wrecked->best_epoch, 0);
+  EXPECT_NEAR(wrecked->validation.r2, wrecked->head_init_validation_r2, 1e-9);
+  EXPECT_EQ(model->theta_d().abs().sum().item<float>(), 0.0f);
+  ExpectHeadIsTheRidgeFit(*wrecked, fit);
 }
 
 TEST(EncodingTrainingTest, FullTrainingLearns) {

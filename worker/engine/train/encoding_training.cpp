@@ -9,6 +9,9 @@
 #include <sstream>
 #include <tuple>
 
+#include "worker/engine/train/feature_cache.h"
+#include "worker/engine/train/ridge_readout.h"
+
 namespace dwarp::engine {
 namespace {
 
@@ -68,6 +71,23 @@ at::Tensor Predict(const Encoder& encoder, const at::Tensor& weight, const at::T
   return at::cat(out);
 }
 
+// The closed-form ridge readout of the encoder's features in its current (initial) state: the d = 0
+// ridge job's fit (features as feature_cache.h computes them, FitRidgeCV with the default grid), so a
+// ridge-initialised head starts exactly where that job ends.
+StatusOr<RidgeFit> FitRidgeHead(const Encoder& encoder, const NeuralData& data, int64_t batch_size) {
+  encoder.set_training(false);
+  const FeatureCacheOptions cache = FeatureCacheOptions().batch_size(batch_size).device(encoder.device);
+  auto train = ComputeFeatures(encoder.represent, data.train.stimuli, cache);
+  if (!train.ok()) return Status(train.status().code(), "head_init ridge: training split: " + train.status().message());
+  auto validation = ComputeFeatures(encoder.represent, data.validation.stimuli, cache);
+  if (!validation.ok()) {
+    return Status(validation.status().code(), "head_init ridge: validation split: " + validation.status().message());
+  }
+  auto fit = FitRidgeCV(*train, data.train.responses, *validation, data.validation.responses, RidgeOptions());
+  if (!fit.ok()) return Status(fit.status().code(), "head_init ridge: " + fit.status().message());
+  return fit;
+}
+
 StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData& data,
                                        const EncodingTrainingOptions& options, EncodingTrainingResult result) {
   const auto start = Clock::now();
@@ -88,9 +108,19 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
   const int64_t targets = data.num_targets();
   result.representation_size = features;
 
-  // torch.nn.Linear's initialisation, from the job's seed.
   at::Tensor weight, bias;
-  std::tie(weight, bias) = InitLinearHead(features, targets, options.seed_, probe.scalar_type());
+  const bool ridge_head = options.head_init_ == HeadInit::kRidge;
+  if (ridge_head) {
+    auto fit = FitRidgeHead(encoder, data, options.eval_batch_size_);
+    if (!fit.ok()) return fit.status();
+    // RidgeFit's W is [F, T] float64 (Y = X W + b); the head holds nn.Linear's [T, F] in the model's dtype.
+    weight = fit->weights.transpose(0, 1).contiguous().to(probe.scalar_type());
+    bias = fit->bias.to(probe.scalar_type());
+    result.head_init_alpha = fit->alphas[0].item<double>();
+  } else {
+    // torch.nn.Linear's initialisation, from the job's seed.
+    std::tie(weight, bias) = InitLinearHead(features, targets, options.seed_, probe.scalar_type());
+  }
   weight = weight.to(encoder.device).set_requires_grad(!options.freeze_head_);
   bias = bias.to(encoder.device).set_requires_grad(!options.freeze_head_);
 
@@ -108,8 +138,26 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
   problem.validation_score = [&]() -> StatusOr<double> {
     return R2Score(Predict(encoder, weight, bias, data.validation, options.eval_batch_size_), data.validation.responses);
   };
+
+  // The loop scores only after each epoch, so the ridge starting state is scored (and kept) here: an
+  // epoch has to beat the d = 0 ridge readout to replace it.
+  std::vector<at::Tensor> state, initial_state;
+  if (ridge_head) {
+    auto initial_score = problem.validation_score();
+    if (!initial_score.ok()) return initial_score.status();
+    result.head_init_validation_r2 = *initial_score;
+    state = encoder.model_parameters;
+    state.push_back(weight);
+    state.push_back(bias);
+    for (const auto& p : state) initial_state.push_back(p.detach().clone());
+  }
   auto loop = RunTrainingLoop(problem, LoopOptions(options));
   if (!loop.ok()) return loop.status();
+  if (ridge_head && !(loop->best_validation_score > result.head_init_validation_r2 + options.min_delta_)) {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < state.size(); ++i) state[i].copy_(initial_state[i]);
+    loop->best_epoch = 0;
+  }
 
   const std::pair<const NeuralSplit*, RegressionScores*> scored[] = {
       {&data.train, &result.train}, {&data.validation, &result.validation}, {&data.test, &result.test}};

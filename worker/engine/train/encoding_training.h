@@ -9,6 +9,20 @@
 //   full, d = full  TrainEncoderFull: Adam on every module parameter at lr (no weight decay) and on the
 //                   head at lr with weight_decay; the module in train mode while training
 //   freeze_head     the head keeps its initialisation and only the model moves
+//   head_init       kDefault: the head starts as torch.nn.Linear from the seed (the research code).
+//                   kRidge: before the first epoch the head is set to the closed-form ridge readout
+//                   (ridge_readout.h's FitRidgeCV, default alpha grid, one alpha for all targets chosen on
+//                   the validation split) of the features the model gives in its initial state, computed
+//                   in eval mode without gradients in eval_batch_size batches. With theta_d = 0 (or the
+//                   untouched module, for full) these are the unwarped model's features, so the job starts
+//                   exactly where the d = 0 ridge readout ends (W [F, T] is stored transposed, as the head's
+//                   [T, F] weight, in the model's dtype). With freeze_head the head stays there.
+//                   The initial state then also competes with the epochs for "best": the training loop
+//                   scores only after each epoch, so it is scored here before the first epoch, and when no
+//                   epoch beats it by more than min_delta it is restored (best_epoch 0), so training can only
+//                   improve on the d = 0 ridge readout's validation R^2. (The history's `improved` flags
+//                   still compare epochs with each other only. Keeping the start costs one more copy of
+//                   what trains: theta_d and lambdas, or, for full training, every module parameter.)
 // After every epoch the validation R^2 (uniform over targets) decides: an improvement by more than
 // min_delta is kept, training stops after `patience` epochs without one, and the best state (theta_d,
 // lambdas and head, or all parameters and head) is restored before the final scores.
@@ -23,6 +37,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +50,11 @@
 
 namespace dwarp::engine {
 
+enum class HeadInit {
+  kDefault,  // torch.nn.Linear's initialisation from the seed
+  kRidge,    // the closed-form ridge readout of the initial model's features (see above)
+};
+
 struct EncodingTrainingOptions {
   EncodingTrainingOptions& lr(double v) { lr_ = v; return *this; }
   EncodingTrainingOptions& low_dim_lr(double v) { low_dim_lr_ = v; return *this; }
@@ -44,6 +64,7 @@ struct EncodingTrainingOptions {
   EncodingTrainingOptions& patience(int64_t v) { patience_ = v; return *this; }
   EncodingTrainingOptions& min_delta(double v) { min_delta_ = v; return *this; }
   EncodingTrainingOptions& freeze_head(bool v) { freeze_head_ = v; return *this; }
+  EncodingTrainingOptions& head_init(HeadInit v) { head_init_ = v; return *this; }
   EncodingTrainingOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
   // Seed of the head's initialisation and of the minibatch order.
   EncodingTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
@@ -61,6 +82,7 @@ struct EncodingTrainingOptions {
   int64_t patience_ = 5;      // 0: run every epoch
   double min_delta_ = 0.0;
   bool freeze_head_ = false;
+  HeadInit head_init_ = HeadInit::kDefault;
   LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
   uint64_t seed_ = 0;
   int64_t eval_batch_size_ = 256;
@@ -76,12 +98,16 @@ struct EncodingTrainingResult {
   RegressionScores train;
   RegressionScores validation;
   RegressionScores test;
-  int64_t best_epoch = 0;               // 1-based
+  int64_t best_epoch = 0;               // 1-based; 0: the ridge-initialised starting state was kept
   int64_t epochs_run = 0;
   double seconds = 0.0;                 // wall time of the whole call
   std::vector<EpochRecord> history;
   at::Tensor head_weight;               // float32 [T, F] of the restored head, CPU
   at::Tensor head_bias;                 // float32 [T]
+  // head_init kRidge only (NaN otherwise): the ridge alpha the head started from, and the validation R^2
+  // of the starting state (the ridge head on the initial model's features, as the loop scores it).
+  double head_init_alpha = std::numeric_limits<double>::quiet_NaN();
+  double head_init_validation_r2 = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Trains `model` through its subspace; on success its best theta_d / lambdas are left installed.

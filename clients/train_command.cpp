@@ -38,7 +38,7 @@ std::string Bar(int64_t done, int64_t total, int width = 24) {
 
 StatusOr<std::string> RunTrainCommand(const TrainCommandConfig& config) {
   auto spec = LoadJobSpecFile(config.job_file, config.overrides);
-  if (!spec.ok()) return Status(spec.status().code(), config.job_file + ": " + spec.status().message());
+  if (!spec.ok()) return spec.status();  // LoadJobSpecFile names the file
 
   int threads = static_cast<int>(spec->train.threads);
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());

@@ -432,13 +432,18 @@ TrainSpec ReadTrain(const json* object, const std::string& path) {
 }
 
 RidgeSpec ReadRidge(const json* object, const std::string& path) {
-  const Fields f(object, path, {"alphas", "per_target"});
+  const Fields f(object, path, {"alphas", "per_target", "folds"});
   RidgeSpec r;
   if (f.Has("alphas")) {
     r.alphas = ReadDoubleList(f.Get("alphas"), f.PathOf("alphas"), "a non-empty list of ridge penalties > 0",
                               "a number > 0", kPositive);
   }
   r.per_target = f.Bool("per_target", r.per_target);
+  r.folds = f.Int("folds", r.folds, 0);
+  if (r.folds == 1) {
+    FailValue(f.PathOf("folds"), f.Get("folds"),
+              "0 (choose alpha on the validation split) or an integer >= 2 (k-fold cross-validation)");
+  }
   return r;
 }
 
@@ -630,7 +635,7 @@ json ToJson(const JobSpec& spec) {
               {"train", std::move(train)}};
   if (spec.ridge) {
     out["ridge"] = {
-        {"alphas", spec.ridge->alphas}, {"per_target", spec.ridge->per_target}};
+        {"alphas", spec.ridge->alphas}, {"per_target", spec.ridge->per_target}, {"folds", spec.ridge->folds}};
   }
   return out;
 }
@@ -659,7 +664,7 @@ bool operator==(const TrainSpec& a, const TrainSpec& b) {
                   b.freeze_head, b.head_init, b.seed, b.device, b.threads);
 }
 bool operator==(const RidgeSpec& a, const RidgeSpec& b) {
-  return std::tie(a.alphas, a.per_target) == std::tie(b.alphas, b.per_target);
+  return std::tie(a.alphas, a.per_target, a.folds) == std::tie(b.alphas, b.per_target, b.folds);
 }
 bool operator==(const JobSpec& a, const JobSpec& b) {
   return std::tie(a.model, a.data, a.d, a.objective, a.readout, a.ridge, a.train) ==

@@ -159,10 +159,12 @@ struct TrainSpec {
 };
 
 // readout: ridge only. Closed-form ridge fitted on the training split, alpha (per target with per_target)
-// chosen by the validation split's R^2 (worker/engine/train/ridge_readout.h).
+// chosen by the validation split's R^2, or by k-fold cross-validation on the training split with folds
+// (worker/engine/train/ridge_readout.h).
 struct RidgeSpec {
   std::vector<double> alphas = {1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4, 1e5};  // each > 0, >= 1 entry (dwarp)
   bool per_target = false;  // choose alpha per target (voxel / neuroid) rather than one for all (dwarp)
+  int64_t folds = 0;        // 0: choose alpha on the validation split (dwarp); k >= 2: k-fold CV (RidgeCV(cv=k))
 };
 
 struct JobSpec {

@@ -247,7 +247,8 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
     if (spec.readout == Readout::kRidge) {
       DWARP_RETURN_IF_ERROR(EnterPhase(options, "fitting ridge readout"));
       engine::RidgeOptions ridge;
-      if (spec.ridge.has_value()) ridge.alphas(spec.ridge->alphas).per_target(spec.ridge->per_target);
+      if (spec.ridge.has_value())
+        ridge.alphas(spec.ridge->alphas).per_target(spec.ridge->per_target).folds(spec.ridge->folds);
       readout = engine::TrainRidgeReadout(*features, ridge);
     } else {
       DWARP_RETURN_IF_ERROR(EnterPhase(options, "training SGD readout"));

@@ -210,6 +210,14 @@ d: 10
   ASSERT_TRUE(ridge.ridge.has_value());
   EXPECT_FALSE(ridge.ridge->per_target);
   EXPECT_FALSE(ridge.ridge->alphas.empty());
+  EXPECT_EQ(ridge.ridge->folds, 0);  // alpha chosen on the validation split unless folds are asked for
+}
+
+TEST(JobSpecTest, RidgeFoldsAreZeroOrAtLeastTwo) {
+  EXPECT_EQ(MustParse(MajajWithD("0", "readout: ridge\nridge: {folds: 5}")).ridge->folds, 5);
+  EXPECT_THAT(ErrorOf(MajajWithD("0", "readout: ridge\nridge: {folds: 1}")),
+              HasSubstr("ridge.folds = 1; expected 0 (choose alpha on the validation split) or an integer >= 2"));
+  EXPECT_THAT(ErrorOf(MajajWithD("0", "readout: ridge\nridge: {folds: -2}")), HasSubstr("ridge.folds = -2"));
 }
 
 TEST(JobSpecTest, NullMeansNotGiven) {
@@ -251,7 +259,7 @@ train: {lr: 3.0e-4, low_dim_lr: 0.1, weight_decay: 1.0e-5, batch_size: 16, max_e
 TEST(JobSpecTest, ToJsonRoundTrips) {
   std::vector<JobSpec> specs = {
       MustParse(kMajajYaml), NonDefaultSpec(),
-      MustParse(MajajWithD("0", "readout: ridge\nridge: {alphas: [0.5, 2], per_target: true}"))};
+      MustParse(MajajWithD("0", "readout: ridge\nridge: {alphas: [0.5, 2], per_target: true, folds: 4}"))};
   ASSERT_TRUE(specs[2].ridge.has_value());
   EXPECT_EQ(specs[2].ridge->alphas, (std::vector<double>{0.5, 2}));
   for (const JobSpec& spec : specs) {
@@ -454,8 +462,8 @@ readout: ridge
   EXPECT_THAT(classification, HasSubstr("readout = \"ridge\"; expected sgd when objective = classification"));
   const std::string block_without_ridge = ErrorOf(MajajWith("ridge: {per_target: true}"));
   EXPECT_THAT(block_without_ridge, HasSubstr("ridge = {\"per_target\":true}; expected no ridge with readout sgd"));
-  const std::string folds = ErrorOf(MajajWithD("0", "readout: ridge\nridge: {folds: 3}"));
-  EXPECT_THAT(folds, HasSubstr("folds"));  // alpha is chosen on the validation split: no k-fold option
+  const std::string misspelt = ErrorOf(MajajWithD("0", "readout: ridge\nridge: {fold: 3}"));
+  EXPECT_THAT(misspelt, HasSubstr("folds"));  // the unknown key's nearest valid one
 }
 
 TEST(JobSpecErrorTest, HeadInitIsAChoiceAndRidgeNeedsAWarpedRegressionJob) {

@@ -127,6 +127,46 @@ TEST(RidgeCVTest, PerTargetAlphasFollowEachTargetsNoise) {
   EXPECT_TRUE(at::allclose(per_target->weights.select(1, 1), direct_high->weights.select(1, 1), 1e-9, 1e-12));
 }
 
+TEST(RidgeCVTest, KFoldScoresAreTheMeanOfHeldOutFoldFits) {
+  const Problem p = GaussianProblem({0.5, 1.0}, {0.1, 0.1}, 11);  // 100 training rows
+  RidgeOptions options;
+  options.folds(4);
+  auto fit = FitRidgeCV(p.x_train, p.y_train, p.x_val, p.y_val, options);
+  ASSERT_TRUE(fit.ok()) << fit.status();
+  // Each alpha's score: the mean over 4 contiguous folds of 25 rows of the held-out fold's R² per target.
+  for (size_t a = 0; a < options.alphas_.size(); ++a) {
+    at::Tensor expected = at::zeros({2}, at::kDouble);
+    for (int64_t k = 0; k < 4; ++k) {
+      const at::Tensor held = at::arange(25 * k, 25 * (k + 1), at::kLong);
+      const at::Tensor kept = at::cat({at::arange(0, 25 * k, at::kLong), at::arange(25 * (k + 1), 100, at::kLong)});
+      auto direct = FitRidge(p.x_train.index_select(0, kept), p.y_train.index_select(0, kept), options.alphas_[a]);
+      ASSERT_TRUE(direct.ok());
+      auto r2 = R2PerTarget(direct->Predict(p.x_train.index_select(0, held)), p.y_train.index_select(0, held));
+      ASSERT_TRUE(r2.ok());
+      expected += *r2;
+    }
+    expected /= 4.0;
+    EXPECT_TRUE(at::allclose(fit->validation_r2_per_alpha[static_cast<int64_t>(a)], expected, 1e-9, 1e-10))
+        << "alpha " << options.alphas_[a];
+  }
+  // The chosen alpha is the best cross-validated one; the weights are the whole training split's fit at it.
+  const int64_t best = fit->validation_r2_per_alpha.mean(1).argmax().item<int64_t>();
+  const double alpha = options.alphas_[static_cast<size_t>(best)];
+  EXPECT_EQ(fit->alphas[0].item<double>(), alpha);
+  auto whole = FitRidge(p.x_train, p.y_train, alpha);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_TRUE(at::allclose(fit->weights, whole->weights, 1e-9, 1e-12));
+  // validation_r2 is still the validation split's score of that fit.
+  auto validation = R2Score(whole->Predict(p.x_val), p.y_val.to(at::kDouble));
+  ASSERT_TRUE(validation.ok());
+  EXPECT_NEAR(fit->validation_r2, *validation, 1e-9);
+  // Too many folds for the rows, or one fold: refused, naming the value.
+  auto too_many = FitRidgeCV(p.x_train, p.y_train, p.x_val, p.y_val, RidgeOptions().folds(51));
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_NE(too_many.status().message().find("folds = 51"), std::string::npos) << too_many.status();
+  EXPECT_FALSE(FitRidgeCV(p.x_train, p.y_train, p.x_val, p.y_val, RidgeOptions().folds(1)).ok());
+}
+
 TEST(RidgeCVTest, BadInputsNameTheValue) {
   const at::Tensor x = at::randn({10, 3}), y = at::randn({10, 2});
   auto rows = FitRidgeCV(x, at::randn({9, 2}), x, y);

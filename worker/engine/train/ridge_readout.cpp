@@ -54,6 +54,22 @@ RidgeFit Solve(const Decomposition& d, const at::Tensor& alphas /* float64 [T] *
   return fit;
 }
 
+// R² of every target at every alpha for the held-out rows (x_held, y_held), the fit being d's: [A, T].
+StatusOr<at::Tensor> ScoreAlphas(const Decomposition& d, const at::Tensor& x_held, const at::Tensor& y_held,
+                                 const std::vector<double>& alphas) {
+  const at::Tensor xv_v = at::matmul(x_held.detach().to(at::kCPU, at::kDouble) - d.x_mean, d.v);  // [Nv, k]
+  const at::Tensor yv = y_held.detach().to(at::kCPU, at::kDouble);
+  std::vector<at::Tensor> scores;  // per alpha: R² per target [T]
+  for (double alpha : alphas) {
+    const at::Tensor factors = ShrinkFactors(d, at::full({1}, alpha, at::kDouble));
+    const at::Tensor predictions = at::addmm(d.y_mean, xv_v, factors * d.uty);
+    auto r2 = R2PerTarget(predictions, yv);
+    if (!r2.ok()) return r2.status();
+    scores.push_back(*r2);
+  }
+  return at::stack(scores);
+}
+
 Status CheckAlpha(double alpha, size_t index) {
   if (std::isfinite(alpha) && alpha > 0.0) return OkStatus();
   std::ostringstream os;
@@ -116,22 +132,39 @@ StatusOr<RidgeFit> FitRidgeCV(const at::Tensor& x_train, const at::Tensor& y_tra
                                 DescribeTensor(x_train) + " and " + DescribeTensor(y_train) +
                                 "; expected the same numbers of features and targets");
   }
+  if (options.folds_ != 0 && (options.folds_ < 2 || options.folds_ * 2 > x_train.size(0))) {
+    return InvalidArgumentError("ridge folds = " + std::to_string(options.folds_) +
+                                "; expected 0 (choose alpha on the validation split) or 2 .. " +
+                                std::to_string(x_train.size(0) / 2) + " (k-fold on the " +
+                                std::to_string(x_train.size(0)) + " training rows, >= 2 rows per fold)");
+  }
   return CatchLibTorchErrors<RidgeFit>("ridge regression", [&]() -> StatusOr<RidgeFit> {
     const Decomposition d = Decompose(x_train, y_train);
-    const at::Tensor xv_v = at::matmul(x_validation.detach().to(at::kCPU, at::kDouble) - d.x_mean, d.v);  // [Nv, k]
-    const at::Tensor yv = y_validation.detach().to(at::kCPU, at::kDouble);
     const int64_t num_alphas = static_cast<int64_t>(options.alphas_.size());
     const int64_t targets = y_train.size(1);
 
-    std::vector<at::Tensor> scores;  // per alpha: R² per target [T]
-    for (double alpha : options.alphas_) {
-      const at::Tensor factors = ShrinkFactors(d, at::full({1}, alpha, at::kDouble));
-      const at::Tensor predictions = at::addmm(d.y_mean, xv_v, factors * d.uty);
-      auto r2 = R2PerTarget(predictions, yv);
-      if (!r2.ok()) return r2.status();
-      scores.push_back(*r2);
+    at::Tensor table;  // [A, T]: the scores alpha is chosen by
+    if (options.folds_ == 0) {
+      auto scores = ScoreAlphas(d, x_validation, y_validation, options.alphas_);
+      if (!scores.ok()) return scores.status();
+      table = *scores;
+    } else {
+      const int64_t n = x_train.size(0);
+      const int64_t fold_size = n / options.folds_;
+      table = at::zeros({num_alphas, targets}, at::kDouble);
+      for (int64_t k = 0; k < options.folds_; ++k) {
+        const int64_t begin = k * fold_size;
+        const int64_t end = k + 1 == options.folds_ ? n : begin + fold_size;
+        const at::Tensor held = at::arange(begin, end, at::kLong);
+        const at::Tensor kept = at::cat({at::arange(0, begin, at::kLong), at::arange(end, n, at::kLong)});
+        const Decomposition fold = Decompose(x_train.index_select(0, kept), y_train.index_select(0, kept));
+        auto scores = ScoreAlphas(fold, x_train.index_select(0, held), y_train.index_select(0, held), options.alphas_);
+        if (!scores.ok()) return scores.status();
+        table += *scores;
+      }
+      table /= static_cast<double>(options.folds_);
     }
-    const at::Tensor table = at::stack(scores).contiguous();  // [A, T]
+    table = table.contiguous();
     const auto cell = table.accessor<double, 2>();
 
     at::Tensor chosen = at::empty({targets}, at::kDouble);
@@ -155,7 +188,7 @@ StatusOr<RidgeFit> FitRidgeCV(const at::Tensor& x_train, const at::Tensor& y_tra
 
     RidgeFit fit = Solve(d, chosen);
     fit.validation_r2_per_alpha = table;
-    auto validation_r2 = R2Score(fit.Predict(x_validation), yv);
+    auto validation_r2 = R2Score(fit.Predict(x_validation), y_validation.detach().to(at::kCPU, at::kDouble));
     if (!validation_r2.ok()) return validation_r2.status();
     fit.validation_r2 = *validation_r2;
     return fit;

@@ -22,7 +22,13 @@
 // Errors (InvalidArgument, naming the value): non-matrix or non-floating inputs, row counts of X and Y
 // that differ, feature or target counts that differ between splits, non-finite features or responses (with
 // row and column), fewer than 2 training or validation rows, an empty alpha grid or an alpha that is not
-// finite and > 0. LibTorch exceptions are caught and returned as Internal. Nothing throws.
+// finite and > 0, folds = 1 or more folds than half the training rows.
+//
+// K-fold (`folds(k)`, k >= 2): alpha is chosen by k-fold cross-validation on the training split instead
+// (contiguous folds in row order, the last taking the remainder; each alpha scored by the mean over folds
+// of the held-out fold's R², per target with per_target), as scikit-learn's RidgeCV(cv=k); the final fit
+// is still the whole training split at the chosen alpha, and validation_r2 is still the validation split's.
+// validation_r2_per_alpha then holds the cross-validated scores the choice was made on. LibTorch exceptions are caught and returned as Internal. Nothing throws.
 // Thread-safety: pure functions.
 #pragma once
 
@@ -42,9 +48,12 @@ struct RidgeOptions {
   RidgeOptions& alphas(std::vector<double> v) { alphas_ = std::move(v); return *this; }
   // One alpha per response column instead of one shared by all.
   RidgeOptions& per_target(bool v) { per_target_ = v; return *this; }
+  // 0: choose alpha on the validation split; k >= 2: k-fold cross-validation on the training split.
+  RidgeOptions& folds(int64_t v) { folds_ = v; return *this; }
 
   std::vector<double> alphas_ = DefaultRidgeAlphas();
   bool per_target_ = false;
+  int64_t folds_ = 0;
 };
 
 struct RidgeFit {
@@ -52,7 +61,8 @@ struct RidgeFit {
   at::Tensor bias;             // float64 [T]
   at::Tensor alphas;           // float64 [T]: the alpha each target was fitted with (all equal unless per target)
   double validation_r2 = 0.0;  // uniform-average validation R² at the chosen alpha(s); NaN without validation
-  // float64 [A, T]: validation R² of every target at every alpha of the grid (undefined without validation).
+  // float64 [A, T]: the score of every target at every alpha of the grid that alpha was chosen by: the
+  // validation split's R², or the mean held-out R² over folds with folds(k) (undefined without either).
   at::Tensor validation_r2_per_alpha;
 
   // Y ≈ X W + b for features [M, F] (any floating dtype): float64 [M, T].

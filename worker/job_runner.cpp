@@ -170,7 +170,7 @@ StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutMod
   return engine::MakeSyntheticBrain(teacher->module, stimuli, {}, options);
 }
 
-StatusOr<engine::NeuralData> LoadRegressionData(const JobSpec& spec, const ReadoutModel& model) {
+StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, const ReadoutModel& model) {
   const DataSpec& data = spec.data;
   switch (data.kind) {
     case DataKind::kSynthetic:
@@ -190,7 +190,9 @@ StatusOr<engine::NeuralData> LoadRegressionData(const JobSpec& spec, const Reado
         return InvalidArgumentError("data.roi: ROI selection for nsd is not supported by dwarp train yet");
       }
       engine::NsdOptions options;
-      options.image(ImageOptionsFor(spec)).stimuli_dir(data.stimuli);
+      // The real metadata.csv lists all 73,000 NSD images and one subject saw about 10,000: rows for
+      // stimuli a voxels.nc does not hold are expected (the seed merges by stimulus_id).
+      options.image(ImageOptionsFor(spec)).stimuli_dir(data.stimuli).allow_unused_metadata(true);
       return engine::LoadNsd(data.root, options);
     }
     case DataKind::kGeneric: {
@@ -202,6 +204,18 @@ StatusOr<engine::NeuralData> LoadRegressionData(const JobSpec& spec, const Reado
       return InvalidArgumentError(std::string("data.kind = ") + DataKindName(data.kind) +
                                   ": not supported for regression by dwarp train");
   }
+}
+
+// The data, its RGB images shown to a one-channel model as their channel mean (grayscale), as LoadStimuli
+// does for image folders.
+StatusOr<engine::NeuralData> LoadRegressionData(const JobSpec& spec, const ReadoutModel& model) {
+  auto data = LoadRegressionDataAsStored(spec, model);
+  if (!data.ok() || spec.model.input_channels != 1) return data;
+  for (engine::NeuralSplit* split : {&data->train, &data->validation, &data->test}) {
+    if (split->stimuli.dim() == 4 && split->stimuli.size(1) == 3)
+      split->stimuli = split->stimuli.mean(1, /*keepdim=*/true).contiguous();
+  }
+  return data;
 }
 
 Scores FromRegression(const engine::RegressionScores& s) {

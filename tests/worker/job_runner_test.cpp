@@ -7,9 +7,11 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "common/job_spec.h"
+#include "tests/engine/datasets/neural_fixtures.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
@@ -158,6 +160,44 @@ TEST(JobRunnerErrors, MissingImagesAreNotFound) {
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), StatusCode::kNotFound);
   EXPECT_NE(result.status().message().find("/nonexistent/dwarp/x-idx3-ubyte"), std::string::npos);
+}
+
+// Jobs on the real dataset layouts (the xarray-written fixtures of tests/engine/datasets/).
+TEST(JobRunnerNeuralData, NsdJobAcceptsMetadataForStimuliTheSubjectNeverSaw) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  // The real NSD metadata.csv lists all 73,000 images; one subject's voxels.nc holds ~10,000 of them.
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("dwarp_job_runner_nsd_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::copy(engine::testing::FixturePath("nsd"), root, fs::copy_options::recursive);
+  std::ofstream(root / "metadata.csv", std::ios::app) << "10,555,nsd_555.png,False,5555\n";
+  const JobSpec spec = Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+                             "data: {kind: nsd, root: " + root.string() + ", stimuli: " + (root / "stimuli").string() +
+                             "}\nd: 0\nreadout: ridge\ntrain: {threads: 1}\n");
+  auto result = RunJob(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  // 10 stimuli seen: 3 shared1000 (test), the 7 others split 80/20 in voxels.nc order.
+  EXPECT_EQ(result->train_size, 5);
+  EXPECT_EQ(result->val_size, 2);
+  EXPECT_EQ(result->test_size, 3);
+  EXPECT_EQ(result->num_targets, 4);
+  EXPECT_TRUE(std::isfinite(result->test.r2));
+  fs::remove_all(root);
+}
+
+TEST(JobRunnerNeuralData, MajajHongJobReadsOneRegionThroughASubspace) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  const JobSpec spec =
+      Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+            "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj/brainio.nc") +
+            ", stimuli: " + engine::testing::FixturePath("majaj/stimuli") + ", roi: IT}\n"
+            "d: 10\ntrain: {max_epochs: 2, batch_size: 4, patience: 0, threads: 1}\n");
+  auto result = RunJob(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->num_targets, 3);  // the IT neuroids of IT V4 IT V4 IT
+  EXPECT_EQ(result->train_size + result->val_size + result->test_size, 10);
+  EXPECT_EQ(result->train_size, 6);
+  EXPECT_EQ(result->epochs_run, 2);
 }
 
 }  // namespace

@@ -393,10 +393,6 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
                                 "weight_decay = 0 and freeze_head = false");
   }
   if (d.kind == DataKind::kImageFolder) return RunImageFolderClassification(spec, options, result);
-  if (d.limit_classes > 0 || d.limit_samples > 0) {
-    return InvalidArgumentError("data.limit_classes / data.limit_samples: few-shot subsets are not supported by dwarp "
-                                "train yet");
-  }
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
   engine::IdxClassificationOptions read;
   read.num_classes(0);
@@ -406,7 +402,40 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
   engine::ClassifierSplits splits;
   const int64_t n = all->size();
   const int64_t n_train = static_cast<int64_t>(n * d.split.train);
-  if (!d.test_images.empty()) {
+  const bool few_shot = d.limit_classes > 0 || d.limit_samples > 0;
+  if (few_shot) {
+    // As the image-folder loader: the first limit_classes classes, limit_samples images of each drawn with
+    // train.seed, each class split by the fractions; a test file keeps all its images of those classes.
+    engine::FewShotOptions subset;
+    subset.limit_classes = d.limit_classes;
+    subset.limit_samples = d.limit_samples;
+    subset.validation = d.split.val;
+    subset.test = d.test_images.empty() ? d.split.test : 0.0;
+    subset.seed = spec.train.seed;
+    subset.stream = "idx";
+    auto rows = engine::SelectFewShotRows(all->labels, subset);
+    if (!rows.ok()) return Status(rows.status().code(), "data.limit_classes / limit_samples: " + rows.status().message());
+    auto take = [](const engine::ClassificationData& data, const at::Tensor& index, int64_t classes) {
+      return engine::ClassificationData{data.inputs.index_select(0, index), data.labels.index_select(0, index), classes};
+    };
+    splits.train = take(*all, rows->train, rows->num_classes);
+    splits.validation = take(*all, rows->validation, rows->num_classes);
+    if (d.test_images.empty()) {
+      splits.test = take(*all, rows->test, rows->num_classes);
+    } else {
+      engine::IdxClassificationOptions test_read = read;
+      test_read.num_classes(all->num_classes);
+      auto test = engine::LoadIdxClassification(d.test_images, d.test_labels, test_read);
+      if (!test.ok()) return Status(test.status().code(), "data.test_images/test_labels: " + test.status().message());
+      splits.test = take(*test, at::nonzero(test->labels < rows->num_classes).flatten(), rows->num_classes);
+    }
+    for (auto* split : {&splits.train, &splits.validation, &splits.test}) {
+      if (split->size() == 0)
+        return InvalidArgumentError("data.limit_classes = " + std::to_string(d.limit_classes) + ", limit_samples = " +
+                                    std::to_string(d.limit_samples) + " leave an empty split; expected more samples "
+                                    "per class for the split fractions");
+    }
+  } else if (!d.test_images.empty()) {
     engine::IdxClassificationOptions test_read = read;
     test_read.num_classes(all->num_classes);
     auto test = engine::LoadIdxClassification(d.test_images, d.test_labels, test_read);
@@ -420,7 +449,8 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
     splits.validation = engine::SliceRows(*all, n_train, n_val);
     splits.test = engine::SliceRows(*all, n_train + n_val, n - n_train - n_val);
   }
-  const int64_t num_classes = std::max(all->num_classes, splits.test.num_classes);
+  const int64_t num_classes =
+      few_shot ? splits.train.num_classes : std::max(all->num_classes, splits.test.num_classes);
   splits.train.num_classes = splits.validation.num_classes = splits.test.num_classes = num_classes;
   for (auto* split : {&splits.train, &splits.validation, &splits.test}) {
     auto inputs = PrepareIdxImages(split->inputs, spec);

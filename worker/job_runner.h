@@ -18,9 +18,10 @@
 //                            full  -> TrainEncoderFull
 //            classification: d > 0 -> TrainClassifierInSubspace, full -> TrainClassifierFull; the model's
 //                            read-out layer must be its output (feature count = classes)
+//            idx and image_folder with data.limit_classes / limit_samples: the few-shot subset, drawn per
+//            class with train.seed (datasets/classification_data.h SelectFewShotRows)
 // Unsupported (an InvalidArgument saying so): train.device other than cpu, classification at d = 0 or on
-// an inner layer (needs a linear head), data.kind image_folder, data.limit_classes / limit_samples,
-// majaj_hong with more than one roi, generic with split.column.
+// an inner layer (needs a linear head), majaj_hong with more than one roi, generic with split.column.
 //
 // Nothing throws out of RunJob: LibTorch exceptions become Internal statuses.
 // Thread-safety: one RunJob per thread; SetComputeThreads (threading.h) is the caller's (process-wide).

@@ -162,6 +162,25 @@ TEST(JobRunnerErrors, MissingImagesAreNotFound) {
   EXPECT_NE(result.status().message().find("/nonexistent/dwarp/x-idx3-ubyte"), std::string::npos);
 }
 
+TEST_F(JobRunnerTest, IdxFewShotClassificationDrawsClassesAndSamples) {
+  const JobSpec spec = Parse(std::string("model: {arch: mlp, hidden: [16], layer: fc2, layer_groups: []}\n") +
+                             "data: {kind: idx, images: " + kImages + ", labels: " +
+                             "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz, limit_stimuli: 3000, "
+                             "limit_classes: 3, limit_samples: 20}\n"
+                             "d: 50\nobjective: classification\n"
+                             "train: {max_epochs: 2, batch_size: 8, patience: 0, threads: 1}\n");
+  auto result = RunJob(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->metric, "accuracy");
+  EXPECT_EQ(result->num_targets, 3);
+  // 20 per class, split 60 / 20 / 20 inside each class.
+  EXPECT_EQ(result->train_size, 36);
+  EXPECT_EQ(result->val_size, 12);
+  EXPECT_EQ(result->test_size, 12);
+  EXPECT_GE(result->test.accuracy, 0.0);
+  EXPECT_LE(result->test.accuracy, 1.0);
+}
+
 // Jobs on the real dataset layouts (the xarray-written fixtures of tests/engine/datasets/).
 TEST(JobRunnerNeuralData, NsdJobAcceptsMetadataForStimuliTheSubjectNeverSaw) {
   DWARP_REQUIRE_NEURAL_FIXTURES();

@@ -1,4 +1,5 @@
 #include "worker/engine/datasets/idx_dataset.h"
+#include "worker/engine/datasets/classification_data.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -281,6 +282,48 @@ TEST(FashionMnistTest, RealFilesLoadWithTheirShapes) {
   EXPECT_EQ(test->inputs.sizes(), (std::vector<int64_t>{10000, 1, 28, 28}));
   EXPECT_EQ(test->labels.sizes(), (std::vector<int64_t>{10000}));
   EXPECT_EQ(at::bincount(test->labels).max().item<int64_t>(), 1000);
+}
+
+TEST(FewShotRowsTest, DrawsTheFirstClassesAndSamplesPerClassWithTheSeed) {
+  // 5 classes x 10 rows, interleaved.
+  std::vector<int64_t> values;
+  for (int64_t i = 0; i < 50; ++i) values.push_back(i % 5);
+  const at::Tensor labels = at::tensor(values, at::kLong);
+  FewShotOptions options;
+  options.limit_classes = 3;
+  options.limit_samples = 5;
+  options.validation = 0.2;
+  options.test = 0.2;
+  options.seed = 7;
+  auto rows = SelectFewShotRows(labels, options);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->num_classes, 3);
+  EXPECT_EQ(rows->train.numel(), 9);  // 5 per class: 3 train, 1 validation, 1 test
+  EXPECT_EQ(rows->validation.numel(), 3);
+  EXPECT_EQ(rows->test.numel(), 3);
+  const at::Tensor all = at::cat({rows->train, rows->validation, rows->test});
+  EXPECT_EQ(std::get<0>(at::_unique(all)).numel(), 15) << "splits are disjoint";
+  EXPECT_TRUE(at::all(labels.index_select(0, all) < 3).item<bool>());
+  for (int64_t c = 0; c < 3; ++c)
+    EXPECT_EQ((labels.index_select(0, all) == c).sum().item<int64_t>(), 5) << "class " << c;
+  // Same seed, same draw; another seed, another draw.
+  auto again = SelectFewShotRows(labels, options);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(at::equal(rows->train, again->train));
+  options.seed = 8;
+  auto other = SelectFewShotRows(labels, options);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(at::equal(std::get<0>(at::cat({rows->train, rows->validation, rows->test}).sort()),
+                         std::get<0>(at::cat({other->train, other->validation, other->test}).sort())));
+  // Bad options name the value.
+  options.limit_samples = -1;
+  auto bad = SelectFewShotRows(labels, options);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("limit_samples = -1"), std::string::npos) << bad.status();
+  options.limit_samples = 5;
+  options.validation = 0.6;
+  options.test = 0.5;
+  EXPECT_FALSE(SelectFewShotRows(labels, options).ok());
 }
 
 }  // namespace

@@ -3,7 +3,11 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
+
+#include "worker/engine/seeded_random.h"
 
 namespace dwarp::engine {
 
@@ -47,6 +51,64 @@ Status CheckClassificationData(const ClassificationData& data, const std::string
     return InvalidArgumentError(os.str());
   }
   return OkStatus();
+}
+
+StatusOr<FewShotRows> SelectFewShotRows(const at::Tensor& labels, const FewShotOptions& options) {
+  if (options.limit_classes < 0 || options.limit_samples < 0) {
+    return InvalidArgumentError("limit_classes = " + std::to_string(options.limit_classes) + ", limit_samples = " +
+                                std::to_string(options.limit_samples) + "; expected both >= 0 (0: no limit)");
+  }
+  if (!(options.validation >= 0 && options.test >= 0 && options.validation + options.test < 1)) {
+    std::ostringstream os;
+    os << "validation fraction " << options.validation << " and test fraction " << options.test
+       << "; expected each >= 0 and together < 1";
+    return InvalidArgumentError(os.str());
+  }
+  if (!labels.defined() || labels.scalar_type() != at::kLong || labels.dim() != 1) {
+    return InvalidArgumentError("few-shot labels must be int64 [N]");
+  }
+  const at::Tensor cpu = labels.contiguous().to(at::kCPU);
+  const int64_t* label = cpu.data_ptr<int64_t>();
+  const int64_t n = cpu.size(0);
+  int64_t max_label = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (label[i] < 0) return InvalidArgumentError("label " + std::to_string(label[i]) + " at row " + std::to_string(i) + "; expected >= 0");
+    max_label = std::max(max_label, label[i]);
+  }
+  const int64_t classes = options.limit_classes > 0 ? std::min(options.limit_classes, max_label + 1) : max_label + 1;
+  std::vector<std::vector<int64_t>> rows(static_cast<size_t>(std::max<int64_t>(classes, 0)));
+  for (int64_t i = 0; i < n; ++i)
+    if (label[i] < classes) rows[static_cast<size_t>(label[i])].push_back(i);
+  std::vector<int64_t> train, validation, test;
+  for (int64_t c = 0; c < classes; ++c) {
+    std::vector<int64_t>& r = rows[static_cast<size_t>(c)];
+    SeededStream rng(options.seed, options.stream + "/" + std::to_string(c));
+    for (size_t i = r.size(); i > 1; --i) std::swap(r[i - 1], r[static_cast<size_t>(rng.Below(i))]);
+    if (options.limit_samples > 0 && static_cast<int64_t>(r.size()) > options.limit_samples)
+      r.resize(static_cast<size_t>(options.limit_samples));
+    const int64_t m = static_cast<int64_t>(r.size());
+    int64_t n_val = static_cast<int64_t>(std::floor(m * options.validation + 1e-9));
+    int64_t n_test = static_cast<int64_t>(std::floor(m * options.test + 1e-9));
+    if (options.validation > 0 && n_val < 1) n_val = 1;
+    if (options.test > 0 && n_test < 1) n_test = 1;
+    while (m - n_val - n_test < 1 && n_val + n_test > 0) {
+      if (n_test >= n_val && n_test > 0) --n_test; else --n_val;
+    }
+    const int64_t n_train = m - n_val - n_test;
+    train.insert(train.end(), r.begin(), r.begin() + n_train);
+    validation.insert(validation.end(), r.begin() + n_train, r.begin() + n_train + n_val);
+    test.insert(test.end(), r.begin() + n_train + n_val, r.end());
+  }
+  auto as_tensor = [](std::vector<int64_t> v) {
+    std::sort(v.begin(), v.end());
+    return at::tensor(v, at::kLong);
+  };
+  FewShotRows out;
+  out.train = as_tensor(std::move(train));
+  out.validation = as_tensor(std::move(validation));
+  out.test = as_tensor(std::move(test));
+  out.num_classes = std::max<int64_t>(classes, 0);
+  return out;
 }
 
 }  // namespace dwarp::engine

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -26,5 +27,29 @@ ClassificationData SliceRows(const ClassificationData& data, int64_t begin, int6
 // OK when `data` satisfies the contract above; otherwise InvalidArgument whose message starts with `what`
 // (e.g. "validation split") and names the bad shape, dtype or label.
 Status CheckClassificationData(const ClassificationData& data, const std::string& what);
+
+// A few-shot subset of labelled rows, drawn as the image-folder loader draws its classes and files (the
+// seed's few-shot ImageNet-21k set): the first `limit_classes` labels (0: all), at most `limit_samples`
+// rows of each (0: all) after a shuffle seeded by (seed, "<stream>/<label>") per class, so one class's
+// draw does not depend on the others; then each class split in order into train / validation / test by
+// the fractions (a fraction > 0 gets at least one row while the class has rows to spare for train).
+struct FewShotOptions {
+  int64_t limit_classes = 0;  // >= 0
+  int64_t limit_samples = 0;  // >= 0, per class
+  double validation = 0.2;    // fractions in [0, 1), validation + test < 1
+  double test = 0.2;
+  uint64_t seed = 0;
+  std::string stream = "few_shot";
+};
+
+// Row indices (int64, ascending) into `labels` (int64 [N]) per split.
+struct FewShotRows {
+  at::Tensor train, validation, test;
+  int64_t num_classes = 0;  // the classes kept: labels 0 .. num_classes - 1
+};
+
+// InvalidArgument naming the value for negative limits, fractions outside [0, 1) or summing to >= 1, or
+// labels that are not int64 [N] >= 0.
+StatusOr<FewShotRows> SelectFewShotRows(const at::Tensor& labels, const FewShotOptions& options);
 
 }  // namespace dwarp::engine

@@ -10,6 +10,7 @@
 #include "clients/intrinsic_dim_command.h"
 #include "clients/plot_command.h"
 #include "clients/run_command.h"
+#include "clients/simulate_command.h"
 #include "clients/tensorboard_command.h"
 #include "clients/sweep_commands.h"
 #include "clients/train_command.h"
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   dwarp::clients::AddPlotCommand(app);
   dwarp::clients::AddRunCommand(app);
   dwarp::clients::AddTensorBoardCommand(app);
+  dwarp::clients::AddSimulateCommand(app);
   spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
   try {
     app.parse(argc, argv);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "clients/sweep_format.h"
+#include "clients/svg_text.h"
 
 namespace dwarp::clients {
 namespace {
@@ -28,30 +29,7 @@ constexpr double kLegendGap = 16;     // between the plot area and the legend bo
 constexpr double kLegendCharWidth = 6.4;  // a generous average advance of an 11 px sans-serif character
 constexpr double kSlotWidth = 44;     // room for the "0" or "full" slot, including the gap to the log axis
 
-std::string EscapeXml(const std::string& text) {
-  std::string escaped;
-  escaped.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&': escaped += "&amp;"; break;
-      case '<': escaped += "&lt;"; break;
-      case '>': escaped += "&gt;"; break;
-      case '"': escaped += "&quot;"; break;
-      case '\'': escaped += "&apos;"; break;
-      default: escaped += c;
-    }
-  }
-  return escaped;
-}
 
-// Pixel coordinates with two decimals: fixed, so the same response gives the same text.
-std::string Px(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%.2f", value);
-  // "-0.00" and "0.00" are the same place; one spelling keeps the text deterministic across inputs.
-  if (std::string(buffer) == "-0.00") return "0.00";
-  return buffer;
-}
 
 // A tick label with as many decimals as the step needs (step 0.05 -> "0.35").
 std::string TickLabel(double value, double step) {

@@ -111,16 +111,16 @@ StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options) {
   } else {
     return InvalidArgumentError(path + ": unknown extension '" + extension + "'; expected .yaml, .yml or .json");
   }
-  auto text = rpc::ReadTextFile(path);
-  if (!text.ok()) return NotFoundError(path + ": cannot read the sweep file");
+  if (!rpc::ReadTextFile(path).ok()) return NotFoundError(path + ": cannot read the sweep file");
   // Parsed here first so that a bad file fails at once, with the file's name, and needs no coordinator.
   auto spec = LoadSweepSpecFile(path, options.overrides);
   if (!spec.ok()) return NamingFile(spec.status(), path);
 
+  // What is sent is the sweep as composed here: config groups merged, overrides applied, paths made absolute,
+  // so a coordinator on another machine needs none of this machine's config files.
   v1::SubmitRequest request;
-  request.set_sweep_text(*text);
-  request.set_format(format);
-  for (const std::string& override_text : options.overrides) request.add_overrides(override_text);
+  request.set_sweep_text(ToJson(*spec).dump());
+  request.set_format("json");
   std::error_code ec;
   const fs::path absolute = fs::absolute(path, ec);
   if (ec) return InvalidArgumentError(path + ": cannot make the path absolute: " + ec.message());

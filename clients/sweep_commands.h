@@ -14,9 +14,10 @@
 // --tls-cert, --tls-key and --timeout SECONDS (default 30, per call; for `watch`, how long to wait for the
 // first event: a sweep may be watched for days).
 //
-// `submit` parses and validates the sweep file locally first (common/sweep_spec.h), so a bad file fails
-// without a coordinator and names the file; the coordinator then gets the file's text, its format, the
-// overrides and the file's absolute folder (relative data paths are resolved against it).
+// `submit` parses and validates the sweep file locally first (common/sweep_spec.h: config groups of its
+// `defaults` list, overrides, relative paths resolved against its folder), so a bad file fails without a
+// coordinator and names the file; the coordinator then gets that composed sweep as JSON (so it needs none
+// of this machine's config files), the file's absolute folder and its name.
 //
 // `watch` on a terminal redraws a compact view (counts, running jobs, d_warp) at most 4 times a second;
 // otherwise it prints one line per event. It returns when the sweep is DONE or CANCELLED.
@@ -100,8 +101,9 @@ struct SubmitOptions {
 };
 
 // The Submit request for a sweep file, checked locally first: the extension (.yaml, .yml, .json), that the
-// file reads, and that it parses and validates with the overrides (LoadSweepSpecFile). Every error names
-// the file. base_dir is the file's absolute folder; source_name the path as given.
+// file reads, and that it composes, parses and validates with the overrides (LoadSweepSpecFile). Every error
+// names the file. sweep_text is the composed sweep (ToJson) with format json and no overrides; base_dir is
+// the file's absolute folder; source_name the path as given.
 StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options);
 
 // The commands. Each writes its output to `out` (watch: redraws when `tty`) and returns the first failure;

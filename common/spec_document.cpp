@@ -157,18 +157,15 @@ Status ApplyOverride(json& document, const std::string& text, SpecOverride* pars
   return OkStatus();
 }
 
-// Whether a validation error at `error_path` concerns what `override_path` set: the same field, a field
-// inside it, or (a new key under an unknown one) a field above it.
-bool Concerns(const std::string& override_path, const std::string& error_path) {
+}  // namespace
+
+bool SpecPathConcerns(const std::string& set_path, const std::string& error_path) {
   auto under = [](const std::string& inner, const std::string& outer) {
     return inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
            (inner[outer.size()] == '.' || inner[outer.size()] == '[');
   };
-  return override_path == error_path || under(error_path, override_path) ||
-         (!error_path.empty() && under(override_path, error_path));
+  return set_path == error_path || under(error_path, set_path) || (!error_path.empty() && under(set_path, error_path));
 }
-
-}  // namespace
 
 std::string SpecFieldPath(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;
@@ -318,7 +315,7 @@ StatusOr<std::vector<SpecOverride>> ApplySpecOverrides(json& document, const std
 
 Status SpecErrorStatus(const SpecFieldError& error, const std::vector<SpecOverride>& overrides) {
   for (auto it = overrides.rbegin(); it != overrides.rend(); ++it) {
-    if (Concerns(it->path, error.path)) return OverrideError(it->text, error.message);
+    if (SpecPathConcerns(it->path, error.path)) return OverrideError(it->text, error.message);
   }
   if (overrides.empty()) return InvalidArgumentError(error.message);
   // A field the overrides did not touch that is wrong because of them (data.kind=nsd makes data.root

@@ -84,6 +84,10 @@ StatusOr<std::string> ReadSpecFileText(const std::string& path, std::string_view
 StatusOr<std::vector<SpecOverride>> ApplySpecOverrides(nlohmann::json& document,
                                                        const std::vector<std::string>& overrides);
 
+// Whether a validation error at `error_path` concerns a value set at `set_path`: the same field, a field
+// inside it, or (a new key under an unknown one) a field above it. "train" concerns "train.lr".
+bool SpecPathConcerns(const std::string& set_path, const std::string& error_path);
+
 // The status for a validation error: attributed to the last override that set the failing field (or a
 // field inside or above it), else the plain message, listing the overrides when there were some.
 Status SpecErrorStatus(const SpecFieldError& error, const std::vector<SpecOverride>& overrides);

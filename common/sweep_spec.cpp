@@ -344,6 +344,289 @@ SweepSpec ReadSweepFields(const json& document, const std::string& base_dir) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Composition (sweep_spec.h "Composition"): a defaults list of config groups merged into one document.
+
+// Which file set each part of the composed document, in merge order: a path and the group file ("" for the
+// sweep file itself). A later entry shadows an earlier one it concerns.
+using Provenance = std::vector<std::pair<std::string, std::string>>;
+
+struct DefaultsEntry {
+  std::string group;   // empty for _self_
+  std::string option;  // empty: left out (`group: null`)
+  std::string origin;  // what chose the option, for messages: "defaults[1]" or "override `data=nsd`"
+};
+
+constexpr char kSelf[] = "_self_";
+const std::regex& GroupNamePattern() {
+  static const std::regex kGroup("[A-Za-z_][A-Za-z0-9_]*");
+  return kGroup;
+}
+
+// The seed's group names over this format's keys; any other group is its own key (Hydra's default package).
+std::string GroupKey(const std::string& group) {
+  if (group == "data") return "datasets";
+  if (group == "model") return "models";
+  return group;
+}
+
+std::string JoinNames(const std::vector<std::string>& names, const char* separator) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? separator : "") + names[i];
+  return out;
+}
+
+// The folders a group folder is looked for in, in order.
+std::vector<std::filesystem::path> GroupSearchDirs(const std::string& base_dir, const std::string& config_dir) {
+  namespace fs = std::filesystem;
+  if (!config_dir.empty()) return {fs::path(config_dir)};
+  if (base_dir.empty()) return {};
+  std::error_code error;
+  fs::path base = fs::absolute(fs::path(base_dir), error).lexically_normal();
+  if (error) base = fs::path(base_dir).lexically_normal();
+  if (!base.has_filename() && base.has_parent_path()) base = base.parent_path();  // "configs/" -> "configs"
+  std::vector<fs::path> dirs = {base};
+  if (base.has_parent_path() && base.parent_path() != base) dirs.push_back(base.parent_path());
+  return dirs;
+}
+
+std::string FindGroupDir(const std::string& group, const std::vector<std::filesystem::path>& dirs) {
+  for (const auto& dir : dirs) {
+    std::error_code error;
+    if (std::filesystem::is_directory(dir / group, error)) return (dir / group).string();
+  }
+  return "";
+}
+
+// The options of a group: the stems of its folder's .yaml files, sorted.
+std::vector<std::string> GroupOptions(const std::string& group_dir) {
+  std::vector<std::string> options;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(group_dir, error)) {
+    if (entry.path().extension() == ".yaml") options.push_back(entry.path().stem().string());
+  }
+  std::sort(options.begin(), options.end());
+  return options;
+}
+
+// The sub-folders of the searched folders that hold options (the groups a misspelt one may have meant),
+// sorted, unique.
+std::vector<std::string> GroupsThere(const std::vector<std::filesystem::path>& dirs) {
+  std::vector<std::string> groups;
+  for (const auto& dir : dirs) {
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+      const std::string name = entry.path().filename().string();
+      if (entry.is_directory(error) && std::regex_match(name, GroupNamePattern()) &&
+          !GroupOptions(entry.path().string()).empty() &&
+          std::find(groups.begin(), groups.end(), name) == groups.end()) {
+        groups.push_back(name);
+      }
+    }
+  }
+  std::sort(groups.begin(), groups.end());
+  return groups;
+}
+
+bool IsOptionName(const std::string& option) {
+  static const std::regex kOption("[A-Za-z0-9_.-]+");
+  return std::regex_match(option, kOption) && option != "." && option != "..";
+}
+
+// A defaults entry's group folder, or an error naming the folders searched and the groups they hold.
+StatusOr<std::string> GroupDir(const DefaultsEntry& entry, const std::vector<std::filesystem::path>& dirs) {
+  const std::string dir = FindGroupDir(entry.group, dirs);
+  if (!dir.empty()) return dir;
+  std::vector<std::string> searched;
+  for (const auto& d : dirs) searched.push_back((d / entry.group).string());
+  const std::vector<std::string> groups = GroupsThere(dirs);
+  const std::string near = NearestSpecWord(entry.group, groups);
+  return InvalidArgumentError(
+      entry.origin + ": unknown config group \"" + entry.group + "\"" +
+      (near.empty() ? "" : " (did you mean \"" + near + "\"?)") + "; no folder " +
+      (searched.empty() ? std::string("(no sweep file folder to look in)") : JoinNames(searched, " or ")) +
+      "; groups there: " + (groups.empty() ? std::string("none") : JoinNames(groups, ", ")));
+}
+
+// The group file of an entry, or an error naming the group and the options it has.
+StatusOr<std::string> GroupFile(const DefaultsEntry& entry, const std::vector<std::filesystem::path>& dirs) {
+  StatusOr<std::string> dir = GroupDir(entry, dirs);
+  if (!dir.ok()) return dir.status();
+  const std::filesystem::path file = std::filesystem::path(*dir) / (entry.option + ".yaml");
+  std::error_code error;
+  if (IsOptionName(entry.option) && std::filesystem::is_regular_file(file, error)) return file.string();
+  const std::vector<std::string> options = GroupOptions(*dir);
+  const std::string near = NearestSpecWord(entry.option, options);
+  return InvalidArgumentError(entry.origin + ": group " + entry.group + " has no option \"" + entry.option +
+                              "\"" + (near.empty() ? "" : " (did you mean \"" + near + "\"?)") + "; options in " +
+                              *dir + ": " + (options.empty() ? std::string("none") : JoinNames(options, " | ")));
+}
+
+StatusOr<std::vector<DefaultsEntry>> ReadDefaultsList(const json& list) {
+  const std::string expected = "a list of `group: option` entries and at most one _self_";
+  if (!list.is_array()) return InvalidArgumentError(SpecTypeError("defaults", list, expected).message);
+  std::vector<DefaultsEntry> entries;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string path = SpecIndexPath("defaults", i);
+    const json& item = list[i];
+    DefaultsEntry entry;
+    entry.origin = path;
+    if (item.is_string() && item.get<std::string>() == kSelf) {
+      for (const DefaultsEntry& e : entries) {
+        if (e.group.empty()) return InvalidArgumentError(path + ": a second _self_; expected it at most once");
+      }
+      entries.push_back(entry);
+      continue;
+    }
+    if (!item.is_object() || item.size() != 1) {
+      return InvalidArgumentError(SpecTypeError(path, item, "`group: option` (one key) or _self_").message);
+    }
+    entry.group = item.begin().key();
+    const json& option = item.begin().value();
+    if (!std::regex_match(entry.group, GroupNamePattern())) {
+      return InvalidArgumentError(path + ": group \"" + entry.group +
+                                  "\"; expected a group name ([A-Za-z_][A-Za-z0-9_]*, a folder of the configs root)");
+    }
+    if (!option.is_null()) {
+      if (!option.is_string() || !IsOptionName(option.get<std::string>())) {
+        return InvalidArgumentError(SpecTypeError(SpecFieldPath(path, entry.group), option,
+                                                  "an option name (a file <group>/<option>.yaml without .yaml) or null")
+                                        .message);
+      }
+      entry.option = option.get<std::string>();
+    }
+    for (size_t j = 0; j < entries.size(); ++j) {
+      if (entries[j].group == entry.group) {
+        return InvalidArgumentError(path + ": group " + entry.group + " is listed before (" + entries[j].origin +
+                                    "); expected each group once");
+      }
+    }
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+// Applies the overrides that choose group options (`group=option`, `+group=option`) to `entries`; returns the
+// others (key=value overrides), in order.
+StatusOr<std::vector<std::string>> ApplyGroupOverrides(const std::vector<std::string>& overrides,
+                                                       const std::vector<std::filesystem::path>& dirs,
+                                                       std::vector<DefaultsEntry>* entries) {
+  std::vector<std::string> key_overrides;
+  for (const std::string& text : overrides) {
+    const size_t plus = text.find_first_not_of('+');
+    const size_t eq = text.find('=');
+    const std::string group = plus == std::string::npos || eq == std::string::npos ? "" : text.substr(plus, eq - plus);
+    if (group.empty() || !std::regex_match(group, GroupNamePattern())) {
+      key_overrides.push_back(text);
+      continue;
+    }
+    auto it = std::find_if(entries->begin(), entries->end(), [&](const DefaultsEntry& e) { return e.group == group; });
+    const bool add = plus > 0;
+    if (it == entries->end() && !(add && !FindGroupDir(group, dirs).empty())) {
+      key_overrides.push_back(text);  // no group of that name: a key override
+      continue;
+    }
+    const std::string origin = "override `" + text + "`";
+    if (it != entries->end() && add) {
+      return InvalidArgumentError(origin + ": group " + group + " is in the defaults list already (" + it->origin +
+                                  "); use " + group + "=OPTION to choose another option");
+    }
+    std::string option = text.substr(eq + 1);
+    if (option == "null" || option == "~") option.clear();
+    if (!option.empty() && !IsOptionName(option)) {
+      return InvalidArgumentError(origin + ": option \"" + option + "\"; expected an option name (a file " + group +
+                                  "/<option>.yaml without .yaml) or null");
+    }
+    if (it == entries->end()) {
+      entries->push_back({group, option, origin});
+    } else {
+      it->option = option;
+      it->origin = origin;
+    }
+  }
+  return key_overrides;
+}
+
+void Record(Provenance& provenance, const std::string& path, const std::string& file) {
+  provenance.erase(std::remove_if(provenance.begin(), provenance.end(),
+                                  [&](const auto& entry) {
+                                    return entry.first == path ||
+                                           (entry.first.size() > path.size() &&
+                                            entry.first.compare(0, path.size(), path) == 0 &&
+                                            (path.empty() || entry.first[path.size()] == '.'));
+                                  }),
+                   provenance.end());
+  provenance.emplace_back(path, file);
+}
+
+// Hydra's merge: mappings key by key, recursively; anything else replaces.
+void Merge(json& into, const json& from, const std::string& path, const std::string& file, Provenance& provenance) {
+  if (!into.is_object() || !from.is_object()) {
+    into = from;
+    Record(provenance, path, file);
+    return;
+  }
+  for (const auto& [key, value] : from.items()) {
+    const std::string child = SpecFieldPath(path, key);
+    if (into.contains(key)) {
+      Merge(into[key], value, child, file, provenance);
+    } else {
+      into[key] = value;
+      Record(provenance, child, file);
+    }
+  }
+}
+
+// The group file that set the value a validation error at `error_path` is about; "" for the sweep file.
+std::string FileOf(const Provenance& provenance, const std::string& error_path) {
+  for (auto it = provenance.rbegin(); it != provenance.rend(); ++it) {
+    if (SpecPathConcerns(it->first, error_path)) return it->second;
+  }
+  return "";
+}
+
+// Composes `document` in place when it has a defaults list or an override adds a group; returns the
+// key=value overrides still to apply.
+StatusOr<std::vector<std::string>> Compose(json& document, const std::vector<std::string>& overrides,
+                                           const std::string& base_dir, const std::string& config_dir,
+                                           Provenance* provenance) {
+  const std::vector<std::filesystem::path> dirs = GroupSearchDirs(base_dir, config_dir);
+  std::vector<DefaultsEntry> entries;
+  const bool has_defaults = document.is_object() && document.contains("defaults");
+  if (has_defaults) {
+    StatusOr<std::vector<DefaultsEntry>> read = ReadDefaultsList(document["defaults"]);
+    if (!read.ok()) return read.status();
+    entries = std::move(*read);
+    document.erase("defaults");
+  }
+  StatusOr<std::vector<std::string>> key_overrides = ApplyGroupOverrides(overrides, dirs, &entries);
+  if (!key_overrides.ok() || (!has_defaults && entries.empty())) return key_overrides;
+  if (dirs.empty()) {
+    return InvalidArgumentError("defaults: a defaults list needs the sweep file's folder (base_dir) or a config_dir "
+                                "to find its group files");
+  }
+  if (std::none_of(entries.begin(), entries.end(), [](const DefaultsEntry& e) { return e.group.empty(); })) {
+    entries.push_back({"", "", "_self_"});  // the file's own keys win (Hydra >= 1.1)
+  }
+  json composed = json::object();
+  for (const DefaultsEntry& entry : entries) {
+    if (entry.group.empty()) {
+      Merge(composed, document.is_null() ? json::object() : document, "", "", *provenance);
+      continue;
+    }
+    if (entry.option.empty()) continue;
+    StatusOr<std::string> file = GroupFile(entry, dirs);
+    if (!file.ok()) return file.status();
+    StatusOr<std::string> text = ReadSpecFileText(*file, "group file");
+    if (!text.ok()) return text.status();
+    StatusOr<json> content = ParseSpecDocument(*text, SpecFormat::kYaml, "group file " + *file);
+    if (!content.ok()) return content.status();
+    Merge(composed, json{{GroupKey(entry.group), std::move(*content)}}, "", *file, *provenance);
+  }
+  document = std::move(composed);
+  return key_overrides;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Expansion.
 
 std::string JobKey(const std::string& model, const std::string& layer, const std::string& dataset,
@@ -432,20 +715,30 @@ StatusOr<std::vector<PlannedJob>> Expand(const SweepSpec& spec, std::optional<Sp
   return jobs;
 }
 
-// Reads and validates a parsed (overrides applied) sweep document, jobs included.
+// The status of a validation error: the override that set the field, else the group file it came from.
+Status SweepErrorStatus(SpecFieldError error, const std::vector<SpecOverride>& overrides,
+                        const Provenance& provenance) {
+  const bool by_override = std::any_of(overrides.begin(), overrides.end(),
+                                       [&](const SpecOverride& o) { return SpecPathConcerns(o.path, error.path); });
+  const std::string file = by_override ? "" : FileOf(provenance, error.path);
+  if (!file.empty()) error.message += " (from " + file + ")";
+  return SpecErrorStatus(error, overrides);
+}
+
+// Reads and validates a parsed (composed, overrides applied) sweep document, jobs included.
 StatusOr<SweepSpec> ReadSweep(const json& document, const std::vector<SpecOverride>& overrides,
-                              const std::string& base_dir) {
+                              const std::string& base_dir, const Provenance& provenance = {}) {
   SweepSpec spec;
   try {
     spec = ReadSweepFields(document, base_dir);
   } catch (const SpecFieldError& e) {
-    return SpecErrorStatus(e, overrides);
+    return SweepErrorStatus(e, overrides, provenance);
   } catch (const Status& limit) {
     return limit;
   }
   std::optional<SpecFieldError> field_error;
   StatusOr<std::vector<PlannedJob>> jobs = Expand(spec, &field_error);
-  if (!jobs.ok()) return field_error ? SpecErrorStatus(*field_error, overrides) : jobs.status();
+  if (!jobs.ok()) return field_error ? SweepErrorStatus(*field_error, overrides, provenance) : jobs.status();
   return spec;
 }
 
@@ -480,15 +773,19 @@ StatusOr<std::vector<int64_t>> DefaultDimGrid(int64_t max, int64_t samples) {
 }
 
 StatusOr<SweepSpec> ParseSweepSpec(std::string_view text, SpecFormat format, const std::vector<std::string>& overrides,
-                                   const std::string& base_dir) {
+                                   const std::string& base_dir, const std::string& config_dir) {
   StatusOr<json> document = ParseSpecDocument(text, format, "sweep spec");
   if (!document.ok()) return document.status();
-  StatusOr<std::vector<SpecOverride>> applied = ApplySpecOverrides(*document, overrides);
+  Provenance provenance;
+  StatusOr<std::vector<std::string>> key_overrides = Compose(*document, overrides, base_dir, config_dir, &provenance);
+  if (!key_overrides.ok()) return key_overrides.status();
+  StatusOr<std::vector<SpecOverride>> applied = ApplySpecOverrides(*document, *key_overrides);
   if (!applied.ok()) return applied.status();
-  return ReadSweep(*document, *applied, base_dir);
+  return ReadSweep(*document, *applied, base_dir, provenance);
 }
 
-StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path, const std::vector<std::string>& overrides) {
+StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path, const std::vector<std::string>& overrides,
+                                      const std::string& config_dir) {
   StatusOr<SpecFormat> format = SpecFormatOfPath(path, "sweep spec file");
   if (!format.ok()) return format.status();
   StatusOr<std::string> text = ReadSpecFileText(path, "sweep spec file");
@@ -496,7 +793,7 @@ StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path, const std::vector
   std::error_code error;
   const std::filesystem::path absolute = std::filesystem::absolute(path, error);
   const std::string base_dir = (error ? std::filesystem::path(path) : absolute).parent_path().string();
-  StatusOr<SweepSpec> spec = ParseSweepSpec(*text, *format, overrides, base_dir);
+  StatusOr<SweepSpec> spec = ParseSweepSpec(*text, *format, overrides, base_dir, config_dir);
   if (!spec.ok()) return Status(spec.status().code(), path + ": " + spec.status().message());
   return spec;
 }

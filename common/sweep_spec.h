@@ -34,6 +34,48 @@
 // test_labels, synthetic.teacher.weights) are resolved against `base_dir` (the sweep file's folder), so
 // workers on other machines get absolute paths.
 //
+// Composition (Hydra-style config groups, configs/README.md): a sweep file may start with a defaults list
+//
+//   defaults:
+//     - data: majaj          # loads <group folder data>/majaj.yaml
+//     - model: resnet18
+//     - train: majaj_optimal
+//     - _self_               # where the file's own keys merge; default: last (the file's own keys win)
+//
+// Each entry `group: option` loads the group file `<configs root>/<group>/<option>.yaml` and merges its whole
+// content at the group's key, in list order; the file's own keys (without `defaults`) merge where `_self_`
+// stands. Merging is Hydra's: mappings merge key by key, recursively; lists and scalars replace. The group
+// -> key mapping keeps the seed's group names over this format's keys:
+//   data   -> datasets   a group file holds a list of dataset entries (each with name and kind)
+//   model  -> models     a group file holds a list of model entries (each with name and arch)
+//   any other group g -> g (Hydra's package default): train/ files hold a train block, threshold/ files a
+//                         threshold mapping, dims/ files a dims value, ...
+// Options are names ([A-Za-z0-9_.-]+, not `.` or `..`); `option: null` (or `~`) leaves the entry out.
+// Group files have no defaults lists of their own.
+//
+// Configs root: the group folder `<g>/` is looked for in `config_dir` when one is given, else in `base_dir`
+// (the sweep file's folder) and then its parent, so configs/encoding_dim.yaml and configs/sweeps/x.yaml
+// both find configs/data/.
+//
+// Overrides choose options as Hydra does, before the key=value overrides apply to the composed document:
+//   data=nsd         replaces the option of the defaults entry for group data (which must be in the list);
+//   +data=nsd        adds group data (whose folder must exist) at the end of the list (before an implicit
+//                    _self_), an error if the list has it already;
+//   data=null        drops the entry.
+// Any other override (a dotted key, or a name that is no group of the list) is a key=value override as
+// above. An unknown group or option is an error naming the sweep file, the group and the options there are
+// (the .yaml files of the group folder), or the folders searched.
+//
+// Errors: a validation error about a value that came from a group file ends with "(from <group file>)";
+// LoadSweepSpecFile prefixes every message with the sweep file's path.
+//
+// Paths in group files: relative ones resolve against base_dir (the sweep file's folder), as the sweep's own;
+// the shipped group files use absolute placeholders.
+//
+// Sending a sweep elsewhere: ToJson(spec) is composed and resolved (no defaults list, absolute paths), so a
+// client that cannot share its files with the coordinator sends ToJson(spec).dump() as JSON, with no
+// overrides; ParseSweepSpec then needs no group files.
+//
 // Thread-safety: free functions on values; safe to call concurrently.
 #pragma once
 
@@ -100,13 +142,16 @@ struct PlannedJob {
 // 10000). InvalidArgument for max < 10 or samples < 2 (naming the value).
 StatusOr<std::vector<int64_t>> DefaultDimGrid(int64_t max, int64_t samples);
 
-// Parses, applies overrides, validates the sweep-level fields and resolves paths against base_dir.
-// Every job is validated too (through ExpandSweep), so a sweep that parses expands.
+// Parses, composes a defaults list (group files looked up in config_dir, else base_dir and its parent; a
+// defaults list with neither is an error), applies group and key overrides, validates the sweep-level fields
+// and resolves paths against base_dir. Every job is validated too (through ExpandSweep), so a sweep that
+// parses expands. No data or weights file is opened.
 StatusOr<SweepSpec> ParseSweepSpec(std::string_view text, SpecFormat format,
                                    const std::vector<std::string>& overrides = {},
-                                   const std::string& base_dir = "");
-// Reads the file (format by extension); base_dir = the file's folder.
-StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path, const std::vector<std::string>& overrides = {});
+                                   const std::string& base_dir = "", const std::string& config_dir = "");
+// Reads the file (format by extension); base_dir = the file's folder. Errors start with `path: `.
+StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path, const std::vector<std::string>& overrides = {},
+                                      const std::string& config_dir = "");
 
 // models x layers x datasets x dims x seeds, in that nesting order. Each job spec is validated with
 // JobSpecFromJson; a failure names the job ("model mlp_wide, layer fc1, dataset it, d 300, seed 0: train.lr =

@@ -24,6 +24,8 @@ packages=(
   python3 python3-numpy python3-torch python3-torchvision python3-xarray python3-netcdf4 python3-pil python3-protobuf
   # real data that ships in Debian
   dataset-fashion-mnist
+  # deploy tests: a one-node Slurm cluster (tests/deploy/slurm_test.sh) and systemd-analyze for the units
+  slurm-wlm munge systemd
 )
 
 missing=()

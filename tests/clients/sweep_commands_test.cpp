@@ -316,7 +316,7 @@ TEST_F(SweepCommandsTest, AnUnwritableOutputFileIsLocalInput) {
   EXPECT_NE(result.status.message().find((dir_ / "plain").string()), std::string::npos) << result.status;
 }
 
-TEST_F(SweepCommandsTest, SubmitSendsTheFileWithItsFolderAndFormat) {
+TEST_F(SweepCommandsTest, SubmitSendsTheComposedSweepWithItsFolder) {
   const fs::path file = dir_ / "sweep.yaml";
   std::ofstream(file) << "name: test_sweep\n"
                          "models: [{name: mlp, arch: mlp, hidden: [8], layers: [fc1]}]\n"
@@ -327,18 +327,23 @@ TEST_F(SweepCommandsTest, SubmitSendsTheFileWithItsFolderAndFormat) {
   options.overrides = {"seeds=[0,1]"};
   auto request = BuildSubmitRequest(options);
   ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_EQ(request->format(), "yaml");
+  // The sweep as composed here (overrides applied, paths absolute), as JSON: nothing left for the coordinator
+  // to resolve against this machine's files.
+  EXPECT_EQ(request->format(), "json");
+  EXPECT_EQ(request->overrides_size(), 0);
+  const nlohmann::json sent_spec = nlohmann::json::parse(request->sweep_text());
+  EXPECT_EQ(sent_spec["seeds"], nlohmann::json::array({0, 1}));
+  EXPECT_EQ(sent_spec["datasets"][0]["file"], (fs::absolute(dir_).lexically_normal() / "hvm.nc").string())
+      << sent_spec.dump(2);
   EXPECT_EQ(request->base_dir(), fs::absolute(dir_).lexically_normal().string());
   EXPECT_EQ(request->source_name(), file.string());
-  ASSERT_EQ(request->overrides_size(), 1);
 
   SweepClient client = Client();
   std::ostringstream out;
   ASSERT_TRUE(RunSubmit(client, *request, /*watch=*/false, out, /*tty=*/false).status.ok());
   EXPECT_EQ(out.str(), "submitted sweep sw1 (test_sweep): 3 jobs\n");
   const v1::SubmitRequest sent = service_.last_submit();
-  EXPECT_NE(sent.sweep_text().find("name: test_sweep"), std::string::npos);
-  EXPECT_EQ(sent.overrides(0), "seeds=[0,1]");
+  EXPECT_NE(sent.sweep_text().find("\"name\":\"test_sweep\""), std::string::npos) << sent.sweep_text();
 
   // A bad override is the user's input: refused locally, naming the file.
   options.overrides = {"dims=[oops"};

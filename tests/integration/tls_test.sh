@@ -10,7 +10,11 @@ dwarp="$1" coordinator_bin="$2" worker_bin="$3"
 command -v openssl > /dev/null || { echo "skipped: openssl not installed"; exit 77; }
 dir="$(mktemp -d)"
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null; done; rm -rf "$dir"; }
+# Coordinators start inside $(...) subshells, so their pids go to a file rather than the array.
+cleanup() {
+  for pid in "${pids[@]}" $(cat "$dir/pids" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in "$dir"/*.log; do echo "--- $f"; tail -20 "$f"; done; exit 1; }
 unset DWARP_COORDINATOR DWARP_TOKEN DWARP_TOKEN_FILE
@@ -31,7 +35,7 @@ start_coordinator() {  # NAME EXTRA...
   rm -f "$name.port"
   "$coordinator_bin" --db ":memory:" --listen 127.0.0.1:0 --port-file "$name.port" --tls-cert server.pem \
     --tls-key server.key "$@" > "$name.log" 2>&1 &
-  pids+=($!)
+  echo $! >> pids
   for _ in $(seq 100); do [ -s "$name.port" ] && break; sleep 0.1; done
   [ -s "$name.port" ] || fail "the $name coordinator did not start"
   echo "127.0.0.1:$(cat "$name.port")"

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <thread>
 
 #include "clients/plot_command.h"
@@ -200,22 +199,31 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
 
   // 5. The report: the d_warp table here, the results and records in the run folder.
   out << "\n";
-  CommandResult reported = RunDWarp(*client, sweep_id, OutputFormat::kTable, out);
+  // One DWarp answer serves the table, dwarp.json and the plot.
+  v1::DWarpRequest request_dwarp;
+  request_dwarp.set_sweep_id(sweep_id);
+  v1::DWarpResponse dwarp;
+  status = CallAboutSweep(*client, sweep_id, [&](grpc::ClientContext* c) {
+    return client->stub->DWarp(c, request_dwarp, &dwarp);
+  });
+  CommandResult reported = Remote(status);
   if (reported.status.ok()) {
-    std::ostringstream json;
-    reported = RunDWarp(*client, sweep_id, OutputFormat::kJson, json);
-    if (reported.status.ok()) {
-      Status written = WriteFileAtomically((run_dir / "dwarp.json").string(), json.str(), "--run-dir");
-      if (!written.ok()) reported = Local(written);
+    out << FormatDWarp(dwarp, OutputFormat::kTable);
+    PlotOptions plot;
+    plot.title = "d_warp: " + sweep_id;
+    const std::vector<std::pair<std::string, std::string>> files = {
+        {"dwarp.json", FormatDWarp(dwarp, OutputFormat::kJson)}, {"dwarp.svg", RenderDWarpSvg(dwarp, plot)}};
+    for (const auto& [name, text] : files) {
+      Status written = WriteFileAtomically((run_dir / name).string(), text, "--run-dir");
+      if (!written.ok()) {
+        reported = Local(written);
+        break;
+      }
     }
   }
   if (reported.status.ok())
     reported = RunResults(*client, sweep_id, OutputFormat::kCsv, (run_dir / "results.csv").string(), out);
-  if (reported.status.ok()) {
-    PlotOptions plot;
-    plot.title = "d_warp: " + sweep_id;
-    reported = RunPlot(*client, sweep_id, (run_dir / "dwarp.svg").string(), plot, out);
-  }
+  if (reported.status.ok()) out << "plot written to " << (run_dir / "dwarp.svg").string() << "\n";
   if (reported.status.ok()) reported = RunTensorBoard(*client, sweep_id, (run_dir / "tensorboard").string(), out);
   StopChild(*coordinator);
   if (!reported.status.ok()) return reported;

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace dwarp::engine {
 
@@ -30,5 +32,11 @@ class SeededStream {
   double spare_normal_ = 0.0;
   bool has_spare_ = false;
 };
+
+// Fisher-Yates shuffle of `items` with draws from `stream` (the same order everywhere for a seed).
+template <typename T>
+void SeededShuffle(std::vector<T>& items, SeededStream& stream) {
+  for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[static_cast<size_t>(stream.Below(i))]);
+}
 
 }  // namespace dwarp::engine

@@ -53,6 +53,17 @@ Status CheckClassificationData(const ClassificationData& data, const std::string
   return OkStatus();
 }
 
+ClassSplitCounts SplitClass(int64_t n, double validation, double test) {
+  int64_t n_val = static_cast<int64_t>(std::floor(n * validation + 1e-9));
+  int64_t n_test = static_cast<int64_t>(std::floor(n * test + 1e-9));
+  if (validation > 0 && n_val < 1) n_val = 1;
+  if (test > 0 && n_test < 1) n_test = 1;
+  while (n - n_val - n_test < 1 && n_val + n_test > 0) {
+    if (n_test >= n_val && n_test > 0) --n_test; else --n_val;
+  }
+  return {n - n_val - n_test, n_val, n_test};
+}
+
 StatusOr<FewShotRows> SelectFewShotRows(const at::Tensor& labels, const FewShotOptions& options) {
   if (options.limit_classes < 0 || options.limit_samples < 0) {
     return InvalidArgumentError("limit_classes = " + std::to_string(options.limit_classes) + ", limit_samples = " +
@@ -83,18 +94,11 @@ StatusOr<FewShotRows> SelectFewShotRows(const at::Tensor& labels, const FewShotO
   for (int64_t c = 0; c < classes; ++c) {
     std::vector<int64_t>& r = rows[static_cast<size_t>(c)];
     SeededStream rng(options.seed, options.stream + "/" + std::to_string(c));
-    for (size_t i = r.size(); i > 1; --i) std::swap(r[i - 1], r[static_cast<size_t>(rng.Below(i))]);
+    SeededShuffle(r, rng);
     if (options.limit_samples > 0 && static_cast<int64_t>(r.size()) > options.limit_samples)
       r.resize(static_cast<size_t>(options.limit_samples));
-    const int64_t m = static_cast<int64_t>(r.size());
-    int64_t n_val = static_cast<int64_t>(std::floor(m * options.validation + 1e-9));
-    int64_t n_test = static_cast<int64_t>(std::floor(m * options.test + 1e-9));
-    if (options.validation > 0 && n_val < 1) n_val = 1;
-    if (options.test > 0 && n_test < 1) n_test = 1;
-    while (m - n_val - n_test < 1 && n_val + n_test > 0) {
-      if (n_test >= n_val && n_test > 0) --n_test; else --n_val;
-    }
-    const int64_t n_train = m - n_val - n_test;
+    const ClassSplitCounts counts = SplitClass(static_cast<int64_t>(r.size()), options.validation, options.test);
+    const int64_t n_train = counts.train, n_val = counts.validation;
     train.insert(train.end(), r.begin(), r.begin() + n_train);
     validation.insert(validation.end(), r.begin() + n_train, r.begin() + n_train + n_val);
     test.insert(test.end(), r.begin() + n_train + n_val, r.end());

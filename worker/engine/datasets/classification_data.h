@@ -28,6 +28,14 @@ ClassificationData SliceRows(const ClassificationData& data, int64_t begin, int6
 // (e.g. "validation split") and names the bad shape, dtype or label.
 Status CheckClassificationData(const ClassificationData& data, const std::string& what);
 
+// How a class of n examples splits in order: n_validation = floor(n * validation), n_test = floor(n * test),
+// each raised to 1 when its fraction is > 0, then lowered (test first on ties) until train keeps >= 1 row
+// (or nothing is left to lower). The image-folder loader and SelectFewShotRows split each class this way.
+struct ClassSplitCounts {
+  int64_t train = 0, validation = 0, test = 0;
+};
+ClassSplitCounts SplitClass(int64_t n, double validation, double test);
+
 // A few-shot subset of labelled rows, drawn as the image-folder loader draws its classes and files (the
 // seed's few-shot ImageNet-21k set): the first `limit_classes` labels (0: all), at most `limit_samples`
 // rows of each (0: all) after a shuffle seeded by (seed, "<stream>/<label>") per class, so one class's

@@ -9,6 +9,7 @@
 #include <system_error>
 #include <utility>
 
+#include "worker/engine/datasets/classification_data.h"
 #include "worker/engine/seeded_random.h"
 
 namespace dwarp::engine {
@@ -84,21 +85,13 @@ StatusOr<ImageFolderListing> ListImageFolder(const std::string& root, const Imag
     std::sort(files.begin(), files.end());
     // Fisher-Yates with a stream per class, so a class's sample does not depend on the other classes.
     SeededStream rng(options.seed, "image_folder/" + classes[c]);
-    for (size_t i = files.size() - 1; i > 0; --i) {
-      std::swap(files[i], files[static_cast<size_t>(rng.Below(i + 1))]);
-    }
+    SeededShuffle(files, rng);
     if (options.limit_samples > 0 && static_cast<int64_t>(files.size()) > options.limit_samples) {
       files.resize(static_cast<size_t>(options.limit_samples));
     }
     const int64_t n = static_cast<int64_t>(files.size());
-    int64_t n_val = static_cast<int64_t>(std::floor(n * options.val + 1e-9));
-    int64_t n_test = static_cast<int64_t>(std::floor(n * options.test + 1e-9));
-    if (options.val > 0 && n_val < 1) n_val = 1;
-    if (options.test > 0 && n_test < 1) n_test = 1;
-    while (n - n_val - n_test < 1) {
-      if (n_test >= n_val && n_test > 0) --n_test; else --n_val;
-    }
-    const int64_t n_train = n - n_val - n_test;
+    const ClassSplitCounts counts = SplitClass(n, options.val, options.test);
+    const int64_t n_train = counts.train, n_val = counts.validation;
     for (int64_t i = 0; i < n; ++i) {
       auto& f = i < n_train ? out.train_files : i < n_train + n_val ? out.validation_files : out.test_files;
       auto& l = i < n_train ? out.train_labels : i < n_train + n_val ? out.validation_labels : out.test_labels;

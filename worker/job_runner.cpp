@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "worker/engine/datasets/generic_neural_dataset.h"
+#include "worker/engine/device.h"
 #include "worker/engine/datasets/idx_dataset.h"
 #include "worker/engine/datasets/image_folder_dataset.h"
 #include "worker/engine/datasets/image_io.h"
@@ -49,6 +50,11 @@ StatusOr<ReadoutModel> BuildModel(const ModelSpec& m, uint64_t seed, int64_t num
                                              m.layer + "'): " + model.status().message());
   }
   return model;
+}
+
+// Moves the model's parameters and buffers to `device` (a no-op on the CPU).
+void PlaceModel(ReadoutModel& model, c10::Device device) {
+  if (!device.is_cpu()) model.module.to(device);
 }
 
 int64_t ParameterCount(const torch::jit::Module& module) {
@@ -234,10 +240,13 @@ std::function<void(const engine::EpochRecord&)> EpochCallback(const JobSpec& spe
   return [callback, max_epochs](const engine::EpochRecord& record) { callback(record, max_epochs); };
 }
 
-Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model, JobResult& result) {
+Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model, c10::Device device,
+                     JobResult& result) {
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
-  auto data = LoadRegressionData(spec, model);
+  auto data = LoadRegressionData(spec, model);  // a synthetic brain's teacher runs on the CPU
   if (!data.ok()) return data.status();
+  // The data stay on the CPU (minibatches are sent to the device); the model moves there once.
+  PlaceModel(model, device);
   DWARP_RETURN_IF_ERROR(engine::CheckNeuralData(*data));
   result.data_description = data->description;
   result.train_size = data->train.size();
@@ -255,7 +264,7 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
     engine::FeatureExtractor extractor = [module](const at::Tensor& x) mutable {
       return module.forward({x}).toTensor();
     };
-    auto features = engine::CacheFeatures(extractor, *data);
+    auto features = engine::CacheFeatures(extractor, *data, engine::FeatureCacheOptions().device(device));
     if (!features.ok()) return features.status();
     StatusOr<engine::ReadoutResult> readout = InternalError("unset");
     if (spec.readout == Readout::kRidge) {
@@ -469,6 +478,9 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildModel(spec.model, spec.train.seed, num_classes);
   if (!model.ok()) return model.status();
+  auto device = engine::ResolveDevice(spec.train.device, "train.device");  // checked by RunJobBody
+  if (!device.ok()) return device.status();
+  PlaceModel(*model, *device);
   if (model->feature_count != num_classes) {
     return InvalidArgumentError("model.layer = " + model->layer + ": classification needs the model's output layer (" +
                                 std::to_string(num_classes) + " logits) but this layer has " +
@@ -530,10 +542,9 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
 }
 
 Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
-  if (spec.train.device != "cpu") {
-    return InvalidArgumentError("train.device = " + spec.train.device +
-                                ": dwarp train runs on the CPU only for now; set train.device=cpu");
-  }
+  auto device = engine::ResolveDevice(spec.train.device, "train.device");
+  if (!device.ok()) return device.status();
+  result.device = device->str();
   if (spec.data.kind == DataKind::kGeneric && !spec.data.split.column.empty()) {
     return InvalidArgumentError("data.split.column = " + spec.data.split.column +
                                 ": split columns are not supported by dwarp train yet");
@@ -542,7 +553,7 @@ Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& 
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildModel(spec.model, spec.train.seed, 0);
   if (!model.ok()) return model.status();
-  return RunRegression(spec, options, *model, result);
+  return RunRegression(spec, options, *model, *device, result);
 }
 
 }  // namespace

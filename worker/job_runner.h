@@ -20,8 +20,13 @@
 //                            read-out layer must be its output (feature count = classes)
 //            idx and image_folder with data.limit_classes / limit_samples: the few-shot subset, drawn per
 //            class with train.seed (datasets/classification_data.h SelectFewShotRows)
-// Unsupported (an InvalidArgument saying so): train.device other than cpu, classification at d = 0 or on
-// an inner layer (needs a linear head), majaj_hong with more than one roi, generic with split.column.
+//   device   train.device (engine/device.h ResolveDevice): cpu, cuda or cuda:N, checked before any work
+//            (FailedPrecondition when this build or machine cannot use it). Data are loaded and kept on the
+//            CPU (a synthetic brain's teacher runs there too); the model moves to the device once, features
+//            for d = 0 are cached there, minibatches are sent there; ridge fits and metrics run on the CPU
+//            in float64. result.device is the device used.
+// Unsupported (an InvalidArgument saying so): classification at d = 0 or on an inner layer (needs a linear
+// head), majaj_hong with more than one roi, generic with split.column.
 //
 // Nothing throws out of RunJob: LibTorch exceptions become Internal statuses.
 // Thread-safety: one RunJob per thread; SetComputeThreads (threading.h) is the caller's (process-wide).

@@ -12,6 +12,7 @@
 
 #include "common/job_spec.h"
 #include "tests/engine/datasets/neural_fixtures.h"
+#include "worker/engine/device.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
@@ -88,10 +89,16 @@ TEST_F(JobRunnerTest, UnknownLayerIsNamed) {
   EXPECT_NE(result.status().message().find("fc9"), std::string::npos) << result.status().message();
 }
 
-TEST_F(JobRunnerTest, UnsupportedDeviceIsAnError) {
-  auto result = RunJob(Parse(SyntheticJob(), {"train.device=cuda"}));
+TEST_F(JobRunnerTest, ADeviceThisProcessCannotUseIsRefusedBeforeAnyWork) {
+  if (engine::ResolveDevice("cuda:0").ok()) GTEST_SKIP() << "this process can use cuda:0";
+  std::vector<std::string> phases;
+  JobRunOptions options;
+  options.on_phase = [&phases](const std::string& phase) { phases.push_back(phase); };
+  auto result = RunJob(Parse(SyntheticJob(), {"train.device=cuda:0"}), options);
   ASSERT_FALSE(result.ok());
-  EXPECT_NE(result.status().message().find("train.device = cuda"), std::string::npos) << result.status().message();
+  EXPECT_EQ(result.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(result.status().message().find("train.device = 'cuda:0'"), std::string::npos) << result.status().message();
+  EXPECT_TRUE(phases.empty()) << phases.front();
 }
 
 TEST_F(JobRunnerTest, ClassificationRejectsHeadOptionsItWouldIgnore) {

@@ -634,7 +634,7 @@ TEST(WorkerProcessFlags, BadValuesExitTwoNamingTheFlag) {
       {{"--log-level", "loud"}, "--log-level = 'loud'"},
       {{"--token-file", "/nonexistent/dwarp-token"}, "/nonexistent/dwarp-token"},
       {{"--slots-per-device", "many"}, "slots-per-device"},
-      {{"--devices", "cuda:64"}, "--devices: cuda:64 is not available"},
+      {{"--devices", "cuda:64"}, "--devices = 'cuda:64'"},
   };
   for (const Case& c : cases) {
     const ProcessResult result = RunWorkerToExit(c.args);

@@ -3,7 +3,6 @@
 // coordinator refuses to register it), 2 for bad flags.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
-#include <torch/cuda.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +13,7 @@
 
 #include "common/rpc/connection.h"
 #include "worker/daemon/worker_daemon.h"
+#include "worker/engine/device.h"
 #include "worker/engine/threading.h"
 
 namespace {
@@ -73,15 +73,10 @@ int main(int argc, char** argv) {
   auto device_list = dwarp::worker::ParseDeviceList(devices);
   if (!device_list.ok()) return BadFlag("--devices: " + device_list.status().message());
   options.devices = *device_list;
-  // A slot on a device this machine lacks would fail every job it takes; refuse it up front.
-  const int64_t cuda_devices = static_cast<int64_t>(torch::cuda::device_count());
+  // A slot on a device this process cannot use would fail every job it takes; refuse it up front.
   for (const std::string& device : options.devices) {
-    if (device == "cpu") continue;
-    const int64_t index = device == "cuda" ? 0 : std::stoll(device.substr(5));
-    if (index >= cuda_devices) {
-      return BadFlag("--devices: " + device + " is not available; this machine has " + std::to_string(cuda_devices) +
-                     " CUDA device(s) visible to LibTorch");
-    }
+    auto usable = dwarp::engine::ResolveDevice(device, "--devices");
+    if (!usable.ok()) return BadFlag(usable.status().message());
   }
   if (slots_per_device < 1) {
     return BadFlag("--slots-per-device = " + std::to_string(slots_per_device) + "; expected an integer >= 1");

@@ -1,0 +1,132 @@
+// Contract of device.h (which devices a job may use) and, where this process has a GPU, that the engine's
+// training paths give the same answer on CUDA as on the CPU. The CUDA cases skip on machines without one
+// (they are the ones to run on a GPU box: an engine-only CUDA build runs them in its ctest).
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include <string>
+
+#include "worker/engine/datasets/synthetic_brain.h"
+#include "worker/engine/device.h"
+#include "worker/engine/models/mlp.h"
+#include "worker/engine/train/encoding_training.h"
+#include "worker/engine/train/feature_cache.h"
+#include "worker/engine/train/readout_training.h"
+
+namespace dwarp::engine {
+namespace {
+
+bool CudaUsable() { return EngineHasCudaKernels() && torch::cuda::is_available() && torch::cuda::device_count() > 0; }
+
+TEST(ResolveDeviceTest, CpuIsAlwaysUsable) {
+  auto device = ResolveDevice("cpu", "train.device");
+  ASSERT_TRUE(device.ok()) << device.status();
+  EXPECT_TRUE(device->is_cpu());
+}
+
+TEST(ResolveDeviceTest, MalformedNamesAreInvalidArgumentsListingTheForms) {
+  for (const char* bad : {"gpu", "", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:1234", "cuda0", "mps"}) {
+    auto device = ResolveDevice(bad, "train.device");
+    ASSERT_FALSE(device.ok()) << bad;
+    EXPECT_EQ(device.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(device.status().message().find("train.device = '" + std::string(bad) + "'"), std::string::npos)
+        << device.status().message();
+    EXPECT_NE(device.status().message().find("cpu, cuda or cuda:N"), std::string::npos) << device.status().message();
+  }
+}
+
+TEST(ResolveDeviceTest, CudaIsRefusedWithTheReasonWhereItCannotRun) {
+  if (!EngineHasCudaKernels()) {
+    for (const char* name : {"cuda", "cuda:0"}) {
+      auto device = ResolveDevice(name, "--devices");
+      ASSERT_FALSE(device.ok()) << name;
+      EXPECT_EQ(device.status().code(), StatusCode::kFailedPrecondition);
+      EXPECT_NE(device.status().message().find("--devices = '" + std::string(name) + "'"), std::string::npos);
+      EXPECT_NE(device.status().message().find("built without CUDA"), std::string::npos) << device.status().message();
+    }
+    return;
+  }
+  if (!CudaUsable()) {
+    auto device = ResolveDevice("cuda", "train.device");
+    ASSERT_FALSE(device.ok());
+    EXPECT_EQ(device.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(device.status().message().find("no CUDA device"), std::string::npos) << device.status().message();
+    return;
+  }
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  auto first = ResolveDevice("cuda:0", "train.device");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->is_cuda());
+  EXPECT_EQ(first->index(), 0);
+  auto beyond = ResolveDevice("cuda:" + std::to_string(count), "train.device");
+  ASSERT_FALSE(beyond.ok());
+  EXPECT_EQ(beyond.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(beyond.status().message().find("sees " + std::to_string(count) + " CUDA device"), std::string::npos)
+      << beyond.status().message();
+}
+
+// ---- the engine on a GPU (skipped without one) ---------------------------------------------------------
+
+torch::jit::Module Mlp(uint64_t seed) {
+  auto mlp = CreateMlp(MlpOptions(16, 24).hidden({48}).seed(seed));
+  EXPECT_TRUE(mlp.ok()) << mlp.status();
+  return std::move(mlp).value();
+}
+
+NeuralData Brain() {
+  const at::Tensor stimuli = at::randn({400, 16}, at::make_generator<at::CPUGeneratorImpl>(5));
+  auto data = MakeSyntheticBrain(Mlp(3), stimuli, {},
+                                 SyntheticBrainOptions().targets(8).warp_dim(12).warp_scale(1.5).noise(0.1).seed(8));
+  EXPECT_TRUE(data.ok()) << data.status();
+  return std::move(data).value();
+}
+
+EncodingTrainingOptions Options() {
+  return EncodingTrainingOptions().max_epochs(6).batch_size(32).lr(1e-2).low_dim_lr(5e-2).patience(0).seed(1);
+}
+
+TEST(CudaTrainingTest, SubspaceEncodingOnTheGpuMatchesTheCpu) {
+  if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
+  const NeuralData data = Brain();
+  double r2[2] = {0.0, 0.0};
+  const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
+  for (int i = 0; i < 2; ++i) {
+    torch::jit::Module module = Mlp(3);
+    module.to(devices[i]);
+    auto model = SubspaceModel::Create(module, SubspaceOptions(40).seed(21));
+    ASSERT_TRUE(model.ok()) << model.status();
+    EXPECT_EQ(model->theta_d().device(), devices[i]);
+    auto result = TrainEncoderInSubspace(*model, data, Options());
+    ASSERT_TRUE(result.ok()) << devices[i] << ": " << result.status();
+    r2[i] = result->test.r2;
+  }
+  std::printf("test R^2 after 6 epochs at d = 40: cpu %.5f, cuda %.5f\n", r2[0], r2[1]);
+  // Same draws, same data order; only float summation order differs (the CUDA fold uses atomics).
+  EXPECT_NEAR(r2[0], r2[1], 2e-3);
+}
+
+TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutOnTheGpuMatchTheCpu) {
+  if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
+  const NeuralData data = Brain();
+  double r2[2] = {0.0, 0.0};
+  const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
+  for (int i = 0; i < 2; ++i) {
+    torch::jit::Module module = Mlp(3);
+    module.to(devices[i]);
+    module.eval();
+    auto cache = CacheFeatures([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, data,
+                               FeatureCacheOptions().device(devices[i]));
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    EXPECT_EQ(cache->train.features.device(), devices[i]);
+    auto readout = TrainSgdReadout(*cache, SgdReadoutOptions().max_epochs(5).seed(2));
+    ASSERT_TRUE(readout.ok()) << readout.status();
+    r2[i] = readout->test.r2;
+  }
+  std::printf("d = 0 SGD readout test R^2: cpu %.5f, cuda %.5f\n", r2[0], r2[1]);
+  EXPECT_NEAR(r2[0], r2[1], 2e-3);
+}
+
+}  // namespace
+}  // namespace dwarp::engine

@@ -78,7 +78,10 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
   if (!spec.ok()) return Local(spec.status());
   if (options.slots < 0) return Local(InvalidArgumentError("--slots = " + std::to_string(options.slots) + "; expected >= 0"));
   if (options.threads < 1) return Local(InvalidArgumentError("--threads = " + std::to_string(options.threads) + "; expected >= 1"));
-  const int slots = options.slots > 0 ? options.slots : std::max(1u, std::thread::hardware_concurrency());
+  if (options.devices.empty()) return Local(InvalidArgumentError("--devices is empty; expected cpu or cuda:0,cuda:1,..."));
+  const int slots = options.slots > 0              ? options.slots
+                    : options.devices == "cpu" ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                                                   : 1;
 
   const fs::path self = ExecutableFolder();
   auto coordinator_bin = FindProgram(options.coordinator_bin, "--coordinator-bin",
@@ -159,23 +162,34 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
     out << "submitted sweep " << sweep_id << ": " << submitted.jobs_size() << " jobs\n";
   }
 
-  // 4. A local worker with one slot per core (or --slots), then live progress until the sweep ends.
+  // 4. A local worker with one slot per core on the CPU, one per GPU (or --slots per device), then live
+  // progress until the sweep ends.
   ChildProcess worker;
   if (!finished) {
-    auto started = ChildProcess::Start({*worker_bin, "--coordinator", flags.coordinator, "--devices", "cpu",
+    auto started = ChildProcess::Start({*worker_bin, "--coordinator", flags.coordinator, "--devices", options.devices,
                                         "--slots-per-device", std::to_string(slots), "--threads",
                                         std::to_string(options.threads), "--name", "dwarp-run-local"},
                                        (run_dir / "worker.log").string(), /*own_process_group=*/true);
     if (!started.ok()) return Remote(started.status());
     worker = std::move(*started);
-    out << "worker: " << slots << " slot(s) x " << options.threads << " thread(s); log " << (run_dir / "worker.log").string()
-        << "\n";
+    out << "worker: " << options.devices << ", " << slots << " slot(s) per device x " << options.threads
+        << " thread(s); log " << (run_dir / "worker.log").string() << "\n";
     out.flush();
     // On Ctrl-C: the worker is told twice (the second signal stops its jobs now and fails them back as
     // retryable), then the coordinator stops, which ends the watch below.
+    // A worker that exits on its own (a device it cannot use, a crash) leaves nobody to run the jobs: the
+    // coordinator is stopped too, which ends the watch, and the run reports the worker's log.
     std::atomic<bool> watching{true};
+    std::atomic<bool> worker_exited{false};
     std::thread interrupter([&] {
-      while (watching && !g_interrupted) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      while (watching && !g_interrupted) {
+        if (worker.Poll()) {
+          worker_exited = true;
+          coordinator->Signal(SIGTERM);
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
       if (!g_interrupted) return;
       worker.Signal(SIGTERM);
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -186,6 +200,16 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
     CommandResult watched = RunWatch(*client, sweep_id, out, tty);
     watching = false;
     interrupter.join();
+    if (worker_exited) {
+      StopChild(*coordinator);
+      std::string log = worker.Log();
+      while (!log.empty() && log.back() == '\n') log.pop_back();
+      const size_t tail = log.size() > 2000 ? log.find('\n', log.size() - 2000) : std::string::npos;
+      if (tail != std::string::npos) log = log.substr(tail + 1);
+      return Remote(FailedPreconditionError("the local worker (" + *worker_bin + ") exited with code " +
+                                     std::to_string(worker.exit_code()) + " before the sweep finished; the end of " +
+                                     (run_dir / "worker.log").string() + ":\n" + log));
+    }
     if (g_interrupted || !watched.status.ok()) {
       StopChild(worker);
       StopChild(*coordinator);
@@ -238,7 +262,10 @@ void AddRunCommand(CLI::App& app) {
   command->add_option("sweep", options->sweep_file, "sweep file (.yaml, .yml or .json)")->required();
   command->add_option("overrides", options->overrides, "Hydra-style overrides: key=value, ~key, +key=value");
   command->add_option("--run-dir", options->run_dir, "folder for the database, results and logs (default runs/<sweep name>)");
-  command->add_option("--slots", options->slots, "jobs run at once by the local worker (default: the machine's cores)");
+  command->add_option("--devices", options->devices, "the local worker's devices: cpu, or cuda:0,cuda:1,...")
+      ->capture_default_str();
+  command->add_option("--slots", options->slots,
+                      "jobs run at once per device (default: the machine's cores on cpu, 1 per GPU)");
   command->add_option("--threads", options->threads, "compute threads per job")->capture_default_str();
   command->add_flag("--fresh", options->fresh, "run again even if the run folder holds the same finished sweep");
   command->add_option("--coordinator-bin", options->coordinator_bin, "the dwarp-coordinator program to start");

@@ -17,7 +17,9 @@
 //
 // The coordinator and worker binaries are looked for next to this executable and in the build tree
 // (../coordinator/dwarp-coordinator, ../worker/daemon/dwarp-worker), or given with --coordinator-bin /
-// --worker-bin. Exit codes as clients/sweep_commands.h; 1 also when a child process fails to start or dies.
+// --worker-bin. --devices is handed to the worker, which refuses a device this build or machine cannot use
+// (engine/device.h); a worker that exits before the sweep ends stops the run with the end of its log.
+// Exit codes as clients/sweep_commands.h; 1 also when a child process fails to start or dies.
 #pragma once
 
 #include <ostream>
@@ -36,7 +38,8 @@ struct RunOptions {
   std::string sweep_file;
   std::vector<std::string> overrides;
   std::string run_dir;          // empty: runs/<sweep name>
-  int slots = 0;                // job slots of the local worker; 0: the machine's cores
+  std::string devices = "cpu";  // the local worker's --devices: cpu, or cuda:0,cuda:1,...
+  int slots = 0;                // job slots per device; 0: the machine's cores on cpu, 1 per GPU
   int threads = 1;              // compute threads per job
   bool fresh = false;           // run again even if the run folder holds the same finished sweep
   std::string coordinator_bin;  // empty: found next to this executable

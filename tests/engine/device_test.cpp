@@ -1,6 +1,6 @@
 // Contract of device.h (which devices a job may use) and, where this process has a GPU, that the engine's
 // training paths give the same answer on CUDA as on the CPU. The CUDA cases skip on machines without one
-// (they are the ones to run on a GPU box: an engine-only CUDA build runs them in its ctest).
+// (named *_CUDA: the test main filters them out there; an engine-only CUDA build on a GPU box runs them).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -87,7 +87,7 @@ EncodingTrainingOptions Options() {
   return EncodingTrainingOptions().max_epochs(6).batch_size(32).lr(1e-2).low_dim_lr(5e-2).patience(0).seed(1);
 }
 
-TEST(CudaTrainingTest, SubspaceEncodingOnTheGpuMatchesTheCpu) {
+TEST(CudaTrainingTest, SubspaceEncodingMatchesTheCpu_CUDA) {
   if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
   const NeuralData data = Brain();
   double r2[2] = {0.0, 0.0};
@@ -107,7 +107,7 @@ TEST(CudaTrainingTest, SubspaceEncodingOnTheGpuMatchesTheCpu) {
   EXPECT_NEAR(r2[0], r2[1], 2e-3);
 }
 
-TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutOnTheGpuMatchTheCpu) {
+TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutMatchTheCpu_CUDA) {
   if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
   const NeuralData data = Brain();
   double r2[2] = {0.0, 0.0};

@@ -68,4 +68,17 @@ grep -q "broken.yaml" "$dir/broken.log" || fail "the error should name the file"
 "$dwarp" run "$dir/run.yaml" --run-dir "$dir/other" --coordinator-bin /nonexistent/dwarp-coordinator > "$dir/bin.log" 2>&1
 [ $? -eq 2 ] || fail "a missing coordinator program should exit 2"
 grep -q "/nonexistent/dwarp-coordinator" "$dir/bin.log" || fail "the error should name the program"
-echo "ok: dwarp run, reuse, rerun with an override, interrupt and resume, bad input"
+# A device the worker cannot use: the worker refuses it at start and the run stops with its reason (on a
+# CUDA build with a GPU the same command runs the sweep there instead).
+"$dwarp" run "$dir/run.yaml" --run-dir "$dir/gpu" --devices cuda:0 > "$dir/gpu.log" 2>&1
+code=$?
+if grep -q "built without CUDA\|sees no CUDA device" "$dir/gpu.log"; then
+  [ "$code" -eq 1 ] || fail "a worker that cannot use its device should fail the run with exit 1, got $code"
+  grep -q "exited with code 2 before the sweep finished" "$dir/gpu.log" || fail "the run should say the worker exited"
+  grep -q -- "--devices = 'cuda:0'" "$dir/gpu.log" || fail "the run should show the worker's reason"
+else
+  [ "$code" -eq 0 ] || fail "a run on cuda:0 exited $code"
+  [ "$(grep -c ',succeeded,' "$dir/gpu/results.csv")" -eq 6 ] || fail "every job on cuda:0 should have succeeded"
+fi
+pgrep -f "$dir/gpu" > /dev/null && fail "a child process outlived the run whose worker exited"
+echo "ok: dwarp run, reuse, rerun with an override, interrupt and resume, bad input, unusable device"

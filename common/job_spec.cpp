@@ -362,6 +362,13 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
   } else {
     f.Forbid("roi", for_kind + " (roi is for nsd and majaj_hong)");
   }
+  for (size_t i = 0; i < d.roi.size(); ++i) {
+    const auto first = std::find(d.roi.begin(), d.roi.begin() + static_cast<std::ptrdiff_t>(i), d.roi[i]);
+    if (first != d.roi.begin() + static_cast<std::ptrdiff_t>(i)) {
+      FailValue(Index(f.PathOf("roi"), i), json(d.roi[i]),
+                "each region once (it is also data.roi[" + std::to_string(first - d.roi.begin()) + "])");
+    }
+  }
 
   const bool test_from_elsewhere = d.kind == DataKind::kNsd || (d.kind == DataKind::kIdx && !d.test_images.empty());
   d.split = ReadSplit(f.Child("split"), f.PathOf("split"), d.kind, test_from_elsewhere);

@@ -182,13 +182,9 @@ StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, con
     case DataKind::kSynthetic:
       return LoadSynthetic(spec, model);
     case DataKind::kMajajHong: {
-      if (data.roi.size() > 1) {
-        return InvalidArgumentError("data.roi: more than one region (" + std::to_string(data.roi.size()) +
-                                    ") is not supported by dwarp train yet; give one of IT, V4");
-      }
       engine::MajajHongOptions options;
       options.image(ImageOptionsFor(spec));
-      if (!data.roi.empty()) options.roi(data.roi[0]);
+      if (!data.roi.empty()) options.rois(data.roi);  // the targets: every listed region's, in roi order
       return engine::LoadMajajHong(data.file, data.stimuli, options);
     }
     case DataKind::kNsd: {

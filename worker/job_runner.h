@@ -6,8 +6,9 @@
 //   data     by data.kind:
 //              synthetic    MakeSyntheticBrain with the teacher (data.synthetic.teacher, or the job's own
 //                           model) on the images of data.images (IDX) or data.stimuli (image folder)
-//              majaj_hong   LoadMajajHong (data.file, data.stimuli, one roi)
-//              nsd          LoadNsd (data.root, data.stimuli)
+//              majaj_hong   LoadMajajHong (data.file, data.stimuli, data.roi: the targets are the neuroids
+//                           of every listed region, in roi order, each region's in file order)
+//              nsd          LoadNsd (data.root, data.stimuli; every voxel of voxels.nc)
 //              generic      LoadGenericNeuralData (data.root)
 //              idx          LoadIdxClassification (data.images/labels, optional test files)
 //            IDX images are [N, 1, H, W] in [0, 1]; they are resized to the model's input size, repeated to
@@ -26,7 +27,7 @@
 //            for d = 0 are cached there, minibatches are sent there; ridge fits and metrics run on the CPU
 //            in float64. result.device is the device used.
 // Unsupported (an InvalidArgument saying so): classification at d = 0 or on an inner layer (needs a linear
-// head), majaj_hong with more than one roi, generic with split.column.
+// head), nsd with a roi, generic with split.column.
 //
 // Nothing throws out of RunJob: LibTorch exceptions become Internal statuses.
 // Thread-safety: one RunJob per thread; SetComputeThreads (threading.h) is the caller's (process-wide).

@@ -185,6 +185,11 @@ d: 0
   EXPECT_DOUBLE_EQ(nsd.data.split.val, 0.2);
   EXPECT_DOUBLE_EQ(nsd.data.split.test, 0.0);
   EXPECT_TRUE(nsd.data.roi.empty());
+  const auto nsd_twice = ParseJobSpec("model: {arch: resnet18, layer: layer4}\n"
+                                      "data: {kind: nsd, root: /nsd, stimuli: /s, roi: [V1v, V1v]}\nd: 0\n",
+                                      SpecFormat::kYaml);
+  ASSERT_FALSE(nsd_twice.ok());
+  EXPECT_THAT(nsd_twice.status().message(), HasSubstr("data.roi[1] = \"V1v\"; expected each region once"));
   EXPECT_TRUE(nsd.d.is_linear());
 
   const JobSpec mnist = MustParse(R"(
@@ -401,6 +406,8 @@ data:
   EXPECT_THAT(roi, HasSubstr("data.roi = \"V5\"; expected IT or V4"));
   const std::string roi_item = data_error("  roi: [IT, V1]");
   EXPECT_THAT(roi_item, HasSubstr("data.roi[1] = \"V1\""));
+  const std::string roi_twice = data_error("  roi: [IT, V4, IT]");
+  EXPECT_THAT(roi_twice, HasSubstr("data.roi[2] = \"IT\"; expected each region once (it is also data.roi[0])"));
   const std::string limit = data_error("  limit_stimuli: -3");
   EXPECT_THAT(limit, HasSubstr("data.limit_stimuli = -3; expected an integer >= 0"));
   const std::string classes = data_error("  limit_classes: 3");

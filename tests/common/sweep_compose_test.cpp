@@ -266,9 +266,12 @@ TEST(ShippedConfigsTest, EncodingDimIsTheSeedsExperimentOnMajajByDefault) {
 }
 
 TEST(ShippedConfigsTest, EveryGroupOptionComposesWithAnExperiment) {
-  for (const char* option : {"majaj", "majaj_v4", "nsd", "majaj_nsd"}) {
+  for (const char* option : {"majaj", "majaj_v4", "majaj_it_v4", "nsd", "majaj_nsd"}) {
     MustLoadShipped("encoding_dim.yaml", {std::string("data=") + option});
   }
+  const SweepSpec both = MustLoadShipped("encoding_dim.yaml", {"data=majaj_it_v4"});
+  EXPECT_THAT(DatasetNames(both), ElementsAre("majaj_it_v4"));
+  EXPECT_EQ(both.datasets[0].data["roi"], nlohmann::json::array({"IT", "V4"}));
   for (const char* option : {"resnet18", "resnet18_logits", "small_cnn", "lenet", "mlp"}) {
     MustLoadShipped("encoding_dim.yaml", {std::string("model=") + option});
   }
@@ -282,7 +285,7 @@ TEST(ShippedConfigsTest, EveryGroupOptionComposesWithAnExperiment) {
   for (const char* group : {"data", "model", "train"}) {
     for (const auto& entry : fs::directory_iterator(Shipped(group))) files += entry.path().extension() == ".yaml";
   }
-  EXPECT_EQ(files, 4u + 1u + 1u + 5u + 3u);  // data (+ synthetic_brain, imagenet21k_fewshot), model, train
+  EXPECT_EQ(files, 5u + 1u + 1u + 5u + 3u);  // data (+ synthetic_brain, imagenet21k_fewshot), model, train
 }
 
 TEST(ShippedConfigsTest, ClassifierDimAndRidgeBaselineCompose) {

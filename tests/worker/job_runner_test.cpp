@@ -226,5 +226,26 @@ TEST(JobRunnerNeuralData, MajajHongJobReadsOneRegionThroughASubspace) {
   EXPECT_EQ(result->epochs_run, 2);
 }
 
+TEST(JobRunnerNeuralData, MajajHongJobWithTwoRegionsHasBothRegionsNeuroidsAsTargets) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  const JobSpec spec =
+      Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+            "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj/brainio.nc") +
+            ", stimuli: " + engine::testing::FixturePath("majaj/stimuli") + ", roi: [IT, V4]}\n"
+            "d: 0\nreadout: ridge\ntrain: {threads: 1}\n");
+  auto result = RunJob(spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->num_targets, 5);  // 3 IT + 2 V4 neuroids
+  EXPECT_EQ(result->train_size, 6);
+  EXPECT_NE(result->data_description.find("majaj_hong IT+V4:"), std::string::npos) << result->data_description;
+  EXPECT_TRUE(std::isfinite(result->test.r2));
+
+  const auto twice = ParseJobSpec("data: {kind: majaj_hong, file: a.nc, stimuli: b, roi: [V4, IT, V4]}\n"
+                                  "model: {arch: mlp, layer: fc1}\nd: 0\n", SpecFormat::kYaml);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("data.roi[2] = \"V4\"; expected each region once"), std::string::npos)
+      << twice.status();
+}
+
 }  // namespace
 }  // namespace dwarp::worker

@@ -223,6 +223,50 @@ TEST(MajajHongDatasetTest, UnknownRoiListsTheAvailableRegions) {
       StatusCode::kInvalidArgument, "'V1'", "'IT', 'V4'", "brainio.nc");
 }
 
+TEST(MajajHongDatasetTest, SeveralRoisAreTheSingleRegionLoadsSideBySideInRoiOrder) {
+  REQUIRE_NETCDF_FIXTURES();
+  const std::string nc = FixturePath("majaj/brainio.nc");
+  const std::string images = FixturePath("majaj/stimuli");
+  const auto options = MajajHongOptions().image(ImageOptions().size(4));
+  auto it = LoadMajajHong(nc, images, MajajHongOptions(options).roi("IT"));
+  auto v4 = LoadMajajHong(nc, images, MajajHongOptions(options).roi("V4"));
+  // V4 first: roi order, not the file's neuroid order (IT V4 IT V4 IT).
+  auto both = LoadMajajHong(nc, images, MajajHongOptions(options).rois({"V4", "IT"}));
+  ASSERT_TRUE(it.ok()) << it.status();
+  ASSERT_TRUE(v4.ok()) << v4.status();
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_TRUE(CheckNeuralData(*both).ok());
+  EXPECT_EQ(both->num_targets(), it->num_targets() + v4->num_targets());
+  EXPECT_EQ(both->num_targets(), 5);
+  EXPECT_EQ(both->target_names, (std::vector<std::string>{"Chabo_L_M_1", "Chabo_L_M_3", "Chabo_L_M_0",
+                                                          "Chabo_L_M_2", "Chabo_L_M_4"}));
+  const std::pair<const NeuralSplit*, std::pair<const NeuralSplit*, const NeuralSplit*>> splits[] = {
+      {&both->train, {&v4->train, &it->train}},
+      {&both->validation, {&v4->validation, &it->validation}},
+      {&both->test, {&v4->test, &it->test}}};
+  for (const auto& [combined, single] : splits) {
+    EXPECT_EQ(combined->stimulus_ids, single.second->stimulus_ids);
+    EXPECT_TRUE(at::equal(combined->responses.slice(1, 0, 2), single.first->responses));
+    EXPECT_TRUE(at::equal(combined->responses.slice(1, 2, 5), single.second->responses));
+    EXPECT_TRUE(at::equal(combined->stimuli, single.second->stimuli));
+  }
+  EXPECT_TRUE(at::allclose(both->test.responses, Expected({8, 9}, {1, 3, 0, 2, 4})));
+  EXPECT_NE(both->description.find("majaj_hong V4+IT:"), std::string::npos) << both->description;
+}
+
+TEST(MajajHongDatasetTest, RoiListedTwiceUnknownInAListOrEmptyIsAnError) {
+  REQUIRE_NETCDF_FIXTURES();
+  const std::string nc = FixturePath("majaj/brainio.nc");
+  const std::string images = FixturePath("majaj/stimuli");
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(nc, images, MajajHongOptions().rois({"IT", "V4", "IT"})).status(),
+                        StatusCode::kInvalidArgument, "'IT' is listed twice", "entries 0 and 2",
+                        "expected each region once");
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(nc, images, MajajHongOptions().rois({"IT", "V1"})).status(),
+                        StatusCode::kInvalidArgument, "'V1' matches no neuroid", "'IT', 'V4'", "brainio.nc");
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(nc, images, MajajHongOptions().rois({})).status(),
+                        StatusCode::kInvalidArgument, "no roi", "'IT', 'V4'");
+}
+
 TEST(MajajHongDatasetTest, CoordinateNamesAndMetadataAreOptions) {
   REQUIRE_NETCDF_FIXTURES();
   EXPECT_ERROR_MENTIONS(LoadMajajHong(FixturePath("majaj/brainio.nc"), FixturePath("majaj/stimuli"),

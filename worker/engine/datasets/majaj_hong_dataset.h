@@ -3,7 +3,8 @@
 //
 // The file: an xarray DataArray (DataArray.to_netcdf) with a stimulus dimension and a neuroid dimension, in
 // either order; extra dimensions of size 1 (BrainIO's time_bin) are dropped. Coordinates (names are options):
-//   region     on the neuroid dimension, e.g. "IT" / "V4"; the neuroids whose region equals `roi` are kept
+//   region     on the neuroid dimension, e.g. "IT" / "V4"; the neuroids whose region is one of `rois` are
+//              kept (see "Regions" below)
 //   image_id   on the stimulus dimension: the stimulus id (BrainIO's assemblies name the dimension
 //              `presentation`; the seed's files make image_id the dimension itself)
 //   image_name on the stimulus dimension (optional): the image file name inside `stimuli_dir`
@@ -11,18 +12,24 @@
 // `filename`, as the seed's neural.nc + metadata.csv variant), else the `image_name` coordinate when the file
 // has one, else "<image_id><image_extension>" (BrainIO stimulus sets store <image_id>.png).
 //
+// Regions: `rois` lists one or more regions, each at most once. The targets (response columns, target_names)
+// are in roi order, and within one region in the file's neuroid order: rois [V4, IT] on neuroids
+// IT0 V4a IT1 V4b gives V4a V4b IT0 IT1, so a job's columns are the single-region loads' columns side by side.
+// The description names the regions joined by '+' ("majaj_hong IT+V4: ...").
+//
 // Repeated presentations (BrainIO keeps one row per repetition): all rows with the same image id are averaged
 // into one, in order of first appearance. Splits by that order, as the seed: first floor(0.6 n) train, up to
 // floor(0.8 n) validation, the rest test.
 //
 // Errors (each naming the file and value): NotFound (file, stimuli folder, image), InvalidArgument for a
-// missing coordinate (the coordinates present are listed), an unknown roi (the available regions are
-// listed), a wrong shape, a non-finite response (stimulus and neuroid named), an empty split, an undecodable
+// missing coordinate (the coordinates present are listed), an empty roi list, a roi listed twice, a roi that
+// matches no neuroid (it and the available regions are listed), a wrong shape, a non-finite response (stimulus and neuroid named), an empty split, an undecodable
 // image. Thread-safety: no shared state.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/engine/datasets/image_io.h"
@@ -31,7 +38,10 @@
 namespace dwarp::engine {
 
 struct MajajHongOptions {
-  MajajHongOptions& roi(std::string v) { roi_ = std::move(v); return *this; }
+  // The regions whose neuroids are the targets, in target order (see "Regions" above); default [IT], as the seed.
+  MajajHongOptions& rois(std::vector<std::string> v) { rois_ = std::move(v); return *this; }
+  // One region: rois({v}).
+  MajajHongOptions& roi(std::string v) { rois_ = {std::move(v)}; return *this; }
   MajajHongOptions& region_coord(std::string v) { region_coord_ = std::move(v); return *this; }
   MajajHongOptions& stimulus_id_coord(std::string v) { stimulus_id_coord_ = std::move(v); return *this; }
   MajajHongOptions& filename_coord(std::string v) { filename_coord_ = std::move(v); return *this; }
@@ -41,7 +51,7 @@ struct MajajHongOptions {
   // Keep only the first `v` stimuli of each split (after splitting); -1: all.
   MajajHongOptions& max_stimuli_per_split(int64_t v) { max_stimuli_per_split_ = v; return *this; }
 
-  std::string roi_ = "IT";
+  std::vector<std::string> rois_ = {"IT"};
   std::string region_coord_ = "region";
   std::string stimulus_id_coord_ = "image_id";
   std::string filename_coord_ = "image_name";

@@ -199,7 +199,7 @@ StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, con
     }
     case DataKind::kGeneric: {
       engine::GenericNeuralOptions options;
-      options.image(ImageOptionsFor(spec));
+      options.image(ImageOptionsFor(spec)).split_column(data.split.column);
       return engine::LoadGenericNeuralData(data.root, options);
     }
     default:
@@ -541,10 +541,6 @@ Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& 
   auto device = engine::ResolveDevice(spec.train.device, "train.device");
   if (!device.ok()) return device.status();
   result.device = device->str();
-  if (spec.data.kind == DataKind::kGeneric && !spec.data.split.column.empty()) {
-    return InvalidArgumentError("data.split.column = " + spec.data.split.column +
-                                ": split columns are not supported by dwarp train yet");
-  }
   if (spec.objective == Objective::kClassification) return RunClassification(spec, options, result);
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildModel(spec.model, spec.train.seed, 0);

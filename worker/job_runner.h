@@ -9,7 +9,8 @@
 //              majaj_hong   LoadMajajHong (data.file, data.stimuli, data.roi: the targets are the neuroids
 //                           of every listed region, in roi order, each region's in file order)
 //              nsd          LoadNsd (data.root, data.stimuli; every voxel of voxels.nc)
-//              generic      LoadGenericNeuralData (data.root)
+//              generic      LoadGenericNeuralData (data.root; data.split.column, when set, names the
+//                           stimuli.csv column that holds the split)
 //              idx          LoadIdxClassification (data.images/labels, optional test files)
 //            IDX images are [N, 1, H, W] in [0, 1]; they are resized to the model's input size, repeated to
 //            its channel count and normalised with data.mean / data.std.
@@ -27,7 +28,7 @@
 //            for d = 0 are cached there, minibatches are sent there; ridge fits and metrics run on the CPU
 //            in float64. result.device is the device used.
 // Unsupported (an InvalidArgument saying so): classification at d = 0 or on an inner layer (needs a linear
-// head), nsd with a roi, generic with split.column.
+// head), nsd with a roi.
 //
 // Nothing throws out of RunJob: LibTorch exceptions become Internal statuses.
 // Thread-safety: one RunJob per thread; SetComputeThreads (threading.h) is the caller's (process-wide).

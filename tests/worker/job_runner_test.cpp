@@ -247,5 +247,35 @@ TEST(JobRunnerNeuralData, MajajHongJobWithTwoRegionsHasBothRegionsNeuroidsAsTarg
       << twice.status();
 }
 
+TEST(JobRunnerNeuralData, GenericJobTakesItsSplitFromTheNamedColumn) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("dwarp_job_runner_generic_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::copy(engine::testing::FixturePath("generic_images"), root, fs::copy_options::recursive);
+  // 8 stimuli: by the `split` column 4 train, 2 val, 2 test; by split_by_session 3 train, 2 val, 3 test.
+  std::ofstream(root / "stimuli.csv", std::ios::trunc)
+      << "stimulus_id,filename,split,split_by_session\n"
+         "s0,g0.png,train,train\ns1,g1.png,test,train\ns2,g2.png,train,train\ns3,g3.png,val,val\n"
+         "s4,g4.png,train,test\ns5,g5.png,validation,val\ns6,g6.png,test,test\ns7,g7.png,train,test\n";
+  const std::string job = "model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+                          "data: {kind: generic, root: " + root.string() + ", split: {column: split_by_session}}\n"
+                          "d: 0\nreadout: ridge\ntrain: {threads: 1}\n";
+  auto result = RunJob(Parse(job));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->train_size, 3);
+  EXPECT_EQ(result->val_size, 2);
+  EXPECT_EQ(result->test_size, 3);
+  EXPECT_EQ(result->num_targets, 3);
+
+  auto missing = RunJob(Parse(job, {"data.split.column=session_split"}));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(missing.status().message().find("no split column 'session_split'"), std::string::npos)
+      << missing.status();
+  EXPECT_NE(missing.status().message().find("'split_by_session'"), std::string::npos) << missing.status();
+  fs::remove_all(root);
+}
+
 }  // namespace
 }  // namespace dwarp::worker

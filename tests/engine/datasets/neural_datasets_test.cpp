@@ -327,6 +327,47 @@ TEST(GenericNeuralDatasetTest, ImagesListedInCsvWithSplitColumnAndNoiseCeiling) 
   EXPECT_TRUE(at::allclose(data->noise_ceiling, at::tensor({0.5f, 0.6f, 0.7f})));
 }
 
+TEST(GenericNeuralDatasetTest, NamedSplitColumnDecidesTheSplit) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  FixtureCopy folds("generic_images");
+  // The fixture's `split` column stays (and a split.npy is added): the named column overrides both.
+  std::string csv = "stimulus_id,filename,split,heldout_fold_b\n";
+  const char* fold_b[] = {"test", "train", "val", "train", "test", "train", "validation", "train"};
+  const char* split[] = {"train", "test", "train", "val", "train", "validation", "test", "train"};
+  for (int i = 0; i < 8; ++i) {
+    csv += "s" + std::to_string(i) + ",g" + std::to_string(i) + ".png," + split[i] + "," + fold_b[i] + "\n";
+  }
+  folds.Write("stimuli.csv", csv);
+  fs::copy_file(FixturePath("generic_array/split.npy"), folds.path("split.npy"));
+  const auto options = GenericNeuralOptions().image(ImageOptions().size(4)).split_column("heldout_fold_b");
+  auto data = LoadGenericNeuralData(folds.path(), options);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->train.stimulus_ids, Ids({1, 3, 5, 7}, "s"));
+  EXPECT_EQ(data->validation.stimulus_ids, Ids({2, 6}, "s"));
+  EXPECT_EQ(data->test.stimulus_ids, Ids({0, 4}, "s"));
+  // responses.npy row r is 3r, 3r+1, 3r+2: the test split holds rows 0 and 4.
+  EXPECT_TRUE(at::equal(data->test.responses, at::tensor({0.0f, 1.0f, 2.0f, 12.0f, 13.0f, 14.0f}).view({2, 3})));
+  // g4.png is the solid colour (80, 0, 0): the test split's second image.
+  EXPECT_NEAR(data->test.stimuli[1][0].mean().item<float>(), (80 / 255.0f - 0.485f) / 0.229f, 1e-4);
+
+  // A bad value in the named column: its row, column and value.
+  FixtureCopy bad_value("generic_images");
+  bad_value.Write("stimuli.csv", csv.substr(0, csv.rfind(",train\n")) + ",holdout\n");
+  EXPECT_ERROR_MENTIONS(LoadGenericNeuralData(bad_value.path(), options).status(), StatusCode::kInvalidArgument,
+                        "row 8", "column 'heldout_fold_b'", "'holdout'", "expected train, val");
+
+  // A column stimuli.csv lacks: named, with the columns present.
+  EXPECT_ERROR_MENTIONS(
+      LoadGenericNeuralData(FixturePath("generic_images"), GenericNeuralOptions().split_column("heldout_fold_b"))
+          .status(),
+      StatusCode::kInvalidArgument, "'heldout_fold_b'", "'stimulus_id', 'filename', 'split'");
+  // No stimuli.csv at all.
+  EXPECT_ERROR_MENTIONS(
+      LoadGenericNeuralData(FixturePath("generic_array"), GenericNeuralOptions().split_column("heldout_fold_b"))
+          .status(),
+      StatusCode::kNotFound, "stimuli.csv", "'heldout_fold_b'");
+}
+
 TEST(GenericNeuralDatasetTest, ArrayStimuliWithSplitNpy) {
   DWARP_REQUIRE_NEURAL_FIXTURES();
   auto data = LoadGenericNeuralData(FixturePath("generic_array"));

@@ -141,29 +141,45 @@ StatusOr<NeuralData> LoadGenericNeuralData(const std::string& root, const Generi
   DWARP_RETURN_IF_ERROR(
       internal::CheckFiniteResponses(responses, ids, target_names, "responses.npy " + Quote(responses_path)));
 
-  // Splits.
-  const bool has_split_column = csv.has_value() && csv->HasColumn("split");
-  const bool has_split_npy = Exists(split_npy);
-  if (has_split_column && has_split_npy) {
-    return InvalidArgumentError("dataset " + Quote(root) + " has both split.npy and a 'split' column in stimuli.csv; " +
-                                "expected one");
-  }
+  // Splits: a named column (options.split_column_), else split.npy or the `split` column, exactly one.
   std::vector<int> split_of;
-  if (has_split_npy) {
-    auto s = ReadSplitNpy(split_npy, n);
-    if (!s.ok()) return s.status();
-    split_of = std::move(*s);
-  } else if (has_split_column) {
-    const auto column = *csv->Column("split");
+  std::string split_column;
+  if (!options.split_column_.empty()) {
+    split_column = options.split_column_;
+    if (!csv) {
+      return NotFoundError("dataset " + Quote(root) + " has no stimuli.csv " + Quote(stimuli_csv) +
+                           ", so no split column " + Quote(split_column) + "; expected stimuli.csv with that column");
+    }
+    if (!csv->HasColumn(split_column)) {
+      return InvalidArgumentError("stimuli.csv " + Quote(stimuli_csv) + " has no split column " + Quote(split_column) +
+                                  "; the columns present are " + internal::ListForMessage(csv->header(), 50));
+    }
+  } else {
+    const bool has_split_column = csv.has_value() && csv->HasColumn("split");
+    const bool has_split_npy = Exists(split_npy);
+    if (has_split_column && has_split_npy) {
+      return InvalidArgumentError("dataset " + Quote(root) +
+                                  " has both split.npy and a 'split' column in stimuli.csv; expected one");
+    }
+    if (has_split_npy) {
+      auto s = ReadSplitNpy(split_npy, n);
+      if (!s.ok()) return s.status();
+      split_of = std::move(*s);
+    } else if (has_split_column) {
+      split_column = "split";
+    } else {
+      return NotFoundError("dataset " + Quote(root) + " has no split: expected split.npy or a 'split' column in " +
+                           "stimuli.csv (values train, val, test)");
+    }
+  }
+  if (!split_column.empty()) {
+    const auto column = *csv->Column(split_column);
     for (size_t i = 0; i < column.size(); ++i) {
       auto s = ParseSplitName(column[i], "stimuli.csv " + Quote(stimuli_csv) + " row " + std::to_string(i + 1) +
-                                             ", column 'split'");
+                                             ", column " + Quote(split_column));
       if (!s.ok()) return s.status();
       split_of.push_back(*s);
     }
-  } else {
-    return NotFoundError("dataset " + Quote(root) + " has no split: expected split.npy or a 'split' column in " +
-                         "stimuli.csv (values train, val, test)");
   }
   std::array<internal::SplitRows, 3> splits;
   for (int64_t i = 0; i < n; ++i) splits[static_cast<size_t>(split_of[i])].rows.push_back(i);

@@ -10,6 +10,7 @@
 
 #include "worker/engine/datasets/idx_dataset.h"
 #include "worker/engine/models/mlp.h"
+#include "worker/engine/models/model_registry.h"
 
 namespace dwarp::engine {
 namespace {
@@ -188,6 +189,174 @@ TEST(ClassifierTrainingTest, LibTorchErrorsBecomeStatus) {
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), StatusCode::kInternal);
   EXPECT_NE(result.status().message().find("LibTorch"), std::string::npos) << result.status();
+}
+
+// The blobs' MLP read out at its hidden layer fc1 (32 features, not the 10 logits): a head's job.
+ReadoutModel InnerLayerMlp() {
+  auto model = CreateModel("mlp", ModelOptions().layer("fc1").in_channels(1).image_size(4, 5).hidden({32}).num_classes(10));
+  EXPECT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->feature_count, 32);
+  return std::move(model).value();
+}
+
+ClassifierTrainingOptions HeadOptions() { return Options().linear_head(true).head_learning_rate(0.02); }
+
+// The accuracy of logits X W^T + b, computed directly.
+double HeadAccuracy(const at::Tensor& features, const at::Tensor& weight, const at::Tensor& bias,
+                    const at::Tensor& labels) {
+  return at::linear(features, weight, bias).argmax(1).eq(labels).to(at::kDouble).mean().item<double>();
+}
+
+TEST(ClassifierTrainingTest, HeadOnAnInnerLayerLearnsThroughASubspace) {
+  const ClassifierSplits splits = BlobSplits();
+  const ReadoutModel inner = InnerLayerMlp();
+  auto wrapped = SubspaceModel::Create(inner.module, SubspaceOptions(20).seed(11).warp_prefixes(inner.warp_prefixes));
+  ASSERT_TRUE(wrapped.ok()) << wrapped.status();
+  auto result = TrainClassifierInSubspace(*wrapped, splits, HeadOptions());
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->trained_parameter_count, 20);  // the head is not counted
+  EXPECT_EQ(result->model_parameter_count, 21 * 32);
+  EXPECT_EQ(result->representation_size, 32);
+  ASSERT_TRUE(result->head_weight.defined());
+  EXPECT_EQ(result->head_weight.sizes(), (std::vector<int64_t>{10, 32}));
+  EXPECT_EQ(result->head_bias.sizes(), (std::vector<int64_t>{10}));
+  EXPECT_GT(result->test_accuracy, 0.6) << "chance is 0.1";
+  // The restored state is model and head together: recomputing gives the reported accuracies.
+  at::NoGradGuard no_grad;
+  wrapped->eval();
+  const auto features = [&](const ClassificationData& d) { return wrapped->Forward(d.inputs); };
+  EXPECT_DOUBLE_EQ(HeadAccuracy(features(splits.test), result->head_weight, result->head_bias, splits.test.labels),
+                   result->test_accuracy);
+  EXPECT_DOUBLE_EQ(HeadAccuracy(features(splits.train), result->head_weight, result->head_bias, splits.train.labels),
+                   result->train_accuracy);
+  EXPECT_DOUBLE_EQ(
+      HeadAccuracy(features(splits.validation), result->head_weight, result->head_bias, splits.validation.labels),
+      result->best_validation_accuracy);
+  EXPECT_FALSE(wrapped->theta_d().eq(0).all().item<bool>());  // theta_d trained alongside the head
+}
+
+TEST(ClassifierTrainingTest, HeadOnAnInnerLayerLearnsWithFullTraining) {
+  const ClassifierSplits splits = BlobSplits();
+  ReadoutModel inner = InnerLayerMlp();
+  auto result = TrainClassifierFull(inner.module, splits, HeadOptions().learning_rate(1e-2));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->full);
+  EXPECT_EQ(result->trained_parameter_count, 21 * 32);
+  EXPECT_EQ(result->representation_size, 32);
+  EXPECT_GT(result->test_accuracy, 0.8) << "chance is 0.1";
+  EXPECT_GT(result->train_accuracy, 0.8);
+}
+
+TEST(ClassifierTrainingTest, FrozenHeadStaysAtItsInitialisation) {
+  const ClassifierSplits splits = BlobSplits();
+  const ReadoutModel inner = InnerLayerMlp();
+  auto wrapped = SubspaceModel::Create(inner.module, SubspaceOptions(20).seed(11).warp_prefixes(inner.warp_prefixes));
+  ASSERT_TRUE(wrapped.ok()) << wrapped.status();
+  auto result = TrainClassifierInSubspace(*wrapped, splits, HeadOptions().freeze_head(true));
+  ASSERT_TRUE(result.ok()) << result.status();
+  const auto [weight, bias] = InitLinearHead(32, 10, /*seed=*/4);
+  EXPECT_TRUE(result->head_weight.equal(weight));
+  EXPECT_TRUE(result->head_bias.equal(bias));
+  EXPECT_FALSE(wrapped->theta_d().eq(0).all().item<bool>());  // the model alone moved
+  // Without freezing, the same job moves the head away from that initialisation.
+  auto wrapped2 = SubspaceModel::Create(inner.module, SubspaceOptions(20).seed(11).warp_prefixes(inner.warp_prefixes));
+  ASSERT_TRUE(wrapped2.ok());
+  auto trained = TrainClassifierInSubspace(*wrapped2, splits, HeadOptions());
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_FALSE(trained->head_weight.equal(weight));
+}
+
+TEST(ClassifierTrainingTest, HeadWeightDecayShrinksTheHead) {
+  const ClassifierSplits splits = BlobSplits();
+  ReadoutModel a = InnerLayerMlp();
+  ReadoutModel b = InnerLayerMlp();
+  auto plain = TrainClassifierFull(a.module, splits, HeadOptions().epochs(2).learning_rate(1e-3));
+  auto decayed = TrainClassifierFull(b.module, splits, HeadOptions().epochs(2).learning_rate(1e-3).head_weight_decay(1.0));
+  ASSERT_TRUE(plain.ok() && decayed.ok());
+  EXPECT_LT(decayed->head_weight.norm().item<double>(), plain->head_weight.norm().item<double>());
+}
+
+// Four well-separated classes in 6 dimensions: linearly separable features.
+ClassificationData SeparableFeatures(int64_t n, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const at::Tensor labels = at::empty({n}, at::kLong).random_(0, 4, gen);
+  const at::Tensor means = at::eye(6).narrow(0, 0, 4) * 4.0;
+  return {means.index_select(0, labels) + at::empty({n, 6}).normal_(0.0, 0.3, gen), labels, 4};
+}
+
+// An identity "model" that counts the rows it is shown.
+struct CountingExtractor {
+  std::shared_ptr<int64_t> rows = std::make_shared<int64_t>(0);
+  std::shared_ptr<int64_t> calls = std::make_shared<int64_t>(0);
+  FeatureExtractor Extractor() const {
+    return [rows = rows, calls = calls](const at::Tensor& x) {
+      *rows += x.size(0);
+      ++*calls;
+      return x;
+    };
+  }
+};
+
+TEST(ClassifierTrainingTest, LinearClassifierOnCachedFeatures) {
+  const ClassifierSplits splits{SeparableFeatures(400, 1), SeparableFeatures(100, 2), SeparableFeatures(150, 3)};
+  CountingExtractor counter;
+  auto result = TrainLinearClassifier(
+      counter.Extractor(), splits,
+      ClassifierTrainingOptions().epochs(10).batch_size(32).head_learning_rate(0.05).eval_batch_size(64).seed(3));
+  ASSERT_TRUE(result.ok()) << result.status();
+  // Features once per split: 400 + 100 + 150 rows in ceil(400/64) + ceil(100/64) + ceil(150/64) calls, for
+  // all ten epochs and the final scores.
+  EXPECT_EQ(*counter.rows, 650);
+  EXPECT_EQ(*counter.calls, 7 + 2 + 3);
+  EXPECT_EQ(result->epochs_run, 10);
+  EXPECT_EQ(result->trained_parameter_count, 0);
+  EXPECT_EQ(result->model_parameter_count, 0);
+  EXPECT_EQ(result->representation_size, 6);
+  EXPECT_GT(result->test_accuracy, 0.95) << "chance is 0.25";
+  EXPECT_DOUBLE_EQ(HeadAccuracy(splits.train.inputs, result->head_weight, result->head_bias, splits.train.labels),
+                   result->train_accuracy);
+  EXPECT_DOUBLE_EQ(HeadAccuracy(splits.test.inputs, result->head_weight, result->head_bias, splits.test.labels),
+                   result->test_accuracy);
+  EXPECT_DOUBLE_EQ(
+      HeadAccuracy(splits.validation.inputs, result->head_weight, result->head_bias, splits.validation.labels),
+      result->best_validation_accuracy);
+  EXPECT_DOUBLE_EQ(result->history[static_cast<size_t>(result->best_epoch - 1)].validation_score,
+                   result->best_validation_accuracy);
+}
+
+TEST(ClassifierTrainingTest, LinearClassifierIsDeterministicForASeed) {
+  const ClassifierSplits splits{SeparableFeatures(200, 1), SeparableFeatures(50, 2), SeparableFeatures(50, 3)};
+  const auto options = [](uint64_t seed) {
+    return ClassifierTrainingOptions().epochs(2).batch_size(16).head_learning_rate(0.01).seed(seed);
+  };
+  const FeatureExtractor identity = [](const at::Tensor& x) { return x; };
+  auto a = TrainLinearClassifier(identity, splits, options(7));
+  auto b = TrainLinearClassifier(identity, splits, options(7));
+  auto c = TrainLinearClassifier(identity, splits, options(8));
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_TRUE(a->head_weight.equal(b->head_weight));
+  EXPECT_TRUE(a->head_bias.equal(b->head_bias));
+  EXPECT_EQ(a->history.back().train_loss, b->history.back().train_loss);
+  EXPECT_FALSE(a->head_weight.equal(c->head_weight));  // another initialisation and minibatch order
+}
+
+TEST(ClassifierTrainingTest, HeadOptionsAreCheckedAgainstTheMode) {
+  const ClassifierSplits splits{SeparableFeatures(40, 1), SeparableFeatures(10, 2), SeparableFeatures(10, 3)};
+  const FeatureExtractor identity = [](const at::Tensor& x) { return x; };
+  auto frozen = TrainLinearClassifier(identity, splits, ClassifierTrainingOptions().freeze_head(true));
+  ASSERT_FALSE(frozen.ok());
+  EXPECT_NE(frozen.status().message().find("freeze_head = true at d = 0"), std::string::npos) << frozen.status();
+
+  auto bad_head_lr = TrainLinearClassifier(identity, splits, ClassifierTrainingOptions().head_learning_rate(0.0));
+  ASSERT_FALSE(bad_head_lr.ok());
+  EXPECT_NE(bad_head_lr.status().message().find("head_learning_rate = 0"), std::string::npos) << bad_head_lr.status();
+
+  const ClassifierSplits blobs = BlobSplits();
+  SubspaceModel model = Wrap(SmallMlp(), 30);
+  auto decay_without_head = TrainClassifierInSubspace(model, blobs, Options().head_weight_decay(0.5));
+  ASSERT_FALSE(decay_without_head.ok());
+  EXPECT_NE(decay_without_head.status().message().find("head_weight_decay = 0.5"), std::string::npos)
+      << decay_without_head.status();
 }
 
 TEST(ClassifierTrainingTest, FashionMnistSubsetLearnsThroughASubspace) {

@@ -1,16 +1,27 @@
-// Classifier training: the job the engine runs for one (model, dataset, d, seed) point of an intrinsic-
-// dimension or d_warp curve when the objective is classification.
+// Classifier training: the job the engine runs for one (model, layer, dataset, d, seed) point of an
+// intrinsic-dimension or d_warp curve when the objective is classification (DESIGN.md "Jobs").
 //
-// Two modes, one loop:
-//   subspace  TrainClassifierInSubspace: Adam on SubspaceModel::parameters() (theta_d and the lambdas);
-//             the wrapped module stays in eval mode (DESIGN.md).
-//   full      TrainClassifierFull: Adam on every parameter of the module ("d = full", the reference that
-//             "90% of full" thresholds use); the module is in train mode while training, eval mode while
-//             evaluating, as in ordinary fine-tuning.
+// What classifies:
+//   logits      without linear_head, the model's own output is read as the logits [B, classes] (the
+//               read-out layer is the network's output layer: the intrinsic-dimension paper's setup);
+//   linear head with linear_head, a linear map [F -> classes] on the read-out layer flattened to [B, F],
+//               initialised as torch.nn.Linear from the seed (InitLinearHead, the same draw as the
+//               encoding head's for the same seed) and trained by its own Adam at head_learning_rate with
+//               head_weight_decay; freeze_head keeps it at its initialisation (only the model moves).
+// Three modes, one loop (training_loop.h's RunTrainingLoop):
+//   subspace  TrainClassifierInSubspace: Adam on SubspaceModel::parameters() (theta_d and the lambdas) at
+//             learning_rate, and the head's Adam; the wrapped module stays in eval mode (DESIGN.md).
+//   full      TrainClassifierFull: Adam on every parameter of the module at learning_rate ("d = full", the
+//             reference that "90% of full" thresholds use), and the head's Adam; the module is in train
+//             mode while training, eval mode while evaluating, as in ordinary fine-tuning.
+//   d = 0     TrainLinearClassifier: the model is frozen; its features of every split are computed once
+//             (feature_cache.h's ComputeFeatures, in eval_batch_size batches) and cached, and only the
+//             linear head trains, on those cached features (the head is implied: linear_head is ignored).
 // Each epoch visits the training split once in minibatches drawn from a seeded shuffle (SeededStream, so
-// the order is the same on every machine), minimising mean cross-entropy with Adam (constant or cosine-
-// annealed learning rate); then the validation accuracy is measured. The state with the best validation accuracy (earliest on ties) is restored at the end and its
-// test accuracy reported; training stops early after `patience` epochs without improvement.
+// the order is the same on every machine), minimising mean cross-entropy (constant or cosine-annealed
+// learning rates); then the validation accuracy is measured. The state with the best validation accuracy
+// (earliest on ties: theta_d and lambdas, or all parameters, and the head) is restored at the end, and its
+// train and test accuracy reported; training stops early after `patience` epochs without improvement.
 //
 // Deterministic for a given seed, model, data and intra-op thread count (LibTorch's CPU reductions depend
 // on how work is split across threads).
@@ -31,6 +42,7 @@
 #include "common/status.h"
 #include "worker/engine/datasets/classification_data.h"
 #include "worker/engine/subspace_model.h"
+#include "worker/engine/train/feature_cache.h"
 #include "worker/engine/train/training_loop.h"
 
 namespace dwarp::engine {
@@ -44,8 +56,15 @@ struct ClassifierSplits {
 struct ClassifierTrainingOptions {
   ClassifierTrainingOptions& epochs(int64_t v) { epochs_ = v; return *this; }
   ClassifierTrainingOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
-  // Adam's learning rate for whatever trains (theta_d and lambdas, or all parameters).
+  // Adam's learning rate for what trains in the model (theta_d and lambdas, or all parameters).
   ClassifierTrainingOptions& learning_rate(double v) { learning_rate_ = v; return *this; }
+  // Classify through a linear head on the read-out layer rather than the model's own logits (see above).
+  ClassifierTrainingOptions& linear_head(bool v) { linear_head_ = v; return *this; }
+  // The head's Adam: learning rate (> 0) and weight decay (>= 0, Adam's L2 term as torch.optim.Adam).
+  ClassifierTrainingOptions& head_learning_rate(double v) { head_learning_rate_ = v; return *this; }
+  ClassifierTrainingOptions& head_weight_decay(double v) { head_weight_decay_ = v; return *this; }
+  // The head keeps its initialisation; only the model trains (needs linear_head; not for d = 0).
+  ClassifierTrainingOptions& freeze_head(bool v) { freeze_head_ = v; return *this; }
   // How the learning rate changes over training (total_steps counts every epoch even if training stops early).
   ClassifierTrainingOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
   // Minibatch size for evaluation only (memory, not results).
@@ -54,7 +73,7 @@ struct ClassifierTrainingOptions {
   ClassifierTrainingOptions& patience(int64_t v) { patience_ = v; return *this; }
   // An epoch improves when its validation accuracy beats the best by more than this (>= 0).
   ClassifierTrainingOptions& min_delta(double v) { min_delta_ = v; return *this; }
-  // Seed of the minibatch order.
+  // Seed of the head's initialisation and of the minibatch order.
   ClassifierTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
   // Called after every epoch on the calling thread (progress reporting).
   ClassifierTrainingOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
@@ -64,6 +83,10 @@ struct ClassifierTrainingOptions {
   int64_t epochs_ = 5;
   int64_t batch_size_ = 128;
   double learning_rate_ = 1e-3;
+  bool linear_head_ = false;
+  double head_learning_rate_ = 1e-3;
+  double head_weight_decay_ = 0.0;
+  bool freeze_head_ = false;
   LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
   int64_t eval_batch_size_ = 1000;
   int64_t patience_ = 0;
@@ -75,14 +98,20 @@ struct ClassifierTrainingOptions {
 
 struct ClassifierTrainingResult {
   bool full = false;                      // all parameters trained (no subspace)
-  int64_t trained_parameter_count = 0;    // d for a subspace run; D for a full run
-  int64_t model_parameter_count = 0;      // D: the warped parameters (subspace) or all parameters (full)
+  // d for a subspace run, D for a full run, 0 for d = 0 (the head is not counted).
+  int64_t trained_parameter_count = 0;
+  // D: the warped parameters (subspace) or all parameters (full); 0 for d = 0 (the caller knows its model).
+  int64_t model_parameter_count = 0;
+  int64_t representation_size = 0;       // F: the read-out layer's size (the logit count without a head)
+  double train_accuracy = 0.0;            // of the restored best state, in [0, 1]
   double test_accuracy = 0.0;             // of the restored best state, in [0, 1]
   double best_validation_accuracy = 0.0;  // in [0, 1]; history's validation_score is accuracy too
   int64_t best_epoch = 0;                 // 1-based
   int64_t epochs_run = 0;
   double seconds = 0.0;                   // wall time of the whole call
   std::vector<EpochRecord> history;
+  at::Tensor head_weight;                 // with a head: float32 [classes, F] of the restored head, CPU
+  at::Tensor head_bias;                   // with a head: float32 [classes]; both undefined without one
 };
 
 // Trains `model` through its subspace; on success its best theta_d / lambdas are left installed.
@@ -95,5 +124,14 @@ StatusOr<ClassifierTrainingResult> TrainClassifierInSubspace(SubspaceModel& mode
 // detached value first.
 StatusOr<ClassifierTrainingResult> TrainClassifierFull(torch::jit::Module& module, const ClassifierSplits& data,
                                                        const ClassifierTrainingOptions& options);
+
+// d = 0: trains a linear head on `extractor`'s features of `data` (the frozen model read out at its layer,
+// already in eval mode). The extractor sees every example of every split exactly once, in eval_batch_size
+// batches, under at::NoGradGuard; the training and scoring that follow use only the cached features.
+// trained_parameter_count and model_parameter_count are 0. InvalidArgument for freeze_head (the head is
+// all that trains) and as ComputeFeatures for features that are not finite or not the same size.
+StatusOr<ClassifierTrainingResult> TrainLinearClassifier(const FeatureExtractor& extractor,
+                                                         const ClassifierSplits& data,
+                                                         const ClassifierTrainingOptions& options);
 
 }  // namespace dwarp::engine

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <exception>
 #include <filesystem>
+#include <sstream>
 #include <utility>
 
 #include "worker/engine/datasets/generic_neural_dataset.h"
@@ -341,17 +342,6 @@ engine::ClassificationData Prepared(const engine::ClassificationData& data, cons
   return out;
 }
 
-StatusOr<double> BatchedAccuracy(const std::function<at::Tensor(const at::Tensor&)>& forward,
-                                 const engine::ClassificationData& data) {
-  at::NoGradGuard no_grad;
-  std::vector<at::Tensor> logits;
-  for (int64_t begin = 0; begin < data.size(); begin += 1000) {
-    const int64_t end = std::min(data.size(), begin + 1000);
-    logits.push_back(forward(data.inputs.slice(0, begin, end)));
-  }
-  return engine::Accuracy(at::cat(logits, 0), data.labels);
-}
-
 Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, engine::ClassifierSplits splits,
                            const std::string& description, JobResult& result);
 
@@ -388,14 +378,10 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
     return InvalidArgumentError(std::string("data.kind = ") + DataKindName(d.kind) +
                                 ": classification is supported by dwarp train for idx and image_folder data only");
   }
-  if (spec.d.is_linear()) {
-    return InvalidArgumentError("d = 0 with objective classification: a linear classifier on frozen features is not "
-                                "supported by dwarp train yet; use d > 0 or d = full");
-  }
-  if (spec.train.weight_decay != 0.0 || spec.train.freeze_head) {
-    return InvalidArgumentError("train.weight_decay / train.freeze_head apply to the readout head of regression jobs; "
-                                "a classification job reads the model's own logits and has no head, so expected "
-                                "weight_decay = 0 and freeze_head = false");
+  if (spec.readout == Readout::kRidge) {
+    return InvalidArgumentError("readout = ridge with objective classification; expected readout sgd (ridge fits "
+                                "regression targets in closed form; a classification job at d = 0 trains its linear "
+                                "classifier with Adam on cross-entropy)");
   }
   if (d.kind == DataKind::kImageFolder) return RunImageFolderClassification(spec, options, result);
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
@@ -467,7 +453,18 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
   return TrainClassification(spec, options, std::move(splits), description, result);
 }
 
-// Builds the job's model over prepared classification splits and trains it (d > 0 or d = full).
+// Whether a classification job classifies through a linear head on its read-out layer (true) or reads the
+// model's own output as its logits (false). The logits are used only when something in the model trains
+// (d > 0 or full: the intrinsic-dimension paper's setup) and the read-out layer is the network's output
+// layer (ReadoutModel::output_layer) with one column per class. Every other job reads out a representation,
+// so it gets a head: d = 0 (a linear classifier on the frozen model), an inner layer, or a torchscript
+// model's own output of another width than the class count.
+bool UsesLinearHead(const JobSpec& spec, const ReadoutModel& model, int64_t num_classes) {
+  return spec.d.is_linear() || !model.output_layer || model.feature_count != num_classes;
+}
+
+// Builds the job's model over prepared classification splits and trains it: a linear classifier on cached
+// features at d = 0, the model through its subspace (d > 0) or all of it (full), with or without a head.
 Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, engine::ClassifierSplits splits,
                            const std::string& description, JobResult& result) {
   const int64_t num_classes = splits.train.num_classes;
@@ -477,25 +474,32 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
   auto device = engine::ResolveDevice(spec.train.device, "train.device");  // checked by RunJobBody
   if (!device.ok()) return device.status();
   PlaceModel(*model, *device);
-  if (model->feature_count != num_classes) {
-    return InvalidArgumentError("model.layer = " + model->layer + ": classification needs the model's output layer (" +
-                                std::to_string(num_classes) + " logits) but this layer has " +
-                                std::to_string(model->feature_count) +
-                                " features; a linear classification head on an inner layer is not supported by "
-                                "dwarp train yet");
+  const TrainSpec& t = spec.train;
+  const bool head = UsesLinearHead(spec, *model, num_classes);
+  if (!head && (t.weight_decay != 0.0 || t.freeze_head)) {
+    std::ostringstream os;
+    os << "train.weight_decay = " << t.weight_decay << ", train.freeze_head = " << std::boolalpha << t.freeze_head
+       << ": both apply to a linear classification head, but this job (d = " << spec.d.ToString()
+       << ", model.layer = " << model->layer << ", the output layer with " << num_classes
+       << " logits) reads the model's own logits and has none; expected weight_decay = 0 and freeze_head = false, "
+          "or an inner model.layer";
+    return InvalidArgumentError(os.str());
   }
   result.metric = "accuracy";
+  result.linear_head = head;
   result.train_size = splits.train.size();
   result.val_size = splits.validation.size();
   result.test_size = splits.test.size();
   result.num_targets = num_classes;
-  result.representation_size = model->feature_count;
   result.data_description = description;
-  const TrainSpec& t = spec.train;
   engine::ClassifierTrainingOptions cls;
   cls.epochs(t.max_epochs)
       .batch_size(t.batch_size)
       .learning_rate(spec.d.is_subspace() ? t.low_dim_lr.value_or(t.lr) : t.lr)
+      .linear_head(head)
+      .head_learning_rate(t.lr)
+      .head_weight_decay(t.weight_decay)
+      .freeze_head(t.freeze_head)
       .patience(t.patience)
       .min_delta(t.min_delta)
       .seed(t.seed)
@@ -503,8 +507,17 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
       .should_stop(options.should_stop);
   const auto start = std::chrono::steady_clock::now();
   StatusOr<engine::ClassifierTrainingResult> trained = InternalError("unset");
-  StatusOr<double> train_accuracy = InternalError("unset");
-  if (spec.d.is_subspace()) {
+  if (spec.d.is_linear()) {
+    DWARP_RETURN_IF_ERROR(EnterPhase(options, "caching features and training a linear classifier"));
+    torch::jit::Module module = model->module;
+    module.eval();
+    engine::FeatureExtractor extractor = [module](const at::Tensor& x) mutable {
+      return module.forward({x}).toTensor();
+    };
+    trained = engine::TrainLinearClassifier(extractor, splits, cls);
+    if (!trained.ok()) return trained.status();
+    trained->model_parameter_count = ParameterCount(model->module);
+  } else if (spec.d.is_subspace()) {
     engine::SubspaceOptions sub(spec.d.value);
     sub.seed(t.seed).warp_prefixes(model->warp_prefixes)
         .layer_groups(spec.model.layer_groups.value_or(model->layer_groups));
@@ -512,20 +525,12 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
     if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
     DWARP_RETURN_IF_ERROR(EnterPhase(options, "training in a " + spec.d.ToString() + "-dimensional subspace"));
     trained = engine::TrainClassifierInSubspace(*wrapped, splits, cls);
-    if (!trained.ok()) return trained.status();
-    wrapped->eval();
-    engine::SubspaceModel* w = &*wrapped;
-    train_accuracy = BatchedAccuracy([w](const at::Tensor& x) { return w->Forward(x); }, splits.train);
   } else {
     DWARP_RETURN_IF_ERROR(EnterPhase(options, "training all parameters"));
     trained = engine::TrainClassifierFull(model->module, splits, cls);
-    if (!trained.ok()) return trained.status();
-    torch::jit::Module module = model->module;
-    train_accuracy = BatchedAccuracy(
-        [&module](const at::Tensor& x) { return module.forward({x}).toTensor(); }, splits.train);
   }
-  if (!train_accuracy.ok()) return train_accuracy.status();
-  result.train.accuracy = *train_accuracy;
+  if (!trained.ok()) return trained.status();
+  result.train.accuracy = trained->train_accuracy;
   result.validation.accuracy = trained->best_validation_accuracy;
   result.test.accuracy = trained->test_accuracy;
   result.epochs_run = trained->epochs_run;
@@ -533,6 +538,7 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
   result.history = trained->history;
   result.d = trained->trained_parameter_count;
   result.D = trained->model_parameter_count;
+  result.representation_size = trained->representation_size;
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return Status();
 }
@@ -583,7 +589,7 @@ nlohmann::json JobResultToJson(const JobResult& r) {
                        {"improved", e.improved},
                        {"seconds", e.seconds}});
   }
-  return {
+  nlohmann::json out = {
       {"d", r.spec.d.ToString()},
       {"trained_parameters", r.d},
       {"D", r.D},
@@ -603,6 +609,8 @@ nlohmann::json JobResultToJson(const JobResult& r) {
       {"history", history},
       {"spec", ToJson(r.spec)},
   };
+  if (r.metric == "accuracy") out["linear_head"] = r.linear_head;
+  return out;
 }
 
 }  // namespace dwarp::worker

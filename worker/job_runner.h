@@ -18,8 +18,18 @@
 //                            d > 0 -> SubspaceModel (the model's warp prefixes; layer groups: the spec's,
 //                                     else the model's) + TrainEncoderInSubspace
 //                            full  -> TrainEncoderFull
-//            classification: d > 0 -> TrainClassifierInSubspace, full -> TrainClassifierFull; the model's
-//                            read-out layer must be its output (feature count = classes)
+//            classification: d = 0 -> TrainLinearClassifier (the frozen model's features cached once per
+//                                     split, a linear head trained on them; D = all model parameters)
+//                            d > 0 -> SubspaceModel (as above) + TrainClassifierInSubspace
+//                            full  -> TrainClassifierFull
+//                            The model's own output is read as the logits (no head: the intrinsic-dimension
+//                            paper's setup) only when d > 0 or full and the read-out layer is the network's
+//                            output layer (ReadoutModel::output_layer: a built-in arch's last layer, or a
+//                            torchscript model read out with an empty layer) with one column per class.
+//                            Otherwise (d = 0, an inner layer, or a torchscript output of another width) a
+//                            linear head [F -> classes] classifies, trained at train.lr with
+//                            train.weight_decay (train.freeze_head: it keeps its initialisation); theta_d
+//                            trains at train.low_dim_lr (default lr), a full model at train.lr.
 //            idx and image_folder with data.limit_classes / limit_samples: the few-shot subset, drawn per
 //            class with train.seed (datasets/classification_data.h SelectFewShotRows)
 //   device   train.device (engine/device.h ResolveDevice): cpu, cuda or cuda:N, checked before any work
@@ -27,8 +37,9 @@
 //            CPU (a synthetic brain's teacher runs there too); the model moves to the device once, features
 //            for d = 0 are cached there, minibatches are sent there; ridge fits and metrics run on the CPU
 //            in float64. result.device is the device used.
-// Unsupported (an InvalidArgument saying so): classification at d = 0 or on an inner layer (needs a linear
-// head), nsd with a roi.
+// Unsupported (an InvalidArgument saying so): classification with readout ridge (ridge fits regression
+// targets; classification at d = 0 trains by SGD: readout sgd), or with train.weight_decay /
+// train.freeze_head when the job reads the model's own logits (there is no head); nsd with a roi.
 //
 // Nothing throws out of RunJob: LibTorch exceptions become Internal statuses.
 // Thread-safety: one RunJob per thread; SetComputeThreads (threading.h) is the caller's (process-wide).
@@ -66,6 +77,7 @@ struct JobResult {
   int64_t d = 0;                        // trained numbers: d, 0 (linear readout) or D (full)
   int64_t D = 0;                        // warped parameters (d > 0) or all model parameters
   int64_t representation_size = 0;      // F
+  bool linear_head = false;             // classification: a linear head classified (false: the model's logits)
   int64_t train_size = 0, val_size = 0, test_size = 0;
   int64_t num_targets = 0;              // neuroids/voxels, or classes
   std::string device = "cpu";
@@ -90,7 +102,7 @@ struct JobRunOptions {
 StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options = {});
 
 // The result as JSON: scores, epochs, wall time, d (as the spec writes it: "0", "300", "full"), D,
-// device, sizes, history and the spec (ToJson, defaults resolved).
+// device, sizes, history, for classification linear_head, and the spec (ToJson, defaults resolved).
 nlohmann::json JobResultToJson(const JobResult& result);
 
 }  // namespace dwarp::worker

@@ -1,5 +1,6 @@
 // RunJob (worker/job_runner.h) on small real jobs: a synthetic brain on Fashion-MNIST images (skipped when
-// Debian's dataset-fashion-mnist is not installed) at d = 0 (ridge, SGD) and d > 0, and the errors for
+// Debian's dataset-fashion-mnist is not installed) at d = 0 (ridge, SGD) and d > 0, Fashion-MNIST
+// classification through the model's logits or a linear head (d = 0, an inner layer), and the errors for
 // what is bad or unsupported.
 #include "worker/job_runner.h"
 
@@ -101,18 +102,89 @@ TEST_F(JobRunnerTest, ADeviceThisProcessCannotUseIsRefusedBeforeAnyWork) {
   EXPECT_TRUE(phases.empty()) << phases.front();
 }
 
-TEST_F(JobRunnerTest, ClassificationRejectsHeadOptionsItWouldIgnore) {
-  const std::string job =
-      "model: {arch: mlp, hidden: [16], layer: fc2, layer_groups: []}\n"
-      "data: {kind: idx, images: /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz,\n"
-      "       labels: /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz, limit_stimuli: 300}\n"
-      "d: 10\nobjective: classification\n"
-      "train: {max_epochs: 1, threads: 1}\n";
+const char* kLabels = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz";
+
+// A tiny Fashion-MNIST classification job (300 images: 180 / 60 / 60) on an MLP with 16 hidden units.
+std::string IdxClassificationJob(const std::string& layer, const std::string& d) {
+  return "model: {arch: mlp, hidden: [16], layer: " + layer + ", layer_groups: []}\n" +
+         "data: {kind: idx, images: " + kImages + ", labels: " + kLabels + ", limit_stimuli: 300}\n" +
+         "d: " + d + "\nobjective: classification\n" +
+         "train: {lr: 1.0e-2, batch_size: 32, max_epochs: 3, patience: 0, seed: 2, threads: 1}\n";
+}
+
+TEST_F(JobRunnerTest, ClassificationRejectsHeadOptionsWithoutAHead) {
+  // fc2 is the MLP's output layer: at d > 0 the job reads its 10 logits and has no head to decay or freeze.
+  const std::string job = IdxClassificationJob("fc2", "10");
   auto decay = RunJob(Parse(job, {"train.weight_decay=0.1"}));
   ASSERT_FALSE(decay.ok());
-  EXPECT_NE(decay.status().message().find("weight_decay"), std::string::npos) << decay.status().message();
-  auto ok = RunJob(Parse(job));
-  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(decay.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(decay.status().message().find("train.weight_decay = 0.1"), std::string::npos) << decay.status().message();
+  auto freeze = RunJob(Parse(job, {"train.freeze_head=true"}));
+  ASSERT_FALSE(freeze.ok());
+  EXPECT_NE(freeze.status().message().find("train.freeze_head = true"), std::string::npos) << freeze.status().message();
+  auto logits = RunJob(Parse(job, {"train.max_epochs=1"}));
+  ASSERT_TRUE(logits.ok()) << logits.status().ToString();
+  EXPECT_FALSE(logits->linear_head);
+  EXPECT_EQ(logits->representation_size, 10);
+  // On the inner layer fc1 the same options apply to the head.
+  auto inner = RunJob(Parse(IdxClassificationJob("fc1", "10"),
+                            {"train.weight_decay=0.1", "train.freeze_head=true", "train.max_epochs=1"}));
+  ASSERT_TRUE(inner.ok()) << inner.status().ToString();
+  EXPECT_TRUE(inner->linear_head);
+}
+
+TEST_F(JobRunnerTest, IdxClassificationAtDZeroTrainsALinearClassifier) {
+  auto result = RunJob(Parse(IdxClassificationJob("fc1", "0"), {"train.max_epochs=20", "train.lr=0.05"}));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  const nlohmann::json json = JobResultToJson(*result);
+  EXPECT_EQ(json["metric"], "accuracy");
+  EXPECT_EQ(json["d"], "0");
+  EXPECT_EQ(json["trained_parameters"], 0);
+  EXPECT_EQ(json["D"], 784 * 16 + 16);  // the frozen model: fc1
+  EXPECT_EQ(json["representation_size"], 16);
+  EXPECT_EQ(json["linear_head"], true);
+  EXPECT_EQ(json["data"]["train"], 180);
+  EXPECT_EQ(json["data"]["val"], 60);
+  EXPECT_EQ(json["data"]["test"], 60);
+  EXPECT_EQ(json["data"]["targets"], 10);
+  EXPECT_EQ(json["epochs_run"], 20);
+  EXPECT_GT(json["scores"]["train"]["accuracy"].get<double>(), 0.5) << "chance is 0.1";
+  EXPECT_GT(json["scores"]["test"]["accuracy"].get<double>(), 0.4) << "chance is 0.1";
+}
+
+TEST_F(JobRunnerTest, IdxClassificationOnAnInnerLayerTrainsAHeadThroughASubspace) {
+  auto result =
+      RunJob(Parse(IdxClassificationJob("fc1", "50"), {"train.lr=0.05", "train.batch_size=16", "train.max_epochs=5"}));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  const nlohmann::json json = JobResultToJson(*result);
+  EXPECT_EQ(json["d"], "50");
+  EXPECT_EQ(json["trained_parameters"], 50);
+  EXPECT_EQ(json["D"], 784 * 16 + 16);  // the warped layers: fc1 only
+  EXPECT_EQ(json["representation_size"], 16);
+  EXPECT_EQ(json["linear_head"], true);
+  EXPECT_EQ(json["data"]["train"].get<int64_t>() + json["data"]["val"].get<int64_t>() +
+                json["data"]["test"].get<int64_t>(),
+            300);
+  EXPECT_EQ(json["epochs_run"], 5);
+  EXPECT_GT(json["scores"]["train"]["accuracy"].get<double>(), 0.3) << "chance is 0.1";
+  EXPECT_GT(json["scores"]["test"]["accuracy"].get<double>(), 0.25) << "chance is 0.1";
+}
+
+TEST_F(JobRunnerTest, RidgeReadoutForClassificationIsRefusedNamingIt) {
+  // The spec validation refuses it ...
+  auto parsed = ParseJobSpec(IdxClassificationJob("fc1", "0"), SpecFormat::kYaml, {"readout=ridge"});
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.status().message().find("readout"), std::string::npos) << parsed.status().ToString();
+  EXPECT_NE(parsed.status().message().find("ridge"), std::string::npos) << parsed.status().ToString();
+  // ... and so does RunJob for a spec built in code.
+  JobSpec spec = Parse(IdxClassificationJob("fc1", "0"));
+  spec.readout = Readout::kRidge;
+  auto result = RunJob(spec);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(result.status().message().find("readout = ridge with objective classification"), std::string::npos)
+      << result.status().ToString();
+  EXPECT_NE(result.status().message().find("expected readout sgd"), std::string::npos) << result.status().ToString();
 }
 
 // Three classes of 16x16 PNGs that differ in colour (with a little per-pixel variation): easy to learn.

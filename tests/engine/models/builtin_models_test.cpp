@@ -236,12 +236,33 @@ TEST(MlpRegistryTest, ReadsOutLinearLayersOfTheSameNetwork) {
   ReadoutModel fc2 = Make("mlp", ModelOptions(options).layer("fc2"));
   EXPECT_EQ(fc2.feature_count, 6);
   EXPECT_EQ(fc2.layer_groups, (std::vector<std::vector<std::string>>{{"fc1"}, {"fc2"}}));
+  // The last layer is the output layer (the logits a classification job can read), fc2 an inner one.
+  EXPECT_TRUE(full.output_layer);
+  EXPECT_FALSE(fc2.output_layer);
   // fc2's read-out is the full network's second linear layer output.
   const at::Tensor x = at::rand({5, 1, 4, 4});
   auto w = [&](const char* layer, const char* name) { return full.module.attr(layer).toModule().attr(name).toTensor().detach(); };
   const at::Tensor expected = at::linear(at::relu(at::linear(x.flatten(1), w("fc1", "weight"), w("fc1", "bias"))),
                                          w("fc2", "weight"), w("fc2", "bias"));
   EXPECT_TRUE(at::allclose(Forward(fc2.module, x), expected, 1e-5, 1e-6));
+}
+
+TEST(ModelRegistryTest, OnlyTheLastLayerIsTheOutputLayer) {
+  const auto small = ModelOptions().image_size(32, 32).num_classes(10);
+  for (const std::string arch : {"lenet", "small_cnn"}) {
+    auto layers = ReadoutLayers(arch, small);
+    ASSERT_TRUE(layers.ok()) << layers.status();
+    for (const std::string& layer : *layers) {
+      ReadoutModel model = Make(arch, ModelOptions(small).layer(layer));
+      EXPECT_EQ(model.output_layer, layer == layers->back()) << arch << " at " << layer;
+      if (model.output_layer) EXPECT_EQ(model.feature_count, 10) << arch;
+    }
+  }
+  // resnet18's default read-out, avgpool, is inner; fc gives the logits.
+  EXPECT_FALSE(Make("resnet18", small).output_layer);
+  ReadoutModel logits = Make("resnet18", ModelOptions(small).layer("fc"));
+  EXPECT_TRUE(logits.output_layer);
+  EXPECT_EQ(logits.feature_count, 10);
 }
 
 TEST(ModelRegistryTest, UnknownArchOrLayerListsTheValidOnes) {

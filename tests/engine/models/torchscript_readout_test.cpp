@@ -113,6 +113,9 @@ TEST_F(TorchScriptReadoutTest, NestedLayersAreReadOut) {
 TEST_F(TorchScriptReadoutTest, EmptyLayerIsTheModelOutput) {
   ReadoutModel out = FromFile("");
   EXPECT_EQ(out.feature_count, 10);
+  EXPECT_TRUE(out.output_layer);
+  // A named submodule is an inner read-out, even the last one: the file does not say what its output means.
+  EXPECT_FALSE(FromFile("fc").output_layer);
   EXPECT_EQ(out.warp_prefixes, (std::vector<std::string>{"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"}));
 }
 

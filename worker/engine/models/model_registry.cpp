@@ -143,6 +143,7 @@ StatusOr<ReadoutModel> CreateModel(const std::string& arch, const ModelOptions& 
       if (!loaded.ok()) return loaded.status();
       model.module = std::move(loaded).value();
       if (!model.layer.empty()) DWARP_RETURN_IF_ERROR(CutForwardAtLayer(model.module, model.layer));
+      model.output_layer = model.layer.empty();
       model.module.eval();
       for (at::Tensor p : model.module.parameters()) p.set_requires_grad(true);
       model.warp_prefixes = ParametersReadByForward(model.module);
@@ -153,6 +154,7 @@ StatusOr<ReadoutModel> CreateModel(const std::string& arch, const ModelOptions& 
       if (std::find(layers->begin(), layers->end(), model.layer) == layers->end()) {
         return models_internal::UnknownLayerError(arch, model.layer, *layers);
       }
+      model.output_layer = model.layer == layers->back();
       auto built = BuildBuiltin(arch, model.layer, options, model.layer_groups);
       if (!built.ok()) return built.status();
       model.module = std::move(built).value();

@@ -61,6 +61,11 @@ struct ReadoutModel {
   std::string arch;
   std::string layer;              // the read-out layer used (the default filled in)
   int64_t feature_count = 0;      // representation size
+  // The read-out layer is the network's output layer, so forward gives the whole network's output: a
+  // built-in arch read out at its last layer (the logits, num_classes wide), or a torchscript model read
+  // out with an empty layer (its own forward). A named torchscript submodule counts as inner even when
+  // nothing follows it: the registry cannot tell from the file whether that output means logits.
+  bool output_layer = false;
   // Parameter-name prefixes upstream of the layer: SubspaceOptions::warp_prefixes.
   std::vector<std::string> warp_prefixes;
   // Default SAID layer groups (SubspaceOptions::layer_groups); empty for "torchscript" (no groups unless

@@ -514,7 +514,7 @@ JobSpec ReadJob(const json& document) {
   }
   if (job.train.head_init == HeadInit::kRidge) {
     // The head of a d = 0 job is the readout itself (readout: ridge fits it in closed form), and a
-    // classification job reads the model's own logits: neither has a head to start from ridge.
+    // classification head is fitted to cross-entropy, not to the regression targets a ridge fit predicts.
     const std::string why = " (head_init ridge starts the readout head of a d > 0 or d = full regression job "
                             "from the d = 0 ridge solution)";
     if (job.d.is_linear()) {

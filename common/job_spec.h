@@ -147,7 +147,9 @@ struct TrainSpec {
   int64_t max_epochs = 100;           // >= 1 (seed: train/*_optimal.yaml)
   int64_t patience = 3;               // epochs without improvement before stopping, >= 0 (seed: Lightning)
   double min_delta = 1e-4;            // smallest validation-score gain that counts, >= 0 (seed)
-  bool freeze_head = false;           // d > 0: train only theta_d (seed)
+  // d > 0 or full: the head keeps its initialisation and only the model trains (seed). Not valid at d = 0,
+  // nor for a classification job that reads the model's own logits (it has no head: worker/job_runner.h).
+  bool freeze_head = false;
   // How the readout head of a d > 0 or d = full regression job starts: default (torch.nn.Linear's random
   // initialisation, seed) or ridge (dwarp): the closed-form ridge readout of the unwarped model's training
   // features, one alpha for all targets chosen on the validation split from ridge_readout.h's default

@@ -294,7 +294,12 @@ TEST(ShippedConfigsTest, ClassifierDimAndRidgeBaselineCompose) {
   ASSERT_FALSE(classifier.dims.empty());
   EXPECT_EQ(classifier.datasets[0].data["kind"], "image_folder");
   EXPECT_EQ(classifier.datasets[0].data["limit_classes"], 300);
-  EXPECT_FALSE(classifier.dims.front().is_linear());
+  // The seed's grid, d = 0 included: a linear classifier on the frozen network's avgpool features.
+  ASSERT_EQ(classifier.dims.size(), 10u);
+  EXPECT_TRUE(classifier.dims.front().is_linear());
+  EXPECT_EQ(classifier.dims.back().value, 10000);
+  EXPECT_EQ(classifier.models[0].layers, std::vector<std::string>{"avgpool"});
+  EXPECT_EQ(classifier.job_defaults["objective"], "classification");
 
   const SweepSpec ridge = MustLoadShipped("ridge_baseline.yaml", {"data=nsd"});
   ASSERT_EQ(ridge.dims.size(), 1u);

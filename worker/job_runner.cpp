@@ -500,6 +500,7 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
       .head_learning_rate(t.lr)
       .head_weight_decay(t.weight_decay)
       .freeze_head(t.freeze_head)
+      .feature_device(*device)
       .patience(t.patience)
       .min_delta(t.min_delta)
       .seed(t.seed)

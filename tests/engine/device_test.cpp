@@ -11,6 +11,8 @@
 #include "worker/engine/datasets/synthetic_brain.h"
 #include "worker/engine/device.h"
 #include "worker/engine/models/mlp.h"
+#include "worker/engine/models/model_registry.h"
+#include "worker/engine/train/classifier_training.h"
 #include "worker/engine/train/encoding_training.h"
 #include "worker/engine/train/feature_cache.h"
 #include "worker/engine/train/readout_training.h"
@@ -126,6 +128,45 @@ TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutMatchTheCpu_CUDA) {
   }
   std::printf("d = 0 SGD readout test R^2: cpu %.5f, cuda %.5f\n", r2[0], r2[1]);
   EXPECT_NEAR(r2[0], r2[1], 2e-3);
+}
+
+// A frozen MLP's fc1 features of 3 Gaussian blobs, classified by a linear head at d = 0 (features cached on
+// the device) and through a 30-dimensional subspace with a head on fc1.
+TEST(CudaTrainingTest, ClassifiersWithAHeadMatchTheCpu_CUDA) {
+  if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  const at::Tensor labels = at::randint(3, {300}, gen, at::kLong);
+  const at::Tensor centres = at::randn({3, 16}, gen) * 2.0;
+  const at::Tensor inputs = centres.index_select(0, labels) + at::randn({300, 16}, gen);
+  auto split = [&](int64_t begin, int64_t count) {
+    return ClassificationData{inputs.narrow(0, begin, count).view({count, 1, 4, 4}), labels.narrow(0, begin, count), 3};
+  };
+  const ClassifierSplits splits{split(0, 180), split(180, 60), split(240, 60)};
+  double linear[2] = {0, 0}, subspace[2] = {0, 0};
+  const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
+  for (int i = 0; i < 2; ++i) {
+    auto mlp = CreateModel("mlp", ModelOptions().layer("fc1").in_channels(1).image_size(4, 4).hidden({24})
+                                      .num_classes(3).seed(4));
+    ASSERT_TRUE(mlp.ok()) << mlp.status();
+    torch::jit::Module module = mlp->module;
+    module.to(devices[i]);
+    module.eval();
+    const auto options = ClassifierTrainingOptions().epochs(4).batch_size(32).learning_rate(5e-2).seed(1)
+                             .linear_head(true).head_learning_rate(1e-2).feature_device(devices[i]);
+    auto d0 = TrainLinearClassifier([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, splits,
+                                    options);
+    ASSERT_TRUE(d0.ok()) << devices[i] << ": " << d0.status();
+    linear[i] = d0->test_accuracy;
+    auto model = SubspaceModel::Create(module, SubspaceOptions(30).seed(2).warp_prefixes(mlp->warp_prefixes));
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto trained = TrainClassifierInSubspace(*model, splits, options);
+    ASSERT_TRUE(trained.ok()) << devices[i] << ": " << trained.status();
+    subspace[i] = trained->test_accuracy;
+  }
+  std::printf("test accuracy d = 0: cpu %.4f cuda %.4f; d = 30: cpu %.4f cuda %.4f\n", linear[0], linear[1],
+              subspace[0], subspace[1]);
+  EXPECT_NEAR(linear[0], linear[1], 2.0 / 60);  // at most one test example may flip
+  EXPECT_NEAR(subspace[0], subspace[1], 2.0 / 60);
 }
 
 }  // namespace

@@ -230,7 +230,8 @@ StatusOr<ClassifierTrainingResult> TrainLinearClassifier(const FeatureExtractor&
   return CatchLibTorchErrors<ClassifierTrainingResult>("linear classifier", [&]() -> StatusOr<ClassifierTrainingResult> {
     const auto start = Clock::now();
     // The frozen model runs once per example; every epoch after that reads the cache.
-    const FeatureCacheOptions cache = FeatureCacheOptions().batch_size(options.eval_batch_size_);
+    const FeatureCacheOptions cache =
+        FeatureCacheOptions().batch_size(options.eval_batch_size_).device(options.feature_device_);
     ClassifierSplits features = data;
     const std::pair<ClassificationData*, const char*> splits[] = {
         {&features.train, "training split"}, {&features.validation, "validation split"}, {&features.test, "test split"}};

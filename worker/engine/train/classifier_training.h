@@ -32,6 +32,7 @@
 // Thread-safety: one call per model at a time; the functions keep no state of their own.
 #pragma once
 
+#include <c10/core/Device.h>
 #include <torch/csrc/jit/api/module.h>
 
 #include <cstdint>
@@ -69,6 +70,9 @@ struct ClassifierTrainingOptions {
   ClassifierTrainingOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
   // Minibatch size for evaluation only (memory, not results).
   ClassifierTrainingOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
+  // d = 0 only: where TrainLinearClassifier sends input batches for the extractor and keeps the cached
+  // features (the device the frozen model is on); the head trains there too.
+  ClassifierTrainingOptions& feature_device(c10::Device v) { feature_device_ = v; return *this; }
   // Stop after this many epochs without a better validation accuracy; 0: always run every epoch.
   ClassifierTrainingOptions& patience(int64_t v) { patience_ = v; return *this; }
   // An epoch improves when its validation accuracy beats the best by more than this (>= 0).
@@ -89,6 +93,7 @@ struct ClassifierTrainingOptions {
   bool freeze_head_ = false;
   LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
   int64_t eval_batch_size_ = 1000;
+  c10::Device feature_device_ = c10::Device(c10::kCPU);
   int64_t patience_ = 0;
   double min_delta_ = 0.0;
   uint64_t seed_ = 0;

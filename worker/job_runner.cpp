@@ -230,6 +230,16 @@ Scores FromRegression(const engine::RegressionScores& s) {
 }
 
 
+// What every trainer reports (engine/train/training_loop.h TrainingSummary) into the job's result.
+void RecordSummary(const engine::TrainingSummary& summary, JobResult& result) {
+  result.epochs_run = summary.epochs_run;
+  result.best_epoch = summary.best_epoch;
+  result.history = summary.history;
+  result.d = summary.trained_parameter_count;
+  result.D = summary.model_parameter_count;
+  result.representation_size = summary.representation_size;
+}
+
 std::function<void(const engine::EpochRecord&)> EpochCallback(const JobSpec& spec, const JobRunOptions& options) {
   if (!options.on_epoch) return {};
   auto callback = options.on_epoch;
@@ -285,15 +295,11 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
       readout = engine::TrainSgdReadout(*features, sgd);
     }
     if (!readout.ok()) return readout.status();
+    readout->model_parameter_count = ParameterCount(model.module);  // the readout saw features only
+    RecordSummary(*readout, result);
     result.train = FromRegression(readout->train);
     result.validation = FromRegression(readout->validation);
     result.test = FromRegression(readout->test);
-    result.epochs_run = readout->epochs_run;
-    result.best_epoch = readout->best_epoch;
-    result.history = readout->history;
-    result.d = 0;
-    result.D = ParameterCount(model.module);
-    result.representation_size = features->num_features();
   } else {
     engine::EncodingTrainingOptions enc;
     enc.lr(t.lr)
@@ -322,15 +328,10 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
       trained = engine::TrainEncoderFull(model.module, *data, enc);
     }
     if (!trained.ok()) return trained.status();
+    RecordSummary(*trained, result);
     result.train = FromRegression(trained->train);
     result.validation = FromRegression(trained->validation);
     result.test = FromRegression(trained->test);
-    result.epochs_run = trained->epochs_run;
-    result.best_epoch = trained->best_epoch;
-    result.history = trained->history;
-    result.d = trained->trained_parameter_count;
-    result.D = trained->model_parameter_count;
-    result.representation_size = trained->representation_size;
   }
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return Status();
@@ -534,12 +535,7 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
   result.train.accuracy = trained->train_accuracy;
   result.validation.accuracy = trained->best_validation_accuracy;
   result.test.accuracy = trained->test_accuracy;
-  result.epochs_run = trained->epochs_run;
-  result.best_epoch = trained->best_epoch;
-  result.history = trained->history;
-  result.d = trained->trained_parameter_count;
-  result.D = trained->model_parameter_count;
-  result.representation_size = trained->representation_size;
+  RecordSummary(*trained, result);
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return Status();
 }

@@ -168,9 +168,7 @@ StatusOr<ClassifierTrainingResult> RunTraining(Trainee& trainee, const Classifie
   result.train_accuracy = *train_accuracy;
   result.test_accuracy = *test_accuracy;
   result.best_validation_accuracy = loop->best_validation_score;
-  result.best_epoch = loop->best_epoch;
-  result.epochs_run = loop->epochs_run;
-  result.history = std::move(loop->history);
+  result.RecordLoop(std::move(loop).value());
   if (head) {
     result.head_weight = classifier.weight.detach().to(at::kCPU, at::kFloat);
     result.head_bias = classifier.bias.detach().to(at::kCPU, at::kFloat);

@@ -101,22 +101,13 @@ struct ClassifierTrainingOptions {
   std::function<bool()> should_stop_;
 };
 
-struct ClassifierTrainingResult {
-  bool full = false;                      // all parameters trained (no subspace)
-  // d for a subspace run, D for a full run, 0 for d = 0 (the head is not counted).
-  int64_t trained_parameter_count = 0;
-  // D: the warped parameters (subspace) or all parameters (full); 0 for d = 0 (the caller knows its model).
-  int64_t model_parameter_count = 0;
-  int64_t representation_size = 0;       // F: the read-out layer's size (the logit count without a head)
+// The summary (training_loop.h): at d = 0 trained_parameter_count and model_parameter_count are 0;
+// representation_size is the logit count without a head; the head, when there is one, is float32
+// [classes, F] / [classes].
+struct ClassifierTrainingResult : TrainingSummary {
   double train_accuracy = 0.0;            // of the restored best state, in [0, 1]
   double test_accuracy = 0.0;             // of the restored best state, in [0, 1]
   double best_validation_accuracy = 0.0;  // in [0, 1]; history's validation_score is accuracy too
-  int64_t best_epoch = 0;                 // 1-based
-  int64_t epochs_run = 0;
-  double seconds = 0.0;                   // wall time of the whole call
-  std::vector<EpochRecord> history;
-  at::Tensor head_weight;                 // with a head: float32 [classes, F] of the restored head, CPU
-  at::Tensor head_bias;                   // with a head: float32 [classes]; both undefined without one
 };
 
 // Trains `model` through its subspace; on success its best theta_d / lambdas are left installed.

@@ -166,9 +166,7 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
     if (!s.ok()) return s.status();
     *scores = std::move(s).value();
   }
-  result.best_epoch = loop->best_epoch;
-  result.epochs_run = loop->epochs_run;
-  result.history = std::move(loop->history);
+  result.RecordLoop(std::move(loop).value());
   result.head_weight = weight.detach().to(at::kCPU, at::kFloat);
   result.head_bias = bias.detach().to(at::kCPU, at::kFloat);
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();

@@ -90,20 +90,12 @@ struct EncodingTrainingOptions {
   std::function<bool()> should_stop_;
 };
 
-struct EncodingTrainingResult {
-  bool full = false;                    // all parameters trained (no subspace)
-  int64_t trained_parameter_count = 0;  // d for a subspace run, D for a full run (the head not counted)
-  int64_t model_parameter_count = 0;    // D: the warped parameters (subspace) or all parameters (full)
-  int64_t representation_size = 0;      // F
+// The summary (training_loop.h) with the head float32 [T, F] / [T]; best_epoch 0: the ridge-initialised
+// starting state was kept.
+struct EncodingTrainingResult : TrainingSummary {
   RegressionScores train;
   RegressionScores validation;
   RegressionScores test;
-  int64_t best_epoch = 0;               // 1-based; 0: the ridge-initialised starting state was kept
-  int64_t epochs_run = 0;
-  double seconds = 0.0;                 // wall time of the whole call
-  std::vector<EpochRecord> history;
-  at::Tensor head_weight;               // float32 [T, F] of the restored head, CPU
-  at::Tensor head_bias;                 // float32 [T]
   // head_init kRidge only (NaN otherwise): the ridge alpha the head started from, and the validation R^2
   // of the starting state (the ridge head on the initial model's features, as the loop scores it).
   double head_init_alpha = std::numeric_limits<double>::quiet_NaN();

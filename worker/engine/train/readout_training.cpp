@@ -133,9 +133,8 @@ StatusOr<ReadoutResult> RunSgd(const CachedFeatures& cache, const SgdReadoutOpti
   DWARP_RETURN_IF_ERROR(ScoreAllSplits(cache, weight, bias, options.eval_batch_size_, result));
   result.head_weight = weight.detach().cpu();
   result.head_bias = bias.detach().cpu();
-  result.best_epoch = loop->best_epoch;
-  result.epochs_run = loop->epochs_run;
-  result.history = std::move(loop->history);
+  result.RecordLoop(std::move(loop).value());
+  result.representation_size = cache.num_features();
   result.seconds = SecondsSince(start);
   return result;
 }
@@ -159,6 +158,7 @@ StatusOr<ReadoutResult> TrainRidgeReadout(const CachedFeatures& features, const 
     result.head_weight = fit->weights.t().contiguous();
     result.head_bias = fit->bias;
     result.alphas = fit->alphas;
+    result.representation_size = features.num_features();
     DWARP_RETURN_IF_ERROR(ScoreAllSplits(features, result.head_weight, result.head_bias, /*chunk=*/4096, result));
     result.seconds = SecondsSince(start);
     return result;

@@ -67,19 +67,15 @@ struct SgdReadoutOptions {
   std::function<bool()> should_stop_;
 };
 
-struct ReadoutResult {
+// The summary (training_loop.h) at d = 0: trained_parameter_count and model_parameter_count 0,
+// representation_size the cached feature count; the head is the readout Y ≈ X W^T + b, float32 for SGD
+// (the restored head), float64 for ridge (RidgeFit's weights, transposed); epochs, best_epoch and
+// history stay 0 / empty for ridge; seconds excludes feature caching (see CachedFeatures).
+struct ReadoutResult : TrainingSummary {
   RegressionScores train;
   RegressionScores validation;
   RegressionScores test;
-  // The readout Y ≈ X W^T + b as torch.nn.Linear holds it, on the CPU: W [T, F] and b [T], float32 for
-  // SGD (the restored head), float64 for ridge (RidgeFit's weights, transposed).
-  at::Tensor head_weight;
-  at::Tensor head_bias;
   at::Tensor alphas;   // ridge: float64 [T], the alpha of each target; undefined for SGD
-  int64_t epochs_run = 0;  // SGD epochs; 0 for ridge
-  int64_t best_epoch = 0;  // 1-based epoch of the restored head; 0 for ridge
-  double seconds = 0.0;    // wall time of the readout (feature caching not included: see CachedFeatures)
-  std::vector<EpochRecord> history;  // SGD only
 };
 
 StatusOr<ReadoutResult> TrainSgdReadout(const CachedFeatures& features, const SgdReadoutOptions& options);

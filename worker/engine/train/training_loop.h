@@ -90,6 +90,33 @@ struct TrainingLoopResult {
   std::vector<EpochRecord> history;
 };
 
+// What every trainer reports about its run, whatever the objective or readout: the results of
+// encoding_training.h, classifier_training.h and readout_training.h extend it with their scores, so that a
+// job (worker/job_runner.cpp) copies one summary from whichever trainer ran.
+struct TrainingSummary {
+  bool full = false;                    // all model parameters trained (d = full)
+  int64_t trained_parameter_count = 0;  // d (subspace), D (full), 0 (d = 0); the readout head is not counted
+  int64_t model_parameter_count = 0;    // D: the warped parameters (subspace) or all (full); 0 at d = 0,
+                                        // where the trainer sees features only (the caller knows its model)
+  int64_t representation_size = 0;     // F: the read-out layer's size
+  int64_t best_epoch = 0;               // 1-based epoch of the restored state; 0 when no epoch was kept
+                                        // (a closed-form ridge fit, or a ridge-initialised start no epoch beat)
+  int64_t epochs_run = 0;               // 0 for a closed-form fit
+  double seconds = 0.0;                 // wall time of the trainer call
+  std::vector<EpochRecord> history;     // one record per epoch run
+  // The restored readout head as torch.nn.Linear holds it, on the CPU: W [outputs, F] and b [outputs]
+  // (float32; float64 for a ridge fit). Undefined when there is no head (a classifier reading its logits).
+  at::Tensor head_weight;
+  at::Tensor head_bias;
+
+  // Takes the loop's best epoch, epochs run and history.
+  void RecordLoop(TrainingLoopResult loop) {
+    best_epoch = loop.best_epoch;
+    epochs_run = loop.epochs_run;
+    history = std::move(loop.history);
+  }
+};
+
 // InvalidArgument naming the value for bad options or an empty problem, and for a non-finite loss
 // (naming the epoch, step and learning rates); Cancelled ("cancelled: ...") when should_stop returned true,
 // with the parameters left wherever training stopped. On success the best state is left in the groups'

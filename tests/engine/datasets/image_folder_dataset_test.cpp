@@ -1,5 +1,5 @@
 #define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb/stb_image_write.h>
+#include <stb_image_write.h>  // from DWARP_STB_INCLUDE_DIR, as image_io.cpp finds stb_image.h
 
 #include "worker/engine/datasets/image_folder_dataset.h"
 

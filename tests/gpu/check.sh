@@ -1,0 +1,175 @@
+#!/bin/bash
+# The GPU check: on a GPU box that has CUDA, CMake, ninja and a CUDA PyTorch wheel (its LibTorch) but none of
+# the Debian packages, configures an engine-only CUDA build with what tests/gpu/pack.sh put in .gpu-kit/,
+# builds it on all cores, runs every engine test (the *_CUDA ones included), fwht_cuda_standalone_check
+# and fastfood_device_benchmark on the GPU, and ends with a short summary. Every log goes to $OUT.
+#
+# From the repository root:
+#   bash tests/gpu/check.sh                       # on the GPU box: CUDA kernels required
+#   bash tests/gpu/check.sh --cuda AUTO --like-gpu-box   # on a CPU machine: the same steps, no CUDA
+#
+#   --cuda ON|AUTO|OFF  DWARP_CUDA for the build (default ON: the check fails if CUDA cannot be built)
+#   --like-gpu-box      ignore the system's GoogleTest, Google Benchmark and zlib, so the build uses .gpu-kit/
+#                       as on a GPU box (where they are absent and the kit is used anyway)
+# Environment: OUT (logs; default build-gpu/out), BUILD_DIR (default build-gpu), PYTHON (a python that imports
+# torch; default python3), JOBS (default: all cores), CUDA_ARCH (default 90: H100/H200), BENCH_MAX_LOG2
+# (largest D = 2^k benchmarked; default 24).
+# Exit status 0 when configure, build, every test, the standalone check and the benchmark succeeded.
+set -uo pipefail
+
+fail() { echo "check.sh: $*" >&2; exit 2; }
+
+cuda=ON
+like_gpu_box=0
+while (($#)); do
+  case $1 in
+    --cuda) [ $# -ge 2 ] || fail "--cuda needs a value: ON, AUTO or OFF"; cuda=$2; shift 2 ;;
+    --like-gpu-box) like_gpu_box=1; shift ;;
+    *) fail "unknown argument '$1' (expected --cuda ON|AUTO|OFF or --like-gpu-box)" ;;
+  esac
+done
+case $cuda in ON | AUTO | OFF) ;; *) fail "--cuda $cuda: expected ON, AUTO or OFF" ;; esac
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || fail "cannot enter the repository root $root"
+kit=$root/.gpu-kit
+build=${BUILD_DIR:-build-gpu}
+OUT=${OUT:-$root/$build/out}
+python=${PYTHON:-python3}
+jobs=${JOBS:-$(nproc)}
+cuda_arch=${CUDA_ARCH:-90}
+bench_max_log2=${BENCH_MAX_LOG2:-24}
+
+# What must be here before anything runs; each missing piece is named.
+[ -f "$kit/googletest/CMakeLists.txt" ] && [ -f "$kit/include/stb/stb_image.h" ] && [ -f "$kit/zlib/include/zlib.h" ] ||
+  fail "no complete kit at $kit: run tests/gpu/pack.sh on the Debian machine and carry .gpu-kit"
+command -v cmake > /dev/null || fail "cmake not found on PATH"
+command -v ninja > /dev/null || fail "ninja not found on PATH (the build uses -G Ninja)"
+command -v "${CXX:-c++}" > /dev/null || fail "no C++ compiler: ${CXX:-c++} not found (set CXX)"
+torch_prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2> /dev/null) ||
+  fail "$python cannot import torch (set PYTHON to a python with PyTorch; its LibTorch is built against)"
+if [ "$cuda" != OFF ] && ! command -v nvcc > /dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH=/usr/local/cuda/bin:$PATH
+fi
+[ "$cuda" != ON ] || command -v nvcc > /dev/null || fail "--cuda ON but nvcc is neither on PATH nor in /usr/local/cuda/bin"
+mkdir -p "$OUT" "$build" || fail "cannot create $OUT or $build"
+
+summary=$OUT/summary.txt
+: > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+status=0
+started=$SECONDS
+
+# ---- versions: the machine, the GPU, the toolchain, PyTorch ----------------------------------------------
+{
+  echo "== $(date -u '+%F %T UTC') on $(hostname), $(nproc) cores, $(uname -srm)"
+  echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "(no nvidia-smi)"
+  echo "== nvcc"; nvcc --version 2>&1 || echo "(no nvcc)"
+  echo "== cmake"; cmake --version | head -1
+  echo "== ninja"; ninja --version
+  echo "== ${CXX:-c++}"; "${CXX:-c++}" --version | head -1
+  echo "== torch ($python)"
+  "$python" -c 'import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11 abi", torch.compiled_with_cxx11_abi())
+print("cuda available", torch.cuda.is_available(), "devices", torch.cuda.device_count())
+for i in range(torch.cuda.device_count()):
+    print("  cuda:%d %s, capability %s" % (i, torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i)))
+print("cmake prefix", torch.utils.cmake_prefix_path)' 2>&1
+  echo "== kit"; cat "$kit/VERSIONS"
+} 2>&1 | tee "$OUT/versions.log"
+
+# ---- configure -------------------------------------------------------------------------------------------
+cmake_args=(-S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDWARP_ENGINE_ONLY=ON -DDWARP_CUDA="$cuda"
+            -DCMAKE_PREFIX_PATH="$torch_prefix" -DDWARP_GTEST_SOURCE_DIR="$kit/googletest"
+            -DDWARP_STB_INCLUDE_DIR="$kit/include/stb")
+# LibTorch's headers need C++20 from PyTorch 2.12 on (the project is C++17 otherwise).
+if "$python" -c 'import sys, torch; sys.exit(tuple(map(int, torch.__version__.split(".")[:2])) < (2, 12))' 2> /dev/null; then
+  cmake_args+=(-DCMAKE_CXX_STANDARD=20)
+fi
+if [ "$cuda" != OFF ] && command -v nvcc > /dev/null; then
+  cmake_args+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DCMAKE_CUDA_ARCHITECTURES="$cuda_arch")
+  # LibTorch's CMake files turn this into its own nvcc flags; without it they probe the GPUs.
+  export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-${cuda_arch:0:-1}.${cuda_arch: -1}}
+fi
+# zlib: the system's when it has the headers and the library, otherwise the kit's copy.
+zlib_probe=$(mktemp -d)
+if ((like_gpu_box)) ||
+   ! printf '#include <zlib.h>\nint main() { return zlibVersion()[0] == 0; }\n' |
+     "${CXX:-c++}" -x c++ - -lz -o "$zlib_probe/a.out" > /dev/null 2>&1; then
+  cmake_args+=(-DZLIB_INCLUDE_DIR="$kit/zlib/include" -DZLIB_LIBRARY="$kit/zlib/lib/libz.so.1")
+  zlib_from="the kit"
+else
+  zlib_from="the system"
+fi
+rm -rf "$zlib_probe"
+if ((like_gpu_box)); then
+  cmake_args+=(-DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON)
+fi
+note "check.sh: DWARP_CUDA=$cuda, CUDA arch $cuda_arch, like GPU box: $like_gpu_box, zlib from $zlib_from, $jobs jobs"
+note "torch: $(grep '^torch ' "$OUT/versions.log"); GPUs: $(grep -c '^  cuda:' "$OUT/versions.log")"
+
+echo "== cmake ${cmake_args[*]}" > "$OUT/configure.log"
+if ! cmake "${cmake_args[@]}" >> "$OUT/configure.log" 2>&1; then
+  tail -40 "$OUT/configure.log"
+  note "configure: FAILED (configure.log; its last 40 lines are above)"
+  exit 1
+fi
+note "configure: ok ($(grep -o 'dwarp: engine only=.*' "$OUT/configure.log"))"
+grep -h "GoogleTest\|Google Benchmark\|netCDF\|libnetcdf" "$OUT/configure.log" | sed 's/^-- /  /' | tee -a "$summary"
+
+# ---- build (-k 0: everything that can be built is, so the tests that built still run) ----------------------
+build_start=$SECONDS
+cmake --build "$build" -j "$jobs" -- -k 0 > "$OUT/build.log" 2>&1
+build_rc=$?
+build_seconds=$((SECONDS - build_start))
+if ((build_rc == 0)); then
+  note "build: ok in ${build_seconds} s"
+else
+  status=1
+  note "build: FAILED in ${build_seconds} s (build.log); the first errors:"
+  grep -m 20 -E "error|FAILED:" "$OUT/build.log" | cut -c1-300 | tee -a "$summary"
+fi
+
+# ---- tests: ctest -V keeps every test's output, so the log shows which *_CUDA cases ran ---------------------
+(cd "$build" && ctest -V -j "$(( jobs / 4 > 2 ? jobs / 4 : 2 ))" --timeout 300) > "$OUT/ctest.log" 2>&1
+ctest_rc=$?
+((ctest_rc == 0)) || status=1
+note "ctest: $(grep -E '[0-9]+% tests passed' "$OUT/ctest.log" || echo "no result line (ctest exit $ctest_rc)")"
+grep -A 50 "The following tests FAILED" "$OUT/ctest.log" | grep -E "^\s+[0-9]+ - " | tee -a "$summary"
+cuda_ok=$(grep -cE '\[       OK \] [A-Za-z0-9_/.]+_CUDA' "$OUT/ctest.log")
+cuda_failed=$(grep -E '\[  FAILED  \] [A-Za-z0-9_/.]+_CUDA \(' "$OUT/ctest.log" | sort -u | wc -l)
+cuda_skipped=$(grep -cE '\[  SKIPPED \] [A-Za-z0-9_/.]+_CUDA' "$OUT/ctest.log")
+filtered=$(grep -c "No CUDA device: tests named \*_CUDA are filtered out" "$OUT/ctest.log")
+note "GoogleTest *_CUDA cases: $cuda_ok passed, $cuda_failed failed, $cuda_skipped skipped; binaries that saw no CUDA device: $filtered"
+
+# ---- the raw CUDA launchers (CUDA builds only) -----------------------------------------------------------
+standalone=$build/tests/fwht_cuda_standalone_check
+if [ -x "$standalone" ]; then
+  timeout 120 "$standalone" > "$OUT/standalone.log" 2>&1
+  standalone_rc=$?
+  ((standalone_rc == 0)) || status=1
+  note "fwht_cuda_standalone_check: exit $standalone_rc, $(grep -E '[0-9]+ passed, [0-9]+ failed' "$OUT/standalone.log" | tail -1)"
+elif [ "$cuda" = ON ]; then
+  status=1
+  note "fwht_cuda_standalone_check: NOT BUILT"
+else
+  note "fwht_cuda_standalone_check: not built (no CUDA kernels in this build)"
+fi
+
+# ---- the Fastfood benchmark on the GPU (on the CPU when this build has no CUDA kernels) --------------------
+bench=$build/tests/bench/fastfood_device_benchmark
+bench_device=cpu
+grep -q "CUDA kernels=ON" "$OUT/configure.log" && bench_device=cuda
+if [ -x "$bench" ]; then
+  timeout 240 "$bench" --device "$bench_device" --max_log2 "$bench_max_log2" > "$OUT/bench.log" 2>&1
+  bench_rc=$?
+  ((bench_rc == 0)) || status=1
+  note "fastfood_device_benchmark --device $bench_device: exit $bench_rc"
+  grep -E "^(device:|D |2\^)" "$OUT/bench.log" | tee -a "$summary"
+else
+  status=1
+  note "fastfood_device_benchmark: NOT BUILT"
+fi
+
+note "check.sh: $( ((status == 0)) && echo PASSED || echo FAILED ) in $((SECONDS - started)) s; logs in $OUT"
+exit $status

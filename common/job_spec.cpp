@@ -183,10 +183,10 @@ bool IsClassificationKind(DataKind kind) { return kind == DataKind::kImageFolder
 
 ModelSpec ReadModel(const json* object, const std::string& path) {
   const Fields f(object, path,
-                 {"arch", "weights", "layer", "layer_groups", "input_channels", "input_size", "hidden"});
+                 {"arch", "weights", "layer", "layer_groups", "input_channels", "input_size", "hidden", "seed"});
   if (object == nullptr || object->is_null()) {
     Fail(path, path + ": missing; expected a mapping with at least arch (keys: arch, weights, layer, "
-                      "layer_groups, input_channels, input_size, hidden)");
+                      "layer_groups, input_channels, input_size, hidden, seed)");
   }
   ModelSpec m;
   f.Require("arch", "one of " + JoinWords(ModelArchNames(), " | "));
@@ -199,6 +199,7 @@ ModelSpec ReadModel(const json* object, const std::string& path) {
                                                      "(arch torchscript has no built-in network)");
   }
   m.layer = f.String("layer", "the name of the read-out layer, e.g. avgpool");
+  if (f.Has("seed")) m.seed = static_cast<uint64_t>(f.Int("seed", 0, 0));
 
   if (f.Has("layer_groups")) {
     const json& groups = f.Get("layer_groups");
@@ -279,13 +280,14 @@ SplitSpec ReadSplit(const json* object, const std::string& path, DataKind kind, 
 }
 
 SyntheticSpec ReadSynthetic(const json* object, const std::string& path) {
-  const Fields f(object, path, {"targets", "warp_dim", "warp_scale", "noise", "teacher"});
+  const Fields f(object, path, {"targets", "warp_dim", "warp_scale", "noise", "teacher", "seed"});
   SyntheticSpec s;
   s.targets = f.Int("targets", s.targets, 1);
   s.warp_dim = f.Int("warp_dim", s.warp_dim, 1);
   s.warp_scale = f.Double("warp_scale", s.warp_scale, "a number >= 0", kNonNegative);
   s.noise = f.Double("noise", s.noise, "a number >= 0", kNonNegative);
   if (f.Has("teacher")) s.teacher = ReadModel(f.Child("teacher"), f.PathOf("teacher"));
+  s.seed = static_cast<uint64_t>(f.Int("seed", 0, 0));
   return s;
 }
 
@@ -550,6 +552,7 @@ json ModelToJson(const ModelSpec& m) {
   out["input_channels"] = m.input_channels;
   out["input_size"] = m.input_size;
   if (m.arch == ModelArch::kMlp) out["hidden"] = m.hidden;
+  if (m.seed) out["seed"] = *m.seed;
   return out;
 }
 
@@ -616,7 +619,8 @@ json ToJson(const JobSpec& spec) {
   if (d.synthetic) {
     const SyntheticSpec& s = *d.synthetic;
     data["synthetic"] = {
-        {"targets", s.targets}, {"warp_dim", s.warp_dim}, {"warp_scale", s.warp_scale}, {"noise", s.noise}};
+        {"targets", s.targets}, {"warp_dim", s.warp_dim}, {"warp_scale", s.warp_scale}, {"noise", s.noise},
+        {"seed", s.seed}};
     if (s.teacher) data["synthetic"]["teacher"] = ModelToJson(*s.teacher);
   }
 
@@ -648,15 +652,15 @@ json ToJson(const JobSpec& spec) {
 }
 
 bool operator==(const ModelSpec& a, const ModelSpec& b) {
-  return std::tie(a.arch, a.weights, a.layer, a.layer_groups, a.input_channels, a.input_size, a.hidden) ==
-         std::tie(b.arch, b.weights, b.layer, b.layer_groups, b.input_channels, b.input_size, b.hidden);
+  return std::tie(a.arch, a.weights, a.layer, a.layer_groups, a.input_channels, a.input_size, a.hidden, a.seed) ==
+         std::tie(b.arch, b.weights, b.layer, b.layer_groups, b.input_channels, b.input_size, b.hidden, b.seed);
 }
 bool operator==(const SplitSpec& a, const SplitSpec& b) {
   return std::tie(a.train, a.val, a.test, a.column) == std::tie(b.train, b.val, b.test, b.column);
 }
 bool operator==(const SyntheticSpec& a, const SyntheticSpec& b) {
-  return std::tie(a.targets, a.warp_dim, a.warp_scale, a.noise, a.teacher) ==
-         std::tie(b.targets, b.warp_dim, b.warp_scale, b.noise, b.teacher);
+  return std::tie(a.targets, a.warp_dim, a.warp_scale, a.noise, a.teacher, a.seed) ==
+         std::tie(b.targets, b.warp_dim, b.warp_scale, b.noise, b.teacher, b.seed);
 }
 bool operator==(const DataSpec& a, const DataSpec& b) {
   return std::tie(a.kind, a.root, a.file, a.stimuli, a.images, a.labels, a.test_images, a.test_labels, a.roi, a.split,

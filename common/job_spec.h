@@ -57,8 +57,12 @@ const char* HeadInitName(HeadInit head_init);
 struct ModelSpec {
   ModelArch arch = ModelArch::kResnet18;  // required: mlp | lenet | small_cnn | resnet18 | torchscript
   // Path to the weights: a TorchScript file for torchscript (required), optional for the built-in archs
-  // (empty: the architecture's random initialisation seeded by train.seed).
+  // (empty: the architecture's random initialisation, seeded by `seed`).
   std::string weights;
+  // Seed of a built-in architecture's random initialisation (no weights file), >= 0; unset: train.seed, so
+  // each seed of a sweep starts from its own network. Set it to hold the network fixed across seeds (as a
+  // pretrained network is), e.g. to the synthetic brain's seed for its teacher's exact initialisation.
+  std::optional<uint64_t> seed;
   // The read-out layer, a module name as the model names it (resnet18: maxpool, layer1..layer4, avgpool, fc;
   // mlp: fc1..fcN; lenet: conv1 .. fc3; torchscript: any child module, nested names like `features.7`
   // included). Empty (not given): the arch's default as the engine's model registry defines it (resnet18
@@ -98,8 +102,12 @@ struct SyntheticSpec {
   int64_t warp_dim = 20;     // dimension of the warp applied to the teacher, >= 1
   double warp_scale = 1.0;   // std of the warp's parameters, >= 0
   double noise = 0.3;        // noise std relative to each neuroid's signal std, >= 0
-  // The teacher network whose warped representation the responses are; unset: the job's own model.
+  // The teacher network whose warped representation the responses are; unset: the job's own model. A
+  // teacher without its own model.seed is initialised from `seed` below.
   std::optional<ModelSpec> teacher;
+  // Seed of the brain, >= 0: the warp, the mixing matrix and the noise (and the teacher's initialisation).
+  // Independent of train.seed, so every job of a sweep, whatever its seed, sees the same brain.
+  uint64_t seed = 0;
 };
 
 struct DataSpec {

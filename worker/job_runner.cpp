@@ -39,9 +39,10 @@ Status EnterPhase(const JobRunOptions& options, const std::string& text) {
   return OkStatus();
 }
 
+// `seed` initialises a built-in arch without weights unless the spec fixes model.seed.
 StatusOr<ReadoutModel> BuildModel(const ModelSpec& m, uint64_t seed, int64_t num_classes) {
   engine::ModelOptions options;
-  options.layer(m.layer).seed(seed).weights(m.weights).hidden(m.hidden);
+  options.layer(m.layer).seed(m.seed.value_or(seed)).weights(m.weights).hidden(m.hidden);
   if (m.input_channels > 0) options.in_channels(m.input_channels);
   if (m.input_size > 0) options.image_size(m.input_size, m.input_size);
   if (num_classes > 0) options.num_classes(num_classes);
@@ -160,7 +161,7 @@ StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutMod
   const ReadoutModel* teacher = &model;
   StatusOr<ReadoutModel> own_teacher = InternalError("unused");
   if (syn.teacher.has_value()) {
-    own_teacher = BuildModel(*syn.teacher, spec.train.seed, 0);
+    own_teacher = BuildModel(*syn.teacher, syn.seed, 0);
     if (!own_teacher.ok()) {
       return Status(own_teacher.status().code(), "data.synthetic.teacher: " + own_teacher.status().message());
     }
@@ -173,7 +174,7 @@ StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutMod
       .noise(syn.noise)
       .warp_prefixes(teacher->warp_prefixes)
       .fractions(spec.data.split.train, spec.data.split.val)
-      .seed(spec.train.seed);
+      .seed(syn.seed);  // the same brain for every seed of a sweep
   return engine::MakeSyntheticBrain(teacher->module, stimuli, {}, options);
 }
 

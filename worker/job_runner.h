@@ -2,10 +2,12 @@
 // JobResult: the glue between a validated job and the engine (DESIGN.md "Jobs"; issue 3 part 6).
 //
 //   model    CreateModel (models/model_registry.h) with the spec's arch, layer, weights, input size, hidden
-//            widths and train.seed (num_classes: the data's classes for classification jobs).
+//            widths and model.seed, else train.seed (num_classes: the data's classes for classification jobs).
 //   data     by data.kind:
-//              synthetic    MakeSyntheticBrain with the teacher (data.synthetic.teacher, or the job's own
-//                           model) on the images of data.images (IDX) or data.stimuli (image folder)
+//              synthetic    MakeSyntheticBrain with the teacher (data.synthetic.teacher, initialised from
+//                           its model.seed, else data.synthetic.seed; or the job's own model) on the images
+//                           of data.images (IDX) or data.stimuli (image folder), seeded by
+//                           data.synthetic.seed: one brain for every train.seed
 //              majaj_hong   LoadMajajHong (data.file, data.stimuli, data.roi: the targets are the neuroids
 //                           of every listed region, in roi order, each region's in file order)
 //              nsd          LoadNsd (data.root, data.stimuli; every voxel of voxels.nc)

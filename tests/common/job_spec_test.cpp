@@ -254,7 +254,8 @@ data:
     warp_dim: 5
     warp_scale: 0.5
     noise: 0.1
-    teacher: {arch: small_cnn, layer: conv2, input_channels: 1, input_size: 28}
+    seed: 9
+    teacher: {arch: small_cnn, layer: conv2, input_channels: 1, input_size: 28, seed: 3}
 d: 123
 train: {lr: 3.0e-4, low_dim_lr: 0.1, weight_decay: 1.0e-5, batch_size: 16, max_epochs: 7, patience: 0,
         min_delta: 0.0, freeze_head: true, head_init: ridge, seed: 42, device: cuda, threads: 2}
@@ -280,6 +281,9 @@ TEST(JobSpecTest, ToJsonRoundTrips) {
   EXPECT_EQ(j["model"]["layer_groups"][1][0], "features.4");
   EXPECT_EQ(j["data"]["synthetic"]["teacher"]["arch"], "small_cnn");
   EXPECT_EQ(j["data"]["synthetic"]["warp_dim"], 5);
+  EXPECT_EQ(j["data"]["synthetic"]["seed"], 9);
+  EXPECT_EQ(j["data"]["synthetic"]["teacher"]["seed"], 3);
+  EXPECT_FALSE(j["model"].contains("seed"));  // unset: train.seed initialises the network
   EXPECT_EQ(j["d"], 123);
   EXPECT_EQ(j["train"]["low_dim_lr"], 0.1);
   EXPECT_EQ(j["train"]["seed"], 42);
@@ -302,6 +306,12 @@ TEST(JobSpecTest, EqualityNoticesEveryChange) {
   EXPECT_NE(changed, base);
   changed = base;
   changed.train.head_init = HeadInit::kDefault;
+  EXPECT_NE(changed, base);
+  changed = base;
+  changed.data.synthetic->seed = 10;
+  EXPECT_NE(changed, base);
+  changed = base;
+  changed.model.seed = 0;
   EXPECT_NE(changed, base);
 }
 
@@ -384,6 +394,13 @@ TEST(JobSpecErrorTest, OutOfRangeNamesFieldValueAndRange) {
     EXPECT_THAT(m, HasSubstr(c.path_and_value)) << c.block;
     EXPECT_THAT(m, HasSubstr(c.expected)) << c.block;
   }
+}
+
+TEST(JobSpecErrorTest, SeedsAreNonNegativeIntegers) {
+  EXPECT_THAT(ErrorOf(MajajWithModelLines("  seed: -3")), HasSubstr("model.seed = -3"));
+  EXPECT_THAT(ErrorOf(MajajWithModelLines("  seed: 1.5")), HasSubstr("model.seed = 1.5"));
+  EXPECT_EQ(MustParse(MajajWithModelLines("  seed: 5")).model.seed, std::optional<uint64_t>(5));
+  EXPECT_FALSE(MustParse(kMajajYaml).model.seed.has_value());
 }
 
 TEST(JobSpecErrorTest, DataFieldsAreRangeChecked) {

@@ -71,6 +71,33 @@ TEST_F(JobRunnerTest, SubspaceJobReportsEveryEpochAndScores) {
   EXPECT_TRUE(*round_trip == spec);
 }
 
+// A sweep's seeds vary the training, never the data: the synthetic brain comes from data.synthetic.seed, and
+// model.seed holds a random-init network fixed across seeds. A d = 0 ridge job is a deterministic function of
+// the brain and the network, so equal scores mean the same brain and network.
+TEST_F(JobRunnerTest, TheSyntheticBrainDependsOnItsOwnSeedNotTheJobsSeed) {
+  const std::vector<std::string> linear = {"d=0", "readout=ridge", "+ridge={alphas: [0.01, 1, 100]}",
+                                           "+data.synthetic.teacher={arch: mlp, hidden: [16], layer: fc1}"};
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> overrides = linear;
+    overrides.insert(overrides.end(), extra.begin(), extra.end());
+    auto result = RunJob(Parse(SyntheticJob(), overrides));
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    return result.ok() ? *result : JobResult();
+  };
+  const JobResult seed1 = run({"train.seed=1", "+model.seed=7"});
+  const JobResult seed2 = run({"train.seed=2", "+model.seed=7"});
+  EXPECT_EQ(seed1.test.r2, seed2.test.r2);
+  EXPECT_EQ(seed1.data_description, seed2.data_description);
+  // Without model.seed the network is initialised from train.seed: same brain, another network.
+  const JobResult own_init = run({"train.seed=2"});
+  EXPECT_EQ(own_init.data_description, seed1.data_description);
+  EXPECT_NE(own_init.test.r2, seed1.test.r2);
+  // Another brain seed is another brain.
+  const JobResult other_brain = run({"train.seed=1", "+model.seed=7", "data.synthetic.seed=5"});
+  EXPECT_NE(other_brain.data_description, seed1.data_description);
+  EXPECT_NE(other_brain.test.r2, seed1.test.r2);
+}
+
 TEST_F(JobRunnerTest, LinearReadoutsFitTheSyntheticBrain) {
   auto ridge = RunJob(Parse(SyntheticJob(), {"d=0", "readout=ridge", "+ridge={alphas: [0.01, 1, 100]}"}));
   ASSERT_TRUE(ridge.ok()) << ridge.status().ToString();

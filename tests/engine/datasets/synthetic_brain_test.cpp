@@ -7,6 +7,7 @@
 
 #include "worker/engine/datasets/synthetic_brain.h"
 #include "worker/engine/models/mlp.h"
+#include "worker/engine/seeded_random.h"
 #include "worker/engine/subspace_model.h"
 
 namespace dwarp::engine {
@@ -76,24 +77,32 @@ TEST(SyntheticBrainTest, AWarpedBrainIsFitBetterByTheWarpedTeacherThanByTheTeach
   const auto options = SyntheticBrainOptions().targets(6).warp_dim(10).warp_scale(2.0).noise(0.0).seed(4);
   auto data = MakeSyntheticBrain(teacher, Stimuli(), {}, options);
   ASSERT_TRUE(data.ok()) << data.status();
-  // The same warp, rebuilt from the seed, explains the brain linearly; the unwarped teacher does not.
-  auto warped = SubspaceModel::Create(teacher, SubspaceOptions(10).seed(4));
-  ASSERT_TRUE(warped.ok());
-  {
-    at::NoGradGuard no_grad;
-    warped->theta_d().normal_(0.0, 2.0, at::make_generator<at::CPUGeneratorImpl>(4));
-  }
-  warped->eval();
-  auto warped_features = [&](const at::Tensor& s) {
-    at::NoGradGuard no_grad;
-    return warped->Forward(s).to(at::kDouble);
+  // The same warp, rebuilt from the seed (its projection seeded from the brain seed's own stream, as the
+  // header says), explains the brain linearly; the unwarped teacher does not; and neither does the same
+  // draw of theta in the subspace a candidate trained with seed 4 would use (SubspaceOptions().seed(4)):
+  // the brain's warp is not hidden in the subspace of a job that happens to share its seed.
+  auto fit_with_projection_seed = [&](uint64_t projection_seed) {
+    auto warped = SubspaceModel::Create(teacher, SubspaceOptions(10).seed(projection_seed));
+    EXPECT_TRUE(warped.ok()) << warped.status();
+    {
+      at::NoGradGuard no_grad;
+      warped->theta_d().normal_(0.0, 2.0, at::make_generator<at::CPUGeneratorImpl>(4));
+    }
+    warped->eval();
+    auto warped_features = [&](const at::Tensor& s) {
+      at::NoGradGuard no_grad;
+      return warped->Forward(s).to(at::kDouble);
+    };
+    return LinearFitR2(warped_features(data->train.stimuli), data->train.responses,
+                       warped_features(data->test.stimuli), data->test.responses);
   };
-  const double with_warp = LinearFitR2(warped_features(data->train.stimuli), data->train.responses,
-                                       warped_features(data->test.stimuli), data->test.responses);
+  const double with_warp = fit_with_projection_seed(SeededStream(4, "synthetic-brain/warp-projection").NextU64());
+  const double candidate_subspace = fit_with_projection_seed(4);
   const double without = LinearFitR2(Features(teacher, data->train.stimuli), data->train.responses,
                                      Features(teacher, data->test.stimuli), data->test.responses);
   EXPECT_GT(with_warp, 0.9999);
   EXPECT_LT(without, with_warp - 0.05) << "the warp should matter: unwarped R^2 " << without;
+  EXPECT_LT(candidate_subspace, with_warp - 0.05) << "a job's own subspace reproduced the warp: " << candidate_subspace;
 }
 
 TEST(SyntheticBrainTest, RejectsBadOptionsNamingTheValue) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "worker/engine/seeded_random.h"
 #include "worker/engine/subspace_model.h"
 
 namespace dwarp::engine {
@@ -67,8 +68,11 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   }
 
   // The warped teacher: a SubspaceModel whose theta_d is drawn once and never trained.
+  // The warp's projection has a seed of its own, derived from the brain's, so that no candidate trained
+  // with SubspaceOptions().seed(s) (a job's seed) draws the very subspace the warp lies in.
+  const uint64_t projection_seed = SeededStream(options.seed_, "synthetic-brain/warp-projection").NextU64();
   auto warped = SubspaceModel::Create(
-      teacher, SubspaceOptions(options.warp_dim_).seed(options.seed_).warp_prefixes(options.warp_prefixes_));
+      teacher, SubspaceOptions(options.warp_dim_).seed(projection_seed).warp_prefixes(options.warp_prefixes_));
   if (!warped.ok()) return warped.status();
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed_);
   at::NoGradGuard no_grad;

@@ -3,8 +3,10 @@
 //
 //   brain(x)  = teacher'(x) R + noise,   teacher' = teacher with theta = theta_0 + P theta_true
 //
-// where P is a Fastfood projection of dimension `warp_dim` (SubspaceModel, one projection per tensor)
-// and theta_true ~ N(0, warp_scale^2) is drawn from the seed, R ~ N(0, 1/F) maps the teacher's F
+// where P is a Fastfood projection of dimension `warp_dim` (SubspaceModel, one projection per tensor,
+// seeded by a number drawn from the seed's stream "synthetic-brain/warp-projection", so that it is not
+// the subspace a candidate trained with the same seed draws) and theta_true ~ N(0, warp_scale^2) is drawn
+// from the seed, R ~ N(0, 1/F) maps the teacher's F
 // features to `targets` neuroids, and each neuroid gets Gaussian noise of `noise` times its signal's
 // standard deviation. The teacher itself therefore reaches the brain with a warp of dimension about
 // warp_dim, while any other candidate needs more (or never gets there): tests and the quickstart know

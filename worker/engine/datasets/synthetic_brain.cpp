@@ -96,9 +96,12 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   const int64_t f = features.size(1);
   const at::Tensor readout =
       at::randn({f, options.targets_}, generator, at::kDouble) / std::sqrt(static_cast<double>(f));
-  const at::Tensor signal = at::matmul(features, readout);
-  const at::Tensor signal_std = signal.std(0, /*unbiased=*/true, /*keepdim=*/true).clamp_min(1e-12);
-  const at::Tensor noise = at::randn(signal.sizes(), generator, at::kDouble) * signal_std * options.noise_;
+  // Each neuroid's signal is standardised (mean 0, std 1 over the stimuli), as recorded responses usually
+  // are, so that training's learning rates mean the same whatever the teacher's scale; R^2 does not change.
+  const at::Tensor raw = at::matmul(features, readout);
+  const at::Tensor signal = (raw - raw.mean(0, /*keepdim=*/true)) /
+                            raw.std(0, /*unbiased=*/true, /*keepdim=*/true).clamp_min(1e-12);
+  const at::Tensor noise = at::randn(signal.sizes(), generator, at::kDouble) * options.noise_;
   const at::Tensor responses = (signal + noise).to(at::kFloat);
 
   NeuralData data;

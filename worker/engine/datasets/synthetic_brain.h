@@ -7,8 +7,8 @@
 // seeded by a number drawn from the seed's stream "synthetic-brain/warp-projection", so that it is not
 // the subspace a candidate trained with the same seed draws) and theta_true ~ N(0, warp_scale^2) is drawn
 // from the seed, R ~ N(0, 1/F) maps the teacher's F
-// features to `targets` neuroids, and each neuroid gets Gaussian noise of `noise` times its signal's
-// standard deviation. The teacher itself therefore reaches the brain with a warp of dimension about
+// features to `targets` neuroids, each neuroid's signal is standardised (mean 0, std 1 over the stimuli,
+// as recorded responses usually are) and gets Gaussian noise of std `noise`. The teacher itself therefore reaches the brain with a warp of dimension about
 // warp_dim, while any other candidate needs more (or never gets there): tests and the quickstart know
 // which candidate must come out closest. The expected noise ceiling (the R^2 of the noiseless signal)
 // is 1 / (1 + noise^2) for every neuroid and is reported as the data's noise ceiling.

@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 
@@ -45,40 +44,11 @@ StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::st
   if (!neuroid_names.ok()) return neuroid_names.status();
 
   // The roi filter: the neuroids of each region in roi order, each region's in file order.
-  std::vector<std::string> available;
-  for (const std::string& region : *regions) {
-    if (std::find(available.begin(), available.end(), region) == available.end()) available.push_back(region);
-  }
-  if (options.rois_.empty()) {
-    return InvalidArgumentError("Majaj-Hong: no roi given for " + Quote(netcdf_path) +
-                                "; expected one or more of the regions " + ListForMessage(available, 50));
-  }
-  std::vector<int64_t> keep;
-  std::vector<std::string> target_names;
-  for (size_t r = 0; r < options.rois_.size(); ++r) {
-    const std::string& roi = options.rois_[r];
-    const auto first = std::find(options.rois_.begin(), options.rois_.begin() + static_cast<std::ptrdiff_t>(r), roi);
-    if (first != options.rois_.begin() + static_cast<std::ptrdiff_t>(r)) {
-      return InvalidArgumentError("Majaj-Hong: roi " + Quote(roi) + " is listed twice (entries " +
-                                  std::to_string(first - options.rois_.begin()) + " and " + std::to_string(r) +
-                                  " of " + ListForMessage(options.rois_, 50) + "); expected each region once");
-    }
-    const size_t before = keep.size();
-    for (size_t i = 0; i < regions->size(); ++i) {
-      if ((*regions)[i] != roi) continue;
-      keep.push_back(static_cast<int64_t>(i));
-      target_names.push_back((*neuroid_names)[i]);
-    }
-    if (keep.size() == before) {
-      return InvalidArgumentError("Majaj-Hong: roi " + Quote(roi) + " matches no neuroid in " + Quote(netcdf_path) +
-                                  "; the available regions (coordinate " + Quote(options.region_coord_) + ") are " +
-                                  ListForMessage(available, 50));
-    }
-  }
-  std::string roi_label;
-  for (const std::string& roi : options.rois_) roi_label += (roi_label.empty() ? "" : "+") + roi;
-  const at::Tensor roi_values = responses->values.index_select(1, at::tensor(keep, at::kLong));
-  DWARP_RETURN_IF_ERROR(internal::CheckFiniteResponses(roi_values, *ids, target_names,
+  auto selection = internal::SelectRegions(*regions, *neuroid_names, options.rois_, "Majaj-Hong", netcdf_path,
+                                           options.region_coord_, "neuroid");
+  if (!selection.ok()) return selection.status();
+  const at::Tensor roi_values = responses->values.index_select(1, at::tensor(selection->columns, at::kLong));
+  DWARP_RETURN_IF_ERROR(internal::CheckFiniteResponses(roi_values, *ids, selection->target_names,
                                                        "Majaj-Hong netCDF file " + Quote(netcdf_path)));
   const internal::AveragedResponses averaged = internal::AverageRepeats(roi_values, *ids);
   const auto n = static_cast<int64_t>(averaged.unique_ids.size());
@@ -134,8 +104,8 @@ StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::st
                                                   image_paths, options.image_, options.max_stimuli_per_split_,
                                                   "Majaj-Hong " + Quote(netcdf_path),
                                                   std::to_string(n) + " distinct images split 60/20/20", &data));
-  data.target_names = std::move(target_names);
-  data.description = "majaj_hong " + roi_label + ": " + std::to_string(n) + " images (" +
+  data.target_names = std::move(selection->target_names);
+  data.description = "majaj_hong " + selection->label + ": " + std::to_string(n) + " images (" +
                      std::to_string(ids->size()) + " presentations) x " + std::to_string(data.num_targets()) +
                      " neuroids";
   DWARP_RETURN_IF_ERROR(CheckNeuralData(data));

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <sstream>
 #include <unordered_map>
 
@@ -55,6 +56,44 @@ AveragedResponses AverageRepeats(const at::Tensor& responses, const std::vector<
   at::Tensor sums = at::zeros({u, values.size(1)}, at::kDouble).index_add_(0, g, values);
   at::Tensor counts = at::zeros({u}, at::kDouble).index_add_(0, g, at::ones({values.size(0)}, at::kDouble));
   out.responses = sums.div_(counts.unsqueeze(1)).to(at::kFloat).contiguous();
+  return out;
+}
+
+StatusOr<RegionSelection> SelectRegions(const std::vector<std::string>& regions,
+                                        const std::vector<std::string>& neuroid_names,
+                                        const std::vector<std::string>& rois, const std::string& dataset,
+                                        const std::string& path, const std::string& region_coord,
+                                        const std::string& target_noun) {
+  std::vector<std::string> available;
+  for (const std::string& region : regions) {
+    if (std::find(available.begin(), available.end(), region) == available.end()) available.push_back(region);
+  }
+  if (rois.empty()) {
+    return InvalidArgumentError(dataset + ": no roi given for " + Quote(path) +
+                                "; expected one or more of the regions " + ListForMessage(available, 50));
+  }
+  RegionSelection out;
+  for (size_t r = 0; r < rois.size(); ++r) {
+    const std::string& roi = rois[r];
+    const auto first = std::find(rois.begin(), rois.begin() + static_cast<std::ptrdiff_t>(r), roi);
+    if (first != rois.begin() + static_cast<std::ptrdiff_t>(r)) {
+      return InvalidArgumentError(dataset + ": roi " + Quote(roi) + " is listed twice (entries " +
+                                  std::to_string(first - rois.begin()) + " and " + std::to_string(r) + " of " +
+                                  ListForMessage(rois, 50) + "); expected each region once");
+    }
+    const size_t before = out.columns.size();
+    for (size_t i = 0; i < regions.size(); ++i) {
+      if (regions[i] != roi) continue;
+      out.columns.push_back(static_cast<int64_t>(i));
+      out.target_names.push_back(neuroid_names[i]);
+    }
+    if (out.columns.size() == before) {
+      return InvalidArgumentError(dataset + ": roi " + Quote(roi) + " matches no " + target_noun + " in " +
+                                  Quote(path) + "; the available regions (coordinate " + Quote(region_coord) +
+                                  ") are " + ListForMessage(available, 50));
+    }
+    out.label += (out.label.empty() ? "" : "+") + roi;
+  }
   return out;
 }
 

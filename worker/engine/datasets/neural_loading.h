@@ -71,6 +71,23 @@ StatusOr<StimulusByTarget> ReadStimulusByTarget(const NetcdfFile& file, const st
 // file has no such 1-D variable.
 StatusOr<std::string> CoordinateDimension(const NetcdfFile& file, const std::string& coordinate);
 
+// The targets of one or more regions of interest (Majaj-Hong's `region`, NSD's `roi` coordinate): the
+// columns on the neuroid dimension whose region is one of `rois`, grouped by roi in roi order, each group in
+// the file's neuroid order (rois [V4, IT] on regions IT V4 IT V4 gives columns 1 3 0 2).
+struct RegionSelection {
+  std::vector<int64_t> columns;           // indices into the neuroid dimension
+  std::vector<std::string> target_names;  // neuroid_names[columns]
+  std::string label;                      // the rois joined by '+', e.g. "V4+IT"
+};
+// `regions[i]` and `neuroid_names[i]` describe neuroid i. Messages begin with `dataset` (e.g. "Majaj-Hong") and
+// name `path` and `region_coord`; `target_noun` is what a column is ("neuroid", "voxel"). InvalidArgument for
+// an empty `rois` or a roi listed twice or matching no neuroid (the available regions, in file order, listed).
+StatusOr<RegionSelection> SelectRegions(const std::vector<std::string>& regions,
+                                        const std::vector<std::string>& neuroid_names,
+                                        const std::vector<std::string>& rois, const std::string& dataset,
+                                        const std::string& path, const std::string& region_coord,
+                                        const std::string& target_noun);
+
 // Names of the entries of dimension `dim` of size n: its dimension coordinate, else a `neuroid_id` coordinate
 // on it, else "0".."n-1".
 StatusOr<std::vector<std::string>> DimensionLabels(const NetcdfFile& file, const std::string& dim, int64_t n);

@@ -127,8 +127,9 @@ struct DataSpec {
   std::string test_images;
   std::string test_labels;
   // Regions of interest, each listed once. majaj_hong: a subset of {IT, V4}, default [IT] (seed); with
-  // several, the targets are every listed region's neuroids, in roi order. nsd: any names, default [] =
-  // every voxel in voxels.nc. Other kinds: not allowed. A single string is a one-element list.
+  // several, the targets are every listed region's neuroids, in roi order. nsd: any names (labels of
+  // voxels.nc's per-voxel `roi` coordinate; the targets are their voxels, in roi order), default [] = every
+  // voxel in voxels.nc. Other kinds: not allowed. A single string is a one-element list.
   std::vector<std::string> roi;
   SplitSpec split;
   // Limits, 0 = none, each >= 0. limit_stimuli: the first N stimuli (before splitting). limit_classes,

@@ -190,10 +190,8 @@ StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, con
       return engine::LoadMajajHong(data.file, data.stimuli, options);
     }
     case DataKind::kNsd: {
-      if (!data.roi.empty()) {
-        return InvalidArgumentError("data.roi: ROI selection for nsd is not supported by dwarp train yet");
-      }
       engine::NsdOptions options;
+      options.rois(data.roi);  // empty: every voxel; else every listed ROI's voxels, in roi order
       // The real metadata.csv lists all 73,000 NSD images and one subject saw about 10,000: rows for
       // stimuli a voxels.nc does not hold are expected (the seed merges by stimulus_id).
       options.image(ImageOptionsFor(spec)).stimuli_dir(data.stimuli).allow_unused_metadata(true);

@@ -10,7 +10,9 @@
 //                           data.synthetic.seed: one brain for every train.seed
 //              majaj_hong   LoadMajajHong (data.file, data.stimuli, data.roi: the targets are the neuroids
 //                           of every listed region, in roi order, each region's in file order)
-//              nsd          LoadNsd (data.root, data.stimuli; every voxel of voxels.nc)
+//              nsd          LoadNsd (data.root, data.stimuli, data.roi: empty = every voxel of voxels.nc,
+//                           else the voxels of every listed ROI (voxels.nc's `roi` coordinate), in roi
+//                           order, each ROI's in file order)
 //              generic      LoadGenericNeuralData (data.root; data.split.column, when set, names the
 //                           stimuli.csv column that holds the split)
 //              idx          LoadIdxClassification (data.images/labels, optional test files)
@@ -41,7 +43,7 @@
 //            in float64. result.device is the device used.
 // Unsupported (an InvalidArgument saying so): classification with readout ridge (ridge fits regression
 // targets; classification at d = 0 trains by SGD: readout sgd), or with train.weight_decay /
-// train.freeze_head when the job reads the model's own logits (there is no head); nsd with a roi.
+// train.freeze_head when the job reads the model's own logits (there is no head).
 //
 // Nothing throws out of RunJob: LibTorch exceptions become Internal statuses.
 // Thread-safety: one RunJob per thread; SetComputeThreads (threading.h) is the caller's (process-wide).

@@ -310,6 +310,25 @@ TEST(JobRunnerNeuralData, NsdJobAcceptsMetadataForStimuliTheSubjectNeverSaw) {
   fs::remove_all(root);
 }
 
+TEST(JobRunnerNeuralData, NsdJobWithARoiHasThatRoisVoxelsAsTargets) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  const std::string root = engine::testing::FixturePath("nsd");  // voxels labelled V1v LOC V1v FFA-1
+  const std::string job = "model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+                          "data: {kind: nsd, root: " + root + ", stimuli: " + root + "/stimuli, roi: V1v}\n"
+                          "d: 0\nreadout: ridge\ntrain: {threads: 1}\n";
+  auto result = RunJob(Parse(job));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->num_targets, 2);
+  EXPECT_EQ(result->test_size, 3);
+  EXPECT_NE(result->data_description.find("nsd V1v:"), std::string::npos) << result->data_description;
+  EXPECT_TRUE(std::isfinite(result->test.r2));
+
+  auto unknown = RunJob(Parse(job, {"data.roi=[V1v, hV4]"}));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.status().message().find("'hV4' matches no voxel"), std::string::npos) << unknown.status();
+}
+
 TEST(JobRunnerNeuralData, MajajHongJobReadsOneRegionThroughASubspace) {
   DWARP_REQUIRE_NEURAL_FIXTURES();
   const JobSpec spec =

@@ -1,6 +1,7 @@
 // NSD, Majaj-Hong 2015 and the generic layout, each loaded from a small fixture in its real layout
 // (fixtures/make_neural_fixtures.py: netCDF written by xarray, CSV by pandas, images by PIL, .npy by numpy).
-// The fixtures' responses are chosen so averaged rows are known exactly: NSD stimulus s, voxel j -> 10 s + j;
+// The fixtures' responses are chosen so averaged rows are known exactly: NSD stimulus s, voxel j -> 10 s + j
+// (voxel ROIs V1v LOC V1v FFA-1);
 // Majaj-Hong image i, neuroid j -> 10 i + j.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -173,6 +174,79 @@ TEST(NsdDatasetTest, NanResponseIsNamedByStimulusAndVoxel) {
   REQUIRE_NETCDF_FIXTURES();
   EXPECT_ERROR_MENTIONS(LoadNsd(FixturePath("nsd_nan")).status(), StatusCode::kInvalidArgument, "voxels.nc",
                         "row 5", "stimulus '104'", "column 2", "nan");
+}
+
+// The NSD fixture's voxels are labelled V1v LOC V1v FFA-1 by its `roi` coordinate.
+TEST(NsdDatasetTest, OneRoiIsThatRoisVoxelsOfTheFullLoad) {
+  REQUIRE_NETCDF_FIXTURES();
+  const auto options = NsdOptions().image(ImageOptions().size(4));
+  auto full = LoadNsd(FixturePath("nsd"), options);
+  auto v1v = LoadNsd(FixturePath("nsd"), NsdOptions(options).roi("V1v"));
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_TRUE(v1v.ok()) << v1v.status();
+  EXPECT_TRUE(CheckNeuralData(*v1v).ok());
+  EXPECT_EQ(full->num_targets(), 4);  // no rois: every voxel
+  EXPECT_EQ(v1v->target_names, (std::vector<std::string>{"0", "2"}));
+  const at::Tensor columns = at::tensor(std::vector<int64_t>{0, 2}, at::kLong);
+  for (const auto& [roi, all] : {std::pair{&v1v->train, &full->train}, std::pair{&v1v->validation, &full->validation},
+                                 std::pair{&v1v->test, &full->test}}) {
+    EXPECT_EQ(roi->stimulus_ids, all->stimulus_ids);
+    EXPECT_TRUE(at::equal(roi->responses, all->responses.index_select(1, columns)));
+    EXPECT_TRUE(at::equal(roi->stimuli, all->stimuli));
+  }
+  EXPECT_TRUE(at::allclose(v1v->test.responses, Expected({107, 108, 109}, {0, 2})));
+  EXPECT_NE(v1v->description.find("nsd V1v:"), std::string::npos) << v1v->description;
+}
+
+TEST(NsdDatasetTest, SeveralRoisAreTheirVoxelsInRoiOrder) {
+  REQUIRE_NETCDF_FIXTURES();
+  const auto options = NsdOptions().image(ImageOptions().size(4));
+  auto full = LoadNsd(FixturePath("nsd"), options);
+  // FFA-1 first: roi order, not the file's voxel order.
+  auto both = LoadNsd(FixturePath("nsd"), NsdOptions(options).rois({"FFA-1", "V1v"}));
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_TRUE(CheckNeuralData(*both).ok());
+  EXPECT_EQ(both->target_names, (std::vector<std::string>{"3", "0", "2"}));
+  const at::Tensor columns = at::tensor(std::vector<int64_t>{3, 0, 2}, at::kLong);
+  EXPECT_TRUE(at::equal(both->train.responses, full->train.responses.index_select(1, columns)));
+  EXPECT_TRUE(at::equal(both->validation.responses, full->validation.responses.index_select(1, columns)));
+  EXPECT_TRUE(at::equal(both->test.responses, full->test.responses.index_select(1, columns)));
+  EXPECT_TRUE(at::allclose(both->train.responses, Expected({100, 101, 102, 103, 104}, {3, 0, 2})));
+  EXPECT_NE(both->description.find("nsd FFA-1+V1v:"), std::string::npos) << both->description;
+}
+
+TEST(NsdDatasetTest, UnknownOrRepeatedRoiIsAnError) {
+  REQUIRE_NETCDF_FIXTURES();
+  const std::string voxels = FixturePath("nsd/voxels.nc");
+  EXPECT_ERROR_MENTIONS(LoadNsd(FixturePath("nsd"), NsdOptions().rois({"V1v", "V5"})).status(),
+                        StatusCode::kInvalidArgument, "'V5' matches no voxel", voxels,
+                        "the available regions (coordinate 'roi') are 'V1v', 'LOC', 'FFA-1'");
+  EXPECT_ERROR_MENTIONS(LoadNsd(FixturePath("nsd"), NsdOptions().rois({"LOC", "V1v", "LOC"})).status(),
+                        StatusCode::kInvalidArgument, "'LOC' is listed twice", "entries 0 and 2");
+}
+
+TEST(NsdDatasetTest, RoisNeedTheRoiCoordinateOnTheVoxelDimension) {
+  REQUIRE_NETCDF_FIXTURES();
+  const std::string voxels = FixturePath("nsd/voxels.nc");
+  // As a voxels.nc without a per-voxel ROI label (e.g. one ROI's voxels already cut out).
+  EXPECT_ERROR_MENTIONS(
+      LoadNsd(FixturePath("nsd"), NsdOptions().roi("LOC").roi_coord("nsd_roi")).status(),
+      StatusCode::kInvalidArgument, voxels, "no 1-D coordinate 'nsd_roi'", "'stimulus_id'", "'subject'", "'roi'",
+      "'LOC'", "a voxels.nc that already holds one ROI's voxels needs no data.roi");
+  EXPECT_ERROR_MENTIONS(LoadNsd(FixturePath("nsd"), NsdOptions().roi("subj01").roi_coord("subject")).status(),
+                        StatusCode::kInvalidArgument, voxels, "'subject' lies on dimension 'presentation'",
+                        "expected the voxel dimension 'neuroid'");
+}
+
+TEST(NsdDatasetTest, OnlyTheSelectedVoxelsMustBeFinite) {
+  REQUIRE_NETCDF_FIXTURES();
+  // nsd_nan: voxel 2 (V1v) of stimulus 104 is NaN.
+  auto loc = LoadNsd(FixturePath("nsd_nan"), NsdOptions().roi("LOC").image(ImageOptions().size(4)));
+  ASSERT_TRUE(loc.ok()) << loc.status();
+  EXPECT_TRUE(at::allclose(loc->train.responses, Expected({100, 101, 102, 103, 104}, {1})));
+  EXPECT_ERROR_MENTIONS(LoadNsd(FixturePath("nsd_nan"), NsdOptions().roi("V1v")).status(),
+                        StatusCode::kInvalidArgument, "stimulus '104'", "column 1", "target '2'", "nan");
 }
 
 // ------------------------------------------------------------------ Majaj-Hong

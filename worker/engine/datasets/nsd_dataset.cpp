@@ -46,11 +46,37 @@ StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& optio
   if (!voxels.ok()) return voxels.status();
   auto presentation_ids = file->ReadStrings("stimulus_id");
   if (!presentation_ids.ok()) return presentation_ids.status();
-  auto target_names = internal::DimensionLabels(*file, neuroid_dim, voxels->values.size(1));
-  if (!target_names.ok()) return target_names.status();
-  DWARP_RETURN_IF_ERROR(internal::CheckFiniteResponses(voxels->values, *presentation_ids, *target_names,
+  auto all_names = internal::DimensionLabels(*file, neuroid_dim, voxels->values.size(1));
+  if (!all_names.ok()) return all_names.status();
+  at::Tensor values = voxels->values;
+  std::vector<std::string> target_names = std::move(*all_names);
+  std::string roi_label;
+  if (!options.rois_.empty()) {
+    // The voxels of each roi, in roi order (each roi's in file order); only they are checked for finiteness,
+    // so NaNs outside the selected ROIs (e.g. voxels a mask left empty) do not matter.
+    auto roi_dim = internal::CoordinateDimension(*file, options.roi_coord_);
+    if (!roi_dim.ok()) {
+      return InvalidArgumentError("NSD voxels.nc: " + roi_dim.status().message() + "; selecting rois " +
+                                  ListForMessage(options.rois_) + " needs a per-voxel ROI label (a voxels.nc "
+                                  "that already holds one ROI's voxels needs no data.roi)");
+    }
+    if (*roi_dim != neuroid_dim) {
+      return InvalidArgumentError("NSD voxels.nc " + Quote(voxels_path) + ": ROI coordinate " +
+                                  Quote(options.roi_coord_) + " lies on dimension " + Quote(*roi_dim) +
+                                  "; expected the voxel dimension " + Quote(neuroid_dim));
+    }
+    auto rois = file->ReadStrings(options.roi_coord_);
+    if (!rois.ok()) return rois.status();
+    auto selection = internal::SelectRegions(*rois, target_names, options.rois_, "NSD", voxels_path,
+                                             options.roi_coord_, "voxel");
+    if (!selection.ok()) return selection.status();
+    values = values.index_select(1, at::tensor(selection->columns, at::kLong));
+    target_names = std::move(selection->target_names);
+    roi_label = " " + selection->label;
+  }
+  DWARP_RETURN_IF_ERROR(internal::CheckFiniteResponses(values, *presentation_ids, target_names,
                                                        "NSD voxels.nc " + Quote(voxels_path)));
-  const internal::AveragedResponses averaged = internal::AverageRepeats(voxels->values, *presentation_ids);
+  const internal::AveragedResponses averaged = internal::AverageRepeats(values, *presentation_ids);
 
   // metadata.csv: stimulus_id, filename, shared1000.
   auto metadata = ReadCsvFile(metadata_path);
@@ -116,8 +142,8 @@ StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& optio
   DWARP_RETURN_IF_ERROR(internal::LoadImageSplits(std::move(splits), averaged.responses, averaged.unique_ids,
                                                   image_paths, options.image_, options.max_stimuli_per_split_,
                                                   "NSD " + Quote(nsd_dir), counts, &data));
-  data.target_names = std::move(*target_names);
-  data.description = "nsd: " + std::to_string(n) + " stimuli (" + std::to_string(presentation_ids->size()) +
+  data.target_names = std::move(target_names);
+  data.description = "nsd" + roi_label + ": " + std::to_string(n) + " stimuli (" + std::to_string(presentation_ids->size()) +
                      " presentations) x " + std::to_string(data.num_targets()) + " voxels";
   DWARP_RETURN_IF_ERROR(CheckNeuralData(data));
   return data;

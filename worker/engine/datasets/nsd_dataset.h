@@ -5,10 +5,18 @@
 //   voxels.nc     an xarray DataArray (DataArray.to_netcdf) with dimensions (presentation, neuroid), either
 //                 order, and a coordinate `stimulus_id` on presentation (integers or strings); responses
 //                 float32/float64, all finite. The neuroid labels come from a `neuroid` or `neuroid_id`
-//                 coordinate when there is one, else "0".."T-1".
+//                 coordinate when there is one, else "0".."T-1". Optional: a coordinate `roi` on neuroid
+//                 (name: NsdOptions::roi_coord) labelling each voxel's ROI, e.g. "V1v", "LOC", "FFA-1", as
+//                 NSD's voxel tables do; it is read only when rois are selected.
 //   metadata.csv  columns stimulus_id, filename, shared1000 (True/False, as pandas writes bools); other
 //                 columns (e.g. pandas' index) are ignored. One row per stimulus.
 //   stimuli/      the image files named in `filename` (any other folder: NsdOptions::stimuli_dir).
+//
+// ROIs: with NsdOptions::rois empty (default) every voxel of voxels.nc is a target. Otherwise the targets are
+// the voxels whose ROI label is one of `rois`, in roi order, each ROI's in voxels.nc order (rois [LOC, V1v] on
+// voxels labelled V1v LOC V1v gives voxels 1, 0, 2), so a job's columns are the single-ROI loads' columns side by side
+// (the same helper as Majaj-Hong's regions: neural_loading's SelectRegions). Only the selected voxels must be
+// finite. The description names the ROIs joined by '+' ("nsd LOC+V1v: ...").
 //
 // Repeated presentations: all presentations of one stimulus_id are averaged into one row (NSD shows each image
 // up to 3 times; the seed's files hold one row per stimulus, for which this changes nothing).
@@ -20,12 +28,15 @@
 // InvalidArgument for a voxels.nc without stimulus_id or of the wrong shape, metadata without the three
 // columns or with a bad shared1000 value or a repeated stimulus_id, stimulus ids of voxels.nc missing from
 // metadata.csv (and, unless allow_unused_metadata, ids of metadata.csv missing from voxels.nc), a non-finite
-// response (stimulus and neuroid named), an empty split, an undecodable image.
+// response (stimulus and neuroid named), an empty split, an undecodable image; with rois: a voxels.nc without
+// the ROI coordinate (the coordinates present listed; a voxels.nc already holding one ROI needs no rois) or
+// with it on the presentation dimension, a roi listed twice, a roi matching no voxel (the available ROIs listed).
 // Thread-safety: no shared state (netCDF access is serialised inside NetcdfFile).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/engine/datasets/image_io.h"
@@ -42,11 +53,19 @@ struct NsdOptions {
   // true: metadata.csv may list stimuli voxels.nc does not hold (e.g. NSD's full 73k-image table for one
   // subject's voxels); false (default): that is an error, since it usually means mismatched files.
   NsdOptions& allow_unused_metadata(bool v) { allow_unused_metadata_ = v; return *this; }
+  // The ROIs whose voxels are the targets, in target order (see "ROIs" above); empty (default): every voxel.
+  NsdOptions& rois(std::vector<std::string> v) { rois_ = std::move(v); return *this; }
+  // One ROI: rois({v}).
+  NsdOptions& roi(std::string v) { rois_ = {std::move(v)}; return *this; }
+  // The coordinate on the voxel dimension that holds each voxel's ROI label.
+  NsdOptions& roi_coord(std::string v) { roi_coord_ = std::move(v); return *this; }
 
   std::string stimuli_dir_;
   ImageOptions image_;
   int64_t max_stimuli_per_split_ = -1;
   bool allow_unused_metadata_ = false;
+  std::vector<std::string> rois_;
+  std::string roi_coord_ = "roi";
 };
 
 StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& options = {});

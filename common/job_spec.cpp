@@ -171,6 +171,11 @@ const std::vector<std::string>& ReadoutNames() {
   return names;
 }
 
+const std::vector<std::string>& ProjectionNames() {
+  static const std::vector<std::string> names = {"per_tensor", "global"};
+  return names;
+}
+
 const std::vector<std::string>& HeadInitNames() {
   static const std::vector<std::string> names = {"default", "ridge"};
   return names;
@@ -183,10 +188,11 @@ bool IsClassificationKind(DataKind kind) { return kind == DataKind::kImageFolder
 
 ModelSpec ReadModel(const json* object, const std::string& path) {
   const Fields f(object, path,
-                 {"arch", "weights", "layer", "layer_groups", "input_channels", "input_size", "hidden", "seed"});
+                 {"arch", "weights", "layer", "layer_groups", "input_channels", "input_size", "hidden", "seed",
+                  "projection"});
   if (object == nullptr || object->is_null()) {
     Fail(path, path + ": missing; expected a mapping with at least arch (keys: arch, weights, layer, "
-                      "layer_groups, input_channels, input_size, hidden, seed)");
+                      "layer_groups, input_channels, input_size, hidden, seed, projection)");
   }
   ModelSpec m;
   f.Require("arch", "one of " + JoinWords(ModelArchNames(), " | "));
@@ -200,6 +206,9 @@ ModelSpec ReadModel(const json* object, const std::string& path) {
   }
   m.layer = f.String("layer", "the name of the read-out layer, e.g. avgpool");
   if (f.Has("seed")) m.seed = static_cast<uint64_t>(f.Int("seed", 0, 0));
+  if (f.Has("projection")) {
+    m.projection = static_cast<Projection>(ReadChoice(f.Get("projection"), f.PathOf("projection"), ProjectionNames()));
+  }
 
   if (f.Has("layer_groups")) {
     const json& groups = f.Get("layer_groups");
@@ -553,6 +562,7 @@ json ModelToJson(const ModelSpec& m) {
   out["input_size"] = m.input_size;
   if (m.arch == ModelArch::kMlp) out["hidden"] = m.hidden;
   if (m.seed) out["seed"] = *m.seed;
+  out["projection"] = ProjectionName(m.projection);
   return out;
 }
 
@@ -562,6 +572,9 @@ const char* ModelArchName(ModelArch arch) { return ModelArchNames()[static_cast<
 const char* DataKindName(DataKind kind) { return DataKindNames()[static_cast<size_t>(kind)].c_str(); }
 const char* ObjectiveName(Objective objective) { return ObjectiveNames()[static_cast<size_t>(objective)].c_str(); }
 const char* ReadoutName(Readout readout) { return ReadoutNames()[static_cast<size_t>(readout)].c_str(); }
+const char* ProjectionName(Projection projection) {
+  return ProjectionNames()[static_cast<size_t>(projection)].c_str();
+}
 const char* HeadInitName(HeadInit head_init) { return HeadInitNames()[static_cast<size_t>(head_init)].c_str(); }
 
 StatusOr<JobSpec> JobSpecFromJson(const json& document) { return Validate(document, {}); }
@@ -652,8 +665,10 @@ json ToJson(const JobSpec& spec) {
 }
 
 bool operator==(const ModelSpec& a, const ModelSpec& b) {
-  return std::tie(a.arch, a.weights, a.layer, a.layer_groups, a.input_channels, a.input_size, a.hidden, a.seed) ==
-         std::tie(b.arch, b.weights, b.layer, b.layer_groups, b.input_channels, b.input_size, b.hidden, b.seed);
+  return std::tie(a.arch, a.weights, a.layer, a.layer_groups, a.input_channels, a.input_size, a.hidden, a.seed,
+                  a.projection) ==
+         std::tie(b.arch, b.weights, b.layer, b.layer_groups, b.input_channels, b.input_size, b.hidden, b.seed,
+                  b.projection);
 }
 bool operator==(const SplitSpec& a, const SplitSpec& b) {
   return std::tie(a.train, a.val, a.test, a.column) == std::tie(b.train, b.val, b.test, b.column);

@@ -46,6 +46,7 @@ enum class DataKind { kNsd, kMajajHong, kGeneric, kImageFolder, kIdx, kSynthetic
 enum class Objective { kRegression, kClassification };
 enum class Readout { kSgd, kRidge };
 enum class HeadInit { kDefault, kRidge };
+enum class Projection { kPerTensor, kGlobal };
 
 // The spelling used in job files and messages: "mlp", "small_cnn", "majaj_hong", "image_folder", ...
 const char* ModelArchName(ModelArch arch);
@@ -53,6 +54,7 @@ const char* DataKindName(DataKind kind);
 const char* ObjectiveName(Objective objective);
 const char* ReadoutName(Readout readout);
 const char* HeadInitName(HeadInit head_init);
+const char* ProjectionName(Projection projection);
 
 struct ModelSpec {
   ModelArch arch = ModelArch::kResnet18;  // required: mlp | lenet | small_cnn | resnet18 | torchscript
@@ -63,6 +65,11 @@ struct ModelSpec {
   // each seed of a sweep starts from its own network. Set it to hold the network fixed across seeds (as a
   // pretrained network is), e.g. to the synthetic brain's seed for its teacher's exact initialisation.
   std::optional<uint64_t> seed;
+  // How theta_d reaches the warped parameters at d > 0 (worker/engine/subspace_model.h ProjectionScope):
+  // per_tensor (default, as the seed: one Fastfood projection per parameter tensor, each with unit-norm
+  // columns, so every tensor moves by about |theta_d|) or global (Li et al.'s form: one projection over all
+  // warped parameters concatenated, so a tensor moves in proportion to its share of them).
+  Projection projection = Projection::kPerTensor;
   // The read-out layer, a module name as the model names it (resnet18: maxpool, layer1..layer4, avgpool, fc;
   // mlp: fc1..fcN; lenet: conv1 .. fc3; torchscript: any child module, nested names like `features.7`
   // included). Empty (not given): the arch's default as the engine's model registry defines it (resnet18

@@ -59,6 +59,10 @@ void PlaceModel(ReadoutModel& model, c10::Device device) {
   if (!device.is_cpu()) model.module.to(device);
 }
 
+engine::ProjectionScope ProjectionScopeOf(const ModelSpec& m) {
+  return m.projection == Projection::kGlobal ? engine::ProjectionScope::kGlobal : engine::ProjectionScope::kPerTensor;
+}
+
 int64_t ParameterCount(const torch::jit::Module& module) {
   int64_t n = 0;
   for (const auto& p : module.parameters()) n += p.numel();
@@ -173,6 +177,7 @@ StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutMod
       .warp_scale(syn.warp_scale)
       .noise(syn.noise)
       .warp_prefixes(teacher->warp_prefixes)
+      .scope(ProjectionScopeOf(syn.teacher ? *syn.teacher : spec.model))
       .fractions(spec.data.split.train, spec.data.split.val)
       .seed(syn.seed);  // the same brain for every seed of a sweep
   return engine::MakeSyntheticBrain(teacher->module, stimuli, {}, options);
@@ -316,7 +321,7 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
     StatusOr<engine::EncodingTrainingResult> trained = InternalError("unset");
     if (spec.d.is_subspace()) {
       engine::SubspaceOptions sub(spec.d.value);
-      sub.seed(t.seed).warp_prefixes(model.warp_prefixes)
+      sub.seed(t.seed).warp_prefixes(model.warp_prefixes).scope(ProjectionScopeOf(spec.model))
           .layer_groups(spec.model.layer_groups.value_or(model.layer_groups));
       auto wrapped = engine::SubspaceModel::Create(model.module, sub);
       if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
@@ -520,7 +525,7 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
     trained->model_parameter_count = ParameterCount(model->module);
   } else if (spec.d.is_subspace()) {
     engine::SubspaceOptions sub(spec.d.value);
-    sub.seed(t.seed).warp_prefixes(model->warp_prefixes)
+    sub.seed(t.seed).warp_prefixes(model->warp_prefixes).scope(ProjectionScopeOf(spec.model))
         .layer_groups(spec.model.layer_groups.value_or(model->layer_groups));
     auto wrapped = engine::SubspaceModel::Create(model->module, sub);
     if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());

@@ -396,6 +396,19 @@ TEST(JobSpecErrorTest, OutOfRangeNamesFieldValueAndRange) {
   }
 }
 
+TEST(JobSpecTest, ProjectionIsPerTensorByDefaultOrGlobal) {
+  EXPECT_EQ(MustParse(kMajajYaml).model.projection, Projection::kPerTensor);
+  const JobSpec global = MustParse(MajajWithModelLines("  projection: global"));
+  EXPECT_EQ(global.model.projection, Projection::kGlobal);
+  EXPECT_EQ(ToJson(global)["model"]["projection"], "global");
+  EXPECT_NE(global, MustParse(kMajajYaml));
+  EXPECT_EQ(MustParse(kMajajYaml, SpecFormat::kYaml, {"model.projection=global"}).model.projection, Projection::kGlobal);
+  const std::string bad = ErrorOf(MajajWithModelLines("  projection: layerwise"));
+  EXPECT_THAT(bad, HasSubstr("model.projection = \"layerwise\""));
+  EXPECT_THAT(bad, HasSubstr("per_tensor"));
+  EXPECT_THAT(bad, HasSubstr("global"));
+}
+
 TEST(JobSpecErrorTest, SeedsAreNonNegativeIntegers) {
   EXPECT_THAT(ErrorOf(MajajWithModelLines("  seed: -3")), HasSubstr("model.seed = -3"));
   EXPECT_THAT(ErrorOf(MajajWithModelLines("  seed: 1.5")), HasSubstr("model.seed = 1.5"));

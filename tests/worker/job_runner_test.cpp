@@ -98,6 +98,27 @@ TEST_F(JobRunnerTest, TheSyntheticBrainDependsOnItsOwnSeedNotTheJobsSeed) {
   EXPECT_NE(other_brain.test.r2, seed1.test.r2);
 }
 
+// model.projection reaches the subspace: a global projection trains the same d and D as per-tensor
+// projections but moves the parameters differently, so the same seed gives another result.
+TEST_F(JobRunnerTest, GlobalProjectionTrainsTheSameDimensionsDifferently) {
+  // An explicit teacher keeps the brain's warp per-tensor in both jobs: only the candidate changes.
+  const std::string teacher = "+data.synthetic.teacher={arch: mlp, hidden: [16], layer: fc1}";
+  auto per_tensor = RunJob(Parse(SyntheticJob(), {teacher}));
+  auto global = RunJob(Parse(SyntheticJob(), {teacher, "model.projection=global"}));
+  ASSERT_TRUE(per_tensor.ok()) << per_tensor.status().ToString();
+  ASSERT_TRUE(global.ok()) << global.status().ToString();
+  EXPECT_EQ(global->d, per_tensor->d);
+  EXPECT_EQ(global->D, per_tensor->D);
+  EXPECT_NE(global->history.front().train_loss, per_tensor->history.front().train_loss);
+  EXPECT_EQ(JobResultToJson(*global)["spec"]["model"]["projection"], "global");
+  EXPECT_EQ(global->data_description, per_tensor->data_description);
+  // The teacher's projection is the brain's warp's.
+  auto global_brain = RunJob(Parse(SyntheticJob(), {"+data.synthetic.teacher={arch: mlp, hidden: [16], layer: fc1, "
+                                                    "projection: global}"}));
+  ASSERT_TRUE(global_brain.ok()) << global_brain.status().ToString();
+  EXPECT_NE(global_brain->data_description, per_tensor->data_description);
+}
+
 TEST_F(JobRunnerTest, LinearReadoutsFitTheSyntheticBrain) {
   auto ridge = RunJob(Parse(SyntheticJob(), {"d=0", "readout=ridge", "+ridge={alphas: [0.01, 1, 100]}"}));
   ASSERT_TRUE(ridge.ok()) << ridge.status().ToString();

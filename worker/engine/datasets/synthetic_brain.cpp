@@ -72,7 +72,8 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   // with SubspaceOptions().seed(s) (a job's seed) draws the very subspace the warp lies in.
   const uint64_t projection_seed = SeededStream(options.seed_, "synthetic-brain/warp-projection").NextU64();
   auto warped = SubspaceModel::Create(
-      teacher, SubspaceOptions(options.warp_dim_).seed(projection_seed).warp_prefixes(options.warp_prefixes_));
+      teacher, SubspaceOptions(options.warp_dim_).seed(projection_seed).warp_prefixes(options.warp_prefixes_)
+                   .scope(options.scope_));
   if (!warped.ok()) return warped.status();
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed_);
   at::NoGradGuard no_grad;
@@ -112,7 +113,8 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   data.noise_ceiling = at::full({options.targets_}, 1.0 / (1.0 + options.noise_ * options.noise_), at::kFloat);
   std::ostringstream os;
   os << "synthetic brain: " << n << " stimuli x " << options.targets_ << " neuroids, teacher warped at d = "
-     << options.warp_dim_ << " (scale " << options.warp_scale_ << "), noise " << options.noise_ << ", seed "
+     << options.warp_dim_ << " (scale " << options.warp_scale_
+     << (options.scope_ == ProjectionScope::kGlobal ? ", global projection" : "") << "), noise " << options.noise_ << ", seed "
      << options.seed_;
   data.description = os.str();
   DWARP_RETURN_IF_ERROR(CheckNeuralData(data));

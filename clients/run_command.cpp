@@ -46,6 +46,15 @@ StatusOr<std::string> FindProgram(const std::string& given, const std::string& f
 CommandResult Local(Status status) { return {std::move(status), true}; }
 CommandResult Remote(Status status) { return {std::move(status), false}; }
 
+// The end of a child's log for an error message: its last 2,000 characters or so, from a line start,
+// without trailing newlines (the log is read once).
+std::string LogTail(const ChildProcess& child) {
+  std::string log = child.Log();
+  while (!log.empty() && log.back() == '\n') log.pop_back();
+  const size_t tail = log.size() > 2000 ? log.find('\n', log.size() - 2000) : std::string::npos;
+  return tail == std::string::npos ? log : log.substr(tail + 1);
+}
+
 // Waits for the coordinator to write the port it bound; Unavailable (with its log's end) if it died.
 StatusOr<int> WaitForPort(ChildProcess& coordinator, const fs::path& port_file) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -56,7 +65,7 @@ StatusOr<int> WaitForPort(ChildProcess& coordinator, const fs::path& port_file) 
     if (coordinator.Poll())
       return UnavailableError("dwarp-coordinator exited with code " + std::to_string(coordinator.exit_code()) +
                               " before serving; its log (" + coordinator.log_path() + ") ends:\n" +
-                              coordinator.Log().substr(coordinator.Log().size() > 2000 ? coordinator.Log().size() - 2000 : 0));
+                              LogTail(coordinator));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return UnavailableError("dwarp-coordinator did not start serving within 30 s; see " + coordinator.log_path());
@@ -202,13 +211,9 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
     interrupter.join();
     if (worker_exited) {
       StopChild(*coordinator);
-      std::string log = worker.Log();
-      while (!log.empty() && log.back() == '\n') log.pop_back();
-      const size_t tail = log.size() > 2000 ? log.find('\n', log.size() - 2000) : std::string::npos;
-      if (tail != std::string::npos) log = log.substr(tail + 1);
       return Remote(FailedPreconditionError("the local worker (" + *worker_bin + ") exited with code " +
-                                     std::to_string(worker.exit_code()) + " before the sweep finished; the end of " +
-                                     (run_dir / "worker.log").string() + ":\n" + log));
+                                            std::to_string(worker.exit_code()) + " before the sweep finished; the end of " +
+                                            worker.log_path() + ":\n" + LogTail(worker)));
     }
     if (g_interrupted || !watched.status.ok()) {
       StopChild(worker);

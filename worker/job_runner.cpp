@@ -347,12 +347,13 @@ engine::ClassificationData Prepared(const engine::ClassificationData& data, cons
   return out;
 }
 
-Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, engine::ClassifierSplits splits,
-                           const std::string& description, JobResult& result);
+Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, c10::Device device,
+                           engine::ClassifierSplits splits, const std::string& description, JobResult& result);
 
 // image_folder: one sub-folder per class, sampled and split per class by the job's seed; images decoded,
 // resized and normalised as the spec says (always 3 channels).
-Status RunImageFolderClassification(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
+Status RunImageFolderClassification(const JobSpec& spec, const JobRunOptions& options, c10::Device device,
+                                    JobResult& result) {
   const DataSpec& d = spec.data;
   if (spec.model.input_channels != 3) {
     return InvalidArgumentError("model.input_channels = " + std::to_string(spec.model.input_channels) +
@@ -374,10 +375,10 @@ Status RunImageFolderClassification(const JobSpec& spec, const JobRunOptions& op
                                   " classes, " +
                                   std::to_string(splits.train.size() + splits.validation.size() + splits.test.size()) +
                                   " images";
-  return TrainClassification(spec, options, std::move(splits), description, result);
+  return TrainClassification(spec, options, device, std::move(splits), description, result);
 }
 
-Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
+Status RunClassification(const JobSpec& spec, const JobRunOptions& options, c10::Device device, JobResult& result) {
   const DataSpec& d = spec.data;
   if (d.kind != DataKind::kIdx && d.kind != DataKind::kImageFolder) {
     return InvalidArgumentError(std::string("data.kind = ") + DataKindName(d.kind) +
@@ -388,7 +389,7 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
                                 "regression targets in closed form; a classification job at d = 0 trains its linear "
                                 "classifier with Adam on cross-entropy)");
   }
-  if (d.kind == DataKind::kImageFolder) return RunImageFolderClassification(spec, options, result);
+  if (d.kind == DataKind::kImageFolder) return RunImageFolderClassification(spec, options, device, result);
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
   engine::IdxClassificationOptions read;
   read.num_classes(0);
@@ -455,7 +456,7 @@ Status RunClassification(const JobSpec& spec, const JobRunOptions& options, JobR
   }
   const std::string description = "idx " + d.images + ": " + std::to_string(n) + " images, " +
                                   std::to_string(num_classes) + " classes";
-  return TrainClassification(spec, options, std::move(splits), description, result);
+  return TrainClassification(spec, options, device, std::move(splits), description, result);
 }
 
 // Whether a classification job classifies through a linear head on its read-out layer (true) or reads the
@@ -470,15 +471,13 @@ bool UsesLinearHead(const JobSpec& spec, const ReadoutModel& model, int64_t num_
 
 // Builds the job's model over prepared classification splits and trains it: a linear classifier on cached
 // features at d = 0, the model through its subspace (d > 0) or all of it (full), with or without a head.
-Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, engine::ClassifierSplits splits,
-                           const std::string& description, JobResult& result) {
+Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, c10::Device device,
+                           engine::ClassifierSplits splits, const std::string& description, JobResult& result) {
   const int64_t num_classes = splits.train.num_classes;
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildModel(spec.model, spec.train.seed, num_classes);
   if (!model.ok()) return model.status();
-  auto device = engine::ResolveDevice(spec.train.device, "train.device");  // checked by RunJobBody
-  if (!device.ok()) return device.status();
-  PlaceModel(*model, *device);
+  PlaceModel(*model, device);
   const TrainSpec& t = spec.train;
   const bool head = UsesLinearHead(spec, *model, num_classes);
   if (!head && (t.weight_decay != 0.0 || t.freeze_head)) {
@@ -505,7 +504,7 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, en
       .head_learning_rate(t.lr)
       .head_weight_decay(t.weight_decay)
       .freeze_head(t.freeze_head)
-      .feature_device(*device)
+      .feature_device(device)
       .patience(t.patience)
       .min_delta(t.min_delta)
       .seed(t.seed)
@@ -548,7 +547,7 @@ Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& 
   auto device = engine::ResolveDevice(spec.train.device, "train.device");
   if (!device.ok()) return device.status();
   result.device = device->str();
-  if (spec.objective == Objective::kClassification) return RunClassification(spec, options, result);
+  if (spec.objective == Objective::kClassification) return RunClassification(spec, options, *device, result);
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildModel(spec.model, spec.train.seed, 0);
   if (!model.ok()) return model.status();

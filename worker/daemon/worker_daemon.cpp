@@ -23,6 +23,7 @@
 
 #include "common/job_spec.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
+#include "worker/engine/device.h"
 
 namespace dwarp::worker {
 namespace {
@@ -164,11 +165,7 @@ StatusOr<std::vector<std::string>> ParseDeviceList(const std::string& text) {
     std::string item = text.substr(begin, end - begin);
     item.erase(0, item.find_first_not_of(" \t"));
     item.erase(item.find_last_not_of(" \t") + 1);
-    bool valid = item == "cpu" || item == "cuda";
-    if (!valid && item.rfind("cuda:", 0) == 0 && item.size() > 5 && item.size() <= 8) {  // cuda:0 .. cuda:999
-      valid = std::all_of(item.begin() + 5, item.end(), [](char c) { return c >= '0' && c <= '9'; });
-    }
-    if (!valid) {
+    if (!engine::IsDeviceName(item)) {
       return InvalidArgumentError("device '" + item + "' in '" + text +
                                   "'; expected a comma-separated list of cpu, cuda or cuda:N");
     }

@@ -15,17 +15,18 @@ bool EngineHasCudaKernels() {
 #endif
 }
 
+bool IsDeviceName(const std::string& text) {
+  if (text == "cpu" || text == "cuda") return true;
+  const std::string digits = text.rfind("cuda:", 0) == 0 ? text.substr(5) : std::string();
+  return !digits.empty() && digits.size() <= 3 &&
+         std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
 StatusOr<c10::Device> ResolveDevice(const std::string& text, const std::string& what) {
   const std::string prefix = what + " = '" + text + "'";
+  if (!IsDeviceName(text)) return InvalidArgumentError(prefix + ": expected cpu, cuda or cuda:N (N a device index)");
   if (text == "cpu") return c10::Device(c10::kCPU);
-  int index = -1;
-  if (text != "cuda") {
-    const std::string digits = text.rfind("cuda:", 0) == 0 ? text.substr(5) : std::string();
-    const bool numeric = !digits.empty() && digits.size() <= 3 &&
-                         std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); });
-    if (!numeric) return InvalidArgumentError(prefix + ": expected cpu, cuda or cuda:N (N a device index)");
-    index = std::stoi(digits);
-  }
+  const int index = text == "cuda" ? -1 : std::stoi(text.substr(5));
   if (!EngineHasCudaKernels()) {
     return FailedPreconditionError(prefix + ": this dwarp was built without CUDA (its LibTorch is a CPU build, or "
                                    "DWARP_CUDA=OFF), so expected cpu; build against a CUDA LibTorch to use a GPU");

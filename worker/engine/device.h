@@ -20,6 +20,9 @@
 
 namespace dwarp::engine {
 
+// True when `text` is spelled as a device: cpu, cuda or cuda:N with N of 1 to 3 digits (usable or not).
+bool IsDeviceName(const std::string& text);
+
 // `what` names the setting in errors (e.g. "train.device").
 StatusOr<c10::Device> ResolveDevice(const std::string& text, const std::string& what = "device");
 

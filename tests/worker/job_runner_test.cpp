@@ -350,13 +350,16 @@ TEST(JobRunnerNeuralData, NsdJobWithARoiHasThatRoisVoxelsAsTargets) {
   EXPECT_NE(unknown.status().message().find("'hV4' matches no voxel"), std::string::npos) << unknown.status();
 }
 
+// A job on the Majaj-Hong fixture (regions IT V4 IT V4 IT) with `roi` and the lines after data.
+JobSpec MajajHongJob(const std::string& roi, const std::string& rest) {
+  return Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+               "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj/brainio.nc") +
+               ", stimuli: " + engine::testing::FixturePath("majaj/stimuli") + ", roi: " + roi + "}\n" + rest);
+}
+
 TEST(JobRunnerNeuralData, MajajHongJobReadsOneRegionThroughASubspace) {
   DWARP_REQUIRE_NEURAL_FIXTURES();
-  const JobSpec spec =
-      Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
-            "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj/brainio.nc") +
-            ", stimuli: " + engine::testing::FixturePath("majaj/stimuli") + ", roi: IT}\n"
-            "d: 10\ntrain: {max_epochs: 2, batch_size: 4, patience: 0, threads: 1}\n");
+  const JobSpec spec = MajajHongJob("IT", "d: 10\ntrain: {max_epochs: 2, batch_size: 4, patience: 0, threads: 1}\n");
   auto result = RunJob(spec);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->num_targets, 3);  // the IT neuroids of IT V4 IT V4 IT
@@ -367,11 +370,7 @@ TEST(JobRunnerNeuralData, MajajHongJobReadsOneRegionThroughASubspace) {
 
 TEST(JobRunnerNeuralData, MajajHongJobWithTwoRegionsHasBothRegionsNeuroidsAsTargets) {
   DWARP_REQUIRE_NEURAL_FIXTURES();
-  const JobSpec spec =
-      Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
-            "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj/brainio.nc") +
-            ", stimuli: " + engine::testing::FixturePath("majaj/stimuli") + ", roi: [IT, V4]}\n"
-            "d: 0\nreadout: ridge\ntrain: {threads: 1}\n");
+  const JobSpec spec = MajajHongJob("[IT, V4]", "d: 0\nreadout: ridge\ntrain: {threads: 1}\n");
   auto result = RunJob(spec);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->num_targets, 5);  // 3 IT + 2 V4 neuroids

@@ -118,8 +118,7 @@ nlohmann::ordered_json RunJson(const IntrinsicDimRun& run) {
 }  // namespace
 
 double SubspaceLearningRate(const IntrinsicDimConfig& config, int64_t d) {
-  if (!config.scale_lr) return config.lr;
-  return config.lr * static_cast<double>(kLearningRateReferenceDim) / static_cast<double>(d);
+  return LowDimLearningRate(config.lr, d, config.scale_lr ? LowDimLrScaling::kInverseD : LowDimLrScaling::kNone);
 }
 
 namespace {
@@ -177,13 +176,18 @@ StatusOr<IntrinsicDimReport> RunIntrinsicDimOrThrow(IntrinsicDimConfig config) {
                config.dims.size() * static_cast<size_t>(config.repeats),
                config.full ? (config.repeats > 1 ? " + full runs" : " + full") : "");
 
+  engine::ProjectionMode projection = engine::ProjectionMode::kPerTensor;
+  for (auto mode : {engine::ProjectionMode::kPerTensor, engine::ProjectionMode::kGlobal, engine::ProjectionMode::kReference,
+                    engine::ProjectionMode::kSizeWeighted}) {
+    if (config.projection == engine::ProjectionModeName(mode)) projection = mode;
+  }
   // Every run trains the same initial MLP; repeat r varies the projections and the minibatch order.
   std::vector<DimScore> points;
   for (int64_t d : config.dims) {
     for (int64_t repeat = 0; repeat < config.repeats; ++repeat) {
       const uint64_t seed = config.seed + static_cast<uint64_t>(repeat);
       const std::string label = "d=" + std::to_string(d) + (config.repeats > 1 ? "/" + std::to_string(seed) : "");
-      auto model = engine::SubspaceModel::Create(*mlp, engine::SubspaceOptions(d).seed(seed));
+      auto model = engine::SubspaceModel::Create(*mlp, engine::SubspaceOptions(d).seed(seed).projection(projection));
       if (!model.ok()) return model.status();
       const double lr = SubspaceLearningRate(config, d);
       auto result = engine::TrainClassifierInSubspace(*model, splits, TrainingOptions(config, lr, seed, label));
@@ -327,7 +331,7 @@ std::string IntrinsicDimReportJson(const IntrinsicDimReport& report) {
         {"full_lr", cfg.full_lr},
         {"schedule", cfg.cosine ? "cosine" : "constant"},
         {"patience", cfg.patience},
-        {"projection", "fastfood, one per parameter tensor"},
+        {"projection", cfg.projection},
         {"seed", cfg.seed},
         {"repeats", cfg.repeats},
         {"threads", cfg.threads}}},
@@ -369,6 +373,10 @@ void AddIntrinsicDimCommand(CLI::App& app) {
   cmd->add_option("--epochs", config->epochs, "Epochs per run")->capture_default_str();
   cmd->add_option("--batch-size", config->batch_size, "Minibatch size")->capture_default_str();
   cmd->add_option("--lr", config->lr, "Adam learning rate of theta_d at d = 1000 (other d: lr * 1000 / d)")
+      ->capture_default_str();
+  cmd->add_option("--projection", config->projection,
+                  "How theta_d reaches the parameters: per_tensor, global, reference or size_weighted (README)")
+      ->check(CLI::IsMember({"per_tensor", "global", "reference", "size_weighted"}))
       ->capture_default_str();
   cmd->add_flag("!--constant-lr", config->cosine, "Keep learning rates constant instead of cosine-annealing them to 0");
   cmd->add_flag("!--no-lr-scaling", config->scale_lr, "Use --lr for every d instead of lr * 1000 / d");

@@ -11,10 +11,9 @@
 // Splits: the first --train-limit images of the training file train, the next --val-size validate
 // (best epoch, early stopping), and the first --test-limit images of the test file are scored.
 //
-// Learning rate of theta_d: one Adam step moves each of the d coordinates by about lr, each along a
-// random direction of gradient component g_i = <P e_i, grad>, so to first order the loss falls by
-// lr * sum_i |g_i|, which grows like d. Run d therefore uses lr * kLearningRateReferenceDim / d (--lr is the
-// rate at d = 1000); --no-lr-scaling uses --lr for every d. On Fashion-MNIST with a 784-200-200-10 MLP,
+// Learning rate of theta_d: common/job_spec.h LowDimLearningRate, the rule the job path uses too: run d
+// uses lr * 1000 / d (--lr is the rate at d = 1000; train.low_dim_lr_scaling inverse_d in a job);
+// --no-lr-scaling uses --lr for every d. On Fashion-MNIST with a 784-200-200-10 MLP,
 // 5 cosine-annealed epochs, the best fixed rate was ~1 at d = 100, ~0.3 at d = 300, 0.1-0.3 at d = 1000,
 // 0.03-0.05 at d = 3000 and 0.01 at d = 10000, which this rule follows.
 #pragma once
@@ -25,6 +24,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/job_spec.h"
 #include "common/threshold_crossing.h"
 #include "worker/engine/train/classifier_training.h"
 
@@ -44,8 +44,9 @@ struct IntrinsicDimConfig {
   std::vector<int64_t> hidden{200, 200};
   int64_t epochs = 10;
   int64_t batch_size = 128;
-  double lr = 0.1;         // Adam on theta_d at d = kLearningRateReferenceDim
-  bool scale_lr = true;    // scale lr by kLearningRateReferenceDim / d
+  double lr = 0.1;         // Adam on theta_d at d = kLowDimLrReferenceDim
+  bool scale_lr = true;    // scale lr by kLowDimLrReferenceDim / d (LowDimLrScaling::kInverseD)
+  std::string projection = "per_tensor";  // engine::ProjectionMode by its job-file name
   double full_lr = 1e-3;   // Adam on all parameters
   bool cosine = true;      // cosine-annealed learning rates (else constant)
   int64_t patience = 0;
@@ -55,8 +56,6 @@ struct IntrinsicDimConfig {
   int threads = 0;         // 0: all cores
   std::string out;         // JSON report path; empty: none
 };
-
-inline constexpr int64_t kLearningRateReferenceDim = 1000;
 
 // The learning rate of theta_d for subspace dimension d (see the comment at the top).
 double SubspaceLearningRate(const IntrinsicDimConfig& config, int64_t d);

@@ -167,12 +167,20 @@ const std::vector<std::string>& ObjectiveNames() {
   return names;
 }
 const std::vector<std::string>& ReadoutNames() {
-  static const std::vector<std::string> names = {"sgd", "ridge"};
+  static const std::vector<std::string> names = {"sgd", "ridge", "prefit_warped"};
   return names;
 }
 
 const std::vector<std::string>& ProjectionNames() {
-  static const std::vector<std::string> names = {"per_tensor", "global"};
+  static const std::vector<std::string> names = {"per_tensor", "global", "reference", "size_weighted"};
+  return names;
+}
+const std::vector<std::string>& LowDimLrScalingNames() {
+  static const std::vector<std::string> names = {"none", "inverse_d"};
+  return names;
+}
+const std::vector<std::string>& LrScheduleNames() {
+  static const std::vector<std::string> names = {"constant", "cosine"};
   return names;
 }
 
@@ -422,11 +430,18 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
 
 TrainSpec ReadTrain(const json* object, const std::string& path) {
   const Fields f(object, path,
-                 {"lr", "low_dim_lr", "weight_decay", "batch_size", "max_epochs", "patience", "min_delta",
-                  "freeze_head", "head_init", "seed", "device", "threads"});
+                 {"lr", "low_dim_lr", "low_dim_lr_scaling", "schedule", "weight_decay", "batch_size", "max_epochs",
+                  "patience", "min_delta", "freeze_head", "head_init", "seed", "device", "threads"});
   TrainSpec t;
   t.lr = f.Double("lr", t.lr, "a number > 0", kPositive);
   if (f.Has("low_dim_lr")) t.low_dim_lr = f.Double("low_dim_lr", 0, "a number > 0", kPositive);
+  if (f.Has("low_dim_lr_scaling")) {
+    t.low_dim_lr_scaling = static_cast<LowDimLrScaling>(
+        ReadChoice(f.Get("low_dim_lr_scaling"), f.PathOf("low_dim_lr_scaling"), LowDimLrScalingNames()));
+  }
+  if (f.Has("schedule")) {
+    t.schedule = static_cast<LrSchedule>(ReadChoice(f.Get("schedule"), f.PathOf("schedule"), LrScheduleNames()));
+  }
   t.weight_decay = f.Double("weight_decay", t.weight_decay, "a number >= 0", kNonNegative);
   t.batch_size = f.Int("batch_size", t.batch_size, 1);
   t.max_epochs = f.Int("max_epochs", t.max_epochs, 1);
@@ -520,10 +535,31 @@ JobSpec ReadJob(const json& document) {
                     " (ridge is a closed-form readout on frozen features: it needs d = 0 and objective regression)");
     }
     job.ridge = ReadRidge(f.Child("ridge"), "ridge");
+  } else if (job.readout == Readout::kPrefitWarped) {
+    job.ridge = ReadRidge(f.Child("ridge"), "ridge");  // the prefit's alphas, folds and per-target choice
   } else {
-    f.Forbid("ridge", "with readout sgd (the ridge block is for readout: ridge)");
+    f.Forbid("ridge", "with readout sgd (the ridge block is for readout: ridge or prefit_warped)");
   }
-  if (job.train.head_init == HeadInit::kRidge) {
+  if (job.readout == Readout::kPrefitWarped) {
+    const std::string why = " (prefit_warped fits the linear head by ridge, then warps network and head together "
+                            "through the subspace: it needs a subspace d > 0 and objective regression)";
+    if (!job.d.is_subspace()) FailValue("readout", f.Get("readout"), "sgd or ridge when d = " + job.d.ToString() + why);
+    if (job.objective != Objective::kRegression) {
+      FailValue("readout", f.Get("readout"), std::string("sgd when objective = ") + ObjectiveName(job.objective) + why);
+    }
+    // The head moves only through theta_d: settings of a separately trained head would be recorded unused.
+    const std::string unused = " (with readout prefit_warped the head starts from the ridge fit and moves only "
+                               "through theta_d: it has no optimiser, weight decay or initialisation of its own)";
+    if (job.train.freeze_head) FailValue("train.freeze_head", json(true), "false" + unused);
+    if (job.train.weight_decay != 0.0) FailValue("train.weight_decay", json(job.train.weight_decay), "0" + unused);
+    if (job.train.head_init == HeadInit::kDefault && f.Child("train") != nullptr &&
+        f.Child("train")->is_object() && f.Child("train")->contains("head_init") &&
+        !(*f.Child("train"))["head_init"].is_null()) {
+      FailValue("train.head_init", json("default"), "ridge or no value" + unused);
+    }
+    job.train.head_init = HeadInit::kRidge;
+  }
+  if (job.train.head_init == HeadInit::kRidge && job.readout != Readout::kPrefitWarped) {
     // The head of a d = 0 job is the readout itself (readout: ridge fits it in closed form), and a
     // classification head is fitted to cross-entropy, not to the regression targets a ridge fit predicts.
     const std::string why = " (head_init ridge starts the readout head of a d > 0 or d = full regression job "
@@ -574,6 +610,15 @@ const char* ObjectiveName(Objective objective) { return ObjectiveNames()[static_
 const char* ReadoutName(Readout readout) { return ReadoutNames()[static_cast<size_t>(readout)].c_str(); }
 const char* ProjectionName(Projection projection) {
   return ProjectionNames()[static_cast<size_t>(projection)].c_str();
+}
+const char* LowDimLrScalingName(LowDimLrScaling scaling) {
+  return LowDimLrScalingNames()[static_cast<size_t>(scaling)].c_str();
+}
+const char* LrScheduleName(LrSchedule schedule) { return LrScheduleNames()[static_cast<size_t>(schedule)].c_str(); }
+
+double LowDimLearningRate(double low_dim_lr, int64_t d, LowDimLrScaling scaling) {
+  if (scaling == LowDimLrScaling::kNone || d < 1) return low_dim_lr;
+  return low_dim_lr * static_cast<double>(kLowDimLrReferenceDim) / static_cast<double>(d);
 }
 const char* HeadInitName(HeadInit head_init) { return HeadInitNames()[static_cast<size_t>(head_init)].c_str(); }
 
@@ -640,6 +685,8 @@ json ToJson(const JobSpec& spec) {
   const TrainSpec& t = spec.train;
   json train = {{"lr", t.lr},
                 {"low_dim_lr", t.low_dim_lr ? json(*t.low_dim_lr) : json(nullptr)},
+                {"low_dim_lr_scaling", LowDimLrScalingName(t.low_dim_lr_scaling)},
+                {"schedule", LrScheduleName(t.schedule)},
                 {"weight_decay", t.weight_decay},
                 {"batch_size", t.batch_size},
                 {"max_epochs", t.max_epochs},
@@ -684,10 +731,10 @@ bool operator==(const DataSpec& a, const DataSpec& b) {
                   b.limit_stimuli, b.limit_classes, b.limit_samples, b.image_size, b.mean, b.std, b.synthetic);
 }
 bool operator==(const TrainSpec& a, const TrainSpec& b) {
-  return std::tie(a.lr, a.low_dim_lr, a.weight_decay, a.batch_size, a.max_epochs, a.patience, a.min_delta,
-                  a.freeze_head, a.head_init, a.seed, a.device, a.threads) ==
-         std::tie(b.lr, b.low_dim_lr, b.weight_decay, b.batch_size, b.max_epochs, b.patience, b.min_delta,
-                  b.freeze_head, b.head_init, b.seed, b.device, b.threads);
+  return std::tie(a.lr, a.low_dim_lr, a.low_dim_lr_scaling, a.schedule, a.weight_decay, a.batch_size, a.max_epochs,
+                  a.patience, a.min_delta, a.freeze_head, a.head_init, a.seed, a.device, a.threads) ==
+         std::tie(b.lr, b.low_dim_lr, b.low_dim_lr_scaling, b.schedule, b.weight_decay, b.batch_size, b.max_epochs,
+                  b.patience, b.min_delta, b.freeze_head, b.head_init, b.seed, b.device, b.threads);
 }
 bool operator==(const RidgeSpec& a, const RidgeSpec& b) {
   return std::tie(a.alphas, a.per_target, a.folds) == std::tie(b.alphas, b.per_target, b.folds);

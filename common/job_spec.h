@@ -44,9 +44,11 @@ namespace dwarp {
 enum class ModelArch { kMlp, kLenet, kSmallCnn, kResnet18, kTorchscript };
 enum class DataKind { kNsd, kMajajHong, kGeneric, kImageFolder, kIdx, kSynthetic };
 enum class Objective { kRegression, kClassification };
-enum class Readout { kSgd, kRidge };
+enum class Readout { kSgd, kRidge, kPrefitWarped };
 enum class HeadInit { kDefault, kRidge };
-enum class Projection { kPerTensor, kGlobal };
+enum class Projection { kPerTensor, kGlobal, kReference, kSizeWeighted };
+enum class LowDimLrScaling { kNone, kInverseD };
+enum class LrSchedule { kConstant, kCosine };
 
 // The spelling used in job files and messages: "mlp", "small_cnn", "majaj_hong", "image_folder", ...
 const char* ModelArchName(ModelArch arch);
@@ -55,6 +57,17 @@ const char* ObjectiveName(Objective objective);
 const char* ReadoutName(Readout readout);
 const char* HeadInitName(HeadInit head_init);
 const char* ProjectionName(Projection projection);
+const char* LowDimLrScalingName(LowDimLrScaling scaling);
+const char* LrScheduleName(LrSchedule schedule);
+
+// The reference d of LowDimLrScaling::kInverseD: low_dim_lr is the rate at this d.
+inline constexpr int64_t kLowDimLrReferenceDim = 1000;
+// Adam's rate on theta_d at subspace dimension d >= 1: `low_dim_lr` (kNone) or low_dim_lr * 1000 / d
+// (kInverseD). One Adam step moves each of theta_d's d coordinates by about the rate, each along a random
+// direction whose gradient component is g_i = <P e_i, grad>, so to first order the loss falls by
+// rate * sum_i |g_i|, which grows like d: kInverseD keeps that first-order progress per step the same at
+// every d. `dwarp intrinsic-dim` and the job path both use this function.
+double LowDimLearningRate(double low_dim_lr, int64_t d, LowDimLrScaling scaling);
 
 struct ModelSpec {
   ModelArch arch = ModelArch::kResnet18;  // required: mlp | lenet | small_cnn | resnet18 | torchscript
@@ -65,10 +78,13 @@ struct ModelSpec {
   // each seed of a sweep starts from its own network. Set it to hold the network fixed across seeds (as a
   // pretrained network is), e.g. to the synthetic brain's seed for its teacher's exact initialisation.
   std::optional<uint64_t> seed;
-  // How theta_d reaches the warped parameters at d > 0 (worker/engine/subspace_model.h ProjectionScope):
-  // per_tensor (default, as the seed: one Fastfood projection per parameter tensor, each with unit-norm
-  // columns, so every tensor moves by about |theta_d|) or global (Li et al.'s form: one projection over all
-  // warped parameters concatenated, so a tensor moves in proportion to its share of them).
+  // How theta_d reaches the warped parameters at d > 0 (worker/engine/subspace_model.h ProjectionMode has
+  // each formula): per_tensor (one Fastfood projection per parameter tensor, each with unit-norm columns,
+  // so every tensor moves by about |theta_d|), global (Li et al.'s form: one projection over all warped
+  // parameters concatenated, so a tensor moves in proportion to its share of them), reference (the
+  // research code's per-tensor map, which truncates theta_d to 2^ceil(log2 D_t) entries for a tensor of
+  // D_t, so small tensors move less) or size_weighted (per-tensor projections scaled by sqrt(D_t / D): the
+  // movement shared as global, one projection per tensor).
   Projection projection = Projection::kPerTensor;
   // The read-out layer, a module name as the model names it (resnet18: maxpool, layer1..layer4, avgpool, fc;
   // mlp: fc1..fcN; lenet: conv1 .. fc3; torchscript: any child module, nested names like `features.7`
@@ -158,6 +174,11 @@ struct DataSpec {
 struct TrainSpec {
   double lr = 1e-2;                   // Adam on the readout head, > 0 (seed: train/defaults.yaml)
   std::optional<double> low_dim_lr;   // Adam on theta_d and the layer scales, > 0; unset: lr (seed)
+  // How the rate of theta_d follows d (LowDimLearningRate): none (low_dim_lr at every d, seed) or
+  // inverse_d (low_dim_lr * 1000 / d: low_dim_lr is the rate at d = 1000).
+  LowDimLrScaling low_dim_lr_scaling = LowDimLrScaling::kNone;
+  // Learning rates over the epochs: constant (seed) or cosine (annealed to 0 over max_epochs).
+  LrSchedule schedule = LrSchedule::kConstant;
   double weight_decay = 0.0;          // on the head, >= 0 (seed)
   int64_t batch_size = 64;            // >= 1 (seed)
   int64_t max_epochs = 100;           // >= 1 (seed: train/*_optimal.yaml)
@@ -193,9 +214,12 @@ struct JobSpec {
   // Default: regression for nsd, majaj_hong, generic, synthetic; classification for image_folder and idx
   // (the only kinds with labels). The other pairings are errors.
   Objective objective = Objective::kRegression;
-  // Default sgd (seed). ridge needs d = 0 and objective regression.
+  // Default sgd (seed). ridge needs d = 0 and objective regression. prefit_warped (regression, d > 0): the
+  // linear head is fitted first (ridge on the unwarped features, as head_init ridge), then network and head
+  // are one model whose parameters, the head's included, all move through the subspace (they count in D);
+  // the head has no optimiser of its own, so lr, weight_decay and freeze_head do not apply.
   Readout readout = Readout::kSgd;
-  std::optional<RidgeSpec> ridge;  // set exactly when readout is ridge
+  std::optional<RidgeSpec> ridge;  // set exactly when readout is ridge or prefit_warped (the prefit's fit)
   TrainSpec train;
 };
 

@@ -677,11 +677,17 @@ StatusOr<std::vector<PlannedJob>> Expand(const SweepSpec& spec, std::optional<Sp
           document["model"] = model_block;
           document["data"] = dataset.data;
           document["d"] = d.is_full() ? json("full") : json(d.value);
-          if (!d.is_linear()) {
+          const bool prefit_warped = document.contains("readout") && document["readout"] == "prefit_warped";
+          if (prefit_warped && d.is_linear()) {
+            // prefit_warped's start is the d = 0 ridge fit, so the sweep's d = 0 jobs are that fit.
+            document["readout"] = "ridge";
+          }
+          if (!d.is_linear() && !(prefit_warped && d.is_subspace())) {
             // The closed-form readout is for frozen features only; warped and full jobs train by SGD.
             document.erase("readout");
             document.erase("ridge");
-          } else if (document.contains("train") && document["train"].is_object()) {
+          }
+          if (d.is_linear() && document.contains("train") && document["train"].is_object()) {
             // freeze_head and head_init are about d > 0 (train only theta_d; start the head from the d = 0
             // ridge fit); at d = 0 the head is all there is to train.
             document["train"].erase("freeze_head");

@@ -20,8 +20,10 @@
 //   # dims: [0, 10, 100, full]         # any order (stored ascending, full last); no repeats
 //   seeds: [0, 1]                      # a list (no repeats), or a count n meaning 0 .. n-1; default [0]
 //   objective: regression              # job-spec fields shared by every job (optional)
-//   readout: sgd                       # used by the d = 0 jobs; d > 0 and full jobs always train by SGD
-//   ridge: {alphas: [...]}             # with readout ridge
+//   readout: sgd                       # used by the d = 0 jobs; d > 0 and full jobs train a head by SGD,
+//                                      # except with prefit_warped: d = 0 jobs are the ridge fit and d > 0
+//                                      # jobs warp network and ridge-fitted head together (full: SGD)
+//   ridge: {alphas: [...]}             # with readout ridge or prefit_warped
 //   train: {lr: 1e-3, max_epochs: 20}  # job-spec train block; train.seed is set per job from `seeds` (and may
 //                                      # not be given); freeze_head applies to the d > 0 jobs only
 //   threshold: {kind: fraction_of_dataset_best, value: 0.9}

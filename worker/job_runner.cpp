@@ -59,8 +59,36 @@ void PlaceModel(ReadoutModel& model, c10::Device device) {
   if (!device.is_cpu()) model.module.to(device);
 }
 
-engine::ProjectionScope ProjectionScopeOf(const ModelSpec& m) {
-  return m.projection == Projection::kGlobal ? engine::ProjectionScope::kGlobal : engine::ProjectionScope::kPerTensor;
+engine::ProjectionMode ProjectionModeOf(const ModelSpec& m) {
+  switch (m.projection) {
+    case Projection::kPerTensor: return engine::ProjectionMode::kPerTensor;
+    case Projection::kGlobal: return engine::ProjectionMode::kGlobal;
+    case Projection::kReference: return engine::ProjectionMode::kReference;
+    case Projection::kSizeWeighted: return engine::ProjectionMode::kSizeWeighted;
+  }
+  return engine::ProjectionMode::kPerTensor;
+}
+
+// The subspace of a d > 0 job: its seed, the model's warped parameters and layer groups, the projection.
+engine::SubspaceOptions SubspaceOptionsOf(const JobSpec& spec, const ReadoutModel& model) {
+  engine::SubspaceOptions sub(spec.d.value);
+  sub.seed(spec.train.seed)
+      .warp_prefixes(model.warp_prefixes)
+      .projection(ProjectionModeOf(spec.model))
+      .layer_groups(spec.model.layer_groups.value_or(model.layer_groups));
+  return sub;
+}
+
+// Adam's rate on theta_d (d > 0) or on the model (full): low_dim_lr (default lr) scaled with d as the
+// spec says; full trains at lr.
+double ModelLearningRate(const TrainSpec& t, const SubspaceDim& d) {
+  if (!d.is_subspace()) return t.lr;
+  return LowDimLearningRate(t.low_dim_lr.value_or(t.lr), d.value, t.low_dim_lr_scaling);
+}
+
+engine::LearningRateSchedule ScheduleOf(const TrainSpec& t) {
+  return t.schedule == LrSchedule::kCosine ? engine::LearningRateSchedule::kCosine
+                                           : engine::LearningRateSchedule::kConstant;
 }
 
 int64_t ParameterCount(const torch::jit::Module& module) {
@@ -177,7 +205,7 @@ StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutMod
       .warp_scale(syn.warp_scale)
       .noise(syn.noise)
       .warp_prefixes(teacher->warp_prefixes)
-      .scope(ProjectionScopeOf(syn.teacher ? *syn.teacher : spec.model))
+      .projection(ProjectionModeOf(syn.teacher ? *syn.teacher : spec.model))
       .fractions(spec.data.split.train, spec.data.split.val)
       .seed(syn.seed);  // the same brain for every seed of a sweep
   return engine::MakeSyntheticBrain(teacher->module, stimuli, {}, options);
@@ -288,6 +316,7 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
       DWARP_RETURN_IF_ERROR(EnterPhase(options, "training SGD readout"));
       engine::SgdReadoutOptions sgd;
       sgd.learning_rate(t.lr)
+          .schedule(ScheduleOf(t))
           .weight_decay(t.weight_decay)
           .batch_size(t.batch_size)
           .max_epochs(t.max_epochs)
@@ -307,7 +336,8 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
   } else {
     engine::EncodingTrainingOptions enc;
     enc.lr(t.lr)
-        .low_dim_lr(t.low_dim_lr.value_or(t.lr))
+        .low_dim_lr(ModelLearningRate(t, spec.d))
+        .schedule(ScheduleOf(t))
         .weight_decay(t.weight_decay)
         .batch_size(t.batch_size)
         .max_epochs(t.max_epochs)
@@ -318,12 +348,20 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
         .seed(t.seed)
         .on_epoch(EpochCallback(spec, options))
         .should_stop(options.should_stop);
+    if (spec.ridge.has_value()) {
+      enc.head_ridge(engine::RidgeOptions().alphas(spec.ridge->alphas).per_target(spec.ridge->per_target)
+                         .folds(spec.ridge->folds));
+    }
     StatusOr<engine::EncodingTrainingResult> trained = InternalError("unset");
-    if (spec.d.is_subspace()) {
-      engine::SubspaceOptions sub(spec.d.value);
-      sub.seed(t.seed).warp_prefixes(model.warp_prefixes).scope(ProjectionScopeOf(spec.model))
-          .layer_groups(spec.model.layer_groups.value_or(model.layer_groups));
-      auto wrapped = engine::SubspaceModel::Create(model.module, sub);
+    if (spec.readout == Readout::kPrefitWarped) {
+      DWARP_RETURN_IF_ERROR(EnterPhase(options, "fitting the ridge head, then training network and head in a " +
+                                                    spec.d.ToString() + "-dimensional subspace"));
+      trained = engine::TrainPrefitWarpedEncoder(model.module, SubspaceOptionsOf(spec, model), *data, enc);
+      if (!trained.ok()) {
+        return Status(trained.status().code(), "d = " + spec.d.ToString() + ": " + trained.status().message());
+      }
+    } else if (spec.d.is_subspace()) {
+      auto wrapped = engine::SubspaceModel::Create(model.module, SubspaceOptionsOf(spec, model));
       if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
       DWARP_RETURN_IF_ERROR(EnterPhase(options, "training in a " + spec.d.ToString() + "-dimensional subspace"));
       trained = engine::TrainEncoderInSubspace(*wrapped, *data, enc);
@@ -499,7 +537,8 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, c1
   engine::ClassifierTrainingOptions cls;
   cls.epochs(t.max_epochs)
       .batch_size(t.batch_size)
-      .learning_rate(spec.d.is_subspace() ? t.low_dim_lr.value_or(t.lr) : t.lr)
+      .learning_rate(ModelLearningRate(t, spec.d))
+      .schedule(ScheduleOf(t))
       .linear_head(head)
       .head_learning_rate(t.lr)
       .head_weight_decay(t.weight_decay)
@@ -523,10 +562,7 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, c1
     if (!trained.ok()) return trained.status();
     trained->model_parameter_count = ParameterCount(model->module);
   } else if (spec.d.is_subspace()) {
-    engine::SubspaceOptions sub(spec.d.value);
-    sub.seed(t.seed).warp_prefixes(model->warp_prefixes).scope(ProjectionScopeOf(spec.model))
-        .layer_groups(spec.model.layer_groups.value_or(model->layer_groups));
-    auto wrapped = engine::SubspaceModel::Create(model->module, sub);
+    auto wrapped = engine::SubspaceModel::Create(model->module, SubspaceOptionsOf(spec, *model));
     if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
     DWARP_RETURN_IF_ERROR(EnterPhase(options, "training in a " + spec.d.ToString() + "-dimensional subspace"));
     trained = engine::TrainClassifierInSubspace(*wrapped, splits, cls);

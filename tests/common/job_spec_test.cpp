@@ -331,7 +331,7 @@ TEST(JobSpecErrorTest, UnknownKeyNamesItSuggestsAndListsValidKeys) {
   const std::string m = ErrorOf(MajajWith("train: {lrr: 0.1}"));
   EXPECT_THAT(m, HasSubstr("train.lrr"));
   EXPECT_THAT(m, HasSubstr("did you mean \"lr\""));
-  EXPECT_THAT(m, HasSubstr("low_dim_lr, weight_decay, batch_size"));
+  EXPECT_THAT(m, HasSubstr("low_dim_lr, low_dim_lr_scaling, schedule, weight_decay, batch_size"));
 
   const std::string top = ErrorOf(MajajWith("objectve: regression"));
   EXPECT_THAT(top, HasSubstr("unknown key \"objectve\""));
@@ -407,6 +407,63 @@ TEST(JobSpecTest, ProjectionIsPerTensorByDefaultOrGlobal) {
   EXPECT_THAT(bad, HasSubstr("model.projection = \"layerwise\""));
   EXPECT_THAT(bad, HasSubstr("per_tensor"));
   EXPECT_THAT(bad, HasSubstr("global"));
+}
+
+TEST(JobSpecTest, EveryProjectionModeIsAcceptedAndRoundTrips) {
+  for (const auto& [name, mode] : std::vector<std::pair<std::string, Projection>>{
+           {"per_tensor", Projection::kPerTensor}, {"global", Projection::kGlobal},
+           {"reference", Projection::kReference}, {"size_weighted", Projection::kSizeWeighted}}) {
+    const JobSpec spec = MustParse(kMajajYaml, SpecFormat::kYaml, {"model.projection=" + name});
+    EXPECT_EQ(spec.model.projection, mode) << name;
+    EXPECT_EQ(ToJson(spec)["model"]["projection"], name);
+    EXPECT_EQ(MustParse(ToJson(spec).dump(), SpecFormat::kJson), spec) << name;
+  }
+  const std::string bad = ErrorWithOverrides({"model.projection=truncated"});
+  for (const char* accepted : {"per_tensor", "global", "reference", "size_weighted"}) {
+    EXPECT_THAT(bad, HasSubstr(accepted));
+  }
+}
+
+TEST(JobSpecTest, LowDimRateScalingAndScheduleAreReadAndRoundTrip) {
+  const JobSpec plain = MustParse(kMajajYaml);
+  EXPECT_EQ(plain.train.low_dim_lr_scaling, LowDimLrScaling::kNone);
+  EXPECT_EQ(plain.train.schedule, LrSchedule::kConstant);
+  const JobSpec scaled =
+      MustParse(kMajajYaml, SpecFormat::kYaml, {"train.low_dim_lr_scaling=inverse_d", "train.schedule=cosine"});
+  EXPECT_EQ(scaled.train.low_dim_lr_scaling, LowDimLrScaling::kInverseD);
+  EXPECT_EQ(scaled.train.schedule, LrSchedule::kCosine);
+  EXPECT_EQ(MustParse(ToJson(scaled).dump(), SpecFormat::kJson), scaled);
+  EXPECT_NE(scaled, plain);
+  EXPECT_THAT(ErrorWithOverrides({"train.low_dim_lr_scaling=sqrt"}), HasSubstr("train.low_dim_lr_scaling = \"sqrt\""));
+  EXPECT_THAT(ErrorWithOverrides({"train.low_dim_lr_scaling=sqrt"}), HasSubstr("inverse_d"));
+  EXPECT_THAT(ErrorWithOverrides({"train.schedule=step"}), HasSubstr("cosine"));
+  // The rule itself: low_dim_lr is the rate at d = 1000.
+  EXPECT_DOUBLE_EQ(LowDimLearningRate(0.1, 100, LowDimLrScaling::kInverseD), 1.0);
+  EXPECT_DOUBLE_EQ(LowDimLearningRate(0.1, 1000, LowDimLrScaling::kInverseD), 0.1);
+  EXPECT_DOUBLE_EQ(LowDimLearningRate(0.1, 100, LowDimLrScaling::kNone), 0.1);
+}
+
+TEST(JobSpecTest, PrefitWarpedIsASubspaceRegressionReadout) {
+  const JobSpec spec = MustParse(MajajWith("readout: prefit_warped\nridge: {alphas: [1, 10]}"));
+  EXPECT_EQ(spec.readout, Readout::kPrefitWarped);
+  EXPECT_EQ(spec.train.head_init, HeadInit::kRidge);  // the prefit is the ridge fit
+  ASSERT_TRUE(spec.ridge.has_value());
+  EXPECT_EQ(spec.ridge->alphas, (std::vector<double>{1, 10}));
+  EXPECT_EQ(ToJson(spec)["readout"], "prefit_warped");
+  EXPECT_EQ(MustParse(ToJson(spec).dump(), SpecFormat::kJson), spec);
+  // Refused, naming the field and what is accepted.
+  EXPECT_THAT(ErrorOf(MajajWithD("0", "readout: prefit_warped")), HasSubstr("readout = \"prefit_warped\""));
+  EXPECT_THAT(ErrorOf(MajajWithD("0", "readout: prefit_warped")), HasSubstr("d > 0"));
+  EXPECT_THAT(ErrorOf(MajajWithD("full", "readout: prefit_warped")), HasSubstr("d > 0"));
+  EXPECT_THAT(ErrorOf(MajajWith("readout: prefit_warped\ntrain: {freeze_head: true}")),
+              HasSubstr("train.freeze_head = true"));
+  EXPECT_THAT(ErrorOf(MajajWith("readout: prefit_warped\ntrain: {weight_decay: 0.01}")),
+              HasSubstr("train.weight_decay = 0.01"));
+  EXPECT_THAT(ErrorOf(MajajWith("readout: prefit_warped\ntrain: {head_init: default}")),
+              HasSubstr("train.head_init = \"default\""));
+  const std::string unknown = ErrorOf(MajajWith("readout: warped"));
+  EXPECT_THAT(unknown, HasSubstr("prefit_warped"));
+  EXPECT_THAT(unknown, HasSubstr("ridge"));
 }
 
 TEST(JobSpecErrorTest, SeedsAreNonNegativeIntegers) {

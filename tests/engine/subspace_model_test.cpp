@@ -88,10 +88,10 @@ TEST(SubspaceModelTest, ThetaZeroGivesBitIdenticalOutputs) {
   net.eval();
   const at::Tensor x = at::randn({8, 4});
   const at::Tensor expected = net.forward({x}).toTensor();
-  for (const auto scope : {ProjectionScope::kPerTensor, ProjectionScope::kGlobal}) {
-    SubspaceModel plain = Wrap(net, SubspaceOptions(50).scope(scope));
+  for (const auto scope : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal}) {
+    SubspaceModel plain = Wrap(net, SubspaceOptions(50).projection(scope));
     EXPECT_TRUE(at::equal(plain.Forward(x), expected));
-    SubspaceModel grouped = Wrap(net, SubspaceOptions(50).scope(scope).layer_groups({{"features"}, {"head"}}));
+    SubspaceModel grouped = Wrap(net, SubspaceOptions(50).projection(scope).layer_groups({{"features"}, {"head"}}));
     EXPECT_TRUE(at::equal(grouped.Forward(x), expected));
     grouped.eval();
     EXPECT_TRUE(at::equal(grouped.Forward(x), expected));
@@ -129,8 +129,8 @@ TEST(SubspaceModelTest, OnlyThetaAndLambdasAreTrainable) {
 }
 
 TEST(SubspaceModelTest, GradientsReachThetaAndEveryLambda) {
-  for (const auto scope : {ProjectionScope::kPerTensor, ProjectionScope::kGlobal}) {
-    SubspaceModel model = Wrap(TestNet(), SubspaceOptions(40).scope(scope).layer_groups({{"features.0"}, {"features.1"}, {"head"}}));
+  for (const auto scope : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal}) {
+    SubspaceModel model = Wrap(TestNet(), SubspaceOptions(40).projection(scope).layer_groups({{"features.0"}, {"features.1"}, {"head"}}));
     {
       at::NoGradGuard no_grad;
       model.theta_d().normal_(0.0, 0.1);  // at theta_d = 0 the lambdas' gradients vanish

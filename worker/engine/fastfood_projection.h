@@ -36,7 +36,8 @@ class FastfoodProjection {
   int64_t target_size() const { return target_size_; }
   int64_t subspace_dim() const { return subspace_dim_; }
   int64_t padded_size() const { return signs_.numel(); }
-  // 1 / (sqrt(L * sum(G^2)) * sqrt(D_t / L)), computed in double from the stored float32 G.
+  // 1 / (sqrt(L * sum(G^2)) * sqrt(D_t / L)), computed in double from the stored float32 G (times the
+  // factor of Scaled, when made by it).
   double scale() const { return scale_; }
   const at::Tensor& signs() const { return signs_; }              // int8 [L], entries -1 or +1
   const at::Tensor& permutation() const { return permutation_; }  // int32 [L]
@@ -44,6 +45,14 @@ class FastfoodProjection {
   at::Device device() const { return signs_.device(); }
   // Bytes held for B, Pi and G divided by L.
   double bytes_per_padded_element() const;
+
+  // The same projection times `factor` (> 0), sharing B, Pi and G: a subspace mode's per-tensor scale
+  // costs nothing at run time.
+  FastfoodProjection Scaled(double factor) const {
+    FastfoodProjection out = *this;
+    out.scale_ *= factor;
+    return out;
+  }
 
   // P theta, differentiable with respect to theta: theta [d] -> [D_t], same dtype and device as theta
   // (float32 or float64 on CPU, float32 on CUDA). Backward computes P^T g with the same kernels.

@@ -4,6 +4,8 @@
 #include <ATen/core/grad_mode.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 
 namespace dwarp::engine {
@@ -21,6 +23,12 @@ std::string ListNames(const std::vector<std::string>& names) {
   std::string out = Join(shown);
   if (names.size() > kShown) out += ", ... (" + std::to_string(names.size()) + " in all)";
   return out;
+}
+
+int64_t NextPowerOfTwo(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
 }
 
 bool MatchesAny(const std::string& name, const std::vector<std::string>& prefixes) {
@@ -43,6 +51,16 @@ std::pair<torch::jit::Module, std::string> OwnerOf(const torch::jit::Module& roo
 }
 
 }  // namespace
+
+const char* ProjectionModeName(ProjectionMode mode) {
+  switch (mode) {
+    case ProjectionMode::kPerTensor: return "per_tensor";
+    case ProjectionMode::kGlobal: return "global";
+    case ProjectionMode::kReference: return "reference";
+    case ProjectionMode::kSizeWeighted: return "size_weighted";
+  }
+  return "?";
+}
 
 bool NameHasPrefix(const std::string& name, const std::string& prefix) {
   if (name.size() < prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return false;
@@ -142,16 +160,23 @@ StatusOr<SubspaceModel> SubspaceModel::Create(const torch::jit::Module& module, 
   for (auto& value : all_values) value.set_requires_grad(false);
 
   const int64_t theta_size = options.d_ - groups;
-  if (options.scope_ == ProjectionScope::kGlobal) {
+  const ProjectionMode mode = options.projection_;
+  if (mode == ProjectionMode::kGlobal) {
     auto projection =
         FastfoodProjection::Create(model.warped_count_, theta_size, options.seed_, "<global>", first.device());
     if (!projection.ok()) return projection.status();
     model.projections_.push_back(std::move(projection).value());
   } else {
     for (const auto& t : model.targets_) {
-      auto projection = FastfoodProjection::Create(t.theta0.numel(), theta_size, options.seed_, t.name, first.device());
+      const int64_t size = t.theta0.numel();
+      // kReference reads only theta_d's first L_t entries, L_t = 2^ceil(log2 D_t).
+      const int64_t inputs = mode == ProjectionMode::kReference ? std::min(theta_size, NextPowerOfTwo(size)) : theta_size;
+      auto projection = FastfoodProjection::Create(size, inputs, options.seed_, t.name, first.device());
       if (!projection.ok()) return projection.status();
-      model.projections_.push_back(std::move(projection).value());
+      const double factor = mode == ProjectionMode::kSizeWeighted
+                                ? std::sqrt(static_cast<double>(size) / static_cast<double>(model.warped_count_))
+                                : 1.0;
+      model.projections_.push_back(factor == 1.0 ? std::move(projection).value() : projection->Scaled(factor));
     }
   }
   const auto options_of = at::TensorOptions().dtype(first.scalar_type()).device(first.device());
@@ -160,18 +185,38 @@ StatusOr<SubspaceModel> SubspaceModel::Create(const torch::jit::Module& module, 
   return model;
 }
 
+at::Tensor SubspaceModel::Delta(size_t target, const at::Tensor& global_delta) const {
+  const Target& t = targets_[target];
+  at::Tensor delta;
+  if (options_.projection_ == ProjectionMode::kGlobal) {
+    delta = global_delta.narrow(0, t.offset, t.theta0.numel());
+  } else {
+    const FastfoodProjection& p = projections_[target];
+    // kReference's truncated projections read a prefix of theta_d (a view: gradients flow to it).
+    delta = p.Apply(p.subspace_dim() == theta_d_.size(0) ? theta_d_ : theta_d_.narrow(0, 0, p.subspace_dim()));
+  }
+  delta = delta.view(t.theta0.sizes());
+  if (t.group >= 0) delta = lambdas_.select(0, t.group) * delta;
+  return delta;
+}
+
 void SubspaceModel::Install(bool record_grad) {
   at::AutoGradMode grad_mode(record_grad);
   at::Tensor flat;
-  if (options_.scope_ == ProjectionScope::kGlobal) flat = projections_.front().Apply(theta_d_);
+  if (options_.projection_ == ProjectionMode::kGlobal) flat = projections_.front().Apply(theta_d_);
   for (size_t i = 0; i < targets_.size(); ++i) {
     Target& t = targets_[i];
-    at::Tensor delta = options_.scope_ == ProjectionScope::kGlobal ? flat.narrow(0, t.offset, t.theta0.numel())
-                                                                   : projections_[i].Apply(theta_d_);
-    delta = delta.view(t.theta0.sizes());
-    if (t.group >= 0) delta = lambdas_.select(0, t.group) * delta;
-    t.owner.setattr(t.attribute, t.theta0 + delta);
+    t.owner.setattr(t.attribute, t.theta0 + Delta(i, flat));
   }
+}
+
+at::Tensor SubspaceModel::WarpDelta() const {
+  at::NoGradGuard no_grad;
+  at::Tensor flat;
+  if (options_.projection_ == ProjectionMode::kGlobal) flat = projections_.front().Apply(theta_d_);
+  std::vector<at::Tensor> parts;
+  for (size_t i = 0; i < targets_.size(); ++i) parts.push_back(Delta(i, flat).reshape({-1}));
+  return at::cat(parts);
 }
 
 void SubspaceModel::Materialize() {

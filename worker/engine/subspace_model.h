@@ -3,11 +3,11 @@
 //
 //   theta_t = theta_0,t + lambda_g(t) * P_t theta_d
 //
-// where theta_0 are the module's parameters at construction, P_t a FastfoodProjection (one per tensor by
-// default, or one over the concatenation of all warped tensors), theta_d a trainable vector that starts
+// where theta_0 are the module's parameters at construction, P_t the tensor's share of a random linear map
+// built from FastfoodProjections (ProjectionMode below says how), theta_d a trainable vector that starts
 // at zero, and lambda_g one trainable scalar per SAID layer group (Aghajanyan et al. 2020; initialised
 // to 1, absent when no groups are given). d counts every trainable number: theta_d has d - n_groups
-// entries. theta_d = 0 reproduces the wrapped module bit for bit.
+// entries (n below). theta_d = 0 reproduces the wrapped module bit for bit.
 //
 // The module always stays in eval mode (BatchNorm statistics frozen, dropout off), as in the research
 // code; only theta_d and the lambdas are trainable. Models defined in C++ use this too by being built as
@@ -29,9 +29,21 @@
 
 namespace dwarp::engine {
 
-enum class ProjectionScope {
-  kPerTensor,  // one projection per parameter tensor, all fed by the same theta_d (the default, as the seed)
-  kGlobal,     // one projection over all warped parameters concatenated (Li et al.'s original form)
+// How theta_d (n entries) reaches the warped tensors (D_t entries each, D in all). F(D_t, k) is a
+// FastfoodProjection from k to D_t entries: L = 2^ceil(log2 max(D_t, k)), columns of expected unit norm.
+enum class ProjectionMode {
+  // P_t = F(D_t, n), one per tensor: every tensor, however small, moves by about |theta_d|.
+  kPerTensor,
+  // One F(D, n) over all warped tensors concatenated (Li et al. 2018): tensor t moves by about
+  // |theta_d| sqrt(D_t / D), every entry alike; the network as a whole by about |theta_d|.
+  kGlobal,
+  // The research code's per-tensor map: L_t = 2^ceil(log2 D_t); theta_d is truncated to its first L_t
+  // entries when L_t < n (zero-padded when L_t > n): P_t theta = F(D_t, min(n, L_t)) theta[:min(n, L_t)].
+  // A tensor smaller than n moves by about |theta_d| sqrt(L_t / n); larger ones as kPerTensor.
+  kReference,
+  // P_t = sqrt(D_t / D) F(D_t, n): each tensor's share of the movement is its share of the parameters,
+  // as kGlobal, with one projection per tensor (independent draws, shorter transforms).
+  kSizeWeighted,
 };
 
 struct SubspaceOptions {
@@ -47,14 +59,17 @@ struct SubspaceOptions {
   // SAID layer groups, each a list of name prefixes (same matching rule). When given, every warped
   // parameter must belong to exactly one group.
   SubspaceOptions& layer_groups(std::vector<std::vector<std::string>> v) { layer_groups_ = std::move(v); return *this; }
-  SubspaceOptions& scope(ProjectionScope v) { scope_ = v; return *this; }
+  SubspaceOptions& projection(ProjectionMode v) { projection_ = v; return *this; }
 
   int64_t d_;
   uint64_t seed_ = 0;
   std::vector<std::string> warp_prefixes_;
   std::vector<std::vector<std::string>> layer_groups_;
-  ProjectionScope scope_ = ProjectionScope::kPerTensor;
+  ProjectionMode projection_ = ProjectionMode::kPerTensor;
 };
+
+// "per_tensor", "global", "reference", "size_weighted": the spelling of job files (common/job_spec.h).
+const char* ProjectionModeName(ProjectionMode mode);
 
 // True when `name` is `prefix` or lies under it ("layer1" matches "layer1.0.conv1.weight", not "layer10.w").
 bool NameHasPrefix(const std::string& name, const std::string& prefix);
@@ -94,7 +109,12 @@ class SubspaceModel {
   std::vector<std::string> warped_parameter_names() const;
   // The wrapped (copied) module, whose warped slots hold the last materialised values.
   torch::jit::Module& module() { return module_; }
+  // One per target in module order (kGlobal: one in all), each with its mode's scale folded in; the k of
+  // kReference's truncated ones is their subspace_dim().
   const std::vector<FastfoodProjection>& projections() const { return projections_; }
+  // P theta for the current theta_d and lambdas, as the flat concatenation of every warped tensor's delta
+  // in module order ([D]; no gradient). For tests and studies of how a mode shares the movement.
+  at::Tensor WarpDelta() const;
 
  private:
   struct Target {
@@ -103,11 +123,13 @@ class SubspaceModel {
     std::string attribute;      // the slot's name within owner
     at::Tensor theta0;          // original values, requires_grad = false
     int64_t group = -1;         // index into lambdas, or -1
-    int64_t offset = 0;         // start in the global concatenation (kGlobal)
+    int64_t offset = 0;         // start in the concatenation of all warped tensors
   };
 
   SubspaceModel(torch::jit::Module module, SubspaceOptions options) : module_(std::move(module)), options_(std::move(options)) {}
   void Install(bool record_grad);  // writes theta_0 + lambda * P theta_d into the slots
+  // lambda * P_t theta_d for one target, shaped as it; `global_delta` is P theta_d for kGlobal (else unused).
+  at::Tensor Delta(size_t target, const at::Tensor& global_delta) const;
 
   torch::jit::Module module_;
   SubspaceOptions options_;

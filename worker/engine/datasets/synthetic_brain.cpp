@@ -73,7 +73,7 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   const uint64_t projection_seed = SeededStream(options.seed_, "synthetic-brain/warp-projection").NextU64();
   auto warped = SubspaceModel::Create(
       teacher, SubspaceOptions(options.warp_dim_).seed(projection_seed).warp_prefixes(options.warp_prefixes_)
-                   .scope(options.scope_));
+                   .projection(options.projection_));
   if (!warped.ok()) return warped.status();
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed_);
   at::NoGradGuard no_grad;
@@ -114,7 +114,7 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   std::ostringstream os;
   os << "synthetic brain: " << n << " stimuli x " << options.targets_ << " neuroids, teacher warped at d = "
      << options.warp_dim_ << " (scale " << options.warp_scale_
-     << (options.scope_ == ProjectionScope::kGlobal ? ", global projection" : "") << "), noise " << options.noise_ << ", seed "
+     << ", " << ProjectionModeName(options.projection_) << " projection), noise " << options.noise_ << ", seed "
      << options.seed_;
   data.description = os.str();
   DWARP_RETURN_IF_ERROR(CheckNeuralData(data));

@@ -40,8 +40,8 @@ struct SyntheticBrainOptions {
   SyntheticBrainOptions& warp_prefixes(std::vector<std::string> v) { warp_prefixes_ = std::move(v); return *this; }
   SyntheticBrainOptions& fractions(double train, double val) { train_fraction_ = train; val_fraction_ = val; return *this; }
   SyntheticBrainOptions& seed(uint64_t v) { seed_ = v; return *this; }
-  // How the warp's theta reaches the teacher's parameters (SubspaceOptions::scope).
-  SyntheticBrainOptions& scope(ProjectionScope v) { scope_ = v; return *this; }
+  // How the warp's theta reaches the teacher's parameters (SubspaceOptions::projection).
+  SyntheticBrainOptions& projection(ProjectionMode v) { projection_ = v; return *this; }
   SyntheticBrainOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
 
   int64_t targets_ = 64;         // neuroids, >= 1
@@ -52,7 +52,7 @@ struct SyntheticBrainOptions {
   double train_fraction_ = 0.6;  // in (0, 1); train + val < 1
   double val_fraction_ = 0.2;
   uint64_t seed_ = 0;
-  ProjectionScope scope_ = ProjectionScope::kPerTensor;
+  ProjectionMode projection_ = ProjectionMode::kPerTensor;
   int64_t batch_size_ = 256;     // stimuli per forward pass while generating
 };
 

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "worker/engine/models/linear_head.h"
 #include "worker/engine/train/feature_cache.h"
 #include "worker/engine/train/ridge_readout.h"
 
@@ -56,7 +57,15 @@ struct Encoder {
   std::vector<at::Tensor> model_parameters;  // what moves in the model (theta_d and lambdas, or all)
   double model_lr = 0.0;
   at::Device device = at::kCPU;
+  // false: represent() already predicts the targets [B, T] (the head is part of the warped model) and
+  // `start` is that model's initial state, which competes with the epochs as a ridge-initialised head.
+  bool has_head = true;
 };
+
+// Predictions from features: the linear head, or the features themselves when the model has none.
+at::Tensor Predictions(const at::Tensor& features, const at::Tensor& weight, const at::Tensor& bias) {
+  return weight.defined() ? at::linear(features, weight, bias) : features;
+}
 
 // The encoder's predictions [N, T] for a split, in eval batches, without gradients.
 at::Tensor Predict(const Encoder& encoder, const at::Tensor& weight, const at::Tensor& bias, const NeuralSplit& split,
@@ -66,7 +75,7 @@ at::Tensor Predict(const Encoder& encoder, const at::Tensor& weight, const at::T
   for (int64_t begin = 0; begin < split.size(); begin += batch_size) {
     const int64_t count = std::min(batch_size, split.size() - begin);
     const at::Tensor features = encoder.represent(split.stimuli.narrow(0, begin, count).to(encoder.device));
-    out.push_back(at::linear(features, weight, bias).to(at::kCPU));
+    out.push_back(Predictions(features, weight, bias).to(at::kCPU));
   }
   return at::cat(out);
 }
@@ -74,7 +83,8 @@ at::Tensor Predict(const Encoder& encoder, const at::Tensor& weight, const at::T
 // The closed-form ridge readout of the encoder's features in its current (initial) state: the d = 0
 // ridge job's fit (features as feature_cache.h computes them, FitRidgeCV with the default grid), so a
 // ridge-initialised head starts exactly where that job ends.
-StatusOr<RidgeFit> FitRidgeHead(const Encoder& encoder, const NeuralData& data, int64_t batch_size) {
+StatusOr<RidgeFit> FitRidgeHead(const Encoder& encoder, const NeuralData& data, int64_t batch_size,
+                                 const RidgeOptions& ridge) {
   encoder.set_training(false);
   const FeatureCacheOptions cache = FeatureCacheOptions().batch_size(batch_size).device(encoder.device);
   auto train = ComputeFeatures(encoder.represent, data.train.stimuli, cache);
@@ -83,7 +93,7 @@ StatusOr<RidgeFit> FitRidgeHead(const Encoder& encoder, const NeuralData& data, 
   if (!validation.ok()) {
     return Status(validation.status().code(), "head_init ridge: validation split: " + validation.status().message());
   }
-  auto fit = FitRidgeCV(*train, data.train.responses, *validation, data.validation.responses, RidgeOptions());
+  auto fit = FitRidgeCV(*train, data.train.responses, *validation, data.validation.responses, ridge);
   if (!fit.ok()) return Status(fit.status().code(), "head_init ridge: " + fit.status().message());
   return fit;
 }
@@ -106,12 +116,18 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
   }
   const int64_t features = probe.size(1);
   const int64_t targets = data.num_targets();
-  result.representation_size = features;
+  if (encoder.has_head) result.representation_size = features;
+  if (!encoder.has_head && features != targets) {
+    return InvalidArgumentError("the warped model predicts " + std::to_string(features) + " values per stimulus; expected " +
+                                std::to_string(targets) + " (one per target)");
+  }
 
   at::Tensor weight, bias;
   const bool ridge_head = options.head_init_ == HeadInit::kRidge;
-  if (ridge_head) {
-    auto fit = FitRidgeHead(encoder, data, options.eval_batch_size_);
+  if (!encoder.has_head) {
+    // The head is inside the model (prefit_warped): nothing to create.
+  } else if (ridge_head) {
+    auto fit = FitRidgeHead(encoder, data, options.eval_batch_size_, options.head_ridge_);
     if (!fit.ok()) return fit.status();
     // RidgeFit's W is [F, T] float64 (Y = X W + b); the head holds nn.Linear's [T, F] in the model's dtype.
     weight = fit->weights.transpose(0, 1).contiguous().to(probe.scalar_type());
@@ -121,19 +137,22 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
     // torch.nn.Linear's initialisation, from the job's seed.
     std::tie(weight, bias) = InitLinearHead(features, targets, options.seed_, probe.scalar_type());
   }
-  weight = weight.to(encoder.device).set_requires_grad(!options.freeze_head_);
-  bias = bias.to(encoder.device).set_requires_grad(!options.freeze_head_);
+  const bool train_head = encoder.has_head && !options.freeze_head_;
+  if (encoder.has_head) {
+    weight = weight.to(encoder.device).set_requires_grad(train_head);
+    bias = bias.to(encoder.device).set_requires_grad(train_head);
+  }
 
   TrainingProblem problem;
   problem.train_size = data.train.size();
   problem.groups.push_back(ParameterGroup{encoder.model_parameters, encoder.model_lr, 0.0});
-  if (!options.freeze_head_) problem.groups.push_back(ParameterGroup{{weight, bias}, options.lr_, options.weight_decay_});
+  if (train_head) problem.groups.push_back(ParameterGroup{{weight, bias}, options.lr_, options.weight_decay_});
   problem.shuffle_name = "encoding-training/minibatch-order";
   problem.set_training = encoder.set_training;
   problem.batch_loss = [&](const at::Tensor& rows) -> StatusOr<at::Tensor> {
     const at::Tensor x = data.train.stimuli.index_select(0, rows).to(encoder.device);
     const at::Tensor y = data.train.responses.index_select(0, rows).to(encoder.device);
-    return at::mse_loss(at::linear(encoder.represent(x), weight, bias), y);
+    return at::mse_loss(Predictions(encoder.represent(x), weight, bias), y);
   };
   problem.validation_score = [&]() -> StatusOr<double> {
     return R2Score(Predict(encoder, weight, bias, data.validation, options.eval_batch_size_), data.validation.responses);
@@ -147,8 +166,10 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
     if (!initial_score.ok()) return initial_score.status();
     result.head_init_validation_r2 = *initial_score;
     state = encoder.model_parameters;
-    state.push_back(weight);
-    state.push_back(bias);
+    if (encoder.has_head) {
+      state.push_back(weight);
+      state.push_back(bias);
+    }
     for (const auto& p : state) initial_state.push_back(p.detach().clone());
   }
   auto loop = RunTrainingLoop(problem, LoopOptions(options));
@@ -167,8 +188,10 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
     *scores = std::move(s).value();
   }
   result.RecordLoop(std::move(loop).value());
-  result.head_weight = weight.detach().to(at::kCPU, at::kFloat);
-  result.head_bias = bias.detach().to(at::kCPU, at::kFloat);
+  if (encoder.has_head) {
+    result.head_weight = weight.detach().to(at::kCPU, at::kFloat);
+    result.head_bias = bias.detach().to(at::kCPU, at::kFloat);
+  }
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
 }
@@ -190,6 +213,90 @@ StatusOr<EncodingTrainingResult> TrainEncoderInSubspace(SubspaceModel& model, co
     result.trained_parameter_count = model.subspace_dim();
     result.model_parameter_count = model.warped_parameter_count();
     return Train(encoder, data, options, std::move(result));
+  });
+}
+
+StatusOr<EncodingTrainingResult> TrainPrefitWarpedEncoder(const torch::jit::Module& module,
+                                                          const SubspaceOptions& subspace, const NeuralData& data,
+                                                          const EncodingTrainingOptions& options) {
+  DWARP_RETURN_IF_ERROR(CheckOptions(options));
+  DWARP_RETURN_IF_ERROR(CheckNeuralData(data));
+  if (options.freeze_head_) {
+    return InvalidArgumentError("freeze_head = true with a prefit, warped head; expected false (the head moves only "
+                                "through theta_d)");
+  }
+  return CatchLibTorchErrors<EncodingTrainingResult>("prefit-warped encoding training", [&]() -> StatusOr<EncodingTrainingResult> {
+    // 1. The ridge head of the unwarped features (the d = 0 ridge job's fit).
+    torch::jit::Module body = module.deepcopy();
+    body.eval();
+    Encoder frozen;
+    frozen.represent = [&body](const at::Tensor& x) { return body.forward({x}).toTensor().flatten(1); };
+    frozen.set_training = [](bool) {};
+    at::Device device = at::kCPU;
+    for (const auto& p : body.parameters()) {
+      device = p.device();
+      break;
+    }
+    frozen.device = device;
+    auto fit = FitRidgeHead(frozen, data, options.eval_batch_size_, options.head_ridge_);
+    if (!fit.ok()) return fit.status();
+    at::ScalarType dtype = at::kFloat;
+    for (const auto& p : body.parameters()) {
+      dtype = p.scalar_type();
+      break;
+    }
+    const at::Tensor weight = fit->weights.transpose(0, 1).contiguous().to(device, dtype);
+    const at::Tensor bias = fit->bias.to(device, dtype);
+
+    // 2. Network and head as one module, warped through one subspace: the body's prefixes and groups
+    // gain the body's name, and the head is warped too (its own layer group when there are groups).
+    auto joined = AttachLinearHead(body, weight, bias);
+    if (!joined.ok()) return joined.status();
+    const std::string prefix = std::string(kAttachedBodyName) + ".";
+    SubspaceOptions warp = subspace;
+    std::vector<std::string> prefixes;
+    for (const auto& p : subspace.warp_prefixes_) prefixes.push_back(prefix + p);
+    if (prefixes.empty()) prefixes.push_back(kAttachedBodyName);
+    prefixes.push_back(kAttachedHeadName);
+    warp.warp_prefixes(prefixes);
+    if (!subspace.layer_groups_.empty()) {
+      std::vector<std::vector<std::string>> groups;
+      for (const auto& group : subspace.layer_groups_) {
+        std::vector<std::string> g;
+        for (const auto& p : group) g.push_back(prefix + p);
+        groups.push_back(std::move(g));
+      }
+      groups.push_back({kAttachedHeadName});
+      warp.layer_groups(std::move(groups));
+    }
+    auto model = SubspaceModel::Create(*joined, warp);
+    if (!model.ok()) return model.status();
+
+    // 3. Train theta_d (and the lambdas) alone; the ridge start competes with the epochs as with
+    // head_init ridge, so the job never ends below the d = 0 ridge readout on validation.
+    Encoder encoder;
+    encoder.represent = [&model](const at::Tensor& x) { return model->Forward(x).flatten(1); };
+    encoder.set_training = [&model](bool on) { model->train(on); };
+    encoder.model_parameters = model->parameters();
+    encoder.model_lr = options.low_dim_lr_;
+    encoder.device = device;
+    encoder.has_head = false;
+    EncodingTrainingResult result;
+    result.trained_parameter_count = model->subspace_dim();
+    result.model_parameter_count = model->warped_parameter_count();
+    result.representation_size = fit->weights.size(0);
+    result.head_init_alpha = fit->alphas[0].item<double>();
+    EncodingTrainingOptions ridge_start = options;
+    ridge_start.head_init(HeadInit::kRidge);
+    auto trained = Train(encoder, data, ridge_start, std::move(result));
+    if (!trained.ok()) return trained.status();
+    // The head as it ends, theta_d's share included.
+    model->eval();
+    model->Materialize();
+    torch::jit::Module head = model->module().attr(kAttachedHeadName).toModule();
+    trained->head_weight = head.attr("weight").toTensor().detach().to(at::kCPU, at::kFloat);
+    trained->head_bias = head.attr("bias").toTensor().detach().to(at::kCPU, at::kFloat);
+    return trained;
   });
 }
 

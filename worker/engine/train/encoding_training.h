@@ -8,6 +8,11 @@
 //                   Adam on the head at lr with weight_decay; the wrapped module stays in eval mode
 //   full, d = full  TrainEncoderFull: Adam on every module parameter at lr (no weight decay) and on the
 //                   head at lr with weight_decay; the module in train mode while training
+//   prefit_warped   TrainPrefitWarpedEncoder: the head is fitted first (as head_init kRidge), then network
+//                   and head are one module (models/linear_head.h) warped through one subspace: theta_d
+//                   moves the head's entries too (they count in D), and the head has no optimiser of its
+//                   own (lr, weight_decay unused). With layer groups the head is a group of its own. The
+//                   ridge start competes with the epochs as with head_init kRidge.
 //   freeze_head     the head keeps its initialisation and only the model moves
 //   head_init       kDefault: the head starts as torch.nn.Linear from the seed (the research code).
 //                   kRidge: before the first epoch the head is set to the closed-form ridge readout
@@ -46,6 +51,7 @@
 #include "worker/engine/datasets/neural_data.h"
 #include "worker/engine/subspace_model.h"
 #include "worker/engine/train/metrics.h"
+#include "worker/engine/train/ridge_readout.h"
 #include "worker/engine/train/training_loop.h"
 
 namespace dwarp::engine {
@@ -66,6 +72,8 @@ struct EncodingTrainingOptions {
   EncodingTrainingOptions& freeze_head(bool v) { freeze_head_ = v; return *this; }
   EncodingTrainingOptions& head_init(HeadInit v) { head_init_ = v; return *this; }
   EncodingTrainingOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
+  // The ridge fit of head_init kRidge and of TrainPrefitWarpedEncoder (alphas, per target, folds).
+  EncodingTrainingOptions& head_ridge(RidgeOptions v) { head_ridge_ = std::move(v); return *this; }
   // Seed of the head's initialisation and of the minibatch order.
   EncodingTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
   // Stimuli per forward pass while scoring (memory, not results).
@@ -84,6 +92,7 @@ struct EncodingTrainingOptions {
   bool freeze_head_ = false;
   HeadInit head_init_ = HeadInit::kDefault;
   LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
+  RidgeOptions head_ridge_;
   uint64_t seed_ = 0;
   int64_t eval_batch_size_ = 256;
   std::function<void(const EpochRecord&)> on_epoch_;  // validation_score is R^2
@@ -105,6 +114,14 @@ struct EncodingTrainingResult : TrainingSummary {
 // Trains `model` through its subspace; on success its best theta_d / lambdas are left installed.
 StatusOr<EncodingTrainingResult> TrainEncoderInSubspace(SubspaceModel& model, const NeuralData& data,
                                                         const EncodingTrainingOptions& options);
+
+// readout prefit_warped: fits the ridge head on `module`'s features, then trains module + head through a
+// subspace made by `subspace` (its warp prefixes and layer groups name `module`'s parameters; the head is
+// added). The result's head_weight / head_bias are the head as it ends (theta_d's share included), and
+// model_parameter_count (D) counts the head. `module` itself is left untouched.
+StatusOr<EncodingTrainingResult> TrainPrefitWarpedEncoder(const torch::jit::Module& module,
+                                                          const SubspaceOptions& subspace, const NeuralData& data,
+                                                          const EncodingTrainingOptions& options);
 
 // Trains every parameter of `module` in place; on success the best parameters are left in the module,
 // which is left in eval mode.

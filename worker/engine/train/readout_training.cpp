@@ -54,6 +54,7 @@ TrainingLoopOptions LoopOptions(const SgdReadoutOptions& o) {
       .batch_size(o.batch_size_)
       .patience(o.patience_)
       .min_delta(o.min_delta_)
+      .schedule(o.schedule_)
       .seed(o.seed_)
       .on_epoch(o.on_epoch_)
       .should_stop(o.should_stop_);

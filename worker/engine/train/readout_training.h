@@ -47,6 +47,7 @@ struct SgdReadoutOptions {
   // How much the validation R² must rise to count as an improvement (>= 0).
   SgdReadoutOptions& min_delta(double v) { min_delta_ = v; return *this; }
   // Seed of the head's initialisation and of the minibatch order.
+  SgdReadoutOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
   SgdReadoutOptions& seed(uint64_t v) { seed_ = v; return *this; }
   // Rows per evaluation matmul (memory, not results).
   SgdReadoutOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
@@ -61,6 +62,7 @@ struct SgdReadoutOptions {
   int64_t max_epochs_ = 100;
   int64_t patience_ = 10;
   double min_delta_ = 0.0;
+  LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
   uint64_t seed_ = 0;
   int64_t eval_batch_size_ = 4096;
   std::function<void(const EpochRecord&)> on_epoch_;

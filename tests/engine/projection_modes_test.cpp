@@ -1,0 +1,304 @@
+// Contract of subspace_model.h's ProjectionMode: each mode's map, materialised densely on small tensors,
+// is the formula its comment gives; `reference` matches an independent Python implementation of the
+// research code's definition; the prefit, warped head (linear_head.h) moves with theta_d and counts in D.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <torch/optim/adam.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "worker/engine/datasets/synthetic_brain.h"
+#include "worker/engine/models/linear_head.h"
+#include "worker/engine/models/mlp.h"
+#include "worker/engine/subspace_model.h"
+#include "worker/engine/train/encoding_training.h"
+
+namespace dwarp::engine {
+namespace {
+
+// fc1.weight 600, fc1.bias 30, fc2.weight 150, fc2.bias 5: with theta of 100 entries the biases are
+// smaller than 2^ceil(log2 100) = 128 and the weights larger, so every branch of every mode is hit.
+torch::jit::Module SmallMlp(uint64_t seed = 4) {
+  auto mlp = CreateMlp(MlpOptions(20, 5).hidden({30}).seed(seed));
+  EXPECT_TRUE(mlp.ok()) << mlp.status();
+  return std::move(mlp).value();
+}
+
+SubspaceModel Wrap(const torch::jit::Module& net, int64_t d, ProjectionMode mode, uint64_t seed = 7) {
+  auto model = SubspaceModel::Create(net, SubspaceOptions(d).seed(seed).projection(mode));
+  EXPECT_TRUE(model.ok()) << model.status();
+  return std::move(model).value();
+}
+
+// The dense map [D, n]: column j is WarpDelta() at theta_d = e_j.
+at::Tensor Dense(SubspaceModel& model) {
+  const int64_t n = model.theta_d().size(0);
+  std::vector<at::Tensor> columns;
+  for (int64_t j = 0; j < n; ++j) {
+    {
+      at::NoGradGuard no_grad;
+      model.theta_d().zero_();
+      model.theta_d()[j] = 1.0;
+    }
+    columns.push_back(model.WarpDelta().to(at::kDouble));
+  }
+  at::NoGradGuard no_grad;
+  model.theta_d().zero_();
+  return at::stack(columns, 1);
+}
+
+struct Block {
+  std::string name;
+  int64_t offset, size;
+};
+
+std::vector<Block> Blocks(const torch::jit::Module& net) {
+  std::vector<Block> out;
+  int64_t offset = 0;
+  for (const auto& p : net.named_parameters()) {
+    out.push_back({p.name, offset, p.value.numel()});
+    offset += p.value.numel();
+  }
+  return out;
+}
+
+int64_t NextPowerOfTwo(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+TEST(ProjectionModesTest, ReferenceTruncatesThetaForTensorsSmallerThanD) {
+  const torch::jit::Module net = SmallMlp();
+  const int64_t d = 100;
+  SubspaceModel reference = Wrap(net, d, ProjectionMode::kReference);
+  SubspaceModel per_tensor = Wrap(net, d, ProjectionMode::kPerTensor);
+  const at::Tensor ref = Dense(reference);
+  const at::Tensor per = Dense(per_tensor);
+  for (const Block& b : Blocks(net)) {
+    const int64_t length = NextPowerOfTwo(b.size);
+    const at::Tensor rows = ref.narrow(0, b.offset, b.size);
+    if (length >= d) {
+      // Same L, same draws: the per-tensor map exactly.
+      EXPECT_TRUE(at::equal(rows, per.narrow(0, b.offset, b.size))) << b.name;
+    } else {
+      // Only theta_d's first L_t entries reach the tensor, through F(D_t, L_t).
+      EXPECT_EQ(rows.narrow(1, length, d - length).abs().max().item<double>(), 0.0) << b.name;
+      auto own = FastfoodProjection::Create(b.size, length, 7, b.name);
+      ASSERT_TRUE(own.ok());
+      for (int64_t j = 0; j < length; ++j) {
+        const at::Tensor e = at::zeros({length}, at::kDouble).index_put_({j}, 1.0);
+        EXPECT_TRUE(at::allclose(rows.select(1, j), own->Forward(e), 1e-6, 1e-7)) << b.name << " column " << j;
+      }
+      // Expected squared column norm 1 over the L_t live columns: the tensor moves by about
+      // |theta_d| sqrt(L_t / n) for a theta_d spread over all n.
+      const double mean_sq = rows.pow(2).sum().item<double>() / static_cast<double>(d);
+      EXPECT_NEAR(mean_sq, static_cast<double>(length) / d, 0.5 * static_cast<double>(length) / d) << b.name;
+    }
+  }
+}
+
+TEST(ProjectionModesTest, SizeWeightedIsPerTensorScaledBySqrtOfEachTensorsShare) {
+  const torch::jit::Module net = SmallMlp();
+  SubspaceModel sized = Wrap(net, 60, ProjectionMode::kSizeWeighted);
+  SubspaceModel per_tensor = Wrap(net, 60, ProjectionMode::kPerTensor);
+  const at::Tensor a = Dense(sized);
+  const at::Tensor b = Dense(per_tensor);
+  const double total = static_cast<double>(a.size(0));
+  double squared_norm = 0.0;
+  for (const Block& block : Blocks(net)) {
+    const double factor = std::sqrt(static_cast<double>(block.size) / total);
+    EXPECT_TRUE(at::allclose(a.narrow(0, block.offset, block.size), b.narrow(0, block.offset, block.size) * factor,
+                             1e-5, 1e-6))  // float32 maps: the factor applied inside or after the kernel
+        << block.name;
+    squared_norm += a.narrow(0, block.offset, block.size).pow(2).sum().item<double>();
+  }
+  // Columns of expected unit norm over the whole network, as the global map's.
+  EXPECT_NEAR(squared_norm / 60.0, 1.0, 0.15);
+}
+
+TEST(ProjectionModesTest, GlobalSharesTheMovementByTensorSize) {
+  const torch::jit::Module net = SmallMlp();
+  SubspaceModel global = Wrap(net, 60, ProjectionMode::kGlobal);
+  SubspaceModel per_tensor = Wrap(net, 60, ProjectionMode::kPerTensor);
+  const at::Tensor g = Dense(global);
+  const at::Tensor p = Dense(per_tensor);
+  const double total = static_cast<double>(g.size(0));
+  EXPECT_NEAR(g.pow(2).sum().item<double>() / 60.0, 1.0, 0.15);
+  for (const Block& block : Blocks(net)) {
+    const double share = g.narrow(0, block.offset, block.size).pow(2).sum().item<double>() / 60.0;
+    EXPECT_NEAR(share, block.size / total, 0.5 * block.size / total + 0.01) << block.name;
+    // per_tensor: every tensor, however small, gets about a whole unit.
+    EXPECT_NEAR(p.narrow(0, block.offset, block.size).pow(2).sum().item<double>() / 60.0, 1.0, 0.5) << block.name;
+  }
+}
+
+TEST(ProjectionModesTest, EveryModeReproducesTheModuleAtThetaZeroAndTrains) {
+  const torch::jit::Module net = SmallMlp();
+  const at::Tensor x = at::randn({8, 20}, at::make_generator<at::CPUGeneratorImpl>(1));
+  torch::jit::Module plain = net.deepcopy();
+  const at::Tensor expected = plain.forward({x}).toTensor();
+  for (auto mode : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal, ProjectionMode::kReference,
+                    ProjectionMode::kSizeWeighted}) {
+    SubspaceModel model = Wrap(net, 100, mode);
+    EXPECT_TRUE(at::equal(model.Forward(x), expected)) << ProjectionModeName(mode);
+    model.train();
+    model.Forward(x).pow(2).sum().backward();
+    ASSERT_TRUE(model.theta_d().grad().defined()) << ProjectionModeName(mode);
+    EXPECT_GT(model.theta_d().grad().abs().sum().item<double>(), 0.0) << ProjectionModeName(mode);
+    if (mode == ProjectionMode::kReference) {
+      // Every tensor reads theta_d's first 32 entries at least; entries past the largest L_t (1024) none.
+      EXPECT_GT(model.theta_d().grad().narrow(0, 0, 8).abs().min().item<double>(), 0.0);
+    }
+  }
+}
+
+void WriteDoubles(const std::filesystem::path& path, const at::Tensor& t) {
+  const at::Tensor v = t.to(at::kDouble).contiguous();
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(v.data_ptr<double>()), static_cast<std::streamsize>(v.numel() * sizeof(double)));
+}
+
+at::Tensor ReadDoubles(const std::filesystem::path& path, int64_t count) {
+  at::Tensor v = at::empty({count}, at::kDouble);
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(v.data_ptr<double>()), static_cast<std::streamsize>(count * sizeof(double)));
+  EXPECT_TRUE(in.good()) << path;
+  return v;
+}
+
+// tests/engine/python/research_fastfood.py implements the research code's map from its definition, with
+// none of dwarp's code; given the same B, Pi and G it must give the same P u per tensor (float64) and the
+// same loss curve for a few Adam steps (float32).
+TEST(ProjectionModesTest, ReferenceMatchesAPythonImplementationOfTheResearchCode) {
+  if (std::system("/usr/bin/python3 -c 'import numpy, torch' > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 with numpy and torch (Debian's python3-torch) is not available";
+  }
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("dwarp_projection_modes_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const torch::jit::Module net = SmallMlp();
+  const int64_t d = 100;
+  SubspaceModel model = Wrap(net, d, ProjectionMode::kReference, 11);
+
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const at::Tensor u = at::randn({d}, gen, at::kDouble);
+  WriteDoubles(dir / "u.bin", u);
+  // The manifest is JSON, written by hand (the engine's tests link LibTorch alone).
+  std::string targets;
+  std::vector<at::Tensor> ours;
+  const auto blocks = Blocks(net);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const FastfoodProjection& p = model.projections()[i];
+    WriteDoubles(dir / ("signs_" + std::to_string(i) + ".bin"), p.signs());
+    WriteDoubles(dir / ("permutation_" + std::to_string(i) + ".bin"), p.permutation());
+    WriteDoubles(dir / ("gaussians_" + std::to_string(i) + ".bin"), p.gaussians());
+    ours.push_back(p.Forward(u.narrow(0, 0, p.subspace_dim()).contiguous()));
+    const at::Tensor theta0 = net.attr(blocks[i].name.substr(0, 3)).toModule().attr(blocks[i].name.substr(4)).toTensor();
+    WriteDoubles(dir / ("theta0_" + std::to_string(i) + ".bin"), theta0);
+    std::string shape;
+    for (int64_t extent : theta0.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(extent);
+    targets += std::string(targets.empty() ? "" : ", ") + "{\"index\": " + std::to_string(i) + ", \"name\": \"" +
+               blocks[i].name + "\", \"size\": " + std::to_string(blocks[i].size) + ", \"shape\": [" + shape + "]}";
+  }
+  const at::Tensor x = at::randn({64, 20}, gen);
+  const at::Tensor y = at::randn({64, 5}, gen);
+  WriteDoubles(dir / "x.bin", x);
+  WriteDoubles(dir / "y.bin", y);
+  const int64_t steps = 25;
+  const double lr = 0.05;
+  std::ofstream(dir / "manifest.json") << "{\"theta_size\": " << d << ", \"targets\": [" << targets
+                                        << "], \"net\": {\"x_shape\": [64, 20], \"y_shape\": [64, 5], \"lr\": "
+                                        << lr << ", \"steps\": " << steps << "}}";
+
+  std::vector<double> losses;
+  torch::optim::Adam adam(model.parameters(), torch::optim::AdamOptions(lr));
+  model.train();
+  for (int64_t s = 0; s < steps; ++s) {
+    const at::Tensor loss = at::mse_loss(model.Forward(x), y);
+    losses.push_back(loss.item<double>());
+    adam.zero_grad();
+    loss.backward();
+    adam.step();
+  }
+
+  const std::string command = std::string("/usr/bin/python3 ") + DWARP_TESTS_DIR +
+                              "/engine/python/research_fastfood.py " + dir.string();
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  std::string mismatched;
+  std::getline(std::ifstream(dir / "mismatched.txt"), mismatched);
+  EXPECT_EQ(mismatched, "") << "L_t differs from the research code's 2^ceil(log2 D_t) for these tensors";
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const at::Tensor theirs = ReadDoubles(dir / ("python_pu_" + std::to_string(i) + ".bin"), blocks[i].size);
+    EXPECT_TRUE(at::allclose(ours[i], theirs, 1e-9, 1e-12))
+        << blocks[i].name << ": max difference " << (ours[i] - theirs).abs().max().item<double>();
+    // Same per-tensor norms of P u (the quantity the projection modes differ in).
+    EXPECT_NEAR(ours[i].norm().item<double>(), theirs.norm().item<double>(), 1e-9) << blocks[i].name;
+  }
+  const at::Tensor theirs = ReadDoubles(dir / "python_losses.bin", steps);
+  for (int64_t s = 0; s < steps; ++s) {
+    EXPECT_NEAR(losses[s], theirs[s].item<double>(), 1e-4 * std::abs(losses[s]) + 1e-6) << "step " << s;
+  }
+  EXPECT_LT(losses.back(), 0.9 * losses.front()) << "the curve compared must actually move";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProjectionModesTest, AnAttachedHeadIsWarpedWithTheNetworkAndCountsInD) {
+  const torch::jit::Module net = SmallMlp();
+  const at::Tensor weight = at::randn({3, 5}, at::make_generator<at::CPUGeneratorImpl>(2));
+  const at::Tensor bias = at::randn({3}, at::make_generator<at::CPUGeneratorImpl>(3));
+  auto joined = AttachLinearHead(net, weight, bias);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  const at::Tensor x = at::randn({4, 20}, at::make_generator<at::CPUGeneratorImpl>(4));
+  torch::jit::Module plain = net.deepcopy();
+  EXPECT_TRUE(at::allclose(joined->forward({x}).toTensor(), at::linear(plain.forward({x}).toTensor(), weight, bias)));
+
+  auto model = SubspaceModel::Create(*joined, SubspaceOptions(40).seed(1).warp_prefixes({"body", "head"}));
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->warped_parameter_count(), MlpParameterCount(MlpOptions(20, 5).hidden({30})) + 3 * 5 + 3);
+  {
+    at::NoGradGuard no_grad;
+    model->theta_d().normal_(0.0, 1.0, at::make_generator<at::CPUGeneratorImpl>(5));
+  }
+  model->eval();
+  model->Materialize();
+  const at::Tensor moved = model->module().attr("head").toModule().attr("weight").toTensor();
+  EXPECT_GT((moved - weight).abs().max().item<double>(), 1e-3) << "the head must move with theta_d";
+  EXPECT_TRUE(at::equal(weight, weight.clone()));  // the caller's tensor is untouched
+  EXPECT_FALSE(AttachLinearHead(net, weight, at::zeros({4})).ok());
+}
+
+TEST(ProjectionModesTest, PrefitWarpedTrainingStartsAtTheRidgeFitAndMovesTheHead) {
+  auto teacher = CreateMlp(MlpOptions(16, 24).hidden({48}).seed(3));
+  ASSERT_TRUE(teacher.ok());
+  const at::Tensor stimuli = at::randn({600, 16}, at::make_generator<at::CPUGeneratorImpl>(5));
+  auto data = MakeSyntheticBrain(*teacher, stimuli, {},
+                                 SyntheticBrainOptions().targets(10).warp_dim(12).warp_scale(1.5).noise(0.1).seed(8));
+  ASSERT_TRUE(data.ok()) << data.status();
+  const auto options =
+      EncodingTrainingOptions().max_epochs(15).batch_size(32).low_dim_lr(2e-2).patience(0).seed(1);
+  auto result = TrainPrefitWarpedEncoder(*teacher, SubspaceOptions(200).seed(21), *data, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  // D counts the head: the MLP's parameters plus 24 x 10 + 10.
+  EXPECT_EQ(result->model_parameter_count, MlpParameterCount(MlpOptions(16, 24).hidden({48})) + 24 * 10 + 10);
+  EXPECT_EQ(result->trained_parameter_count, 200);
+  // Never below the ridge start on validation, and here clearly above it.
+  EXPECT_GE(result->validation.r2, result->head_init_validation_r2 - 1e-9);
+  EXPECT_GT(result->validation.r2, result->head_init_validation_r2 + 0.02)
+      << "start " << result->head_init_validation_r2 << ", end " << result->validation.r2;
+  EXPECT_GT(result->best_epoch, 0);
+  ASSERT_TRUE(result->head_weight.defined());
+  EXPECT_EQ(result->head_weight.sizes(), (std::vector<int64_t>{10, 24}));
+}
+
+}  // namespace
+}  // namespace dwarp::engine

@@ -1,0 +1,177 @@
+#!/usr/bin/python3
+"""The projection-mode study: how fast and how well training through a random subspace learns under each
+way theta_d can reach the network's tensors (model.projection), on real labels and on the synthetic brain.
+
+Every point is one real `dwarp train` job (the job path a sweep runs), its result JSON kept under --out, so
+a rerun only runs what is missing. Then it prints the README's tables (markdown):
+
+  Fashion-MNIST (Debian's dataset-fashion-mnist): the first 7,000 training images train, the next 1,000
+  validate, the 10,000 test images are scored; pixels / 255; 784-200-200-10 MLP and LeNet read out at their
+  logits (classification, no head); d = 10 .. 3000; 10 epochs, batch 128.
+  Synthetic brain (the quickstart's): small_cnn, lenet and mlp read out as in configs/quickstart.yaml;
+  d = 5 .. 1000; 10 epochs, batch 32, head started from the d = 0 ridge fit.
+
+For each (data, model, mode): the mean training loss of epoch 1 and of the last epoch (the per-epoch speed),
+the test score per d, and whether the score rises with d (every step up, or down by less than the seed
+noise allowance). Modes run at their own learning rate (--rates: Adam's rate on theta_d at d = 1000, scaled
+by 1000 / d: train.low_dim_lr_scaling inverse_d), plus `reference` at the research code's settings (Adam
+1e-3 at every d, constant, 100 epochs) on the MLP.
+
+Usage (from the repository root, after building):
+  /usr/bin/python3 tests/study/projection_study.py [--out runs/study] [--dwarp build/clients/dwarp]
+      [--only fashion|brain|research] [--seeds 1] [--quick]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+MODES = ["reference", "per_tensor", "global", "size_weighted"]
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def fashion_job(arch, d):
+    model = {"arch": arch, "layer_groups": []}
+    if arch == "mlp":
+        model.update({"hidden": [200, 200], "layer": "fc3"})
+    else:
+        model["layer"] = "fc3"
+    return {
+        "model": model,
+        "data": {
+            "kind": "idx",
+            "images": FASHION + "/train-images-idx3-ubyte.gz",
+            "labels": FASHION + "/train-labels-idx1-ubyte.gz",
+            "test_images": FASHION + "/t10k-images-idx3-ubyte.gz",
+            "test_labels": FASHION + "/t10k-labels-idx1-ubyte.gz",
+            "limit_stimuli": 8000,
+            "split": {"train": 0.875, "val": 0.125},
+        },
+        "d": d,
+        "objective": "classification",
+        "train": {"batch_size": 128, "max_epochs": 10, "patience": 0, "threads": 0},
+    }
+
+
+def brain_job(arch, d):
+    with open("configs/quickstart.yaml") as f:
+        text = f.read()
+    # The quickstart's brain and candidates, read from its file so that the study follows it.
+    import yaml  # python3-yaml ships with Debian's python3-xarray dependencies; fall back below if absent
+    sweep = yaml.safe_load(text)
+    models = {m["name"]: m for m in sweep["models"]}
+    m = dict(models[arch])
+    layer = m.pop("layers")[0]
+    m.pop("name")
+    m["layer"] = layer
+    data = dict(sweep["datasets"][0])
+    data.pop("name")
+    train = {k: v for k, v in sweep["train"].items() if k not in ("lr", "low_dim_lr", "low_dim_lr_scaling", "schedule")}
+    train.update({"max_epochs": 10, "patience": 0, "threads": 0})
+    return {"model": m, "data": data, "d": d, "objective": "regression", "train": train}
+
+
+def run_job(dwarp, job, overrides, path):
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    spec_path = path[:-5] + ".spec.json"
+    with open(spec_path, "w") as f:
+        json.dump(job, f)
+    started = time.time()
+    command = [dwarp, "train", spec_path] + overrides + ["--out", path]
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit("failed: %s\n%s" % (" ".join(command), done.stderr[-2000:]))
+    print("  %-70s %6.1f s" % (os.path.basename(path), time.time() - started), file=sys.stderr)
+    with open(path) as f:
+        return json.load(f)
+
+
+def score(result):
+    test = result["scores"]["test"]
+    return test["accuracy"] if "accuracy" in test else test["r2"]
+
+
+def rises(scores, allowance):
+    return all(b >= a - allowance for a, b in zip(scores, scores[1:]))
+
+
+def study(args, name, make_job, archs, dims, rates, extra, metric, allowance):
+    rows = []
+    for arch in archs:
+        for mode in MODES:
+            per_d, first, last = [], [], []
+            for d in dims:
+                seeds_scores = []
+                for seed in range(args.seeds):
+                    lr = rates[mode]
+                    overrides = ["model.projection=" + mode, "train.low_dim_lr=%g" % lr,
+                                 "train.low_dim_lr_scaling=inverse_d", "train.seed=%d" % seed] + extra
+                    path = os.path.join(args.out, "%s-%s-%s-d%d-s%d.json" % (name, arch, mode, d, seed))
+                    r = run_job(args.dwarp, make_job(arch, d), overrides, path)
+                    seeds_scores.append(score(r))
+                    first.append(r["history"][0]["train_loss"])
+                    last.append(r["history"][-1]["train_loss"])
+                per_d.append(sum(seeds_scores) / len(seeds_scores))
+            rows.append((arch, mode, rates[mode], sum(first) / len(first), sum(last) / len(last), per_d,
+                         rises(per_d, allowance)))
+    print("\n%s (%s per d; train loss = mean over d and seeds)\n" % (name, metric))
+    print("| model | mode | rate at d = 1000 | loss, epoch 1 | loss, epoch 10 | " +
+          " | ".join("d = %d" % d for d in dims) + " | rises with d |")
+    print("|---|---|---|---|---|" + "---|" * len(dims) + "---|")
+    for arch, mode, lr, f, l, per_d, up in rows:
+        print("| %s | %s | %g | %.3f | %.3f | %s | %s |" % (arch, mode, lr, f, l,
+                                                            " | ".join("%.3f" % s for s in per_d),
+                                                            "yes" if up else "no"))
+    sys.stdout.flush()
+    return rows
+
+
+def research(args, default_mode, default_rate):
+    """reference at the research code's settings (Adam 1e-3 at every d, 100 epochs) against the default."""
+    print("\nFashion-MNIST MLP: the research code's settings against dwarp's default (test accuracy)\n")
+    print("| | d = 300 | d = 750 |")
+    print("|---|---|---|")
+    for label, overrides, epochs in [
+        ("reference, Adam 1e-3 constant, 100 epochs", ["model.projection=reference", "train.low_dim_lr=0.001"], 100),
+        ("%s, default rate, 10 epochs" % default_mode,
+         ["model.projection=" + default_mode, "train.low_dim_lr=%g" % default_rate,
+          "train.low_dim_lr_scaling=inverse_d"], 10),
+    ]:
+        cells = []
+        for d in (300, 750):
+            tag = "research" if epochs == 100 else "default"
+            path = os.path.join(args.out, "research-%s-d%d.json" % (tag, d))
+            r = run_job(args.dwarp, fashion_job("mlp", d), overrides + ["train.max_epochs=%d" % epochs], path)
+            cells.append("%.3f" % score(r))
+        print("| %s | %s |" % (label, " | ".join(cells)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/study")
+    parser.add_argument("--dwarp", default="build/clients/dwarp")
+    parser.add_argument("--only", choices=["fashion", "brain", "research"])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="fewer d (a smoke run)")
+    parser.add_argument("--default-mode", default="size_weighted")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    # Adam's rate on theta_d at d = 1000 per mode, chosen on the MLP at d = 300 (README).
+    fashion_rates = {"reference": 0.03, "per_tensor": 0.03, "global": 0.1, "size_weighted": 0.1}
+    brain_rates = {"reference": 0.003, "per_tensor": 0.003, "global": 0.01, "size_weighted": 0.01}
+    if args.only in (None, "fashion"):
+        dims = [10, 100, 1000] if args.quick else [10, 30, 100, 300, 1000, 3000]
+        study(args, "fashion", fashion_job, ["mlp", "lenet"], dims, fashion_rates, [], "test accuracy", 0.01)
+    if args.only in (None, "brain"):
+        dims = [5, 50, 1000] if args.quick else [5, 20, 50, 200, 1000]
+        study(args, "brain", brain_job, ["small_cnn", "lenet", "mlp"], dims, brain_rates, [], "test R²", 0.005)
+    if args.only in (None, "research"):
+        research(args, args.default_mode, fashion_rates[args.default_mode])
+
+
+if __name__ == "__main__":
+    main()

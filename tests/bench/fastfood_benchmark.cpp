@@ -15,6 +15,8 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -31,23 +33,55 @@ using dwarp::engine::FastfoodProjection;
 
 constexpr int64_t kSubspaceDim = 1000;
 
+// c10::Allocator changed after LibTorch 1.13 (Debian 12's): allocate() lost its const, and copy_data()
+// became a pure virtual (PyTorch 2.x, the wheels a GPU box has). Both are detected on the header in use,
+// not guessed from a version: Debian's LibTorch ships no <torch/version.h> to compare against, and a
+// detected member cannot be wrong about the header it was detected on. AllocatorInterface<Base> then
+// declares allocate() with Base's constness and copy_data() only where Base has it, each `override`, so a
+// future change of either fails to compile here rather than silently adding an unused overload.
+template <typename A, typename = void>
+struct HasConstAllocate : std::false_type {};
+template <typename A>
+struct HasConstAllocate<A, std::void_t<decltype(std::declval<const A&>().allocate(size_t{0}))>> : std::true_type {};
+
+template <typename A, typename = void>
+struct HasCopyData : std::false_type {};
+template <typename A>
+struct HasCopyData<A, std::void_t<decltype(&A::copy_data)>> : std::true_type {};
+
+// Base's allocate() forwarded to DoAllocate(), with Base's constness.
+template <typename Base, bool kConst = HasConstAllocate<Base>::value>
+class AllocateInterface : public Base {
+ public:
+  c10::DataPtr allocate(size_t n) const override { return DoAllocate(n); }
+
+ protected:
+  virtual c10::DataPtr DoAllocate(size_t n) const = 0;
+};
+template <typename Base>
+class AllocateInterface<Base, false> : public Base {
+ public:
+  c10::DataPtr allocate(size_t n) override { return DoAllocate(n); }
+
+ protected:
+  virtual c10::DataPtr DoAllocate(size_t n) const = 0;
+};
+
+// Adds copy_data() (a plain memcpy: what LibTorch's CPU allocator does) where Base declares it.
+template <typename Base, bool kHasCopyData = HasCopyData<Base>::value>
+class AllocatorInterface : public AllocateInterface<Base> {};
+template <typename Base>
+class AllocatorInterface<Base, true> : public AllocateInterface<Base> {
+ public:
+  void copy_data(void* dest, const void* src, size_t count) const override { std::memcpy(dest, src, count); }
+};
+
 // Wraps LibTorch's CPU allocator to record the peak of live bytes, so the benchmark can report what
 // one projection call allocates (its temporaries and result) instead of asserting it from the code.
-class CountingAllocator final : public c10::Allocator {
+class CountingAllocator final : public AllocatorInterface<c10::Allocator> {
  public:
   explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
 
-  c10::DataPtr allocate(size_t n) const override {
-    c10::DataPtr inner = base_->allocate(n);
-    void* data = inner.get();
-    const c10::Device device = inner.device();
-    auto* record = new Record{std::move(inner), n, this};
-    const int64_t now = live_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
-    int64_t peak = peak_.load();
-    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
-    }
-    return {data, record, &Free, device};
-  }
   c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
 
   int64_t live() const { return live_.load(); }
@@ -60,6 +94,19 @@ class CountingAllocator final : public c10::Allocator {
     size_t bytes;
     const CountingAllocator* owner;
   };
+
+  c10::DataPtr DoAllocate(size_t n) const override {
+    c10::DataPtr inner = base_->allocate(n);
+    void* data = inner.get();
+    const c10::Device device = inner.device();
+    auto* record = new Record{std::move(inner), n, this};
+    const int64_t now = live_.fetch_add(static_cast<int64_t>(n)) + static_cast<int64_t>(n);
+    int64_t peak = peak_.load();
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
+    return {data, record, &Free, device};
+  }
+
   static void Free(void* ctx) {
     auto* record = static_cast<Record*>(ctx);
     record->owner->live_.fetch_sub(static_cast<int64_t>(record->bytes));
@@ -70,6 +117,8 @@ class CountingAllocator final : public c10::Allocator {
   mutable std::atomic<int64_t> live_{0};
   mutable std::atomic<int64_t> peak_{0};
 };
+static_assert(!std::is_abstract_v<CountingAllocator>,
+              "CountingAllocator leaves a pure virtual of this LibTorch's c10::Allocator unimplemented");
 
 CountingAllocator* g_allocator = nullptr;
 

@@ -130,6 +130,29 @@ TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutMatchTheCpu_CUDA) {
   EXPECT_NEAR(r2[0], r2[1], 2e-3);
 }
 
+// Ridge with k-fold alpha selection indexes the cached features with its fold rows (CPU indices); the
+// features may be cached on the GPU.
+TEST(CudaTrainingTest, RidgeReadoutWithFoldsOnCachedFeaturesMatchesTheCpu_CUDA) {
+  if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
+  const NeuralData data = Brain();
+  double r2[2] = {0.0, 0.0};
+  const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
+  for (int i = 0; i < 2; ++i) {
+    torch::jit::Module module = Mlp(3);
+    module.to(devices[i]);
+    module.eval();
+    auto cache = CacheFeatures([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, data,
+                               FeatureCacheOptions().device(devices[i]));
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    EXPECT_EQ(cache->train.features.device(), devices[i]);
+    auto readout = TrainRidgeReadout(*cache, RidgeOptions().folds(3));
+    ASSERT_TRUE(readout.ok()) << devices[i] << ": " << readout.status();
+    r2[i] = readout->test.r2;
+  }
+  std::printf("d = 0 ridge readout (3 folds) test R^2: cpu %.5f, cuda %.5f\n", r2[0], r2[1]);
+  EXPECT_NEAR(r2[0], r2[1], 2e-3);
+}
+
 // A frozen MLP's fc1 features of 3 Gaussian blobs, classified by a linear head at d = 0 (features cached on
 // the device) and through a 30-dimensional subspace with a head on fc1.
 TEST(CudaTrainingTest, ClassifiersWithAHeadMatchTheCpu_CUDA) {

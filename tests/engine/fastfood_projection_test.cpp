@@ -9,6 +9,11 @@
 #include <utility>
 #include <vector>
 
+#if defined(DWARP_WITH_CUDA)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 #include "tests/support/reference_fastfood.h"
 #include "worker/engine/fastfood_projection.h"
 #include "worker/engine/seeded_random.h"
@@ -214,6 +219,41 @@ TEST(FastfoodProjectionTest, MatchesCpu_CUDA) {
   EXPECT_LE((gpu.Transpose(g.cuda()).cpu() - expected_t).abs().max().item<float>(),
             1e-4f * expected_t.abs().max().item<float>());
 }
+
+#if defined(DWARP_WITH_CUDA)
+// The projection must queue its kernels, and the fold's zeroing, on the stream LibTorch makes current:
+// here a pool stream, which is non-blocking, so a launch on the legacy default stream or any other would
+// not wait for theta (or the gradient), computed on it behind long-running work, nor would the read-back.
+TEST(FastfoodProjectionTest, RunsOnTheCurrentStream_CUDA) {
+  const FastfoodProjection cpu = Make(1 << 22, 1000, 5, "w");
+  auto gpu_or = FastfoodProjection::Create(1 << 22, 1000, 5, "w", at::kCUDA);
+  ASSERT_TRUE(gpu_or.ok()) << gpu_or.status();
+  const FastfoodProjection gpu = std::move(gpu_or).value();
+  const at::Tensor theta = at::randn({1000});
+  const at::Tensor g = at::randn({1 << 22});
+  const at::Tensor expected = cpu.Forward(theta);
+  const at::Tensor expected_t = cpu.Transpose(g);
+  const at::Tensor theta_base = theta.cuda();
+  const at::Tensor g_base = g.cuda();
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, 0);
+  const c10::cuda::CUDAStreamGuard guard(side);
+  at::Tensor busy = at::zeros({int64_t{1} << 26}, at::kCUDA);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 4; ++i) busy.add_(1.0);
+    // Ready only when the busy work before it on `side` is done; scaled per round (P is linear), so that
+    // memory the allocator hands back from an earlier round holds other values.
+    const double scale = round + 1.0;
+    const at::Tensor theta_gpu = theta_base * scale + busy.narrow(0, 0, 1000) * 0.0;
+    const at::Tensor g_gpu = g_base * scale + busy.narrow(0, 0, 1 << 22) * 0.0;
+    const at::Tensor forward = gpu.Forward(theta_gpu).cpu() / scale;
+    const at::Tensor transpose = gpu.Transpose(g_gpu).cpu() / scale;
+    EXPECT_LE((forward - expected).abs().max().item<float>(), 1e-4f * expected.abs().max().item<float>())
+        << "round " << round;
+    EXPECT_LE((transpose - expected_t).abs().max().item<float>(), 1e-4f * expected_t.abs().max().item<float>())
+        << "round " << round;
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace dwarp::engine

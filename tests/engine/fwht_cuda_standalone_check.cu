@@ -2,7 +2,16 @@
 // gtest, so it runs on any GPU box with only the CUDA toolkit. From the repository root, build and run:
 //   nvcc -std=c++17 -O3 -arch=sm_90 -I. worker/engine/fwht_cuda.cu tests/engine/fwht_cuda_standalone_check.cu
 //        -o /tmp/fwht_cuda_check && /tmp/fwht_cuda_check
-// Prints one line per failure and "N passed, M failed"; exits non-zero on any failure.
+// Prints one line per case ("ok" or "FAIL" with the first difference), a summary per family of cases with
+// the failed cases' names, and last "N passed, M failed"; exits non-zero on any failure.
+//
+// Stream ordering. Every case runs the launchers on a cudaStreamNonBlocking stream, as the engine does with
+// the streams LibTorch hands it, and queues every fill, copy and read-back on that same stream with the
+// async calls. A non-blocking stream does not wait for the legacy default stream, so a plain cudaMemcpy
+// (a pageable host-to-device copy may return before its DMA lands) or cudaMemset (asynchronous) would race
+// the kernels and fail cases at random. The order_* cases check the ordering itself: fills queued behind
+// long-running work on the launchers' stream, the fold's own zeroing behind a pending write, and a
+// producer and a consumer stream ordered by events.
 //
 // Most cases use small-integer data, for which every intermediate sum is exact in float, so the GPU must
 // match the reference bit for bit whatever the order of its stages or atomics; random-float cases then
@@ -10,10 +19,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -30,26 +41,43 @@ using dwarp::engine::internal::FwhtCuda;
 
 int g_passed = 0;
 int g_failed = 0;
+std::vector<std::string> g_failed_names;
+// Per family (a case's name up to its '('): passed and failed counts, in the order families first ran.
+std::vector<std::pair<std::string, std::pair<int, int>>> g_families;
+// The stream every launcher, fill, copy and read-back of a case is queued on (non-blocking, see above).
 cudaStream_t g_stream = nullptr;
 
 void Check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
 }
 
-// Runs one named case; a thrown exception (a CUDA error included) counts as a failure.
+void CountInFamily(const std::string& name, bool passed) {
+  const std::string family = name.substr(0, name.find('('));
+  auto it = std::find_if(g_families.begin(), g_families.end(), [&](const auto& f) { return f.first == family; });
+  if (it == g_families.end()) it = g_families.insert(g_families.end(), {family, {0, 0}});
+  ++(passed ? it->second.first : it->second.second);
+}
+
+// Runs one named case and prints its line; a thrown exception (a CUDA error included) counts as a failure.
 void Run(const std::string& name, const std::function<std::string()>& body) {
+  const auto start = std::chrono::steady_clock::now();
   std::string error;
   try {
     error = body();
   } catch (const std::exception& e) {
     error = std::string("exception: ") + e.what();
   }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   if (error.empty()) {
     ++g_passed;
+    std::printf("ok   %s (%.1f ms)\n", name.c_str(), ms);
   } else {
     ++g_failed;
-    std::printf("FAIL %s: %s\n", name.c_str(), error.c_str());
+    g_failed_names.push_back(name);
+    std::printf("FAIL %s (%.1f ms): %s\n", name.c_str(), ms, error.c_str());
   }
+  std::fflush(stdout);
+  CountInFamily(name, error.empty());
 }
 
 template <typename T>
@@ -61,15 +89,38 @@ struct DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
+// Page-locked host memory, so that copies from and to it are truly asynchronous (the order_* cases).
 template <typename T>
-void ToDevice(T* dst, const std::vector<T>& src) {
-  Check(cudaMemcpy(dst, src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+struct PinnedBuffer {
+  T* ptr = nullptr;
+  size_t count = 0;
+  explicit PinnedBuffer(size_t n) : count(n) {
+    Check(cudaMallocHost(&ptr, std::max<size_t>(n, 1) * sizeof(T)), "cudaMallocHost");
+  }
+  ~PinnedBuffer() { cudaFreeHost(ptr); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+};
+
+// Queues the copy on `stream` (never the legacy default stream); `src` must stay alive until the stream
+// has been synchronised (every case synchronises before its host data goes out of scope).
+template <typename T>
+void ToDevice(T* dst, const std::vector<T>& src, cudaStream_t stream = g_stream) {
+  Check(cudaMemcpyAsync(dst, src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice, stream),
+        "cudaMemcpyAsync H2D");
 }
 
+// Queues `count` bytes of `value` on `stream`.
+void FillAsync(void* dst, int value, size_t bytes, cudaStream_t stream = g_stream) {
+  Check(cudaMemsetAsync(dst, value, bytes, stream), "cudaMemsetAsync");
+}
+
+// Reads back after everything queued on `stream` so far.
 template <typename T>
-std::vector<T> ToHost(const T* src, size_t count) {
+std::vector<T> ToHost(const T* src, size_t count, cudaStream_t stream = g_stream) {
   std::vector<T> dst(count);
-  Check(cudaMemcpy(dst.data(), src, count * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+  Check(cudaMemcpyAsync(dst.data(), src, count * sizeof(T), cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync D2H");
+  Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize after D2H");
   return dst;
 }
 
@@ -226,7 +277,7 @@ std::string CheckFold(int64_t small_n, int64_t padded, Data kind) {
   ToDevice(d_gauss.ptr, gauss);
   ToDevice(d_perm.ptr, perm);
   // NaN garbage: the callee must overwrite every entry.
-  Check(cudaMemset(d_fold.ptr, 0xff, static_cast<size_t>(small_n) * sizeof(float)), "cudaMemset");
+  FillAsync(d_fold.ptr, 0xff, static_cast<size_t>(small_n) * sizeof(float));
   FastfoodFoldCuda(d_u.ptr, d_perm.ptr, d_gauss.ptr, padded, d_fold.ptr, small_n, g_stream);
   Sync();
   std::vector<double> expected(static_cast<size_t>(small_n), 0.0);
@@ -240,6 +291,171 @@ std::string CheckFold(int64_t small_n, int64_t padded, Data kind) {
   const double tolerance = kind == Data::kUniform ? 1e-6 * largest_term_sum / static_cast<double>(small_n) * 64.0 + 1e-6
                                                   : 0.0;
   return Compare("fold", ToHost(d_fold.ptr, static_cast<size_t>(small_n)), expected, tolerance);
+}
+
+// ---- Stream ordering ------------------------------------------------------------------------------------
+
+// A non-blocking stream, destroyed once everything queued on it has finished.
+struct OwnedStream {
+  cudaStream_t stream = nullptr;
+  OwnedStream() { Check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags"); }
+  ~OwnedStream() {
+    cudaStreamSynchronize(stream);
+    cudaStreamDestroy(stream);
+  }
+  OwnedStream(const OwnedStream&) = delete;
+  OwnedStream& operator=(const OwnedStream&) = delete;
+};
+
+// An event without timing, for ordering streams.
+struct OwnedEvent {
+  cudaEvent_t event = nullptr;
+  OwnedEvent() { Check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags"); }
+  ~OwnedEvent() { cudaEventDestroy(event); }
+  OwnedEvent(const OwnedEvent&) = delete;
+  OwnedEvent& operator=(const OwnedEvent&) = delete;
+};
+
+// Long-running work for a stream (four FWHTs of 2^24 zeros, hundreds of microseconds on an H200, far longer
+// than queueing the calls behind it takes): what is queued behind it on the same stream must wait for it,
+// so a fill or copy that escaped to another stream lands out of order and shows.
+class BusyWork {
+ public:
+  static constexpr int64_t kSize = int64_t{1} << 24;
+  explicit BusyWork(cudaStream_t stream) : buffer_(kSize) { FillAsync(buffer_.ptr, 0, kSize * sizeof(float), stream); }
+  void Queue(cudaStream_t stream) const {
+    for (int i = 0; i < 4; ++i) FwhtCuda(buffer_.ptr, 1, kSize, stream);
+  }
+
+ private:
+  DeviceBuffer<float> buffer_;
+};
+
+void SyncStream(cudaStream_t stream) {
+  Check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  Check(cudaGetLastError(), "kernel execution");
+}
+
+// `rounds` rounds queued back to back on g_stream before one synchronisation, each behind busy work: NaN
+// fill, copy of the input from page-locked memory, FWHT, copy back into the round's own page-locked output.
+// Each round reuses the device buffer, so a fill, copy or kernel out of stream order leaves NaN, the
+// previous round's transform or a half-copied input in some output.
+std::string CheckFillsInStreamOrder(int64_t n, int rounds) {
+  const std::vector<float> x = MakeData(n, Data::kSparseSigns, static_cast<uint32_t>(n + 11));
+  std::vector<double> expected(x.begin(), x.end());
+  ReferenceFwht(expected, 1, n);
+  PinnedBuffer<float> input(static_cast<size_t>(n));
+  std::copy(x.begin(), x.end(), input.ptr);
+  std::vector<std::unique_ptr<PinnedBuffer<float>>> outputs;
+  DeviceBuffer<float> data(static_cast<size_t>(n));
+  const BusyWork busy(g_stream);
+  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  for (int r = 0; r < rounds; ++r) {
+    outputs.push_back(std::make_unique<PinnedBuffer<float>>(static_cast<size_t>(n)));
+    busy.Queue(g_stream);
+    FillAsync(data.ptr, 0xff, bytes);
+    Check(cudaMemcpyAsync(data.ptr, input.ptr, bytes, cudaMemcpyHostToDevice, g_stream), "cudaMemcpyAsync H2D");
+    FwhtCuda(data.ptr, 1, n, g_stream);
+    Check(cudaMemcpyAsync(outputs.back()->ptr, data.ptr, bytes, cudaMemcpyDeviceToHost, g_stream),
+          "cudaMemcpyAsync D2H");
+  }
+  SyncStream(g_stream);
+  for (int r = 0; r < rounds; ++r) {
+    const std::vector<float> got(outputs[r]->ptr, outputs[r]->ptr + n);
+    const std::string error = Compare("fwht", got, expected, 0.0);
+    if (!error.empty()) return "round " + std::to_string(r) + ": " + error;
+  }
+  return "";
+}
+
+// The fold zeroes its output itself; that zeroing must be queued on the fold's stream, behind a write to
+// the same output that is still pending there (busy work, then a copy of garbage into it).
+std::string CheckFoldZeroesInStreamOrder(int64_t small_n, int64_t padded) {
+  const std::vector<float> u = MakeData(padded, Data::kSmallIntegers, static_cast<uint32_t>(padded + 5));
+  const std::vector<float> gauss = MakeData(padded, Data::kSmallIntegers, static_cast<uint32_t>(padded + 6));
+  const std::vector<int32_t> perm = RandomPermutation(padded, static_cast<uint32_t>(padded + 7));
+  DeviceBuffer<float> d_u(u.size()), d_gauss(gauss.size()), d_fold(static_cast<size_t>(small_n));
+  DeviceBuffer<int32_t> d_perm(perm.size());
+  ToDevice(d_u.ptr, u);
+  ToDevice(d_gauss.ptr, gauss);
+  ToDevice(d_perm.ptr, perm);
+  PinnedBuffer<float> garbage(static_cast<size_t>(small_n));
+  std::fill(garbage.ptr, garbage.ptr + small_n, 1000.0f);
+  const BusyWork busy(g_stream);
+  busy.Queue(g_stream);
+  Check(cudaMemcpyAsync(d_fold.ptr, garbage.ptr, static_cast<size_t>(small_n) * sizeof(float), cudaMemcpyHostToDevice,
+                        g_stream),
+        "cudaMemcpyAsync H2D");
+  FastfoodFoldCuda(d_u.ptr, d_perm.ptr, d_gauss.ptr, padded, d_fold.ptr, small_n, g_stream);
+  SyncStream(g_stream);
+  std::vector<double> expected(static_cast<size_t>(small_n), 0.0);
+  for (int64_t i = 0; i < padded; ++i) expected[perm[i] & (small_n - 1)] += static_cast<double>(gauss[i]) * u[i];
+  return Compare("fold", ToHost(d_fold.ptr, static_cast<size_t>(small_n)), expected, 0.0);
+}
+
+// A producer stream (inputs copied in, the gather) and a consumer stream (FWHT, fold, FWHT of the fold,
+// copy back) ordered only by events, over two rounds that reuse every device buffer: the consumer waits
+// for the producer's gather, and the producer's second round waits until the consumer is done with the
+// first. Both streams are non-blocking, so nothing but the events orders them.
+std::string CheckTwoStreamsOrderedByEvents(int64_t small_n, int64_t padded) {
+  constexpr int kRounds = 2;
+  const std::vector<float> gauss = MakeData(padded, Data::kSmallIntegers, static_cast<uint32_t>(padded + 8));
+  const std::vector<int32_t> perm = RandomPermutation(padded, static_cast<uint32_t>(padded + 9));
+  std::vector<std::unique_ptr<PinnedBuffer<float>>> smalls, results;
+  std::vector<std::vector<double>> expected;
+  for (int r = 0; r < kRounds; ++r) {
+    const std::vector<float> small = MakeData(small_n, Data::kSmallIntegers, static_cast<uint32_t>(small_n + 10 + r));
+    smalls.push_back(std::make_unique<PinnedBuffer<float>>(static_cast<size_t>(small_n)));
+    std::copy(small.begin(), small.end(), smalls.back()->ptr);
+    results.push_back(std::make_unique<PinnedBuffer<float>>(static_cast<size_t>(small_n)));
+    // gather, FWHT, fold, FWHT, in double
+    std::vector<double> u(static_cast<size_t>(padded));
+    for (int64_t i = 0; i < padded; ++i) u[i] = static_cast<double>(small[perm[i] & (small_n - 1)] * gauss[i]);
+    ReferenceFwht(u, 1, padded);
+    std::vector<double> fold(static_cast<size_t>(small_n), 0.0);
+    for (int64_t i = 0; i < padded; ++i) fold[perm[i] & (small_n - 1)] += static_cast<double>(gauss[i]) * u[i];
+    ReferenceFwht(fold, 1, small_n);
+    expected.push_back(std::move(fold));
+  }
+  DeviceBuffer<float> d_small(static_cast<size_t>(small_n)), d_gauss(gauss.size()), d_out(static_cast<size_t>(padded)),
+      d_fold(static_cast<size_t>(small_n));
+  DeviceBuffer<int32_t> d_perm(perm.size());
+  const OwnedStream producer, consumer;
+  const OwnedEvent produced, consumed;
+  const BusyWork busy(producer.stream);
+  ToDevice(d_gauss.ptr, gauss, producer.stream);
+  ToDevice(d_perm.ptr, perm, producer.stream);
+  for (int r = 0; r < kRounds; ++r) {
+    if (r > 0) Check(cudaStreamWaitEvent(producer.stream, consumed.event, 0), "cudaStreamWaitEvent(consumed)");
+    busy.Queue(producer.stream);
+    FillAsync(d_out.ptr, 0xff, static_cast<size_t>(padded) * sizeof(float), producer.stream);
+    Check(cudaMemcpyAsync(d_small.ptr, smalls[r]->ptr, static_cast<size_t>(small_n) * sizeof(float),
+                          cudaMemcpyHostToDevice, producer.stream),
+          "cudaMemcpyAsync H2D");
+    FastfoodGatherCuda(d_small.ptr, small_n, d_perm.ptr, d_gauss.ptr, d_out.ptr, padded, producer.stream);
+    Check(cudaEventRecord(produced.event, producer.stream), "cudaEventRecord(produced)");
+
+    Check(cudaStreamWaitEvent(consumer.stream, produced.event, 0), "cudaStreamWaitEvent(produced)");
+    FwhtCuda(d_out.ptr, 1, padded, consumer.stream);
+    FastfoodFoldCuda(d_out.ptr, d_perm.ptr, d_gauss.ptr, padded, d_fold.ptr, small_n, consumer.stream);
+    FwhtCuda(d_fold.ptr, 1, small_n, consumer.stream);
+    Check(cudaMemcpyAsync(results[r]->ptr, d_fold.ptr, static_cast<size_t>(small_n) * sizeof(float),
+                          cudaMemcpyDeviceToHost, consumer.stream),
+          "cudaMemcpyAsync D2H");
+    Check(cudaEventRecord(consumed.event, consumer.stream), "cudaEventRecord(consumed)");
+  }
+  SyncStream(consumer.stream);
+  SyncStream(producer.stream);
+  for (int r = 0; r < kRounds; ++r) {
+    double largest = 0.0;
+    for (const double v : expected[r]) largest = std::max(largest, std::fabs(v));
+    const std::vector<float> got(results[r]->ptr, results[r]->ptr + small_n);
+    // Float rounding of sums whose order the atomics choose; a stream-ordering fault gives NaN or another
+    // round's values, far outside this.
+    const std::string error = Compare("fwht(fold(fwht(gather)))", got, expected[r], 1e-5 * largest);
+    if (!error.empty()) return "round " + std::to_string(r) + ": " + error;
+  }
+  return "";
 }
 
 std::string ExpectInvalidArgument(const std::function<void()>& call) {
@@ -316,13 +532,33 @@ int main() {
   }
   Run("fold_padded_0_zeroes_output", [] {
     DeviceBuffer<float> fold(16);
-    Check(cudaMemset(fold.ptr, 0xff, 16 * sizeof(float)), "cudaMemset");
+    FillAsync(fold.ptr, 0xff, 16 * sizeof(float));
     FastfoodFoldCuda(nullptr, nullptr, nullptr, 0, fold.ptr, 16, g_stream);
     Sync();
     return Compare("fold", ToHost(fold.ptr, 16), std::vector<double>(16, 0.0), 0.0);
   });
 
+  // Stream ordering: fills and copies behind long-running work on the launchers' stream, the fold's own
+  // zeroing (shared-memory and global-atomics paths), and two streams ordered by events.
+  Run(Label("order_fills_then_fwht", 3, int64_t{1} << 22, " rounds x n"),
+      [] { return CheckFillsInStreamOrder(int64_t{1} << 22, 3); });
+  for (const auto& [small_n, padded] : std::vector<std::pair<int64_t, int64_t>>{{64, 1 << 20}, {16384, 1 << 20}}) {
+    Run(Label("order_fold_zeroing", small_n, padded),
+        [&, small_n = small_n, padded = padded] { return CheckFoldZeroesInStreamOrder(small_n, padded); });
+    Run(Label("order_two_streams_events", small_n, padded),
+        [&, small_n = small_n, padded = padded] { return CheckTwoStreamsOrderedByEvents(small_n, padded); });
+  }
+
   cudaStreamDestroy(g_stream);
+  std::printf("\n== summary by family of cases (passed / failed)\n");
+  for (const auto& [family, counts] : g_families) {
+    std::printf("%-28s %4d / %d%s\n", family.c_str(), counts.first, counts.second, counts.second > 0 ? "  FAILED" : "");
+  }
+  if (!g_failed_names.empty()) {
+    std::printf("failed cases:");
+    for (const std::string& name : g_failed_names) std::printf(" %s;", name.c_str());
+    std::printf("\n");
+  }
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

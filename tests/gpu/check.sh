@@ -13,11 +13,24 @@
 #                       as on a GPU box (where they are absent and the kit is used anyway)
 # Environment: OUT (logs; default build-gpu/out), BUILD_DIR (default build-gpu), PYTHON (a python that imports
 # torch; default python3), JOBS (default: all cores), CUDA_ARCH (default 90: H100/H200), BENCH_MAX_LOG2
-# (largest D = 2^k benchmarked; default 24).
+# (largest D = 2^k benchmarked; default 24), CHECK_BUDGET_S (seconds the whole check may take; default 330,
+# under the 6 minutes a GPU check is sized for; a 2-core CPU machine needs about 3000).
 # Exit status 0 when configure, build, every test, the standalone check and the benchmark succeeded.
+#
+# GPU time is scarce, so the check always ends with its summary ($OUT/summary.txt, also on stdout), whatever
+# fails: every step runs under `timeout`, within what is left of CHECK_BUDGET_S (a step that would overrun
+# is cut short or skipped, and the summary says so), a failed step never stops the later ones that can still
+# run, and an unexpected exit still writes the last line. The summary names each failed test with its first
+# error lines, and each failed case of fwht_cuda_standalone_check.
 set -uo pipefail
 
-fail() { echo "check.sh: $*" >&2; exit 2; }
+summary=
+fail() {
+  echo "check.sh: $*" >&2
+  [ -z "$summary" ] || echo "check.sh: FAILED before the build: $*" >> "$summary"
+  finished=1  # the line above is the summary's last
+  exit 2
+}
 
 cuda=ON
 like_gpu_box=0
@@ -40,36 +53,59 @@ jobs=${JOBS:-$(nproc)}
 cuda_arch=${CUDA_ARCH:-90}
 bench_max_log2=${BENCH_MAX_LOG2:-24}
 
+budget=${CHECK_BUDGET_S:-330}
+[[ $budget =~ ^[0-9]+$ ]] || fail "CHECK_BUDGET_S=$budget: expected a number of seconds"
+started=$SECONDS
+mkdir -p "$OUT" || fail "cannot create $OUT"
+summary=$OUT/summary.txt
+: > "$summary" || fail "cannot write $summary"
+note() { echo "$*" | tee -a "$summary"; }
+status=0
+finished=0
+# An exit anywhere (set -u, a signal) still leaves the summary's last line.
+trap 'rc=$?; ((finished)) || note "check.sh: FAILED (stopped early, exit $rc) after $((SECONDS - started)) s; logs in $OUT"' EXIT
+
+# Seconds the next step may take: at most $1, leaving $2 seconds of the budget for the steps after it
+# (0 when nothing is left).
+step_seconds() {
+  local left=$((started + budget - SECONDS - $2))
+  ((left > $1)) && left=$1
+  ((left > 0)) || left=0
+  echo "$left"
+}
+# `timeout` exits 124 when it cut the command short (137: killed after ignoring the TERM).
+timed_out() { (($1 == 124 || $1 == 137)); }
+# Ends the check with the summary's last line.
+finish() {
+  finished=1
+  note "check.sh: $( ((status == 0)) && echo PASSED || echo FAILED ) in $((SECONDS - started)) s; logs in $OUT"
+  exit $status
+}
+
 # What must be here before anything runs; each missing piece is named.
 [ -f "$kit/googletest/CMakeLists.txt" ] && [ -f "$kit/include/stb/stb_image.h" ] && [ -f "$kit/zlib/include/zlib.h" ] ||
   fail "no complete kit at $kit: run tests/gpu/pack.sh on the Debian machine and carry .gpu-kit"
 command -v cmake > /dev/null || fail "cmake not found on PATH"
 command -v ninja > /dev/null || fail "ninja not found on PATH (the build uses -G Ninja)"
 command -v "${CXX:-c++}" > /dev/null || fail "no C++ compiler: ${CXX:-c++} not found (set CXX)"
-torch_prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2> /dev/null) ||
+torch_prefix=$(timeout 60 "$python" -c 'import torch; print(torch.utils.cmake_prefix_path)' 2> /dev/null) ||
   fail "$python cannot import torch (set PYTHON to a python with PyTorch; its LibTorch is built against)"
 if [ "$cuda" != OFF ] && ! command -v nvcc > /dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH=/usr/local/cuda/bin:$PATH
 fi
 [ "$cuda" != ON ] || command -v nvcc > /dev/null || fail "--cuda ON but nvcc is neither on PATH nor in /usr/local/cuda/bin"
-mkdir -p "$OUT" "$build" || fail "cannot create $OUT or $build"
-
-summary=$OUT/summary.txt
-: > "$summary"
-note() { echo "$*" | tee -a "$summary"; }
-status=0
-started=$SECONDS
+mkdir -p "$build" || fail "cannot create $build"
 
 # ---- versions: the machine, the GPU, the toolchain, PyTorch ----------------------------------------------
 {
   echo "== $(date -u '+%F %T UTC') on $(hostname), $(nproc) cores, $(uname -srm)"
-  echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "(no nvidia-smi)"
+  echo "== nvidia-smi"; timeout 30 nvidia-smi 2>&1 || echo "(no nvidia-smi, or it failed)"
   echo "== nvcc"; nvcc --version 2>&1 || echo "(no nvcc)"
   echo "== cmake"; cmake --version | head -1
   echo "== ninja"; ninja --version
   echo "== ${CXX:-c++}"; "${CXX:-c++}" --version | head -1
   echo "== torch ($python)"
-  "$python" -c 'import torch
+  timeout 60 "$python" -c 'import torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11 abi", torch.compiled_with_cxx11_abi())
 print("cuda available", torch.cuda.is_available(), "devices", torch.cuda.device_count())
 for i in range(torch.cuda.device_count()):
@@ -105,50 +141,103 @@ rm -rf "$zlib_probe"
 if ((like_gpu_box)); then
   cmake_args+=(-DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON)
 fi
-note "check.sh: DWARP_CUDA=$cuda, CUDA arch $cuda_arch, like GPU box: $like_gpu_box, zlib from $zlib_from, $jobs jobs"
+note "check.sh: DWARP_CUDA=$cuda, CUDA arch $cuda_arch, like GPU box: $like_gpu_box, zlib from $zlib_from, $jobs jobs, budget $budget s"
 note "torch: $(grep '^torch ' "$OUT/versions.log"); GPUs: $(grep -c '^  cuda:' "$OUT/versions.log")"
 
 echo "== cmake ${cmake_args[*]}" > "$OUT/configure.log"
-if ! cmake "${cmake_args[@]}" >> "$OUT/configure.log" 2>&1; then
-  tail -40 "$OUT/configure.log"
-  note "configure: FAILED (configure.log; its last 40 lines are above)"
-  exit 1
+# (timeout 0 would mean no limit: every step checks that time is left first.)
+configure_seconds=$(step_seconds 120 60)
+((configure_seconds >= 10)) || { status=1; note "configure: SKIPPED, out of time"; finish; }
+timeout "$configure_seconds" cmake "${cmake_args[@]}" >> "$OUT/configure.log" 2>&1
+configure_rc=$?
+if ((configure_rc != 0)); then
+  status=1
+  note "configure: FAILED$(timed_out $configure_rc && echo ', out of time') (configure.log); its last 20 lines:"
+  tail -20 "$OUT/configure.log" | cut -c1-300 | tee -a "$summary"
+  finish
 fi
 note "configure: ok ($(grep -o 'dwarp: engine only=.*' "$OUT/configure.log"))"
 grep -h "GoogleTest\|Google Benchmark\|netCDF\|libnetcdf" "$OUT/configure.log" | sed 's/^-- /  /' | tee -a "$summary"
 
 # ---- build (-k 0: everything that can be built is, so the tests that built still run) ----------------------
+# What the build leaves of the budget: enough for the tests, the standalone check and the benchmark.
 build_start=$SECONDS
-cmake --build "$build" -j "$jobs" -- -k 0 > "$OUT/build.log" 2>&1
+build_seconds=$(step_seconds "$budget" 150)
+((build_seconds >= 10)) || { status=1; note "build: SKIPPED, out of time"; finish; }
+timeout "$build_seconds" cmake --build "$build" -j "$jobs" -- -k 0 > "$OUT/build.log" 2>&1
 build_rc=$?
 build_seconds=$((SECONDS - build_start))
 if ((build_rc == 0)); then
   note "build: ok in ${build_seconds} s"
 else
   status=1
-  note "build: FAILED in ${build_seconds} s (build.log); the first errors:"
+  if timed_out $build_rc; then
+    note "build: STOPPED after ${build_seconds} s, out of time (build.log); what was built is tested"
+  else
+    note "build: FAILED in ${build_seconds} s (build.log); the first errors:"
+  fi
   grep -m 20 -E "error|FAILED:" "$OUT/build.log" | cut -c1-300 | tee -a "$summary"
 fi
 
-# ---- tests: ctest -V keeps every test's output, so the log shows which *_CUDA cases ran ---------------------
-(cd "$build" && ctest -V -j "$(( jobs / 4 > 2 ? jobs / 4 : 2 ))" --timeout 300) > "$OUT/ctest.log" 2>&1
-ctest_rc=$?
-((ctest_rc == 0)) || status=1
-note "ctest: $(grep -E '[0-9]+% tests passed' "$OUT/ctest.log" || echo "no result line (ctest exit $ctest_rc)")"
-grep -A 50 "The following tests FAILED" "$OUT/ctest.log" | grep -E "^\s+[0-9]+ - " | tee -a "$summary"
-cuda_ok=$(grep -cE '\[       OK \] [A-Za-z0-9_/.]+_CUDA' "$OUT/ctest.log")
-cuda_failed=$(grep -E '\[  FAILED  \] [A-Za-z0-9_/.]+_CUDA \(' "$OUT/ctest.log" | sort -u | wc -l)
-cuda_skipped=$(grep -cE '\[  SKIPPED \] [A-Za-z0-9_/.]+_CUDA' "$OUT/ctest.log")
-filtered=$(grep -c "No CUDA device: tests named \*_CUDA are filtered out" "$OUT/ctest.log")
-note "GoogleTest *_CUDA cases: $cuda_ok passed, $cuda_failed failed, $cuda_skipped skipped; binaries that saw no CUDA device: $filtered"
+# ---- tests: ctest -V keeps every test's output (each line prefixed "N: ", N the test number), so the log
+# shows which *_CUDA cases ran. fwht_cuda_standalone_check runs on its own below, not twice.
+ctest_seconds=$(step_seconds 180 60)
+if ((ctest_seconds < 20)); then
+  status=1
+  note "ctest: SKIPPED, out of time"
+else
+  (cd "$build" && timeout -k 10 "$ctest_seconds" ctest -V -j "$(( jobs / 4 > 2 ? jobs / 4 : 2 ))" \
+     --timeout "$(( ctest_seconds > 150 ? 150 : ctest_seconds ))" -E '^fwht_cuda_standalone_check') > "$OUT/ctest.log" 2>&1
+  ctest_rc=$?
+  ((ctest_rc == 0)) || status=1
+  timed_out $ctest_rc && note "ctest: STOPPED after $ctest_seconds s, out of time; the tests not finished are missing below"
+  note "ctest: $(grep -E '[0-9]+% tests passed' "$OUT/ctest.log" || echo "no result line (ctest exit $ctest_rc)")"
+  # Each failed test by name (from ctest's progress lines, which are there even when ctest was stopped),
+  # then its first error lines: GoogleTest's first failure and the failed cases, or (a crash, a script)
+  # the last lines it printed.
+  sed -nE 's/^ *[0-9]+\/[0-9]+ +Test +#([0-9]+): ([^ ]+) \.*\*\*\*(.*[^ ]) +[0-9.]+ sec$/\1 \2 \3/p' "$OUT/ctest.log" |
+    while read -r number name result; do
+      note "  FAILED $name ($result)"
+      lines=$(sed -n "s/^$number: //p" "$OUT/ctest.log")
+      {
+        if [ "$result" = "Not Run" ]; then
+          grep -m 1 "^Could not find executable .*/$name\$" "$OUT/ctest.log" || echo "(not run)"
+        elif grep -qE ': Failure$|^\[  FAILED  \]' <<< "$lines"; then
+          # The first failure's message: from its "file:line: Failure" up to GoogleTest's next status line.
+          awk '/: Failure$/ {on = 1} on && /^\[ / {exit} on && n++ < 6' <<< "$lines"
+          grep -E '^\[  FAILED  \] [A-Za-z0-9_/.]+\.[A-Za-z0-9_/]+' <<< "$lines" | sed 's/ ([0-9]* ms)$//' | sort -u |
+            head -5
+        else
+          grep -v -E '^(Test command|Working Directory|Test timeout computed)' <<< "$lines" | tail -6
+        fi
+      } | cut -c1-300 | sed 's/^/      /' | tee -a "$summary"
+    done
+  # Tests that started but never finished (ctest stopped for lack of time).
+  for number in $(sed -nE 's/^ +Start +([0-9]+): .*/\1/p' "$OUT/ctest.log"); do
+    grep -qE "Test +#$number: " "$OUT/ctest.log" ||
+      note "  NOT FINISHED $(sed -nE "s/^ +Start +$number: (.*)/\1/p" "$OUT/ctest.log" | head -1)"
+  done
+  cuda_ok=$(grep -cE '\[       OK \] [A-Za-z0-9_/.]+_CUDA' "$OUT/ctest.log")
+  cuda_failed=$(grep -E '\[  FAILED  \] [A-Za-z0-9_/.]+_CUDA \(' "$OUT/ctest.log" | sort -u | wc -l)
+  cuda_skipped=$(grep -cE '\[  SKIPPED \] [A-Za-z0-9_/.]+_CUDA' "$OUT/ctest.log")
+  filtered=$(grep -c "No CUDA device: tests named \*_CUDA are filtered out" "$OUT/ctest.log")
+  note "GoogleTest *_CUDA cases: $cuda_ok passed, $cuda_failed failed, $cuda_skipped skipped; binaries that saw no CUDA device: $filtered"
+fi
 
 # ---- the raw CUDA launchers (CUDA builds only) -----------------------------------------------------------
 standalone=$build/tests/fwht_cuda_standalone_check
-if [ -x "$standalone" ]; then
-  timeout 120 "$standalone" > "$OUT/standalone.log" 2>&1
+standalone_seconds=$(step_seconds 90 30)
+if [ -x "$standalone" ] && ((standalone_seconds < 10)); then
+  status=1
+  note "fwht_cuda_standalone_check: SKIPPED, out of time"
+elif [ -x "$standalone" ]; then
+  timeout "$standalone_seconds" "$standalone" > "$OUT/standalone.log" 2>&1
   standalone_rc=$?
   ((standalone_rc == 0)) || status=1
-  note "fwht_cuda_standalone_check: exit $standalone_rc, $(grep -E '[0-9]+ passed, [0-9]+ failed' "$OUT/standalone.log" | tail -1)"
+  note "fwht_cuda_standalone_check: exit $standalone_rc$(timed_out $standalone_rc && echo ', out of time'), $(
+    grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/standalone.log" | tail -1)"
+  # The failed cases, each with its first difference (at most 10).
+  grep -E '^FAIL ' "$OUT/standalone.log" | head -10 | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
 elif [ "$cuda" = ON ]; then
   status=1
   note "fwht_cuda_standalone_check: NOT BUILT"
@@ -160,16 +249,21 @@ fi
 bench=$build/tests/bench/fastfood_device_benchmark
 bench_device=cpu
 grep -q "CUDA kernels=ON" "$OUT/configure.log" && bench_device=cuda
-if [ -x "$bench" ]; then
-  timeout 240 "$bench" --device "$bench_device" --max_log2 "$bench_max_log2" > "$OUT/bench.log" 2>&1
+bench_seconds=$(step_seconds 240 0)
+if [ -x "$bench" ] && ((bench_seconds < 10)); then
+  status=1
+  note "fastfood_device_benchmark: SKIPPED, out of time"
+elif [ -x "$bench" ]; then
+  timeout "$bench_seconds" "$bench" --device "$bench_device" --max_log2 "$bench_max_log2" > "$OUT/bench.log" 2>&1
   bench_rc=$?
   ((bench_rc == 0)) || status=1
-  note "fastfood_device_benchmark --device $bench_device: exit $bench_rc"
+  note "fastfood_device_benchmark --device $bench_device: exit $bench_rc$(timed_out $bench_rc && echo ', out of time')"
   grep -E "^(device:|D |2\^)" "$OUT/bench.log" | tee -a "$summary"
+  # A crash or an error message, not the table again when it was only cut short.
+  ((bench_rc == 0)) || timed_out $bench_rc || tail -5 "$OUT/bench.log" | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
 else
   status=1
   note "fastfood_device_benchmark: NOT BUILT"
 fi
 
-note "check.sh: $( ((status == 0)) && echo PASSED || echo FAILED ) in $((SECONDS - started)) s; logs in $OUT"
-exit $status
+finish

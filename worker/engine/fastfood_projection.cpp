@@ -255,6 +255,7 @@ at::Tensor FastfoodProjection::Forward(const at::Tensor& theta_in) const {
     TORCH_CHECK(theta.scalar_type() == at::kFloat, "FastfoodProjection: expected float32 theta on CUDA, got ",
                 theta.scalar_type());
     const c10::cuda::CUDAGuard device_guard(theta.device());  // the launchers use the current device
+    // The LibTorch ops here and the launchers all run on the device's current stream, in program order.
     const int64_t dp = NextPowerOfTwo(subspace_dim_);
     out = at::empty({padded}, theta.options());
     at::Tensor small = at::zeros({dp}, theta.options());

@@ -1,6 +1,9 @@
 // Raw CUDA launchers of the engine's kernels (fwht_cuda.cu). Compiled and linked only in CUDA builds
 // (DWARP_WITH_CUDA). `stream` is a cudaStream_t passed as void* so that this header needs no CUDA
-// headers. All pointers are device pointers; every call is asynchronous on `stream`.
+// headers. All pointers are device pointers; every call is asynchronous on `stream` and queues all its work
+// there (the fold's zeroing included), never on the legacy default stream, so `stream` may be a
+// non-blocking one (LibTorch's pool streams are): the caller orders its own fills, copies and reads of
+// these buffers on `stream` too, or with events.
 #pragma once
 
 #include <cstdint>

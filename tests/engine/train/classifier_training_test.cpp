@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "worker/engine/datasets/idx_dataset.h"
 #include "worker/engine/models/mlp.h"
@@ -338,6 +339,26 @@ TEST(ClassifierTrainingTest, LinearClassifierIsDeterministicForASeed) {
   EXPECT_TRUE(a->head_bias.equal(b->head_bias));
   EXPECT_EQ(a->history.back().train_loss, b->history.back().train_loss);
   EXPECT_FALSE(a->head_weight.equal(c->head_weight));  // another initialisation and minibatch order
+}
+
+// The loop's minibatch rows are a CPU index, and at d = 0 the features may be cached on a GPU, which
+// refuses a CPU index. The meta device stands in for the GPU on a CPU-only machine: RowIndexOn must put
+// the index on the source's device, and leave an index that is there already as it is.
+TEST(TrainingLoopTest, RowIndexOnPutsTheIndexOnTheSourcesDevice) {
+  const at::Tensor rows = at::tensor(std::vector<int64_t>{2, 0, 2});
+  const at::Tensor on_meta = RowIndexOn(at::empty({3, 4}, at::TensorOptions().device(at::kMeta)), rows);
+  EXPECT_EQ(on_meta.device(), c10::Device(c10::kMeta));
+  EXPECT_EQ(on_meta.scalar_type(), at::kLong);
+  EXPECT_EQ(on_meta.sizes(), rows.sizes());
+  EXPECT_TRUE(RowIndexOn(at::zeros({3, 4}), rows).is_same(rows));
+  const at::Tensor meta_rows = rows.to(at::kMeta);
+  EXPECT_TRUE(RowIndexOn(at::empty({3}, at::TensorOptions().device(at::kMeta)), meta_rows).is_same(meta_rows));
+}
+
+TEST(TrainingLoopTest, SelectRowsTakesTheRowsInTheirOrder) {
+  const at::Tensor source = at::arange(12, at::kFloat).view({4, 3});
+  const at::Tensor got = SelectRows(source, at::tensor(std::vector<int64_t>{3, 0, 3}));
+  EXPECT_TRUE(got.equal(at::stack({source[3], source[0], source[3]}))) << got;
 }
 
 TEST(ClassifierTrainingTest, HeadOptionsAreCheckedAgainstTheMode) {

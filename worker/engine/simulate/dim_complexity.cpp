@@ -60,7 +60,7 @@ StatusOr<int64_t> FitFullBatch(const std::function<at::Tensor(const at::Tensor&)
   problem.shuffle_name = "dim-complexity/" + name;
   problem.set_training = set_training;
   problem.batch_loss = [&](const at::Tensor& rows) -> StatusOr<at::Tensor> {
-    return at::mse_loss(predict(x.index_select(0, rows)), y.index_select(0, rows));
+    return at::mse_loss(predict(SelectRows(x, rows)), SelectRows(y, rows));
   };
   // Selecting the best epoch on the training points keeps the held-out grid out of training entirely.
   problem.validation_score = [&]() -> StatusOr<double> {

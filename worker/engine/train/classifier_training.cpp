@@ -153,9 +153,10 @@ StatusOr<ClassifierTrainingResult> RunTraining(Trainee& trainee, const Classifie
   problem.shuffle_name = "classifier-training/minibatch-order";
   problem.set_training = trainee.set_training;
   problem.batch_loss = [&](const at::Tensor& rows) -> StatusOr<at::Tensor> {
-    const at::Tensor logits = classifier.Logits(train.inputs.index_select(0, rows));
+    // At d = 0 the inputs are features cached on the feature device; the rows come from the CPU.
+    const at::Tensor logits = classifier.Logits(SelectRows(train.inputs, rows));
     DWARP_RETURN_IF_ERROR(CheckLogits(logits, rows.numel(), train.num_classes));
-    return at::cross_entropy_loss(logits, train.labels.index_select(0, rows).to(logits.device()));
+    return at::cross_entropy_loss(logits, SelectRows(train.labels, rows).to(logits.device()));
   };
   problem.validation_score = [&]() { return classifier.Accuracy(data.validation, options.eval_batch_size_); };
   auto loop = RunTrainingLoop(problem, LoopOptions(options));

@@ -119,7 +119,7 @@ StatusOr<ReadoutResult> RunSgd(const CachedFeatures& cache, const SgdReadoutOpti
   problem.shuffle_name = "sgd-readout/minibatch-order";
   problem.set_training = [](bool) {};  // a linear head has no train/eval behaviour
   problem.batch_loss = [&](const at::Tensor& rows) -> StatusOr<at::Tensor> {
-    const at::Tensor on_device = rows.to(device);
+    const at::Tensor on_device = RowIndexOn(train_x, rows);
     const at::Tensor predictions = at::linear(train_x.index_select(0, on_device), weight, bias);
     return at::mse_loss(predictions, train_y.index_select(0, on_device));
   };

@@ -155,10 +155,11 @@ StatusOr<RidgeFit> FitRidgeCV(const at::Tensor& x_train, const at::Tensor& y_tra
       for (int64_t k = 0; k < options.folds_; ++k) {
         const int64_t begin = k * fold_size;
         const int64_t end = k + 1 == options.folds_ ? n : begin + fold_size;
+        // CPU indices; the features may be cached on a GPU (SelectRows moves the index to them).
         const at::Tensor held = at::arange(begin, end, at::kLong);
         const at::Tensor kept = at::cat({at::arange(0, begin, at::kLong), at::arange(end, n, at::kLong)});
-        const Decomposition fold = Decompose(x_train.index_select(0, kept), y_train.index_select(0, kept));
-        auto scores = ScoreAlphas(fold, x_train.index_select(0, held), y_train.index_select(0, held), options.alphas_);
+        const Decomposition fold = Decompose(SelectRows(x_train, kept), SelectRows(y_train, kept));
+        auto scores = ScoreAlphas(fold, SelectRows(x_train, held), SelectRows(y_train, held), options.alphas_);
         if (!scores.ok()) return scores.status();
         table += *scores;
       }

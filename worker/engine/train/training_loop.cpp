@@ -153,6 +153,14 @@ StatusOr<TrainingLoopResult> RunTrainingLoop(const TrainingProblem& problem, con
   return result;
 }
 
+at::Tensor RowIndexOn(const at::Tensor& source, const at::Tensor& rows) {
+  return rows.device() == source.device() ? rows : rows.to(source.device());
+}
+
+at::Tensor SelectRows(const at::Tensor& source, const at::Tensor& rows) {
+  return source.index_select(0, RowIndexOn(source, rows));
+}
+
 std::pair<at::Tensor, at::Tensor> InitLinearHead(int64_t in, int64_t out, uint64_t seed, at::ScalarType dtype) {
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));

@@ -46,8 +46,9 @@ struct ParameterGroup {
 struct TrainingProblem {
   int64_t train_size = 0;              // rows of the training split, >= 1
   std::vector<ParameterGroup> groups;  // at least one non-empty group
-  // Mean loss over the training rows `rows` (int64 [B]), differentiable in the groups' parameters.
-  // Called in training mode with gradients enabled. A non-finite loss stops training with an error.
+  // Mean loss over the training rows `rows` (int64 [B], on the CPU), differentiable in the groups'
+  // parameters; index tensors on another device with SelectRows or RowIndexOn. Called in training mode with
+  // gradients enabled. A non-finite loss stops training with an error.
   std::function<StatusOr<at::Tensor>(const at::Tensor& rows)> batch_loss;
   // Score of the current state on the validation split (higher is better). Called in eval mode.
   std::function<StatusOr<double>()> validation_score;
@@ -136,6 +137,15 @@ std::vector<at::Tensor> MakeParametersTrainable(torch::jit::Module& module);
 // U(-1/sqrt(in), 1/sqrt(in))) from a CPU generator seeded with `seed`; CPU tensors of `dtype`.
 std::pair<at::Tensor, at::Tensor> InitLinearHead(int64_t in, int64_t out, uint64_t seed,
                                                  at::ScalarType dtype = at::kFloat);
+
+// `rows` (an int64 index, e.g. the loop's minibatch rows, which live on the CPU) on `source`'s device, for
+// indexing `source`: a CUDA tensor refuses a CPU index ("Expected all tensors to be on the same device").
+// `rows` itself when it is there already, otherwise a copy (synchronous when it comes from the CPU).
+at::Tensor RowIndexOn(const at::Tensor& source, const at::Tensor& rows);
+
+// source.index_select(0, rows) with `rows` moved to `source`'s device first (RowIndexOn): the rows of
+// `source` wherever it lives. Index several tensors on one device with one RowIndexOn instead.
+at::Tensor SelectRows(const at::Tensor& source, const at::Tensor& rows);
 
 // Runs `body` (returning StatusOr<T>), turning anything LibTorch throws into an Internal status naming
 // `what` (STYLE.md rule 4: catch at the job boundary).

@@ -67,6 +67,7 @@ void FillJob(const JobView& view, v1::Job* job) {
     result->set_warped_params(r.warped_params);
     result->set_device(r.device);
     result->set_result_json(r.result_json);
+    if (!std::isnan(r.noise_ceiling)) result->set_noise_ceiling(r.noise_ceiling);
   }
 }
 
@@ -85,6 +86,8 @@ ResultRow ResultFromProto(const v1::JobResult& r) {
   row.warped_params = r.warped_params();
   row.device = r.device();
   row.result_json = r.result_json();
+  // Absent = unknown; a non-finite value sent anyway is treated the same (the tracker ignores it too).
+  if (r.has_noise_ceiling() && std::isfinite(r.noise_ceiling())) row.noise_ceiling = r.noise_ceiling();
   return row;
 }
 

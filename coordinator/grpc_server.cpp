@@ -91,6 +91,14 @@ ResultRow ResultFromProto(const v1::JobResult& r) {
   return row;
 }
 
+// Threshold kinds cross the wire as casts (common/sweep_spec.h).
+static_assert(static_cast<int>(ThresholdKind::kAbsolute) == v1::Threshold::ABSOLUTE &&
+                  static_cast<int>(ThresholdKind::kFractionOfGroupBest) == v1::Threshold::FRACTION_OF_GROUP_BEST &&
+                  static_cast<int>(ThresholdKind::kFractionOfDatasetBest) == v1::Threshold::FRACTION_OF_DATASET_BEST &&
+                  static_cast<int>(ThresholdKind::kFractionOfFull) == v1::Threshold::FRACTION_OF_FULL &&
+                  static_cast<int>(ThresholdKind::kFractionOfNoiseCeiling) == v1::Threshold::FRACTION_OF_NOISE_CEILING,
+              "ThresholdKind and dwarp.v1.Threshold.Kind number their kinds alike");
+
 void FillSweep(const SweepSummary& summary, v1::Sweep* sweep) {
   sweep->set_sweep_id(summary.row.sweep_id);
   sweep->set_name(summary.row.name);
@@ -125,6 +133,7 @@ void FillDWarp(const GroupDWarp& group, v1::DWarpRecord* record) {
   record->set_best_d(group.best_d.ToString());
   record->set_has_full(group.has_full);
   record->set_full_score(group.full_score);
+  if (std::isfinite(group.noise_ceiling)) record->set_noise_ceiling(group.noise_ceiling);
   record->set_note(group.note);
   for (const CurvePointSummary& point : group.curve) {
     v1::CurvePoint* out = record->add_curve();

@@ -113,6 +113,17 @@ std::string DescribeGroup(const v1::DWarpRecord& record) {
   return text;
 }
 
+// A group's threshold as a number, and for a noise-ceiling threshold how it was made: "0.8911 = 0.9 x noise
+// ceiling 0.9901" ("-" while unknown).
+std::string DescribeThreshold(const v1::Threshold& spec, const v1::DWarpRecord& record) {
+  std::string text = FormatScore(record.threshold());
+  if (spec.kind() == v1::Threshold::FRACTION_OF_NOISE_CEILING && record.has_noise_ceiling() &&
+      std::isfinite(record.threshold())) {
+    text += " = " + FormatScore(spec.value()) + " x noise ceiling " + FormatScore(record.noise_ceiling());
+  }
+  return text;
+}
+
 // A group's best score means something only once some d has a finished seed (the coordinator fills
 // best_d with the first grid d before that).
 bool HasBestScore(const v1::DWarpRecord& record) {
@@ -336,6 +347,7 @@ nlohmann::ordered_json ResultRows(const v1::ResultsResponse& response) {
     row["test"] = has ? Number(r.test_score()) : Json(nullptr);
     row["pearson_mean"] = has ? Number(r.test_pearson_mean()) : Json(nullptr);
     row["pearson_median"] = has ? Number(r.test_pearson_median()) : Json(nullptr);
+    row["noise_ceiling"] = has && r.has_noise_ceiling() ? Number(r.noise_ceiling()) : Json(nullptr);
     row["epochs"] = has ? Json(r.epochs_run()) : Json(nullptr);
     row["seconds"] = has ? Number(r.seconds()) : Json(nullptr);
     row["trained_d"] = has ? Json(r.trained_d()) : Json(nullptr);
@@ -369,6 +381,7 @@ nlohmann::ordered_json DWarpRows(const v1::DWarpResponse& response, bool with_cu
     row["best_score"] = has_best ? Number(record.best_score()) : Json(nullptr);
     row["best_d"] = has_best ? TextOrNull(record.best_d()) : Json(nullptr);
     row["full_score"] = record.has_full() ? Number(record.full_score()) : Json(nullptr);
+    row["noise_ceiling"] = record.has_noise_ceiling() ? Number(record.noise_ceiling()) : Json(nullptr);
     row["note"] = record.note();
     if (with_curve) {
       Json curve = Json::array();
@@ -401,7 +414,7 @@ std::string FormatDWarp(const v1::DWarpResponse& response, OutputFormat format) 
   // Each group's curve, the points at or above its threshold marked, so the crossing can be seen.
   for (const v1::DWarpRecord& record : response.records()) {
     out << "\n" << DescribeGroup(record) << ": " << DWarpStatusName(record.status()) << " " << FormatDWarpValue(record)
-        << " (threshold " << FormatScore(record.threshold()) << ")\n";
+        << " (threshold " << DescribeThreshold(response.sweep().threshold(), record) << ")\n";
     if (record.curve_size() == 0) out << "  (no finished d yet)\n";
     size_t width = 1;
     for (const v1::CurvePoint& point : record.curve()) width = std::max(width, point.d().size());
@@ -547,7 +560,7 @@ std::string WatchView::PlainLine(const v1::WatchEvent& event) const {
     case v1::WatchEvent::kDwarp: {
       const v1::DWarpRecord& record = event.dwarp();
       return "d_warp " + DescribeGroup(record) + ": " + DWarpStatusName(record.status()) + " " +
-             FormatDWarpValue(record) + " (threshold " + FormatScore(record.threshold()) + ")";
+             FormatDWarpValue(record) + " (threshold " + DescribeThreshold(sweep_.threshold(), record) + ")";
     }
     case v1::WatchEvent::kSweep:
       return DescribeSweep(event.sweep());

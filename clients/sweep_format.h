@@ -70,17 +70,21 @@ std::string FormatSweepList(const v1::ListSweepsResponse& response);
 std::string FormatSweepStatus(const v1::Sweep& sweep, const std::vector<v1::Job>& jobs);
 
 // `dwarp results`: one row per job with the columns sweep, model, layer, dataset, variant, d, seed, state,
-// attempt, metric, train, val, test, pearson_mean, pearson_median, epochs, seconds, trained_d, D, device,
-// error (result columns null for a job without a result).
+// attempt, metric, train, val, test, pearson_mean, pearson_median, noise_ceiling, epochs, seconds, trained_d,
+// D, device, error (result columns null for a job without a result; noise_ceiling null too when the data
+// has none).
 nlohmann::ordered_json ResultRows(const v1::ResultsResponse& response);
 std::string FormatResults(const v1::ResultsResponse& response, OutputFormat format);
 
 // `dwarp dwarp`: one row per group: dataset, model, layer, variant, status, d_warp, threshold, best_score,
-// best_d, full_score, note. In JSON d_warp is a number only for provisional and reached records, best_score
-// and best_d only once some d has a finished seed, and each object also carries its curve
-// ([{d, mean, std, seeds_done, seeds_total}], mean and std null for a d with no finished seed). In table mode each
+// best_d, full_score, noise_ceiling (the dataset's; null while unknown), note. In JSON d_warp is a number
+// only for provisional and reached records, best_score and best_d only once some d has a finished seed, and
+// each object also carries its curve ([{d, mean, std, seeds_done, seeds_total}], mean and std null for a d
+// with no finished seed). In table mode each
 // group's curve follows the table, one line per d: "d  mean ± std  (seeds done/total)", marked "*" where the
-// mean is at or above the group's threshold ("-  (0/total)" for a d with no finished seed).
+// mean is at or above the group's threshold ("-  (0/total)" for a d with no finished seed), under a line that
+// gives the group's status, d_warp and threshold ("(threshold 0.8911 = 0.9 x noise ceiling 0.9901)" for a
+// fraction_of_noise_ceiling threshold whose ceiling is known).
 nlohmann::ordered_json DWarpRows(const v1::DWarpResponse& response, bool with_curve);
 std::string FormatDWarp(const v1::DWarpResponse& response, OutputFormat format);
 
@@ -109,7 +113,8 @@ class WatchView {
   std::string Render(size_t max_running = 20) const;
   // One line (no newline) describing `event`, which has just been applied: "job 7 mlp/fc1/it d=300 seed=0:
   // running (attempt 1, worker w-1)", "job 7 ...: epoch 3 loss 0.1234 val 0.5", "d_warp it/mlp/fc1:
-  // reached 123.4 (threshold 0.45)", "sweep ab12 (name): done, 40/40 done (...)".
+  // reached 123.4 (threshold 0.45)" (the threshold as FormatDWarp's group lines give it), "sweep ab12 (name):
+  // done, 40/40 done (...)".
   std::string PlainLine(const v1::WatchEvent& event) const;
 
  private:

@@ -30,7 +30,7 @@ void Check(std::optional<SpecFieldError> error) {
 
 const std::vector<std::string>& ThresholdKindNames() {  // in enum order, from 1
   static const std::vector<std::string> names = {"absolute", "fraction_of_group_best", "fraction_of_dataset_best",
-                                                 "fraction_of_full"};
+                                                 "fraction_of_full", "fraction_of_noise_ceiling"};
   return names;
 }
 

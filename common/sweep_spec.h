@@ -28,7 +28,9 @@
 //                                      # not be given); freeze_head applies to the d > 0 jobs only
 //   threshold: {kind: fraction_of_dataset_best, value: 0.9}
 //     # kinds: absolute | fraction_of_group_best | fraction_of_dataset_best | fraction_of_full
-//     # default fraction_of_dataset_best 0.9 (dwarp); fraction_of_full needs d = full in the grid
+//     #        | fraction_of_noise_ceiling (value x the dataset's noise ceiling, which the data must carry)
+//     # default fraction_of_dataset_best 0.9 (dwarp); fraction_of_full needs d = full in the grid; every
+//     # fraction_* value is a fraction in (0, 1], absolute any finite number
 //   early_stop: false                  # cancel queued jobs above a final crossing
 //   max_attempts: 3                    # leases per job before it fails for good, >= 1
 //
@@ -97,9 +99,17 @@ namespace dwarp {
 // Hard limits, checked with errors that name the count and the limit.
 inline constexpr int64_t kMaxJobsPerSweep = 100000;
 
-enum class ThresholdKind { kAbsolute = 1, kFractionOfGroupBest = 2, kFractionOfDatasetBest = 3, kFractionOfFull = 4 };
+// Numbering as dwarp.v1.Threshold.Kind, so conversions are casts.
+enum class ThresholdKind {
+  kAbsolute = 1,
+  kFractionOfGroupBest = 2,
+  kFractionOfDatasetBest = 3,
+  kFractionOfFull = 4,
+  kFractionOfNoiseCeiling = 5,
+};
 
-// "absolute", "fraction_of_group_best", "fraction_of_dataset_best", "fraction_of_full".
+// "absolute", "fraction_of_group_best", "fraction_of_dataset_best", "fraction_of_full",
+// "fraction_of_noise_ceiling".
 const char* ThresholdKindName(ThresholdKind kind);
 
 struct ThresholdSpec {

@@ -50,6 +50,9 @@ struct GroupState {
   bool grid_finished = true;           // every d >= 0 job finished
   bool full_finished = true;           // every full job finished
   bool has_grid_point = false;         // a d >= 0 point with a succeeded seed
+  bool has_success = false;            // a succeeded job at any d
+  double ceiling_sum = 0.0;            // over the succeeded jobs (any d) that report a finite noise ceiling
+  int64_t ceiling_count = 0;
   std::vector<int64_t> unfinished_dims;  // d >= 0 values with an unfinished job, ascending, unique
 };
 
@@ -82,6 +85,12 @@ GroupState Summarise(const GroupKey& key, const std::vector<JobOutcome>& jobs, s
       const JobOutcome& job = jobs[index];
       if (!Finished(job.state)) unfinished = true;
       if (job.state != OutcomeState::kSucceeded) continue;
+      g.has_success = true;
+      // A property of the data, whatever the job scored.
+      if (std::isfinite(job.noise_ceiling)) {
+        g.ceiling_sum += job.noise_ceiling;
+        ++g.ceiling_count;
+      }
       if (!std::isfinite(job.test_score)) {
         AddNote(&g.record.note, "d = " + d.ToString() + ": a non-finite score (seed " + std::to_string(job.seed) +
                                     ") was left out");
@@ -133,16 +142,27 @@ struct Reference {
   bool known = false;
   double threshold = std::numeric_limits<double>::quiet_NaN();
   bool is_final = false;
+  bool never_known = false;  // unknown, and no unfinished job can make it known
   std::string waiting;  // why it is not final (or not known), for the note
 };
 
-struct DatasetBest {
-  bool known = false;
+// What the groups of one dataset know together.
+struct DatasetState {
+  bool known = false;         // best: some group has a d >= 0 point
   double best = 0.0;
-  bool finished = true;  // every d >= 0 job of the dataset finished
+  bool finished = true;       // every d >= 0 job of the dataset finished
+  bool all_finished = true;   // every job of the dataset (full included) finished
+  bool has_success = false;
+  double ceiling_sum = 0.0;
+  int64_t ceiling_count = 0;
+
+  double noise_ceiling() const {
+    return ceiling_count > 0 ? ceiling_sum / static_cast<double>(ceiling_count)
+                             : std::numeric_limits<double>::quiet_NaN();
+  }
 };
 
-Reference ReferenceOf(const ThresholdSpec& spec, const GroupState& g, const DatasetBest& dataset) {
+Reference ReferenceOf(const ThresholdSpec& spec, const GroupState& g, const DatasetState& dataset) {
   Reference r;
   switch (spec.kind) {
     case ThresholdKind::kAbsolute:
@@ -169,16 +189,29 @@ Reference ReferenceOf(const ThresholdSpec& spec, const GroupState& g, const Data
       r.is_final = g.full_finished;
       r.waiting = r.known ? "d = full seeds are still running" : "no d = full seed has succeeded yet";
       break;
+    case ThresholdKind::kFractionOfNoiseCeiling:
+      // The data's property: final once any job reported it.
+      r.known = dataset.ceiling_count > 0;
+      if (r.known) r.threshold = spec.value * dataset.noise_ceiling();
+      r.is_final = r.known;
+      r.never_known = !r.known && dataset.all_finished;
+      if (dataset.has_success) {
+        r.waiting = "dataset " + g.record.dataset + " reports no noise ceiling, which fraction_of_noise_ceiling needs";
+      } else {
+        r.waiting = dataset.all_finished ? "no job on dataset " + g.record.dataset + " succeeded"
+                                         : "no result on dataset " + g.record.dataset + " yet";
+      }
+      break;
   }
   return r;
 }
 
-void Judge(const ThresholdSpec& spec, GroupState& g, const DatasetBest& dataset) {
+void Judge(const ThresholdSpec& spec, GroupState& g, const DatasetState& dataset) {
   GroupDWarp& out = g.record;
   const Reference reference = ReferenceOf(spec, g, dataset);
   out.threshold = reference.threshold;
   if (!reference.known) {
-    out.status = DWarpStatus::kPending;
+    out.status = reference.never_known ? DWarpStatus::kNotReached : DWarpStatus::kPending;
     AddNote(&out.note, "threshold unknown: " + reference.waiting);
     return;
   }
@@ -244,16 +277,24 @@ std::vector<GroupState> ComputeGroups(const ThresholdSpec& threshold, const std:
   std::vector<GroupState> groups;
   for (const auto& [rank, key] : order) groups.push_back(Summarise(key, jobs, std::move(members[key])));
 
-  std::map<std::string, DatasetBest> datasets;
+  std::map<std::string, DatasetState> datasets;
   for (const GroupState& g : groups) {
-    DatasetBest& best = datasets[g.record.dataset];
-    if (!g.grid_finished) best.finished = false;
-    if (g.has_grid_point && (!best.known || g.record.best_score > best.best)) {
-      best.best = g.record.best_score;
-      best.known = true;
+    DatasetState& dataset = datasets[g.record.dataset];
+    if (!g.grid_finished) dataset.finished = false;
+    if (!g.grid_finished || !g.full_finished) dataset.all_finished = false;
+    if (g.has_grid_point && (!dataset.known || g.record.best_score > dataset.best)) {
+      dataset.best = g.record.best_score;
+      dataset.known = true;
     }
+    dataset.has_success = dataset.has_success || g.has_success;
+    dataset.ceiling_sum += g.ceiling_sum;
+    dataset.ceiling_count += g.ceiling_count;
   }
-  for (GroupState& g : groups) Judge(threshold, g, datasets.at(g.record.dataset));
+  for (GroupState& g : groups) {
+    const DatasetState& dataset = datasets.at(g.record.dataset);
+    g.record.noise_ceiling = dataset.noise_ceiling();
+    Judge(threshold, g, dataset);
+  }
   return groups;
 }
 
@@ -277,17 +318,21 @@ std::vector<GroupDWarp> ComputeDWarp(const ThresholdSpec& threshold, const std::
 
 std::vector<size_t> JobsMadeUnnecessary(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs) {
   // With a reference that depends on the grid's best scores, a larger d could raise the threshold and move
-  // the crossing: nothing is unnecessary.
-  if (threshold.kind != ThresholdKind::kAbsolute && threshold.kind != ThresholdKind::kFractionOfFull) return {};
+  // the crossing: nothing is unnecessary. A noise ceiling is final once known (which a reached status implies).
+  const bool fixed_reference = threshold.kind == ThresholdKind::kAbsolute ||
+                               threshold.kind == ThresholdKind::kFractionOfFull ||
+                               threshold.kind == ThresholdKind::kFractionOfNoiseCeiling;
+  if (!fixed_reference) return {};
   std::vector<size_t> unnecessary;
   for (const GroupState& g : ComputeGroups(threshold, jobs)) {
     if (g.record.status != DWarpStatus::kReached) continue;
     for (size_t index : g.jobs) {
       const JobOutcome& job = jobs[index];
       if (Finished(job.state)) continue;
-      // Full jobs are the reference of fraction_of_full (and all finished once it is reached); under an
-      // absolute threshold they change nothing and lie above every grid d.
-      const bool above = job.d.is_full() ? threshold.kind == ThresholdKind::kAbsolute : job.d.value > g.record.grid_d;
+      // Full jobs are the reference of fraction_of_full (and all finished once it is reached); under the
+      // other kinds they change nothing and lie above every grid d.
+      const bool above =
+          job.d.is_full() ? threshold.kind != ThresholdKind::kFractionOfFull : job.d.value > g.record.grid_d;
       if (above) unnecessary.push_back(index);
     }
   }

@@ -7,6 +7,13 @@
 //   fraction_of_group_best    value * the best mean score of the group over its grid (d = full excluded)
 //   fraction_of_dataset_best  value * the best mean score of any group of the sweep on the same dataset
 //   fraction_of_full          value * the group's d = full mean score (unknown until one full seed succeeded)
+//   fraction_of_noise_ceiling value * the dataset's noise ceiling: the mean of JobOutcome::noise_ceiling over
+//                             the dataset's succeeded jobs (any d, full included) that report one. It is a
+//                             property of the data, the same for every job of the dataset, so it is final as
+//                             soon as one job reported it (if jobs disagree, the mean of what they reported).
+//                             Unknown while none has; when every job of the dataset finished and none
+//                             reported one (the data has no noise ceiling, or classification data), no
+//                             threshold can ever be set and the group is not_reached, the note saying so.
 // d_warp: threshold_crossing.h's rule (first grid d at or above the threshold, refined by linear
 // interpolation of score against log d) over the group's curve of d >= 0 (full excluded).
 // Status:
@@ -14,9 +21,11 @@
 //   provisional   a crossing on the current curve, but not yet final
 //   reached       a crossing, and final: the threshold's reference can no longer change (absolute: always;
 //                 group best: every d >= 0 job of the group finished; dataset best: every d >= 0 job of the
-//                 dataset finished; full: every full job of the group finished; full jobs never change a
-//                 best score) and every job of the group with d <= the crossing finished
-//   not_reached   no crossing, and every job that could change that finished
+//                 dataset finished; full: every full job of the group finished; noise ceiling: once
+//                 known; full jobs never change a best score) and every job of the group with d <= the
+//                 crossing finished
+//   not_reached   no crossing, and every job that could change that finished; or (fraction_of_noise_ceiling)
+//                 every job of the dataset finished without reporting a noise ceiling
 // Finished = succeeded, failed or cancelled. Failed and cancelled jobs add nothing to the curve; a grid d
 // without a succeeded seed is skipped (the note says so).
 //
@@ -24,6 +33,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -40,6 +50,9 @@ struct JobOutcome {
   uint64_t seed = 0;
   OutcomeState state = OutcomeState::kUnfinished;
   double test_score = 0.0;  // when kSucceeded
+  // When kSucceeded: the data's noise ceiling the job reported (mean over targets, R² units); NaN (or any
+  // non-finite value) when the data has none.
+  double noise_ceiling = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Numbering as dwarp.v1.DWarpStatus.
@@ -65,6 +78,9 @@ struct GroupDWarp {
   SubspaceDim best_d;
   bool has_full = false;
   double full_score = 0.0;
+  // The dataset's noise ceiling (the mean over its succeeded jobs that report one), whatever the threshold
+  // kind; NaN while none has.
+  double noise_ceiling = std::numeric_limits<double>::quiet_NaN();
   std::vector<CurvePointSummary> curve;  // every grid d of the group, ascending, full last
   std::string note;        // e.g. "waiting for d = 10, 30 below the crossing", "d = 300: every seed failed"
 };
@@ -74,7 +90,8 @@ std::vector<GroupDWarp> ComputeDWarp(const ThresholdSpec& threshold, const std::
 
 // Early stop: indices into `jobs` of unfinished jobs that can no longer change any group's d_warp: jobs of a
 // group whose status is reached, with d > grid_d (d >= 0; full jobs are kept when the threshold uses them),
-// and only when the threshold kind makes the crossing independent of larger d (absolute, fraction_of_full).
+// and only when the threshold kind makes the crossing independent of larger d (absolute, fraction_of_full,
+// fraction_of_noise_ceiling: a reached status means the ceiling is known, and no job can change it).
 std::vector<size_t> JobsMadeUnnecessary(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs);
 
 }  // namespace dwarp::coordinator

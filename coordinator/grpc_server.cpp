@@ -67,6 +67,7 @@ void FillJob(const JobView& view, v1::Job* job) {
     result->set_warped_params(r.warped_params);
     result->set_device(r.device);
     result->set_result_json(r.result_json);
+    if (!std::isnan(r.noise_ceiling)) result->set_noise_ceiling(r.noise_ceiling);
   }
 }
 
@@ -85,8 +86,18 @@ ResultRow ResultFromProto(const v1::JobResult& r) {
   row.warped_params = r.warped_params();
   row.device = r.device();
   row.result_json = r.result_json();
+  // Absent = unknown; a non-finite value sent anyway is treated the same (the tracker ignores it too).
+  if (r.has_noise_ceiling() && std::isfinite(r.noise_ceiling())) row.noise_ceiling = r.noise_ceiling();
   return row;
 }
+
+// Threshold kinds cross the wire as casts (common/sweep_spec.h).
+static_assert(static_cast<int>(ThresholdKind::kAbsolute) == v1::Threshold::ABSOLUTE &&
+                  static_cast<int>(ThresholdKind::kFractionOfGroupBest) == v1::Threshold::FRACTION_OF_GROUP_BEST &&
+                  static_cast<int>(ThresholdKind::kFractionOfDatasetBest) == v1::Threshold::FRACTION_OF_DATASET_BEST &&
+                  static_cast<int>(ThresholdKind::kFractionOfFull) == v1::Threshold::FRACTION_OF_FULL &&
+                  static_cast<int>(ThresholdKind::kFractionOfNoiseCeiling) == v1::Threshold::FRACTION_OF_NOISE_CEILING,
+              "ThresholdKind and dwarp.v1.Threshold.Kind number their kinds alike");
 
 void FillSweep(const SweepSummary& summary, v1::Sweep* sweep) {
   sweep->set_sweep_id(summary.row.sweep_id);
@@ -122,6 +133,7 @@ void FillDWarp(const GroupDWarp& group, v1::DWarpRecord* record) {
   record->set_best_d(group.best_d.ToString());
   record->set_has_full(group.has_full);
   record->set_full_score(group.full_score);
+  if (std::isfinite(group.noise_ceiling)) record->set_noise_ceiling(group.noise_ceiling);
   record->set_note(group.note);
   for (const CurvePointSummary& point : group.curve) {
     v1::CurvePoint* out = record->add_curve();

@@ -67,7 +67,7 @@ const char* JobStateName(JobState state) {
 bool SameDWarp(const GroupDWarp& a, const GroupDWarp& b) {
   auto same_double = [](double x, double y) { return (std::isnan(x) && std::isnan(y)) || x == y; };
   if (a.status != b.status || !same_double(a.d_warp, b.d_warp) || !same_double(a.threshold, b.threshold) ||
-      a.grid_d != b.grid_d || a.has_full != b.has_full || a.curve.size() != b.curve.size() || a.note != b.note)
+      !same_double(a.noise_ceiling, b.noise_ceiling) || a.grid_d != b.grid_d || a.has_full != b.has_full || a.curve.size() != b.curve.size() || a.note != b.note)
     return false;
   for (size_t i = 0; i < a.curve.size(); ++i) {
     if (a.curve[i].seeds_done != b.curve[i].seeds_done || !same_double(a.curve[i].mean_score, b.curve[i].mean_score))
@@ -516,7 +516,10 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
     outcome.d = d.ok() ? *d : SubspaceDim::Linear();
     outcome.seed = job.seed;
     outcome.state = ToOutcome(job.state);
-    if (job.result) outcome.test_score = job.result->test_score;
+    if (job.result) {
+      outcome.test_score = job.result->test_score;
+      outcome.noise_ceiling = job.result->noise_ceiling;
+    }
     outcomes.push_back(std::move(outcome));
   }
   sweep.dwarp_dirty = false;

@@ -2,8 +2,10 @@
 
 #include <sqlite3.h>
 
+#include <cmath>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -15,7 +17,8 @@ namespace {
 // in one transaction. Append a migration (never edit a released one) and bump kSchemaVersion.
 //
 // Integers hold enums with dwarp.v1's numbering, booleans as 0/1, times as ms since the epoch; the job seed
-// (uint64) is stored as the int64 with the same bits. Text columns are NOT NULL ("" for none), as in the rows.
+// (uint64) is stored as the int64 with the same bits. Text columns are NOT NULL ("" for none), as in the rows;
+// a REAL column that may be NULL holds a row's NaN ("unknown").
 constexpr const char* kMigrations[] = {
     // 0 -> 1: the first schema.
     R"sql(
@@ -92,6 +95,10 @@ CREATE TABLE workers (
   jobs_succeeded        INTEGER NOT NULL,
   jobs_failed           INTEGER NOT NULL
 );
+)sql",
+    // 1 -> 2: the data's noise ceiling of each result (NULL = unknown, as for every result recorded before).
+    R"sql(
+ALTER TABLE results ADD COLUMN noise_ceiling REAL;
 )sql",
 };
 static_assert(std::size(kMigrations) == SqliteSweepStore::kSchemaVersion,
@@ -196,6 +203,10 @@ class Query {
 
   Query& Int(int64_t v) { return Check(sqlite3_bind_int64(stmt_, ++index_, v)); }
   Query& Real(double v) { return Check(sqlite3_bind_double(stmt_, ++index_, v)); }
+  // NaN (unknown) as NULL, which ColumnRealOrNan reads back as NaN.
+  Query& RealOrNull(double v) {
+    return std::isnan(v) ? Check(sqlite3_bind_null(stmt_, ++index_)) : Real(v);
+  }
   // SQLITE_TRANSIENT: SQLite copies the text, so temporaries may be bound.
   Query& Text(const std::string& v) {
     return Check(sqlite3_bind_text(stmt_, ++index_, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
@@ -226,6 +237,10 @@ class Query {
 
   int64_t ColumnInt(int i) const { return sqlite3_column_int64(stmt_, i); }
   double ColumnReal(int i) const { return sqlite3_column_double(stmt_, i); }
+  double ColumnRealOrNan(int i) const {
+    return sqlite3_column_type(stmt_, i) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
+                                                        : sqlite3_column_double(stmt_, i);
+  }
   std::string ColumnText(int i) const {
     const unsigned char* text = sqlite3_column_text(stmt_, i);
     if (text == nullptr) return std::string();
@@ -279,7 +294,7 @@ constexpr const char* kResultAttempt = "SELECT attempt FROM results WHERE job_id
 constexpr const char* kInsertResult =
     "INSERT INTO results (job_id, metric, train_score, val_score, test_score, test_pearson_mean,"
     " test_pearson_median, epochs_run, best_epoch, seconds, trained_d, warped_params, device, result_json,"
-    " attempt, worker_id, recorded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " attempt, worker_id, recorded_ms, noise_ceiling) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr const char* kInsertMetric =
     "INSERT INTO metrics (job_id, attempt, epoch, train_loss, val_score, time_ms) VALUES (?, ?, ?, ?, ?, ?)";
 constexpr const char* kUpsertWorker =
@@ -294,7 +309,7 @@ constexpr const char* kLoadJobs =
     " j.finished_ms, j.cancel_requested,"
     " r.job_id IS NOT NULL, r.metric, r.train_score, r.val_score, r.test_score, r.test_pearson_mean,"
     " r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.trained_d, r.warped_params, r.device,"
-    " r.result_json, r.attempt, r.worker_id, r.recorded_ms"
+    " r.result_json, r.attempt, r.worker_id, r.recorded_ms, r.noise_ceiling"
     " FROM jobs AS j LEFT JOIN results AS r ON r.job_id = j.job_id ORDER BY j.job_id";
 constexpr const char* kLoadWorkers =
     "SELECT worker_id, name, host, devices, registered_ms, last_seen_ms, consecutive_failures, blocked,"
@@ -575,7 +590,8 @@ Status SqliteSweepStore::RecordResult(const JobRow& job, const ResultRow& result
         .Text(result.result_json)
         .Int(result.attempt)
         .Text(result.worker_id)
-        .Int(result.recorded_ms);
+        .Int(result.recorded_ms)
+        .RealOrNull(result.noise_ceiling);
     return insert.Run();
   });
 }
@@ -702,6 +718,7 @@ StatusOr<std::vector<JobRow>> SqliteSweepStore::LoadJobs() {
         r.attempt = static_cast<int32_t>(q.ColumnInt(33));
         r.worker_id = q.ColumnText(34);
         r.recorded_ms = q.ColumnInt(35);
+        r.noise_ceiling = q.ColumnRealOrNan(36);
         job.result = std::move(r);
       }
       out.push_back(std::move(job));

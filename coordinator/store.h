@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,6 +54,9 @@ struct ResultRow {
   int64_t warped_params = 0;
   std::string device;
   std::string result_json;
+  // The data's noise ceiling as the worker reported it (mean over targets, R² units); NaN = unknown (the
+  // data has none, a classification job, or a result recorded before the store kept it).
+  double noise_ceiling = std::numeric_limits<double>::quiet_NaN();
   int32_t attempt = 0;       // the attempt whose result this is
   std::string worker_id;
   int64_t recorded_ms = 0;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <filesystem>
 #include <sstream>
@@ -292,6 +293,7 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
   result.val_size = data->validation.size();
   result.test_size = data->test.size();
   result.num_targets = data->num_targets();
+  if (data->noise_ceiling.defined()) result.noise_ceiling = data->noise_ceiling.to(at::kDouble).mean().item<double>();
   result.metric = "r2";
   const TrainSpec& t = spec.train;
   const auto start = std::chrono::steady_clock::now();
@@ -642,6 +644,7 @@ nlohmann::json JobResultToJson(const JobResult& r) {
                 {"val", r.val_size},
                 {"test", r.test_size},
                 {"targets", r.num_targets}}},
+      {"noise_ceiling", std::isnan(r.noise_ceiling) ? nlohmann::json(nullptr) : nlohmann::json(r.noise_ceiling)},
       {"history", history},
       {"spec", ToJson(r.spec)},
   };

@@ -53,6 +53,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,10 @@ struct JobResult {
   bool linear_head = false;             // classification: a linear head classified (false: the model's logits)
   int64_t train_size = 0, val_size = 0, test_size = 0;
   int64_t num_targets = 0;              // neuroids/voxels, or classes
+  // Regression: the mean over targets of the data's per-target noise ceiling (NeuralData::noise_ceiling,
+  // R² units), the reference of a fraction_of_noise_ceiling threshold. NaN when the data has none and for
+  // classification.
+  double noise_ceiling = std::numeric_limits<double>::quiet_NaN();
   std::string device = "cpu";
   std::string data_description;
   std::vector<engine::EpochRecord> history;
@@ -106,7 +111,8 @@ struct JobRunOptions {
 StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options = {});
 
 // The result as JSON: scores, epochs, wall time, d (as the spec writes it: "0", "300", "full"), D,
-// device, sizes, history, for classification linear_head, and the spec (ToJson, defaults resolved).
+// device, sizes, noise_ceiling (null when NaN), history, for classification linear_head, and the spec
+// (ToJson, defaults resolved).
 nlohmann::json JobResultToJson(const JobResult& result);
 
 }  // namespace dwarp::worker

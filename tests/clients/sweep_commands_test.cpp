@@ -284,7 +284,7 @@ TEST_F(SweepCommandsTest, StatusResultsDWarpCancelAndWorkersPrintWhatTheCoordina
   ASSERT_TRUE(RunResults(client, "sw1", OutputFormat::kCsv, "", csv).status.ok());
   EXPECT_EQ(csv.str().substr(0, csv.str().find('\n')),
             "sweep,model,layer,dataset,variant,d,seed,state,attempt,metric,train,val,test,pearson_mean,"
-            "pearson_median,epochs,seconds,trained_d,D,device,error");
+            "pearson_median,noise_ceiling,epochs,seconds,trained_d,D,device,error");
   ASSERT_TRUE(RunDWarp(client, "sw1", OutputFormat::kTable, dwarp).status.ok());
   EXPECT_NE(dwarp.str().find("~42.0"), std::string::npos) << dwarp.str();
   ASSERT_TRUE(RunCancel(client, "sw1", cancel).status.ok());

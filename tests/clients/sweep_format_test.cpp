@@ -88,6 +88,7 @@ v1::ResultsResponse TwoJobs() {
   result->set_test_score(0.4125);
   result->set_test_pearson_mean(0.61);
   result->set_test_pearson_median(0.63);
+  result->set_noise_ceiling(0.875);
   result->set_epochs_run(12);
   result->set_seconds(3.25);
   result->set_trained_d(300);
@@ -105,7 +106,8 @@ v1::ResultsResponse TwoJobs() {
 
 const std::vector<std::string> kResultColumns = {
     "sweep", "model", "layer", "dataset", "variant", "d", "seed", "state", "attempt", "metric", "train",
-    "val", "test", "pearson_mean", "pearson_median", "epochs", "seconds", "trained_d", "D", "device", "error"};
+    "val", "test", "pearson_mean", "pearson_median", "noise_ceiling", "epochs", "seconds", "trained_d", "D", "device",
+    "error"};
 
 TEST(SweepFormatTest, ParsesOutputFormatsAndNamesABadOne) {
   EXPECT_EQ(*ParseOutputFormat("table"), OutputFormat::kTable);
@@ -155,9 +157,11 @@ TEST(SweepFormatTest, ResultsCsvHasTheHeaderAndQuotesAFieldWithACommaAndAQuote) 
   EXPECT_NE(csv.find("\"out of memory, \"\"cuda:0\"\" has 2 GiB\""), std::string::npos) << csv;
   // Full precision for programs; absent results are empty fields.
   EXPECT_EQ(rows[1][12], "0.4125");
-  EXPECT_EQ(rows[1][19], "cuda:0");
-  EXPECT_EQ(rows[1][18], "203530");
+  EXPECT_EQ(rows[1][15], "0.875");  // noise_ceiling
+  EXPECT_EQ(rows[1][20], "cuda:0");
+  EXPECT_EQ(rows[1][19], "203530");
   EXPECT_EQ(rows[2][12], "");
+  EXPECT_EQ(rows[2][15], "");
   EXPECT_EQ(rows[2][7], "failed");
   EXPECT_EQ(rows[2][5], "full");
 }
@@ -176,6 +180,7 @@ TEST(SweepFormatTest, ResultsJsonRoundTrips) {
   EXPECT_DOUBLE_EQ(parsed[0]["test"].get<double>(), 0.4125);
   EXPECT_EQ(parsed[0]["epochs"], 12);
   EXPECT_EQ(parsed[0]["D"], 203530);
+  EXPECT_DOUBLE_EQ(parsed[0]["noise_ceiling"].get<double>(), 0.875);
   EXPECT_TRUE(parsed[0]["error"].is_null());
   EXPECT_TRUE(parsed[1]["test"].is_null());
   EXPECT_EQ(parsed[1]["error"], "out of memory, \"cuda:0\" has 2 GiB");
@@ -290,11 +295,49 @@ TEST(SweepFormatTest, DWarpJsonHasNullsWhereValuesAreUnknownAndTheCurve) {
   EXPECT_DOUBLE_EQ(parsed[1]["d_warp"].get<double>(), 42.5);
   EXPECT_DOUBLE_EQ(parsed[1]["full_score"].get<double>(), 0.41);
   EXPECT_EQ(parsed[1]["best_d"], "1000");
+  EXPECT_TRUE(parsed[1]["noise_ceiling"].is_null());  // the coordinator sent none
   EXPECT_EQ(parsed[2]["status"], "not_reached");
   EXPECT_TRUE(parsed[2]["d_warp"].is_null());
   ASSERT_EQ(parsed[1]["curve"].size(), 4u);
   EXPECT_EQ(parsed[1]["curve"][3]["d"], "full");
   EXPECT_EQ(parsed[1]["curve"][3]["seeds_total"], 3);
+}
+
+// A noise-ceiling threshold says what it is made of wherever a group's threshold is described in words.
+TEST(SweepFormatTest, ANoiseCeilingThresholdShowsTheFractionAndTheCeiling) {
+  v1::DWarpResponse response;
+  response.mutable_sweep()->set_sweep_id("sw1");
+  response.mutable_sweep()->mutable_threshold()->set_kind(v1::Threshold::FRACTION_OF_NOISE_CEILING);
+  response.mutable_sweep()->mutable_threshold()->set_value(0.9);
+  v1::DWarpRecord known = Record(v1::DWARP_REACHED, 42.5, 0.9 * 0.99);
+  known.set_noise_ceiling(0.99);
+  *response.add_records() = known;
+  v1::DWarpRecord unknown = Record(v1::DWARP_PENDING, 0, kNaN);
+  unknown.set_dataset("v4");
+  *response.add_records() = unknown;
+
+  const std::string text = FormatDWarp(response, OutputFormat::kTable);
+  EXPECT_NE(text.find("threshold FRACTION_OF_NOISE_CEILING 0.9\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("it/mlp_wide/fc1: reached 42.5 (threshold 0.891 = 0.9 x noise ceiling 0.99)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("v4/mlp_wide/fc1: pending - (threshold -)\n"), std::string::npos) << text;
+  const json parsed = json::parse(FormatDWarp(response, OutputFormat::kJson));
+  EXPECT_DOUBLE_EQ(parsed[0]["noise_ceiling"].get<double>(), 0.99);
+  EXPECT_TRUE(parsed[1]["noise_ceiling"].is_null());
+
+  WatchView view;
+  v1::WatchEvent snapshot;
+  *snapshot.mutable_snapshot()->mutable_sweep() = response.sweep();
+  view.Apply(snapshot);
+  v1::WatchEvent event;
+  *event.mutable_dwarp() = known;
+  view.Apply(event);
+  EXPECT_EQ(view.PlainLine(event), "d_warp it/mlp_wide/fc1: reached 42.5 (threshold 0.891 = 0.9 x noise ceiling 0.99)");
+
+  // Under another kind the ceiling a record carries is not part of its threshold.
+  response.mutable_sweep()->mutable_threshold()->set_kind(v1::Threshold::FRACTION_OF_DATASET_BEST);
+  EXPECT_NE(FormatDWarp(response, OutputFormat::kTable).find("reached 42.5 (threshold 0.891)\n"), std::string::npos);
 }
 
 TEST(SweepFormatTest, DWarpBeforeAnyResultShowsNoBestScoreAndUnmeasuredPointsAsDashes) {
@@ -326,7 +369,7 @@ TEST(SweepFormatTest, DWarpCsvHasOneRowPerGroupWithoutTheCurve) {
   const auto rows = ParseCsv(FormatDWarp(ThreeGroups(), OutputFormat::kCsv));
   ASSERT_EQ(rows.size(), 4u);
   EXPECT_EQ(rows[0], (std::vector<std::string>{"dataset", "model", "layer", "variant", "status", "d_warp", "threshold",
-                                               "best_score", "best_d", "full_score", "note"}));
+                                               "best_score", "best_d", "full_score", "noise_ceiling", "note"}));
   EXPECT_EQ(rows[1][6], "");  // NaN threshold
   EXPECT_EQ(rows[2][5], "42.5");
 }

@@ -149,6 +149,13 @@ TEST(SweepSpecTest, ThresholdEarlyStopAndAttempts) {
   EXPECT_EQ(full.threshold.kind, ThresholdKind::kFractionOfFull);
   EXPECT_DOUBLE_EQ(full.threshold.value, 0.9);
   EXPECT_STREQ(ThresholdKindName(ThresholdKind::kFractionOfGroupBest), "fraction_of_group_best");
+  const SweepSpec ceiling = MustParse(SweepWith("threshold: {kind: fraction_of_noise_ceiling, value: 0.8}"));
+  EXPECT_EQ(ceiling.threshold.kind, ThresholdKind::kFractionOfNoiseCeiling);
+  EXPECT_DOUBLE_EQ(ceiling.threshold.value, 0.8);
+  EXPECT_STREQ(ThresholdKindName(ThresholdKind::kFractionOfNoiseCeiling), "fraction_of_noise_ceiling");
+  // The value defaults as for every fraction kind, and 1 (the ceiling itself) is allowed.
+  EXPECT_DOUBLE_EQ(MustParse(SweepWith("threshold: {kind: fraction_of_noise_ceiling}")).threshold.value, 0.9);
+  EXPECT_DOUBLE_EQ(MustParse(SweepWith("threshold: {kind: fraction_of_noise_ceiling, value: 1}")).threshold.value, 1.0);
 }
 
 TEST(SweepSpecTest, OverridesApplyBeforeValidation) {
@@ -217,6 +224,34 @@ TEST(SweepSpecErrorsTest, ThresholdChecks) {
   EXPECT_THAT(no_full, HasSubstr("threshold.kind = \"fraction_of_full\""));
   EXPECT_THAT(no_full, HasSubstr("needs d = full in dims"));
   EXPECT_THAT(ErrorOf(SweepWith("max_attempts: 0")), HasSubstr("max_attempts = 0"));
+}
+
+TEST(SweepSpecErrorsTest, EveryFractionKindTakesAFractionInZeroToOne) {
+  for (const char* kind :
+       {"fraction_of_group_best", "fraction_of_dataset_best", "fraction_of_full", "fraction_of_noise_ceiling"}) {
+    for (const char* value : {"0", "-0.25", "1.5", "1.0001", ".nan", ".inf"}) {
+      const std::string error =
+          ErrorOf(SweepWith(std::string("threshold: {kind: ") + kind + ", value: " + value + "}"));
+      EXPECT_THAT(error, HasSubstr("threshold.value = ")) << kind << " " << value;
+      EXPECT_THAT(error, HasSubstr("expected a fraction in (0, 1]")) << kind << " " << value;
+    }
+    EXPECT_THAT(ErrorOf(SweepWith(std::string("threshold: {kind: ") + kind + ", value: 1.5}")),
+                HasSubstr("threshold.value = 1.5; expected a fraction in (0, 1]"))
+        << kind;
+    EXPECT_THAT(ErrorOf(SweepWith(std::string("threshold: {kind: ") + kind + ", value: high}")),
+                HasSubstr("threshold.value = \"high\""))
+        << kind;
+  }
+  // An absolute threshold is a score, not a fraction: any finite number.
+  EXPECT_DOUBLE_EQ(MustParse(SweepWith("threshold: {kind: absolute, value: 1.5}")).threshold.value, 1.5);
+}
+
+TEST(SweepSpecErrorsTest, AnUnknownThresholdKindListsTheAcceptedOnes) {
+  const std::string error = ErrorOf(SweepWith("threshold: {kind: fraction_of_ceiling, value: 0.9}"));
+  EXPECT_THAT(error, HasSubstr("threshold.kind = \"fraction_of_ceiling\""));
+  EXPECT_THAT(error, HasSubstr("expected one of absolute | fraction_of_group_best | fraction_of_dataset_best | "
+                               "fraction_of_full | fraction_of_noise_ceiling"));
+  EXPECT_THAT(error, HasSubstr("did you mean \"fraction_of_full\""));
 }
 
 TEST(SweepSpecErrorsTest, TrainSeedIsSetBySeeds) {
@@ -425,6 +460,16 @@ TEST(SweepSpecJsonTest, ToJsonRoundTrips) {
   StatusOr<SweepSpec> from_json = SweepSpecFromJson(written);
   ASSERT_TRUE(from_json.ok()) << from_json.status();
   EXPECT_EQ(ToJson(*from_json), written);
+  // The noise-ceiling kind is written and read back too.
+  const SweepSpec ceiling = MustParse(SweepWith("threshold: {kind: fraction_of_noise_ceiling, value: 0.85}"));
+  const nlohmann::json ceiling_json = ToJson(ceiling);
+  EXPECT_EQ(ceiling_json["threshold"], (nlohmann::json{{"kind", "fraction_of_noise_ceiling"}, {"value", 0.85}}));
+  StatusOr<SweepSpec> ceiling_back = SweepSpecFromJson(ceiling_json);
+  ASSERT_TRUE(ceiling_back.ok()) << ceiling_back.status();
+  EXPECT_EQ(ceiling_back->threshold.kind, ThresholdKind::kFractionOfNoiseCeiling);
+  EXPECT_DOUBLE_EQ(ceiling_back->threshold.value, 0.85);
+  EXPECT_EQ(ToJson(MustParse(ceiling_json.dump(), {}, "", SpecFormat::kJson)), ceiling_json);
+
   StatusOr<SweepSpec> bad = SweepSpecFromJson(nlohmann::json{{"name", "x"}});
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("models: missing"));

@@ -32,6 +32,13 @@ JobOutcome Job(const std::string& model, const std::string& dataset, SubspaceDim
 JobOutcome Done(const std::string& model, const std::string& dataset, SubspaceDim d, uint64_t seed, double score) {
   return Job(model, dataset, d, seed, OutcomeState::kSucceeded, score);
 }
+// A succeeded job on data that report a noise ceiling.
+JobOutcome DoneWithCeiling(const std::string& model, const std::string& dataset, SubspaceDim d, uint64_t seed,
+                           double score, double noise_ceiling) {
+  JobOutcome job = Done(model, dataset, d, seed, score);
+  job.noise_ceiling = noise_ceiling;
+  return job;
+}
 JobOutcome Running(const std::string& model, const std::string& dataset, SubspaceDim d, uint64_t seed = 0) {
   return Job(model, dataset, d, seed, OutcomeState::kUnfinished);
 }
@@ -274,6 +281,80 @@ TEST(DWarpTrackerTest, FractionOfFullWaitsForTheFullJobs) {
   EXPECT_NEAR(both.d_warp, LogInterpolated(10, 0.5, 100, 0.9, 0.72), 1e-9);
 }
 
+TEST(DWarpTrackerTest, FractionOfNoiseCeilingIsAFractionOfTheDatasetsMeanCeilingAndFinalOnceKnown) {
+  const std::vector<JobOutcome> jobs = {
+      DoneWithCeiling("m", "it", D(0), 0, 0.1, 0.79), DoneWithCeiling("m", "it", D(10), 0, 0.5, 0.81),
+      Done("m", "it", D(100), 0, 0.9),  // a job that reports none adds nothing to the mean
+      Running("p", "it", D(10)), Running("p", "it", D(100)),
+      Done("m", "nsd", D(0), 0, 0.3)};
+  const ThresholdSpec ceiling = Threshold(ThresholdKind::kFractionOfNoiseCeiling, 0.9);
+  const std::vector<GroupDWarp> records = ComputeDWarp(ceiling, jobs);
+  ASSERT_EQ(records.size(), 3u);
+  const GroupDWarp& m = records[0];
+  EXPECT_DOUBLE_EQ(m.noise_ceiling, 0.8);
+  EXPECT_DOUBLE_EQ(m.threshold, 0.72);
+  // Reached although p's jobs on the same dataset still run: they cannot change the data's ceiling (a
+  // dataset-best threshold would stay provisional here).
+  EXPECT_EQ(m.status, DWarpStatus::kReached) << m.note;
+  EXPECT_EQ(m.grid_d, 100);
+  EXPECT_NEAR(m.d_warp, LogInterpolated(10, 0.5, 100, 0.9, 0.72), 1e-9);
+  EXPECT_EQ(ComputeDWarp(Threshold(ThresholdKind::kFractionOfDatasetBest, 0.8), jobs)[0].status,
+            DWarpStatus::kProvisional);
+  // The ceiling is the dataset's, shared by its groups whatever they ran.
+  EXPECT_EQ(records[1].model, "p");
+  EXPECT_DOUBLE_EQ(records[1].noise_ceiling, 0.8);
+  EXPECT_DOUBLE_EQ(records[1].threshold, 0.72);
+  EXPECT_EQ(records[1].status, DWarpStatus::kPending);
+  // nsd reports none: no ceiling, and (every nsd job finished) a threshold that can never be set.
+  EXPECT_EQ(records[2].dataset, "nsd");
+  EXPECT_TRUE(std::isnan(records[2].noise_ceiling));
+  EXPECT_EQ(records[2].status, DWarpStatus::kNotReached);
+  // Every kind reports the ceiling it saw.
+  EXPECT_DOUBLE_EQ(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.5), jobs)[0].noise_ceiling, 0.8);
+}
+
+TEST(DWarpTrackerTest, FractionOfNoiseCeilingIsPendingUntilTheDataReportOneAndNotReachedWhenTheyNeverDo) {
+  const ThresholdSpec ceiling = Threshold(ThresholdKind::kFractionOfNoiseCeiling, 0.9);
+  std::vector<JobOutcome> jobs = {Running("m", "it", D(0)), Running("m", "it", D(10)), Running("m", "it", kFull)};
+  const GroupDWarp nothing = Only(ComputeDWarp(ceiling, jobs));
+  EXPECT_EQ(nothing.status, DWarpStatus::kPending);
+  EXPECT_TRUE(std::isnan(nothing.threshold));
+  EXPECT_TRUE(std::isnan(nothing.noise_ceiling));
+  EXPECT_THAT(nothing.note, HasSubstr("no result on dataset it yet"));
+
+  // A result without a ceiling: the data has none, but jobs remain, so the group waits and says why.
+  jobs[0] = Done("m", "it", D(0), 0, 0.9);
+  const GroupDWarp waiting = Only(ComputeDWarp(ceiling, jobs));
+  EXPECT_EQ(waiting.status, DWarpStatus::kPending);
+  EXPECT_TRUE(std::isnan(waiting.threshold));
+  EXPECT_THAT(waiting.note, HasSubstr("dataset it reports no noise ceiling"));
+  EXPECT_THAT(waiting.note, HasSubstr("fraction_of_noise_ceiling"));
+
+  // The d >= 0 jobs done, the full job still running: it could still report a ceiling.
+  jobs[1] = Done("m", "it", D(10), 0, 0.95);
+  EXPECT_EQ(Only(ComputeDWarp(ceiling, jobs)).status, DWarpStatus::kPending);
+
+  // Every job finished without one: no threshold can ever be set.
+  jobs[2] = Failed("m", "it", kFull);
+  const GroupDWarp never = Only(ComputeDWarp(ceiling, jobs));
+  EXPECT_EQ(never.status, DWarpStatus::kNotReached);
+  EXPECT_TRUE(std::isnan(never.threshold));
+  EXPECT_EQ(never.d_warp, -1.0);
+  EXPECT_THAT(never.note, HasSubstr("dataset it reports no noise ceiling"));
+
+  // Every job failed: not reached either, and the note says so.
+  const GroupDWarp failed = Only(ComputeDWarp(ceiling, {Failed("m", "it", D(0)), Failed("m", "it", D(10))}));
+  EXPECT_EQ(failed.status, DWarpStatus::kNotReached);
+  EXPECT_THAT(failed.note, HasSubstr("no job on dataset it succeeded"));
+
+  // Once a job reports a ceiling the threshold is known (here from the full job: any d counts).
+  jobs[2] = DoneWithCeiling("m", "it", kFull, 0, 0.99, 0.5);
+  const GroupDWarp known = Only(ComputeDWarp(ceiling, jobs));
+  EXPECT_DOUBLE_EQ(known.threshold, 0.45);
+  EXPECT_EQ(known.status, DWarpStatus::kReached);
+  EXPECT_EQ(known.grid_d, 0);
+}
+
 TEST(DWarpTrackerTest, RecordsAreOrderedByDatasetModelLayerVariantAsTheyFirstAppear) {
   std::vector<JobOutcome> jobs = {
       Job("b", "it", D(0), 0, OutcomeState::kUnfinished, 0, "fc2"),
@@ -324,6 +405,22 @@ TEST(JobsMadeUnnecessaryTest, FractionOfFullKeepsNothingAboveTheCrossing) {
   const ThresholdSpec full = Threshold(ThresholdKind::kFractionOfFull, 0.8);
   EXPECT_EQ(Only(ComputeDWarp(full, jobs)).status, DWarpStatus::kReached);
   EXPECT_THAT(JobsMadeUnnecessary(full, jobs), ElementsAre(2u, 3u));
+}
+
+TEST(JobsMadeUnnecessaryTest, FractionOfNoiseCeilingCancelsAboveAReachedCrossingOnceTheCeilingIsKnown) {
+  std::vector<JobOutcome> jobs = {DoneWithCeiling("m", "it", D(0), 0, 0.1, 0.8),
+                                  DoneWithCeiling("m", "it", D(10), 0, 0.9, 0.8), Running("m", "it", D(100)),
+                                  Running("m", "it", D(1000)), Running("m", "it", kFull)};
+  const ThresholdSpec ceiling = Threshold(ThresholdKind::kFractionOfNoiseCeiling, 0.9);
+  EXPECT_EQ(Only(ComputeDWarp(ceiling, jobs)).status, DWarpStatus::kReached);
+  // The full job is no reference here: above every grid d, it is as unnecessary as d = 100 and 1000.
+  EXPECT_THAT(JobsMadeUnnecessary(ceiling, jobs), ElementsAre(2u, 3u, 4u));
+
+  // Without a known ceiling nothing is reached, so nothing is cancelled.
+  jobs[0] = Done("m", "it", D(0), 0, 0.1);
+  jobs[1] = Done("m", "it", D(10), 0, 0.9);
+  EXPECT_EQ(Only(ComputeDWarp(ceiling, jobs)).status, DWarpStatus::kPending);
+  EXPECT_THAT(JobsMadeUnnecessary(ceiling, jobs), IsEmpty());
 }
 
 TEST(JobsMadeUnnecessaryTest, BestScoreThresholdsNeverCancel) {

@@ -5,11 +5,13 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -52,10 +54,14 @@ auto Fields(const JobRow& j) {
                          static_cast<int>(j.state), j.attempt, j.lease_id, j.worker_id, j.lease_expires_ms, j.error,
                          j.created_ms, j.started_ms, j.finished_ms, j.cancel_requested);
 }
+// NaN ("unknown") as an empty optional, so that two unknowns compare equal.
+std::optional<double> NanAsEmpty(double x) { return std::isnan(x) ? std::nullopt : std::optional<double>(x); }
+
 auto Fields(const ResultRow& r) {
   return std::make_tuple(r.metric, r.train_score, r.val_score, r.test_score, r.test_pearson_mean,
                          r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.trained_d, r.warped_params,
-                         r.device, r.result_json, r.attempt, r.worker_id, r.recorded_ms);
+                         r.device, r.result_json, NanAsEmpty(r.noise_ceiling), r.attempt, r.worker_id,
+                         r.recorded_ms);
 }
 auto Fields(const MetricRow& m) {
   return std::make_tuple(m.job_id, m.attempt, m.epoch, m.train_loss, m.val_score, m.time_ms);
@@ -116,6 +122,7 @@ ResultRow MakeResult(int32_t attempt) {
   r.warped_params = 11'689'512;
   r.device = "cuda:0";
   r.result_json = R"({"test":{"r2":-2.5e-300},"note":"a\"b"})";
+  r.noise_ceiling = 1.0 / 1.01;  // a synthetic brain's, noise 0.1
   r.attempt = attempt;
   r.worker_id = "worker-7";
   r.recorded_ms = 1'700'000'100'000;
@@ -383,6 +390,25 @@ TEST_P(StoreTest, RecordResultStoresResultAndJobRow) {
   EXPECT_EQ(*count, 1);
 }
 
+TEST_P(StoreTest, AnUnknownNoiseCeilingRoundTripsAsNaN) {
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0", "10"});
+  JobRow with = Leased(jobs[0], 1), without = Leased(jobs[1], 1);
+  with.state = without.state = JobState::kSucceeded;
+  ResultRow unknown = MakeResult(1);
+  unknown.noise_ceiling = std::numeric_limits<double>::quiet_NaN();
+  ASSERT_TRUE(store_->RecordResult(with, MakeResult(1)).ok());
+  ASSERT_TRUE(store_->RecordResult(without, unknown).ok());
+
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), 2u);
+  ASSERT_TRUE(loaded[0].result.has_value());
+  EXPECT_EQ(loaded[0].result->noise_ceiling, 1.0 / 1.01);  // bit for bit
+  ASSERT_TRUE(loaded[1].result.has_value());
+  EXPECT_TRUE(std::isnan(loaded[1].result->noise_ceiling)) << loaded[1].result->noise_ceiling;
+  without.result = unknown;
+  ExpectSameJob(without, loaded[1]);
+}
+
 TEST_P(StoreTest, SecondResultIsAlreadyExistsAndWritesNothing) {
   std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0"});
   JobRow done = Leased(jobs[0], 1);
@@ -537,23 +563,26 @@ INSTANTIATE_TEST_SUITE_P(BothStores, StoreTest, ::testing::Values(StoreKind::kMe
 
 // ---- SQLite only ----
 
-// Reads one PRAGMA's value through a separate, raw connection: what another process would see.
-std::string RawPragma(const fs::path& file, const std::string& pragma) {
+// The first column of the first row of `sql`, as text, through a separate, raw connection: what another
+// process would see. A query without a (non-NULL) value is a test failure.
+std::string RawValue(const fs::path& file, const std::string& sql) {
   sqlite3* conn = nullptr;
   std::string value;
   if (sqlite3_open_v2(file.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(conn, ("PRAGMA " + pragma).c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+    if (sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
+        sqlite3_column_text(stmt, 0) != nullptr) {
       value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
     }
     sqlite3_finalize(stmt);
   }
   EXPECT_NE(conn, nullptr);
-  if (value.empty()) ADD_FAILURE() << "PRAGMA " << pragma << " on " << file << ": " << sqlite3_errmsg(conn);
+  if (value.empty()) ADD_FAILURE() << sql << " on " << file << ": " << sqlite3_errmsg(conn);
   sqlite3_close(conn);
   return value;
 }
+
+std::string RawPragma(const fs::path& file, const std::string& pragma) { return RawValue(file, "PRAGMA " + pragma); }
 
 // Runs SQL on `file` through a raw connection (to prepare files the store must cope with).
 void RawExec(const fs::path& file, const std::string& sql) {
@@ -686,6 +715,136 @@ TEST_F(SqliteStoreTest, FileThatIsNotADatabaseIsRefused) {
   EXPECT_EQ(store.status().code(), StatusCode::kInternal) << store.status();
   EXPECT_NE(store.status().message().find(file_.string()), std::string::npos) << store.status();
   EXPECT_NE(store.status().message().find("not a database"), std::string::npos) << store.status();
+}
+
+// A file as schema version 1 wrote it (the first schema, frozen here as released), with one sweep, two jobs
+// and a result of the first.
+constexpr const char* kVersionOneFile = R"sql(
+CREATE TABLE sweeps (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  sweep_id     TEXT    NOT NULL UNIQUE,
+  name         TEXT    NOT NULL,
+  state        INTEGER NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  finished_ms  INTEGER NOT NULL,
+  spec_json    TEXT    NOT NULL
+);
+CREATE TABLE jobs (
+  job_id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  sweep_id          TEXT    NOT NULL REFERENCES sweeps (sweep_id),
+  model             TEXT    NOT NULL,
+  layer             TEXT    NOT NULL,
+  dataset           TEXT    NOT NULL,
+  d                 TEXT    NOT NULL,
+  variant           TEXT    NOT NULL,
+  seed              INTEGER NOT NULL,
+  spec_json         TEXT    NOT NULL,
+  state             INTEGER NOT NULL,
+  attempt           INTEGER NOT NULL,
+  lease_id          TEXT    NOT NULL,
+  worker_id         TEXT    NOT NULL,
+  lease_expires_ms  INTEGER NOT NULL,
+  error             TEXT    NOT NULL,
+  created_ms        INTEGER NOT NULL,
+  started_ms        INTEGER NOT NULL,
+  finished_ms       INTEGER NOT NULL,
+  cancel_requested  INTEGER NOT NULL
+);
+CREATE INDEX jobs_by_sweep ON jobs (sweep_id);
+CREATE TABLE results (
+  job_id               INTEGER PRIMARY KEY REFERENCES jobs (job_id),
+  metric               TEXT    NOT NULL,
+  train_score          REAL    NOT NULL,
+  val_score            REAL    NOT NULL,
+  test_score           REAL    NOT NULL,
+  test_pearson_mean    REAL    NOT NULL,
+  test_pearson_median  REAL    NOT NULL,
+  epochs_run           INTEGER NOT NULL,
+  best_epoch           INTEGER NOT NULL,
+  seconds              REAL    NOT NULL,
+  trained_d            INTEGER NOT NULL,
+  warped_params        INTEGER NOT NULL,
+  device               TEXT    NOT NULL,
+  result_json          TEXT    NOT NULL,
+  attempt              INTEGER NOT NULL,
+  worker_id            TEXT    NOT NULL,
+  recorded_ms          INTEGER NOT NULL
+);
+CREATE TABLE metrics (
+  job_id      INTEGER NOT NULL REFERENCES jobs (job_id),
+  attempt     INTEGER NOT NULL,
+  epoch       INTEGER NOT NULL,
+  train_loss  REAL    NOT NULL,
+  val_score   REAL    NOT NULL,
+  time_ms     INTEGER NOT NULL
+);
+CREATE INDEX metrics_by_job ON metrics (job_id, attempt, epoch);
+CREATE TABLE workers (
+  worker_id             TEXT    PRIMARY KEY,
+  name                  TEXT    NOT NULL,
+  host                  TEXT    NOT NULL,
+  devices               TEXT    NOT NULL,
+  registered_ms         INTEGER NOT NULL,
+  last_seen_ms          INTEGER NOT NULL,
+  consecutive_failures  INTEGER NOT NULL,
+  blocked               INTEGER NOT NULL,
+  draining              INTEGER NOT NULL,
+  jobs_succeeded        INTEGER NOT NULL,
+  jobs_failed           INTEGER NOT NULL
+);
+PRAGMA user_version = 1;
+INSERT INTO sweeps (sweep_id, name, state, created_ms, finished_ms, spec_json)
+  VALUES ('old', 'before noise ceilings', 1, 1700000000000, 0, '{}');
+INSERT INTO jobs (sweep_id, model, layer, dataset, d, variant, seed, spec_json, state, attempt, lease_id,
+                  worker_id, lease_expires_ms, error, created_ms, started_ms, finished_ms, cancel_requested)
+  VALUES ('old', 'mlp', 'fc1', 'syn', '10', '', 0, '{}', 3, 1, '', 'w1', 0, '', 1700000000001, 1700000000002,
+          1700000000003, 0),
+         ('old', 'mlp', 'fc1', 'syn', '100', '', 0, '{}', 2, 1, 'lease-2', 'w1', 1700000009999, '',
+          1700000000001, 1700000000002, 0, 0);
+INSERT INTO results (job_id, metric, train_score, val_score, test_score, test_pearson_mean, test_pearson_median,
+                     epochs_run, best_epoch, seconds, trained_d, warped_params, device, result_json, attempt,
+                     worker_id, recorded_ms)
+  VALUES (1, 'r2', 0.5, 0.25, 0.125, 0.75, 0.7, 4, 3, 1.5, 10, 12560, 'cpu', '{}', 1, 'w1', 1700000000003);
+)sql";
+
+TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndItsResultsHaveAnUnknownNoiseCeiling) {
+  RawExec(file_, kVersionOneFile);
+  ASSERT_EQ(RawPragma(file_, "user_version"), "1");
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(RawPragma(file_, "user_version"), std::to_string(SqliteSweepStore::kSchemaVersion));
+    EXPECT_EQ(RawValue(file_, "SELECT type FROM pragma_table_info('results') WHERE name = 'noise_ceiling'"), "REAL");
+
+    auto jobs = store->LoadJobs();
+    ASSERT_TRUE(jobs.ok()) << jobs.status();
+    ASSERT_EQ(jobs->size(), 2u);
+    const JobRow& old = (*jobs)[0];
+    ASSERT_TRUE(old.result.has_value());
+    EXPECT_EQ(old.result->test_score, 0.125);  // the old columns still read as before
+    EXPECT_EQ(old.result->warped_params, 12560);
+    EXPECT_EQ(old.result->recorded_ms, 1700000000003);
+    EXPECT_TRUE(std::isnan(old.result->noise_ceiling)) << old.result->noise_ceiling;
+
+    // The migrated file takes new results with their ceiling.
+    JobRow done = (*jobs)[1];
+    done.state = JobState::kSucceeded;
+    done.lease_id = "";
+    ASSERT_TRUE(store->RecordResult(done, MakeResult(1)).ok());
+  }
+  // Reopened: nothing to migrate, and both results read back as written.
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  auto jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 2u);
+  ASSERT_TRUE((*jobs)[0].result.has_value());
+  EXPECT_TRUE(std::isnan((*jobs)[0].result->noise_ceiling));
+  ASSERT_TRUE((*jobs)[1].result.has_value());
+  EXPECT_EQ(Fields(*(*jobs)[1].result), Fields(MakeResult(1)));
+  auto report = store->IntegrityCheck();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(*report, "ok");
 }
 
 TEST_F(SqliteStoreTest, OpeningTwiceInARowKeepsTheSchema) {

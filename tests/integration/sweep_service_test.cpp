@@ -1,9 +1,11 @@
 // The sweep service end to end, as real processes on loopback: dwarp-coordinator (SQLite file) and
 // dwarp-worker daemons training real (tiny) jobs on Fashion-MNIST images, driven over gRPC like the CLI.
-//   - a sweep completes with two workers; results and d_warp over RPC match a recomputation here
+//   - a sweep completes with two workers; results and d_warp over RPC match a recomputation here, and every
+//     result carries (and the database stores) the synthetic brain's noise ceiling
 //   - a worker killed with SIGKILL mid-job: its lease expires, another worker finishes, exactly one result
 //   - the coordinator killed with SIGKILL mid-sweep and restarted on the same database: the sweep
-//     completes, nothing lost or duplicated, PRAGMA integrity_check is ok
+//     completes, nothing lost or duplicated, PRAGMA integrity_check is ok, and its noise-ceiling threshold
+//     is judged from the ceilings the results carried (stored, reloaded)
 //   - a stale lease is refused, a call without the token is refused, cancel stops a running job
 //   - malformed sweeps, unknown models, d < 0: a clear error and nothing written
 // Ports are chosen by the OS. Skipped (not failed) when Debian's dataset-fashion-mnist is not installed.
@@ -63,8 +65,12 @@ int FreePort() {
   return ntohs(address.sin_port);
 }
 
+// The synthetic brain's noise ceiling (noise 0.1 in Sweep's dataset): 1 / (1 + noise^2) for every neuroid.
+constexpr double kNoiseCeiling = 1.0 / (1.0 + 0.1 * 0.1);
+
 std::string Sweep(const std::string& name, const std::string& dims, const std::string& seeds, int epochs,
-                  int stimuli = 300, bool one_model = false) {
+                  int stimuli = 300, bool one_model = false,
+                  const std::string& threshold = "{kind: fraction_of_dataset_best, value: 0.8}") {
   return "name: " + name + "\n" +
          "models:\n"
          "  - {name: small, arch: mlp, hidden: [16], layers: [fc1], layer_groups: []}\n" +
@@ -75,7 +81,7 @@ std::string Sweep(const std::string& name, const std::string& dims, const std::s
          "dims: " + dims + "\n" +
          "seeds: " + seeds + "\n" +
          "train: {lr: 1.0e-2, batch_size: 32, max_epochs: " + std::to_string(epochs) + ", patience: 0, threads: 1}\n" +
-         "threshold: {kind: fraction_of_dataset_best, value: 0.8}\n";
+         "threshold: " + threshold + "\n";
 }
 
 class SweepServiceTest : public ::testing::Test {
@@ -217,11 +223,14 @@ TEST_F(SweepServiceTest, SmallSweepCompletesWithTwoWorkersAndDWarpIsRight) {
     EXPECT_EQ(job.result().metric(), "r2");
     EXPECT_TRUE(std::isfinite(job.result().test_score()));
     EXPECT_EQ(job.result().epochs_run(), job.key().d() == "0" ? job.result().epochs_run() : 4);
+    ASSERT_TRUE(job.result().has_noise_ceiling());
+    EXPECT_NEAR(job.result().noise_ceiling(), kNoiseCeiling, 1e-6);
     workers_used.insert(job.worker_id());
     scores[job.key().model()][std::stoll(job.key().d())].push_back(job.result().test_score());
   }
   EXPECT_EQ(workers_used.size(), 2u) << "both workers should have taken jobs";
   EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "12");
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM results WHERE abs(noise_ceiling - 1.0 / 1.01) < 1e-6"), "12");
 
   // d_warp: threshold = 0.8 x the best mean score on the dataset; first grid d at or above, refined in log d.
   double best = -1e9;
@@ -242,6 +251,8 @@ TEST_F(SweepServiceTest, SmallSweepCompletesWithTwoWorkersAndDWarpIsRight) {
   ASSERT_EQ(dwarp.records_size(), 2);
   for (const v1::DWarpRecord& record : dwarp.records()) {
     EXPECT_NEAR(record.threshold(), threshold, 1e-9);
+    ASSERT_TRUE(record.has_noise_ceiling());
+    EXPECT_NEAR(record.noise_ceiling(), kNoiseCeiling, 1e-6);
     const auto& curve = means[record.model()];
     int64_t below = -1, crossing = -1;
     for (const auto& [d, mean] : curve) {
@@ -303,7 +314,9 @@ TEST_F(SweepServiceTest, CoordinatorKilledMidSweepRestartsAndNothingIsLostOrDupl
   StartCoordinator(port);
   StartWorker("w1");
   StartWorker("w2");
-  const std::string sweep = SubmitOk(Sweep("crash", "[0, 10, 30, 100]", "[0, 1]", 8, 600));
+  // Judged against the data's noise ceiling, which must survive the restart with the results it came with.
+  const std::string sweep = SubmitOk(Sweep("crash", "[0, 10, 30, 100]", "[0, 1]", 8, 600, /*one_model=*/false,
+                                           "{kind: fraction_of_noise_ceiling, value: 0.8}"));
   WaitFor(sweep, [](const v1::ResultsResponse& r) { return r.sweep().counts().succeeded() >= 3; }, 120s,
           "three results before the crash");
   KillNow(coordinator_);
@@ -317,6 +330,23 @@ TEST_F(SweepServiceTest, CoordinatorKilledMidSweepRestartsAndNothingIsLostOrDupl
   EXPECT_EQ(Query("SELECT COUNT(*) FROM (SELECT job_id FROM results GROUP BY job_id HAVING COUNT(*) > 1)"), "0");
   EXPECT_EQ(Query("SELECT COUNT(*) FROM jobs"), "16");
   EXPECT_EQ(Query("PRAGMA integrity_check"), "ok");
+
+  v1::DWarpRequest request;
+  request.set_sweep_id(sweep);
+  grpc::ClientContext context;
+  dwarp::rpc::PrepareContext(context, connection_, 10s);
+  v1::DWarpResponse judged;
+  ASSERT_TRUE(sweeps_->DWarp(&context, request, &judged).ok());
+  EXPECT_EQ(judged.sweep().threshold().kind(), v1::Threshold::FRACTION_OF_NOISE_CEILING);
+  ASSERT_EQ(judged.records_size(), 2);
+  for (const v1::DWarpRecord& record : judged.records()) {
+    ASSERT_TRUE(record.has_noise_ceiling()) << record.note();
+    EXPECT_NEAR(record.noise_ceiling(), kNoiseCeiling, 1e-6);
+    EXPECT_NEAR(record.threshold(), 0.8 * record.noise_ceiling(), 1e-12);
+    // Every job finished and the ceiling is known: the status is final.
+    EXPECT_TRUE(record.status() == v1::DWARP_REACHED || record.status() == v1::DWARP_NOT_REACHED)
+        << record.model() << ": " << record.note();
+  }
 }
 
 TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {

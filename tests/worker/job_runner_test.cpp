@@ -62,8 +62,11 @@ TEST_F(JobRunnerTest, SubspaceJobReportsEveryEpochAndScores) {
   EXPECT_EQ(result->D, 784 * 16 + 16);  // fc1 only: the layers up to the read-out
   EXPECT_EQ(result->train_size + result->val_size + result->test_size, 300);
   EXPECT_EQ(result->num_targets, 4);
+  // The synthetic brain's ceiling is 1 / (1 + noise^2) for every neuroid (noise 0.1 here).
+  EXPECT_NEAR(result->noise_ceiling, 1.0 / 1.01, 1e-6);
   const nlohmann::json json = JobResultToJson(*result);
   EXPECT_EQ(json["d"], "10");
+  EXPECT_NEAR(json["noise_ceiling"].get<double>(), 1.0 / 1.01, 1e-6);
   EXPECT_EQ(json["device"], "cpu");
   EXPECT_EQ(json["history"].size(), 4u);
   auto round_trip = JobSpecFromJson(json["spec"]);
@@ -191,6 +194,8 @@ TEST_F(JobRunnerTest, IdxClassificationAtDZeroTrainsALinearClassifier) {
   EXPECT_EQ(json["D"], 784 * 16 + 16);  // the frozen model: fc1
   EXPECT_EQ(json["representation_size"], 16);
   EXPECT_EQ(json["linear_head"], true);
+  EXPECT_TRUE(std::isnan(result->noise_ceiling));  // classification has none
+  EXPECT_TRUE(json["noise_ceiling"].is_null()) << json["noise_ceiling"];
   EXPECT_EQ(json["data"]["train"], 180);
   EXPECT_EQ(json["data"]["val"], 60);
   EXPECT_EQ(json["data"]["test"], 60);
@@ -405,6 +410,7 @@ TEST(JobRunnerNeuralData, GenericJobTakesItsSplitFromTheNamedColumn) {
   EXPECT_EQ(result->val_size, 2);
   EXPECT_EQ(result->test_size, 3);
   EXPECT_EQ(result->num_targets, 3);
+  EXPECT_NEAR(result->noise_ceiling, 0.6, 1e-6);  // the mean of noise_ceiling.npy: 0.5, 0.6, 0.7
 
   auto missing = RunJob(Parse(job, {"data.split.column=session_split"}));
   ASSERT_FALSE(missing.ok());

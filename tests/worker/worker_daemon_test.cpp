@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -329,6 +330,7 @@ TEST_F(WorkerDaemonTest, RegistersRunsAJobStreamsEveryEpochAndCompletes) {
   EXPECT_GT(result.warped_params(), 20);
   EXPECT_EQ(result.device(), "cpu");
   EXPECT_GT(result.seconds(), 0.0);
+  EXPECT_FALSE(result.has_noise_ceiling()) << "classification data have no noise ceiling";
   const auto json = nlohmann::json::parse(result.result_json());
   EXPECT_EQ(json["d"], "20");
   EXPECT_EQ(json["history"].size(), 3u);
@@ -543,6 +545,21 @@ TEST(WorkerDaemonHelpers, DeviceLists) {
   auto bad = ParseDeviceList("cpu,tpu");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("'tpu'"), std::string::npos) << bad.status().message();
+}
+
+TEST(WorkerDaemonHelpers, NoiseCeilingIsSentOnlyWhenTheDataHasOne) {
+  JobResult result;
+  result.metric = "r2";
+  result.noise_ceiling = 0.75;
+  const pb::JobResult with = JobResultToProto(result);
+  ASSERT_TRUE(with.has_noise_ceiling());
+  EXPECT_EQ(with.noise_ceiling(), 0.75);
+  EXPECT_EQ(nlohmann::json::parse(with.result_json())["noise_ceiling"], 0.75);
+
+  result.noise_ceiling = std::numeric_limits<double>::quiet_NaN();
+  const pb::JobResult without = JobResultToProto(result);
+  EXPECT_FALSE(without.has_noise_ceiling());
+  EXPECT_TRUE(nlohmann::json::parse(without.result_json())["noise_ceiling"].is_null());
 }
 
 TEST(WorkerDaemonHelpers, RetryableFailures) {

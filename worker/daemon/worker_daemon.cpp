@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <future>
 #include <map>
@@ -219,6 +220,7 @@ pb::JobResult JobResultToProto(const JobResult& r) {
   out.set_warped_params(r.D);
   out.set_device(r.device);
   out.set_result_json(JobResultToJson(r).dump());
+  if (!std::isnan(r.noise_ceiling)) out.set_noise_ceiling(r.noise_ceiling);
   return out;
 }
 

@@ -57,7 +57,8 @@ Status CheckWorkerDaemonOptions(const WorkerDaemonOptions& options);
 StatusOr<std::vector<std::string>> ParseDeviceList(const std::string& text);
 
 // The wire form of a job's result: scores of the job's metric (r2 or accuracy), epochs, wall time, d, D,
-// device, and result_json = JobResultToJson(result).dump().
+// device, noise_ceiling (left unset when NaN: the data has none), and result_json =
+// JobResultToJson(result).dump().
 dwarp::v1::JobResult JobResultToProto(const JobResult& result);
 
 // Whether a failed job may succeed on another attempt: false for InvalidArgument and NotFound (bad spec,

@@ -9,8 +9,26 @@
 # libraries on the link line. --no-as-needed keeps the entry even where the toolchain links --as-needed by
 # default (Ubuntu); --push-state/--pop-state leave that default alone for the rest of the line.
 # tests/support/check_libstdcxx_first.sh (a ctest test) checks the order in every binary of the build.
+#
+# The shared library is named by its full path, not as -lstdc++: a toolchain whose libstdc++.so link is
+# missing or broken (the H200 box's /opt/gcc has a dangling one) resolves -lstdc++ to libstdc++.a, links
+# the C++ runtime statically and, at the front of the line, pulls nothing from the archive, so the symbols
+# still bind into libtorch.so. The path comes from the compiler (-print-file-name), else the usual places.
 add_library(dwarp_torch INTERFACE)
 target_link_libraries(dwarp_torch INTERFACE torch)
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang" AND NOT APPLE)
-  target_link_options(dwarp_torch INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+  execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libstdc++.so.6
+                  OUTPUT_VARIABLE dwarp_libstdcxx OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(NOT IS_ABSOLUTE "${dwarp_libstdcxx}" OR NOT EXISTS "${dwarp_libstdcxx}")
+    find_file(dwarp_libstdcxx_found NAMES libstdc++.so.6
+              PATHS /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib /lib/x86_64-linux-gnu NO_DEFAULT_PATH)
+    set(dwarp_libstdcxx "${dwarp_libstdcxx_found}")
+  endif()
+  if(dwarp_libstdcxx)
+    get_filename_component(dwarp_libstdcxx "${dwarp_libstdcxx}" REALPATH)
+    message(STATUS "dwarp: libstdc++ linked ahead of LibTorch: ${dwarp_libstdcxx}")
+    target_link_options(dwarp_torch INTERFACE "LINKER:--push-state,--no-as-needed,${dwarp_libstdcxx},--pop-state")
+  else()
+    message(WARNING "dwarp: no shared libstdc++.so.6 found; programs may bind std::filesystem into libtorch.so")
+  endif()
 endif()

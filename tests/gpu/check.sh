@@ -266,4 +266,25 @@ else
   note "fastfood_device_benchmark: NOT BUILT"
 fi
 
+# ---- a ResNet-18 encoding step: through a subspace against all parameters ---------------------------------
+step_bench=$build/tests/bench/subspace_step_benchmark
+step_args=(--device "$bench_device")
+# On a CPU machine a small problem, so that the check stays short; the GPU runs the real size.
+[ "$bench_device" = cuda ] || step_args+=(--batch 4 --size 64 --steps 3)
+step_bench_seconds=$(step_seconds 120 0)
+if [ -x "$step_bench" ] && ((step_bench_seconds >= 10)); then
+  timeout "$step_bench_seconds" "$step_bench" "${step_args[@]}" > "$OUT/step_bench.log" 2>&1
+  step_rc=$?
+  ((step_rc == 0)) || status=1
+  note "subspace_step_benchmark ${step_args[*]}: exit $step_rc$(timed_out $step_rc && echo ', out of time')"
+  grep -E "^(ResNet|all parameters|subspace)" "$OUT/step_bench.log" | tee -a "$summary"
+  ((step_rc == 0)) || timed_out $step_rc || tail -5 "$OUT/step_bench.log" | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
+elif [ -x "$step_bench" ]; then
+  status=1
+  note "subspace_step_benchmark: SKIPPED, out of time"
+else
+  status=1
+  note "subspace_step_benchmark: NOT BUILT"
+fi
+
 finish

@@ -1,0 +1,192 @@
+// One training step of an encoding job on ResNet-18, through a d-dimensional subspace against all
+// parameters, timed side by side in one run: read out at avgpool, a linear head to `targets` neuroids, a
+// batch of images, MSE, Adam (theta_d and the lambdas, or every parameter; the head in both). The
+// subspace step runs in each projection mode asked for, with the seed's SAID layer groups.
+// Prints seconds per step and the ratio subspace / all parameters (the GPU issue's target: <= 1.3).
+//
+// Not Google Benchmark: LibTorch alone, so it builds on a GPU box (tests/gpu/check.sh runs it there).
+//
+//   subspace_step_benchmark [--device cuda|cpu] [--batch 64] [--size 224] [--targets 168] [--d 1000]
+//                           [--steps 20] [--modes per_tensor,size_weighted] [--threads N]
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+#include <torch/optim/adam.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "worker/engine/device.h"
+#include "worker/engine/models/model_registry.h"
+#include "worker/engine/subspace_model.h"
+#include "worker/engine/threading.h"
+
+namespace {
+
+using namespace dwarp::engine;
+
+struct Options {
+  std::string device = "cuda";
+  int64_t batch = 64;
+  int64_t size = 224;
+  int64_t targets = 168;
+  int64_t d = 1000;
+  int64_t steps = 20;
+  std::vector<std::string> modes = {"per_tensor", "size_weighted"};
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+};
+
+void Synchronize(const at::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+// Median seconds per step over `steps` steps after 3 warm-up steps.
+template <typename Step>
+double SecondsPerStep(const at::Device& device, int64_t steps, const Step& step) {
+  using Clock = std::chrono::steady_clock;
+  for (int i = 0; i < 3; ++i) step();
+  std::vector<double> times;
+  for (int64_t i = 0; i < steps; ++i) {
+    Synchronize(device);
+    const auto start = Clock::now();
+    step();
+    Synchronize(device);
+    times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+ProjectionMode ModeNamed(const std::string& name) {
+  for (auto mode : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal, ProjectionMode::kReference,
+                    ProjectionMode::kSizeWeighted}) {
+    if (name == ProjectionModeName(mode)) return mode;
+  }
+  std::fprintf(stderr, "unknown mode '%s' (per_tensor, global, reference, size_weighted)\n", name.c_str());
+  std::exit(2);
+}
+
+int Run(const Options& options) {
+  auto device = ResolveDevice(options.device, "--device");
+  if (!device.ok()) {
+    std::fprintf(stderr, "%s\n", device.status().ToString().c_str());
+    return 2;
+  }
+  SetComputeThreads(options.threads);
+  auto model = CreateModel("resnet18", ModelOptions().layer("avgpool").image_size(options.size, options.size).seed(0));
+  if (!model.ok()) {
+    std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
+    return 1;
+  }
+  model->module.to(*device);
+  const auto on = at::TensorOptions().device(*device);
+  const at::Tensor images = at::randn({options.batch, 3, options.size, options.size}, on);
+  const at::Tensor responses = at::randn({options.batch, options.targets}, on);
+  auto make_head = [&]() {
+    return std::vector<at::Tensor>{(at::randn({options.targets, model->feature_count}, on) * 0.01).set_requires_grad(true),
+                                   at::zeros({options.targets}, on).set_requires_grad(true)};
+  };
+
+  std::printf("ResNet-18 encoding step on %s: batch %lld of %lldx%lld, avgpool (%lld features) -> %lld targets, "
+              "d = %lld, %lld steps (median)\n",
+              device->str().c_str(), static_cast<long long>(options.batch), static_cast<long long>(options.size),
+              static_cast<long long>(options.size), static_cast<long long>(model->feature_count),
+              static_cast<long long>(options.targets), static_cast<long long>(options.d),
+              static_cast<long long>(options.steps));
+
+  // All parameters: the module itself (its parameters are leaves that require grad) in train mode, every
+  // parameter and the head in one Adam. The subspace models below wrap copies of its initial state.
+  std::vector<std::unique_ptr<SubspaceModel>> wrapped_models;
+  for (const std::string& name : options.modes) {
+    auto wrapped = SubspaceModel::Create(model->module, SubspaceOptions(options.d)
+                                                            .seed(0)
+                                                            .projection(ModeNamed(name))
+                                                            .warp_prefixes(model->warp_prefixes)
+                                                            .layer_groups(model->layer_groups));
+    if (!wrapped.ok()) {
+      std::fprintf(stderr, "%s\n", wrapped.status().ToString().c_str());
+      return 1;
+    }
+    wrapped_models.push_back(std::make_unique<SubspaceModel>(std::move(wrapped).value()));
+  }
+  torch::jit::Module& full = model->module;
+  std::vector<at::Tensor> head = make_head();
+  std::vector<at::Tensor> trainable;
+  for (const auto& p : full.parameters()) trainable.push_back(p);
+  trainable.insert(trainable.end(), head.begin(), head.end());
+  torch::optim::Adam full_adam(trainable, torch::optim::AdamOptions(1e-4));
+  full.train();
+  const double full_seconds = SecondsPerStep(*device, options.steps, [&] {
+    full_adam.zero_grad();
+    const at::Tensor features = full.forward({images}).toTensor().flatten(1);
+    at::mse_loss(at::linear(features, head[0], head[1]), responses).backward();
+    full_adam.step();
+  });
+  std::printf("%-26s %9.2f ms\n", "all parameters", 1e3 * full_seconds);
+
+  for (size_t m = 0; m < options.modes.size(); ++m) {
+    const std::string& name = options.modes[m];
+    SubspaceModel* wrapped = wrapped_models[m].get();
+    std::vector<at::Tensor> sub_head = make_head();
+    std::vector<at::Tensor> sub_params = wrapped->parameters();
+    sub_params.insert(sub_params.end(), sub_head.begin(), sub_head.end());
+    torch::optim::Adam adam(sub_params, torch::optim::AdamOptions(1e-3));
+    wrapped->train();
+    const double seconds = SecondsPerStep(*device, options.steps, [&] {
+      adam.zero_grad();
+      const at::Tensor features = wrapped->Forward(images).flatten(1);
+      at::mse_loss(at::linear(features, sub_head[0], sub_head[1]), responses).backward();
+      adam.step();
+    });
+    std::printf("%-26s %9.2f ms   subspace / all parameters %.2f  (%zu projections, D = %lld)\n",
+                ("subspace, " + name).c_str(), 1e3 * seconds, seconds / full_seconds, wrapped->projections().size(),
+                static_cast<long long>(wrapped->warped_parameter_count()));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", arg.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--device") options.device = value();
+    else if (arg == "--batch") options.batch = std::atoll(value().c_str());
+    else if (arg == "--size") options.size = std::atoll(value().c_str());
+    else if (arg == "--targets") options.targets = std::atoll(value().c_str());
+    else if (arg == "--d") options.d = std::atoll(value().c_str());
+    else if (arg == "--steps") options.steps = std::atoll(value().c_str());
+    else if (arg == "--threads") options.threads = std::atoi(value().c_str());
+    else if (arg == "--modes") {
+      options.modes.clear();
+      std::stringstream list(value());
+      for (std::string item; std::getline(list, item, ',');) options.modes.push_back(item);
+    } else {
+      std::fprintf(stderr,
+                   "unknown argument '%s'; usage: subspace_step_benchmark [--device cuda|cpu] [--batch 64] [--size 224] "
+                   "[--targets 168] [--d 1000] [--steps 20] [--modes per_tensor,size_weighted] [--threads N]\n",
+                   arg.c_str());
+      return 2;
+    }
+  }
+  if (options.batch < 1 || options.size < 32 || options.targets < 1 || options.d < 8 || options.steps < 1) {
+    std::fprintf(stderr, "--batch, --targets, --steps >= 1, --size >= 32, --d >= 8 expected\n");
+    return 2;
+  }
+  return Run(options);
+}

@@ -46,7 +46,7 @@ struct IntrinsicDimConfig {
   int64_t batch_size = 128;
   double lr = 0.1;         // Adam on theta_d at d = kLowDimLrReferenceDim
   bool scale_lr = true;    // scale lr by kLowDimLrReferenceDim / d (LowDimLrScaling::kInverseD)
-  std::string projection = "per_tensor";  // engine::ProjectionMode by its job-file name
+  std::string projection = "size_weighted";  // engine::ProjectionMode by its job-file name (the job default)
   double full_lr = 1e-3;   // Adam on all parameters
   bool cosine = true;      // cosine-annealed learning rates (else constant)
   int64_t patience = 0;

@@ -180,7 +180,7 @@ const std::vector<std::string>& LowDimLrScalingNames() {
   return names;
 }
 const std::vector<std::string>& LrScheduleNames() {
-  static const std::vector<std::string> names = {"constant", "cosine"};
+  static const std::vector<std::string> names = {"constant", "cosine", "warmup_cosine"};
   return names;
 }
 
@@ -297,12 +297,24 @@ SplitSpec ReadSplit(const json* object, const std::string& path, DataKind kind, 
 }
 
 SyntheticSpec ReadSynthetic(const json* object, const std::string& path) {
-  const Fields f(object, path, {"targets", "warp_dim", "warp_scale", "noise", "teacher", "seed"});
+  const Fields f(object, path,
+                 {"targets", "warp_dim", "warp_scale", "noise", "teacher", "seed", "warp", "warp_epochs", "warp_lr"});
   SyntheticSpec s;
   s.targets = f.Int("targets", s.targets, 1);
   s.warp_dim = f.Int("warp_dim", s.warp_dim, 1);
   s.warp_scale = f.Double("warp_scale", s.warp_scale, "a number >= 0", kNonNegative);
   s.noise = f.Double("noise", s.noise, "a number >= 0", kNonNegative);
+  if (f.Has("warp")) {
+    static const std::vector<std::string> kWarps = {"random", "trained"};
+    s.trained_warp = ReadChoice(f.Get("warp"), f.PathOf("warp"), kWarps) == 1;
+  }
+  if (s.trained_warp) {
+    s.warp_epochs = f.Int("warp_epochs", s.warp_epochs, 1);
+    s.warp_lr = f.Double("warp_lr", s.warp_lr, "a number > 0", kPositive);
+  } else {
+    f.Forbid("warp_epochs", "with a random warp (warp_epochs is for warp: trained)");
+    f.Forbid("warp_lr", "with a random warp (warp_lr is for warp: trained)");
+  }
   if (f.Has("teacher")) s.teacher = ReadModel(f.Child("teacher"), f.PathOf("teacher"));
   s.seed = static_cast<uint64_t>(f.Int("seed", 0, 0));
   return s;
@@ -339,7 +351,7 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
     case DataKind::kGeneric: required = {"root"}; break;
     case DataKind::kImageFolder: required = {"root"}; break;
     case DataKind::kIdx: required = {"images", "labels"}, optional = {"test_images", "test_labels"}; break;
-    case DataKind::kSynthetic: optional = {"images", "stimuli"}; break;
+    case DataKind::kSynthetic: optional = {"images", "stimuli", "labels"}; break;
   }
   std::vector<std::string> used = required;
   used.insert(used.end(), optional.begin(), optional.end());
@@ -422,6 +434,15 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
 
   if (d.kind == DataKind::kSynthetic) {
     d.synthetic = ReadSynthetic(f.Child("synthetic"), f.PathOf("synthetic"));
+    // The labels are what a trained warp learns to classify, and nothing else reads them.
+    if (d.synthetic->trained_warp && (d.labels.empty() || d.images.empty())) {
+      Fail(f.PathOf("labels"), f.PathOf("labels") + ": missing; expected an IDX labels file for the IDX images "
+                               "(synthetic.warp trained learns to classify them)");
+    }
+    if (!d.synthetic->trained_warp && !d.labels.empty()) {
+      FailValue(f.PathOf("labels"), json(d.labels), "no value with synthetic.warp random (labels are read only by "
+                                                    "synthetic.warp: trained)");
+    }
   } else {
     f.Forbid("synthetic", for_kind + " (the synthetic block is for data.kind synthetic)");
   }
@@ -678,8 +699,13 @@ json ToJson(const JobSpec& spec) {
     const SyntheticSpec& s = *d.synthetic;
     data["synthetic"] = {
         {"targets", s.targets}, {"warp_dim", s.warp_dim}, {"warp_scale", s.warp_scale}, {"noise", s.noise},
+        {"warp", s.trained_warp ? "trained" : "random"},
         {"seed", s.seed}};
     if (s.teacher) data["synthetic"]["teacher"] = ModelToJson(*s.teacher);
+    if (s.trained_warp) {
+      data["synthetic"]["warp_epochs"] = s.warp_epochs;
+      data["synthetic"]["warp_lr"] = s.warp_lr;
+    }
   }
 
   const TrainSpec& t = spec.train;
@@ -721,8 +747,10 @@ bool operator==(const SplitSpec& a, const SplitSpec& b) {
   return std::tie(a.train, a.val, a.test, a.column) == std::tie(b.train, b.val, b.test, b.column);
 }
 bool operator==(const SyntheticSpec& a, const SyntheticSpec& b) {
-  return std::tie(a.targets, a.warp_dim, a.warp_scale, a.noise, a.teacher, a.seed) ==
-         std::tie(b.targets, b.warp_dim, b.warp_scale, b.noise, b.teacher, b.seed);
+  return std::tie(a.targets, a.warp_dim, a.warp_scale, a.noise, a.teacher, a.seed, a.trained_warp, a.warp_epochs,
+                  a.warp_lr) ==
+         std::tie(b.targets, b.warp_dim, b.warp_scale, b.noise, b.teacher, b.seed, b.trained_warp, b.warp_epochs,
+                  b.warp_lr);
 }
 bool operator==(const DataSpec& a, const DataSpec& b) {
   return std::tie(a.kind, a.root, a.file, a.stimuli, a.images, a.labels, a.test_images, a.test_labels, a.roi, a.split,

@@ -48,7 +48,7 @@ enum class Readout { kSgd, kRidge, kPrefitWarped };
 enum class HeadInit { kDefault, kRidge };
 enum class Projection { kPerTensor, kGlobal, kReference, kSizeWeighted };
 enum class LowDimLrScaling { kNone, kInverseD };
-enum class LrSchedule { kConstant, kCosine };
+enum class LrSchedule { kConstant, kCosine, kWarmupCosine };
 
 // The spelling used in job files and messages: "mlp", "small_cnn", "majaj_hong", "image_folder", ...
 const char* ModelArchName(ModelArch arch);
@@ -79,13 +79,13 @@ struct ModelSpec {
   // pretrained network is), e.g. to the synthetic brain's seed for its teacher's exact initialisation.
   std::optional<uint64_t> seed;
   // How theta_d reaches the warped parameters at d > 0 (worker/engine/subspace_model.h ProjectionMode has
-  // each formula): per_tensor (one Fastfood projection per parameter tensor, each with unit-norm columns,
-  // so every tensor moves by about |theta_d|), global (Li et al.'s form: one projection over all warped
-  // parameters concatenated, so a tensor moves in proportion to its share of them), reference (the
-  // research code's per-tensor map, which truncates theta_d to 2^ceil(log2 D_t) entries for a tensor of
-  // D_t, so small tensors move less) or size_weighted (per-tensor projections scaled by sqrt(D_t / D): the
-  // movement shared as global, one projection per tensor).
-  Projection projection = Projection::kPerTensor;
+  // each formula): size_weighted (default, dwarp: per-tensor projections scaled by sqrt(D_t / D), so each
+  // tensor's share of the movement is its share of the parameters; chosen by the README's study),
+  // per_tensor (one projection per tensor, each with unit-norm columns, so every tensor moves by about
+  // |theta_d|), global (Li et al.'s form: one projection over all warped parameters concatenated) or
+  // reference (the research code's per-tensor map, which truncates theta_d to 2^ceil(log2 D_t) entries for
+  // a tensor of D_t, so tensors smaller than d move less; the seed's configs use it).
+  Projection projection = Projection::kSizeWeighted;
   // The read-out layer, a module name as the model names it (resnet18: maxpool, layer1..layer4, avgpool, fc;
   // mlp: fc1..fcN; lenet: conv1 .. fc3; torchscript: any child module, nested names like `features.7`
   // included). Empty (not given): the arch's default as the engine's model registry defines it (resnet18
@@ -125,6 +125,13 @@ struct SyntheticSpec {
   int64_t warp_dim = 20;     // dimension of the warp applied to the teacher, >= 1
   double warp_scale = 1.0;   // std of the warp's parameters, >= 0
   double noise = 0.3;        // noise std relative to each neuroid's signal std, >= 0
+  // random (default): theta_true ~ N(0, warp_scale^2). trained: theta_true = warp_scale x what training the
+  // teacher to classify the images (data.labels, an IDX labels file, required then) through the warp's
+  // subspace finds (worker/engine/datasets/synthetic_brain.h), warp_epochs epochs (>= 1) of Adam at
+  // warp_lr (> 0); both only with trained.
+  bool trained_warp = false;
+  int64_t warp_epochs = 10;
+  double warp_lr = 0.05;
   // The teacher network whose warped representation the responses are; unset: the job's own model. A
   // teacher without its own model.seed is initialised from `seed` below.
   std::optional<ModelSpec> teacher;
@@ -174,11 +181,12 @@ struct DataSpec {
 struct TrainSpec {
   double lr = 1e-2;                   // Adam on the readout head, > 0 (seed: train/defaults.yaml)
   std::optional<double> low_dim_lr;   // Adam on theta_d and the layer scales, > 0; unset: lr (seed)
-  // How the rate of theta_d follows d (LowDimLearningRate): none (low_dim_lr at every d, seed) or
-  // inverse_d (low_dim_lr * 1000 / d: low_dim_lr is the rate at d = 1000).
-  LowDimLrScaling low_dim_lr_scaling = LowDimLrScaling::kNone;
-  // Learning rates over the epochs: constant (seed) or cosine (annealed to 0 over max_epochs).
-  LrSchedule schedule = LrSchedule::kConstant;
+  // How the rate of theta_d follows d (LowDimLearningRate): inverse_d (default, dwarp: low_dim_lr * 1000 / d,
+  // so low_dim_lr is the rate at d = 1000) or none (low_dim_lr at every d, as the seed).
+  LowDimLrScaling low_dim_lr_scaling = LowDimLrScaling::kInverseD;
+  // Learning rates over the epochs: warmup_cosine (default, dwarp: rising linearly through the first epoch,
+  // then cosine-annealed to 0 over max_epochs; training_loop.h), cosine, or constant (the seed).
+  LrSchedule schedule = LrSchedule::kWarmupCosine;
   double weight_decay = 0.0;          // on the head, >= 0 (seed)
   int64_t batch_size = 64;            // >= 1 (seed)
   int64_t max_epochs = 100;           // >= 1 (seed: train/*_optimal.yaml)

@@ -4,10 +4,14 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <future>
+#include <list>
+#include <mutex>
 #include <sstream>
 #include <utility>
 
@@ -88,8 +92,12 @@ double ModelLearningRate(const TrainSpec& t, const SubspaceDim& d) {
 }
 
 engine::LearningRateSchedule ScheduleOf(const TrainSpec& t) {
-  return t.schedule == LrSchedule::kCosine ? engine::LearningRateSchedule::kCosine
-                                           : engine::LearningRateSchedule::kConstant;
+  switch (t.schedule) {
+    case LrSchedule::kConstant: return engine::LearningRateSchedule::kConstant;
+    case LrSchedule::kCosine: return engine::LearningRateSchedule::kCosine;
+    case LrSchedule::kWarmupCosine: return engine::LearningRateSchedule::kWarmupCosine;
+  }
+  return engine::LearningRateSchedule::kConstant;
 }
 
 int64_t ParameterCount(const torch::jit::Module& module) {
@@ -169,7 +177,7 @@ StatusOr<at::Tensor> LoadStimulusFolder(const std::string& dir, const JobSpec& s
   return images;
 }
 
-StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutModel& model) {
+StatusOr<engine::NeuralData> BuildSynthetic(const JobSpec& spec, const ReadoutModel& model) {
   const SyntheticSpec& syn = *spec.data.synthetic;
   at::Tensor stimuli;
   if (!spec.data.images.empty()) {
@@ -209,7 +217,80 @@ StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutMod
       .projection(ProjectionModeOf(syn.teacher ? *syn.teacher : spec.model))
       .fractions(spec.data.split.train, spec.data.split.val)
       .seed(syn.seed);  // the same brain for every seed of a sweep
+  if (syn.trained_warp) {
+    engine::IdxReadOptions read;
+    if (spec.data.limit_stimuli > 0) read.max_items(spec.data.limit_stimuli);
+    auto labels = engine::ReadIdxFile(spec.data.labels, read);
+    if (!labels.ok()) return Status(labels.status().code(), "data.labels: " + labels.status().message());
+    if (labels->dim() != 1 || labels->size(0) != stimuli.size(0)) {
+      std::ostringstream os;
+      os << "data.labels: '" << spec.data.labels << "' holds " << labels->sizes() << "; expected one label per image ("
+         << stimuli.size(0) << ")";
+      return InvalidArgumentError(os.str());
+    }
+    options.trained_warp(labels->to(at::kLong)).warp_epochs(syn.warp_epochs).warp_lr(syn.warp_lr);
+  }
   return engine::MakeSyntheticBrain(teacher->module, stimuli, {}, options);
+}
+
+// What a synthetic brain depends on: the data block (images, limits, normalisation, the synthetic block with
+// its teacher and seed) and the model's input shape; without a teacher of its own, the job's model and
+// the seed that initialises it too.
+std::string SyntheticBrainKey(const JobSpec& spec) {
+  const nlohmann::json job = ToJson(spec);
+  nlohmann::json key = {{"data", job["data"]},
+                        {"input", {spec.model.input_channels, spec.model.input_size}}};
+  if (!spec.data.synthetic->teacher) {
+    key["model"] = job["model"];
+    key["seed"] = spec.model.seed.value_or(spec.train.seed);
+  }
+  return key.dump();
+}
+
+// A worker runs every job of a sweep's synthetic brain in one process: the brain (its teacher's warp, which
+// a trained warp learns, and the responses) is built once and shared by the jobs that need the same one.
+// Only successes are kept; the last few brains are kept (each holds its stimuli, a few MB).
+std::atomic<int64_t> synthetic_brains_built{0};
+
+StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutModel& model) {
+  using Entry = std::shared_future<StatusOr<engine::NeuralData>>;
+  static std::mutex mutex;
+  static auto* cache = new std::list<std::pair<std::string, Entry>>();  // most recent first
+  constexpr size_t kKept = 4;
+  const std::string key = SyntheticBrainKey(spec);
+  std::promise<StatusOr<engine::NeuralData>> promise;
+  Entry entry;
+  bool build = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = std::find_if(cache->begin(), cache->end(), [&](const auto& e) { return e.first == key; });
+    if (it != cache->end()) {
+      entry = it->second;
+      cache->splice(cache->begin(), *cache, it);
+    } else {
+      entry = promise.get_future().share();
+      cache->emplace_front(key, entry);
+      if (cache->size() > kKept) cache->pop_back();
+      build = true;
+    }
+  }
+  if (build) {
+    StatusOr<engine::NeuralData> built = InternalError("unset");
+    try {
+      synthetic_brains_built.fetch_add(1);
+      built = BuildSynthetic(spec, model);
+    } catch (const std::exception& e) {
+      built = InternalError(std::string("building the synthetic brain failed: ") + e.what());
+    } catch (...) {
+      built = InternalError("building the synthetic brain failed with an unknown exception");
+    }
+    if (!built.ok()) {
+      std::lock_guard<std::mutex> lock(mutex);
+      cache->remove_if([&](const auto& e) { return e.first == key; });
+    }
+    promise.set_value(std::move(built));
+  }
+  return entry.get();
 }
 
 StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, const ReadoutModel& model) {
@@ -613,6 +694,8 @@ StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options) {
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
+
+int64_t SyntheticBrainsBuilt() { return synthetic_brains_built.load(); }
 
 nlohmann::json JobResultToJson(const JobResult& r) {
   auto scores = [&r](const Scores& s) {

@@ -115,4 +115,9 @@ StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options = {
 // (ToJson, defaults resolved).
 nlohmann::json JobResultToJson(const JobResult& result);
 
+// Synthetic brains this process has built so far. A process (a worker, `dwarp train`) builds each brain
+// once and shares it with every later job whose data block and teacher name the same one (the last four
+// are kept); a brain whose build failed is not kept. Thread-safe.
+int64_t SyntheticBrainsBuilt();
+
 }  // namespace dwarp::worker

@@ -396,8 +396,8 @@ TEST(JobSpecErrorTest, OutOfRangeNamesFieldValueAndRange) {
   }
 }
 
-TEST(JobSpecTest, ProjectionIsPerTensorByDefaultOrGlobal) {
-  EXPECT_EQ(MustParse(kMajajYaml).model.projection, Projection::kPerTensor);
+TEST(JobSpecTest, ProjectionIsSizeWeightedByDefaultOrGlobal) {
+  EXPECT_EQ(MustParse(kMajajYaml).model.projection, Projection::kSizeWeighted);
   const JobSpec global = MustParse(MajajWithModelLines("  projection: global"));
   EXPECT_EQ(global.model.projection, Projection::kGlobal);
   EXPECT_EQ(ToJson(global)["model"]["projection"], "global");
@@ -426,17 +426,19 @@ TEST(JobSpecTest, EveryProjectionModeIsAcceptedAndRoundTrips) {
 
 TEST(JobSpecTest, LowDimRateScalingAndScheduleAreReadAndRoundTrip) {
   const JobSpec plain = MustParse(kMajajYaml);
-  EXPECT_EQ(plain.train.low_dim_lr_scaling, LowDimLrScaling::kNone);
-  EXPECT_EQ(plain.train.schedule, LrSchedule::kConstant);
+  EXPECT_EQ(plain.train.low_dim_lr_scaling, LowDimLrScaling::kInverseD);
+  EXPECT_EQ(plain.train.schedule, LrSchedule::kWarmupCosine);
   const JobSpec scaled =
-      MustParse(kMajajYaml, SpecFormat::kYaml, {"train.low_dim_lr_scaling=inverse_d", "train.schedule=cosine"});
-  EXPECT_EQ(scaled.train.low_dim_lr_scaling, LowDimLrScaling::kInverseD);
+      MustParse(kMajajYaml, SpecFormat::kYaml, {"train.low_dim_lr_scaling=none", "train.schedule=cosine"});
+  EXPECT_EQ(scaled.train.low_dim_lr_scaling, LowDimLrScaling::kNone);
   EXPECT_EQ(scaled.train.schedule, LrSchedule::kCosine);
   EXPECT_EQ(MustParse(ToJson(scaled).dump(), SpecFormat::kJson), scaled);
   EXPECT_NE(scaled, plain);
   EXPECT_THAT(ErrorWithOverrides({"train.low_dim_lr_scaling=sqrt"}), HasSubstr("train.low_dim_lr_scaling = \"sqrt\""));
   EXPECT_THAT(ErrorWithOverrides({"train.low_dim_lr_scaling=sqrt"}), HasSubstr("inverse_d"));
-  EXPECT_THAT(ErrorWithOverrides({"train.schedule=step"}), HasSubstr("cosine"));
+  EXPECT_THAT(ErrorWithOverrides({"train.schedule=step"}), HasSubstr("warmup_cosine"));
+  EXPECT_EQ(MustParse(kMajajYaml, SpecFormat::kYaml, {"train.schedule=warmup_cosine"}).train.schedule,
+            LrSchedule::kWarmupCosine);
   // The rule itself: low_dim_lr is the rate at d = 1000.
   EXPECT_DOUBLE_EQ(LowDimLearningRate(0.1, 100, LowDimLrScaling::kInverseD), 1.0);
   EXPECT_DOUBLE_EQ(LowDimLearningRate(0.1, 1000, LowDimLrScaling::kInverseD), 0.1);
@@ -464,6 +466,45 @@ TEST(JobSpecTest, PrefitWarpedIsASubspaceRegressionReadout) {
   const std::string unknown = ErrorOf(MajajWith("readout: warped"));
   EXPECT_THAT(unknown, HasSubstr("prefit_warped"));
   EXPECT_THAT(unknown, HasSubstr("ridge"));
+}
+
+TEST(JobSpecTest, ATrainedSyntheticWarpNeedsLabelsAndOnlyItTakesThem) {
+  const std::string synthetic = R"(
+model: {arch: small_cnn}
+data:
+  kind: synthetic
+  images: /data/train-images-idx3-ubyte.gz
+  synthetic: {targets: 8}
+d: 100
+)";
+  auto with = [&](const std::vector<std::string>& overrides) {
+    return ParseJobSpec(synthetic, SpecFormat::kYaml, overrides);
+  };
+  auto trained = with({"data.synthetic.warp=trained", "+data.labels=/data/train-labels-idx1-ubyte.gz",
+                       "data.synthetic.warp_epochs=3", "data.synthetic.warp_lr=0.2"});
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_TRUE(trained->data.synthetic->trained_warp);
+  EXPECT_EQ(trained->data.synthetic->warp_epochs, 3);
+  EXPECT_DOUBLE_EQ(trained->data.synthetic->warp_lr, 0.2);
+  EXPECT_EQ(ToJson(*trained)["data"]["synthetic"]["warp"], "trained");
+  EXPECT_EQ(MustParse(ToJson(*trained).dump(), SpecFormat::kJson), *trained);
+  auto plain = with({});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->data.synthetic->trained_warp);
+  EXPECT_FALSE(ToJson(*plain)["data"]["synthetic"].contains("warp_lr"));  // never recorded unused
+  // Refused, naming the field.
+  auto no_labels = with({"data.synthetic.warp=trained"});
+  ASSERT_FALSE(no_labels.ok());
+  EXPECT_THAT(no_labels.status().message(), HasSubstr("data.labels: missing"));
+  auto unused_labels = with({"+data.labels=/data/l.gz"});
+  ASSERT_FALSE(unused_labels.ok());
+  EXPECT_THAT(unused_labels.status().message(), HasSubstr("data.labels = \"/data/l.gz\""));
+  auto unused_epochs = with({"+data.synthetic.warp_epochs=3"});
+  ASSERT_FALSE(unused_epochs.ok());
+  EXPECT_THAT(unused_epochs.status().message(), HasSubstr("warp_epochs"));
+  auto bad_warp = with({"data.synthetic.warp=learned"});
+  ASSERT_FALSE(bad_warp.ok());
+  EXPECT_THAT(bad_warp.status().message(), HasSubstr("trained"));
 }
 
 TEST(JobSpecErrorTest, SeedsAreNonNegativeIntegers) {

@@ -101,6 +101,36 @@ TEST_F(JobRunnerTest, TheSyntheticBrainDependsOnItsOwnSeedNotTheJobsSeed) {
   EXPECT_NE(other_brain.test.r2, seed1.test.r2);
 }
 
+// One process builds a synthetic brain once: jobs that differ only in d, seed or training share it, and
+// another brain (another synthetic seed) is built anew.
+TEST_F(JobRunnerTest, JobsOfOneBrainShareItsBuild) {
+  const std::string brain = "data.synthetic.seed=4242";  // a brain no other test of this binary builds
+  // A teacher of its own: without one the teacher is the job's network, initialised from train.seed.
+  const std::string teacher = "+data.synthetic.teacher={arch: mlp, hidden: [16], layer: fc1}";
+  const int64_t before = SyntheticBrainsBuilt();
+  auto first = RunJob(Parse(SyntheticJob(), {brain, teacher, "d=0", "readout=ridge"}));
+  auto second = RunJob(Parse(SyntheticJob(), {brain, teacher, "train.seed=3", "train.max_epochs=1"}));
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(SyntheticBrainsBuilt(), before + 1);
+  EXPECT_EQ(first->data_description, second->data_description);
+  auto other = RunJob(Parse(SyntheticJob(), {"data.synthetic.seed=4243", teacher, "d=0", "readout=ridge"}));
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(SyntheticBrainsBuilt(), before + 2);
+}
+
+// readout prefit_warped through the job path: the head's entries count in D and the result says so.
+TEST_F(JobRunnerTest, PrefitWarpedJobsWarpTheHeadWithTheNetwork) {
+  auto plain = RunJob(Parse(SyntheticJob(), {"train.head_init=ridge"}));
+  auto prefit = RunJob(Parse(SyntheticJob(), {"readout=prefit_warped"}));
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  ASSERT_TRUE(prefit.ok()) << prefit.status().ToString();
+  // The MLP read out at fc1 (16 features) and a head to 4 targets: 16 * 4 + 4 more warped numbers.
+  EXPECT_EQ(prefit->D, plain->D + 16 * 4 + 4);
+  EXPECT_EQ(prefit->d, plain->d);
+  EXPECT_EQ(JobResultToJson(*prefit)["spec"]["readout"], "prefit_warped");
+  EXPECT_GT(prefit->test.r2, 0.0);
+}
+
 // model.projection reaches the subspace: a global projection trains the same d and D as per-tensor
 // projections but moves the parameters differently, so the same seed gives another result.
 TEST_F(JobRunnerTest, GlobalProjectionTrainsTheSameDimensionsDifferently) {

@@ -105,6 +105,33 @@ TEST(SyntheticBrainTest, AWarpedBrainIsFitBetterByTheWarpedTeacherThanByTheTeach
   EXPECT_LT(candidate_subspace, with_warp - 0.05) << "a job's own subspace reproduced the warp: " << candidate_subspace;
 }
 
+// Labels the stimuli can be classified by: which of the first three inputs is largest.
+at::Tensor Labels(const at::Tensor& stimuli) { return stimuli.narrow(1, 0, 3).argmax(1); }
+
+TEST(SyntheticBrainTest, ATrainedWarpLearnsToClassifyTheLabels) {
+  const at::Tensor x = Stimuli();
+  const auto options = SyntheticBrainOptions().targets(6).warp_dim(40).warp_epochs(15).warp_lr(0.5).seed(2);
+  auto trained = MakeSyntheticBrain(Teacher(), x, {}, SyntheticBrainOptions(options).trained_warp(Labels(x)));
+  auto random = MakeSyntheticBrain(Teacher(), x, {}, options);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  ASSERT_TRUE(random.ok()) << random.status();
+  EXPECT_FALSE(at::allclose(trained->train.responses, random->train.responses));
+  // The description reports what the warp learned: 3 classes, well above chance (1/3).
+  const std::string& text = trained->description;
+  const size_t at = text.find("validation accuracy ");
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_NE(text.find("3 classes"), std::string::npos) << text;
+  EXPECT_GT(std::stod(text.substr(at + 20)), 0.6) << text;
+  // Same seed, same labels: the same brain.
+  auto again = MakeSyntheticBrain(Teacher(), x, {}, SyntheticBrainOptions(options).trained_warp(Labels(x)));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(at::equal(trained->train.responses, again->train.responses));
+  // Labels that are not one int64 per stimulus are refused, naming their shape.
+  auto wrong = MakeSyntheticBrain(Teacher(), x, {}, SyntheticBrainOptions(options).trained_warp(Labels(x).narrow(0, 0, 5)));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("[5]"), std::string::npos) << wrong.status();
+}
+
 TEST(SyntheticBrainTest, RejectsBadOptionsNamingTheValue) {
   const torch::jit::Module teacher = Teacher();
   auto no_targets = MakeSyntheticBrain(teacher, Stimuli(), {}, SyntheticBrainOptions().targets(0));

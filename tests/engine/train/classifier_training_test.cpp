@@ -132,6 +132,23 @@ TEST(ClassifierTrainingTest, CosineScheduleChangesTrainingAndStillLearns) {
   EXPECT_GT(rs->test_accuracy, 0.6);
 }
 
+TEST(ClassifierTrainingTest, WarmupMakesTheFirstStepsSmallAndStillLearns) {
+  const ClassifierSplits splits = BlobSplits();
+  const torch::jit::Module mlp = SmallMlp();
+  // Four steps in one epoch: Adam moves every coordinate by about the rate per step, the warmup by a
+  // quarter, half, three quarters and all of it, so theta moves about 2.5 / 4 as far.
+  SubspaceModel constant4 = Wrap(mlp, 60);
+  SubspaceModel warmup4 = Wrap(mlp, 60);
+  auto quarter = Options().epochs(1).batch_size((splits.train.size() + 3) / 4);
+  ASSERT_TRUE(TrainClassifierInSubspace(constant4, splits, quarter).ok());
+  ASSERT_TRUE(TrainClassifierInSubspace(warmup4, splits, quarter.schedule(LearningRateSchedule::kWarmupCosine)).ok());
+  EXPECT_LT(warmup4.theta_d().abs().max().item<double>(), 0.8 * constant4.theta_d().abs().max().item<double>());
+  SubspaceModel learner = Wrap(mlp, 60);
+  auto learned = TrainClassifierInSubspace(learner, splits, Options().schedule(LearningRateSchedule::kWarmupCosine));
+  ASSERT_TRUE(learned.ok()) << learned.status();
+  EXPECT_GT(learned->test_accuracy, 0.6);
+}
+
 TEST(ClassifierTrainingTest, PatienceStopsEarly) {
   const ClassifierSplits splits = BlobSplits();
   SubspaceModel model = Wrap(SmallMlp(), 30);

@@ -9,6 +9,7 @@
 
 #include "worker/engine/seeded_random.h"
 #include "worker/engine/subspace_model.h"
+#include "worker/engine/train/classifier_training.h"
 
 namespace dwarp::engine {
 namespace {
@@ -27,6 +28,12 @@ Status CheckOptions(const SyntheticBrainOptions& o) {
   if (!(o.train_fraction_ > 0.0 && o.val_fraction_ > 0.0 && o.train_fraction_ + o.val_fraction_ < 1.0)) {
     return InvalidArgumentError("synthetic brain fractions train = " + std::to_string(o.train_fraction_) + ", val = " +
                                 std::to_string(o.val_fraction_) + "; expected both > 0 with a sum < 1 (the rest is test)");
+  }
+  if (o.warp_epochs_ < 1) {
+    return InvalidArgumentError("synthetic brain warp_epochs = " + std::to_string(o.warp_epochs_) + "; expected >= 1");
+  }
+  if (!(o.warp_lr_ > 0.0) || !std::isfinite(o.warp_lr_)) {
+    return InvalidArgumentError("synthetic brain warp_lr = " + std::to_string(o.warp_lr_) + "; expected a finite value > 0");
   }
   if (o.batch_size_ < 1) {
     return InvalidArgumentError("synthetic brain batch_size = " + std::to_string(o.batch_size_) + "; expected >= 1");
@@ -76,8 +83,47 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
                    .projection(options.projection_));
   if (!warped.ok()) return warped.status();
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed_);
+  std::string warp_description = "random";
+  if (options.warp_labels_.defined()) {
+    const at::Tensor& labels = options.warp_labels_;
+    if (labels.dim() != 1 || labels.size(0) != n || labels.scalar_type() != at::kLong) {
+      std::ostringstream os;
+      os << "synthetic brain: warp labels of shape " << labels.sizes() << " and dtype " << labels.scalar_type()
+         << "; expected int64 [" << n << "], one class per stimulus";
+      return InvalidArgumentError(os.str());
+    }
+    const int64_t classes = labels.max().item<int64_t>() + 1;
+    if (labels.min().item<int64_t>() < 0 || classes < 2) {
+      return InvalidArgumentError("synthetic brain: warp labels span [" + std::to_string(labels.min().item<int64_t>()) +
+                                  ", " + std::to_string(classes - 1) + "]; expected classes 0 .. C-1 with C >= 2");
+    }
+    auto split = [&](int64_t begin, int64_t count) {
+      return ClassificationData{stimuli.narrow(0, begin, count), labels.narrow(0, begin, count), classes};
+    };
+    const ClassifierSplits splits{split(0, train), split(train, val), split(train + val, n - train - val)};
+    const auto cls = ClassifierTrainingOptions()
+                         .epochs(options.warp_epochs_)
+                         .batch_size(64)
+                         .learning_rate(options.warp_lr_)
+                         .linear_head(true)
+                         .head_learning_rate(1e-2)
+                         .seed(projection_seed);
+    warped->train();
+    auto trained = TrainClassifierInSubspace(*warped, splits, cls);
+    if (!trained.ok()) {
+      return Status(trained.status().code(), "synthetic brain: training the warp: " + trained.status().message());
+    }
+    at::NoGradGuard no_grad;
+    warped->theta_d().mul_(options.warp_scale_);
+    std::ostringstream os;
+    os << "trained to classify " << classes << " classes (validation accuracy " << trained->best_validation_accuracy
+       << " at epoch " << trained->best_epoch << ")";
+    warp_description = os.str();
+  } else {
+    at::NoGradGuard no_grad;
+    warped->theta_d().normal_(0.0, options.warp_scale_, generator);
+  }
   at::NoGradGuard no_grad;
-  warped->theta_d().normal_(0.0, options.warp_scale_, generator);
   warped->eval();
 
   std::vector<at::Tensor> batches;
@@ -113,7 +159,7 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   data.noise_ceiling = at::full({options.targets_}, 1.0 / (1.0 + options.noise_ * options.noise_), at::kFloat);
   std::ostringstream os;
   os << "synthetic brain: " << n << " stimuli x " << options.targets_ << " neuroids, teacher warped at d = "
-     << options.warp_dim_ << " (scale " << options.warp_scale_
+     << options.warp_dim_ << " (" << warp_description << ", scale " << options.warp_scale_
      << ", " << ProjectionModeName(options.projection_) << " projection), noise " << options.noise_ << ", seed "
      << options.seed_;
   data.description = os.str();

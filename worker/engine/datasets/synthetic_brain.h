@@ -43,6 +43,16 @@ struct SyntheticBrainOptions {
   // How the warp's theta reaches the teacher's parameters (SubspaceOptions::projection).
   SyntheticBrainOptions& projection(ProjectionMode v) { projection_ = v; return *this; }
   SyntheticBrainOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
+  // A trained warp instead of a random one: theta_true is what training the teacher, with a linear head
+  // on its representation, to classify `labels` (int64 [N], one class per stimulus, in [0, classes))
+  // through the warp's own subspace finds (Adam at warp_lr on theta, batch 64, warp_epochs epochs on the
+  // training split, the best epoch by the validation split's accuracy), times warp_scale. The warp then
+  // moves the teacher along a direction that matters for what the images show, as learning does, rather
+  // than along a random one. Undefined labels (the default): the random warp above.
+  SyntheticBrainOptions& trained_warp(at::Tensor labels) { warp_labels_ = std::move(labels); return *this; }
+  SyntheticBrainOptions& warp_epochs(int64_t v) { warp_epochs_ = v; return *this; }
+  SyntheticBrainOptions& warp_lr(double v) { warp_lr_ = v; return *this; }
+
 
   int64_t targets_ = 64;         // neuroids, >= 1
   int64_t warp_dim_ = 20;        // dimension of the warp applied to the teacher, >= 1
@@ -54,6 +64,10 @@ struct SyntheticBrainOptions {
   uint64_t seed_ = 0;
   ProjectionMode projection_ = ProjectionMode::kPerTensor;
   int64_t batch_size_ = 256;     // stimuli per forward pass while generating
+  at::Tensor warp_labels_;       // trained warp only
+  int64_t warp_epochs_ = 10;     // >= 1
+  double warp_lr_ = 0.05;        // > 0
+
 };
 
 // `teacher` maps a batch of stimuli [B, ...] to a representation (flattened to [B, F]); `stimuli` are the

@@ -5,6 +5,7 @@
 #include <torch/optim/adam.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <numeric>
@@ -98,6 +99,11 @@ StatusOr<TrainingLoopResult> RunTrainingLoop(const TrainingProblem& problem, con
       double factor = 1.0;
       if (options.schedule_ == LearningRateSchedule::kCosine) {
         factor = 0.5 * (1.0 + std::cos(kPi * static_cast<double>(global_step) / total_steps));
+      } else if (options.schedule_ == LearningRateSchedule::kWarmupCosine) {
+        const double warmup = static_cast<double>(steps_per_epoch);
+        const double step = static_cast<double>(global_step);
+        factor = step < warmup ? (step + 1.0) / warmup
+                               : 0.5 * (1.0 + std::cos(kPi * (step - warmup) / std::max(1.0, total_steps - warmup)));
       }
       for (size_t g = 0, o = 0; g < problem.groups.size(); ++g) {
         if (problem.groups[g].parameters.empty()) continue;

@@ -27,6 +27,10 @@ namespace dwarp::engine {
 enum class LearningRateSchedule {
   kConstant,  // the learning rate throughout
   kCosine,    // lr * (1 + cos(pi * step / total_steps)) / 2, per minibatch step, over all `epochs`
+  // lr * (step + 1) / steps_per_epoch through the first epoch, then the cosine over the remaining steps:
+  // the first Adam steps (each coordinate moves by about the full rate, whatever its gradient) cannot
+  // throw a well-started model (a ridge-fitted head) far from its start.
+  kWarmupCosine,
 };
 
 struct EpochRecord {

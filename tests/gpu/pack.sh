@@ -12,7 +12,7 @@
 #   zlib/include, lib/   zlib.h, zconf.h and libz.so.1 (zlib1g-dev, zlib1g), for a box without zlib's headers
 #   local/include/       the headers of yaml-cpp (libyaml-cpp-dev), nlohmann/json (nlohmann-json3-dev), CLI11
 #                        (libcli11-dev), spdlog and fmt (libspdlog-dev, libfmt-dev: both used header-only)
-#   local/lib/           libyaml-cpp.so.0.7 (libyaml-cpp0.7; needs glibc 2.32 and GLIBCXX 3.4.30 or later)
+#   local/lib/           libyaml-cpp.so.0.7 (libyaml-cpp0.7; needs glibc 2.32 and GLIBCXX 3.4.29 or later)
 #   local/cmake/<pkg>/   CMake package files for those five, found through <pkg>_DIR: they define the targets
 #                        the project links (yaml-cpp, nlohmann_json::nlohmann_json, CLI11::CLI11,
 #                        spdlog::spdlog) on the kit's own paths, wherever the kit is

@@ -22,7 +22,7 @@
 # Environment: OUT (logs; default build-gpu/out), BUILD_DIR (default build-gpu), PYTHON (a python that imports
 # torch; default python3), JOBS (default: all cores), CUDA_ARCH (default 90: H100/H200), BENCH_MAX_LOG2
 # (largest D = 2^k benchmarked; default 24), CHECK_BUDGET_S (seconds the whole check may take; default 330,
-# under the 6 minutes a GPU check is sized for; a 2-core CPU machine needs about 3000), JOB_ARGS (overrides
+# under the 6 minutes a GPU check is sized for; a 2-core CPU machine needs about 4000), JOB_ARGS (overrides
 # for both jobs, e.g. `model.input_size=64 data.limit_stimuli=300` to keep a CPU machine's run short),
 # CPU_JOB_STIMULI (the CPU job's data.limit_stimuli; default 640).
 # Exit status 0 when configure, build, every test, the standalone check, the benchmarks, the local build

@@ -1,29 +1,40 @@
 // The `dwarp` command line: the sweep commands that talk to the coordinator (clients/sweep_commands.h:
-// submit, list, status, watch, results, dwarp, cancel, workers), `dwarp train JOB.yaml` that runs one job
-// here (clients/train_command.h), and the engine's own check `dwarp intrinsic-dim`
-// (clients/intrinsic_dim_command.h).
+// submit, list, status, watch, results, dwarp, cancel, workers; plot, run, tensorboard), `dwarp train
+// JOB.yaml` that runs one job here (clients/train_command.h), the engine's own check `dwarp intrinsic-dim`
+// (clients/intrinsic_dim_command.h) and `dwarp simulate` (clients/simulate_command.h).
+//
+// A local-only build (CMake DWARP_LOCAL_ONLY, for a GPU box without gRPC) has the local commands alone:
+// DWARP_CLI_SWEEP_COMMANDS is defined in full builds only.
 //
 // Exit codes: a command's own (clients/sweep_commands.h), and 2 for every usage error CLI11 reports.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "clients/exit_codes.h"
 #include "clients/intrinsic_dim_command.h"
+#include "clients/simulate_command.h"
+#include "clients/train_command.h"
+#ifdef DWARP_CLI_SWEEP_COMMANDS
 #include "clients/plot_command.h"
 #include "clients/run_command.h"
-#include "clients/simulate_command.h"
-#include "clients/tensorboard_command.h"
 #include "clients/sweep_commands.h"
-#include "clients/train_command.h"
+#include "clients/tensorboard_command.h"
+#endif
 
 int main(int argc, char** argv) {
   CLI::App app{"dwarp: how far must a network be warped before it predicts the brain (DESIGN.md)"};
   app.require_subcommand(1);
   dwarp::clients::AddIntrinsicDimCommand(app);
   dwarp::clients::AddTrainCommand(app);
+#ifdef DWARP_CLI_SWEEP_COMMANDS
   dwarp::clients::AddSweepCommands(app);
   dwarp::clients::AddPlotCommand(app);
   dwarp::clients::AddRunCommand(app);
   dwarp::clients::AddTensorBoardCommand(app);
+#else
+  app.footer("This build (DWARP_LOCAL_ONLY) runs jobs here only: the coordinator's commands (submit, run, "
+             "watch, ...) are in full builds.");
+#endif
   dwarp::clients::AddSimulateCommand(app);
   spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
   try {

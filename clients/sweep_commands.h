@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "clients/exit_codes.h"
 #include "clients/sweep_format.h"
 #include "common/rpc/connection.h"
 #include "common/status.h"
@@ -54,12 +55,6 @@ class App;
 }
 
 namespace dwarp::clients {
-
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitRefused = 1;
-inline constexpr int kExitUsage = 2;
-inline constexpr int kExitUnreachable = 3;
-inline constexpr int kExitUnauthenticated = 4;
 
 // The exit code for a command's final status: OK 0; Unavailable, DeadlineExceeded 3; Unauthenticated 4;
 // anything else the coordinator said 1. Local input errors (CommandResult::local_input) exit 2 instead.

@@ -1,8 +1,13 @@
 #!/bin/bash
 # The GPU check: on a GPU box that has CUDA, CMake, ninja and a CUDA PyTorch wheel (its LibTorch) but none of
 # the Debian packages, configures an engine-only CUDA build with what tests/gpu/pack.sh put in .gpu-kit/,
-# builds it on all cores, runs every engine test (the *_CUDA ones included), fwht_cuda_standalone_check
-# and fastfood_device_benchmark on the GPU, and ends with a short summary. Every log goes to $OUT.
+# builds it on all cores, runs every engine test (the *_CUDA ones included), fwht_cuda_standalone_check,
+# fastfood_device_benchmark and subspace_step_benchmark on the GPU; then reconfigures the same build folder
+# as a local-only build (DWARP_LOCAL_ONLY: `dwarp` with train, intrinsic-dim and simulate, no gRPC), builds
+# `dwarp` with the kit's yaml-cpp, nlohmann/json, CLI11 and spdlog, runs one real job with `dwarp train`
+# (tests/gpu/resnet18_synthetic_job.yaml: ResNet-18 on a synthetic brain over the kit's images, d = 1000)
+# on the GPU and the same job on the CPU for one epoch, prints their epoch times side by side, and ends with
+# a short summary. Every log goes to $OUT.
 #
 # From the repository root:
 #   bash tests/gpu/check.sh                       # on the GPU box: CUDA kernels required
@@ -10,12 +15,18 @@
 #
 #   --cuda ON|AUTO|OFF  DWARP_CUDA for the build (default ON: the check fails if CUDA cannot be built)
 #   --like-gpu-box      ignore the system's GoogleTest, Google Benchmark and zlib, so the build uses .gpu-kit/
-#                       as on a GPU box (where they are absent and the kit is used anyway)
+#                       as on a GPU box (where they are absent and the kit is used anyway). The local build
+#                       always takes yaml-cpp, nlohmann/json, CLI11 and spdlog from the kit (<pkg>_DIR), and
+#                       the check proves it: no header of theirs may come from elsewhere (ninja's dependency
+#                       records) and `dwarp` must load the kit's libyaml-cpp.
 # Environment: OUT (logs; default build-gpu/out), BUILD_DIR (default build-gpu), PYTHON (a python that imports
 # torch; default python3), JOBS (default: all cores), CUDA_ARCH (default 90: H100/H200), BENCH_MAX_LOG2
 # (largest D = 2^k benchmarked; default 24), CHECK_BUDGET_S (seconds the whole check may take; default 330,
-# under the 6 minutes a GPU check is sized for; a 2-core CPU machine needs about 3000).
-# Exit status 0 when configure, build, every test, the standalone check and the benchmark succeeded.
+# under the 6 minutes a GPU check is sized for; a 2-core CPU machine needs about 4000), JOB_ARGS (overrides
+# for both jobs, e.g. `model.input_size=64 data.limit_stimuli=300` to keep a CPU machine's run short),
+# CPU_JOB_STIMULI (the CPU job's data.limit_stimuli; default 640).
+# Exit status 0 when configure, build, every test, the standalone check, the benchmarks, the local build
+# and both jobs succeeded.
 #
 # GPU time is scarce, so the check always ends with its summary ($OUT/summary.txt, also on stdout), whatever
 # fails: every step runs under `timeout`, within what is left of CHECK_BUDGET_S (a step that would overrun
@@ -115,7 +126,9 @@ print("cmake prefix", torch.utils.cmake_prefix_path)' 2>&1
 } 2>&1 | tee "$OUT/versions.log"
 
 # ---- configure -------------------------------------------------------------------------------------------
-cmake_args=(-S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDWARP_ENGINE_ONLY=ON -DDWARP_CUDA="$cuda"
+# (DWARP_LOCAL_ONLY=OFF: a rerun in a folder the local build below reconfigured.)
+cmake_args=(-S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDWARP_ENGINE_ONLY=ON -DDWARP_LOCAL_ONLY=OFF
+            -DDWARP_CUDA="$cuda"
             -DCMAKE_PREFIX_PATH="$torch_prefix" -DDWARP_GTEST_SOURCE_DIR="$kit/googletest"
             -DDWARP_STB_INCLUDE_DIR="$kit/include/stb")
 # LibTorch's headers need C++20 from PyTorch 2.12 on (the project is C++17 otherwise).
@@ -246,10 +259,13 @@ else
 fi
 
 # ---- the Fastfood benchmark on the GPU (on the CPU when this build has no CUDA kernels) --------------------
+# The benchmarks leave this much of the budget to the local job path after them (on the H200 it needs about
+# 100 s: configure, `dwarp`'s 8 sources, the two jobs).
+local_reserve=110
 bench=$build/tests/bench/fastfood_device_benchmark
 bench_device=cpu
 grep -q "CUDA kernels=ON" "$OUT/configure.log" && bench_device=cuda
-bench_seconds=$(step_seconds 240 0)
+bench_seconds=$(step_seconds 240 "$local_reserve")
 if [ -x "$bench" ] && ((bench_seconds < 10)); then
   status=1
   note "fastfood_device_benchmark: SKIPPED, out of time"
@@ -271,7 +287,7 @@ step_bench=$build/tests/bench/subspace_step_benchmark
 step_args=(--device "$bench_device")
 # On a CPU machine a small problem, so that the check stays short; the GPU runs the real size.
 [ "$bench_device" = cuda ] || step_args+=(--batch 4 --size 64 --steps 3)
-step_bench_seconds=$(step_seconds 120 0)
+step_bench_seconds=$(step_seconds 120 "$local_reserve")
 if [ -x "$step_bench" ] && ((step_bench_seconds >= 10)); then
   timeout "$step_bench_seconds" "$step_bench" "${step_args[@]}" > "$OUT/step_bench.log" 2>&1
   step_rc=$?
@@ -285,6 +301,148 @@ elif [ -x "$step_bench" ]; then
 else
   status=1
   note "subspace_step_benchmark: NOT BUILT"
+fi
+
+# ---- the local job path: the same build folder reconfigured as a local-only build (`dwarp` without gRPC) --
+# The engine's objects are reused (its flags do not change), so only the job specs, the job runner and the
+# CLI's sources compile. A failure here ends this part only: the summary says which step failed.
+local_kit=$kit/local
+job_file=tests/gpu/resnet18_synthetic_job.yaml
+job_images=$kit/data/fashion-mnist-train-2000-images-idx3-ubyte.gz
+dwarp_bin=$build/clients/dwarp
+local_ok=0
+if [ ! -f "$local_kit/cmake/spdlog/spdlogConfig.cmake" ] || [ ! -f "$job_images" ]; then
+  status=1
+  note "local build: SKIPPED, the kit has no local/ or data/ (an older kit): run tests/gpu/pack.sh again"
+else
+  local_args=("${cmake_args[@]/#-DDWARP_ENGINE_ONLY=ON/-DDWARP_ENGINE_ONLY=OFF}")
+  local_args=("${local_args[@]/#-DDWARP_LOCAL_ONLY=OFF/-DDWARP_LOCAL_ONLY=ON}")
+  for package in yaml-cpp nlohmann_json CLI11 spdlog; do
+    local_args+=("-D${package}_DIR=$local_kit/cmake/$package")
+  done
+  echo "== cmake ${local_args[*]}" > "$OUT/local_configure.log"
+  local_configure_seconds=$(step_seconds 90 80)
+  if ((local_configure_seconds < 10)); then
+    status=1
+    note "local configure: SKIPPED, out of time"
+  else
+    timeout "$local_configure_seconds" cmake "${local_args[@]}" >> "$OUT/local_configure.log" 2>&1
+    local_configure_rc=$?
+    if ((local_configure_rc != 0)); then
+      status=1
+      note "local configure: FAILED$(timed_out $local_configure_rc && echo ', out of time') (local_configure.log); its last 10 lines:"
+      tail -10 "$OUT/local_configure.log" | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
+    else
+      local_build_start=$SECONDS
+      local_build_seconds=$(step_seconds 300 60)
+      if ((local_build_seconds < 10)); then
+        status=1
+        note "local build: SKIPPED, out of time"
+      else
+        timeout "$local_build_seconds" cmake --build "$build" -j "$jobs" --target dwarp > "$OUT/local_build.log" 2>&1
+        local_build_rc=$?
+        steps=$(grep -cE '^\[[0-9]+/[0-9]+\] Building' "$OUT/local_build.log")
+        if ((local_build_rc == 0)) && [ -x "$dwarp_bin" ]; then
+          local_ok=1
+          note "local build (DWARP_LOCAL_ONLY, target dwarp): ok in $((SECONDS - local_build_start)) s, $steps sources compiled"
+        else
+          status=1
+          note "local build (DWARP_LOCAL_ONLY, target dwarp): FAILED$(timed_out $local_build_rc && echo ', out of time') after $((SECONDS - local_build_start)) s (local_build.log); the first errors:"
+          grep -m 12 -E "error|FAILED:" "$OUT/local_build.log" | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
+        fi
+      fi
+    fi
+  fi
+fi
+
+# What the local build used: every header of the kit's five libraries from the kit (ninja's dependency
+# records of every object; relative paths, as ccache writes them, are taken from the build folder), and the
+# kit's libyaml-cpp loaded by `dwarp`.
+if ((local_ok)); then
+  kit_include=$(realpath -m "$local_kit/include")
+  deps=$(cd "$build" && timeout 30 ninja -t deps 2> /dev/null | sed -nE 's/^ +//p' |
+         grep -E '(^|/)(yaml-cpp|nlohmann|CLI|spdlog|fmt)/' | sort -u | xargs -r realpath -m --)
+  from_kit=$(grep -c "^$kit_include/" <<< "$deps")
+  elsewhere=$(grep -v "^$kit_include/" <<< "$deps" | grep -c .)
+  yaml_loaded=$(ldd "$dwarp_bin" 2> /dev/null | sed -nE 's/^\s*libyaml-cpp\.so[^ ]* => ([^ ]+) .*/\1/p')
+  [ -z "$yaml_loaded" ] || yaml_loaded=$(realpath -m "$yaml_loaded")
+  if ((from_kit > 0 && elsewhere == 0)) && [[ $yaml_loaded == "$(realpath -m "$local_kit/lib")/"* ]]; then
+    note "local build: all $from_kit headers of yaml-cpp, nlohmann/json, CLI11, spdlog and fmt from the kit; libyaml-cpp from the kit"
+  else
+    status=1
+    note "local build: NOT from the kit alone: $from_kit headers from the kit, $elsewhere from elsewhere; libyaml-cpp: ${yaml_loaded:-not found}"
+    grep -v "^$kit_include/" <<< "$deps" | head -5 | sed 's/^/  /' | tee -a "$summary"
+  fi
+fi
+
+# ---- one real job: `dwarp train` on the device (the GPU; the CPU where this build has no CUDA kernels), then
+# the same job on the CPU for one epoch over fewer stimuli --------------------------------------------------
+# run_job TAG SECONDS OVERRIDE...: runs the job file with the overrides, its output to $OUT/job_TAG.log and
+# its result to $OUT/job_TAG.json, and notes the outcome.
+run_job() {
+  local tag=$1 seconds=$2
+  shift 2
+  if ((seconds < 10)); then
+    status=1
+    note "job $tag: SKIPPED, out of time"
+    return
+  fi
+  rm -f "$OUT/job_$tag.json"
+  local start=$SECONDS
+  echo "== $dwarp_bin train $job_file $*" > "$OUT/job_$tag.log"
+  timeout -k 10 "$seconds" "$dwarp_bin" train "$job_file" "$@" --out "$OUT/job_$tag.json" >> "$OUT/job_$tag.log" 2>&1
+  local rc=$?
+  if ((rc == 0)) && [ -s "$OUT/job_$tag.json" ]; then
+    note "job $tag: ok in $((SECONDS - start)) s: $(grep -m 1 -E '^d = ' "$OUT/job_$tag.log")"
+  else
+    status=1
+    note "job $tag: FAILED$(timed_out $rc && echo ', out of time') (exit $rc) after $((SECONDS - start)) s (job_$tag.log); its last lines:"
+    grep -v '^== ' "$OUT/job_$tag.log" | tail -5 | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
+  fi
+}
+# The device job runs where the benchmarks did: the GPU, or the CPU where this build has no CUDA kernels.
+read -r -a job_args <<< "${JOB_ARGS:-}"
+cpu_job_stimuli=${CPU_JOB_STIMULI:-640}
+if ((local_ok)); then
+  note "jobs: $job_file on $bench_device, then on the CPU for 1 epoch over $cpu_job_stimuli stimuli${JOB_ARGS:+; JOB_ARGS: $JOB_ARGS}"
+  # JOB_ARGS before each job's own settings, which therefore win.
+  run_job device "$(step_seconds 150 45)" "data.images=$job_images" "${job_args[@]}" "train.device=$bench_device"
+  run_job cpu "$(step_seconds 120 0)" "data.images=$job_images" "${job_args[@]}" train.device=cpu \
+          train.max_epochs=1 "data.limit_stimuli=$cpu_job_stimuli"
+  # Per-epoch seconds side by side (each result's history), and per 1,000 training stimuli, as the two jobs
+  # see different numbers of them: the device's epochs after its first (which includes warm-up: cuDNN's
+  # algorithm choices, the caching allocator) against the CPU's one epoch.
+  timeout 30 "$python" - "$OUT/job_device.json" "$OUT/job_cpu.json" << 'PY' 2>&1 | tee -a "$summary"
+import json, math, statistics, sys
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+device, cpu = load(sys.argv[1]), load(sys.argv[2])
+if device is None or cpu is None:
+    print("job epoch times: not compared (a job has no result)")
+    sys.exit(0)
+def describe(tag, r):
+    spec, data = r["spec"], r["data"]
+    seconds = [e["seconds"] for e in r["history"]]
+    print("  %s job on %s: %d train / %d val stimuli at %s px, %d targets, d = %s of D = %d, batch %d; test R2 %.4f"
+          % (tag, r["device"], data["train"], data["val"], spec["model"].get("input_size") or "?", data["targets"],
+             r["d"], r["D"], spec["train"]["batch_size"], r["scores"]["test"]["r2"]))
+    print("    epoch seconds: " + " ".join("%.2f" % s for s in seconds))
+    steady = seconds[1:] or seconds
+    return statistics.median(steady) / data["train"] * 1000.0
+print("job epoch times (from each result's history):")
+a, b = describe("device", device), describe("cpu", cpu)
+print("  seconds per 1,000 train stimuli (device: median epoch after its first; cpu: its one epoch): "
+      "device %.2f, cpu %.2f; cpu / device = %.1fx" % (a, b, b / a))
+bad = [r["device"] for r in (device, cpu) if not all(math.isfinite(r["scores"][s]["r2"]) for s in ("train", "val", "test"))]
+if bad:
+    print("  NOT FINITE: the R2 scores of the job on " + ", ".join(bad))
+    sys.exit(1)
+PY
+  ((${PIPESTATUS[0]} == 0)) || status=1
 fi
 
 finish

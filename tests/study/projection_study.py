@@ -21,7 +21,7 @@ every d, constant, 100 epochs) on the MLP against the default.
 
 Usage (from the repository root, after building):
   /usr/bin/python3 tests/study/projection_study.py [--out runs/study] [--dwarp build/clients/dwarp]
-      [--only fashion|brain|research] [--seeds 1] [--quick]
+      [--only fashion|brain|readouts|research] [--seeds 1] [--quick]
 """
 import argparse
 import json
@@ -165,11 +165,33 @@ def research(args, default_mode, default_rate):
         print("| %s | %s |" % (label, " | ".join(cells)))
 
 
+def readouts(args, dims, rate):
+    """The two regression readouts of a warped job on the brain: a separately trained head started from the
+    ridge fit (train.head_init ridge, the quickstart's) against readout prefit_warped (the ridge head warped
+    with the network through theta_d), both with the default projection."""
+    print("\nbrain: readouts at d > 0 (test R² per d; size_weighted, rate %g at d = 1000)\n" % rate)
+    print("| model | readout | " + " | ".join("d = %d" % d for d in dims) + " | rises with d |")
+    print("|---|---|" + "---|" * len(dims) + "---|")
+    for arch in ["small_cnn", "lenet", "mlp"]:
+        for label, extra in [("head from ridge, own Adam", []),
+                             ("prefit_warped", ["readout=prefit_warped", "~train.head_init"])]:
+            per_d = []
+            for d in dims:
+                tag = "prefit" if extra else "head"
+                path = os.path.join(args.out, "readout-%s-%s-d%d.json" % (arch, tag, d))
+                overrides = ["model.projection=size_weighted", "train.low_dim_lr=%g" % rate,
+                             "train.low_dim_lr_scaling=inverse_d", "train.schedule=warmup_cosine"] + extra
+                per_d.append(score(run_job(args.dwarp, brain_job(arch, d), overrides, path)))
+            print("| %s | %s | %s | %s |" % (arch, label, " | ".join("%.3f" % x for x in per_d),
+                                             "yes" if rises(per_d, 0.005) else "no"))
+    sys.stdout.flush()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--dwarp", default="build/clients/dwarp")
-    parser.add_argument("--only", choices=["fashion", "brain", "research"])
+    parser.add_argument("--only", choices=["fashion", "brain", "research", "readouts"])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="fewer d (a smoke run)")
     parser.add_argument("--default-mode", default="size_weighted")
@@ -187,6 +209,8 @@ def main():
     if args.only in (None, "brain"):
         dims = [5, 50, 1000] if args.quick else [5, 20, 50, 200, 1000]
         study(args, "brain", brain_job, ["small_cnn", "lenet", "mlp"], dims, brain_rates, [], "test R²", 0.005)
+    if args.only in (None, "readouts"):
+        readouts(args, [5, 50, 1000] if args.quick else [5, 20, 50, 200, 1000], 0.01)
     if args.only in (None, "research"):
         research(args, args.default_mode, fashion_rates[args.default_mode][0])
 

@@ -176,18 +176,15 @@ StatusOr<IntrinsicDimReport> RunIntrinsicDimOrThrow(IntrinsicDimConfig config) {
                config.dims.size() * static_cast<size_t>(config.repeats),
                config.full ? (config.repeats > 1 ? " + full runs" : " + full") : "");
 
-  engine::ProjectionMode projection = engine::ProjectionMode::kPerTensor;
-  for (auto mode : {engine::ProjectionMode::kPerTensor, engine::ProjectionMode::kGlobal, engine::ProjectionMode::kReference,
-                    engine::ProjectionMode::kSizeWeighted}) {
-    if (config.projection == engine::ProjectionModeName(mode)) projection = mode;
-  }
+  auto projection = engine::ProjectionModeNamed(config.projection);
+  if (!projection.ok()) return Status(projection.status().code(), "--projection: " + projection.status().message());
   // Every run trains the same initial MLP; repeat r varies the projections and the minibatch order.
   std::vector<DimScore> points;
   for (int64_t d : config.dims) {
     for (int64_t repeat = 0; repeat < config.repeats; ++repeat) {
       const uint64_t seed = config.seed + static_cast<uint64_t>(repeat);
       const std::string label = "d=" + std::to_string(d) + (config.repeats > 1 ? "/" + std::to_string(seed) : "");
-      auto model = engine::SubspaceModel::Create(*mlp, engine::SubspaceOptions(d).seed(seed).projection(projection));
+      auto model = engine::SubspaceModel::Create(*mlp, engine::SubspaceOptions(d).seed(seed).projection(*projection));
       if (!model.ok()) return model.status();
       const double lr = SubspaceLearningRate(config, d);
       auto result = engine::TrainClassifierInSubspace(*model, splits, TrainingOptions(config, lr, seed, label));

@@ -65,12 +65,12 @@ double SecondsPerStep(const at::Device& device, int64_t steps, const Step& step)
 }
 
 ProjectionMode ModeNamed(const std::string& name) {
-  for (auto mode : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal, ProjectionMode::kReference,
-                    ProjectionMode::kSizeWeighted}) {
-    if (name == ProjectionModeName(mode)) return mode;
+  auto mode = ProjectionModeNamed(name);
+  if (!mode.ok()) {
+    std::fprintf(stderr, "--modes: %s\n", mode.status().ToString().c_str());
+    std::exit(2);
   }
-  std::fprintf(stderr, "unknown mode '%s' (per_tensor, global, reference, size_weighted)\n", name.c_str());
-  std::exit(2);
+  return *mode;
 }
 
 int Run(const Options& options) {

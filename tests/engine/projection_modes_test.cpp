@@ -142,6 +142,19 @@ TEST(ProjectionModesTest, GlobalSharesTheMovementByTensorSize) {
   }
 }
 
+TEST(ProjectionModesTest, ModesAreNamedAsInJobFiles) {
+  for (auto mode : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal, ProjectionMode::kReference,
+                    ProjectionMode::kSizeWeighted}) {
+    auto named = ProjectionModeNamed(ProjectionModeName(mode));
+    ASSERT_TRUE(named.ok());
+    EXPECT_EQ(*named, mode);
+  }
+  auto unknown = ProjectionModeNamed("truncated");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("'truncated'"), std::string::npos);
+  EXPECT_NE(unknown.status().message().find("size_weighted"), std::string::npos);
+}
+
 TEST(ProjectionModesTest, EveryModeReproducesTheModuleAtThetaZeroAndTrains) {
   const torch::jit::Module net = SmallMlp();
   const at::Tensor x = at::randn({8, 20}, at::make_generator<at::CPUGeneratorImpl>(1));

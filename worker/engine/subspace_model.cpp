@@ -62,6 +62,15 @@ const char* ProjectionModeName(ProjectionMode mode) {
   return "?";
 }
 
+StatusOr<ProjectionMode> ProjectionModeNamed(const std::string& name) {
+  for (auto mode : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal, ProjectionMode::kReference,
+                    ProjectionMode::kSizeWeighted}) {
+    if (name == ProjectionModeName(mode)) return mode;
+  }
+  return InvalidArgumentError("projection mode '" + name +
+                              "'; expected per_tensor, global, reference or size_weighted");
+}
+
 bool NameHasPrefix(const std::string& name, const std::string& prefix) {
   if (name.size() < prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return false;
   return name.size() == prefix.size() || name[prefix.size()] == '.';

@@ -70,6 +70,8 @@ struct SubspaceOptions {
 
 // "per_tensor", "global", "reference", "size_weighted": the spelling of job files (common/job_spec.h).
 const char* ProjectionModeName(ProjectionMode mode);
+// The mode of that name; InvalidArgument naming `name` and listing the four otherwise.
+StatusOr<ProjectionMode> ProjectionModeNamed(const std::string& name);
 
 // True when `name` is `prefix` or lies under it ("layer1" matches "layer1.0.conv1.weight", not "layer10.w").
 bool NameHasPrefix(const std::string& name, const std::string& prefix);

@@ -233,18 +233,15 @@ StatusOr<EncodingTrainingResult> TrainPrefitWarpedEncoder(const torch::jit::Modu
     frozen.represent = [&body](const at::Tensor& x) { return body.forward({x}).toTensor().flatten(1); };
     frozen.set_training = [](bool) {};
     at::Device device = at::kCPU;
-    for (const auto& p : body.parameters()) {
+    at::ScalarType dtype = at::kFloat;
+    for (const auto& p : body.parameters()) {  // the first parameter's, as AttachLinearHead requires
       device = p.device();
+      dtype = p.scalar_type();
       break;
     }
     frozen.device = device;
     auto fit = FitRidgeHead(frozen, data, options.eval_batch_size_, options.head_ridge_);
     if (!fit.ok()) return fit.status();
-    at::ScalarType dtype = at::kFloat;
-    for (const auto& p : body.parameters()) {
-      dtype = p.scalar_type();
-      break;
-    }
     const at::Tensor weight = fit->weights.transpose(0, 1).contiguous().to(device, dtype);
     const at::Tensor bias = fit->bias.to(device, dtype);
 

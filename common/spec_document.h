@@ -4,7 +4,16 @@
 //   - Hydra-style overrides (`train.lr=0.01`, `~key`, `+key=value`) applied to the parsed document;
 //   - every key of a mapping checked, unknown ones reported with the valid keys and the nearest one;
 //   - messages of the form `<field path> = <value>; expected <what>`, and a validation error caused by an
-//     override reported as the override's.
+//     override reported as the override's;
+//   - limits on what a document may hold, so that no input, however long or deep, can exhaust the stack
+//     of the process reading it (a coordinator serving everyone, or the CLI):
+//       every string (keys, values, plain YAML scalars, override keys): at most kMaxSpecStringBytes bytes;
+//       nesting of lists and mappings: at most kMaxSpecDepth levels (the document itself is level 1, so
+//         `train: {lr: 0.1}` is 2 levels deep), overrides counted at the depth of the key they set;
+//       names (sweep, model, dataset and layer names, in sweep_spec.cpp): at most kMaxSpecNameBytes bytes.
+//     A document past a limit is refused (InvalidArgument) with the field path, the length or depth found
+//     and the limit. Character classes are checked by loops, never std::regex (libstdc++'s matcher recurses
+//     once per character and overflows the stack on strings of some ten thousand characters).
 //
 // A validation error is a SpecFieldError (the field path it concerns plus the whole message) until it is
 // turned into a Status by SpecErrorStatus, which needs the path to find the override responsible.
@@ -23,6 +32,16 @@
 #include "common/status.h"
 
 namespace dwarp {
+
+// Limits every spec document is held to (see the top of this file).
+inline constexpr size_t kMaxSpecStringBytes = 4096;  // PATH_MAX: the longest value a spec needs is a path
+inline constexpr size_t kMaxSpecNameBytes = 128;
+inline constexpr size_t kMaxSpecDepth = 32;  // the deepest shipped spec (configs/) is 5 levels deep
+
+// `s` is a non-empty string of letters, digits, _, . and - ([A-Za-z0-9_.-]+).
+bool IsSpecName(std::string_view s);
+// `s` is an identifier ([A-Za-z_][A-Za-z0-9_]*).
+bool IsSpecIdentifier(std::string_view s);
 
 // A validation failure: the field path (`train.lr`, `models[1].arch`; empty for the whole document) and the
 // complete message, which already names the path.

@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <limits>
 #include <optional>
-#include <regex>
 #include <utility>
 
 #include "common/spec_document.h"
@@ -36,12 +35,21 @@ const std::vector<std::string>& ThresholdKindNames() {  // in enum order, from 1
 
 const char* kNameExpected = "a name of letters, digits, _, . and - ([A-Za-z0-9_.-]+)";
 
+// Names (of the sweep, its models, datasets and layers) key the jobs and the d_warp groups and are shown in
+// every table: at most kMaxSpecNameBytes bytes.
+void CheckNameLength(const std::string& name, const std::string& path) {
+  if (name.size() <= kMaxSpecNameBytes) return;
+  Throw({path, path + ": a name of " + std::to_string(name.size()) + " bytes (" +
+                   DescribeSpecValue(json(name.substr(0, 37) + "...")) + "); at most " +
+                   std::to_string(kMaxSpecNameBytes) + " bytes are allowed"});
+}
+
 std::string ReadName(const json& v, const std::string& path) {
-  static const std::regex kName("[A-Za-z0-9_.-]+");
   if (v.is_null()) Throw({path, path + ": missing; expected " + kNameExpected});
   if (!v.is_string()) FailType(path, v, kNameExpected);
   const std::string name = v.get<std::string>();
-  if (!std::regex_match(name, kName)) FailValue(path, v, kNameExpected);
+  CheckNameLength(name, path);
+  if (!IsSpecName(name)) FailValue(path, v, kNameExpected);
   return name;
 }
 
@@ -168,6 +176,7 @@ std::vector<SweepModel> ReadModels(const json& list, const std::string& base_dir
         if (!item.is_string() || item.get<std::string>().empty()) {
           FailType(item_path, item, "a layer name (or default for the arch's default layer)");
         }
+        CheckNameLength(item.get<std::string>(), item_path);
         const std::string name = item.get<std::string>() == "default" ? "" : item.get<std::string>();
         if (std::find(m.layers.begin(), m.layers.end(), name) != m.layers.end()) {
           FailValue(item_path, item, "a layer not listed before in " + layers_path);
@@ -357,10 +366,6 @@ struct DefaultsEntry {
 };
 
 constexpr char kSelf[] = "_self_";
-const std::regex& GroupNamePattern() {
-  static const std::regex kGroup("[A-Za-z_][A-Za-z0-9_]*");
-  return kGroup;
-}
 
 // The seed's group names over this format's keys; any other group is its own key (Hydra's default package).
 std::string GroupKey(const std::string& group) {
@@ -416,7 +421,7 @@ std::vector<std::string> GroupsThere(const std::vector<std::filesystem::path>& d
     std::error_code error;
     for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
       const std::string name = entry.path().filename().string();
-      if (entry.is_directory(error) && std::regex_match(name, GroupNamePattern()) &&
+      if (entry.is_directory(error) && IsSpecIdentifier(name) &&
           !GroupOptions(entry.path().string()).empty() &&
           std::find(groups.begin(), groups.end(), name) == groups.end()) {
         groups.push_back(name);
@@ -428,8 +433,7 @@ std::vector<std::string> GroupsThere(const std::vector<std::filesystem::path>& d
 }
 
 bool IsOptionName(const std::string& option) {
-  static const std::regex kOption("[A-Za-z0-9_.-]+");
-  return std::regex_match(option, kOption) && option != "." && option != "..";
+  return IsSpecName(option) && option != "." && option != "..";
 }
 
 // A defaults entry's group folder, or an error naming the folders searched and the groups they hold.
@@ -482,7 +486,7 @@ StatusOr<std::vector<DefaultsEntry>> ReadDefaultsList(const json& list) {
     }
     entry.group = item.begin().key();
     const json& option = item.begin().value();
-    if (!std::regex_match(entry.group, GroupNamePattern())) {
+    if (!IsSpecIdentifier(entry.group)) {
       return InvalidArgumentError(path + ": group \"" + entry.group +
                                   "\"; expected a group name ([A-Za-z_][A-Za-z0-9_]*, a folder of the configs root)");
     }
@@ -515,7 +519,7 @@ StatusOr<std::vector<std::string>> ApplyGroupOverrides(const std::vector<std::st
     const size_t plus = text.find_first_not_of('+');
     const size_t eq = text.find('=');
     const std::string group = plus == std::string::npos || eq == std::string::npos ? "" : text.substr(plus, eq - plus);
-    if (group.empty() || !std::regex_match(group, GroupNamePattern())) {
+    if (group.empty() || !IsSpecIdentifier(group)) {
       key_overrides.push_back(text);
       continue;
     }
@@ -525,7 +529,7 @@ StatusOr<std::vector<std::string>> ApplyGroupOverrides(const std::vector<std::st
       key_overrides.push_back(text);  // no group of that name: a key override
       continue;
     }
-    const std::string origin = "override `" + text + "`";
+    const std::string origin = "override `" + (text.size() > 80 ? text.substr(0, 77) + "..." : text) + "`";
     if (it != entries->end() && add) {
       return InvalidArgumentError(origin + ": group " + group + " is in the defaults list already (" + it->origin +
                                   "); use " + group + "=OPTION to choose another option");
@@ -533,8 +537,8 @@ StatusOr<std::vector<std::string>> ApplyGroupOverrides(const std::vector<std::st
     std::string option = text.substr(eq + 1);
     if (option == "null" || option == "~") option.clear();
     if (!option.empty() && !IsOptionName(option)) {
-      return InvalidArgumentError(origin + ": option \"" + option + "\"; expected an option name (a file " + group +
-                                  "/<option>.yaml without .yaml) or null");
+      return InvalidArgumentError(origin + ": option " + DescribeSpecValue(json(option)) +
+                                  "; expected an option name (a file " + group + "/<option>.yaml without .yaml) or null");
     }
     if (it == entries->end()) {
       entries->push_back({group, option, origin});

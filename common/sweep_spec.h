@@ -6,15 +6,15 @@
 //
 // A sweep file (configs/sweeps/ has examples):
 //
-//   name: quickstart                   # required, [A-Za-z0-9_.-]+
-//   models:                            # required, >= 1; names unique, [A-Za-z0-9_.-]+
+//   name: quickstart                   # required, [A-Za-z0-9_.-]+, at most kMaxSpecNameBytes (128) bytes
+//   models:                            # required, >= 1; names unique, [A-Za-z0-9_.-]+ (at most 128 bytes)
 //     - name: mlp_wide                 # required; the rest is a job-spec `model` block (without `layer`)
 //       arch: mlp
 //       hidden: [256]
-//       layers: [fc1, fc2]             # optional read-out layers, unique; `default` (and leaving layers out)
-//                                      # = the arch's default layer, stored as ""
-//   datasets:                          # required, >= 1; names unique, [A-Za-z0-9_.-]+; the rest is a job-spec
-//                                      # `data` block
+//       layers: [fc1, fc2]             # optional read-out layers, unique, at most 128 bytes each; `default`
+//                                      # (and leaving layers out) = the arch's default layer, stored as ""
+//   datasets:                          # required, >= 1; names unique, [A-Za-z0-9_.-]+ (at most 128 bytes); the
+//                                      # rest is a job-spec `data` block
 //     - {name: it, kind: majaj_hong, file: hvm.nc, stimuli: images/, roi: IT}
 //   dims: {max: 10000, samples: 10, full: false}  # required: the seed's grid (DefaultDimGrid), or a list:
 //   # dims: [0, 10, 100, full]         # any order (stored ascending, full last); no repeats
@@ -79,6 +79,8 @@
 // Sending a sweep elsewhere: ToJson(spec) is composed and resolved (no defaults list, absolute paths), so a
 // client that cannot share its files with the coordinator sends ToJson(spec).dump() as JSON, with no
 // overrides; ParseSweepSpec then needs no group files.
+//
+// Limits on strings, names and nesting (common/spec_document.h) apply to every sweep document, composed or not.
 //
 // Thread-safety: free functions on values; safe to call concurrently.
 #pragma once

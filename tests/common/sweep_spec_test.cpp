@@ -1,4 +1,5 @@
 #include "common/sweep_spec.h"
+#include "common/spec_document.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -294,6 +295,100 @@ TEST(SweepSpecErrorsTest, TooManyJobsIsResourceExhaustedNamingCountAndLimit) {
   const std::string huge =
       ErrorOf(SweepReplacing("seeds: [0, 1]", "seeds: 1000000000000"), {}, StatusCode::kResourceExhausted);
   EXPECT_THAT(huge, HasSubstr("1000000000000 jobs"));
+}
+
+// ----------------------------------------------------------------------------------------------- limits
+// What spec_document.h promises about strings, names and nesting: a value at the limit passes, one past it
+// is refused naming the field, what was found and the limit, and nothing (however long or deep) crashes.
+
+// kSweepYaml with a list nested `levels` deep as `train.extra` (the document is level 1, train level 2).
+std::string JsonSweepWithNesting(size_t levels) {
+  return R"({"name": "s", "models": [{"name": "m", "arch": "mlp"}], "datasets": [{"name": "d", "kind": "generic"}],
+             "dims": [0], "x": )" + std::string(levels - 1, '[') + std::string(levels - 1, ']') + "}";
+}
+
+TEST(SweepSpecLimitsTest, NamesUpToTheLimitPassLongerOnesAreRefusedWithLengthAndLimit) {
+  const std::string at_limit(kMaxSpecNameBytes, 'n');
+  EXPECT_EQ(MustParse(SweepReplacing("name: test_sweep", "name: " + at_limit)).name, at_limit);
+  EXPECT_EQ(MustParse(SweepReplacing("fc1, fc2", at_limit + ", fc2")).models[0].layers[0], at_limit);
+  const std::string past(kMaxSpecNameBytes + 1, 'n');
+  const std::string sweep = ErrorOf(SweepReplacing("name: test_sweep", "name: " + past));
+  EXPECT_THAT(sweep, HasSubstr("name: a name of 129 bytes"));
+  EXPECT_THAT(sweep, HasSubstr("at most 128 bytes"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("name: lenet", "name: " + past)), HasSubstr("models[1].name: a name of 129 bytes"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("name: it,", "name: " + past + ",")), HasSubstr("datasets[0].name: a name of 129"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("fc1, fc2", "fc1, " + past)), HasSubstr("models[0].layers[1]: a name of 129"));
+}
+
+TEST(SweepSpecLimitsTest, StringsUpToTheLimitPassLongerOnesAreRefusedInYamlJsonAndOverrides) {
+  // A quoted and a plain scalar, a JSON string and an override value, each as long as allowed and one more.
+  const std::string at_limit = "/" + std::string(kMaxSpecStringBytes - 1, 'p');
+  const std::string past = at_limit + "p";
+  EXPECT_EQ(MustExpand(MustParse(SweepReplacing("file: hvm.nc", "file: " + at_limit)))[0].spec.data.file, at_limit);
+  EXPECT_THAT(ErrorOf(SweepReplacing("file: hvm.nc", "file: " + past)),
+              HasSubstr("datasets[0].file: a string of 4097 bytes (\"/pppp"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("file: hvm.nc", "file: \"" + past + "\"")), HasSubstr("at most 4096 bytes"));
+  // A plain scalar made of digits is where std::regex used to recurse once per character.
+  EXPECT_THAT(ErrorOf(SweepReplacing("lr: 0.001", "lr: " + std::string(30000, '1'))),
+              HasSubstr("train.lr: a string of 30000 bytes"));
+  EXPECT_THAT(ErrorOf(SweepReplacing("lr: 0.001", "lr: 0." + std::string(kMaxSpecStringBytes, '1'))),
+              HasSubstr("train.lr: a string of 4098 bytes"));
+  EXPECT_THAT(ErrorOf(kSweepYaml, {"datasets[0]=" + past}), HasSubstr("bad key"));
+  EXPECT_THAT(ErrorOf(kSweepYaml, {"train.lr=" + past}), HasSubstr("train.lr: a string of 4097 bytes"));
+  EXPECT_THAT(ErrorOf(kSweepYaml, {std::string(30000, 'k') + "=1"}), HasSubstr("a key of 30000 bytes; at most 4096"));
+  // (YAML itself allows no implicit key past 1024 characters.)
+  StatusOr<SweepSpec> long_key =
+      ParseSweepSpec("{\"" + std::string(kMaxSpecStringBytes + 1, 'k') + "\": 1}", SpecFormat::kJson);
+  ASSERT_FALSE(long_key.ok());
+  EXPECT_THAT(long_key.status().message(), HasSubstr("the document: a key of 4097 bytes"));
+  const std::string json = R"({"name": ")" + std::string(30000, 'a') + R"("})";
+  StatusOr<SweepSpec> long_json = ParseSweepSpec(json, SpecFormat::kJson);
+  ASSERT_FALSE(long_json.ok());
+  EXPECT_THAT(long_json.status().message(), HasSubstr("name: a string of 30000 bytes"));
+}
+
+TEST(SweepSpecLimitsTest, NestingUpToTheLimitPassesDeeperIsRefusedWithDepthAndLimit) {
+  // At the limit the document parses as far as its unknown key: nesting is not what it is refused for.
+  StatusOr<SweepSpec> at_limit = ParseSweepSpec(JsonSweepWithNesting(kMaxSpecDepth), SpecFormat::kJson);
+  ASSERT_FALSE(at_limit.ok());
+  EXPECT_THAT(at_limit.status().message(), HasSubstr("unknown key \"x\""));
+  StatusOr<SweepSpec> past = ParseSweepSpec(JsonSweepWithNesting(kMaxSpecDepth + 1), SpecFormat::kJson);
+  ASSERT_FALSE(past.ok());
+  EXPECT_THAT(past.status().message(), HasSubstr("nested 33 levels deep; at most 32 levels are allowed"));
+  EXPECT_THAT(past.status().message(), HasSubstr("x[0][0]"));
+  StatusOr<SweepSpec> far = ParseSweepSpec(JsonSweepWithNesting(100000), SpecFormat::kJson);
+  ASSERT_FALSE(far.ok());
+  EXPECT_THAT(far.status().message(), HasSubstr("nested 100000 levels deep"));
+  // YAML: the same document in flow style; an alias that contains itself is refused, not followed.
+  StatusOr<SweepSpec> yaml_at_limit = ParseSweepSpec(JsonSweepWithNesting(kMaxSpecDepth), SpecFormat::kYaml);
+  ASSERT_FALSE(yaml_at_limit.ok());
+  EXPECT_THAT(yaml_at_limit.status().message(), HasSubstr("unknown key \"x\""));
+  EXPECT_THAT(ErrorOf(JsonSweepWithNesting(kMaxSpecDepth + 1)), HasSubstr("at most 32 levels are allowed"));
+  EXPECT_THAT(ErrorOf(JsonSweepWithNesting(100000)), HasSubstr("at most 32 levels are allowed"));
+  EXPECT_THAT(ErrorOf(SweepWith("early_stop: &loop [*loop]")), HasSubstr("at most 32 levels are allowed"));
+  // Overrides: the depth of the key counts.
+  std::string deep_key = "train";
+  for (size_t i = 1; i < kMaxSpecDepth + 1; ++i) deep_key += ".k";
+  EXPECT_THAT(ErrorOf(kSweepYaml, {deep_key + "=1"}), HasSubstr("33 levels deep; at most 32"));
+  EXPECT_THAT(ErrorOf(kSweepYaml, {"train.lr=" + std::string(40, '[') + std::string(40, ']')}),
+              HasSubstr("train.lr[0]"));
+}
+
+TEST(SweepSpecLimitsTest, EmptyOverrideNulAndBinaryTextAndOverflowingNumbersAreRefusedClearly) {
+  EXPECT_THAT(ErrorOf(kSweepYaml, {"train.lr="}), HasSubstr("override `train.lr=`: no value after `=`"));
+  StatusOr<SweepSpec> nul = ParseSweepSpec(R"({"name": "a\u0000b"})", SpecFormat::kJson);
+  ASSERT_FALSE(nul.ok());
+  EXPECT_THAT(nul.status().message(), HasSubstr("name: a string with a NUL byte at byte 1"));
+  const std::string binary = ErrorOf("name: ab\xff\xfe\x01\n");
+  EXPECT_THAT(binary, HasSubstr("name: a string that is not UTF-8 text (byte 0xFF at byte 2)"));
+  EXPECT_EQ(binary.find('\xff'), std::string::npos);
+  // 1e400 is past a double: named as written, not as JSON's null.
+  EXPECT_THAT(ErrorOf(SweepReplacing("dims: [100, 0, full, 10]", "dims: [0, 1e400]")),
+              HasSubstr("dims[1] = \"1e400\""));
+  EXPECT_THAT(ErrorOf(SweepReplacing("lr: 0.001", "lr: .inf")), HasSubstr("train.lr = .inf"));
+  StatusOr<SweepSpec> json_overflow = ParseSweepSpec(R"({"name": "s", "dims": [0, 1e400]})", SpecFormat::kJson);
+  ASSERT_FALSE(json_overflow.ok());
+  EXPECT_THAT(json_overflow.status().message(), HasSubstr("number overflow parsing '1e400'"));
 }
 
 // ----------------------------------------------------------------------------------------------- paths

@@ -1,0 +1,194 @@
+// dwarp-coordinator as an attacker and a careless operator meet it: real processes on loopback, ports chosen
+// by the OS, no worker and no data set needed.
+//   - hostile Submits (strings of 30,000 bytes, JSON nested 100,000 deep, values just past each limit) are
+//     refused with a message naming the field, what was found and the limit; values at each limit pass;
+//     the coordinator stays up and answers the next request; `dwarp submit --dry-run` does the same
+// Limits: common/spec_document.h.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/child_process.h"
+#include "common/rpc/connection.h"
+#include "dwarp/v1/dwarp.grpc.pb.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace v1 = dwarp::v1;
+using namespace std::chrono_literals;
+
+constexpr size_t kMaxString = 4096;  // common/spec_document.h (this test does not link the spec library)
+constexpr size_t kMaxName = 128;
+constexpr size_t kMaxDepth = 32;
+
+// A small valid sweep; `name`, `lr` and `file` are written unquoted.
+std::string SweepYaml(const std::string& name = "s", const std::string& lr = "1.0e-2",
+                      const std::string& file = "/data/x.gz") {
+  return "name: " + name + "\n" +
+         "models:\n"
+         "  - {name: small, arch: mlp, hidden: [16], layers: [fc1], layer_groups: []}\n"
+         "datasets:\n"
+         "  - {name: syn, kind: synthetic, images: " + file + ", synthetic: {targets: 4, warp_dim: 3}}\n"
+         "dims: [0, 10]\n"
+         "seeds: 1\n"
+         "train: {lr: " + lr + ", max_epochs: 1}\n";
+}
+
+// The same sweep as JSON, with a list nested `levels` deep (the document is level 1) as the value of
+// `train.lr`.
+std::string SweepJsonNested(size_t levels) {
+  const size_t lists = levels - 2;  // the document and train are the first two levels
+  return R"({"name": "s", "models": [{"name": "small", "arch": "mlp"}], "datasets": [{"name": "syn", )"
+         R"("kind": "synthetic", "images": "/data/x.gz"}], "dims": [0], "train": {"lr": )" +
+         std::string(lists, '[') + std::string(lists, ']') + "}}";
+}
+
+class CoordinatorHardeningTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("dwarp-hardening-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (coordinator_.running()) {
+      coordinator_.Signal(SIGKILL);
+      coordinator_.Wait();
+    }
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  // Starts dwarp-coordinator on a port the OS picks and connects a stub to it.
+  void StartCoordinator() {
+    const fs::path port_file = dir_ / "port";
+    auto child = dwarp::ChildProcess::Start({DWARP_COORDINATOR_BIN, "--db", (dir_ / "dwarp.db").string(), "--listen",
+                                             "127.0.0.1:0", "--port-file", port_file.string()},
+                                            (dir_ / "coordinator.log").string());
+    ASSERT_TRUE(child.ok()) << child.status();
+    coordinator_ = std::move(*child);
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!fs::exists(port_file) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(fs::exists(port_file)) << coordinator_.Log();
+    int port = 0;
+    std::ifstream(port_file) >> port;
+    connection_.address = "127.0.0.1:" + std::to_string(port);
+    auto channel = dwarp::rpc::MakeChannel(connection_);
+    ASSERT_TRUE(channel.ok()) << channel.status();
+    sweeps_ = v1::SweepService::NewStub(*channel);
+  }
+
+  grpc::Status Submit(const std::string& text, const std::string& format, v1::SubmitResponse* response,
+                      const std::vector<std::string>& overrides = {}) {
+    v1::SubmitRequest request;
+    request.set_sweep_text(text);
+    request.set_format(format);
+    request.set_dry_run(true);
+    for (const std::string& o : overrides) request.add_overrides(o);
+    grpc::ClientContext context;
+    dwarp::rpc::PrepareContext(context, connection_, 30s);
+    return sweeps_->Submit(&context, request, response);
+  }
+
+  // A Submit that must be refused as INVALID_ARGUMENT with a message containing each of `parts`; the
+  // coordinator must then still be running and accept a good dry run.
+  void ExpectRefusedAndStillServing(const std::string& text, const std::string& format,
+                                    const std::vector<std::string>& parts,
+                                    const std::vector<std::string>& overrides = {}) {
+    v1::SubmitResponse response;
+    const grpc::Status status = Submit(text, format, &response, overrides);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    for (const std::string& part : parts) EXPECT_NE(status.error_message().find(part), std::string::npos)
+        << "missing \"" << part << "\" in: " << status.error_message();
+    EXPECT_FALSE(coordinator_.Poll()) << "the coordinator exited with " << coordinator_.exit_code() << ":\n"
+                                      << coordinator_.Log();
+    ExpectAccepted(SweepYaml(), "yaml");
+  }
+
+  void ExpectAccepted(const std::string& text, const std::string& format) {
+    v1::SubmitResponse response;
+    const grpc::Status status = Submit(text, format, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.jobs_size(), 2) << text.substr(0, 200);
+  }
+
+  // Runs `dwarp submit --dry-run FILE` against the coordinator; its exit code, output in *output.
+  int DryRunCli(const std::string& file_name, const std::string& text, std::string* output) {
+    const fs::path file = dir_ / file_name;
+    std::ofstream(file) << text;
+    const fs::path log = dir_ / (file_name + ".log");
+    auto child = dwarp::ChildProcess::Start(
+        {DWARP_CLI_BIN, "submit", "--dry-run", "--coordinator", connection_.address, file.string()}, log.string());
+    EXPECT_TRUE(child.ok()) << child.status();
+    if (!child.ok()) return -1;
+    const int code = child->Wait(30s);
+    *output = child->Log();
+    return code;
+  }
+
+  fs::path dir_;
+  dwarp::ChildProcess coordinator_;
+  dwarp::rpc::ConnectionOptions connection_;
+  std::unique_ptr<v1::SweepService::Stub> sweeps_;
+};
+
+TEST_F(CoordinatorHardeningTest, HostileSubmitsAreRefusedAndTheCoordinatorKeepsServing) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ExpectAccepted(SweepYaml(), "yaml");
+  // What used to take the process down (SIGSEGV in a recursive matcher or printer).
+  ExpectRefusedAndStillServing(SweepYaml(std::string(30000, 'a')), "yaml", {"name: a string of 30000 bytes", "4096"});
+  ExpectRefusedAndStillServing(SweepYaml("s", std::string(30000, '1')), "yaml", {"train.lr: a string of 30000 bytes"});
+  ExpectRefusedAndStillServing(SweepJsonNested(100000), "json", {"train.lr[0]", "nested 100000 levels deep", "32"});
+  ExpectRefusedAndStillServing(SweepYaml(), "yaml", {"a key of 30000 bytes"}, {std::string(30000, 'k') + "=1"});
+  ExpectRefusedAndStillServing(SweepYaml(), "yaml", {"train.lr: a string of 30000 bytes"},
+                               {"train.lr=" + std::string(30000, '1')});
+  // Each limit: at it passes, one past it is refused naming the field, what was found and the limit.
+  ExpectAccepted(SweepYaml(std::string(kMaxName, 'n')), "yaml");
+  ExpectRefusedAndStillServing(SweepYaml(std::string(kMaxName + 1, 'n')), "yaml",
+                               {"name: a name of 129 bytes", "at most 128 bytes"});
+  const std::string path_at_limit = "/" + std::string(kMaxString - 1, 'p');
+  ExpectAccepted(SweepYaml("s", "1.0e-2", path_at_limit), "yaml");
+  ExpectRefusedAndStillServing(SweepYaml("s", "1.0e-2", path_at_limit + "p"), "yaml",
+                               {"datasets[0].images: a string of 4097 bytes", "at most 4096 bytes"});
+  v1::SubmitResponse response;
+  const grpc::Status at_depth = Submit(SweepJsonNested(kMaxDepth), "json", &response);
+  EXPECT_EQ(at_depth.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(at_depth.error_message().find("train.lr ="), std::string::npos)  // refused as a bad lr, not as deep
+      << at_depth.error_message();
+  ExpectRefusedAndStillServing(SweepJsonNested(kMaxDepth + 1), "json",
+                               {"nested 33 levels deep; at most 32 levels are allowed"});
+}
+
+TEST_F(CoordinatorHardeningTest, CliDryRunRefusesPastTheLimitsAndPassesAtThem) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  std::string output;
+  EXPECT_EQ(DryRunCli("long_name.yaml", SweepYaml(std::string(30000, 'a')), &output), 2) << output;
+  EXPECT_NE(output.find("name: a string of 30000 bytes"), std::string::npos) << output;
+  EXPECT_EQ(DryRunCli("long_lr.yaml", SweepYaml("s", std::string(30000, '1')), &output), 2) << output;
+  EXPECT_NE(output.find("train.lr: a string of 30000 bytes"), std::string::npos) << output;
+  EXPECT_EQ(DryRunCli("deep.json", SweepJsonNested(100000), &output), 2) << output;
+  EXPECT_NE(output.find("nested 100000 levels deep"), std::string::npos) << output;
+
+  EXPECT_EQ(DryRunCli("name_at_limit.yaml", SweepYaml(std::string(kMaxName, 'n')), &output), 0) << output;
+  EXPECT_NE(output.find("would run 2 jobs"), std::string::npos) << output;
+  EXPECT_EQ(DryRunCli("name_past_limit.yaml", SweepYaml(std::string(kMaxName + 1, 'n')), &output), 2) << output;
+  EXPECT_NE(output.find("name: a name of 129 bytes"), std::string::npos) << output;
+  const std::string path_at_limit = "/" + std::string(kMaxString - 1, 'p');
+  EXPECT_EQ(DryRunCli("path_at_limit.yaml", SweepYaml("s", "1.0e-2", path_at_limit), &output), 0) << output;
+  EXPECT_EQ(DryRunCli("path_past_limit.yaml", SweepYaml("s", "1.0e-2", path_at_limit + "p"), &output), 2) << output;
+  EXPECT_NE(output.find("a string of 4097 bytes"), std::string::npos) << output;
+  EXPECT_EQ(DryRunCli("deep_past_limit.json", SweepJsonNested(kMaxDepth + 1), &output), 2) << output;
+  EXPECT_NE(output.find("nested 33 levels deep"), std::string::npos) << output;
+  EXPECT_FALSE(coordinator_.Poll()) << coordinator_.Log();
+}
+
+}  // namespace

@@ -1,12 +1,19 @@
 #include "coordinator/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <iterator>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -135,9 +142,69 @@ std::string EncodeJsonStringArray(const std::vector<std::string>& items) {
 }  // namespace
 
 // The connection, the prepared-statement cache and the mutex that serialises every use of both.
+namespace {
+
+// The server lock (sqlite_store.h): flock on `<database>.lock`, which holds the owner's pid. A separate file,
+// because SQLite's own POSIX locks on the database are dropped by any close of the file in the process and
+// emulated flocks would collide with them on some file systems. The kernel releases the lock when the
+// process dies, however it dies, so a stale file never blocks a restart.
+class ServerLock {
+ public:
+  static StatusOr<ServerLock> Acquire(const std::string& database) {
+    const std::string path = database + ".lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return InternalError("cannot open the lock file '" + path + "' of SQLite database '" + database +
+                           "': " + std::strerror(errno));
+    }
+    ServerLock lock(fd);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) {
+        return InternalError("cannot lock '" + path + "' (the lock of SQLite database '" + database +
+                             "'): " + std::strerror(errno));
+      }
+      return FailedPreconditionError("SQLite database '" + database + "' is in use by another dwarp coordinator (" +
+                                     Holder(path) + ", which holds the lock " + path +
+                                     "); stop it, or give this one another database");
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+      return InternalError("cannot write the lock file '" + path + "': " + std::strerror(errno));
+    }
+    return lock;
+  }
+
+  ServerLock(ServerLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  ServerLock& operator=(ServerLock&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  ~ServerLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing the only descriptor releases the flock
+  }
+
+ private:
+  explicit ServerLock(int fd) : fd_(fd) {}
+
+  // "process 1234 (dwarp-coordinator)" from the pid the holder wrote; what is known when it cannot be read.
+  static std::string Holder(const std::string& path) {
+    long pid = 0;
+    std::ifstream(path) >> pid;
+    if (pid <= 0) return "a process whose pid is not yet written";
+    std::string name;
+    std::getline(std::ifstream("/proc/" + std::to_string(pid) + "/cmdline"), name, '\0');
+    return "process " + std::to_string(pid) + (name.empty() ? "" : " (" + name + ")");
+  }
+
+  int fd_ = -1;
+};
+
+}  // namespace
+
 class SqliteConnection {
  public:
-  SqliteConnection(std::string path, sqlite3* conn) : path_(std::move(path)), conn_(conn) {}
+  SqliteConnection(std::string path, sqlite3* conn, std::optional<ServerLock> lock)
+      : path_(std::move(path)), conn_(conn), lock_(std::move(lock)) {}
   ~SqliteConnection() {
     for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
     sqlite3_close(conn_);
@@ -188,6 +255,7 @@ class SqliteConnection {
   const std::string path_;
   sqlite3* const conn_;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  std::optional<ServerLock> lock_;  // released after the connection is closed (members go in reverse order)
 };
 
 namespace {
@@ -437,6 +505,13 @@ Status Migrate(SqliteConnection& db) {
 }  // namespace
 
 StatusOr<std::unique_ptr<SqliteSweepStore>> SqliteSweepStore::Open(const std::string& path) {
+  // The lock first: a second server is refused before it reads or writes anything of the file.
+  std::optional<ServerLock> lock;
+  if (path != ":memory:" && !path.empty()) {
+    StatusOr<ServerLock> acquired = ServerLock::Acquire(path);
+    if (!acquired.ok()) return acquired.status();
+    lock.emplace(std::move(*acquired));
+  }
   sqlite3* conn = nullptr;
   // NOMUTEX: SqliteConnection's mutex already serialises every use of the connection.
   int rc = sqlite3_open_v2(path.c_str(), &conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -446,7 +521,7 @@ StatusOr<std::unique_ptr<SqliteSweepStore>> SqliteSweepStore::Open(const std::st
     sqlite3_close(conn);
     return InternalError("cannot open SQLite database '" + path + "': " + reason);
   }
-  auto db = std::make_unique<SqliteConnection>(path, conn);
+  auto db = std::make_unique<SqliteConnection>(path, conn, std::move(lock));
   sqlite3_extended_result_codes(conn, 1);
   sqlite3_busy_timeout(conn, kBusyTimeoutMs);
 

@@ -16,6 +16,12 @@
 // changes nothing. Statements are prepared once and re-bound; AppendMetrics writes its batch with one
 // statement in one transaction.
 //
+// One server per file: Open takes an exclusive lock (flock) on `<path>.lock`, holding the owner's pid, for
+// the store's lifetime; a second Open of the same file, from this or any other process on the machine, is
+// refused (FailedPrecondition naming the process that holds it) before it touches the database. Other
+// programs reading the file (`sqlite3`) do not take this lock and are not affected. The kernel
+// drops the lock when its holder dies, so a crash never leaves the file locked.
+//
 // Thread-safety: one sqlite3 connection behind a mutex; every method may be called from any thread
 // (calls are serialised).
 #pragma once
@@ -39,7 +45,8 @@ class SqliteSweepStore final : public SweepStore {
   // Opens the database at `path`, creating the file if missing, and brings its schema up to
   // kSchemaVersion. Errors name the path and SQLite's reason: Internal for a file that cannot be opened
   // (e.g. its folder does not exist) or is not a SQLite database, or when WAL mode cannot be set;
-  // FailedPrecondition for a database whose schema version is newer than kSchemaVersion.
+  // FailedPrecondition for a database whose schema version is newer than kSchemaVersion, or that another
+  // open store holds (the message names the holder's pid and program).
   static StatusOr<std::unique_ptr<SqliteSweepStore>> Open(const std::string& path);
 
   ~SqliteSweepStore() override;

@@ -2,6 +2,7 @@
 // only the SQLite store promises (a file that survives reopening, WAL mode, schema versions, clear errors
 // for files it cannot use).
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -659,6 +660,19 @@ TEST_F(SqliteStoreTest, EverythingSurvivesCloseAndReopen) {
   std::vector<JobRow> later = {MakeJob("100", 0)};
   ASSERT_TRUE(store->CreateSweep(MakeSweep("sweep-b"), later).ok());
   EXPECT_EQ(later[0].job_id, jobs[1].job_id + 1);
+}
+
+TEST_F(SqliteStoreTest, ASecondOpenOfTheSameFileIsRefusedUntilTheFirstCloses) {
+  std::unique_ptr<SqliteSweepStore> first = OpenOrFail();
+  ASSERT_NE(first, nullptr);
+  auto second = SqliteSweepStore::Open(file_.string());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition) << second.status();
+  EXPECT_NE(second.status().message().find("process " + std::to_string(::getpid())), std::string::npos)
+      << second.status();
+  EXPECT_NE(second.status().message().find(file_.string() + ".lock"), std::string::npos) << second.status();
+  first.reset();
+  EXPECT_NE(OpenOrFail(), nullptr);
 }
 
 TEST_F(SqliteStoreTest, FileIsInWalModeAtTheCurrentSchemaVersion) {

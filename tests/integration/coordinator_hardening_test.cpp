@@ -3,6 +3,8 @@
 //   - hostile Submits (strings of 30,000 bytes, JSON nested 100,000 deep, values just past each limit) are
 //     refused with a message naming the field, what was found and the limit; values at each limit pass;
 //     the coordinator stays up and answers the next request; `dwarp submit --dry-run` does the same
+//   - a second coordinator on the same database (same or another port), or on the same port, is refused
+//     with a message naming the process that holds the database or the address; the first keeps serving
 // Limits: common/spec_document.h.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -71,6 +73,7 @@ class CoordinatorHardeningTest : public ::testing::Test {
   // Starts dwarp-coordinator on a port the OS picks and connects a stub to it.
   void StartCoordinator() {
     const fs::path port_file = dir_ / "port";
+    fs::remove(port_file);
     auto child = dwarp::ChildProcess::Start({DWARP_COORDINATOR_BIN, "--db", (dir_ / "dwarp.db").string(), "--listen",
                                              "127.0.0.1:0", "--port-file", port_file.string()},
                                             (dir_ / "coordinator.log").string());
@@ -135,6 +138,18 @@ class CoordinatorHardeningTest : public ::testing::Test {
     return code;
   }
 
+  // Runs another dwarp-coordinator with `args` (after the binary) until it exits; its exit code, log in *log.
+  int RunSecondCoordinator(const std::vector<std::string>& args, const std::string& name, std::string* log) {
+    std::vector<std::string> command = {DWARP_COORDINATOR_BIN};
+    command.insert(command.end(), args.begin(), args.end());
+    auto child = dwarp::ChildProcess::Start(command, (dir_ / (name + ".log")).string());
+    EXPECT_TRUE(child.ok()) << child.status();
+    if (!child.ok()) return -1;
+    const int code = child->Wait(10s);  // one that starts serving never exits by itself: killed, 137
+    *log = child->Log();
+    return code;
+  }
+
   fs::path dir_;
   dwarp::ChildProcess coordinator_;
   dwarp::rpc::ConnectionOptions connection_;
@@ -189,6 +204,36 @@ TEST_F(CoordinatorHardeningTest, CliDryRunRefusesPastTheLimitsAndPassesAtThem) {
   EXPECT_EQ(DryRunCli("deep_past_limit.json", SweepJsonNested(kMaxDepth + 1), &output), 2) << output;
   EXPECT_NE(output.find("nested 33 levels deep"), std::string::npos) << output;
   EXPECT_FALSE(coordinator_.Poll()) << coordinator_.Log();
+}
+
+TEST_F(CoordinatorHardeningTest, ASecondCoordinatorOnTheSameDatabaseOrPortIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ExpectAccepted(SweepYaml(), "yaml");
+  const std::string port = connection_.address.substr(connection_.address.rfind(':') + 1);
+  const std::string pid = std::to_string(coordinator_.pid());
+  const std::string db = (dir_ / "dwarp.db").string();
+
+  std::string log;
+  // The same database and address, as an operator restarting "the" coordinator twice would.
+  EXPECT_EQ(RunSecondCoordinator({"--db", db, "--listen", "127.0.0.1:" + port}, "same", &log), 1) << log;
+  EXPECT_NE(log.find("is in use by another dwarp coordinator (process " + pid), std::string::npos) << log;
+  EXPECT_NE(log.find(db + ".lock"), std::string::npos) << log;
+  // The same database on another port.
+  EXPECT_EQ(RunSecondCoordinator({"--db", db, "--listen", "127.0.0.1:0"}, "other_port", &log), 1) << log;
+  EXPECT_NE(log.find("process " + pid), std::string::npos) << log;
+  // Another database on the same port: the address is taken (no port sharing).
+  EXPECT_EQ(RunSecondCoordinator({"--db", (dir_ / "other.db").string(), "--listen", "127.0.0.1:" + port},
+                                 "other_db", &log), 2) << log;
+  EXPECT_NE(log.find("cannot listen on '127.0.0.1:" + port + "'"), std::string::npos) << log;
+
+  // The first coordinator kept its database and still answers.
+  EXPECT_FALSE(coordinator_.Poll()) << coordinator_.Log();
+  ExpectAccepted(SweepYaml(), "yaml");
+  // Once it is gone the lock goes with it, however it died: a restart on the same file works.
+  coordinator_.Signal(SIGKILL);
+  coordinator_.Wait();
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ExpectAccepted(SweepYaml(), "yaml");
 }
 
 }  // namespace

@@ -490,6 +490,7 @@ struct CoordinatorServer::Services {
 
 StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler* scheduler,
                                                                       const ServerOptions& options) {
+  DWARP_RETURN_IF_ERROR(rpc::CheckAddressPort(options.listen, "--listen", /*allow_any_port=*/true));
   if (!IsLoopbackAddress(options.listen) && options.token.empty() && !options.insecure)
     return InvalidArgumentError("refusing to listen on non-loopback address '" + options.listen +
                                 "' without a token: pass --token-file (or set DWARP_TOKEN), or --insecure to "

@@ -37,7 +37,7 @@ bool IsLoopbackAddress(const std::string& listen);
 class CoordinatorServer {
  public:
   // Binds and starts serving. InvalidArgument for a refused configuration (non-loopback without token,
-  // half a TLS pair), NotFound for unreadable certificate files, Unavailable when the address cannot be bound.
+  // half a TLS pair, a port outside 0..65535, which gRPC would wrap), NotFound for unreadable certificate files, Unavailable when the address cannot be bound.
   static StatusOr<std::unique_ptr<CoordinatorServer>> Start(Scheduler* scheduler, const ServerOptions& options);
   ~CoordinatorServer();
 

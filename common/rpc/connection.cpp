@@ -4,7 +4,9 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <string_view>
 #include <fstream>
 #include <sstream>
 
@@ -58,8 +60,48 @@ Status ResolveToken(ConnectionOptions& options, const std::string& token_file) {
   return OkStatus();
 }
 
+Status CheckAddressPort(const std::string& address, const std::string& what, bool allow_any_port) {
+  std::string_view rest = address;
+  auto strip = [&rest](std::string_view prefix) {
+    if (rest.substr(0, prefix.size()) != prefix) return false;
+    rest.remove_prefix(prefix.size());
+    return true;
+  };
+  if (strip("unix:") || strip("unix-abstract:") || strip("vsock:")) return OkStatus();
+  if (strip("dns:") && strip("//")) {  // dns://authority/host:port
+    const size_t slash = rest.find('/');
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  }
+  if (!strip("ipv4:")) strip("ipv6:");
+  std::string_view port;
+  if (!rest.empty() && rest[0] == '[') {
+    const size_t close = rest.find(']');
+    if (close == std::string_view::npos || close + 1 >= rest.size() || rest[close + 1] != ':') return OkStatus();
+    port = rest.substr(close + 2);
+  } else {
+    const size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos || rest.find(':') != colon) return OkStatus();  // no port, or bare IPv6
+    port = rest.substr(colon + 1);
+  }
+  const std::string range = allow_any_port ? "0..65535 (0: any free port)" : "1..65535";
+  const bool digits = !port.empty() && port.find_first_not_of("0123456789") == std::string_view::npos;
+  if (!digits) {
+    return InvalidArgumentError(what + " '" + address + "': port '" + std::string(port) + "' is not a number; expected " +
+                                range);
+  }
+  const size_t significant = std::min(port.find_first_not_of('0'), port.size());
+  const bool in_range = port.size() - significant <= 5 && std::stol(std::string(port)) <= 65535 &&
+                        (allow_any_port || std::stol(std::string(port)) > 0);
+  if (!in_range) {
+    return InvalidArgumentError(what + " '" + address + "': port " + std::string(port) + " is out of range; expected " +
+                                range);
+  }
+  return OkStatus();
+}
+
 StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ConnectionOptions& options) {
   if (options.address.empty()) return InvalidArgumentError("coordinator address is empty; expected host:port");
+  DWARP_RETURN_IF_ERROR(CheckAddressPort(options.address, "coordinator address", /*allow_any_port=*/false));
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(kMaxMessageBytes);
   arguments.SetMaxSendMessageSize(kMaxMessageBytes);

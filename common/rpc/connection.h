@@ -41,8 +41,14 @@ Status ResolveToken(ConnectionOptions& options, const std::string& token_file);
 // Reads a whole file (certificates, keys, tokens). NotFound naming the path.
 StatusOr<std::string> ReadTextFile(const std::string& path);
 
+// Checks the port of a gRPC address (host:port, [v6]:port, ipv4:/ipv6:/dns: forms; unix: addresses have
+// none): digits, within 1..65535, or 0 too when `allow_any_port` (a server's "any free port"). gRPC itself
+// would wrap 99999 to 34463 silently. An address without a port passes (gRPC's default applies).
+// InvalidArgument naming `what` ("--listen"), the address and the port.
+Status CheckAddressPort(const std::string& address, const std::string& what, bool allow_any_port);
+
 // A channel to options.address with the message size limit and TLS as configured. InvalidArgument for
-// an empty address, NotFound for unreadable certificate files.
+// an empty address or a port outside 1..65535 (CheckAddressPort), NotFound for unreadable certificate files.
 StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ConnectionOptions& options);
 
 // Adds the token (if any) and a deadline `timeout` from now (if > 0) to a call's context.

@@ -5,6 +5,8 @@
 //     the coordinator stays up and answers the next request; `dwarp submit --dry-run` does the same
 //   - a second coordinator on the same database (same or another port), or on the same port, is refused
 //     with a message naming the process that holds the database or the address; the first keeps serving
+//   - ports outside 1..65535 (gRPC would wrap 99999 to 34463) are refused naming the value, by the
+//     coordinator's --listen and by the CLI's --coordinator
 // Limits: common/spec_document.h.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -234,6 +236,33 @@ TEST_F(CoordinatorHardeningTest, ASecondCoordinatorOnTheSameDatabaseOrPortIsRefu
   coordinator_.Wait();
   ASSERT_NO_FATAL_FAILURE(StartCoordinator());
   ExpectAccepted(SweepYaml(), "yaml");
+}
+
+TEST_F(CoordinatorHardeningTest, PortsOutsideTheirRangeAreRefusedNamingTheValue) {
+  std::string log;
+  for (const std::string port : {"99999", "65536", "-1", "5x"}) {
+    EXPECT_EQ(RunSecondCoordinator({"--db", (dir_ / "wrap.db").string(), "--listen", "127.0.0.1:" + port},
+                                   "listen_" + port, &log), 2) << log;
+    EXPECT_NE(log.find("--listen '127.0.0.1:" + port + "': port"), std::string::npos) << log;
+  }
+  EXPECT_NE(log.find("expected 0..65535"), std::string::npos) << log;
+
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  const std::string port = connection_.address.substr(connection_.address.rfind(':') + 1);
+  // The CLI: a port past 65535 is refused before any connection (99999 would have reached port 34463),
+  // a port in range reaches the coordinator.
+  for (const std::string wrapped : {"99999", "0", "65536"}) {
+    auto child = dwarp::ChildProcess::Start({DWARP_CLI_BIN, "list", "--coordinator", "127.0.0.1:" + wrapped},
+                                            (dir_ / ("cli_" + wrapped + ".log")).string());
+    ASSERT_TRUE(child.ok()) << child.status();
+    EXPECT_EQ(child->Wait(30s), 2) << child->Log();
+    EXPECT_NE(child->Log().find("port " + wrapped + " is out of range; expected 1..65535"), std::string::npos)
+        << child->Log();
+  }
+  auto good = dwarp::ChildProcess::Start({DWARP_CLI_BIN, "list", "--coordinator", "127.0.0.1:" + port},
+                                         (dir_ / "cli_good.log").string());
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->Wait(30s), 0) << good->Log();
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -282,18 +283,42 @@ StoreRun Run(const fs::path& dir, bool sqlite, const Options& options) {
   return run;
 }
 
+constexpr char kUsage[] =
+    "usage: coordinator_benchmark [--workers N] [--jobs N] [--metric-seconds S] [--points-per-batch N]\n"
+    "  runs a real dwarp-coordinator under load from N simulated workers (see the top of "
+    "tests/bench/coordinator_benchmark.cpp)\n";
+
+// The value of a numeric flag, whole: "12x" or "" is refused rather than read as 12 or 0.
+bool ParseNumber(const char* text, double* value) {
+  char* end = nullptr;
+  errno = 0;
+  *value = std::strtod(text, &end);
+  return end != text && *end == '\0' && errno == 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options options;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  // Every argument is read: a flag without its value, a stray word or --help never starts a run.
+  for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (flag == "--workers") options.workers = std::atoi(argv[i + 1]);
-    else if (flag == "--jobs") options.jobs = std::atoi(argv[i + 1]);
-    else if (flag == "--metric-seconds") options.metric_seconds = std::atof(argv[i + 1]);
-    else if (flag == "--points-per-batch") options.points_per_batch = std::atoi(argv[i + 1]);
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    double value = 0;
+    if (i + 1 >= argc || !ParseNumber(argv[i + 1], &value)) {
+      std::fprintf(stderr, "%s needs a number after it\n%s", flag.c_str(), kUsage);
+      return 2;
+    }
+    ++i;
+    if (flag == "--workers") options.workers = static_cast<int>(value);
+    else if (flag == "--jobs") options.jobs = static_cast<int>(value);
+    else if (flag == "--metric-seconds") options.metric_seconds = value;
+    else if (flag == "--points-per-batch") options.points_per_batch = static_cast<int>(value);
     else {
-      std::fprintf(stderr, "unknown flag %s; expected --workers N --jobs N --metric-seconds S --points-per-batch N\n", flag.c_str());
+      std::fprintf(stderr, "unknown flag %s\n%s", flag.c_str(), kUsage);
       return 2;
     }
   }

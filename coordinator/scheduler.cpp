@@ -885,8 +885,11 @@ int Scheduler::ExpireLeases() {
     const int32_t max_attempts = sweeps_by_id_.at(job.sweep_id)->spec.max_attempts;
     copy.lease_id.clear();
     copy.lease_expires_ms = 0;
-    copy.error = "lease of attempt " + std::to_string(job.attempt) + " expired (worker " + job.worker_id +
-                 " stopped heartbeating)";
+    // Silence has more than one cause: a dead or cut-off worker, or this coordinator being down while the
+    // worker waited to report; the message says what was seen, not who is to blame.
+    copy.error = "lease of attempt " + std::to_string(job.attempt) + " expired: no heartbeat or result from worker " +
+                 job.worker_id + " reached the coordinator within the lease TTL (" +
+                 std::to_string(options_.lease_ttl_ms) + " ms)";
     if (job.attempt < max_attempts) {
       copy.state = JobState::kQueued;
     } else {

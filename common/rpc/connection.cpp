@@ -5,6 +5,7 @@
 #include <grpcpp/support/channel_arguments.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
 #include <fstream>
@@ -105,6 +106,11 @@ StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ConnectionOptions& op
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(kMaxMessageBytes);
   arguments.SetMaxSendMessageSize(kMaxMessageBytes);
+  if (options.max_reconnect_backoff.count() > 0) {
+    const int max_ms = static_cast<int>(std::min<int64_t>(options.max_reconnect_backoff.count(), 3600 * 1000));
+    arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
+    arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(max_ms, 1000));
+  }
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls_ca.empty()) {
     if (!options.tls_cert.empty() || !options.tls_key.empty())

@@ -31,6 +31,9 @@ struct ConnectionOptions {
   std::string tls_ca;      // PEM file of the CA that signed the coordinator's certificate; empty: plaintext
   std::string tls_cert;    // client certificate (PEM file), for mTLS
   std::string tls_key;     // its key
+  // Longest wait between the channel's attempts to reconnect after losing the server; 0: gRPC's default
+  // (up to 120 s, so a long-lived client may find a restarted server only long after it is back).
+  std::chrono::milliseconds max_reconnect_backoff{0};
 };
 
 // Fills options.token from the token file, else DWARP_TOKEN, else the file named by DWARP_TOKEN_FILE, when

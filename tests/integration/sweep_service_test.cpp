@@ -6,6 +6,8 @@
 //   - the coordinator killed with SIGKILL mid-sweep and restarted on the same database: the sweep
 //     completes, nothing lost or duplicated, PRAGMA integrity_check is ok, and its noise-ceiling threshold
 //     is judged from the ceilings the results carried (stored, reloaded)
+//   - the coordinator down (shorter than the lease TTL) while a job finishes: the worker keeps the result and
+//     delivers it after the restart; exactly one result, no re-run, even with max_attempts: 1
 //   - a stale lease is refused, a call without the token is refused, cancel stops a running job
 //   - malformed sweeps, unknown models, d < 0: a clear error and nothing written
 // Ports are chosen by the OS. Skipped (not failed) when Debian's dataset-fashion-mnist is not installed.
@@ -106,7 +108,8 @@ class SweepServiceTest : public ::testing::Test {
     fs::remove(port_file);
     std::vector<std::string> args = {DWARP_COORDINATOR_BIN, "--db", (dir_ / "dwarp.db").string(),
                                      "--listen", "127.0.0.1:" + std::to_string(port), "--port-file",
-                                     port_file.string(), "--lease-ttl", "1.5", "--heartbeat-interval", "0.3"};
+                                     port_file.string(), "--lease-ttl", lease_ttl_s_, "--heartbeat-interval",
+                                     heartbeat_interval_s_};
     args.insert(args.end(), extra.begin(), extra.end());
     coordinator_ = Spawn(args, dir_ / ("coordinator-" + std::to_string(++coordinator_starts_) + ".log"));
     ASSERT_TRUE(coordinator_.running());
@@ -121,9 +124,10 @@ class SweepServiceTest : public ::testing::Test {
     worker_stub_ = v1::WorkerService::NewStub(*channel);
   }
 
-  void StartWorker(const std::string& name) {
+  void StartWorker(const std::string& name, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {DWARP_WORKER_BIN, "--coordinator", connection_.address, "--devices", "cpu",
                                      "--threads", "1", "--name", name, "--drain-timeout", "5"};
+    args.insert(args.end(), extra.begin(), extra.end());
     workers_[name] = Spawn(args, dir_ / (name + ".log"));
     ASSERT_TRUE(workers_[name].running());
   }
@@ -196,6 +200,7 @@ class SweepServiceTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  std::string lease_ttl_s_ = "1.5", heartbeat_interval_s_ = "0.3";  // what StartCoordinator passes
   dwarp::ChildProcess coordinator_;
   int coordinator_starts_ = 0;
   std::map<std::string, dwarp::ChildProcess> workers_;
@@ -347,6 +352,32 @@ TEST_F(SweepServiceTest, CoordinatorKilledMidSweepRestartsAndNothingIsLostOrDupl
     EXPECT_TRUE(record.status() == v1::DWARP_REACHED || record.status() == v1::DWARP_NOT_REACHED)
         << record.model() << ": " << record.note();
   }
+}
+
+TEST_F(SweepServiceTest, ResultFinishedWhileTheCoordinatorIsDownIsDeliveredAfterItsRestart) {
+  // An outage far shorter than the lease TTL must cost nothing: no lost result, no re-run, no failure.
+  lease_ttl_s_ = "8";
+  heartbeat_interval_s_ = "1";
+  const int port = FreePort();
+  StartCoordinator(port);
+  StartWorker("w1");
+  const std::string sweep =
+      SubmitOk(Sweep("outage", "[10]", "[0]", 150, 2000, /*one_model=*/true) + "max_attempts: 1\n");
+  ASSERT_FALSE(sweep.empty());
+  WaitFor(
+      sweep, [](const v1::ResultsResponse& r) { return r.jobs_size() == 1 && r.jobs(0).latest_metric().epoch() >= 1; },
+      60s, "the job's first epoch");
+  KillNow(coordinator_);
+  // The job (about 2 s) finishes while the coordinator is down; the outage lasts a few seconds.
+  std::this_thread::sleep_for(3s);
+  StartCoordinator(port);
+  v1::ResultsResponse results = WaitFor(sweep, Finished, 30s, "the sweep to finish after the restart");
+  ASSERT_EQ(results.jobs_size(), 1);
+  const v1::Job& job = results.jobs(0);
+  EXPECT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.error() << "\n" << workers_["w1"].Log();
+  EXPECT_EQ(job.attempt(), 1) << "the job ran again";
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "1");
+  EXPECT_EQ(Query("SELECT attempt FROM results"), "1");
 }
 
 TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {

@@ -471,6 +471,28 @@ TEST_F(WorkerDaemonTest, RegistersOnceTheCoordinatorComesUp) {
   EXPECT_EQ(coordinator_.completes[0].lease_id(), lease);
 }
 
+TEST_F(WorkerDaemonTest, AResultFinishedWhileTheCoordinatorIsDownIsDeliveredWhenItIsBack) {
+  // The outage (2 s) outlasts many send attempts at this backoff (20 ms doubling to 200 ms) but not the
+  // lease TTL (10 s): the result must wait for the coordinator, not for a count of tries.
+  const std::string address = Address();
+  StartDaemon();
+  const std::string lease = coordinator_.AddJob(JobJson(/*max_epochs=*/40));
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.PointsOf(lease).empty(); }));
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
+  std::this_thread::sleep_for(seconds(2));
+  const auto back = std::chrono::steady_clock::now();
+  StartServer(address);
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.completes.empty(); }, milliseconds(8000)));
+  // Found at once, not after gRPC's default reconnect backoff (several seconds after such an outage).
+  EXPECT_LT(std::chrono::steady_clock::now() - back, milliseconds(2500));
+  ASSERT_TRUE(DrainAndWait().ok());
+  auto lock = coordinator_.Lock();
+  ASSERT_EQ(coordinator_.completes.size(), 1u);
+  EXPECT_EQ(coordinator_.completes[0].lease_id(), lease);
+  EXPECT_TRUE(coordinator_.fails.empty());
+}
+
 TEST(WorkerDaemonRegister, RefusedRegistrationEndsRunWithTheCoordinatorsError) {
   // A coordinator that refuses everyone: Run() returns its error instead of retrying forever.
   class Refusing final : public pb::WorkerService::Service {

@@ -37,6 +37,11 @@ int64_t NowUnixMs() {
   return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// Lease deadlines are kept on the steady clock: a wall-clock step must not end or prolong them.
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 std::string HostName() {
   char buffer[256] = {};
   if (gethostname(buffer, sizeof(buffer) - 1) != 0) return "unknown-host";
@@ -67,10 +72,23 @@ bool IsTransient(const grpc::Status& status) {
 // Why a running job was told to stop; decides what its slot reports once RunJob has returned.
 enum class StopReason { kNone, kCancelled, kLeaseInvalid, kDraining };
 
-// Shared between the loop (the only writer) and the job's slot thread (reads).
+// Shared between the loop (the only writer after the grant) and the job's slot thread (reads).
 struct JobControl {
   std::atomic<bool> stop{false};
   std::atomic<StopReason> reason{StopReason::kNone};
+  // Until when (steady clock, ms) the coordinator may still hold the lease valid: the moment its grant or
+  // last extension reached this worker, plus the TTL. An upper bound: the coordinator started the TTL
+  // when it answered, a little earlier. Set by the slot at the grant, then by the loop at each valid
+  // heartbeat reply.
+  std::atomic<int64_t> valid_until_ms{0};
+  int64_t ttl_ms = 0;  // the lease's TTL, fixed at the grant
+
+  // The coordinator has said, in a heartbeat reply, that this lease's outcome is no longer wanted.
+  bool Dismissed() const {
+    const StopReason why = reason.load();
+    return why == StopReason::kCancelled || why == StopReason::kLeaseInvalid;
+  }
+  milliseconds ValidFor() const { return milliseconds(valid_until_ms.load() - SteadyNowMs()); }
 
   // A cancellation or a lost lease outranks a drain: the coordinator already knows, so nothing is reported.
   void Stop(StopReason why) {
@@ -245,7 +263,13 @@ class WorkerDaemon::Impl {
 
   Status Run() {
     DWARP_RETURN_IF_ERROR(CheckWorkerDaemonOptions(options_));
-    auto channel = rpc::MakeChannel(options_.connection);
+    rpc::ConnectionOptions channel_options = options_.connection;
+    if (channel_options.max_reconnect_backoff.count() == 0) {
+      // gRPC's default backoff (up to 120 s) can keep a channel down for many seconds after the coordinator
+      // is back, long enough for leases to expire there; a loopback or LAN connect attempt costs little.
+      channel_options.max_reconnect_backoff = std::min(options_.max_backoff, milliseconds(1000));
+    }
+    auto channel = rpc::MakeChannel(channel_options);
     if (!channel.ok()) return channel.status();
     stub_ = pb::WorkerService::NewStub(*channel);
     for (const auto& device : options_.devices) {
@@ -323,6 +347,7 @@ class WorkerDaemon::Impl {
   // Stops every running job (and any leased later) so that its slot fails it back as retryable.
   void StopRunningJobs() {
     hard_stop_ = true;
+    stop_now_.store(true);
     for (auto& [lease_id, control] : running_) control->Stop(StopReason::kDraining);
   }
 
@@ -371,6 +396,7 @@ class WorkerDaemon::Impl {
       worker_id_ = call.response.worker_id();
       const int64_t interval = call.response.heartbeat_interval_ms();
       heartbeat_interval_ = milliseconds(interval > 0 ? std::max<int64_t>(interval, 10) : 1000);
+      if (call.response.lease_ttl_ms() > 0) lease_ttl_ms_.store(call.response.lease_ttl_ms());
       if (previous.empty()) {
         spdlog::info("registered as worker {} (heartbeat every {} ms, lease ttl {} ms)", worker_id_,
                      heartbeat_interval_.count(), call.response.lease_ttl_ms());
@@ -416,6 +442,10 @@ class WorkerDaemon::Impl {
     auto call = std::make_shared<LoopCall<pb::HeartbeatRequest, pb::HeartbeatResponse>>();
     // A heartbeat outliving its interval is useless: the next one carries the same news.
     rpc::PrepareContext(call->context, options_.connection, std::max(heartbeat_interval_, milliseconds(1000)));
+    // Waits for the channel to connect (within the deadline) rather than failing at once while it is down:
+    // only a call in flight drives a new connection's handshake in this process, so fail-fast calls
+    // alone can leave a worker unable to reach a coordinator that has long been back.
+    call->context.set_wait_for_ready(true);
     call->request.set_worker_id(worker_id_);
     for (const auto& [lease_id, control] : running_) call->request.add_lease_ids(lease_id);
     call->request.set_draining(draining_);
@@ -430,13 +460,16 @@ class WorkerDaemon::Impl {
     loop_calls_.erase(&call.context);
     heartbeat_in_flight_ = false;
     if (status.ok()) {
+      const int64_t received_ms = SteadyNowMs();
       if (call.response.unknown_worker()) {
         spdlog::warn("the coordinator does not know worker {}; registering again", worker_id_);
         Register();
       }
       for (const pb::LeaseStatus& lease : call.response.leases()) {
         auto it = running_.find(lease.lease_id());
-        if (it == running_.end() || it->second->stop.load()) continue;
+        if (it == running_.end()) continue;
+        if (lease.valid()) it->second->valid_until_ms.store(received_ms + it->second->ttl_ms);
+        if (it->second->stop.load()) continue;
         if (lease.cancel()) {
           spdlog::info("lease {}: cancelled by the coordinator; stopping the job", lease.lease_id());
           it->second->Stop(StopReason::kCancelled);
@@ -541,6 +574,8 @@ class WorkerDaemon::Impl {
                  slot, device, lease.lease_id(), lease.job_id(), lease.sweep_id(), key.model(), key.layer(),
                  key.dataset(), key.d(), key.seed(), lease.attempt());
     auto control = std::make_shared<JobControl>();
+    control->ttl_ms = lease.ttl_ms() > 0 ? lease.ttl_ms() : lease_ttl_ms_.load();
+    control->valid_until_ms.store(SteadyNowMs() + control->ttl_ms);
     OnLoop([&] {
       running_[lease.lease_id()] = control;
       if (hard_stop_) control->Stop(StopReason::kDraining);
@@ -550,11 +585,11 @@ class WorkerDaemon::Impl {
     if (reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid) {
       spdlog::info("job {}: stopped ({}); nothing reported", lease.job_id(), StopReasonName(reason));
     } else if (result.ok()) {
-      ReportComplete(worker_id, lease, *result);
+      ReportComplete(worker_id, lease, *control, *result);
     } else if (reason == StopReason::kDraining && result.status().code() == StatusCode::kCancelled) {
-      ReportFail(worker_id, lease, "worker draining: the job was stopped before it finished", true);
+      ReportFail(worker_id, lease, *control, "worker draining: the job was stopped before it finished", true);
     } else {
-      ReportFail(worker_id, lease, result.status().ToString(), IsRetryableJobFailure(result.status()));
+      ReportFail(worker_id, lease, *control, result.status().ToString(), IsRetryableJobFailure(result.status()));
     }
     OnLoop([&] { running_.erase(lease.lease_id()); });
   }
@@ -580,33 +615,64 @@ class WorkerDaemon::Impl {
     return result;
   }
 
-  // Calls `call` (a unary RPC on a fresh context) until it succeeds or fails for a reason other than the
-  // coordinator being unreachable, at most a few times: a result is worth waiting for.
-  template <typename Call>
-  grpc::Status WithRetries(Call call) {
-    Backoff backoff(options_.initial_backoff, options_.max_backoff);
-    grpc::Status status;
-    for (int attempt = 0; attempt < 8; ++attempt) {
-      grpc::ClientContext context;
-      rpc::PrepareContext(context, options_.connection, milliseconds(30000));
-      status = call(context);
-      if (status.ok() || !IsTransient(status)) return status;
-      std::this_thread::sleep_for(backoff.Next());
+  // Sleeps `wait`, waking early when `done()` turns true.
+  template <typename Predicate>
+  static void SleepUnless(milliseconds wait, Predicate done) {
+    const auto until = std::chrono::steady_clock::now() + wait;
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::min<milliseconds>(milliseconds(20), wait));
     }
-    return status;
   }
 
-  void ReportComplete(const std::string& worker_id, const pb::Lease& lease, const JobResult& result) {
+  static constexpr milliseconds kLongestCall{30000};
+
+  // Calls `call` (a unary RPC, on a fresh context each time) until the coordinator answers, with anything
+  // but "unreachable", for as long as it may still hold the lease valid (JobControl::valid_until_ms, which
+  // heartbeats keep extending once it is back): an outage shorter than the lease TTL loses no outcome,
+  // and one that outlasts the lease gives up, since the coordinator has then requeued or failed the job.
+  // Stops early when a heartbeat reply dismissed the lease, or the worker must stop now (after one try).
+  template <typename Call>
+  grpc::Status UntilAnswered(const pb::Lease& lease, const JobControl& control, const char* what, Call call) {
+    Backoff backoff(options_.initial_backoff, options_.max_backoff);
+    bool warned = false;
+    while (true) {
+      grpc::ClientContext context;
+      // A call that cannot be answered before the lease ends is not worth a longer wait; one second at least,
+      // so that a last try can still be answered, and no more when the worker must stop now.
+      const milliseconds wait = stop_now_.load() ? milliseconds(1000)
+                                                 : std::clamp(control.ValidFor(), milliseconds(1000), kLongestCall);
+      rpc::PrepareContext(context, options_.connection, wait);
+      context.set_wait_for_ready(true);  // as heartbeats: the call itself waits for the coordinator
+      const grpc::Status status = call(context);
+      if (status.ok() || !IsTransient(status)) return status;
+      const auto gone = [&] { return control.Dismissed() || stop_now_.load(); };
+      const milliseconds left = control.ValidFor();
+      if (gone() || left.count() <= 0) return status;
+      if (!warned) {
+        warned = true;
+        spdlog::warn("job {}: {}; the {} is kept and sent again until the coordinator answers, for up to {} ms "
+                     "(while lease {} may be valid)", lease.job_id(),
+                     rpc::DescribeCallFailure(status, options_.connection.address).ToString(), what, left.count(),
+                     lease.lease_id());
+      }
+      SleepUnless(std::min(backoff.Next(), left), gone);
+    }
+  }
+
+  void ReportComplete(const std::string& worker_id, const pb::Lease& lease, const JobControl& control,
+                      const JobResult& result) {
     pb::CompleteRequest request;
     request.set_worker_id(worker_id);
     request.set_lease_id(lease.lease_id());
     *request.mutable_result() = JobResultToProto(result);
     pb::CompleteResponse response;
-    const grpc::Status status =
-        WithRetries([&](grpc::ClientContext& context) { return stub_->Complete(&context, request, &response); });
+    const grpc::Status status = UntilAnswered(lease, control, "result", [&](grpc::ClientContext& context) {
+      return stub_->Complete(&context, request, &response);
+    });
     if (!status.ok()) {
-      spdlog::error("job {}: could not report its result: {}", lease.job_id(),
-                    rpc::DescribeCallFailure(status, options_.connection.address).ToString());
+      spdlog::error("job {}: result dropped: {}{}", lease.job_id(),
+                    rpc::DescribeCallFailure(status, options_.connection.address).ToString(),
+                    IsTransient(status) ? " (lease " + lease.lease_id() + " can no longer be valid there)" : "");
     } else if (!response.recorded()) {
       spdlog::warn("job {}: the coordinator did not record the result (stale lease {})", lease.job_id(),
                    lease.lease_id());
@@ -616,7 +682,8 @@ class WorkerDaemon::Impl {
     }
   }
 
-  void ReportFail(const std::string& worker_id, const pb::Lease& lease, const std::string& reason, bool retryable) {
+  void ReportFail(const std::string& worker_id, const pb::Lease& lease, const JobControl& control,
+                  const std::string& reason, bool retryable) {
     spdlog::warn("job {}: failed ({}): {}", lease.job_id(), retryable ? "retryable" : "not retryable", reason);
     pb::FailRequest request;
     request.set_worker_id(worker_id);
@@ -624,8 +691,9 @@ class WorkerDaemon::Impl {
     request.set_reason(reason);
     request.set_retryable(retryable);
     pb::FailResponse response;
-    const grpc::Status status =
-        WithRetries([&](grpc::ClientContext& context) { return stub_->Fail(&context, request, &response); });
+    const grpc::Status status = UntilAnswered(lease, control, "failure", [&](grpc::ClientContext& context) {
+      return stub_->Fail(&context, request, &response);
+    });
     if (!status.ok()) {
       spdlog::error("job {}: could not report its failure: {}", lease.job_id(),
                     rpc::DescribeCallFailure(status, options_.connection.address).ToString());
@@ -670,6 +738,11 @@ class WorkerDaemon::Impl {
 
   // Written by the loop, read by slot threads so that their sleeps end early when draining starts.
   std::atomic<bool> acquiring_stopped_{false};
+  // Set by the loop on a hard stop (drain timeout, second signal, fatal error): outcomes still waiting
+  // for the coordinator are given up after one more try.
+  std::atomic<bool> stop_now_{false};
+  // The lease TTL the coordinator announced at Register (for leases that do not carry their own).
+  std::atomic<int64_t> lease_ttl_ms_{30000};
 };
 
 WorkerDaemon::WorkerDaemon(WorkerDaemonOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}

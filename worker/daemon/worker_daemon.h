@@ -17,6 +17,14 @@
 //   drain timeout / second signal      -> the job is stopped and failed back retryable ("worker draining")
 // One failed heartbeat RPC never stops a job: only the coordinator's answer does (or lease expiry there).
 //
+// Delivery: a Complete or Fail that cannot reach the coordinator is sent again, with backoff, until the
+// coordinator answers or the lease can no longer be valid there: the last grant or extension seen by
+// this worker plus the lease TTL the coordinator granted. Heartbeats go on meanwhile and extend the lease
+// as soon as the coordinator is back, so an outage shorter than the TTL loses nothing. A heartbeat reply
+// that dismisses the lease (cancel, !valid) ends the wait; so does a hard stop, after one more try.
+// The channel retries connecting at least every second (max_reconnect_backoff) so that a restarted
+// coordinator is found at once, not after gRPC's default backoff of up to two minutes.
+//
 // Drain (RequestDrain, or SIGTERM/SIGINT when handle_signals): stop acquiring (outstanding Acquire calls
 // are cancelled), heartbeat with draining = true, let running jobs finish for up to drain_timeout, then stop
 // and fail them back; Run() returns OK once every slot has finished. A second request stops at once.
@@ -41,7 +49,8 @@ struct WorkerDaemonOptions {
   std::string name;                     // shown by ListWorkers; empty: hostname:pid
   std::chrono::milliseconds drain_timeout{60000};  // >= 0
   std::chrono::milliseconds acquire_wait{10000};   // long-poll limit asked of Acquire, >= 1
-  // Register retries and UNAVAILABLE calls wait initial_backoff, doubling up to max_backoff.
+  // Register retries and UNAVAILABLE calls wait initial_backoff, doubling up to max_backoff. The channel's
+  // reconnect backoff is capped at min(max_backoff, 1 s) unless connection.max_reconnect_backoff is set.
   std::chrono::milliseconds initial_backoff{100};
   std::chrono::milliseconds max_backoff{5000};
   // Install SIGTERM/SIGINT handlers (drain, then stop at once on the second) for the duration of Run().

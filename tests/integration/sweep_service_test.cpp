@@ -178,6 +178,20 @@ class SweepServiceTest : public ::testing::Test {
     return results;
   }
 
+  // Waits until `count` workers are registered: jobs of a small sweep take milliseconds, so a worker that
+  // is still starting when the sweep is submitted may find nothing left to do.
+  void WaitForWorkers(int count) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    v1::ListWorkersResponse listed;
+    while (std::chrono::steady_clock::now() < deadline) {
+      grpc::ClientContext context;
+      dwarp::rpc::PrepareContext(context, connection_, 5s);
+      if (sweeps_->ListWorkers(&context, v1::ListWorkersRequest(), &listed).ok() && listed.workers_size() >= count) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << "timed out waiting for " << count << " workers to register (" << listed.workers_size() << " did)";
+  }
+
   static bool Finished(const v1::ResultsResponse& results) {
     return results.sweep().state() == v1::SWEEP_DONE || results.sweep().state() == v1::SWEEP_CANCELLED;
   }
@@ -214,6 +228,7 @@ TEST_F(SweepServiceTest, SmallSweepCompletesWithTwoWorkersAndDWarpIsRight) {
   StartCoordinator();
   StartWorker("w1");
   StartWorker("w2");
+  WaitForWorkers(2);
   const std::string sweep = SubmitOk(Sweep("small", "[0, 10, 100]", "[0, 1]", 4));
   v1::ResultsResponse results = WaitFor(sweep, Finished, 180s, "the sweep to finish");
   ASSERT_EQ(results.sweep().state(), v1::SWEEP_DONE);

@@ -297,7 +297,8 @@ SplitSpec ReadSplit(const json* object, const std::string& path, DataKind kind, 
 
 SyntheticSpec ReadSynthetic(const json* object, const std::string& path) {
   const Fields f(object, path,
-                 {"targets", "warp_dim", "warp_scale", "noise", "teacher", "seed", "warp", "warp_epochs", "warp_lr"});
+                 {"targets", "warp_dim", "warp_scale", "noise", "teacher", "seed", "warp", "warp_epochs", "warp_lr",
+                  "categories"});
   SyntheticSpec s;
   s.targets = f.Int("targets", s.targets, 1);
   s.warp_dim = f.Int("warp_dim", s.warp_dim, 1);
@@ -314,6 +315,7 @@ SyntheticSpec ReadSynthetic(const json* object, const std::string& path) {
     f.Forbid("warp_epochs", "with a random warp (warp_epochs is for warp: trained)");
     f.Forbid("warp_lr", "with a random warp (warp_lr is for warp: trained)");
   }
+  s.categories = f.Double("categories", s.categories, "a fraction in [0, 1]", [](double x) { return x >= 0 && x <= 1; });
   if (f.Has("teacher")) s.teacher = ReadModel(f.Child("teacher"), f.PathOf("teacher"));
   s.seed = static_cast<uint64_t>(f.Int("seed", 0, 0));
   return s;
@@ -433,14 +435,16 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
 
   if (d.kind == DataKind::kSynthetic) {
     d.synthetic = ReadSynthetic(f.Child("synthetic"), f.PathOf("synthetic"));
-    // The labels are what a trained warp learns to classify, and nothing else reads them.
-    if (d.synthetic->trained_warp && (d.labels.empty() || d.images.empty())) {
+    // The labels are what a trained warp learns to classify and what category-selective neuroids respond
+    // to; nothing else reads them.
+    const bool labelled = d.synthetic->trained_warp || d.synthetic->categories > 0;
+    if (labelled && (d.labels.empty() || d.images.empty())) {
       Fail(f.PathOf("labels"), f.PathOf("labels") + ": missing; expected an IDX labels file for the IDX images "
-                               "(synthetic.warp trained learns to classify them)");
+                               "(synthetic.warp trained learns to classify them; synthetic.categories responds to them)");
     }
-    if (!d.synthetic->trained_warp && !d.labels.empty()) {
-      FailValue(f.PathOf("labels"), json(d.labels), "no value with synthetic.warp random (labels are read only by "
-                                                    "synthetic.warp: trained)");
+    if (!labelled && !d.labels.empty()) {
+      FailValue(f.PathOf("labels"), json(d.labels), "no value with synthetic.warp random and no synthetic.categories "
+                                                    "(labels are read only by those)");
     }
   } else {
     f.Forbid("synthetic", for_kind + " (the synthetic block is for data.kind synthetic)");
@@ -704,6 +708,7 @@ json ToJson(const JobSpec& spec) {
         {"warp", s.trained_warp ? "trained" : "random"},
         {"seed", s.seed}};
     if (s.teacher) data["synthetic"]["teacher"] = ModelToJson(*s.teacher);
+    if (s.categories > 0) data["synthetic"]["categories"] = s.categories;
     if (s.trained_warp) {
       data["synthetic"]["warp_epochs"] = s.warp_epochs;
       data["synthetic"]["warp_lr"] = s.warp_lr;
@@ -750,9 +755,9 @@ bool operator==(const SplitSpec& a, const SplitSpec& b) {
 }
 bool operator==(const SyntheticSpec& a, const SyntheticSpec& b) {
   return std::tie(a.targets, a.warp_dim, a.warp_scale, a.noise, a.teacher, a.seed, a.trained_warp, a.warp_epochs,
-                  a.warp_lr) ==
+                  a.warp_lr, a.categories) ==
          std::tie(b.targets, b.warp_dim, b.warp_scale, b.noise, b.teacher, b.seed, b.trained_warp, b.warp_epochs,
-                  b.warp_lr);
+                  b.warp_lr, b.categories);
 }
 bool operator==(const DataSpec& a, const DataSpec& b) {
   return std::tie(a.kind, a.root, a.file, a.stimuli, a.images, a.labels, a.test_images, a.test_labels, a.roi, a.split,

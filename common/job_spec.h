@@ -132,6 +132,9 @@ struct SyntheticSpec {
   bool trained_warp = false;
   int64_t warp_epochs = 10;
   double warp_lr = 0.05;
+  // Fraction of each neuroid's signal variance, in [0, 1], that is a response to the stimulus's category
+  // (data.labels, required when > 0), as IT neurons are category-selective; the rest is the warped teacher.
+  double categories = 0.0;
   // The teacher network whose warped representation the responses are; unset: the job's own model. A
   // teacher without its own model.seed is initialised from `seed` below.
   std::optional<ModelSpec> teacher;

@@ -217,7 +217,7 @@ StatusOr<engine::NeuralData> BuildSynthetic(const JobSpec& spec, const ReadoutMo
       .projection(ProjectionModeOf(syn.teacher ? *syn.teacher : spec.model))
       .fractions(spec.data.split.train, spec.data.split.val)
       .seed(syn.seed);  // the same brain for every seed of a sweep
-  if (syn.trained_warp) {
+  if (syn.trained_warp || syn.categories > 0) {
     engine::IdxReadOptions read;
     if (spec.data.limit_stimuli > 0) read.max_items(spec.data.limit_stimuli);
     auto labels = engine::ReadIdxFile(spec.data.labels, read);
@@ -228,7 +228,9 @@ StatusOr<engine::NeuralData> BuildSynthetic(const JobSpec& spec, const ReadoutMo
          << stimuli.size(0) << ")";
       return InvalidArgumentError(os.str());
     }
-    options.trained_warp(labels->to(at::kLong)).warp_epochs(syn.warp_epochs).warp_lr(syn.warp_lr);
+    const at::Tensor classes = labels->to(at::kLong);
+    if (syn.trained_warp) options.trained_warp(classes).warp_epochs(syn.warp_epochs).warp_lr(syn.warp_lr);
+    if (syn.categories > 0) options.categories(classes, syn.categories);
   }
   return engine::MakeSyntheticBrain(teacher->module, stimuli, {}, options);
 }

@@ -505,6 +505,24 @@ d: 100
   auto bad_warp = with({"data.synthetic.warp=learned"});
   ASSERT_FALSE(bad_warp.ok());
   EXPECT_THAT(bad_warp.status().message(), HasSubstr("trained"));
+
+  // Category-selective neuroids read the labels too, and record their weight only when it is used.
+  auto categories = with({"+data.synthetic.categories=0.75", "+data.labels=/data/train-labels-idx1-ubyte.gz"});
+  ASSERT_TRUE(categories.ok()) << categories.status();
+  EXPECT_DOUBLE_EQ(categories->data.synthetic->categories, 0.75);
+  EXPECT_FALSE(categories->data.synthetic->trained_warp);
+  EXPECT_EQ(ToJson(*categories)["data"]["synthetic"]["categories"], 0.75);
+  EXPECT_EQ(MustParse(ToJson(*categories).dump(), SpecFormat::kJson), *categories);
+  EXPECT_FALSE(ToJson(*plain)["data"]["synthetic"].contains("categories"));
+  auto categories_without_labels = with({"+data.synthetic.categories=1"});
+  ASSERT_FALSE(categories_without_labels.ok());
+  EXPECT_THAT(categories_without_labels.status().message(), HasSubstr("data.labels: missing"));
+  for (const char* bad : {"+data.synthetic.categories=1.5", "+data.synthetic.categories=-0.1"}) {
+    auto out_of_range = with({bad, "+data.labels=/data/l.gz"});
+    ASSERT_FALSE(out_of_range.ok()) << bad;
+    EXPECT_THAT(out_of_range.status().message(), HasSubstr("data.synthetic.categories = "));
+    EXPECT_THAT(out_of_range.status().message(), HasSubstr("a fraction in [0, 1]"));
+  }
 }
 
 TEST(JobSpecErrorTest, SeedsAreNonNegativeIntegers) {

@@ -311,7 +311,7 @@ TEST(ShippedConfigsTest, ClassifierDimAndRidgeBaselineCompose) {
 TEST(ShippedConfigsTest, SweepsWithoutDefaultsAreUnchanged) {
   const SweepSpec quickstart = MustLoadShipped("quickstart.yaml");
   EXPECT_EQ(quickstart.name, "quickstart");
-  EXPECT_EQ(quickstart.models.size(), 3u);
+  EXPECT_EQ(quickstart.models.size(), 4u);
   MustLoadShipped("sweeps/synthetic_quickstart.yaml", {"train.lr=0.05"});
 }
 

@@ -586,10 +586,13 @@ TEST(SweepExamplesTest, ReadmeQuickstartParsesAndExpands) {
   StatusOr<SweepSpec> s = LoadSweepSpecFile(DWARP_CONFIGS_DIR "/quickstart.yaml");
   ASSERT_TRUE(s.ok()) << s.status();
   const std::vector<PlannedJob> jobs = MustExpand(*s);
-  EXPECT_EQ(jobs.size(), 36u);  // 3 candidates x 6 d x 2 seeds
+  EXPECT_EQ(jobs.size(), 72u);  // 4 candidates x 6 d x 3 seeds
   for (const PlannedJob& j : jobs) {
-    // The brain is a warp of small_cnn's representation: the teacher is set, not each candidate itself.
+    // One category-selective brain for every job: its labels and its teacher (which fixes its random
+    // stream) are set by the dataset, not by each candidate.
     ASSERT_TRUE(j.spec.data.synthetic.has_value());
+    EXPECT_DOUBLE_EQ(j.spec.data.synthetic->categories, 1.0);
+    EXPECT_FALSE(j.spec.data.labels.empty());
     ASSERT_TRUE(j.spec.data.synthetic->teacher.has_value());
     EXPECT_EQ(j.spec.data.synthetic->teacher->arch, ModelArch::kSmallCnn);
     EXPECT_EQ(j.spec.train.head_init, j.d.is_linear() ? HeadInit::kDefault : HeadInit::kRidge);

@@ -8,7 +8,7 @@ a rerun only runs what is missing. Then it prints the README's tables (markdown)
   Fashion-MNIST (Debian's dataset-fashion-mnist): the first 7,000 training images train, the next 1,000
   validate, the 10,000 test images are scored; pixels / 255; 784-200-200-10 MLP and LeNet read out at their
   logits (classification, no head); d = 10 .. 3000; 10 epochs, batch 128.
-  Synthetic brain (the quickstart's): small_cnn, lenet and mlp read out as in configs/quickstart.yaml;
+  Synthetic brain (a random warp of a small CNN, BRAIN_DATA below): small_cnn, lenet and mlp;
   d = 5 .. 1000; 10 epochs, batch 32, head started from the d = 0 ridge fit.
 
 For each (data, model, mode): the mean training loss of epoch 1 and of the last epoch (the per-epoch speed),
@@ -21,7 +21,7 @@ every d, constant, 100 epochs) on the MLP against the default.
 
 Usage (from the repository root, after building):
   /usr/bin/python3 tests/study/projection_study.py [--out runs/study] [--dwarp build/clients/dwarp]
-      [--only fashion|brain|readouts|research] [--seeds 1] [--quick]
+      [--only fashion|brain|readouts|research|quickstart] [--seeds 1] [--quick]
 """
 import argparse
 import json
@@ -57,22 +57,26 @@ def fashion_job(arch, d):
     }
 
 
+# The random-warp brain the study was run on (the quickstart's until it became a category-selective brain):
+# 32 neuroids reading a small CNN's avgpool representation after a random 20-dimensional warp, 10% noise.
+BRAIN_DATA = {
+    "kind": "synthetic",
+    "images": FASHION + "/train-images-idx3-ubyte.gz",
+    "limit_stimuli": 2000,
+    "synthetic": {"targets": 32, "warp_dim": 20, "warp_scale": 1.0, "noise": 0.1, "seed": 0,
+                  "teacher": {"arch": "small_cnn", "layer": "avgpool", "projection": "per_tensor"}},
+}
+BRAIN_MODELS = {
+    "small_cnn": {"arch": "small_cnn", "seed": 0, "layer": "avgpool", "layer_groups": []},
+    "lenet": {"arch": "lenet", "layer": "fc2", "layer_groups": []},
+    "mlp": {"arch": "mlp", "hidden": [256, 128], "layer": "fc2", "layer_groups": []},
+}
+
+
 def brain_job(arch, d):
-    with open("configs/quickstart.yaml") as f:
-        text = f.read()
-    # The quickstart's brain and candidates, read from its file so that the study follows it.
-    import yaml  # Debian's python3-yaml (deploy/setup-debian.sh)
-    sweep = yaml.safe_load(text)
-    models = {m["name"]: m for m in sweep["models"]}
-    m = dict(models[arch])
-    layer = m.pop("layers")[0]
-    m.pop("name")
-    m["layer"] = layer
-    data = dict(sweep["datasets"][0])
-    data.pop("name")
-    train = {k: v for k, v in sweep["train"].items() if k not in ("low_dim_lr", "low_dim_lr_scaling", "schedule")}
-    train.update({"max_epochs": 10, "patience": 0, "threads": 0})
-    return {"model": m, "data": data, "d": d, "objective": "regression", "train": train}
+    train = {"lr": 3.0e-4, "batch_size": 32, "head_init": "ridge", "max_epochs": 10, "patience": 0, "threads": 0}
+    return {"model": dict(BRAIN_MODELS[arch]), "data": dict(BRAIN_DATA), "d": d, "objective": "regression",
+            "train": train}
 
 
 def run_job(dwarp, job, overrides, path):
@@ -187,11 +191,66 @@ def readouts(args, dims, rate):
     sys.stdout.flush()
 
 
+def quickstart_modes(args):
+    """The quickstart's sweep (configs/quickstart.yaml: the category brain, four candidates, three seeds) once
+    per projection mode and rate: its d_warp table per mode, through `dwarp run` as a researcher runs it."""
+    import csv
+    import math
+    import re
+    import sqlite3
+    with open("configs/quickstart.yaml") as f:
+        text = f.read()
+    candidates = re.findall(r"\{name: (\w+), arch", text)
+    ceiling = 1.0 / (1.0 + 0.1 ** 2)
+    threshold = float(re.search(r"threshold: \{kind: fraction_of_noise_ceiling, value: ([0-9.]+)\}", text).group(1)) * ceiling
+    print("\n### The quickstart (category brain) per mode: test R², mean of 3 seeds\n")
+    header = None
+    for mode in MODES:
+        for rate in (0.02, 0.005):
+            name = "quickstart_%s_%g" % (mode, rate)
+            run_dir = os.path.join(args.out, name)
+            if not os.path.exists(os.path.join(run_dir, "results.csv")):
+                sweep = os.path.join(args.out, name + ".yaml")
+                with open(sweep, "w") as f:
+                    f.write(re.sub(r"layer_groups: \[\]\}", "layer_groups: [], projection: %s}" % mode, text)
+                            .replace("name: quickstart", "name: " + name, 1))
+                subprocess.run([args.dwarp, "run", sweep, "--run-dir", run_dir, "train.low_dim_lr=%g" % rate],
+                               check=True, stdout=subprocess.DEVNULL)
+            scores = {}
+            for row in csv.DictReader(open(os.path.join(run_dir, "results.csv"))):
+                scores.setdefault(row["model"], {}).setdefault(int(row["d"]), []).append(float(row["test"]))
+            db = sqlite3.connect(os.path.join(run_dir, "dwarp.db"))
+            first = {}
+            for model, loss in db.execute("SELECT j.model, m.train_loss FROM metrics m JOIN jobs j USING (job_id) "
+                                          "WHERE m.epoch = 1 AND j.d != '0'"):
+                first.setdefault(model, []).append(loss)
+            for model in candidates:
+                curve = sorted((d, sum(v) / len(v)) for d, v in scores[model].items())
+                if header is None:
+                    header = "| mode | rate at d = 1000 | model | loss, epoch 1 | %s | d_warp | rises with d |" % (
+                        " | ".join("d = %d" % d for d, _ in curve))
+                    print(header)
+                    print("|---" * (len(curve) + 6) + "|")
+                d_warp, below = None, None
+                for d, mean in curve:
+                    if mean >= threshold:
+                        d_warp = d if below is None or below[0] == 0 else 10 ** (
+                            math.log10(below[0]) + (threshold - below[1]) / (mean - below[1]) *
+                            (math.log10(d) - math.log10(below[0])))
+                        break
+                    below = (d, mean)
+                print("| %s | %g | %s | %.3f | %s | %s | %s |" % (
+                    mode, rate, model, sum(first[model]) / len(first[model]),
+                    " | ".join("%.3f" % m for _, m in curve), "not reached" if d_warp is None else "%.0f" % d_warp,
+                    "yes" if rises([m for _, m in curve], 0.005) else "no"))
+    sys.stdout.flush()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/study")
     parser.add_argument("--dwarp", default="build/clients/dwarp")
-    parser.add_argument("--only", choices=["fashion", "brain", "research", "readouts"])
+    parser.add_argument("--only", choices=["fashion", "brain", "research", "readouts", "quickstart"])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="fewer d (a smoke run)")
     parser.add_argument("--default-mode", default="size_weighted")
@@ -213,6 +272,8 @@ def main():
         readouts(args, [5, 50, 1000] if args.quick else [5, 20, 50, 200, 1000], 0.01)
     if args.only in (None, "research"):
         research(args, args.default_mode, fashion_rates[args.default_mode][0])
+    if args.only in (None, "quickstart"):
+        quickstart_modes(args)
 
 
 if __name__ == "__main__":

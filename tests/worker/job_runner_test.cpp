@@ -164,6 +164,28 @@ TEST_F(JobRunnerTest, LinearReadoutsFitTheSyntheticBrain) {
   EXPECT_TRUE(std::isfinite(sgd->test.r2));
 }
 
+TEST_F(JobRunnerTest, ACategoryBrainReadsTheLabelsAndTrainingThroughASubspaceHelpsToFitIt) {
+  const std::vector<std::string> category = {"+data.labels=/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
+                                             "+data.synthetic.categories=1.0", "data.limit_stimuli=600",
+                                             "train.max_epochs=8", "+train.low_dim_lr=0.05"};
+  auto with = [&](std::vector<std::string> overrides) {
+    overrides.insert(overrides.end(), category.begin(), category.end());
+    return RunJob(Parse(SyntheticJob(), overrides));
+  };
+  auto linear = with({"d=0", "readout=ridge"});
+  auto warped = with({"d=300", "+train.head_init=ridge"});
+  auto plain = RunJob(Parse(SyntheticJob(), {"d=0", "readout=ridge", "data.limit_stimuli=600"}));
+  ASSERT_TRUE(linear.ok()) << linear.status().ToString();
+  ASSERT_TRUE(warped.ok()) << warped.status().ToString();
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  // Another brain than the teacher's alone, recorded as such.
+  EXPECT_GT(std::abs(linear->test.r2 - plain->test.r2), 0.01);
+  EXPECT_EQ(JobResultToJson(*linear)["spec"]["data"]["synthetic"]["categories"], 1.0);
+  // A random 16-unit layer separates the ten categories only partly; warping the network separates them more.
+  EXPECT_LT(linear->test.r2, 0.6);
+  EXPECT_GT(warped->test.r2, linear->test.r2 + 0.02) << "d = 0: " << linear->test.r2;
+}
+
 TEST_F(JobRunnerTest, UnknownLayerIsNamed) {
   auto result = RunJob(Parse(SyntheticJob("fc9")));
   ASSERT_FALSE(result.ok());

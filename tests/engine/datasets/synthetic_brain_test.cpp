@@ -132,6 +132,58 @@ TEST(SyntheticBrainTest, ATrainedWarpLearnsToClassifyTheLabels) {
   EXPECT_NE(wrong.status().message().find("[5]"), std::string::npos) << wrong.status();
 }
 
+// One-hot columns of the labels: the best any representation can do for a category brain is to know them.
+at::Tensor OneHot(const at::Tensor& labels) { return at::one_hot(labels, 3).to(at::kDouble); }
+
+TEST(SyntheticBrainTest, CategoryNeuroidsRespondToTheCategoryOnly) {
+  const at::Tensor x = Stimuli();
+  const at::Tensor labels = Labels(x);
+  const auto options = SyntheticBrainOptions().targets(6).noise(0.0).seed(5);
+  auto pure = MakeSyntheticBrain(Teacher(), x, {}, SyntheticBrainOptions(options).categories(labels, 1.0));
+  ASSERT_TRUE(pure.ok()) << pure.status();
+  EXPECT_NE(pure->description.find("1 of the signal from 3 categories"), std::string::npos) << pure->description;
+  const at::Tensor train_labels = labels.narrow(0, 0, 240), test_labels = labels.narrow(0, 320, 80);
+  // Without noise, the category alone predicts every neuroid exactly; the teacher's features do not.
+  EXPECT_GT(LinearFitR2(OneHot(train_labels), pure->train.responses, OneHot(test_labels), pure->test.responses), 0.9999);
+  const torch::jit::Module teacher = Teacher();
+  EXPECT_LT(LinearFitR2(Features(teacher, pure->train.stimuli), pure->train.responses,
+                        Features(teacher, pure->test.stimuli), pure->test.responses),
+            0.9);
+  // Two stimuli of one category get the same responses.
+  const int64_t first = test_labels[0].item<int64_t>();
+  const at::Tensor same = at::nonzero(test_labels == first).flatten();
+  ASSERT_GE(same.size(0), 2);
+  EXPECT_TRUE(at::allclose(pure->test.responses[same[0].item<int64_t>()], pure->test.responses[same[1].item<int64_t>()]));
+
+  // Half the signal's variance from the categories: the category part explains about half, the teacher's
+  // features the other half, and both together all of it.
+  auto half = MakeSyntheticBrain(teacher, x, {}, SyntheticBrainOptions(options).warp_scale(0.0).categories(labels, 0.5));
+  ASSERT_TRUE(half.ok()) << half.status();
+  const double by_category = LinearFitR2(OneHot(train_labels), half->train.responses, OneHot(test_labels), half->test.responses);
+  EXPECT_GT(by_category, 0.3);
+  EXPECT_LT(by_category, 0.7);
+  const at::Tensor both_train = at::cat({Features(teacher, half->train.stimuli), OneHot(train_labels)}, 1);
+  const at::Tensor both_test = at::cat({Features(teacher, half->test.stimuli), OneHot(test_labels)}, 1);
+  EXPECT_GT(LinearFitR2(both_train, half->train.responses, both_test, half->test.responses), 0.9999);
+
+  // A weight of 0 is the brain without categories, draw for draw.
+  auto none = MakeSyntheticBrain(teacher, x, {}, SyntheticBrainOptions(options).categories(labels, 0.0));
+  auto plain = MakeSyntheticBrain(teacher, x, {}, options);
+  ASSERT_TRUE(none.ok() && plain.ok());
+  EXPECT_TRUE(at::equal(none->train.responses, plain->train.responses));
+
+  // Bad weights and labels are refused, naming the value.
+  auto heavy = MakeSyntheticBrain(teacher, x, {}, SyntheticBrainOptions(options).categories(labels, 1.5));
+  ASSERT_FALSE(heavy.ok());
+  EXPECT_NE(heavy.status().message().find("categories = 1.5"), std::string::npos) << heavy.status();
+  auto unlabelled = MakeSyntheticBrain(teacher, x, {}, SyntheticBrainOptions(options).categories(at::Tensor(), 0.5));
+  ASSERT_FALSE(unlabelled.ok());
+  EXPECT_NE(unlabelled.status().message().find("without labels"), std::string::npos) << unlabelled.status();
+  auto short_labels = MakeSyntheticBrain(teacher, x, {}, SyntheticBrainOptions(options).categories(labels.narrow(0, 0, 7), 0.5));
+  ASSERT_FALSE(short_labels.ok());
+  EXPECT_NE(short_labels.status().message().find("category labels of shape [7]"), std::string::npos) << short_labels.status();
+}
+
 TEST(SyntheticBrainTest, RejectsBadOptionsNamingTheValue) {
   const torch::jit::Module teacher = Teacher();
   auto no_targets = MakeSyntheticBrain(teacher, Stimuli(), {}, SyntheticBrainOptions().targets(0));

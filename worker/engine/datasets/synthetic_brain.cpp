@@ -35,10 +35,39 @@ Status CheckOptions(const SyntheticBrainOptions& o) {
   if (!(o.warp_lr_ > 0.0) || !std::isfinite(o.warp_lr_)) {
     return InvalidArgumentError("synthetic brain warp_lr = " + std::to_string(o.warp_lr_) + "; expected a finite value > 0");
   }
+  if (!(o.category_weight_ >= 0.0 && o.category_weight_ <= 1.0)) {
+    return InvalidArgumentError("synthetic brain categories = " + std::to_string(o.category_weight_) +
+                                "; expected a fraction of the signal variance in [0, 1]");
+  }
+  if (o.category_weight_ > 0.0 && !o.category_labels_.defined()) {
+    return InvalidArgumentError("synthetic brain categories = " + std::to_string(o.category_weight_) +
+                                " without labels; expected one category per stimulus");
+  }
   if (o.batch_size_ < 1) {
     return InvalidArgumentError("synthetic brain batch_size = " + std::to_string(o.batch_size_) + "; expected >= 1");
   }
   return OkStatus();
+}
+
+// Labels that name one class in [0, C), C >= 2, for each of n stimuli; returns C. `what` names them.
+StatusOr<int64_t> CheckLabels(const at::Tensor& labels, int64_t n, const std::string& what) {
+  if (labels.dim() != 1 || labels.size(0) != n || labels.scalar_type() != at::kLong) {
+    std::ostringstream os;
+    os << "synthetic brain: " << what << " of shape " << labels.sizes() << " and dtype " << labels.scalar_type()
+       << "; expected int64 [" << n << "], one class per stimulus";
+    return InvalidArgumentError(os.str());
+  }
+  const int64_t classes = labels.max().item<int64_t>() + 1;
+  if (labels.min().item<int64_t>() < 0 || classes < 2) {
+    return InvalidArgumentError("synthetic brain: " + what + " span [" + std::to_string(labels.min().item<int64_t>()) +
+                                ", " + std::to_string(classes - 1) + "]; expected classes 0 .. C-1 with C >= 2");
+  }
+  return classes;
+}
+
+// Per column: mean 0, std 1 over the rows.
+at::Tensor Standardised(const at::Tensor& x) {
+  return (x - x.mean(0, /*keepdim=*/true)) / x.std(0, /*unbiased=*/true, /*keepdim=*/true).clamp_min(1e-12);
 }
 
 NeuralSplit Slice(const at::Tensor& stimuli, const at::Tensor& responses, const std::vector<std::string>& ids,
@@ -86,17 +115,9 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   std::string warp_description = "random";
   if (options.warp_labels_.defined()) {
     const at::Tensor& labels = options.warp_labels_;
-    if (labels.dim() != 1 || labels.size(0) != n || labels.scalar_type() != at::kLong) {
-      std::ostringstream os;
-      os << "synthetic brain: warp labels of shape " << labels.sizes() << " and dtype " << labels.scalar_type()
-         << "; expected int64 [" << n << "], one class per stimulus";
-      return InvalidArgumentError(os.str());
-    }
-    const int64_t classes = labels.max().item<int64_t>() + 1;
-    if (labels.min().item<int64_t>() < 0 || classes < 2) {
-      return InvalidArgumentError("synthetic brain: warp labels span [" + std::to_string(labels.min().item<int64_t>()) +
-                                  ", " + std::to_string(classes - 1) + "]; expected classes 0 .. C-1 with C >= 2");
-    }
+    auto counted = CheckLabels(labels, n, "warp labels");
+    if (!counted.ok()) return counted.status();
+    const int64_t classes = *counted;
     auto split = [&](int64_t begin, int64_t count) {
       return ClassificationData{stimuli.narrow(0, begin, count), labels.narrow(0, begin, count), classes};
     };
@@ -145,9 +166,20 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
       at::randn({f, options.targets_}, generator, at::kDouble) / std::sqrt(static_cast<double>(f));
   // Each neuroid's signal is standardised (mean 0, std 1 over the stimuli), as recorded responses usually
   // are, so that training's learning rates mean the same whatever the teacher's scale; R^2 does not change.
-  const at::Tensor raw = at::matmul(features, readout);
-  const at::Tensor signal = (raw - raw.mean(0, /*keepdim=*/true)) /
-                            raw.std(0, /*unbiased=*/true, /*keepdim=*/true).clamp_min(1e-12);
+  at::Tensor signal = Standardised(at::matmul(features, readout));
+  std::string category_description;
+  if (options.category_weight_ > 0.0) {
+    auto counted = CheckLabels(options.category_labels_, n, "category labels");
+    if (!counted.ok()) return counted.status();
+    // Drawn after the teacher's readout, so a brain without categories stays what it was.
+    const at::Tensor responses_per_class = at::randn({*counted, options.targets_}, generator, at::kDouble);
+    const at::Tensor category = Standardised(responses_per_class.index_select(0, options.category_labels_));
+    const double w = options.category_weight_;
+    signal = Standardised(std::sqrt(1.0 - w) * signal + std::sqrt(w) * category);
+    std::ostringstream os;
+    os << ", " << w << " of the signal from " << *counted << " categories";
+    category_description = os.str();
+  }
   const at::Tensor noise = at::randn(signal.sizes(), generator, at::kDouble) * options.noise_;
   const at::Tensor responses = (signal + noise).to(at::kFloat);
 
@@ -160,7 +192,8 @@ StatusOr<NeuralData> MakeSyntheticBrain(const torch::jit::Module& teacher, const
   std::ostringstream os;
   os << "synthetic brain: " << n << " stimuli x " << options.targets_ << " neuroids, teacher warped at d = "
      << options.warp_dim_ << " (" << warp_description << ", scale " << options.warp_scale_
-     << ", " << ProjectionModeName(options.projection_) << " projection), noise " << options.noise_ << ", seed "
+     << ", " << ProjectionModeName(options.projection_) << " projection)" << category_description << ", noise "
+     << options.noise_ << ", seed "
      << options.seed_;
   data.description = os.str();
   DWARP_RETURN_IF_ERROR(CheckNeuralData(data));

@@ -52,6 +52,16 @@ struct SyntheticBrainOptions {
   SyntheticBrainOptions& trained_warp(at::Tensor labels) { warp_labels_ = std::move(labels); return *this; }
   SyntheticBrainOptions& warp_epochs(int64_t v) { warp_epochs_ = v; return *this; }
   SyntheticBrainOptions& warp_lr(double v) { warp_lr_ = v; return *this; }
+  // Category-selective neuroids, as in IT: a fraction `weight` (in [0, 1]) of each neuroid's signal variance
+  // is a response to the stimulus's category (`labels`, int64 [N] in [0, C), C >= 2; one random response
+  // per category and neuroid), the rest the warped teacher's representation as above. A network reaches
+  // the category part only as far as its representation separates the categories, which training through
+  // a subspace improves the more the larger d is, as for a classifier's intrinsic dimension.
+  SyntheticBrainOptions& categories(at::Tensor labels, double weight) {
+    category_labels_ = std::move(labels);
+    category_weight_ = weight;
+    return *this;
+  }
 
 
   int64_t targets_ = 64;         // neuroids, >= 1
@@ -67,6 +77,8 @@ struct SyntheticBrainOptions {
   at::Tensor warp_labels_;       // trained warp only
   int64_t warp_epochs_ = 10;     // >= 1
   double warp_lr_ = 0.05;        // > 0
+  at::Tensor category_labels_;   // category-selective neuroids only
+  double category_weight_ = 0.0; // in [0, 1]; > 0 needs category_labels_
 
 };
 

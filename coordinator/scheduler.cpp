@@ -127,8 +127,7 @@ void WatchQueue::Close() {
 
 Scheduler::Scheduler(SweepStore* store, SchedulerOptions options) : store_(store), options_(std::move(options)) {}
 
-StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SweepStore* store, SchedulerOptions options) {
-  if (store == nullptr) return InvalidArgumentError("Scheduler needs a store");
+Status CheckSchedulerOptions(const SchedulerOptions& options) {
   if (options.lease_ttl_ms < 1) return InvalidArgumentError("lease TTL must be >= 1 ms, got " + std::to_string(options.lease_ttl_ms));
   if (options.heartbeat_interval_ms < 1 || options.heartbeat_interval_ms * 2 > options.lease_ttl_ms)
     return InvalidArgumentError("heartbeat interval " + std::to_string(options.heartbeat_interval_ms) +
@@ -137,6 +136,12 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SweepStore* store, Schedu
   if (options.circuit_breaker_failures < 1)
     return InvalidArgumentError("circuit breaker threshold must be >= 1, got " +
                                 std::to_string(options.circuit_breaker_failures));
+  return OkStatus();
+}
+
+StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SweepStore* store, SchedulerOptions options) {
+  if (store == nullptr) return InvalidArgumentError("Scheduler needs a store");
+  DWARP_RETURN_IF_ERROR(CheckSchedulerOptions(options));
   std::unique_ptr<Scheduler> scheduler(new Scheduler(store, std::move(options)));
   DWARP_RETURN_IF_ERROR(scheduler->LoadFromStore());
   if (scheduler->options_.reap_interval_ms > 0) scheduler->reaper_ = std::thread([s = scheduler.get()] { s->ReaperLoop(); });

@@ -773,6 +773,11 @@ Status Scheduler::RecordMetrics(const std::string& worker_id, const std::string&
   if (!job.ok()) return job.status();
   const JobRow& row = **job;
   for (const MetricPointData& point : points) {
+    // A worker sends its held points again after a broken stream; those already here are skipped (the
+    // store would keep one copy anyway) so that watchers do not see them twice.
+    if (auto latest = latest_metric_.find(row.job_id);
+        latest != latest_metric_.end() && latest->second.attempt == row.attempt && point.epoch <= latest->second.epoch)
+      continue;
     MetricRow metric{row.job_id, row.attempt, point.epoch, point.train_loss, point.val_score, point.time_ms};
     pending_metrics_.push_back(metric);
     latest_metric_[row.job_id] = metric;

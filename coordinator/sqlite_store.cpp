@@ -641,7 +641,7 @@ StatusOr<std::unique_ptr<SqliteSweepStore>> SqliteSweepStore::Open(const std::st
   // SQLite falls back to read-only, silently, when it may not write the file.
   if (sqlite3_db_readonly(conn, "main") == 1) {
     return FailedPreconditionError("SQLite database '" + path +
-                                   "' is not writable (SQLite could open it read-only only); the coordinator "
+                                   "' is not writable (SQLite could open it only read-only); the coordinator "
                                    "must write it: check the permissions and owner of the file and its folder");
   }
 

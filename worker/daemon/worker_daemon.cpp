@@ -72,6 +72,23 @@ bool IsTransient(const grpc::Status& status) {
          status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
+// Codes after which a Register or a metric stream may succeed later: IsTransient's, and trouble on the
+// coordinator's side that passes (storage, load: INTERNAL, RESOURCE_EXHAUSTED, UNKNOWN, ABORTED). The
+// others (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, UNIMPLEMENTED, ...) answer the same on
+// every try.
+bool IsRetryableCallFailure(const grpc::Status& status) {
+  if (IsTransient(status)) return true;
+  switch (status.error_code()) {
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::ABORTED:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // "INTERNAL", "UNAVAILABLE", ...: gRPC's name of a code, for logs.
 std::string CodeName(grpc::StatusCode code) {
   switch (code) {
@@ -133,24 +150,6 @@ const char* StopReasonName(StopReason reason) {
     case StopReason::kDraining: return "worker draining";
   }
   return "unknown";
-}
-
-// Codes after which a Register or a metric stream may succeed later: the above, and trouble on the
-// coordinator's side that passes (storage, load: INTERNAL, RESOURCE_EXHAUSTED, UNKNOWN, ABORTED). The
-// others (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, UNIMPLEMENTED, ...) answer the same on
-// every try.
-bool IsRetryableCallFailure(const grpc::Status& status) {
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-    case grpc::StatusCode::INTERNAL:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-    case grpc::StatusCode::UNKNOWN:
-    case grpc::StatusCode::ABORTED:
-      return true;
-    default:
-      return false;
-  }
 }
 
 // The metric stream of one job: Send queues one point per epoch and never waits for the network; a sender

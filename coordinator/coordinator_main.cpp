@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -57,13 +58,33 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", port_file, "write the port actually bound to this file (for --listen ...:0)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return Fail(std::string(e.what()) + " (see --help)", 2);  // exit 2 for bad flags, as dwarp-worker
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   dwarp::rpc::ConnectionOptions token_holder;
   if (dwarp::Status token = dwarp::rpc::ResolveToken(token_holder, token_file); !token.ok())
     return Fail(token.ToString(), 2);
   server_options.token = token_holder.token;
+
+  dwarp::coordinator::SchedulerOptions scheduler_options;
+  scheduler_options.lease_ttl_ms = static_cast<int64_t>(lease_ttl_s * 1000);
+  scheduler_options.heartbeat_interval_ms = static_cast<int64_t>(heartbeat_s * 1000);
+  scheduler_options.circuit_breaker_failures = breaker_failures;
+  scheduler_options.reap_interval_ms = std::max<int64_t>(10, std::min<int64_t>(500, scheduler_options.lease_ttl_ms / 10));
+  // Everything that can refuse the configuration is checked before the store is opened: a refused start
+  // must neither create nor migrate the database file.
+  if (dwarp::Status checked = dwarp::coordinator::CheckSchedulerOptions(scheduler_options); !checked.ok())
+    return Fail(checked.ToString(), 2);
+  if (dwarp::Status checked = dwarp::coordinator::CheckServerOptions(server_options); !checked.ok())
+    return Fail(checked.ToString(), 2);
 
   // Signals are taken by sigwait below: block them before any thread starts so no other thread gets them.
   sigset_t signals;
@@ -81,11 +102,6 @@ int main(int argc, char** argv) {
     store = std::move(*sqlite);
   }
 
-  dwarp::coordinator::SchedulerOptions scheduler_options;
-  scheduler_options.lease_ttl_ms = static_cast<int64_t>(lease_ttl_s * 1000);
-  scheduler_options.heartbeat_interval_ms = static_cast<int64_t>(heartbeat_s * 1000);
-  scheduler_options.circuit_breaker_failures = breaker_failures;
-  scheduler_options.reap_interval_ms = std::max<int64_t>(10, std::min<int64_t>(500, scheduler_options.lease_ttl_ms / 10));
   auto scheduler = dwarp::coordinator::Scheduler::Create(store.get(), scheduler_options);
   if (!scheduler.ok()) return Fail(scheduler.status().ToString());
 

@@ -488,8 +488,7 @@ struct CoordinatorServer::Services {
   WorkerServiceImpl workers;
 };
 
-StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler* scheduler,
-                                                                      const ServerOptions& options) {
+Status CheckServerOptions(const ServerOptions& options) {
   DWARP_RETURN_IF_ERROR(rpc::CheckAddressPort(options.listen, "--listen", /*allow_any_port=*/true));
   if (!IsLoopbackAddress(options.listen) && options.token.empty() && !options.insecure)
     return InvalidArgumentError("refusing to listen on non-loopback address '" + options.listen +
@@ -499,6 +498,17 @@ StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler*
     return InvalidArgumentError("--tls-cert and --tls-key go together; got only one of them");
   if (!options.tls_client_ca.empty() && options.tls_cert.empty())
     return InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+  for (const auto& [flag, file] : {std::pair<const char*, const std::string&>("--tls-cert", options.tls_cert),
+                                   {"--tls-key", options.tls_key}, {"--tls-client-ca", options.tls_client_ca}}) {
+    if (file.empty()) continue;
+    if (auto text = rpc::ReadTextFile(file); !text.ok()) return NotFoundError(std::string(flag) + ": " + text.status().message());
+  }
+  return OkStatus();
+}
+
+StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler* scheduler,
+                                                                      const ServerOptions& options) {
+  DWARP_RETURN_IF_ERROR(CheckServerOptions(options));
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (options.tls_cert.empty()) {

@@ -34,10 +34,15 @@ struct ServerOptions {
 // True for 127.x.x.x, localhost, ::1 (with or without brackets).
 bool IsLoopbackAddress(const std::string& listen);
 
+// What Start checks before it binds, for a caller that must refuse a configuration before it opens
+// anything else (the database): InvalidArgument for a refused configuration (non-loopback without token,
+// half a TLS pair, a port outside 0..65535, which gRPC would wrap), NotFound for unreadable certificate files.
+Status CheckServerOptions(const ServerOptions& options);
+
 class CoordinatorServer {
  public:
-  // Binds and starts serving. InvalidArgument for a refused configuration (non-loopback without token,
-  // half a TLS pair, a port outside 0..65535, which gRPC would wrap), NotFound for unreadable certificate files, Unavailable when the address cannot be bound.
+  // Binds and starts serving. The errors of CheckServerOptions, and Unavailable when the address cannot be
+  // bound.
   static StatusOr<std::unique_ptr<CoordinatorServer>> Start(Scheduler* scheduler, const ServerOptions& options);
   ~CoordinatorServer();
 

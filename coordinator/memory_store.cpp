@@ -85,7 +85,9 @@ Status MemorySweepStore::AppendMetrics(const std::vector<MetricRow>& points) {
       return NotFoundError("metric point for unknown job id " + std::to_string(point.job_id));
     }
   }
-  for (const MetricRow& point : points) metrics_[point.job_id].push_back(point);
+  for (const MetricRow& point : points) {
+    if (metric_keys_.emplace(point.job_id, point.attempt, point.epoch).second) metrics_[point.job_id].push_back(point);
+  }
   return OkStatus();
 }
 
@@ -124,8 +126,7 @@ StatusOr<std::vector<MetricRow>> MemorySweepStore::LoadMetrics(int64_t job_id, i
   for (const MetricRow& point : it->second) {
     if (attempt < 0 || point.attempt == attempt) out.push_back(point);
   }
-  // Stable: points with the same attempt and epoch stay in arrival order, as SQLite's rowid order does.
-  std::stable_sort(out.begin(), out.end(), [](const MetricRow& a, const MetricRow& b) {
+  std::sort(out.begin(), out.end(), [](const MetricRow& a, const MetricRow& b) {
     return std::pair(a.attempt, a.epoch) < std::pair(b.attempt, b.epoch);
   });
   return out;

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/status.h"
@@ -43,6 +45,7 @@ class MemorySweepStore final : public SweepStore {
   std::map<std::string, size_t> sweep_index_;             // sweep id -> position in sweeps_
   std::map<int64_t, JobRow> jobs_;                        // by job id; JobRow::result holds the result
   std::map<int64_t, std::vector<MetricRow>> metrics_;     // by job id, in arrival order
+  std::set<std::tuple<int64_t, int32_t, int64_t>> metric_keys_;  // (job id, attempt, epoch) of every stored point
   std::map<std::string, WorkerRow> workers_;              // by worker id
   int64_t next_job_id_ = 1;                               // only grows: ids are never reused
 };

@@ -127,8 +127,7 @@ void WatchQueue::Close() {
 
 Scheduler::Scheduler(SweepStore* store, SchedulerOptions options) : store_(store), options_(std::move(options)) {}
 
-StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SweepStore* store, SchedulerOptions options) {
-  if (store == nullptr) return InvalidArgumentError("Scheduler needs a store");
+Status CheckSchedulerOptions(const SchedulerOptions& options) {
   if (options.lease_ttl_ms < 1) return InvalidArgumentError("lease TTL must be >= 1 ms, got " + std::to_string(options.lease_ttl_ms));
   if (options.heartbeat_interval_ms < 1 || options.heartbeat_interval_ms * 2 > options.lease_ttl_ms)
     return InvalidArgumentError("heartbeat interval " + std::to_string(options.heartbeat_interval_ms) +
@@ -137,6 +136,12 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SweepStore* store, Schedu
   if (options.circuit_breaker_failures < 1)
     return InvalidArgumentError("circuit breaker threshold must be >= 1, got " +
                                 std::to_string(options.circuit_breaker_failures));
+  return OkStatus();
+}
+
+StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SweepStore* store, SchedulerOptions options) {
+  if (store == nullptr) return InvalidArgumentError("Scheduler needs a store");
+  DWARP_RETURN_IF_ERROR(CheckSchedulerOptions(options));
   std::unique_ptr<Scheduler> scheduler(new Scheduler(store, std::move(options)));
   DWARP_RETURN_IF_ERROR(scheduler->LoadFromStore());
   if (scheduler->options_.reap_interval_ms > 0) scheduler->reaper_ = std::thread([s = scheduler.get()] { s->ReaperLoop(); });
@@ -768,6 +773,11 @@ Status Scheduler::RecordMetrics(const std::string& worker_id, const std::string&
   if (!job.ok()) return job.status();
   const JobRow& row = **job;
   for (const MetricPointData& point : points) {
+    // A worker sends its held points again after a broken stream; those already here are skipped (the
+    // store would keep one copy anyway) so that watchers do not see them twice.
+    if (auto latest = latest_metric_.find(row.job_id);
+        latest != latest_metric_.end() && latest->second.attempt == row.attempt && point.epoch <= latest->second.epoch)
+      continue;
     MetricRow metric{row.job_id, row.attempt, point.epoch, point.train_loss, point.val_score, point.time_ms};
     pending_metrics_.push_back(metric);
     latest_metric_[row.job_id] = metric;

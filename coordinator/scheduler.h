@@ -160,10 +160,16 @@ struct WatchSubscription {
   std::shared_ptr<WatchQueue> queue;  // events after the snapshot
 };
 
+// InvalidArgument naming the value when the options cannot work (a TTL < 1 ms, a heartbeat interval over
+// half the TTL, a breaker threshold < 1). Create checks them too; a caller checks them first to refuse a
+// configuration before it opens the store.
+Status CheckSchedulerOptions(const SchedulerOptions& options);
+
 class Scheduler {
  public:
   // Rebuilds the state from `store` (which must outlive the scheduler) and starts the reaper and flusher
-  // threads. Internal when the store cannot be read or holds a sweep whose spec no longer parses.
+  // threads. The errors of CheckSchedulerOptions; Internal when the store cannot be read or holds a sweep
+  // whose spec no longer parses.
   static StatusOr<std::unique_ptr<Scheduler>> Create(SweepStore* store, SchedulerOptions options);
   ~Scheduler();  // Shutdown()
 

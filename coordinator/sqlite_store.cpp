@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -106,6 +109,14 @@ CREATE TABLE workers (
     // 1 -> 2: the data's noise ceiling of each result (NULL = unknown, as for every result recorded before).
     R"sql(
 ALTER TABLE results ADD COLUMN noise_ceiling REAL;
+)sql",
+    // 2 -> 3: one point per (job, attempt, epoch). A worker whose metric stream broke sends the points it
+    // cannot know were stored again; the unique key makes the repeat a no-op. Repeats already stored keep
+    // their first copy.
+    R"sql(
+DELETE FROM metrics WHERE rowid NOT IN (SELECT MIN(rowid) FROM metrics GROUP BY job_id, attempt, epoch);
+DROP INDEX metrics_by_job;
+CREATE UNIQUE INDEX metrics_by_point ON metrics (job_id, attempt, epoch);
 )sql",
 };
 static_assert(std::size(kMigrations) == SqliteSweepStore::kSchemaVersion,
@@ -218,8 +229,12 @@ class SqliteConnection {
 
   // Internal error naming the file, what was being done and SQLite's reason.
   Status Error(const std::string& what) const {
+    last_error_code_ = sqlite3_errcode(conn_);
     return InternalError("SQLite database '" + path_ + "': " + what + ": " + sqlite3_errmsg(conn_));
   }
+  // SQLite's (extended) result code at the last error reported by Error or Exec; a later rollback does
+  // not clear it.
+  int last_error_code() const { return last_error_code_; }
 
   // The statement for `sql`, prepared on first use and kept for the connection's life.
   StatusOr<sqlite3_stmt*> Prepare(const std::string& sql) {
@@ -243,6 +258,7 @@ class SqliteConnection {
   Status Exec(const std::string& sql, const std::string& what) {
     char* message = nullptr;
     if (sqlite3_exec(conn_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      last_error_code_ = sqlite3_errcode(conn_);
       std::string reason = message != nullptr ? message : sqlite3_errmsg(conn_);
       sqlite3_free(message);
       return InternalError("SQLite database '" + path_ + "': " + what + ": " + reason);
@@ -255,6 +271,7 @@ class SqliteConnection {
   const std::string path_;
   sqlite3* const conn_;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  mutable int last_error_code_ = SQLITE_OK;
   std::optional<ServerLock> lock_;  // released after the connection is closed (members go in reverse order)
 };
 
@@ -363,8 +380,10 @@ constexpr const char* kInsertResult =
     "INSERT INTO results (job_id, metric, train_score, val_score, test_score, test_pearson_mean,"
     " test_pearson_median, epochs_run, best_epoch, seconds, trained_d, warped_params, device, result_json,"
     " attempt, worker_id, recorded_ms, noise_ceiling) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+// A point already stored (same job, attempt and epoch) is kept; the repeat changes nothing.
 constexpr const char* kInsertMetric =
-    "INSERT INTO metrics (job_id, attempt, epoch, train_loss, val_score, time_ms) VALUES (?, ?, ?, ?, ?, ?)";
+    "INSERT INTO metrics (job_id, attempt, epoch, train_loss, val_score, time_ms) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (job_id, attempt, epoch) DO NOTHING";
 constexpr const char* kUpsertWorker =
     "INSERT OR REPLACE INTO workers (worker_id, name, host, devices, registered_ms, last_seen_ms,"
     " consecutive_failures, blocked, draining, jobs_succeeded, jobs_failed)"
@@ -383,10 +402,9 @@ constexpr const char* kLoadWorkers =
     "SELECT worker_id, name, host, devices, registered_ms, last_seen_ms, consecutive_failures, blocked,"
     " draining, jobs_succeeded, jobs_failed FROM workers ORDER BY worker_id";
 constexpr const char* kDecodeDevices = "SELECT type, value FROM json_each(?) ORDER BY key";
-// rowid keeps points with the same attempt and epoch in arrival order.
 constexpr const char* kLoadMetrics =
     "SELECT job_id, attempt, epoch, train_loss, val_score, time_ms FROM metrics"
-    " WHERE job_id = ?1 AND (?2 < 0 OR attempt = ?2) ORDER BY attempt, epoch, rowid";
+    " WHERE job_id = ?1 AND (?2 < 0 OR attempt = ?2) ORDER BY attempt, epoch";
 constexpr const char* kCountResults = "SELECT COUNT(*) FROM results WHERE job_id = ?";
 
 // Writes the job's mutable fields; NotFound when no row has its id.
@@ -470,11 +488,17 @@ StatusOr<std::string> QueryText(SqliteConnection& db, const std::string& sql, co
   return out;
 }
 
+StatusOr<int64_t> QueryInt(SqliteConnection& db, const std::string& sql, const std::string& what) {
+  StatusOr<std::string> text = QueryText(db, sql, what);
+  if (!text.ok()) return text.status();
+  return std::stoll(*text);
+}
+
 StatusOr<int> ReadSchemaVersion(SqliteConnection& db) {
   // The first read of the file: a file that is not a database fails here ("file is not a database").
-  StatusOr<std::string> text = QueryText(db, "PRAGMA user_version", "cannot read the schema version");
-  if (!text.ok()) return text.status();
-  return std::stoi(*text);
+  StatusOr<int64_t> version = QueryInt(db, "PRAGMA user_version", "cannot read the schema version");
+  if (!version.ok()) return version.status();
+  return static_cast<int>(*version);
 }
 
 Status RefuseNewer(const SqliteConnection& db, int version) {
@@ -484,8 +508,84 @@ Status RefuseNewer(const SqliteConnection& db, int version) {
                                  "; open it with the dwarp-coordinator that wrote it, or a newer one");
 }
 
-// Brings the schema to kSchemaVersion. The version is read again inside the write transaction, so two
-// processes opening a new file at once cannot both migrate it.
+std::string Hex32(int64_t value) {
+  char text[16];
+  std::snprintf(text, sizeof(text), "0x%08llx", static_cast<unsigned long long>(static_cast<uint32_t>(value)));
+  return text;
+}
+
+// The tables every dwarp schema version has (the first schema's); a file written before dwarp stamped its
+// application_id is recognised by them.
+constexpr const char* kDwarpTables[] = {"jobs", "metrics", "results", "sweeps", "workers"};
+
+// Whether the file is a dwarp database (or an empty one dwarp may make its own), read before anything is
+// written: a file with another program's application_id, or with tables but neither dwarp's id nor
+// dwarp's tables, is refused naming what was found.
+Status CheckIsDwarpDatabase(SqliteConnection& db, int version) {
+  StatusOr<int64_t> application_id = QueryInt(db, "PRAGMA application_id", "cannot read the application_id");
+  if (!application_id.ok()) return application_id.status();
+  if (*application_id == SqliteSweepStore::kApplicationId) return OkStatus();
+  const std::string refusal = "SQLite database '" + db.path() + "' is not a dwarp database: ";
+  const std::string advice = "; refusing to add dwarp's tables to it. Pass --db a new file or a dwarp database";
+  if (*application_id != 0) {
+    return FailedPreconditionError(refusal + "its application_id is " + Hex32(*application_id) +
+                                   " (another program's file; dwarp's is " +
+                                   Hex32(SqliteSweepStore::kApplicationId) + ")" + advice);
+  }
+  std::vector<std::string> tables;
+  {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db.conn(),
+                           "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE "
+                           "'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                           -1, &stmt, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return db.Error("cannot list the tables");
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      tables.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)));
+    }
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE) return db.Error("cannot list the tables");
+  }
+  if (tables.empty() && version == 0) return OkStatus();  // an empty database: nothing in it to lose
+  bool has_dwarp_tables = version >= 1;
+  for (const char* table : kDwarpTables) {
+    has_dwarp_tables = has_dwarp_tables && std::find(tables.begin(), tables.end(), table) != tables.end();
+  }
+  if (has_dwarp_tables) return OkStatus();  // written by a dwarp that did not stamp its application_id yet
+  std::string found;
+  const size_t shown = std::min<size_t>(tables.size(), 10);
+  for (size_t i = 0; i < shown; ++i) found += (i > 0 ? ", " : "") + tables[i];
+  if (tables.size() > shown) found += ", ... (" + std::to_string(tables.size()) + " in all)";
+  return FailedPreconditionError(refusal + "it has user_version " + std::to_string(version) +
+                                 ", application_id 0 and " +
+                                 (tables.empty() ? std::string("no tables") : "the tables " + found) +
+                                 "; expected dwarp's application_id " + Hex32(SqliteSweepStore::kApplicationId) +
+                                 " or dwarp's tables (jobs, metrics, results, sweeps, workers) at a user_version "
+                                 "from 1" + advice);
+}
+
+// A write the file cannot take (read-only file or folder, full disk, I/O error) said plainly: the
+// coordinator would otherwise serve and fail every call that writes.
+Status NotWritable(SqliteConnection& db, const Status& status) {
+  const int code = db.last_error_code();
+  const int primary = code & 0xff;
+  if (primary != SQLITE_READONLY && primary != SQLITE_CANTOPEN && primary != SQLITE_FULL &&
+      primary != SQLITE_IOERR && primary != SQLITE_PERM) {
+    return status;
+  }
+  return FailedPreconditionError("SQLite database '" + db.path() + "' is not writable (" + sqlite3_errstr(code) +
+                                 "); the coordinator must write it: check the permissions and owner of the file "
+                                 "and of its folder (WAL mode creates '" + db.path() + "-wal' and '" + db.path() +
+                                 "-shm' next to it) and the free space there. (" + status.message() + ")");
+}
+
+// Brings the schema to kSchemaVersion and stamps dwarp's application_id. The version is read again inside
+// the write transaction, so two processes opening a new file at once cannot both migrate it. The stamp is
+// written on every open, even when it is already there: it is the write probe that proves the file can be
+// written before the coordinator says it is serving.
 Status Migrate(SqliteConnection& db) {
   return db.InTransaction(/*write=*/true, [&]() -> Status {
     StatusOr<int> version = ReadSchemaVersion(db);
@@ -495,22 +595,36 @@ Status Migrate(SqliteConnection& db) {
       DWARP_RETURN_IF_ERROR(db.Exec(kMigrations[v], "migration from schema version " + std::to_string(v) +
                                                         " to " + std::to_string(v + 1)));
     }
-    if (*version == SqliteSweepStore::kSchemaVersion) return OkStatus();
-    // PRAGMA takes no bound parameters; the value is our own integer.
-    return db.Exec("PRAGMA user_version = " + std::to_string(SqliteSweepStore::kSchemaVersion),
-                   "set the schema version");
+    if (*version != SqliteSweepStore::kSchemaVersion) {
+      // PRAGMA takes no bound parameters; the value is our own integer.
+      DWARP_RETURN_IF_ERROR(db.Exec("PRAGMA user_version = " + std::to_string(SqliteSweepStore::kSchemaVersion),
+                                    "set the schema version"));
+    }
+    return db.Exec("PRAGMA application_id = " + std::to_string(SqliteSweepStore::kApplicationId),
+                   "write the application_id");
   });
 }
 
 }  // namespace
 
 StatusOr<std::unique_ptr<SqliteSweepStore>> SqliteSweepStore::Open(const std::string& path) {
+  const bool in_memory = path == ":memory:" || path.empty();
   // The lock first: a second server is refused before it reads or writes anything of the file.
   std::optional<ServerLock> lock;
-  if (path != ":memory:" && !path.empty()) {
+  if (!in_memory) {
     StatusOr<ServerLock> acquired = ServerLock::Acquire(path);
     if (!acquired.ok()) return acquired.status();
     lock.emplace(std::move(*acquired));
+    // SQLite takes an empty file for a new database. One that exists before the coordinator starts is
+    // not one it made (a new file has its first page before Open returns): truncated, or a placeholder at
+    // the wrong path. Taking it as new would start over silently where a history was expected.
+    struct stat info {};
+    if (::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode) && info.st_size == 0) {
+      return FailedPreconditionError("SQLite database '" + path +
+                                     "' exists but is empty (0 bytes): not a database this coordinator made, and "
+                                     "any history it held is gone. Remove the file to start a new database there, "
+                                     "or pass --db the right file");
+    }
   }
   sqlite3* conn = nullptr;
   // NOMUTEX: SqliteConnection's mutex already serialises every use of the connection.
@@ -524,15 +638,22 @@ StatusOr<std::unique_ptr<SqliteSweepStore>> SqliteSweepStore::Open(const std::st
   auto db = std::make_unique<SqliteConnection>(path, conn, std::move(lock));
   sqlite3_extended_result_codes(conn, 1);
   sqlite3_busy_timeout(conn, kBusyTimeoutMs);
+  // SQLite falls back to read-only, silently, when it may not write the file.
+  if (sqlite3_db_readonly(conn, "main") == 1) {
+    return FailedPreconditionError("SQLite database '" + path +
+                                   "' is not writable (SQLite could open it only read-only); the coordinator "
+                                   "must write it: check the permissions and owner of the file and its folder");
+  }
 
-  // The version first, before anything writes to the file: a newer schema or a non-database file is
-  // refused untouched.
+  // The version and the owner first, before anything writes to the file: a newer schema, a non-database
+  // file or another program's database is refused untouched.
   StatusOr<int> version = ReadSchemaVersion(*db);
-  if (!version.ok()) return version.status();
+  if (!version.ok()) return NotWritable(*db, version.status());  // a WAL file's -shm may not be creatable
+  DWARP_RETURN_IF_ERROR(CheckIsDwarpDatabase(*db, *version));
   if (*version > kSchemaVersion) return RefuseNewer(*db, *version);
 
   StatusOr<std::string> mode = QueryText(*db, "PRAGMA journal_mode = WAL", "cannot set journal_mode = WAL");
-  if (!mode.ok()) return mode.status();
+  if (!mode.ok()) return NotWritable(*db, mode.status());
   if (*mode != "wal") {
     return InternalError("SQLite database '" + path + "': journal_mode = WAL did not take (the mode is '" + *mode +
                          "'); expected 'wal', which needs a file on a local file system");
@@ -545,7 +666,7 @@ StatusOr<std::unique_ptr<SqliteSweepStore>> SqliteSweepStore::Open(const std::st
     return InternalError("SQLite database '" + path + "': foreign_keys = ON did not take (SQLite built without "
                          "foreign key support?); expected 1, got '" + *foreign_keys + "'");
   }
-  DWARP_RETURN_IF_ERROR(Migrate(*db));
+  if (Status migrated = Migrate(*db); !migrated.ok()) return NotWritable(*db, migrated);
   return std::unique_ptr<SqliteSweepStore>(new SqliteSweepStore(std::move(db)));
 }
 

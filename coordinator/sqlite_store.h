@@ -8,9 +8,19 @@
 // Schema: the version is PRAGMA user_version. Open applies the missing migrations, in order, in one
 // transaction; a file written by a newer dwarp (a higher version than kSchemaVersion) is refused rather
 // than misread. Versions: 1 the first schema; 2 adds results.noise_ceiling (NULL = unknown, which is what
-// every result of a version-1 file reads as). Tables: sweeps, jobs (index on sweep_id), results (one row per
-// job at most: the primary key is the job id), metrics (index on job_id), workers (devices as a JSON array
-// of strings).
+// every result of a version-1 file reads as); 3 makes (job_id, attempt, epoch) the metrics' unique key
+// (repeats stored before are dropped, the first copy kept). Tables: sweeps, jobs (index on sweep_id),
+// results (one row per job at most: the primary key is the job id), metrics (one row per job, attempt and
+// epoch), workers (devices as a JSON array of strings).
+//
+// Which files Open accepts, decided before it writes anything: a file that does not exist (created); an
+// empty SQLite database (no tables, user_version 0); a dwarp database, known by PRAGMA application_id =
+// kApplicationId (stamped on every open) or, for files written before dwarp stamped it, by dwarp's tables
+// at a user_version >= 1. Refused, untouched and named in the error: a 0-byte file that existed before
+// Open (SQLite would take it for a new database, and a history expected there is gone), another program's
+// database (another application_id, or tables but not dwarp's), a file that is not a database, a newer
+// schema, and a file SQLite can open only read-only or cannot write (every open ends with a write, the
+// application_id stamp, so a read-only file or folder or a full disk is found before the coordinator serves).
 //
 // Every method is one transaction (BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error), so a failed call
 // changes nothing. Statements are prepared once and re-bound; AppendMetrics writes its batch with one
@@ -40,13 +50,16 @@ class SqliteConnection;  // the connection, its statement cache and the mutex (s
 class SqliteSweepStore final : public SweepStore {
  public:
   // The schema version this build writes and reads (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
+  // PRAGMA application_id of every database dwarp writes: "dwrp" in ASCII.
+  static constexpr int kApplicationId = 0x64777270;
 
   // Opens the database at `path`, creating the file if missing, and brings its schema up to
   // kSchemaVersion. Errors name the path and SQLite's reason: Internal for a file that cannot be opened
   // (e.g. its folder does not exist) or is not a SQLite database, or when WAL mode cannot be set;
-  // FailedPrecondition for a database whose schema version is newer than kSchemaVersion, or that another
-  // open store holds (the message names the holder's pid and program).
+  // FailedPrecondition for a database whose schema version is newer than kSchemaVersion, that another
+  // open store holds (the message names the holder's pid and program), that is not dwarp's (what was found:
+  // application_id, user_version, tables), a 0-byte file, or a file that cannot be written ("not writable").
   static StatusOr<std::unique_ptr<SqliteSweepStore>> Open(const std::string& path);
 
   ~SqliteSweepStore() override;

@@ -123,7 +123,9 @@ class SweepStore {
   // written) when the job already has a result: exactly one recorded result per job, whatever is retried.
   // NotFound for an unknown job id.
   virtual Status RecordResult(const JobRow& job, const ResultRow& result) = 0;
-  // Appends metric points in one transaction (a batch). NotFound (nothing written) if a point names an
+  // Appends metric points in one transaction (a batch). A point is keyed by (job_id, attempt, epoch): one
+  // whose key is already stored (or comes earlier in the batch) is ignored, so a worker may send points
+  // again after a broken stream without storing them twice. NotFound (nothing written) if a point names an
   // unknown job id.
   virtual Status AppendMetrics(const std::vector<MetricRow>& points) = 0;
   // Inserts or replaces the worker's row.

@@ -164,6 +164,28 @@ TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
   EXPECT_DOUBLE_EQ((*points)[1].val_score, 0.2);
 }
 
+TEST_F(SchedulerTest, MetricPointsSentAgainAfterABrokenStreamAreStoredAndWatchedOnce) {
+  Submit(SweepText());
+  auto watch = scheduler_->Watch("t-1");
+  ASSERT_TRUE(watch.ok());
+  const std::string worker = RegisterWorker();
+  Lease lease = AcquireNow(worker);
+  ASSERT_TRUE(scheduler_->RecordMetrics(worker, lease.lease_id, {{1, 0.5, 0.1, now_}, {2, 0.4, 0.2, now_}}).ok());
+  // The worker's stream broke; the new one carries every held point again, then the next epoch.
+  ASSERT_TRUE(scheduler_->RecordMetrics(worker, lease.lease_id,
+                                        {{1, 0.5, 0.1, now_}, {2, 0.4, 0.2, now_}, {3, 0.3, 0.3, now_}}).ok());
+  ASSERT_TRUE(scheduler_->FlushMetrics().ok());
+  auto points = scheduler_->Metrics(lease.job.job_id);
+  ASSERT_TRUE(points.ok());
+  ASSERT_EQ(points->size(), 3u);
+  for (size_t i = 0; i < points->size(); ++i) EXPECT_EQ((*points)[i].epoch, static_cast<int64_t>(i + 1));
+  std::vector<int64_t> watched;
+  while (auto event = watch->queue->Pop(0)) {
+    if (auto* point = std::get_if<MetricRow>(&*event)) watched.push_back(point->epoch);
+  }
+  EXPECT_EQ(watched, (std::vector<int64_t>{1, 2, 3}));
+}
+
 TEST_F(SchedulerTest, HeartbeatsExtendLeasesAndExpiryRequeuesThenFails) {
   Submit(SweepText());
   const std::string worker = RegisterWorker();

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdint>
@@ -479,6 +480,22 @@ TEST_P(StoreTest, MetricsLoadByAttemptThenEpochAndFilterByAttempt) {
   EXPECT_TRUE(no_such_attempt->empty());
 }
 
+TEST_P(StoreTest, AMetricPointSentAgainIsStoredOnceAndKeepsItsFirstCopy) {
+  std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0"});
+  const int64_t a = jobs[0].job_id;
+  ASSERT_TRUE(store_->AppendMetrics({Point(a, 1, 1), Point(a, 1, 2)}).ok());
+  // A worker whose stream broke sends its curve again, then goes on; one batch may repeat itself too.
+  MetricRow changed = Point(a, 1, 2);
+  changed.val_score = 0.99;
+  Status again = store_->AppendMetrics({Point(a, 1, 1), changed, Point(a, 1, 3), Point(a, 1, 3), Point(a, 2, 2)});
+  ASSERT_TRUE(again.ok()) << again;
+  auto points = store_->LoadMetrics(a);
+  ASSERT_TRUE(points.ok()) << points.status();
+  std::vector<MetricRow> want = {Point(a, 1, 1), Point(a, 1, 2), Point(a, 1, 3), Point(a, 2, 2)};
+  ASSERT_EQ(points->size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(Fields((*points)[i]), Fields(want[i])) << "point " << i;
+}
+
 TEST_P(StoreTest, MetricsOfAnUnknownJobAreNotFoundAndTheBatchIsNotWritten) {
   std::vector<JobRow> jobs = CreateSweepWithJobs("sweep-a", {"0"});
   const int64_t a = jobs[0].job_id;
@@ -675,12 +692,142 @@ TEST_F(SqliteStoreTest, ASecondOpenOfTheSameFileIsRefusedUntilTheFirstCloses) {
   EXPECT_NE(OpenOrFail(), nullptr);
 }
 
-TEST_F(SqliteStoreTest, FileIsInWalModeAtTheCurrentSchemaVersion) {
+TEST_F(SqliteStoreTest, FileIsInWalModeAtTheCurrentSchemaVersionWithDwarpsApplicationId) {
   std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
   ASSERT_NE(store, nullptr);
   // journal_mode=WAL is a property of the file, so a second connection sees it.
   EXPECT_EQ(RawPragma(file_, "journal_mode"), "wal");
   EXPECT_EQ(RawPragma(file_, "user_version"), std::to_string(SqliteSweepStore::kSchemaVersion));
+  EXPECT_EQ(RawPragma(file_, "application_id"), std::to_string(SqliteSweepStore::kApplicationId));
+}
+
+// The file's tables, views and indexes, one name per line, through a raw connection.
+std::string SchemaNames(const fs::path& file) {
+  return RawValue(file, "SELECT coalesce(group_concat(name, ' '), '(none)') FROM (SELECT name FROM sqlite_master"
+                        " ORDER BY name)");
+}
+
+TEST_F(SqliteStoreTest, AnEmptyFileThatExistedBeforeOpenIsRefusedAndLeftAlone) {
+  std::ofstream(file_).close();
+  ASSERT_EQ(fs::file_size(file_), 0u);
+  auto store = SqliteSweepStore::Open(file_.string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition) << store.status();
+  const std::string& message = store.status().message();
+  EXPECT_NE(message.find("'" + file_.string() + "' exists but is empty (0 bytes)"), std::string::npos) << message;
+  EXPECT_NE(message.find("Remove the file"), std::string::npos) << message;
+  EXPECT_EQ(fs::file_size(file_), 0u);
+  EXPECT_FALSE(fs::exists(file_.string() + "-wal"));
+}
+
+TEST_F(SqliteStoreTest, AFileThatDoesNotExistIsCreated) {
+  ASSERT_FALSE(fs::exists(file_));
+  ASSERT_NE(OpenOrFail(), nullptr);
+  EXPECT_GT(fs::file_size(file_), 0u);
+  // And it is accepted again (it has dwarp's application_id now), however often.
+  ASSERT_NE(OpenOrFail(), nullptr);
+}
+
+TEST_F(SqliteStoreTest, AnEmptySqliteDatabaseIsTakenAsNew) {
+  RawExec(file_, "CREATE TABLE scratch (x INTEGER); DROP TABLE scratch;");  // a header, no tables
+  ASSERT_GT(fs::file_size(file_), 0u);
+  ASSERT_NE(OpenOrFail(), nullptr);
+  EXPECT_EQ(RawPragma(file_, "application_id"), std::to_string(SqliteSweepStore::kApplicationId));
+}
+
+TEST_F(SqliteStoreTest, AnotherProgramsDatabaseIsRefusedNamingWhatWasFoundAndLeftAlone) {
+  RawExec(file_, "CREATE TABLE contacts (name TEXT); CREATE TABLE calls (who TEXT);"
+                 "INSERT INTO contacts VALUES ('ada'); PRAGMA user_version = 1;");
+  auto store = SqliteSweepStore::Open(file_.string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition) << store.status();
+  const std::string& message = store.status().message();
+  EXPECT_NE(message.find("'" + file_.string() + "' is not a dwarp database"), std::string::npos) << message;
+  EXPECT_NE(message.find("user_version 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("the tables calls, contacts"), std::string::npos) << message;
+  // Untouched: no dwarp tables, the version, the journal mode and the application_id as they were.
+  EXPECT_EQ(SchemaNames(file_), "calls contacts");
+  EXPECT_EQ(RawPragma(file_, "user_version"), "1");
+  EXPECT_EQ(RawPragma(file_, "journal_mode"), "delete");
+  EXPECT_EQ(RawPragma(file_, "application_id"), "0");
+}
+
+TEST_F(SqliteStoreTest, ADatabaseWithAnotherApplicationIdIsRefusedEvenWithDwarpsTables) {
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+  }
+  RawExec(file_, "PRAGMA application_id = 1179406164;");  // 0x464c4f54, another program's
+  auto store = SqliteSweepStore::Open(file_.string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition) << store.status();
+  EXPECT_NE(store.status().message().find("its application_id is 0x464c4f54"), std::string::npos) << store.status();
+  EXPECT_NE(store.status().message().find(file_.string()), std::string::npos) << store.status();
+  EXPECT_EQ(RawPragma(file_, "application_id"), "1179406164");
+}
+
+TEST_F(SqliteStoreTest, ASchemaVersionFromAnotherProgramIsNotMistakenForANewerDwarp) {
+  RawExec(file_, "CREATE TABLE things (x INTEGER); PRAGMA user_version = 40;");
+  auto store = SqliteSweepStore::Open(file_.string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.status().message().find("is not a dwarp database"), std::string::npos) << store.status();
+  EXPECT_NE(store.status().message().find("the tables things"), std::string::npos) << store.status();
+}
+
+// Opens `file` as an unprivileged user, so that file permissions apply (the tests may run as root, who
+// may write any file): in a child process that drops to uid/gid 65534 first. The status, as text
+// "<code> <message>", or "OK".
+std::string OpenUnprivileged(const fs::path& file) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) return "pipe failed";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(pipe_fds[0]);
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) _exit(3);
+    auto store = SqliteSweepStore::Open(file.string());
+    const std::string text =
+        store.ok() ? "OK" : std::to_string(static_cast<int>(store.status().code())) + " " + store.status().message();
+    (void)!::write(pipe_fds[1], text.data(), text.size());
+    _exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(pipe_fds[0], buffer, sizeof(buffer))) > 0) text.append(buffer, static_cast<size_t>(n));
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return text;
+}
+
+TEST_F(SqliteStoreTest, AReadOnlyFileIsRefusedAsNotWritable) {
+  ASSERT_NE(OpenOrFail(), nullptr);  // a dwarp database, closed again
+  fs::permissions(dir_->path(), fs::perms::all);  // the folder is writable (the lock file goes there)
+  fs::permissions(file_.string() + ".lock", fs::perms::all);
+  fs::permissions(file_, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  const std::string text = OpenUnprivileged(file_);
+  const std::string code = std::to_string(static_cast<int>(StatusCode::kFailedPrecondition)) + " ";
+  EXPECT_EQ(text.rfind(code, 0), 0u) << text;
+  EXPECT_NE(text.find("'" + file_.string() + "' is not writable"), std::string::npos) << text;
+  // The same file, writable again, opens.
+  fs::permissions(file_, fs::perms::all);
+  EXPECT_EQ(OpenUnprivileged(file_), "OK");
+}
+
+TEST_F(SqliteStoreTest, AFileInAReadOnlyFolderIsRefusedAsNotWritable) {
+  ASSERT_NE(OpenOrFail(), nullptr);
+  ASSERT_FALSE(fs::exists(file_.string() + "-wal")) << "closed cleanly: no WAL file left";
+  fs::permissions(file_, fs::perms::all);
+  std::ofstream(file_.string() + ".lock").close();
+  fs::permissions(file_.string() + ".lock", fs::perms::all);
+  // The file may be written, but WAL mode cannot create its -wal and -shm files next to it.
+  fs::permissions(dir_->path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                    fs::perms::others_read | fs::perms::others_exec);
+  const std::string text = OpenUnprivileged(file_);
+  fs::permissions(dir_->path(), fs::perms::all);
+  EXPECT_NE(text.find("'" + file_.string() + "' is not writable"), std::string::npos) << text;
+  EXPECT_NE(text.find(file_.string() + "-wal"), std::string::npos) << text;
 }
 
 TEST_F(SqliteStoreTest, IntegrityCheckIsOk) {
@@ -705,7 +852,9 @@ TEST_F(SqliteStoreTest, PathInAMissingFolderFailsNamingThePath) {
 
 TEST_F(SqliteStoreTest, NewerSchemaVersionIsRefusedAndTheFileLeftAlone) {
   const int newer = SqliteSweepStore::kSchemaVersion + 1;
-  RawExec(file_, "CREATE TABLE future (x INTEGER); PRAGMA user_version = " + std::to_string(newer) + ";");
+  // A newer dwarp's file: dwarp's application_id, a version this build does not know.
+  RawExec(file_, "CREATE TABLE future (x INTEGER); PRAGMA user_version = " + std::to_string(newer) +
+                     "; PRAGMA application_id = " + std::to_string(SqliteSweepStore::kApplicationId) + ";");
   auto store = SqliteSweepStore::Open(file_.string());
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition) << store.status();
@@ -819,6 +968,8 @@ INSERT INTO results (job_id, metric, train_score, val_score, test_score, test_pe
                      epochs_run, best_epoch, seconds, trained_d, warped_params, device, result_json, attempt,
                      worker_id, recorded_ms)
   VALUES (1, 'r2', 0.5, 0.25, 0.125, 0.75, 0.7, 4, 3, 1.5, 10, 12560, 'cpu', '{}', 1, 'w1', 1700000000003);
+INSERT INTO metrics (job_id, attempt, epoch, train_loss, val_score, time_ms)
+  VALUES (2, 1, 1, 0.5, 0.1, 1700000000010), (2, 1, 1, 0.5, 0.1, 1700000000010), (2, 1, 2, 0.4, 0.2, 1700000000020);
 )sql";
 
 TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndItsResultsHaveAnUnknownNoiseCeiling) {
@@ -829,6 +980,16 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndItsResultsHaveAnUnknownNoise
     ASSERT_NE(store, nullptr);
     EXPECT_EQ(RawPragma(file_, "user_version"), std::to_string(SqliteSweepStore::kSchemaVersion));
     EXPECT_EQ(RawValue(file_, "SELECT type FROM pragma_table_info('results') WHERE name = 'noise_ceiling'"), "REAL");
+    // Recognised by its tables (version 1 had no application_id), and stamped now.
+    EXPECT_EQ(RawPragma(file_, "application_id"), std::to_string(SqliteSweepStore::kApplicationId));
+    // The curve point stored twice (before points had a unique key) is kept once.
+    auto points = store->LoadMetrics(2);
+    ASSERT_TRUE(points.ok()) << points.status();
+    ASSERT_EQ(points->size(), 2u);
+    EXPECT_EQ((*points)[0].epoch, 1);
+    EXPECT_EQ((*points)[1].epoch, 2);
+    EXPECT_EQ(RawValue(file_, "SELECT \"unique\" FROM pragma_index_list('metrics') WHERE name = 'metrics_by_point'"),
+              "1");
 
     auto jobs = store->LoadJobs();
     ASSERT_TRUE(jobs.ok()) << jobs.status();

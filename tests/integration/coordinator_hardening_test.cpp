@@ -7,9 +7,14 @@
 //     with a message naming the process that holds the database or the address; the first keeps serving
 //   - ports outside 1..65535 (gRPC would wrap 99999 to 34463) are refused naming the value, by the
 //     coordinator's --listen and by the CLI's --coordinator
+//   - a start that is refused (flags, a non-loopback address without a token) leaves no database file
+//     behind; a database file that is empty, another program's, or not writable is refused naming the
+//     file and what was found, and left as it was
 // Limits: common/spec_document.h.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -152,6 +157,22 @@ class CoordinatorHardeningTest : public ::testing::Test {
     return code;
   }
 
+  // The first column of the first row of `sql` on the database `file`, read through a read-only
+  // connection ("" when there is none).
+  static std::string ReadValue(const fs::path& file, const std::string& sql) {
+    sqlite3* conn = nullptr;
+    std::string value;
+    if (sqlite3_open_v2(file.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_stmt* stmt = nullptr;
+      if (sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
+          sqlite3_column_text(stmt, 0) != nullptr)
+        value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+      sqlite3_finalize(stmt);
+    }
+    sqlite3_close(conn);
+    return value;
+  }
+
   fs::path dir_;
   dwarp::ChildProcess coordinator_;
   dwarp::rpc::ConnectionOptions connection_;
@@ -263,6 +284,84 @@ TEST_F(CoordinatorHardeningTest, PortsOutsideTheirRangeAreRefusedNamingTheValue)
                                          (dir_ / "cli_good.log").string());
   ASSERT_TRUE(good.ok()) << good.status();
   EXPECT_EQ(good->Wait(30s), 0) << good->Log();
+}
+
+TEST_F(CoordinatorHardeningTest, ARefusedStartLeavesNoDatabaseBehind) {
+  const fs::path db = dir_ / "never.db";
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;
+  } cases[] = {
+      {{"--listen", "0.0.0.0:0"}, "refusing to listen on non-loopback address '0.0.0.0:0' without a token"},
+      {{"--listen", "127.0.0.1:99999"}, "--listen '127.0.0.1:99999': port"},
+      {{"--lease-ttl", "10", "--heartbeat-interval", "6"}, "at most half the lease TTL"},
+      {{"--tls-cert", (dir_ / "cert.pem").string()}, "--tls-cert and --tls-key go together"},
+      {{"--tls-cert", (dir_ / "cert.pem").string(), "--tls-key", (dir_ / "key.pem").string()}, "--tls-cert"},
+      {{"--lease-ttl", "0"}, "--lease-ttl"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {"--db", db.string()};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    std::string log;
+    EXPECT_EQ(RunSecondCoordinator(args, "refused", &log), 2) << log;
+    EXPECT_NE(log.find(c.expected), std::string::npos) << log;
+    EXPECT_FALSE(fs::exists(db)) << c.args[0] << " " << c.args[1] << " created the database";
+    EXPECT_FALSE(fs::exists(db.string() + ".lock")) << c.args[0];
+  }
+}
+
+TEST_F(CoordinatorHardeningTest, AnEmptyDatabaseFileThatExistedIsRefusedNamingIt) {
+  const fs::path db = dir_ / "truncated.db";
+  std::ofstream(db).close();
+  std::string log;
+  EXPECT_EQ(RunSecondCoordinator({"--db", db.string(), "--listen", "127.0.0.1:0"}, "empty", &log), 1) << log;
+  EXPECT_NE(log.find("'" + db.string() + "' exists but is empty (0 bytes)"), std::string::npos) << log;
+  EXPECT_EQ(log.find("serving on port"), std::string::npos) << log;
+  EXPECT_EQ(fs::file_size(db), 0u);
+}
+
+TEST_F(CoordinatorHardeningTest, AnotherProgramsDatabaseIsRefusedAndLeftAsItWas) {
+  const fs::path db = dir_ / "photos.db";
+  sqlite3* conn = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &conn), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(conn, "CREATE TABLE albums (name TEXT); INSERT INTO albums VALUES ('summer');"
+                               "PRAGMA user_version = 7;", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(conn);
+  const auto size_before = fs::file_size(db);
+  std::string log;
+  EXPECT_EQ(RunSecondCoordinator({"--db", db.string(), "--listen", "127.0.0.1:0"}, "foreign", &log), 1) << log;
+  EXPECT_NE(log.find("'" + db.string() + "' is not a dwarp database"), std::string::npos) << log;
+  EXPECT_NE(log.find("user_version 7"), std::string::npos) << log;
+  EXPECT_NE(log.find("the tables albums"), std::string::npos) << log;
+  EXPECT_EQ(ReadValue(db, "PRAGMA user_version"), "7");
+  EXPECT_EQ(ReadValue(db, "PRAGMA journal_mode"), "delete");
+  EXPECT_EQ(ReadValue(db, "SELECT group_concat(name) FROM sqlite_master"), "albums");
+  EXPECT_EQ(fs::file_size(db), size_before);
+}
+
+TEST_F(CoordinatorHardeningTest, AReadOnlyDatabaseIsRefusedBeforeServing) {
+  // A dwarp database made by a coordinator that then stopped.
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ExpectAccepted(SweepYaml(), "yaml");
+  coordinator_.Signal(SIGTERM);
+  ASSERT_EQ(coordinator_.Wait(), 0) << coordinator_.Log();
+  const fs::path db = dir_ / "dwarp.db";
+  ASSERT_TRUE(fs::exists(db));
+  // Read-only for the user the coordinator runs as; as root (who may write any file) it runs as nobody.
+  fs::permissions(dir_, fs::perms::all);
+  fs::permissions(db.string() + ".lock", fs::perms::all);
+  fs::permissions(db, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  std::vector<std::string> command;
+  if (::geteuid() == 0) command = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+  if (!command.empty() && !fs::exists(command[0])) GTEST_SKIP() << "running as root without setpriv";
+  for (const std::string arg : {std::string(DWARP_COORDINATOR_BIN), std::string("--db"), db.string(),
+                                std::string("--listen"), std::string("127.0.0.1:0")})
+    command.push_back(arg);
+  auto child = dwarp::ChildProcess::Start(command, (dir_ / "read_only.log").string());
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(child->Wait(10s), 1) << child->Log();
+  EXPECT_NE(child->Log().find("'" + db.string() + "' is not writable"), std::string::npos) << child->Log();
+  EXPECT_EQ(child->Log().find("serving on port"), std::string::npos) << child->Log();
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 //     is judged from the ceilings the results carried (stored, reloaded)
 //   - the coordinator down (shorter than the lease TTL) while a job finishes: the worker keeps the result and
 //     delivers it after the restart; exactly one result, no re-run, even with max_attempts: 1
+//   - the coordinator killed mid-job and restarted: the worker reopens its metric stream and the stored
+//     curve has every epoch once, those trained during the outage included
 //   - a stale lease is refused, a call without the token is refused, cancel stops a running job
 //   - malformed sweeps, unknown models, d < 0: a clear error and nothing written
 // Ports are chosen by the OS. Skipped (not failed) when Debian's dataset-fashion-mnist is not installed.
@@ -393,6 +395,37 @@ TEST_F(SweepServiceTest, ResultFinishedWhileTheCoordinatorIsDownIsDeliveredAfter
   EXPECT_EQ(job.attempt(), 1) << "the job ran again";
   EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "1");
   EXPECT_EQ(Query("SELECT attempt FROM results"), "1");
+}
+
+TEST_F(SweepServiceTest, CurvePointsOfAJobRunningThroughACoordinatorRestartAreAllStoredOnce) {
+  // The coordinator dies mid-job and comes back: the worker reopens its metric stream and sends again
+  // what it held, so the stored curve has every epoch, once, including those trained during the outage.
+  lease_ttl_s_ = "8";
+  heartbeat_interval_s_ = "1";
+  const int port = FreePort();
+  StartCoordinator(port);
+  StartWorker("w1");
+  const std::string sweep =
+      SubmitOk(Sweep("curve", "[10]", "[0]", 450, 2000, /*one_model=*/true) + "max_attempts: 1\n");
+  ASSERT_FALSE(sweep.empty());
+  WaitFor(
+      sweep, [](const v1::ResultsResponse& r) { return r.jobs_size() == 1 && r.jobs(0).latest_metric().epoch() >= 20; },
+      60s, "the job's 20th epoch");
+  KillNow(coordinator_);
+  std::this_thread::sleep_for(1500ms);
+  StartCoordinator(port);
+  v1::ResultsResponse results = WaitFor(sweep, Finished, 60s, "the sweep to finish after the restart");
+  ASSERT_EQ(results.jobs_size(), 1);
+  const v1::Job& job = results.jobs(0);
+  ASSERT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.error() << "\n" << workers_["w1"].Log();
+  EXPECT_EQ(job.attempt(), 1) << "the job ran again";
+  ASSERT_EQ(job.result().epochs_run(), 450);
+  const std::string id = std::to_string(job.job_id());
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM metrics WHERE job_id = " + id), "450") << workers_["w1"].Log();
+  EXPECT_EQ(Query("SELECT COUNT(DISTINCT epoch) FROM metrics WHERE job_id = " + id + " AND attempt = 1"), "450");
+  EXPECT_EQ(Query("SELECT MIN(epoch) || '..' || MAX(epoch) FROM metrics WHERE job_id = " + id), "1..450");
+  EXPECT_NE(workers_["w1"].Log().find("the metric stream is open again"), std::string::npos) << workers_["w1"].Log();
+  EXPECT_EQ(Query("PRAGMA integrity_check"), "ok");
 }
 
 TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {

@@ -125,9 +125,22 @@ class FakeCoordinator final : public pb::WorkerService::Service {
     return cv_.wait_for(lock, timeout, [&] { return done(); });
   }
 
+  // The next Register calls answer these codes, in order, before one succeeds.
+  void FailRegisters(std::vector<grpc::StatusCode> codes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    register_failures_.assign(codes.begin(), codes.end());
+  }
+
   grpc::Status Register(grpc::ServerContext*, const pb::RegisterRequest* request,
                         pb::RegisterResponse* response) override {
     std::lock_guard<std::mutex> lock(mu_);
+    ++register_calls;
+    if (!register_failures_.empty()) {
+      const grpc::StatusCode code = register_failures_.front();
+      register_failures_.pop_front();
+      cv_.notify_all();
+      return grpc::Status(code, "cannot store the worker: database or disk is full");
+    }
     registers.push_back(*request);
     response->set_worker_id("worker-1");
     response->set_lease_ttl_ms(10000);
@@ -211,7 +224,8 @@ class FakeCoordinator final : public pb::WorkerService::Service {
 
   // Read under Lock() (or after the daemon has stopped).
   std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(mu_); }
-  std::vector<pb::RegisterRequest> registers;
+  std::vector<pb::RegisterRequest> registers;  // the ones answered OK
+  int register_calls = 0;
   std::vector<pb::AcquireRequest> acquires;
   std::vector<pb::HeartbeatRequest> heartbeats;
   std::vector<MetricRecord> metrics;
@@ -232,6 +246,7 @@ class FakeCoordinator final : public pb::WorkerService::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<pb::Lease> queue_;
+  std::deque<grpc::StatusCode> register_failures_;
   std::set<std::string> cancelled_, invalid_;
   bool forget_worker_ = false;
   int64_t next_job_ = 0;
@@ -493,29 +508,117 @@ TEST_F(WorkerDaemonTest, AResultFinishedWhileTheCoordinatorIsDownIsDeliveredWhen
   EXPECT_TRUE(coordinator_.fails.empty());
 }
 
+TEST_F(WorkerDaemonTest, RegisterIsRetriedWhileTheCoordinatorHasTroubleThatPasses) {
+  // A coordinator whose disk is full (INTERNAL), or that is overloaded, while the worker starts: the worker
+  // waits it out instead of exiting for good.
+  coordinator_.FailRegisters({grpc::StatusCode::INTERNAL, grpc::StatusCode::INTERNAL,
+                              grpc::StatusCode::RESOURCE_EXHAUSTED, grpc::StatusCode::UNKNOWN});
+  StartDaemon();
+  const std::string lease = coordinator_.AddJob(JobJson(/*max_epochs=*/1));
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.completes.empty(); }));
+  ASSERT_TRUE(DrainAndWait().ok());
+  auto lock = coordinator_.Lock();
+  EXPECT_EQ(coordinator_.register_calls, 5);
+  ASSERT_EQ(coordinator_.registers.size(), 1u);
+  EXPECT_EQ(coordinator_.completes[0].lease_id(), lease);
+}
+
+// The epochs streamed for `lease`, each once, in order (the worker may send some again after a reconnect).
+std::vector<int64_t> DistinctEpochs(const FakeCoordinator& coordinator, const std::string& lease) {
+  std::set<int64_t> epochs;
+  for (const auto& point : coordinator.PointsOf(lease)) epochs.insert(point.epoch());
+  return std::vector<int64_t>(epochs.begin(), epochs.end());
+}
+
+// 1, 2, ..., n.
+std::vector<int64_t> OneTo(int64_t n) {
+  std::vector<int64_t> out;
+  for (int64_t e = 1; e <= n; ++e) out.push_back(e);
+  return out;
+}
+
+TEST_F(WorkerDaemonTest, AMetricStreamBrokenByACoordinatorRestartIsReopenedAndNoEpochIsMissing) {
+  const std::string address = Address();
+  const std::string lease = coordinator_.AddJob(JobJson(/*max_epochs=*/1000000));
+  StartDaemon();
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return coordinator_.PointsOf(lease).size() >= 3; }));
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
+  const int64_t before = [&] { auto lock = coordinator_.Lock(); return DistinctEpochs(coordinator_, lease).back(); }();
+  std::this_thread::sleep_for(milliseconds(1500));  // the job trains on, its points are held
+  StartServer(address);
+  // Points of epochs trained after the restart arrive on a new stream...
+  ASSERT_TRUE(coordinator_.WaitFor([&] {
+    const auto epochs = DistinctEpochs(coordinator_, lease);
+    return !epochs.empty() && epochs.back() > before + 20;
+  }, milliseconds(15000)));
+  coordinator_.CancelLease(lease);
+  ASSERT_TRUE(DrainAndWait().ok());
+  auto lock = coordinator_.Lock();
+  // ...and so do those trained while the coordinator was down: no epoch is missing.
+  const auto epochs = DistinctEpochs(coordinator_, lease);
+  EXPECT_EQ(epochs, OneTo(epochs.back())) << epochs.size() << " distinct epochs up to " << epochs.back();
+}
+
+TEST_F(WorkerDaemonTest, PointsOfAJobThatEndsWhileTheCoordinatorIsDownArriveBeforeItsResult) {
+  const std::string address = Address();
+  StartDaemon();
+  const std::string lease = coordinator_.AddJob(JobJson(/*max_epochs=*/40));
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.PointsOf(lease).empty(); }));
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
+  std::this_thread::sleep_for(seconds(2));
+  StartServer(address);
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.completes.empty(); }, milliseconds(10000)));
+  ASSERT_TRUE(DrainAndWait().ok());
+  auto lock = coordinator_.Lock();
+  ASSERT_EQ(coordinator_.completes.size(), 1u);
+  EXPECT_EQ(coordinator_.completes[0].result().epochs_run(), 40);
+  EXPECT_EQ(DistinctEpochs(coordinator_, lease), OneTo(40));
+}
+
 TEST(WorkerDaemonRegister, RefusedRegistrationEndsRunWithTheCoordinatorsError) {
-  // A coordinator that refuses everyone: Run() returns its error instead of retrying forever.
-  class Refusing final : public pb::WorkerService::Service {
-    grpc::Status Register(grpc::ServerContext*, const pb::RegisterRequest*, pb::RegisterResponse*) override {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad token");
-    }
-  } refusing;
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&refusing);
-  auto server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  WorkerDaemonOptions options;
-  options.connection.address = "127.0.0.1:" + std::to_string(port);
-  options.handle_signals = false;
-  WorkerDaemon daemon(options);
-  auto run = std::async(std::launch::async, [&] { return daemon.Run(); });
-  ASSERT_EQ(run.wait_for(seconds(20)), std::future_status::ready);
-  const Status status = run.get();
-  EXPECT_EQ(status.code(), StatusCode::kUnauthenticated) << status.ToString();
-  EXPECT_NE(status.message().find("bad token"), std::string::npos) << status.ToString();
-  server->Shutdown();
+  // A coordinator that refuses everyone for a reason that answers the same on every try: Run() returns its
+  // error instead of retrying forever.
+  struct Case {
+    grpc::StatusCode code;
+    StatusCode expected;
+  } cases[] = {{grpc::StatusCode::UNAUTHENTICATED, StatusCode::kUnauthenticated},
+               {grpc::StatusCode::INVALID_ARGUMENT, StatusCode::kInvalidArgument},
+               {grpc::StatusCode::PERMISSION_DENIED, StatusCode::kUnauthenticated},
+               {grpc::StatusCode::FAILED_PRECONDITION, StatusCode::kFailedPrecondition}};
+  for (const Case& c : cases) {
+    class Refusing final : public pb::WorkerService::Service {
+     public:
+      explicit Refusing(grpc::StatusCode code) : code_(code) {}
+      grpc::Status Register(grpc::ServerContext*, const pb::RegisterRequest*, pb::RegisterResponse*) override {
+        ++calls;
+        return grpc::Status(code_, "bad token");
+      }
+      std::atomic<int> calls{0};
+
+     private:
+      grpc::StatusCode code_;
+    } refusing(c.code);
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&refusing);
+    auto server = builder.BuildAndStart();
+    ASSERT_NE(server, nullptr);
+    WorkerDaemonOptions options;
+    options.connection.address = "127.0.0.1:" + std::to_string(port);
+    options.handle_signals = false;
+    WorkerDaemon daemon(options);
+    auto run = std::async(std::launch::async, [&] { return daemon.Run(); });
+    ASSERT_EQ(run.wait_for(seconds(20)), std::future_status::ready);
+    const Status status = run.get();
+    EXPECT_EQ(status.code(), c.expected) << status.ToString();
+    EXPECT_NE(status.message().find("bad token"), std::string::npos) << status.ToString();
+    EXPECT_NE(status.message().find("not retried"), std::string::npos) << status.ToString();
+    EXPECT_EQ(refusing.calls.load(), 1);
+    server->Shutdown();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -599,6 +702,11 @@ TEST(WorkerDaemonHelpers, OptionsAreChecked) {
   EXPECT_EQ(slots.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(slots.message().find("slots_per_device = 0"), std::string::npos) << slots.ToString();
   options.slots_per_device = 1;
+  options.max_held_metric_points = 0;
+  const Status held = CheckWorkerDaemonOptions(options);
+  EXPECT_EQ(held.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(held.message().find("max_held_metric_points = 0"), std::string::npos) << held.ToString();
+  options.max_held_metric_points = 1;
   options.devices = {};
   EXPECT_FALSE(CheckWorkerDaemonOptions(options).ok());
   WorkerDaemon daemon(options);

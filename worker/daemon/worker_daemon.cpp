@@ -14,9 +14,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
+#include <deque>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -69,6 +72,47 @@ bool IsTransient(const grpc::Status& status) {
          status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
+// Codes after which a Register or a metric stream may succeed later: IsTransient's, and trouble on the
+// coordinator's side that passes (storage, load: INTERNAL, RESOURCE_EXHAUSTED, UNKNOWN, ABORTED). The
+// others (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, UNIMPLEMENTED, ...) answer the same on
+// every try.
+bool IsRetryableCallFailure(const grpc::Status& status) {
+  if (IsTransient(status)) return true;
+  switch (status.error_code()) {
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::UNKNOWN:
+    case grpc::StatusCode::ABORTED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// "INTERNAL", "UNAVAILABLE", ...: gRPC's name of a code, for logs.
+std::string CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "code " + std::to_string(static_cast<int>(code));
+  }
+}
+
 // Why a running job was told to stop; decides what its slot reports once RunJob has returned.
 enum class StopReason { kNone, kCancelled, kLeaseInvalid, kDraining };
 
@@ -108,58 +152,199 @@ const char* StopReasonName(StopReason reason) {
   return "unknown";
 }
 
-// The metric stream of one job: a StreamMetrics client stream opened when the job starts, one MetricBatch
-// (one point) per epoch. A broken stream loses curve points, never the job: the result still goes by
-// Complete. Used from the slot thread only.
+// The metric stream of one job: Send queues one point per epoch and never waits for the network; a sender
+// thread writes the points on a StreamMetrics client stream, opened at the first point.
+//
+// When the stream breaks (the coordinator restarted, or cannot be reached) the sender waits a backoff,
+// opens a new stream, which waits (wait_for_ready) until the coordinator can be reached again, and sends
+// first every point it holds: the coordinator answers a stream only when it ends, so a point written on a
+// broken stream may or may not have been stored. The store keeps one point per (job, attempt, epoch), so
+// the repeats cost nothing there. The sender holds the job's last `max_held` points; while the
+// coordinator is unreachable longer than that many epochs, the oldest are dropped (and counted).
+// A stream refused for good (UNAUTHENTICATED, UNIMPLEMENTED, ...) ends streaming for the job: curve points
+// are lost, never the job, whose result goes by Complete.
+//
+// Close ends the stream: it lets the sender deliver what is held (reopening if need be) for up to
+// `flush_timeout`, then cancels it. Used from the slot thread (Send, Close); the sender thread is internal.
 class MetricStream {
  public:
   MetricStream(pb::WorkerService::Stub& stub, const rpc::ConnectionOptions& connection, std::string worker_id,
-               std::string lease_id)
-      : worker_id_(std::move(worker_id)), lease_id_(std::move(lease_id)) {
-    rpc::PrepareContext(context_, connection);
-    writer_ = stub.StreamMetrics(&context_, &response_);
-  }
+               std::string lease_id, milliseconds initial_backoff, milliseconds max_backoff, size_t max_held)
+      : stub_(stub),
+        connection_(connection),
+        worker_id_(std::move(worker_id)),
+        lease_id_(std::move(lease_id)),
+        initial_backoff_(initial_backoff),
+        max_backoff_(max_backoff),
+        max_held_(std::max<size_t>(max_held, 1)),
+        sender_([this] { SenderMain(); }) {}
+
+  ~MetricStream() { Close(/*abandon=*/true, milliseconds(0)); }
+  MetricStream(const MetricStream&) = delete;
+  MetricStream& operator=(const MetricStream&) = delete;
 
   void Send(const engine::EpochRecord& record) {
-    if (broken_) return;
-    pb::MetricBatch batch;
-    batch.set_worker_id(worker_id_);
-    batch.set_lease_id(lease_id_);
-    pb::MetricPoint* point = batch.add_points();
-    point->set_epoch(record.epoch);
-    point->set_train_loss(record.train_loss);
-    point->set_val_score(record.validation_score);
-    point->set_time_unix_ms(NowUnixMs());
-    if (!writer_->Write(batch)) {
-      broken_ = true;
-      spdlog::warn("lease {}: the metric stream broke at epoch {}; later points are not streamed", lease_id_,
-                   record.epoch);
+    pb::MetricPoint point;
+    point.set_epoch(record.epoch);
+    point.set_train_loss(record.train_loss);
+    point.set_val_score(record.validation_score);
+    point.set_time_unix_ms(NowUnixMs());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closing_) return;
+    held_.push_back(std::move(point));
+    if (held_.size() > max_held_) {
+      held_.pop_front();
+      ++first_seq_;
+      if (next_seq_ < first_seq_) {  // never written on a stream: lost
+        next_seq_ = first_seq_;
+        if (dropped_++ == 0) {
+          spdlog::warn("lease {}: more than {} metric points held while the coordinator cannot be reached; "
+                       "dropping the oldest", lease_id_, max_held_);
+        }
+      }
     }
+    cv_.notify_all();
   }
 
   // abandon: the job's outcome is dropped, so its stream is cancelled rather than finished.
-  void Close(bool abandon) {
-    if (abandon) {
-      context_.TryCancel();
-    } else if (!broken_) {
-      writer_->WritesDone();
+  void Close(bool abandon, milliseconds flush_timeout) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!sender_.joinable()) return;
+      closing_ = true;
+      cv_.notify_all();
+      if (!abandon) cv_.wait_for(lock, flush_timeout, [this] { return sender_done_; });
+      if (!sender_done_) {
+        abandoned_ = true;
+        if (context_ != nullptr) context_->TryCancel();
+        cv_.notify_all();
+        if (!abandon) {
+          spdlog::warn("lease {}: {} metric point(s) not confirmed within {} ms of the job's end; giving them up",
+                       lease_id_, first_seq_ + held_.size() - confirmed_seq_, flush_timeout.count());
+        }
+      }
     }
-    const grpc::Status status = writer_->Finish();
-    if (!abandon && !status.ok()) {
-      spdlog::warn("lease {}: the metric stream ended with {}: {}", lease_id_, static_cast<int>(status.error_code()),
-                   status.error_message());
-    } else if (status.ok() && response_.rejected() > 0) {
-      spdlog::warn("lease {}: the coordinator rejected {} metric point(s) (stale lease)", lease_id_,
-                   response_.rejected());
+    sender_.join();
+    if (!abandon && dropped_ > 0) {
+      spdlog::warn("lease {}: {} metric point(s) dropped while the coordinator could not be reached", lease_id_,
+                   dropped_);
     }
   }
 
  private:
-  std::string worker_id_, lease_id_;
-  grpc::ClientContext context_;
-  pb::StreamMetricsResponse response_;
-  std::unique_ptr<grpc::ClientWriter<pb::MetricBatch>> writer_;
-  bool broken_ = false;
+  static constexpr size_t kPointsPerBatch = 500;
+
+  void SenderMain() {
+    Backoff backoff(initial_backoff_, max_backoff_);
+    bool broken = false;  // the last stream broke: the next one sends again what is held
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        // Open a stream only when there is something to send.
+        cv_.wait(lock, [this] { return abandoned_ || closing_ || !held_.empty(); });
+        if (abandoned_ || (closing_ && confirmed_seq_ == first_seq_ + held_.size())) break;
+      }
+      grpc::ClientContext context;
+      rpc::PrepareContext(context, connection_);
+      // Waits for the coordinator rather than failing at once while the channel reconnects; Close cancels.
+      context.set_wait_for_ready(true);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (abandoned_) break;
+        context_ = &context;
+        next_seq_ = first_seq_;  // everything held goes (again) on this stream
+      }
+      pb::StreamMetricsResponse response;
+      // Blocks until the call has started, i.e. until the coordinator can be reached (or Close cancels).
+      std::unique_ptr<grpc::ClientWriter<pb::MetricBatch>> writer = stub_.StreamMetrics(&context, &response);
+      uint64_t written_to = 0;
+      const bool wrote_all = WriteUntilClosedOrBroken(*writer, &written_to, broken);
+      if (wrote_all) writer->WritesDone();
+      const grpc::Status status = writer->Finish();
+      std::unique_lock<std::mutex> lock(mu_);
+      context_ = nullptr;
+      if (abandoned_) break;
+      if (wrote_all && status.ok()) {
+        confirmed_seq_ = std::max(confirmed_seq_, written_to);
+        if (response.rejected() > 0) {
+          spdlog::warn("lease {}: the coordinator rejected {} metric point(s) (stale lease)", lease_id_,
+                       response.rejected());
+        }
+        break;  // Close was called and every point was written and answered for
+      }
+      if (!status.ok() && !IsRetryableCallFailure(status) && status.error_code() != grpc::StatusCode::CANCELLED) {
+        spdlog::warn("lease {}: the metric stream was refused ({}); this job's curve points are no longer streamed",
+                     lease_id_, rpc::DescribeCallFailure(status, connection_.address).ToString());
+        break;
+      }
+      if (written_to > 0) {
+        broken = false;  // this stream carried points: a new outage
+        backoff.Reset();
+      }
+      if (!broken) {
+        spdlog::warn("lease {}: the metric stream broke ({}); holding this job's points and streaming them again "
+                     "once the coordinator answers", lease_id_,
+                     status.ok() ? std::string("the coordinator ended it early")
+                                 : rpc::DescribeCallFailure(status, connection_.address).ToString());
+      }
+      broken = true;
+      cv_.wait_for(lock, backoff.Next(), [this] { return abandoned_; });
+      if (abandoned_) break;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    sender_done_ = true;
+    cv_.notify_all();
+  }
+
+  // Writes the held points, then new ones as Send queues them, until Close (true once everything is
+  // written) or a write fails (false). *written_to: the number after the last point written (0: none).
+  bool WriteUntilClosedOrBroken(grpc::ClientWriter<pb::MetricBatch>& writer, uint64_t* written_to, bool reopened) {
+    while (true) {
+      pb::MetricBatch batch;
+      uint64_t end = 0;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return abandoned_ || closing_ || next_seq_ < first_seq_ + held_.size(); });
+        if (abandoned_) return false;
+        const uint64_t held_end = first_seq_ + held_.size();
+        if (next_seq_ >= held_end) return true;  // closing, and nothing left to write
+        batch.set_worker_id(worker_id_);
+        batch.set_lease_id(lease_id_);
+        end = std::min<uint64_t>(held_end, next_seq_ + kPointsPerBatch);
+        for (uint64_t seq = next_seq_; seq < end; ++seq) *batch.add_points() = held_[seq - first_seq_];
+      }
+      // Blocks while gRPC's flow control holds the stream back: on this thread, never the training loop's.
+      if (!writer.Write(batch)) return false;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (reopened && *written_to == 0) {
+        spdlog::info("lease {}: the metric stream is open again; sending the {} held point(s) again", lease_id_,
+                     held_.size());
+      }
+      next_seq_ = std::max(next_seq_, end);
+      *written_to = end;
+    }
+  }
+
+  pb::WorkerService::Stub& stub_;
+  const rpc::ConnectionOptions& connection_;
+  const std::string worker_id_, lease_id_;
+  const milliseconds initial_backoff_, max_backoff_;
+  const size_t max_held_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  // Points are numbered in the order Send queued them; held_ holds numbers first_seq_ and on.
+  std::deque<pb::MetricPoint> held_;
+  uint64_t first_seq_ = 0;
+  uint64_t next_seq_ = 0;       // the next point to write on the current stream
+  uint64_t confirmed_seq_ = 0;  // points before it were answered for by a stream that ended OK
+  uint64_t dropped_ = 0;        // points dropped from held_ before any stream carried them
+  bool closing_ = false;        // Close called: write what is held, then end the stream
+  bool abandoned_ = false;      // stop now: cancel the stream, send nothing more
+  bool sender_done_ = false;
+  grpc::ClientContext* context_ = nullptr;  // the open stream's, for TryCancel; set under mu_
+
+  std::thread sender_;  // last: starts once every other member is ready
 };
 
 // A unary call made for the loop on the RPC thread: everything the call needs, alive until its reply
@@ -214,6 +399,7 @@ Status CheckWorkerDaemonOptions(const WorkerDaemonOptions& o) {
   if (o.acquire_wait.count() < 1) {
     return InvalidArgumentError("acquire_wait = " + std::to_string(o.acquire_wait.count()) + " ms; expected >= 1");
   }
+  if (o.max_held_metric_points < 1) return InvalidArgumentError("max_held_metric_points = 0; expected >= 1");
   if (o.initial_backoff.count() < 1 || o.max_backoff < o.initial_backoff) {
     return InvalidArgumentError("backoff " + std::to_string(o.initial_backoff.count()) + " ms to " +
                                 std::to_string(o.max_backoff.count()) + " ms; expected 1 <= initial <= max");
@@ -392,6 +578,7 @@ class WorkerDaemon::Impl {
     register_in_flight_ = false;
     if (status.ok()) {
       register_backoff_.Reset();
+      register_failures_ = 0;
       const std::string previous = worker_id_;
       worker_id_ = call.response.worker_id();
       const int64_t interval = call.response.heartbeat_interval_ms();
@@ -409,19 +596,25 @@ class WorkerDaemon::Impl {
       return;
     }
     if (draining_) return MaybeFinish();  // cancelled by the drain, or no longer wanted
-    if (IsTransient(status)) {
+    if (IsRetryableCallFailure(status)) {
+      // Unreachable, or trouble that passes on the coordinator's side (its storage, its load): a worker
+      // that gave up here would take itself out over a brief problem while the coordinator (re)starts.
       const milliseconds wait = register_backoff_.Next();
-      spdlog::warn("{}; registering again in {} ms",
-                   rpc::DescribeCallFailure(status, options_.connection.address).ToString(), wait.count());
+      ++register_failures_;
+      spdlog::warn("register with the coordinator at {} failed ({}, try {}): {}; registering again in {} ms",
+                   options_.connection.address, CodeName(status.error_code()), register_failures_,
+                   rpc::DescribeCallFailure(status, options_.connection.address).message(), wait.count());
       register_timer_.expires_after(wait);
       register_timer_.async_wait([this](const boost::system::error_code& error) {
         if (!error) Register();
       });
       return;
     }
+    // Refused for a reason that answers the same on every try (a bad token, a bad request).
     const Status failure = rpc::DescribeCallFailure(status, options_.connection.address);
     Fatal(Status(failure.code(), "register with the coordinator at " + options_.connection.address +
-                                     " refused: " + failure.message()));
+                                     " refused (" + CodeName(status.error_code()) + ", not retried): " +
+                                     failure.message()));
   }
 
   void ScheduleHeartbeat() {
@@ -604,14 +797,18 @@ class WorkerDaemon::Impl {
     auto spec = JobSpecFromJson(document);
     if (!spec.ok()) return Status(spec.status().code(), "spec_json: " + spec.status().message());
     spec->train.device = device;
-    MetricStream metrics(*stub_, options_.connection, worker_id, lease.lease_id());
+    MetricStream metrics(*stub_, options_.connection, worker_id, lease.lease_id(), options_.initial_backoff,
+                         options_.max_backoff, options_.max_held_metric_points);
     JobRunOptions run;
     run.on_epoch = [&metrics](const engine::EpochRecord& record, int64_t) { metrics.Send(record); };
     run.on_phase = [&lease](const std::string& phase) { spdlog::debug("job {}: {}", lease.job_id(), phase); };
     run.should_stop = [&control] { return control.stop.load(); };
     StatusOr<JobResult> result = RunJob(*spec, run);
     const StopReason reason = control.reason.load();
-    metrics.Close(/*abandon=*/reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid);
+    // The points go before the outcome (the coordinator takes them only while the lease is the job's), for
+    // as long as the lease may be valid there; one second when the worker must stop now.
+    metrics.Close(/*abandon=*/reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid,
+                  stop_now_.load() ? milliseconds(1000) : std::clamp(control.ValidFor(), milliseconds(1000), kLongestCall));
     return result;
   }
 
@@ -720,6 +917,7 @@ class WorkerDaemon::Impl {
   asio::steady_timer heartbeat_timer_, register_timer_, drain_timer_;
   std::optional<asio::signal_set> signals_;
   Backoff register_backoff_;
+  int register_failures_ = 0;  // retryable Register failures in a row
   std::string worker_id_;
   milliseconds heartbeat_interval_{1000};
   bool register_in_flight_ = false;

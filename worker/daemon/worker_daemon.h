@@ -17,6 +17,19 @@
 //   drain timeout / second signal      -> the job is stopped and failed back retryable ("worker draining")
 // One failed heartbeat RPC never stops a job: only the coordinator's answer does (or lease expiry there).
 //
+// Registering: an unreachable coordinator, or one that answers with trouble that passes (INTERNAL, e.g. its
+// disk is full; RESOURCE_EXHAUSTED, UNKNOWN, ABORTED, DEADLINE_EXCEEDED), is asked again with backoff, for
+// as long as it takes; a refusal that answers the same on every try (UNAUTHENTICATED, PERMISSION_DENIED,
+// INVALID_ARGUMENT, ...) ends Run() with the coordinator's error.
+//
+// Curve points: one StreamMetrics stream per job, written by a thread of its own so that training never
+// waits on the network. When the stream breaks (the coordinator restarted or is unreachable) it is opened
+// again, with backoff, once the coordinator can be reached, and the job's held points (the last
+// max_held_metric_points) are sent again first: the coordinator answers a stream only when it ends, so
+// the worker cannot know which were stored, and the coordinator's store keeps one point per (job,
+// attempt, epoch). At the job's end the held points are delivered before the outcome, for as long as the
+// lease may be valid.
+//
 // Delivery: a Complete or Fail that cannot reach the coordinator is sent again, with backoff, until the
 // coordinator answers or the lease can no longer be valid there: the last grant or extension seen by
 // this worker plus the lease TTL the coordinator granted. Heartbeats go on meanwhile and extend the lease
@@ -53,6 +66,9 @@ struct WorkerDaemonOptions {
   // reconnect backoff is capped at min(max_backoff, 1 s) unless connection.max_reconnect_backoff is set.
   std::chrono::milliseconds initial_backoff{100};
   std::chrono::milliseconds max_backoff{5000};
+  // Curve points a job's metric stream holds so that it can send them again after a reconnect (the
+  // newest; older ones are dropped while the coordinator cannot be reached for longer). >= 1.
+  size_t max_held_metric_points = 10000;
   // Install SIGTERM/SIGINT handlers (drain, then stop at once on the second) for the duration of Run().
   // Off in tests that run the daemon inside a test process.
   bool handle_signals = true;

@@ -791,6 +791,10 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
     return InvalidArgumentError("result scores must be finite (train " + std::to_string(result.train_score) +
                                 ", val " + std::to_string(result.val_score) + ", test " +
                                 std::to_string(result.test_score) + "); a job that produced NaN must Fail");
+  // A worker ends its metric stream before it reports the result: the points still buffered here are
+  // stored first, so that a stored result means a stored curve to whoever reads the database.
+  Status flushed = FlushMetrics();
+  if (!flushed.ok()) spdlog::error("metric points not stored before a result: {}", flushed.ToString());
   std::lock_guard<std::mutex> lock(mutex_);
   auto found = CheckLeaseLocked(worker_id, lease_id);
   if (!found.ok()) return found.status();

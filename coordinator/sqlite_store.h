@@ -8,7 +8,8 @@
 // Schema: the version is PRAGMA user_version. Open applies the missing migrations, in order, in one
 // transaction; a file written by a newer dwarp (a higher version than kSchemaVersion) is refused rather
 // than misread. Versions: 1 the first schema; 2 adds results.noise_ceiling (NULL = unknown, which is what
-// every result of a version-1 file reads as). Tables: sweeps, jobs (index on sweep_id), results (one row per
+// every result of a version-1 file reads as); 3 adds sweeps.request_id ('' = none, as for every older sweep;
+// unique among the others). Tables: sweeps, jobs (index on sweep_id), results (one row per
 // job at most: the primary key is the job id), metrics (index on job_id), workers (devices as a JSON array
 // of strings).
 //
@@ -40,7 +41,7 @@ class SqliteConnection;  // the connection, its statement cache and the mutex (s
 class SqliteSweepStore final : public SweepStore {
  public:
   // The schema version this build writes and reads (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens the database at `path`, creating the file if missing, and brings its schema up to
   // kSchemaVersion. Errors name the path and SQLite's reason: Internal for a file that cannot be opened

@@ -393,6 +393,8 @@ StatusOr<std::optional<SubmitResult>> Scheduler::ResubmittedLocked(const std::st
     return AlreadyExistsError("request id '" + request_id + "' already submitted sweep '" + sweep.row.sweep_id +
                               "', which differs from this one; a request id names one submission: use a new one "
                               "for another sweep");
+  spdlog::info("sweep {}: a Submit with its request id {} came again and was answered with it", sweep.row.sweep_id,
+               request_id);
   SubmitResult result;
   result.sweep = SummaryLocked(sweep);
   result.already_submitted = true;

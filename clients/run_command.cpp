@@ -163,12 +163,10 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
     out << "resuming sweep " << sweep_id << " where it stopped\n";
   } else {
     v1::SubmitResponse submitted;
-    status = CallCoordinator(*client, [&](grpc::ClientContext* c) {
-      return client->stub->Submit(c, *request, &submitted);
-    });
+    status = SubmitWithRetries(*client, *request, &submitted, std::cerr);
     if (!status.ok()) return Remote(status);
     sweep_id = submitted.sweep().sweep_id();
-    out << "submitted sweep " << sweep_id << ": " << submitted.jobs_size() << " jobs\n";
+    out << "submitted sweep " << sweep_id << ": " << submitted.sweep().counts().total() << " jobs\n";
   }
 
   // 4. A local worker with one slot per core on the CPU, one per GPU (or --slots per device), then live

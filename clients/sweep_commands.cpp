@@ -13,6 +13,7 @@
 #include <functional>
 #include <iostream>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include "common/file_io.h"
@@ -127,13 +128,67 @@ StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options) {
   request.set_base_dir(absolute.lexically_normal().parent_path().string());
   request.set_source_name(path);
   request.set_dry_run(options.dry_run);
+  request.set_request_id(options.request_id.empty() ? NewRequestId() : options.request_id);
   return request;
+}
+
+std::string NewRequestId() {
+  std::random_device device;
+  std::string id = "cli-";
+  constexpr char kHex[] = "0123456789abcdef";
+  for (int word = 0; word < 4; ++word) {
+    uint32_t bits = device();
+    for (int digit = 0; digit < 8; ++digit, bits >>= 4) id += kHex[bits & 0xf];
+  }
+  return id;
+}
+
+Status SubmitWithRetries(SweepClient& client, const v1::SubmitRequest& request, v1::SubmitResponse* response,
+                         std::ostream& notes) {
+  std::chrono::milliseconds delay = client.retry_delay;
+  for (int attempt = 1;; ++attempt) {
+    response->Clear();
+    Status status = CallCoordinator(client, [&](grpc::ClientContext* context) {
+      return client.stub->Submit(context, request, response);
+    });
+    const bool transient = status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kDeadlineExceeded;
+    if (status.ok() || !transient || request.request_id().empty() || attempt >= kSubmitAttempts) return status;
+    notes << "submit try " << attempt << " of " << kSubmitAttempts << " failed (" << status.message()
+          << "); sending it again as request " << request.request_id() << std::endl;
+    std::this_thread::sleep_for(delay);
+    delay *= 2;
+  }
+}
+
+StatusOr<v1::ResultsResponse> FetchResults(SweepClient& client, const std::string& sweep_id, bool include_metrics) {
+  v1::ResultsResponse all;
+  v1::ResultsRequest request;
+  request.set_sweep_id(sweep_id);
+  request.set_include_metrics(include_metrics);
+  request.set_page_size(kResultsPageSize);
+  while (true) {
+    v1::ResultsResponse page;
+    Status status = CallAboutSweep(client, sweep_id, [&](grpc::ClientContext* context) {
+      return client.stub->Results(context, request, &page);
+    });
+    if (!status.ok()) return status;
+    *all.mutable_sweep() = page.sweep();  // the latest counts
+    for (v1::Job& job : *page.mutable_jobs()) *all.add_jobs() = std::move(job);
+    for (v1::JobMetrics& metrics : *page.mutable_metrics()) *all.add_metrics() = std::move(metrics);
+    if (page.next_page_token().empty()) return all;
+    // A token that does not move on would loop for ever.
+    if (page.jobs_size() == 0 || page.next_page_token() == request.page_token())
+      return InternalError("coordinator at " + client.options.address + " sent page token '" +
+                           page.next_page_token() + "' for a page of " + std::to_string(page.jobs_size()) +
+                           " jobs of sweep '" + sweep_id + "'; expected a new token after a page of jobs");
+    request.set_page_token(page.next_page_token());
+  }
 }
 
 CommandResult RunSubmit(SweepClient& client, const v1::SubmitRequest& request, bool watch, std::ostream& out,
                         bool tty) {
   v1::SubmitResponse response;
-  Status status = CallCoordinator(client, [&](grpc::ClientContext* context) { return client.stub->Submit(context, request, &response); });
+  Status status = SubmitWithRetries(client, request, &response, std::cerr);
   if (!status.ok()) return Remote(status);
   out << FormatSubmit(response, /*list_jobs=*/request.dry_run()) << std::flush;
   if (watch && !request.dry_run()) return RunWatch(client, response.sweep().sweep_id(), out, tty);
@@ -151,14 +206,9 @@ CommandResult RunList(SweepClient& client, std::ostream& out) {
 
 CommandResult RunStatus(SweepClient& client, const std::string& sweep_id, std::ostream& out) {
   // Results carries the sweep and every job (without curves), which is what the status table shows.
-  v1::ResultsRequest request;
-  request.set_sweep_id(sweep_id);
-  v1::ResultsResponse response;
-  Status status = CallAboutSweep(client, sweep_id, [&](grpc::ClientContext* context) {
-    return client.stub->Results(context, request, &response);
-  });
-  if (!status.ok()) return Remote(status);
-  out << FormatSweepStatus(response.sweep(), {response.jobs().begin(), response.jobs().end()});
+  auto response = FetchResults(client, sweep_id, /*include_metrics=*/false);
+  if (!response.ok()) return Remote(response.status());
+  out << FormatSweepStatus(response->sweep(), {response->jobs().begin(), response->jobs().end()});
   return Ok();
 }
 
@@ -204,10 +254,11 @@ CommandResult RunWatch(SweepClient& client, const std::string& sweep_id, std::os
     std::lock_guard<std::mutex> lock(mutex);
     got_event = true;
     view.Apply(event);
-    if (tty)
+    if (tty) {
       dirty = true;
-    else
-      out << view.PlainLine(event) << "\n" << std::flush;
+    } else if (std::string line = view.PlainLine(event); !line.empty()) {
+      out << line << "\n" << std::flush;
+    }
     if (view.has_snapshot() && view.finished()) {
       finished = true;
       break;
@@ -248,13 +299,9 @@ CommandResult RunWatch(SweepClient& client, const std::string& sweep_id, std::os
 
 CommandResult RunResults(SweepClient& client, const std::string& sweep_id, OutputFormat format,
                          const std::string& out_file, std::ostream& out) {
-  v1::ResultsRequest request;
-  request.set_sweep_id(sweep_id);
-  v1::ResultsResponse response;
-  Status status = CallAboutSweep(client, sweep_id, [&](grpc::ClientContext* context) {
-    return client.stub->Results(context, request, &response);
-  });
-  if (!status.ok()) return Remote(status);
+  auto fetched = FetchResults(client, sweep_id, /*include_metrics=*/false);
+  if (!fetched.ok()) return Remote(fetched.status());
+  const v1::ResultsResponse& response = *fetched;
   const std::string text = FormatResults(response, format);
   if (out_file.empty()) {
     out << text;
@@ -352,6 +399,9 @@ void AddSweepCommands(CLI::App& app) {
     cmd->add_option("overrides", options->overrides, "Hydra-style overrides: key=value, ~key, +key=value");
     cmd->add_flag("--dry-run", options->dry_run, "Validate and expand on the coordinator, store nothing; list the jobs");
     cmd->add_flag("--watch", options->watch, "Watch the sweep after submitting it");
+    cmd->add_option("--request-id", options->request_id,
+                    "Name this submission (default: a random id): submitting again with the same id and sweep "
+                    "answers the sweep it stored instead of storing another");
     AddConnectionFlags(cmd, *flags);
     cmd->callback([flags, options, tty]() {
       // The file is checked before the connection options, so that a bad file is reported as such.

@@ -1,6 +1,6 @@
 // The `dwarp` commands that talk to the coordinator's SweepService (proto/dwarp/v1/dwarp.proto):
 //
-//   dwarp submit SWEEP.yaml [key=value ...] [--dry-run] [--watch]
+//   dwarp submit SWEEP.yaml [key=value ...] [--dry-run] [--watch] [--request-id ID]
 //   dwarp list
 //   dwarp status SWEEP
 //   dwarp watch SWEEP
@@ -17,7 +17,13 @@
 // `submit` parses and validates the sweep file locally first (common/sweep_spec.h: config groups of its
 // `defaults` list, overrides, relative paths resolved against its folder), so a bad file fails without a
 // coordinator and names the file; the coordinator then gets that composed sweep as JSON (so it needs none
-// of this machine's config files), the file's absolute folder and its name.
+// of this machine's config files), the file's absolute folder and its name. Each invocation names its
+// submission with a random request id (or --request-id) and sends it again, with that id, when the
+// coordinator could not be reached or did not answer in time: a Submit that was stored before the answer
+// was lost then answers the stored sweep instead of storing a second one.
+//
+// `status`, `results` and `tensorboard` read a sweep's jobs a page at a time (FetchResults), so a sweep of
+// any size the coordinator stores can be read; `watch` takes a snapshot that may come in several events.
 //
 // `watch` on a terminal redraws a compact view (counts, running jobs, d_warp) at most 4 times a second;
 // otherwise it prints one line per event. It returns when the sweep is DONE or CANCELLED.
@@ -74,7 +80,13 @@ struct SweepClient {
   std::unique_ptr<v1::SweepService::StubInterface> stub;
   rpc::ConnectionOptions options;            // address and token (for PrepareContext and messages)
   std::chrono::milliseconds timeout{30000};  // per unary call; watch: until the first event
+  std::chrono::milliseconds retry_delay{1000};  // before a Submit's second try; doubled for each further one
 };
+
+// How many times a Submit is sent, at most (SubmitWithRetries).
+inline constexpr int kSubmitAttempts = 3;
+// Jobs asked for per Results page (the coordinator may answer fewer, to stay within its message limit).
+inline constexpr int kResultsPageSize = 2000;
 
 // The connection options as given on the command line.
 struct ConnectionFlags {
@@ -93,12 +105,16 @@ struct SubmitOptions {
   std::vector<std::string> overrides;
   bool dry_run = false;
   bool watch = false;
+  std::string request_id;  // empty: NewRequestId()
 };
+
+// A fresh request id for one submission: "cli-" and 32 hex digits (128 bits from std::random_device).
+std::string NewRequestId();
 
 // The Submit request for a sweep file, checked locally first: the extension (.yaml, .yml, .json), that the
 // file reads, and that it composes, parses and validates with the overrides (LoadSweepSpecFile). Every error
 // names the file. sweep_text is the composed sweep (ToJson) with format json and no overrides; base_dir is
-// the file's absolute folder; source_name the path as given.
+// the file's absolute folder; source_name the path as given; request_id options.request_id or a new one.
 StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options);
 
 // The commands. Each writes its output to `out` (watch: redraws when `tty`) and returns the first failure;
@@ -116,6 +132,15 @@ CommandResult RunResults(SweepClient& client, const std::string& sweep_id, Outpu
 CommandResult RunDWarp(SweepClient& client, const std::string& sweep_id, OutputFormat format, std::ostream& out);
 CommandResult RunCancel(SweepClient& client, const std::string& sweep_id, std::ostream& out);
 CommandResult RunWorkers(SweepClient& client, std::ostream& out);
+
+// Sends `request` (the same request, so the same request id, every time) until the coordinator answers,
+// at most kSubmitAttempts times: again only after Unavailable or DeadlineExceeded, and only when the request
+// has a request id (without one a retry could store the sweep twice). Each retry is noted on `notes`.
+Status SubmitWithRetries(SweepClient& client, const v1::SubmitRequest& request, v1::SubmitResponse* response,
+                         std::ostream& notes);
+// Every job of a sweep (with include_metrics, every stored curve too) and its latest summary, read a page
+// of kResultsPageSize jobs at a time and merged into one response (next_page_token empty).
+StatusOr<v1::ResultsResponse> FetchResults(SweepClient& client, const std::string& sweep_id, bool include_metrics);
 
 // One unary SweepService call with the token and the per-call deadline; failures described for people
 // (unreachable, and unauthenticated with a hint where the token comes from).

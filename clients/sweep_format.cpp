@@ -282,10 +282,15 @@ std::string RenderRows(const nlohmann::ordered_json& rows, OutputFormat format) 
 std::string FormatSubmit(const v1::SubmitResponse& response, bool list_jobs) {
   std::ostringstream out;
   const v1::Sweep& sweep = response.sweep();
+  // Older coordinators listed every job; newer ones count them in the sweep and list none.
+  const int64_t total = std::max<int64_t>(sweep.counts().total(), response.jobs_size());
   if (sweep.sweep_id().empty())
-    out << "dry run: sweep " << sweep.name() << " would run " << response.jobs_size() << " jobs\n";
+    out << "dry run: sweep " << sweep.name() << " would run " << total << " jobs\n";
+  else if (response.already_submitted())
+    out << "sweep " << sweep.sweep_id() << " (" << sweep.name() << "): " << total
+        << " jobs, stored by an earlier try of this submission (nothing new was stored)\n";
   else
-    out << "submitted sweep " << sweep.sweep_id() << " (" << sweep.name() << "): " << response.jobs_size() << " jobs\n";
+    out << "submitted sweep " << sweep.sweep_id() << " (" << sweep.name() << "): " << total << " jobs\n";
   if (list_jobs) {
     Json rows = Json::array();
     for (const v1::Job& job : response.jobs()) {
@@ -296,6 +301,8 @@ std::string FormatSubmit(const v1::SubmitResponse& response, bool list_jobs) {
       rows.push_back(std::move(row));
     }
     out << RenderRows(rows, OutputFormat::kTable);
+    if (response.jobs_omitted() > 0)
+      out << "... and " << response.jobs_omitted() << " more jobs, not listed (more than one message holds)\n";
   }
   return out.str();
 }
@@ -458,12 +465,18 @@ void WatchView::Apply(const v1::WatchEvent& event) {
   switch (event.event_case()) {
     case v1::WatchEvent::kSnapshot: {
       has_snapshot_ = true;
+      snapshot_jobs_to_follow_ = std::max(0, event.snapshot().jobs_to_follow());
       sweep_ = event.snapshot().sweep();
       jobs_.clear();
       for (const v1::Job& job : event.snapshot().jobs()) jobs_[job.job_id()] = job;
       dwarp_.clear();
       for (const v1::DWarpRecord& record : event.snapshot().dwarp())
         dwarp_[{record.dataset(), record.model(), record.layer(), record.variant()}] = record;
+      break;
+    }
+    case v1::WatchEvent::kSnapshotJobs: {
+      for (const v1::Job& job : event.snapshot_jobs().jobs()) jobs_[job.job_id()] = job;
+      snapshot_jobs_to_follow_ = std::max<int64_t>(0, snapshot_jobs_to_follow_ - event.snapshot_jobs().jobs_size());
       break;
     }
     case v1::WatchEvent::kJob: {
@@ -537,7 +550,8 @@ std::string WatchView::Render(size_t max_running) const {
 std::string WatchView::PlainLine(const v1::WatchEvent& event) const {
   switch (event.event_case()) {
     case v1::WatchEvent::kSnapshot:
-      return DescribeSweep(event.snapshot().sweep()) + "; " + std::to_string(event.snapshot().jobs_size()) + " jobs, " +
+      return DescribeSweep(event.snapshot().sweep()) + "; " +
+             std::to_string(event.snapshot().jobs_size() + event.snapshot().jobs_to_follow()) + " jobs, " +
              std::to_string(event.snapshot().dwarp_size()) + " d_warp groups";
     case v1::WatchEvent::kJob: {
       const v1::Job& job = event.job();
@@ -564,6 +578,8 @@ std::string WatchView::PlainLine(const v1::WatchEvent& event) const {
     }
     case v1::WatchEvent::kSweep:
       return DescribeSweep(event.sweep());
+    case v1::WatchEvent::kSnapshotJobs:
+      return "";
     default:
       return "unknown event";
   }

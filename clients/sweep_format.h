@@ -61,7 +61,9 @@ std::string FormatDWarpValue(const v1::DWarpRecord& record);
 // JSON array (pretty-printed, 2 spaces). Cells are strings, numbers, booleans or null.
 std::string RenderRows(const nlohmann::ordered_json& rows, OutputFormat format);
 
-// `dwarp submit`: the sweep id (or "dry run") and the job count; with list_jobs every expanded job.
+// `dwarp submit`: the sweep id (or "dry run") and the job count (the sweep's total), and whether an earlier
+// try of the same submission had stored it; with list_jobs the expanded jobs the response lists, and how
+// many it left out.
 std::string FormatSubmit(const v1::SubmitResponse& response, bool list_jobs);
 // `dwarp list`: id, name, state, done/total, failed, created.
 std::string FormatSweepList(const v1::ListSweepsResponse& response);
@@ -96,12 +98,13 @@ std::string FormatWorkers(const v1::ListWorkersResponse& response, int64_t now_u
 // The Watch stream folded into the current state of one sweep.
 class WatchView {
  public:
-  // Folds one event in. A snapshot replaces everything; a job replaces that job; a metric updates its job's
-  // latest point (when it is of the job's current attempt or newer); a d_warp record replaces its group's;
-  // a sweep replaces the sweep (state and counts).
+  // Folds one event in. A snapshot replaces everything; snapshot_jobs add the rest of the snapshot's jobs;
+  // a job replaces that job; a metric updates its job's latest point (when it is of the job's current
+  // attempt or newer); a d_warp record replaces its group's; a sweep replaces the sweep (state and counts).
   void Apply(const v1::WatchEvent& event);
 
-  bool has_snapshot() const { return has_snapshot_; }
+  // The whole snapshot arrived: its first event and every job it said would follow.
+  bool has_snapshot() const { return has_snapshot_ && snapshot_jobs_to_follow_ == 0; }
   const v1::Sweep& sweep() const { return sweep_; }
   // The sweep reached DONE or CANCELLED.
   bool finished() const;
@@ -114,12 +117,14 @@ class WatchView {
   // One line (no newline) describing `event`, which has just been applied: "job 7 mlp/fc1/it d=300 seed=0:
   // running (attempt 1, worker w-1)", "job 7 ...: epoch 3 loss 0.1234 val 0.5", "d_warp it/mlp/fc1:
   // reached 123.4 (threshold 0.45)" (the threshold as FormatDWarp's group lines give it), "sweep ab12 (name):
-  // done, 40/40 done (...)".
+  // done, 40/40 done (...)". Empty for the rest of a snapshot (snapshot_jobs): its first event's line said
+  // how many jobs it has.
   std::string PlainLine(const v1::WatchEvent& event) const;
 
  private:
   using GroupKey = std::tuple<std::string, std::string, std::string, std::string>;  // dataset, model, layer, variant
   bool has_snapshot_ = false;
+  int64_t snapshot_jobs_to_follow_ = 0;
   v1::Sweep sweep_;
   std::map<int64_t, v1::Job> jobs_;
   std::map<GroupKey, v1::DWarpRecord> dwarp_;

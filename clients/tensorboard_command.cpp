@@ -1,7 +1,5 @@
 #include "clients/tensorboard_command.h"
 
-#include <grpcpp/client_context.h>
-
 #include <iostream>
 #include <memory>
 
@@ -13,15 +11,9 @@ CommandResult RunTensorBoard(SweepClient& client, const std::string& sweep_id, c
                              std::ostream& out) {
   Status logdir_ok = CheckLogdir(logdir);
   if (!logdir_ok.ok()) return {logdir_ok, true};
-  v1::ResultsRequest request;
-  request.set_sweep_id(sweep_id);
-  request.set_include_metrics(true);
-  v1::ResultsResponse response;
-  Status status = CallAboutSweep(client, sweep_id, [&](grpc::ClientContext* context) {
-    return client.stub->Results(context, request, &response);
-  });
-  if (!status.ok()) return {status, false};
-  StatusOr<int> files = WriteSweepEvents(response, logdir);
+  auto response = FetchResults(client, sweep_id, /*include_metrics=*/true);
+  if (!response.ok()) return {response.status(), false};
+  StatusOr<int> files = WriteSweepEvents(*response, logdir);
   if (!files.ok()) return {files.status(), true};
   out << *files << " event file" << (*files == 1 ? "" : "s") << " written under " << logdir
       << "; view them with: tensorboard --logdir " << logdir << "\n";

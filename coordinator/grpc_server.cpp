@@ -162,6 +162,47 @@ void FillWorker(const WorkerView& view, v1::WorkerInfo* info) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Message size
+
+// Room left for what a message may add beyond what was measured (a count field, a token).
+constexpr size_t kSizeSlackBytes = 1024;
+
+// What one element of a repeated message field adds to its parent: the element, its tag and its length.
+size_t EncodedElementSize(const google::protobuf::Message& element) {
+  const size_t body = element.ByteSizeLong();
+  size_t length_bytes = 1;
+  for (size_t rest = body >> 7; rest != 0; rest >>= 7) ++length_bytes;
+  return 1 + length_bytes + body;  // every repeated field here has a field number below 16: a 1-byte tag
+}
+
+// How many bytes of elements fit into a message of which `base` bytes are already used.
+size_t RoomFor(size_t max_message_bytes, size_t base) {
+  return base + kSizeSlackBytes >= max_message_bytes ? 0 : max_message_bytes - base - kSizeSlackBytes;
+}
+
+// Results pages are named by the last job id they hold: "after:<job id>".
+constexpr char kPageTokenPrefix[] = "after:";
+
+std::string PageTokenAfter(int64_t job_id) { return kPageTokenPrefix + std::to_string(job_id); }
+
+StatusOr<int64_t> JobIdOfPageToken(const std::string& token) {
+  const std::string prefix = kPageTokenPrefix;
+  const auto refused = [&] {
+    return InvalidArgumentError("page_token '" + token.substr(0, 64) + (token.size() > 64 ? "...'" : "'") +
+                                " is not one this coordinator gave; expected the next_page_token of the previous "
+                                "page, or empty for the first page");
+  };
+  if (token.compare(0, prefix.size(), prefix) != 0 || token.size() == prefix.size() || token.size() > prefix.size() + 18)
+    return refused();
+  int64_t job_id = 0;
+  for (size_t i = prefix.size(); i < token.size(); ++i) {
+    if (token[i] < '0' || token[i] > '9') return refused();
+    job_id = job_id * 10 + (token[i] - '0');
+  }
+  return job_id;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Authentication
 
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
@@ -203,8 +244,8 @@ class TokenCheck {
 
 class SweepServiceImpl final : public v1::SweepService::Service {
  public:
-  SweepServiceImpl(Scheduler* scheduler, TokenCheck token_check)
-      : scheduler_(scheduler), token_check_(std::move(token_check)) {}
+  SweepServiceImpl(Scheduler* scheduler, TokenCheck token_check, size_t max_message_bytes)
+      : scheduler_(scheduler), token_check_(std::move(token_check)), max_message_bytes_(max_message_bytes) {}
 
   grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
                       v1::SubmitResponse* response) override {
@@ -223,10 +264,23 @@ class SweepServiceImpl final : public v1::SweepService::Service {
     data.base_dir = request->base_dir();
     data.source_name = request->source_name();
     data.dry_run = request->dry_run();
+    data.request_id = request->request_id();
     auto result = scheduler_->Submit(data);
     if (!result.ok()) return rpc::ToGrpcStatus(result.status());
     FillSweep(result->sweep, response->mutable_sweep());
-    for (const JobRow& job : result->jobs) FillJob(JobView{job, std::nullopt}, response->add_jobs());
+    response->set_already_submitted(result->already_submitted);
+    // A stored sweep's jobs are read with Results, a page at a time; a dry run lists what fits.
+    if (!request->dry_run()) return grpc::Status::OK;
+    size_t room = RoomFor(max_message_bytes_, response->ByteSizeLong());
+    for (const JobRow& row : result->jobs) {
+      v1::Job job;
+      FillJob(JobView{row, std::nullopt}, &job);
+      const size_t bytes = EncodedElementSize(job);
+      if (bytes > room) break;
+      room -= bytes;
+      *response->add_jobs() = std::move(job);
+    }
+    response->set_jobs_omitted(static_cast<int32_t>(result->jobs.size()) - response->jobs_size());
     return grpc::Status::OK;
   }
 
@@ -264,10 +318,38 @@ class SweepServiceImpl final : public v1::SweepService::Service {
     v1::WatchEvent first;
     v1::WatchSnapshot* snapshot = first.mutable_snapshot();
     FillSweep(subscription->sweep, snapshot->mutable_sweep());
-    for (const JobView& job : subscription->jobs) FillJob(job, snapshot->add_jobs());
     for (const GroupDWarp& group : subscription->dwarp) FillDWarp(group, snapshot->add_dwarp());
     std::shared_ptr<WatchQueue> queue = subscription->queue;
-    if (!writer->Write(first)) {
+    // The snapshot's jobs: those that fit in the first event, the others in snapshot_jobs events right after
+    // it (each with at least one job, so that the snapshot always ends).
+    const std::vector<JobView>& jobs = subscription->jobs;
+    size_t next = 0;
+    size_t room = RoomFor(max_message_bytes_, first.ByteSizeLong());
+    for (; next < jobs.size(); ++next) {
+      v1::Job job;
+      FillJob(jobs[next], &job);
+      const size_t bytes = EncodedElementSize(job);
+      if (bytes > room) break;
+      room -= bytes;
+      *snapshot->add_jobs() = std::move(job);
+    }
+    snapshot->set_jobs_to_follow(static_cast<int32_t>(jobs.size() - next));
+    bool delivered = writer->Write(first);
+    while (delivered && next < jobs.size()) {
+      v1::WatchEvent more;
+      v1::SnapshotJobs* part = more.mutable_snapshot_jobs();
+      room = RoomFor(max_message_bytes_, 0);
+      for (; next < jobs.size(); ++next) {
+        v1::Job job;
+        FillJob(jobs[next], &job);
+        const size_t bytes = EncodedElementSize(job);
+        if (bytes > room && part->jobs_size() > 0) break;
+        room -= std::min(room, bytes);
+        *part->add_jobs() = std::move(job);
+      }
+      delivered = writer->Write(more);
+    }
+    if (!delivered) {
       scheduler_->Unwatch(queue);
       return grpc::Status::OK;
     }
@@ -302,26 +384,68 @@ class SweepServiceImpl final : public v1::SweepService::Service {
   grpc::Status Results(grpc::ServerContext* context, const v1::ResultsRequest* request,
                        v1::ResultsResponse* response) override {
     DWARP_CHECK_TOKEN(context);
-    auto sweep = scheduler_->GetSweep(request->sweep_id());
-    if (!sweep.ok()) return rpc::ToGrpcStatus(sweep.status());
-    auto jobs = scheduler_->Jobs(sweep->row.sweep_id);
-    if (!jobs.ok()) return rpc::ToGrpcStatus(jobs.status());
-    FillSweep(*sweep, response->mutable_sweep());
-    for (const JobView& job : *jobs) {
-      FillJob(job, response->add_jobs());
-      if (!request->include_metrics() || job.job.attempt == 0) continue;
-      auto points = scheduler_->Metrics(job.job.job_id);
-      if (!points.ok()) return rpc::ToGrpcStatus(points.status());
-      v1::JobMetrics* metrics = nullptr;
-      for (const MetricRow& point : *points) {
-        if (metrics == nullptr || metrics->attempt() != point.attempt) {
-          metrics = response->add_metrics();
-          metrics->set_job_id(point.job_id);
-          metrics->set_attempt(point.attempt);
-        }
-        FillMetric(point, metrics->add_points());
-      }
+    const int32_t page_size = request->page_size();
+    if (page_size < 0)
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "page_size = " + std::to_string(page_size) +
+                              "; expected 0 (every job at once) or a positive number of jobs per page");
+    int64_t after_job_id = 0;
+    if (!request->page_token().empty()) {
+      if (page_size == 0)
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "page_token given with page_size 0; expected page_size > 0 when asking for a later page");
+      auto after = JobIdOfPageToken(request->page_token());
+      if (!after.ok()) return rpc::ToGrpcStatus(after.status());
+      after_job_id = *after;
     }
+    const bool every_job = page_size == 0;
+    auto page = scheduler_->JobsPage(request->sweep_id(), after_job_id,
+                                     every_job ? std::numeric_limits<size_t>::max() : static_cast<size_t>(page_size));
+    if (!page.ok()) return rpc::ToGrpcStatus(page.status());
+    FillSweep(page->sweep, response->mutable_sweep());
+    const auto too_large = [&](const std::string& what) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          what + " (this coordinator's message limit is " + std::to_string(max_message_bytes_) +
+                              " bytes)");
+    };
+    size_t room = RoomFor(max_message_bytes_, response->ByteSizeLong());
+    bool cut_short = false;
+    for (const JobView& view : page->jobs) {
+      v1::Job job;
+      FillJob(view, &job);
+      size_t bytes = EncodedElementSize(job);
+      std::vector<v1::JobMetrics> curves;
+      if (request->include_metrics() && view.job.attempt > 0) {
+        auto points = scheduler_->Metrics(view.job.job_id);
+        if (!points.ok()) return rpc::ToGrpcStatus(points.status());
+        for (const MetricRow& point : *points) {
+          if (curves.empty() || curves.back().attempt() != point.attempt) {
+            curves.emplace_back();
+            curves.back().set_job_id(point.job_id);
+            curves.back().set_attempt(point.attempt);
+          }
+          FillMetric(point, curves.back().add_points());
+        }
+        for (const v1::JobMetrics& curve : curves) bytes += EncodedElementSize(curve);
+      }
+      if (bytes > room) {
+        if (every_job)
+          return too_large("the " + std::to_string(page->sweep.counts.total) + " jobs of sweep '" +
+                           page->sweep.row.sweep_id + "'" + (request->include_metrics() ? " with their curves" : "") +
+                           " do not fit in one message: ask for them a page at a time (ResultsRequest.page_size, "
+                           "as `dwarp results` does)");
+        if (response->jobs_size() == 0)
+          return too_large("job " + std::to_string(view.job.job_id) + " of sweep '" + page->sweep.row.sweep_id +
+                           "' is " + std::to_string(bytes) + " bytes with its curves: more than one message can hold");
+        cut_short = true;
+        break;
+      }
+      room -= bytes;
+      *response->add_jobs() = std::move(job);
+      for (v1::JobMetrics& curve : curves) *response->add_metrics() = std::move(curve);
+    }
+    if ((cut_short || page->remaining > 0) && response->jobs_size() > 0)
+      response->set_next_page_token(PageTokenAfter(response->jobs(response->jobs_size() - 1).job_id()));
     return grpc::Status::OK;
   }
 
@@ -347,6 +471,7 @@ class SweepServiceImpl final : public v1::SweepService::Service {
  private:
   Scheduler* scheduler_;
   TokenCheck token_check_;
+  const size_t max_message_bytes_;
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -482,8 +607,8 @@ bool IsLoopbackAddress(const std::string& listen) {
 }
 
 struct CoordinatorServer::Services {
-  Services(Scheduler* scheduler, const std::string& token)
-      : sweeps(scheduler, TokenCheck(token)), workers(scheduler, TokenCheck(token)) {}
+  Services(Scheduler* scheduler, const std::string& token, size_t max_message_bytes)
+      : sweeps(scheduler, TokenCheck(token), max_message_bytes), workers(scheduler, TokenCheck(token)) {}
   SweepServiceImpl sweeps;
   WorkerServiceImpl workers;
 };
@@ -498,6 +623,11 @@ Status CheckServerOptions(const ServerOptions& options) {
     return InvalidArgumentError("--tls-cert and --tls-key go together; got only one of them");
   if (!options.tls_client_ca.empty() && options.tls_cert.empty())
     return InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+  if (options.max_message_bytes != 0 && (options.max_message_bytes < ServerOptions::kMinMessageBytes ||
+                                         options.max_message_bytes > rpc::kMaxMessageBytes))
+    return InvalidArgumentError("max_message_bytes = " + std::to_string(options.max_message_bytes) + "; expected 0 or " +
+                                std::to_string(ServerOptions::kMinMessageBytes) + ".." +
+                                std::to_string(rpc::kMaxMessageBytes));
   for (const auto& [flag, file] : {std::pair<const char*, const std::string&>("--tls-cert", options.tls_cert),
                                    {"--tls-key", options.tls_key}, {"--tls-client-ca", options.tls_client_ca}}) {
     if (file.empty()) continue;
@@ -509,6 +639,7 @@ Status CheckServerOptions(const ServerOptions& options) {
 StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler* scheduler,
                                                                       const ServerOptions& options) {
   DWARP_RETURN_IF_ERROR(CheckServerOptions(options));
+  const int max_message_bytes = options.max_message_bytes == 0 ? rpc::kMaxMessageBytes : options.max_message_bytes;
 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (options.tls_cert.empty()) {
@@ -531,7 +662,7 @@ StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler*
   }
 
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
-  server->services_ = std::make_unique<Services>(scheduler, options.token);
+  server->services_ = std::make_unique<Services>(scheduler, options.token, static_cast<size_t>(max_message_bytes));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -539,8 +670,8 @@ StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler*
   // connections with the first: one address, one server.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options.listen, credentials, &server->port_);
-  builder.SetMaxReceiveMessageSize(rpc::kMaxMessageBytes);
-  builder.SetMaxSendMessageSize(rpc::kMaxMessageBytes);
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+  builder.SetMaxSendMessageSize(max_message_bytes);
   builder.RegisterService(&server->services_->sweeps);
   builder.RegisterService(&server->services_->workers);
   server->server_ = builder.BuildAndStart();

@@ -6,7 +6,12 @@
 // Security (DESIGN.md "Secure by default"): with a token every SweepService and WorkerService call must
 // carry `authorization: Bearer <token>` (UNAUTHENTICATED otherwise); without one, Start refuses a listen
 // address that is not loopback unless `insecure`. TLS from a certificate and key; with a client CA, clients
-// must present a certificate it signed (mTLS). Messages above rpc::kMaxMessageBytes are refused by gRPC.
+// must present a certificate it signed (mTLS).
+//
+// Size: no message sent or received is larger than max_message_bytes (rpc::kMaxMessageBytes unless a test
+// lowers it: ServerOptions), however large the sweep: Submit answers a summary (a dry run lists the jobs that fit and counts
+// the others), Results answers a page at a time (page_size; all at once only when they fit, else
+// RESOURCE_EXHAUSTED saying to page), and Watch splits a large snapshot over snapshot_jobs events.
 //
 // Thread-safety: Start/Drain/Shutdown from one controlling thread; RPCs run on gRPC's threads.
 #pragma once
@@ -29,6 +34,10 @@ struct ServerOptions {
   bool insecure = false;                   // allow a non-loopback address without a token
   std::string tls_cert, tls_key;           // PEM files; both or neither
   std::string tls_client_ca;               // PEM file: require and verify client certificates
+  // The largest message sent or received, in bytes: 0 for rpc::kMaxMessageBytes (what clients accept), else
+  // at least kMinMessageBytes (tests lower it to exercise paging with small sweeps).
+  int max_message_bytes = 0;
+  static constexpr int kMinMessageBytes = 64 * 1024;
 };
 
 // True for 127.x.x.x, localhost, ::1 (with or without brackets).
@@ -36,7 +45,8 @@ bool IsLoopbackAddress(const std::string& listen);
 
 // What Start checks before it binds, for a caller that must refuse a configuration before it opens
 // anything else (the database): InvalidArgument for a refused configuration (non-loopback without token,
-// half a TLS pair, a port outside 0..65535, which gRPC would wrap), NotFound for unreadable certificate files.
+// half a TLS pair, a port outside 0..65535, which gRPC would wrap, max_message_bytes out of range), NotFound
+// for unreadable certificate files.
 Status CheckServerOptions(const ServerOptions& options);
 
 class CoordinatorServer {

@@ -27,6 +27,13 @@ Status MemorySweepStore::CreateSweep(const SweepRow& sweep, std::vector<JobRow>&
   if (sweep_index_.count(sweep.sweep_id) > 0) {
     return AlreadyExistsError("sweep id '" + sweep.sweep_id + "' is already taken");
   }
+  if (!sweep.request_id.empty()) {
+    for (const SweepRow& other : sweeps_) {
+      if (other.request_id == sweep.request_id)
+        return AlreadyExistsError("request id '" + sweep.request_id + "' already created sweep '" +
+                                  other.sweep_id + "'");
+    }
+  }
   for (const JobRow& job : jobs) {
     if (!job.sweep_id.empty() && job.sweep_id != sweep.sweep_id) {
       return InvalidArgumentError("job of sweep '" + job.sweep_id + "' given to CreateSweep of sweep '" +

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -204,6 +205,7 @@ Status Scheduler::LoadFromStore() {
     state->row = std::move(row);
     state->spec = std::move(*spec);
     sweeps_by_id_[state->row.sweep_id] = state.get();
+    if (!state->row.request_id.empty()) sweeps_by_request_id_[state->row.request_id] = state.get();
     sweeps_.push_back(std::move(state));
   }
   for (JobRow& job : *jobs) {
@@ -301,14 +303,25 @@ std::vector<SweepSummary> Scheduler::ListSweeps() {
 }
 
 StatusOr<std::vector<JobView>> Scheduler::Jobs(const std::string& sweep) {
+  auto page = JobsPage(sweep, 0, std::numeric_limits<size_t>::max());
+  if (!page.ok()) return page.status();
+  return std::move(page->jobs);
+}
+
+StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_job_id, size_t max_jobs) {
   std::lock_guard<std::mutex> lock(mutex_);
   RefreshLocked();
   const SweepState_* state = FindSweepLocked(sweep);
   if (state == nullptr) return SweepNotFound(sweep);
-  std::vector<JobView> out;
-  out.reserve(state->job_ids.size());
-  for (int64_t id : state->job_ids) out.push_back(ViewLocked(jobs_.at(id)));
-  return out;
+  JobPage page;
+  page.sweep = SummaryLocked(*state);
+  auto first = std::upper_bound(state->job_ids.begin(), state->job_ids.end(), after_job_id);
+  const size_t available = static_cast<size_t>(state->job_ids.end() - first);
+  const size_t count = std::min(available, max_jobs);
+  page.jobs.reserve(count);
+  for (auto it = first; it != first + static_cast<std::ptrdiff_t>(count); ++it) page.jobs.push_back(ViewLocked(jobs_.at(*it)));
+  page.remaining = static_cast<int64_t>(available - count);
+  return page;
 }
 
 StatusOr<std::vector<GroupDWarp>> Scheduler::DWarp(const std::string& sweep) {
@@ -351,12 +364,54 @@ std::string Scheduler::NewSweepIdLocked(const std::string& name) const {
   return name + "-" + std::to_string(n);
 }
 
+namespace {
+
+Status CheckRequestId(const std::string& request_id) {
+  if (request_id.size() > kMaxRequestIdLength)
+    return InvalidArgumentError("request id of " + std::to_string(request_id.size()) + " characters; expected at most " +
+                                std::to_string(kMaxRequestIdLength));
+  for (size_t i = 0; i < request_id.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(request_id[i]);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':') continue;
+    // Printed as a code, not as the byte itself: it may be a control character.
+    return InvalidArgumentError("request id '" + request_id.substr(0, i) + "...' has character code " +
+                                std::to_string(c) + " at position " + std::to_string(i) +
+                                "; expected letters, digits, '-', '_', '.' or ':'");
+  }
+  return OkStatus();
+}
+
+std::string DescribeJobKey(const JobRow& job) {
+  return "model " + job.model + ", layer " + job.layer + ", dataset " + job.dataset + ", d " + job.d + ", seed " +
+         std::to_string(job.seed) + (job.variant.empty() ? "" : ", variant " + job.variant);
+}
+
+}  // namespace
+
+StatusOr<std::optional<SubmitResult>> Scheduler::ResubmittedLocked(const std::string& request_id,
+                                                                   const std::string& spec_json) const {
+  if (request_id.empty()) return std::optional<SubmitResult>();
+  auto found = sweeps_by_request_id_.find(request_id);
+  if (found == sweeps_by_request_id_.end()) return std::optional<SubmitResult>();
+  const SweepState_& sweep = *found->second;
+  if (sweep.row.spec_json != spec_json)
+    return AlreadyExistsError("request id '" + request_id + "' already submitted sweep '" + sweep.row.sweep_id +
+                              "', which differs from this one; a request id names one submission: use a new one "
+                              "for another sweep");
+  spdlog::info("sweep {}: a Submit with its request id {} came again and was answered with it", sweep.row.sweep_id,
+               request_id);
+  SubmitResult result;
+  result.sweep = SummaryLocked(sweep);
+  result.already_submitted = true;
+  return std::optional<SubmitResult>(std::move(result));
+}
+
 StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   const std::string source = request.source_name.empty() ? "sweep" : request.source_name;
+  DWARP_RETURN_IF_ERROR(CheckRequestId(request.request_id));
+  const std::string request_id = request.dry_run ? "" : request.request_id;
   auto spec = ParseSweepSpec(request.text, request.format, request.overrides, request.base_dir);
   if (!spec.ok()) return Status(spec.status().code(), source + ": " + spec.status().message());
-  auto planned = ExpandSweep(*spec);
-  if (!planned.ok()) return Status(planned.status().code(), source + ": " + planned.status().message());
 
   const int64_t now = Now();
   SweepRow row;
@@ -364,6 +419,20 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   row.state = SweepState::kRunning;
   row.created_ms = now;
   row.spec_json = ToJson(*spec).dump();
+  row.request_id = request_id;
+  if (row.spec_json.size() > options_.max_spec_bytes)
+    return InvalidArgumentError(source + ": the resolved sweep is " + std::to_string(row.spec_json.size()) +
+                                " bytes of JSON; expected at most " + std::to_string(options_.max_spec_bytes));
+  {
+    // A retry of a stored submission is answered before the expansion, which may be long.
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto resubmitted = ResubmittedLocked(request_id, row.spec_json);
+    if (!resubmitted.ok()) return resubmitted.status();
+    if (*resubmitted) return std::move(**resubmitted);
+  }
+  auto planned = ExpandSweep(*spec);
+  if (!planned.ok()) return Status(planned.status().code(), source + ": " + planned.status().message());
+
   std::vector<JobRow> jobs;
   jobs.reserve(planned->size());
   for (const PlannedJob& plan : *planned) {
@@ -377,6 +446,14 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
     job.spec_json = ToJson(plan.spec).dump();
     job.state = JobState::kQueued;
     job.created_ms = now;
+    // The spec and the key travel together (a lease, a page of results).
+    const size_t bytes = job.spec_json.size() + job.model.size() + job.layer.size() + job.dataset.size() +
+                         job.variant.size() + job.d.size();
+    if (bytes > options_.max_spec_bytes)
+      return InvalidArgumentError(source + ": job " + std::to_string(jobs.size() + 1) + " of " +
+                                  std::to_string(planned->size()) + " (" + DescribeJobKey(job) + ") is " +
+                                  std::to_string(bytes) + " bytes with its key; expected at most " +
+                                  std::to_string(options_.max_spec_bytes));
     jobs.push_back(std::move(job));
   }
   if (request.dry_run) {
@@ -390,6 +467,12 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
 
   std::unique_lock<std::mutex> lock(mutex_);
   if (shutdown_) return UnavailableError("the coordinator is shutting down");
+  {
+    // A twin of this request may have been stored while this one expanded.
+    auto resubmitted = ResubmittedLocked(request_id, row.spec_json);
+    if (!resubmitted.ok()) return resubmitted.status();
+    if (*resubmitted) return std::move(**resubmitted);
+  }
   row.sweep_id = NewSweepIdLocked(row.name);
   for (JobRow& job : jobs) job.sweep_id = row.sweep_id;
   Status stored = store_->CreateSweep(row, jobs);
@@ -405,9 +488,10 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   }
   SweepState_& sweep = *state;
   sweeps_by_id_[row.sweep_id] = state.get();
+  if (!row.request_id.empty()) sweeps_by_request_id_[row.request_id] = state.get();
   sweeps_.push_back(std::move(state));
   RecomputeDWarpLocked(sweep);
-  SubmitResult result{SummaryLocked(sweep), jobs};
+  SubmitResult result{SummaryLocked(sweep), jobs, false};
   lock.unlock();
   work_cv_.notify_all();
   spdlog::info("sweep {} submitted: {} jobs", row.sweep_id, jobs.size());

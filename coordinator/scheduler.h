@@ -54,6 +54,10 @@ struct SchedulerOptions {
   int64_t reap_interval_ms = 200;         // how often the reaper looks for expired leases (0: no thread)
   int64_t metric_flush_ms = 200;          // metric batches are written this often (0: no thread; Flush())
   size_t max_watch_queue = 10000;         // events buffered per watcher before it is dropped as too slow
+  // A sweep's resolved spec, and each of its job's specs, may be at most this many bytes: each must travel
+  // in one gRPC message (rpc::kMaxMessageBytes) with room for what goes with it (a job's result, a page of
+  // other jobs). A Submit over it is refused before anything is stored.
+  size_t max_spec_bytes = 1 << 20;
   std::function<int64_t()> now_ms;        // the clock (ms since the epoch); unset: the system clock
 };
 
@@ -79,11 +83,25 @@ struct SubmitRequestData {
   std::string base_dir;
   std::string source_name;  // for messages: "sweeps/x.yaml"
   bool dry_run = false;
+  // The client's name for this submission ("" for none): a Submit with the request id of a stored sweep
+  // answers that sweep instead of storing another. Up to kMaxRequestIdLength of [A-Za-z0-9._:-].
+  std::string request_id;
 };
+
+inline constexpr size_t kMaxRequestIdLength = 128;
 
 struct SubmitResult {
   SweepSummary sweep;
-  std::vector<JobRow> jobs;  // job ids 0 for a dry run
+  // The expanded jobs: job ids 0 for a dry run; empty when already_submitted (Jobs() has them).
+  std::vector<JobRow> jobs;
+  bool already_submitted = false;  // the request id had created this sweep before: nothing was stored
+};
+
+// Jobs of one sweep by ascending job id, a page at a time (Scheduler::JobsPage).
+struct JobPage {
+  SweepSummary sweep;
+  std::vector<JobView> jobs;
+  int64_t remaining = 0;  // jobs of the sweep after the last one of this page
 };
 
 struct Lease {
@@ -178,11 +196,19 @@ class Scheduler {
 
   // Sweeps (what the CLI calls). A sweep is named by its id or, for convenience, by its name (the latest
   // sweep of that name). NotFound naming the id otherwise.
+  //
+  // Submit parses, validates and expands the sweep, and (unless a dry run) stores it with its jobs in one
+  // transaction. InvalidArgument for a bad sweep or request id, or a spec over max_spec_bytes (nothing
+  // stored); ResourceExhausted over kMaxJobsPerSweep. With a request id that already created a sweep: that
+  // sweep (already_submitted, nothing stored) when the resolved sweep is the same, AlreadyExists naming the
+  // sweep when it differs.
   StatusOr<SubmitResult> Submit(const SubmitRequestData& request);
   StatusOr<SweepSummary> GetSweep(const std::string& sweep);
   std::vector<SweepSummary> ListSweeps();
   StatusOr<CancelResult> Cancel(const std::string& sweep);
   StatusOr<std::vector<JobView>> Jobs(const std::string& sweep);
+  // At most max_jobs jobs of the sweep whose ids are above after_job_id (0: from the first), ascending.
+  StatusOr<JobPage> JobsPage(const std::string& sweep, int64_t after_job_id, size_t max_jobs);
   StatusOr<std::vector<GroupDWarp>> DWarp(const std::string& sweep);
   StatusOr<std::vector<MetricRow>> Metrics(int64_t job_id);  // stored points (flushes first)
   std::vector<WorkerView> Workers() const;
@@ -234,6 +260,10 @@ class Scheduler {
   void MaybeFinishSweepLocked(SweepState_& sweep);
   void RecomputeDWarpLocked(SweepState_& sweep);
   std::string NewSweepIdLocked(const std::string& name) const;
+  // The answer to a Submit whose request id already created a sweep: nullopt when none did; that sweep when
+  // it has the same resolved spec; AlreadyExists otherwise.
+  StatusOr<std::optional<SubmitResult>> ResubmittedLocked(const std::string& request_id,
+                                                          const std::string& spec_json) const;
   std::string NewId(const char* prefix);
 
   void ReaperLoop();
@@ -249,6 +279,7 @@ class Scheduler {
 
   std::vector<std::unique_ptr<SweepState_>> sweeps_;         // creation order
   std::map<std::string, SweepState_*> sweeps_by_id_;
+  std::map<std::string, SweepState_*> sweeps_by_request_id_;  // sweeps submitted with a request id
   std::map<int64_t, JobRow> jobs_;                           // every job by id
   std::map<int64_t, std::string> job_sweep_;                 // job id -> sweep id
   std::unordered_map<std::string, int64_t> lease_to_job_;    // current leases only

@@ -118,6 +118,12 @@ DELETE FROM metrics WHERE rowid NOT IN (SELECT MIN(rowid) FROM metrics GROUP BY 
 DROP INDEX metrics_by_job;
 CREATE UNIQUE INDEX metrics_by_point ON metrics (job_id, attempt, epoch);
 )sql",
+    // 3 -> 4: the client's request id of the Submit that created each sweep ("" for none, as for every sweep
+    // stored before), unique among the sweeps that have one.
+    R"sql(
+ALTER TABLE sweeps ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX sweeps_by_request_id ON sweeps (request_id) WHERE request_id != '';
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteSweepStore::kSchemaVersion,
               "one migration per schema version");
@@ -363,8 +369,10 @@ class Query {
   bool lhs = *lhs##_or
 
 constexpr const char* kInsertSweep =
-    "INSERT INTO sweeps (sweep_id, name, state, created_ms, finished_ms, spec_json) VALUES (?, ?, ?, ?, ?, ?)";
+    "INSERT INTO sweeps (sweep_id, name, state, created_ms, finished_ms, spec_json, request_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)";
 constexpr const char* kSweepExists = "SELECT 1 FROM sweeps WHERE sweep_id = ?";
+constexpr const char* kSweepOfRequest = "SELECT sweep_id FROM sweeps WHERE request_id = ?";
 constexpr const char* kUpdateSweep = "UPDATE sweeps SET state = ?, finished_ms = ? WHERE sweep_id = ?";
 constexpr const char* kInsertJob =
     "INSERT INTO jobs (sweep_id, model, layer, dataset, d, variant, seed, spec_json, state, attempt, lease_id,"
@@ -389,7 +397,7 @@ constexpr const char* kUpsertWorker =
     " consecutive_failures, blocked, draining, jobs_succeeded, jobs_failed)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr const char* kLoadSweeps =
-    "SELECT sweep_id, name, state, created_ms, finished_ms, spec_json FROM sweeps ORDER BY seq";
+    "SELECT sweep_id, name, state, created_ms, finished_ms, spec_json, request_id FROM sweeps ORDER BY seq";
 constexpr const char* kLoadJobs =
     "SELECT j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d, j.variant, j.seed, j.spec_json, j.state,"
     " j.attempt, j.lease_id, j.worker_id, j.lease_expires_ms, j.error, j.created_ms, j.started_ms,"
@@ -688,6 +696,14 @@ Status SqliteSweepStore::CreateSweep(const SweepRow& sweep, std::vector<JobRow>&
       DWARP_ASSIGN_STEP(taken, exists.Step());
       if (taken) return AlreadyExistsError("sweep id '" + sweep.sweep_id + "' is already taken");
     }
+    if (!sweep.request_id.empty()) {
+      DWARP_QUERY(owner, db, kSweepOfRequest, "look up request id");
+      owner.Text(sweep.request_id);
+      DWARP_ASSIGN_STEP(found, owner.Step());
+      if (found)
+        return AlreadyExistsError("request id '" + sweep.request_id + "' already created sweep '" +
+                                  owner.ColumnText(0) + "'");
+    }
     {
       DWARP_QUERY(insert, db, kInsertSweep, "insert sweep");
       insert.Text(sweep.sweep_id)
@@ -695,7 +711,8 @@ Status SqliteSweepStore::CreateSweep(const SweepRow& sweep, std::vector<JobRow>&
           .Int(static_cast<int64_t>(sweep.state))
           .Int(sweep.created_ms)
           .Int(sweep.finished_ms)
-          .Text(sweep.spec_json);
+          .Text(sweep.spec_json)
+          .Text(sweep.request_id);
       DWARP_RETURN_IF_ERROR(insert.Run());
     }
     DWARP_QUERY(insert, db, kInsertJob, "insert job");
@@ -857,6 +874,7 @@ StatusOr<std::vector<SweepRow>> SqliteSweepStore::LoadSweeps() {
       sweep.created_ms = q.ColumnInt(3);
       sweep.finished_ms = q.ColumnInt(4);
       sweep.spec_json = q.ColumnText(5);
+      sweep.request_id = q.ColumnText(6);
       out.push_back(std::move(sweep));
     }
   });

@@ -9,7 +9,8 @@
 // transaction; a file written by a newer dwarp (a higher version than kSchemaVersion) is refused rather
 // than misread. Versions: 1 the first schema; 2 adds results.noise_ceiling (NULL = unknown, which is what
 // every result of a version-1 file reads as); 3 makes (job_id, attempt, epoch) the metrics' unique key
-// (repeats stored before are dropped, the first copy kept). Tables: sweeps, jobs (index on sweep_id),
+// (repeats stored before are dropped, the first copy kept); 4 adds sweeps.request_id ('' = none, as for
+// every older sweep; unique among the others). Tables: sweeps, jobs (index on sweep_id),
 // results (one row per job at most: the primary key is the job id), metrics (one row per job, attempt and
 // epoch), workers (devices as a JSON array of strings).
 //
@@ -50,7 +51,7 @@ class SqliteConnection;  // the connection, its statement cache and the mutex (s
 class SqliteSweepStore final : public SweepStore {
  public:
   // The schema version this build writes and reads (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   // PRAGMA application_id of every database dwarp writes: "dwrp" in ASCII.
   static constexpr int kApplicationId = 0x64777270;
 

@@ -38,6 +38,9 @@ struct SweepRow {
   int64_t created_ms = 0;
   int64_t finished_ms = 0;   // 0 while running
   std::string spec_json;     // the resolved sweep (common/sweep_spec.h ToJson)
+  // The client's id of the Submit call that created the sweep ("" when it sent none); unique among sweeps
+  // that have one, so that a retried Submit finds the sweep its first try created.
+  std::string request_id;
 };
 
 struct ResultRow {
@@ -110,8 +113,8 @@ class SweepStore {
   virtual ~SweepStore() = default;
 
   // Stores the sweep and its jobs in one transaction and assigns jobs[i].job_id (and jobs[i].sweep_id, which
-  // must be empty or the sweep's id: InvalidArgument otherwise). AlreadyExists if the sweep id is taken
-  // (nothing written, no id assigned).
+  // must be empty or the sweep's id: InvalidArgument otherwise). AlreadyExists if the sweep id is taken, or
+  // if sweep.request_id is not empty and another sweep has it (nothing written, no id assigned).
   virtual Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) = 0;
   // Updates state and finished_ms of an existing sweep. NotFound for an unknown id.
   virtual Status UpdateSweep(const SweepRow& sweep) = 0;

@@ -499,6 +499,45 @@ TEST(SweepFormatTest, WatchViewFoldsEventsAndKnowsWhenTheSweepEnds) {
   EXPECT_NE(view.PlainLine(done).find("sweep sw1: done"), std::string::npos) << view.PlainLine(done);
 }
 
+TEST(SweepFormatTest, WatchViewHasTheSnapshotOnlyOnceEveryJobOfItArrived) {
+  v1::WatchEvent first = SnapshotEvent();
+  v1::WatchEvent rest;
+  *rest.mutable_snapshot_jobs()->add_jobs() = first.snapshot().jobs(1);
+  first.mutable_snapshot()->mutable_jobs()->RemoveLast();
+  first.mutable_snapshot()->set_jobs_to_follow(1);
+  WatchView view;
+  view.Apply(first);
+  EXPECT_FALSE(view.has_snapshot());
+  EXPECT_EQ(view.job_count(), 1u);
+  EXPECT_NE(view.PlainLine(first).find("2 jobs, 1 d_warp groups"), std::string::npos) << view.PlainLine(first);
+  view.Apply(rest);
+  EXPECT_TRUE(view.has_snapshot());
+  EXPECT_EQ(view.job_count(), 2u);
+  EXPECT_EQ(view.PlainLine(rest), "");
+}
+
+TEST(SweepFormatTest, SubmitCountsTheSweepsJobsAndSaysWhenAnEarlierTryStoredIt) {
+  v1::SubmitResponse response;
+  response.mutable_sweep()->set_sweep_id("big-1");
+  response.mutable_sweep()->set_name("big");
+  response.mutable_sweep()->mutable_counts()->set_total(99990);
+  EXPECT_EQ(FormatSubmit(response, false), "submitted sweep big-1 (big): 99990 jobs\n");
+  response.set_already_submitted(true);
+  EXPECT_EQ(FormatSubmit(response, false),
+            "sweep big-1 (big): 99990 jobs, stored by an earlier try of this submission (nothing new was stored)\n");
+
+  v1::SubmitResponse dry;
+  dry.mutable_sweep()->set_name("big");
+  dry.mutable_sweep()->mutable_counts()->set_total(3);
+  v1::Job* job = dry.add_jobs();
+  job->mutable_key()->set_model("m");
+  job->mutable_key()->set_d("10");
+  dry.set_jobs_omitted(2);
+  const std::string listed = FormatSubmit(dry, true);
+  EXPECT_EQ(listed.rfind("dry run: sweep big would run 3 jobs\n", 0), 0u) << listed;
+  EXPECT_NE(listed.find("... and 2 more jobs, not listed"), std::string::npos) << listed;
+}
+
 TEST(SweepCommandsTest, ExitCodesFollowTheDocumentedTable) {
   EXPECT_EQ(ExitCodeFor(OkStatus()), kExitOk);
   EXPECT_EQ(ExitCodeFor(NotFoundError("sweep 'x' not found")), kExitRefused);

@@ -43,6 +43,7 @@ class SchedulerTest : public ::testing::Test {
     options.circuit_breaker_failures = 3;
     options.reap_interval_ms = 0;  // the test runs ExpireLeases itself
     options.metric_flush_ms = 0;
+    options.max_spec_bytes = max_spec_bytes_;
     options.now_ms = [this] { return now_.load(); };
     auto scheduler = Scheduler::Create(&store_, options);
     ASSERT_TRUE(scheduler.ok()) << scheduler.status();
@@ -80,6 +81,15 @@ class SchedulerTest : public ::testing::Test {
     return result;
   }
 
+  SubmitRequestData WithRequestId(const std::string& text, const std::string& request_id) {
+    SubmitRequestData request;
+    request.text = text;
+    request.source_name = "test.yaml";
+    request.request_id = request_id;
+    return request;
+  }
+
+  size_t max_spec_bytes_ = SchedulerOptions().max_spec_bytes;
   std::atomic<int64_t> now_{1'000'000};
   MemorySweepStore store_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -131,6 +141,141 @@ TEST_F(SchedulerTest, DryRunStoresNothing) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->jobs.size(), 12u);
   EXPECT_TRUE(store_.LoadSweeps()->empty());
+}
+
+TEST_F(SchedulerTest, ASubmitRetriedWithItsRequestIdAnswersTheStoredSweepAndStoresNoOther) {
+  auto first = scheduler_->Submit(WithRequestId(SweepText(), "req-1"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->already_submitted);
+  EXPECT_EQ(first->jobs.size(), 12u);
+
+  auto retried = scheduler_->Submit(WithRequestId(SweepText(), "req-1"));
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(retried->already_submitted);
+  EXPECT_EQ(retried->sweep.row.sweep_id, first->sweep.row.sweep_id);
+  EXPECT_EQ(retried->sweep.counts.total, 12);
+  EXPECT_EQ(store_.LoadSweeps()->size(), 1u);
+  EXPECT_EQ(store_.LoadJobs()->size(), 12u);
+
+  // Another request id (or none) is another submission of the same file.
+  auto other = scheduler_->Submit(WithRequestId(SweepText(), "req-2"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_FALSE(other->already_submitted);
+  EXPECT_EQ(other->sweep.row.sweep_id, "t-2");
+  EXPECT_EQ(store_.LoadSweeps()->size(), 2u);
+}
+
+TEST_F(SchedulerTest, ARequestIdOfAStoredSweepWithADifferentSweepIsAlreadyExistsAndStoresNothing) {
+  ASSERT_TRUE(scheduler_->Submit(WithRequestId(SweepText(), "req-1")).ok());
+  auto different = scheduler_->Submit(WithRequestId(SweepText("t", "early_stop: true\n"), "req-1"));
+  ASSERT_FALSE(different.ok());
+  EXPECT_EQ(different.status().code(), StatusCode::kAlreadyExists) << different.status();
+  EXPECT_NE(different.status().message().find("req-1"), std::string::npos) << different.status();
+  EXPECT_NE(different.status().message().find("t-1"), std::string::npos) << different.status();
+  EXPECT_EQ(store_.LoadSweeps()->size(), 1u);
+  EXPECT_EQ(store_.LoadJobs()->size(), 12u);
+
+  // A dry run stores nothing, so its request id is not looked at.
+  SubmitRequestData dry = WithRequestId(SweepText("t", "early_stop: true\n"), "req-1");
+  dry.dry_run = true;
+  auto checked = scheduler_->Submit(dry);
+  ASSERT_TRUE(checked.ok()) << checked.status();
+  EXPECT_FALSE(checked->already_submitted);
+  EXPECT_EQ(checked->jobs.size(), 12u);
+}
+
+TEST_F(SchedulerTest, ConcurrentSubmitsWithOneRequestIdStoreOneSweep) {
+  constexpr int kThreads = 4;
+  std::vector<std::string> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      auto result = scheduler_->Submit(WithRequestId(SweepText(), "req-race"));
+      ids[i] = result.ok() ? result->sweep.row.sweep_id : result.status().ToString();
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const std::string& id : ids) EXPECT_EQ(id, "t-1");
+  EXPECT_EQ(store_.LoadSweeps()->size(), 1u);
+  EXPECT_EQ(store_.LoadJobs()->size(), 12u);
+}
+
+TEST_F(SchedulerTest, BadRequestIdsAreRefusedNamingWhatIsWrong) {
+  auto too_long = scheduler_->Submit(WithRequestId(SweepText(), std::string(129, 'a')));
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_EQ(too_long.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(too_long.status().message().find("129 characters"), std::string::npos) << too_long.status();
+  EXPECT_NE(too_long.status().message().find("at most 128"), std::string::npos) << too_long.status();
+
+  auto control = scheduler_->Submit(WithRequestId(SweepText(), "req\n1"));
+  ASSERT_FALSE(control.ok());
+  EXPECT_EQ(control.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(control.status().message().find("character code 10 at position 3"), std::string::npos)
+      << control.status();
+  EXPECT_TRUE(store_.LoadSweeps()->empty());
+  // The longest allowed id, of every allowed kind of character, passes.
+  const std::string longest = std::string(124, 'Z') + "-_.:";
+  EXPECT_TRUE(scheduler_->Submit(WithRequestId(SweepText(), longest)).ok());
+}
+
+TEST_F(SchedulerTest, ASpecOverTheSizeLimitIsRefusedWholeAndNothingIsStored) {
+  // Each job spec of this sweep is some hundreds of bytes, its resolved sweep more.
+  SubmitRequestData probe = WithRequestId(SweepText(), "");
+  probe.dry_run = true;
+  auto expanded = scheduler_->Submit(probe);
+  ASSERT_TRUE(expanded.ok()) << expanded.status();
+  const size_t job_bytes = expanded->jobs.at(0).spec_json.size();
+  ASSERT_GT(job_bytes, 100u);
+  scheduler_.reset();
+  max_spec_bytes_ = job_bytes - 1;
+  Start();
+  SubmitRequestData request = WithRequestId(SweepText(), "req-big");
+  auto jobs_too_big = scheduler_->Submit(request);
+  ASSERT_FALSE(jobs_too_big.ok());
+  EXPECT_EQ(jobs_too_big.status().code(), StatusCode::kInvalidArgument);
+  const std::string message = jobs_too_big.status().message();
+  EXPECT_NE(message.find("job 1 of 12"), std::string::npos) << message;
+  EXPECT_NE(message.find("at most " + std::to_string(job_bytes - 1)), std::string::npos) << message;
+  request.dry_run = true;  // a dry run says the same
+  EXPECT_EQ(scheduler_->Submit(request).status().code(), StatusCode::kInvalidArgument);
+
+  scheduler_.reset();
+  max_spec_bytes_ = 50;
+  Start();
+  request.dry_run = false;
+  auto sweep_too_big = scheduler_->Submit(request);
+  ASSERT_FALSE(sweep_too_big.ok());
+  EXPECT_NE(sweep_too_big.status().message().find("resolved sweep is"), std::string::npos) << sweep_too_big.status();
+  EXPECT_NE(sweep_too_big.status().message().find("at most 50"), std::string::npos) << sweep_too_big.status();
+  EXPECT_TRUE(store_.LoadSweeps()->empty());
+  EXPECT_TRUE(store_.LoadJobs()->empty());
+  EXPECT_TRUE(scheduler_->ListSweeps().empty());
+}
+
+TEST_F(SchedulerTest, JobPagesCoverEveryJobOnceInIdOrder) {
+  Submit(SweepText("other"));  // ids of another sweep come first and are not part of t's pages
+  SubmitResult submitted = Submit(SweepText());
+  std::vector<int64_t> seen;
+  std::vector<int64_t> remaining;
+  int64_t after = 0;
+  while (true) {
+    auto page = scheduler_->JobsPage("t", after, 5);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_EQ(page->sweep.row.sweep_id, "t-1");
+    remaining.push_back(page->remaining);
+    for (const JobView& view : page->jobs) seen.push_back(view.job.job_id);
+    if (page->remaining == 0) break;
+    ASSERT_FALSE(page->jobs.empty());
+    after = page->jobs.back().job.job_id;
+  }
+  EXPECT_EQ(remaining, (std::vector<int64_t>{7, 2, 0}));
+  std::vector<int64_t> expected;
+  for (const JobRow& job : submitted.jobs) expected.push_back(job.job_id);
+  EXPECT_EQ(seen, expected);
+  auto past_the_end = scheduler_->JobsPage("t", seen.back(), 5);
+  ASSERT_TRUE(past_the_end.ok());
+  EXPECT_TRUE(past_the_end->jobs.empty());
+  EXPECT_EQ(scheduler_->JobsPage("nope", 0, 5).status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
@@ -429,6 +574,45 @@ TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
   EXPECT_EQ(sweep->counts.succeeded, 2);
   EXPECT_EQ(sweep->counts.queued, 10);
   EXPECT_EQ(*(*store)->IntegrityCheck(), "ok");
+  scheduler->reset();
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SchedulerRestartTest, ARequestIdStillFindsItsSweepAfterARestart) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("dwarp-scheduler-request-id-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "dwarp.db").string();
+  SchedulerOptions options;
+  options.reap_interval_ms = 0;
+  options.metric_flush_ms = 0;
+  SubmitRequestData request;
+  request.text = SweepText();
+  request.request_id = "cli-5f3a9c";
+  std::string sweep_id;
+  {
+    auto store = SqliteSweepStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto scheduler = Scheduler::Create(store->get(), options);
+    ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+    auto submitted = (*scheduler)->Submit(request);
+    ASSERT_TRUE(submitted.ok()) << submitted.status();
+    sweep_id = submitted->sweep.row.sweep_id;
+  }
+  auto store = SqliteSweepStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto scheduler = Scheduler::Create(store->get(), options);
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  auto retried = (*scheduler)->Submit(request);
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(retried->already_submitted);
+  EXPECT_EQ(retried->sweep.row.sweep_id, sweep_id);
+  EXPECT_EQ((*store)->LoadSweeps()->size(), 1u);
+  EXPECT_EQ((*store)->LoadJobs()->size(), 12u);
+  request.text = SweepText("t", "early_stop: true\n");
+  EXPECT_EQ((*scheduler)->Submit(request).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ((*store)->LoadSweeps()->size(), 1u);
   scheduler->reset();
   store->reset();
   std::filesystem::remove_all(dir);

@@ -49,7 +49,8 @@ class TempDir {
 
 // Field-by-field views, so that EXPECT_EQ compares (and prints) every field.
 auto Fields(const SweepRow& s) {
-  return std::make_tuple(s.sweep_id, s.name, static_cast<int>(s.state), s.created_ms, s.finished_ms, s.spec_json);
+  return std::make_tuple(s.sweep_id, s.name, static_cast<int>(s.state), s.created_ms, s.finished_ms, s.spec_json,
+                         s.request_id);
 }
 auto Fields(const JobRow& j) {
   return std::make_tuple(j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d, j.variant, j.seed, j.spec_json,
@@ -328,6 +329,32 @@ TEST_P(StoreTest, DuplicateSweepIdIsAlreadyExistsAndWritesNothing) {
   ASSERT_EQ(loaded.size(), 2u);
   ExpectSameJob(first[0], loaded[0]);
   ExpectSameJob(first[1], loaded[1]);
+}
+
+TEST_P(StoreTest, RequestIdRoundTripsAndASecondSweepWithItIsAlreadyExistsAndWritesNothing) {
+  SweepRow first = MakeSweep("sweep-a");
+  first.request_id = "req-0123456789abcdef";
+  std::vector<JobRow> jobs = {MakeJob("0", 0)};
+  ASSERT_TRUE(store_->CreateSweep(first, jobs).ok());
+  // Sweeps without a request id do not collide with each other.
+  CreateSweepWithJobs("sweep-b", {"0"});
+  CreateSweepWithJobs("sweep-c", {"0"});
+
+  SweepRow again = MakeSweep("sweep-d");
+  again.request_id = first.request_id;
+  std::vector<JobRow> more = {MakeJob("0", 1), MakeJob("10", 1)};
+  Status status = store_->CreateSweep(again, more);
+  EXPECT_EQ(status.code(), StatusCode::kAlreadyExists) << status;
+  EXPECT_NE(status.message().find("req-0123456789abcdef"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("sweep-a"), std::string::npos) << status;
+  for (const JobRow& job : more) EXPECT_EQ(job.job_id, 0);
+
+  auto sweeps = store_->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ(sweeps->size(), 3u);
+  EXPECT_EQ(Fields((*sweeps)[0]), Fields(first));
+  EXPECT_EQ((*sweeps)[1].request_id, "");
+  EXPECT_EQ(Jobs().size(), 3u);
 }
 
 TEST_P(StoreTest, JobOfAnotherSweepIsRefusedAndNothingWritten) {
@@ -1020,6 +1047,35 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndItsResultsHaveAnUnknownNoise
   auto report = store->IntegrityCheck();
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(*report, "ok");
+}
+
+TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedToRequestIdsAndItsSweepsHaveNone) {
+  RawExec(file_, kVersionOneFile);
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(RawPragma(file_, "user_version"), std::to_string(SqliteSweepStore::kSchemaVersion));
+    auto sweeps = store->LoadSweeps();
+    ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+    ASSERT_EQ(sweeps->size(), 1u);
+    EXPECT_EQ((*sweeps)[0].sweep_id, "old");
+    EXPECT_EQ((*sweeps)[0].request_id, "");
+    SweepRow added = MakeSweep("new");
+    added.request_id = "req-after-migration";
+    std::vector<JobRow> jobs = {MakeJob("0", 0)};
+    ASSERT_TRUE(store->CreateSweep(added, jobs).ok());
+  }
+  // The request id survives reopening, and still refuses a second sweep.
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  auto sweeps = store->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok()) << sweeps.status();
+  ASSERT_EQ(sweeps->size(), 2u);
+  EXPECT_EQ((*sweeps)[1].request_id, "req-after-migration");
+  SweepRow again = MakeSweep("newer");
+  again.request_id = "req-after-migration";
+  std::vector<JobRow> jobs = {MakeJob("0", 0)};
+  EXPECT_EQ(store->CreateSweep(again, jobs).code(), StatusCode::kAlreadyExists);
 }
 
 TEST_F(SqliteStoreTest, OpeningTwiceInARowKeepsTheSchema) {

@@ -10,6 +10,9 @@
 //   - a start that is refused (flags, a non-loopback address without a token) leaves no database file
 //     behind; a database file that is empty, another program's, or not writable is refused naming the
 //     file and what was found, and left as it was
+//   - a sweep of 99,990 jobs (whose jobs together exceed one gRPC message) is submitted, and `dwarp status`,
+//     `results` and `watch` read every job; submitted again with its request id, before and after a
+//     restart, it answers the stored sweep and stores no other
 // Limits: common/spec_document.h.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -141,6 +144,19 @@ class CoordinatorHardeningTest : public ::testing::Test {
     EXPECT_TRUE(child.ok()) << child.status();
     if (!child.ok()) return -1;
     const int code = child->Wait(30s);
+    *output = child->Log();
+    return code;
+  }
+
+  // Runs `dwarp ARGS --coordinator ADDRESS` until it exits; its exit code, output in *output.
+  int RunCli(std::vector<std::string> args, const std::string& name, std::string* output,
+             std::chrono::milliseconds timeout = 120s) {
+    args.insert(args.begin(), DWARP_CLI_BIN);
+    args.insert(args.end(), {"--coordinator", connection_.address});
+    auto child = dwarp::ChildProcess::Start(args, (dir_ / (name + ".log")).string());
+    EXPECT_TRUE(child.ok()) << child.status();
+    if (!child.ok()) return -1;
+    const int code = child->Wait(timeout);
     *output = child->Log();
     return code;
   }
@@ -362,6 +378,55 @@ TEST_F(CoordinatorHardeningTest, AReadOnlyDatabaseIsRefusedBeforeServing) {
   EXPECT_EQ(child->Wait(10s), 1) << child->Log();
   EXPECT_NE(child->Log().find("'" + db.string() + "' is not writable"), std::string::npos) << child->Log();
   EXPECT_EQ(child->Log().find("serving on port"), std::string::npos) << child->Log();
+}
+
+TEST_F(CoordinatorHardeningTest, ASweepOfNearlyTheJobLimitIsReadableAndARetriedSubmitStoresItOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  // 2 d x 49,995 seeds = 99,990 jobs: their messages come to about 70 MB, over the 64 MiB message limit.
+  const fs::path file = dir_ / "big.yaml";
+  std::ofstream(file) << "name: big\n"
+                         "models: [{name: m, arch: mlp, hidden: [16]}]\n"
+                         "datasets: [{name: syn, kind: synthetic, images: /nonexistent/x.gz}]\n"
+                         "dims: [0, 10]\n"
+                         "seeds: 49995\n";
+  std::string output;
+  ASSERT_EQ(RunCli({"submit", file.string(), "--request-id", "operator-1"}, "submit", &output), 0) << output;
+  EXPECT_NE(output.find("submitted sweep big-1 (big): 99990 jobs"), std::string::npos) << output;
+
+  ASSERT_EQ(RunCli({"status", "big-1"}, "status", &output), 0) << output.substr(0, 2000);
+  EXPECT_NE(output.find("\n99990  m/default/syn d=10 seed=49994  queued"), std::string::npos)
+      << output.substr(output.size() > 2000 ? output.size() - 2000 : 0);
+  const fs::path csv = dir_ / "results.csv";
+  ASSERT_EQ(RunCli({"results", "big-1", "-o", csv.string()}, "results", &output), 0) << output;
+  EXPECT_NE(output.find("wrote 99990 rows"), std::string::npos) << output;
+  std::ifstream rows(csv);
+  int lines = 0;
+  for (std::string line; std::getline(rows, line);) ++lines;
+  EXPECT_EQ(lines, 99991);
+  // A cancelled sweep's watch is its snapshot and its end.
+  ASSERT_EQ(RunCli({"cancel", "big-1"}, "cancel", &output), 0) << output;
+  ASSERT_EQ(RunCli({"watch", "big-1"}, "watch", &output), 0) << output.substr(0, 2000);
+  EXPECT_NE(output.find("99990 jobs"), std::string::npos) << output.substr(0, 2000);
+
+  // The same submission again, as a client that lost the answer would send it: before and after a restart.
+  ASSERT_EQ(RunCli({"submit", file.string(), "--request-id", "operator-1"}, "again", &output), 0) << output;
+  EXPECT_NE(output.find("sweep big-1 (big): 99990 jobs, stored by an earlier try"), std::string::npos) << output;
+  coordinator_.Signal(SIGKILL);
+  coordinator_.Wait();
+  ASSERT_NO_FATAL_FAILURE(StartCoordinator());
+  ASSERT_EQ(RunCli({"submit", file.string(), "--request-id", "operator-1"}, "restarted", &output), 0) << output;
+  EXPECT_NE(output.find("sweep big-1 (big): 99990 jobs, stored by an earlier try"), std::string::npos) << output;
+  // The request id of another sweep is refused.
+  EXPECT_EQ(RunCli({"submit", file.string(), "seeds=3", "--request-id", "operator-1"}, "other", &output), 1) << output;
+  EXPECT_NE(output.find("request id 'operator-1' already submitted sweep 'big-1'"), std::string::npos) << output;
+
+  v1::ListSweepsResponse listed;
+  grpc::ClientContext context;
+  dwarp::rpc::PrepareContext(context, connection_, 30s);
+  ASSERT_TRUE(sweeps_->List(&context, v1::ListSweepsRequest(), &listed).ok());
+  ASSERT_EQ(listed.sweeps_size(), 1);
+  EXPECT_EQ(listed.sweeps(0).sweep_id(), "big-1");
+  EXPECT_EQ(listed.sweeps(0).counts().total(), 99990);
 }
 
 }  // namespace

@@ -165,7 +165,8 @@ std::string MetricName(const v1::Job& job) {
   if (job.has_result() && !job.result().metric().empty()) return job.result().metric();
   nlohmann::json spec = nlohmann::json::parse(job.spec_json(), nullptr, /*allow_exceptions=*/false);
   if (spec.is_object() && spec.contains("objective") && spec["objective"].is_string()) {
-    return spec["objective"].get<std::string>() == "classification" ? "accuracy" : "r2";
+    const std::string objective = spec["objective"].get<std::string>();
+    return objective == "classification" ? "accuracy" : objective == "rsa" ? "rsa" : "r2";
   }
   return "score";
 }

@@ -76,6 +76,10 @@ StatusOr<std::string> RunTrainCommand(const TrainCommandConfig& config) {
     std::printf("d = %s (D = %lld): accuracy train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",
                 r.spec.d.ToString().c_str(), static_cast<long long>(r.D), r.train.accuracy, r.validation.accuracy,
                 r.test.accuracy, static_cast<long long>(r.epochs_run), r.seconds);
+  } else if (r.metric == "rsa") {
+    std::printf("d = %s (D = %lld): RSA train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",
+                r.spec.d.ToString().c_str(), static_cast<long long>(r.D), r.train.rsa, r.validation.rsa, r.test.rsa,
+                static_cast<long long>(r.epochs_run), r.seconds);
   } else {
     std::printf("d = %s (D = %lld): R2 train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",
                 r.spec.d.ToString().c_str(), static_cast<long long>(r.D), r.train.r2, r.validation.r2, r.test.r2,

@@ -162,7 +162,7 @@ const auto kFraction = [](double x) { return x > 0 && x < 1; };
 // Names of the enums, in enum order.
 
 const std::vector<std::string>& ObjectiveNames() {
-  static const std::vector<std::string> names = {"regression", "classification"};
+  static const std::vector<std::string> names = {"regression", "classification", "rsa"};
   return names;
 }
 const std::vector<std::string>& ReadoutNames() {
@@ -543,10 +543,19 @@ JobSpec ReadJob(const json& document) {
     job.objective = static_cast<Objective>(ReadChoice(f.Get("objective"), "objective", ObjectiveNames()));
     if ((job.objective == Objective::kClassification) != labelled) {
       FailValue("objective", f.Get("objective"),
-                std::string(labelled ? "classification" : "regression") + " for data.kind " +
+                std::string(labelled ? "classification" : "regression or rsa") + " for data.kind " +
                     DataKindName(job.data.kind) +
                     " (classification needs class labels: data.kind image_folder or idx)");
     }
+  }
+  if (job.objective == Objective::kRsa) {
+    // No readout head: what would configure one would be recorded unused.
+    const std::string why = " with objective rsa (no readout head: theta_d alone moves the model's RDM towards the "
+                            "brain's)";
+    if (job.d.is_full()) FailValue("d", f.Get("d"), "0 or a subspace d > 0" + why);
+    if (job.train.weight_decay != 0.0) FailValue("train.weight_decay", json(job.train.weight_decay), "0" + why);
+    if (job.train.freeze_head) FailValue("train.freeze_head", json(true), "false" + why);
+    if (job.train.head_init != HeadInit::kDefault) FailValue("train.head_init", json("ridge"), "default" + why);
   }
 
   if (f.Has("readout")) job.readout = static_cast<Readout>(ReadChoice(f.Get("readout"), "readout", ReadoutNames()));

@@ -43,7 +43,7 @@ namespace dwarp {
 
 enum class ModelArch { kMlp, kLenet, kSmallCnn, kResnet18, kTorchscript };
 enum class DataKind { kNsd, kMajajHong, kGeneric, kImageFolder, kIdx, kSynthetic };
-enum class Objective { kRegression, kClassification };
+enum class Objective { kRegression, kClassification, kRsa };
 enum class Readout { kSgd, kRidge, kPrefitWarped };
 enum class HeadInit { kDefault, kRidge };
 enum class Projection { kPerTensor, kGlobal, kReference, kSizeWeighted };
@@ -223,7 +223,11 @@ struct JobSpec {
   DataSpec data;
   SubspaceDim d;  // required: 0, a positive integer or `full`
   // Default: regression for nsd, majaj_hong, generic, synthetic; classification for image_folder and idx
-  // (the only kinds with labels). The other pairings are errors.
+  // (the only kinds with labels). rsa (neural data, d = 0 or a subspace d): no readout head; theta_d moves so
+  // that the model's RDM matches the brain's (worker/engine/train/rsa_training.h), scored by the RDMs'
+  // correlation on held-out stimuli; weight_decay, freeze_head and head_init do not apply (lr only as
+  // low_dim_lr's default). The other
+  // pairings are errors.
   Objective objective = Objective::kRegression;
   // Default sgd (seed). ridge needs d = 0 and objective regression. prefit_warped (regression, d > 0): the
   // linear head is fitted first (ridge on the unwarped features, as head_init ridge), then network and head

@@ -30,6 +30,7 @@
 #include "worker/engine/train/feature_cache.h"
 #include "worker/engine/train/metrics.h"
 #include "worker/engine/train/readout_training.h"
+#include "worker/engine/train/rsa_training.h"
 
 namespace dwarp::worker {
 namespace {
@@ -664,6 +665,52 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, c1
   return Status();
 }
 
+// objective rsa: no head; d = 0 scores the frozen model's RDMs, d > 0 trains theta_d (rsa_training.h).
+Status RunRsa(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model, c10::Device device,
+              JobResult& result) {
+  DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
+  auto data = LoadRegressionData(spec, model);
+  if (!data.ok()) return data.status();
+  PlaceModel(model, device);
+  DWARP_RETURN_IF_ERROR(engine::CheckNeuralData(*data));
+  result.data_description = data->description;
+  result.train_size = data->train.size();
+  result.val_size = data->validation.size();
+  result.test_size = data->test.size();
+  result.num_targets = data->num_targets();
+  result.metric = "rsa";
+  const TrainSpec& t = spec.train;
+  const auto rsa = engine::RsaTrainingOptions()
+                       .low_dim_lr(ModelLearningRate(t, spec.d))
+                       .batch_size(t.batch_size)
+                       .max_epochs(t.max_epochs)
+                       .patience(t.patience)
+                       .min_delta(t.min_delta)
+                       .schedule(ScheduleOf(t))
+                       .seed(t.seed)
+                       .on_epoch(EpochCallback(spec, options))
+                       .should_stop(options.should_stop);
+  const auto start = std::chrono::steady_clock::now();
+  StatusOr<engine::RsaTrainingResult> run = InternalError("unset");
+  if (spec.d.is_linear()) {
+    DWARP_RETURN_IF_ERROR(EnterPhase(options, "scoring the model's RDMs"));
+    run = engine::ScoreRsa(model.module, *data, rsa);
+    if (run.ok()) run->model_parameter_count = ParameterCount(model.module);
+  } else {
+    auto wrapped = engine::SubspaceModel::Create(model.module, SubspaceOptionsOf(spec, model));
+    if (!wrapped.ok()) return Status(wrapped.status().code(), "d = " + spec.d.ToString() + ": " + wrapped.status().message());
+    DWARP_RETURN_IF_ERROR(EnterPhase(options, "training RDMs in a " + spec.d.ToString() + "-dimensional subspace"));
+    run = engine::TrainRsaInSubspace(*wrapped, *data, rsa);
+  }
+  if (!run.ok()) return run.status();
+  RecordSummary(*run, result);
+  result.train.rsa = run->scores.train;
+  result.validation.rsa = run->scores.validation;
+  result.test.rsa = run->scores.test;
+  result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Status();
+}
+
 Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
   auto device = engine::ResolveDevice(spec.train.device, "train.device");
   if (!device.ok()) return device.status();
@@ -672,6 +719,7 @@ Status RunJobBody(const JobSpec& spec, const JobRunOptions& options, JobResult& 
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildModel(spec.model, spec.train.seed, 0);
   if (!model.ok()) return model.status();
+  if (spec.objective == Objective::kRsa) return RunRsa(spec, options, *model, *device, result);
   return RunRegression(spec, options, *model, *device, result);
 }
 
@@ -697,11 +745,18 @@ StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options) {
   return result;
 }
 
+double MetricScore(const std::string& metric, const Scores& scores) {
+  if (metric == "accuracy") return scores.accuracy;
+  if (metric == "rsa") return scores.rsa;
+  return scores.r2;
+}
+
 int64_t SyntheticBrainsBuilt() { return synthetic_brains_built.load(); }
 
 nlohmann::json JobResultToJson(const JobResult& r) {
   auto scores = [&r](const Scores& s) {
     if (r.metric == "accuracy") return nlohmann::json{{"accuracy", s.accuracy}};
+    if (r.metric == "rsa") return nlohmann::json{{"rsa", s.rsa}};
     return nlohmann::json{{"r2", s.r2}, {"pearson_mean", s.pearson_mean}, {"pearson_median", s.pearson_median}};
   };
   nlohmann::json history = nlohmann::json::array();

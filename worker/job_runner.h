@@ -64,16 +64,18 @@
 namespace dwarp::worker {
 
 struct Scores {
-  // Regression: R² (uniform over targets) and Pearson r; classification: accuracy (r2/pearson unused).
+  // Regression: R² (uniform over targets) and Pearson r; classification: accuracy; rsa: the correlation of
+  // the model's and the brain's RDMs (the others unused).
   double r2 = 0.0;
   double pearson_mean = 0.0;
   double pearson_median = 0.0;
   double accuracy = 0.0;
+  double rsa = 0.0;
 };
 
 struct JobResult {
   JobSpec spec;
-  std::string metric;                   // "r2" or "accuracy": the score that train/val/test report
+  std::string metric;                   // "r2", "accuracy" or "rsa": the score that train/val/test report
   Scores train, validation, test;
   int64_t epochs_run = 0;               // 0 for ridge
   int64_t best_epoch = 0;
@@ -105,6 +107,9 @@ struct JobRunOptions {
   // progress is not interrupted. Must be cheap and safe to call from the RunJob thread (an atomic flag).
   std::function<bool()> should_stop;
 };
+
+// The score of `metric` ("r2", "accuracy" or "rsa") in `scores`: what a d_warp curve plots.
+double MetricScore(const std::string& metric, const Scores& scores);
 
 // Runs the job. InvalidArgument / NotFound naming the bad field or value, Internal for LibTorch errors,
 // Cancelled when options.should_stop asked it to stop.

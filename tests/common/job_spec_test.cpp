@@ -525,6 +525,43 @@ d: 100
   }
 }
 
+TEST(JobSpecTest, RsaNeedsNeuralDataAndNoHeadSettings) {
+  const std::string synthetic = R"(
+model: {arch: mlp, hidden: [16]}
+data: {kind: synthetic, images: /data/train-images-idx3-ubyte.gz, synthetic: {targets: 8}}
+objective: rsa
+d: 100
+)";
+  auto with = [&](const std::vector<std::string>& overrides) {
+    return ParseJobSpec(synthetic, SpecFormat::kYaml, overrides);
+  };
+  auto rsa = with({});
+  ASSERT_TRUE(rsa.ok()) << rsa.status();
+  EXPECT_EQ(rsa->objective, Objective::kRsa);
+  EXPECT_EQ(ToJson(*rsa)["objective"], "rsa");
+  EXPECT_EQ(MustParse(ToJson(*rsa).dump(), SpecFormat::kJson), *rsa);
+  ASSERT_TRUE(with({"d=0"}).ok());
+  auto full = with({"d=full"});
+  ASSERT_FALSE(full.ok());
+  EXPECT_THAT(full.status().message(), HasSubstr("0 or a subspace d > 0 with objective rsa"));
+  for (const char* bad : {"+train.weight_decay=0.1", "+train.freeze_head=true", "+train.head_init=ridge"}) {
+    auto refused = with({bad});
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_THAT(refused.status().message(), HasSubstr("with objective rsa (no readout head")) << bad;
+  }
+  auto ridge = with({"d=0", "+readout=ridge"});
+  ASSERT_FALSE(ridge.ok());
+  EXPECT_THAT(ridge.status().message(), HasSubstr("objective = rsa"));
+  auto labelled = ParseJobSpec(R"(
+model: {arch: mlp, hidden: [16]}
+data: {kind: idx, images: /data/i.gz, labels: /data/l.gz}
+objective: rsa
+d: 100
+)", SpecFormat::kYaml, {});
+  ASSERT_FALSE(labelled.ok());
+  EXPECT_THAT(labelled.status().message(), HasSubstr("objective = \"rsa\""));
+}
+
 TEST(JobSpecErrorTest, SeedsAreNonNegativeIntegers) {
   EXPECT_THAT(ErrorOf(MajajWithModelLines("  seed: -3")), HasSubstr("model.seed = -3"));
   EXPECT_THAT(ErrorOf(MajajWithModelLines("  seed: 1.5")), HasSubstr("model.seed = 1.5"));
@@ -645,9 +682,9 @@ TEST(JobSpecErrorTest, FreezeHeadNeedsSomethingElseToTrain) {
 
 TEST(JobSpecErrorTest, ObjectiveMustSuitTheData) {
   const std::string m = ErrorOf(MajajWith("objective: classification"));
-  EXPECT_THAT(m, HasSubstr("objective = \"classification\"; expected regression for data.kind majaj_hong"));
-  EXPECT_THAT(ErrorOf(MajajWith("objective: rsa")),
-              HasSubstr("objective = \"rsa\"; expected one of regression | classification"));
+  EXPECT_THAT(m, HasSubstr("objective = \"classification\"; expected regression or rsa for data.kind majaj_hong"));
+  EXPECT_THAT(ErrorOf(MajajWith("objective: rdm")),
+              HasSubstr("objective = \"rdm\"; expected one of regression | classification | rsa"));
 }
 
 TEST(JobSpecErrorTest, ArchSpecificFields) {

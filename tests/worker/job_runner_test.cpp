@@ -186,6 +186,33 @@ TEST_F(JobRunnerTest, ACategoryBrainReadsTheLabelsAndTrainingThroughASubspaceHel
   EXPECT_GT(warped->test.r2, linear->test.r2 + 0.02) << "d = 0: " << linear->test.r2;
 }
 
+TEST_F(JobRunnerTest, RsaJobsScoreRdmsAndTrainThemThroughASubspace) {
+  // The brain's teacher is the candidate's own architecture and initialisation (model seed 0).
+  const std::string job = std::string("model: {arch: mlp, hidden: [16], layer: fc1, layer_groups: []}\n") +
+                          "data: {kind: synthetic, images: " + kImages + ", limit_stimuli: 600,\n"
+                          "       synthetic: {targets: 16, noise: 0.1, seed: 0, teacher: {arch: mlp, hidden: [16], "
+                          "layer: fc1, seed: 0}}}\n"
+                          "objective: rsa\n"
+                          "d: 0\n"
+                          "train: {low_dim_lr: 0.02, batch_size: 64, max_epochs: 6, patience: 0, seed: 1, threads: 1}\n";
+  auto teacher = RunJob(Parse(job, {"+model.seed=0"}));
+  auto other = RunJob(Parse(job));
+  auto warped = RunJob(Parse(job, {"d=300"}));
+  ASSERT_TRUE(teacher.ok()) << teacher.status().ToString();
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  ASSERT_TRUE(warped.ok()) << warped.status().ToString();
+  EXPECT_EQ(teacher->metric, "rsa");
+  EXPECT_EQ(teacher->epochs_run, 0);
+  EXPECT_GT(teacher->test.rsa, other->test.rsa + 0.05) << "the teacher should score highest at d = 0";
+  EXPECT_EQ(warped->d, 300);  // no head: d counts everything that moved
+  EXPECT_EQ(warped->epochs_run, 6);
+  EXPECT_GT(warped->test.rsa, other->test.rsa + 0.05);
+  const nlohmann::json json = JobResultToJson(*warped);
+  EXPECT_EQ(json["metric"], "rsa");
+  EXPECT_DOUBLE_EQ(json["scores"]["test"]["rsa"].get<double>(), warped->test.rsa);
+  EXPECT_DOUBLE_EQ(MetricScore("rsa", warped->test), warped->test.rsa);
+}
+
 TEST_F(JobRunnerTest, UnknownLayerIsNamed) {
   auto result = RunJob(Parse(SyntheticJob("fc9")));
   ASSERT_FALSE(result.ok());

@@ -408,8 +408,7 @@ Status CheckWorkerDaemonOptions(const WorkerDaemonOptions& o) {
 }
 
 pb::JobResult JobResultToProto(const JobResult& r) {
-  const bool accuracy = r.metric == "accuracy";
-  auto score = [accuracy](const Scores& s) { return accuracy ? s.accuracy : s.r2; };
+  auto score = [&r](const Scores& s) { return MetricScore(r.metric, s); };
   pb::JobResult out;
   out.set_metric(r.metric);
   out.set_train_score(score(r.train));

@@ -8,6 +8,9 @@
 #include <grpcpp/server_context.h>
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -205,13 +208,6 @@ StatusOr<int64_t> JobIdOfPageToken(const std::string& token) {
 // ---------------------------------------------------------------------------------------------------
 // Authentication
 
-bool ConstantTimeEquals(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char difference = 0;
-  for (size_t i = 0; i < a.size(); ++i) difference |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return difference == 0;
-}
-
 class TokenCheck {
  public:
   explicit TokenCheck(std::string token) : token_(std::move(token)) {}
@@ -224,7 +220,7 @@ class TokenCheck {
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                           "this coordinator requires a token: pass --token-file or set DWARP_TOKEN");
     const std::string header(found->second.data(), found->second.size());
-    if (!ConstantTimeEquals(rpc::TokenFromAuthorizationHeader(header), token_))
+    if (!rpc::TokensEqual(rpc::TokenFromAuthorizationHeader(header), token_))
       return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the token sent does not match the coordinator's");
     return grpc::Status::OK;
   }
@@ -587,7 +583,15 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   TokenCheck token_check_;
 };
 
-std::string HostOf(const std::string& listen) {
+// The host part of a gRPC listen address: host:port, [v6]:port, a bare IPv6 address, with an optional
+// ipv4:, ipv6: or dns:/// scheme.
+std::string HostOf(std::string listen) {
+  for (const char* scheme : {"dns:///", "ipv4:", "ipv6:"}) {
+    if (listen.rfind(scheme, 0) == 0) {
+      listen = listen.substr(std::string(scheme).size());
+      break;
+    }
+  }
   if (!listen.empty() && listen.front() == '[') {
     auto close = listen.find(']');
     return close == std::string::npos ? listen : listen.substr(1, close - 1);
@@ -601,9 +605,25 @@ std::string HostOf(const std::string& listen) {
 }  // namespace
 
 bool IsLoopbackAddress(const std::string& listen) {
-  std::string host = HostOf(listen);
-  if (host.rfind("ipv4:", 0) == 0) host = host.substr(5);
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  const std::string host = HostOf(listen);
+  // The one name every resolver maps to loopback only (RFC 6761); any other name could resolve anywhere.
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;  // 127.0.0.0/8
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;  // ::1
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) return v6.s6_addr[12] == 127;  // ::ffff:127.x.x.x
+  }
+  return false;
+}
+
+std::string CleartextTokenWarning(const ServerOptions& options) {
+  if (options.token.empty() || !options.tls_cert.empty() || IsLoopbackAddress(options.listen)) return "";
+  return "serving on non-loopback address '" + options.listen +
+         "' with a token but without TLS: the token and every sweep, spec and result cross the network in "
+         "cleartext, so anyone who can watch that network can read the token and act as any worker or user; "
+         "add --tls-cert and --tls-key (clients: --tls-ca), or keep the network private";
 }
 
 struct CoordinatorServer::Services {
@@ -639,6 +659,7 @@ Status CheckServerOptions(const ServerOptions& options) {
 StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler* scheduler,
                                                                       const ServerOptions& options) {
   DWARP_RETURN_IF_ERROR(CheckServerOptions(options));
+  if (std::string warning = CleartextTokenWarning(options); !warning.empty()) spdlog::warn("{}", warning);
   const int max_message_bytes = options.max_message_bytes == 0 ? rpc::kMaxMessageBytes : options.max_message_bytes;
 
   std::shared_ptr<grpc::ServerCredentials> credentials;

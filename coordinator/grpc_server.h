@@ -40,8 +40,15 @@ struct ServerOptions {
   static constexpr int kMinMessageBytes = 64 * 1024;
 };
 
-// True for 127.x.x.x, localhost, ::1 (with or without brackets).
+// Whether a listen address (host:port, [v6]:port, with an optional ipv4:, ipv6: or dns:/// scheme) is
+// loopback, decided by the parsed address: an IPv4 address in 127.0.0.0/8, ::1, ::ffff:127.x.x.x, or the
+// name "localhost". Any other name (127.example.com, localhost.example.com) is not.
 bool IsLoopbackAddress(const std::string& listen);
+
+// The warning Start logs when a token guards a non-loopback address without TLS (the token then crosses
+// the network in cleartext); empty when there is nothing to warn about. Allowed, not refused: a private
+// network (a Slurm cluster's, a Kubernetes pod network) may be trusted by its operator.
+std::string CleartextTokenWarning(const ServerOptions& options);
 
 // What Start checks before it binds, for a caller that must refuse a configuration before it opens
 // anything else (the database): InvalidArgument for a refused configuration (non-loopback without token,

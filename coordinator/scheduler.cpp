@@ -2,13 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/random.h>
+
 #include <algorithm>
-#include <chrono>
 #include <cctype>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <limits>
-#include <random>
 
 namespace dwarp::coordinator {
 
@@ -175,16 +179,63 @@ bool Scheduler::serving() const {
 
 int64_t Scheduler::Now() const { return options_.now_ms ? options_.now_ms() : SystemNowMs(); }
 
+Status CheckResultScores(const ResultRow& result) {
+  constexpr double kSlack = 1e-9;
+  auto within = [&](const char* field, double value, double low, double high, const char* range) -> Status {
+    if (value >= low - kSlack && value <= high + kSlack) return OkStatus();
+    char text[64];
+    std::snprintf(text, sizeof(text), "%.9g", value);
+    return InvalidArgumentError("result " + std::string(field) + " = " + text + " is outside the range of metric '" +
+                                result.metric + "', " + range);
+  };
+  const double infinity = std::numeric_limits<double>::infinity();
+  double low = 0.0;
+  const char* range = nullptr;
+  if (result.metric == "r2") {
+    low = -infinity;
+    range = "(-inf, 1]";
+  } else if (result.metric == "accuracy") {
+    range = "[0, 1]";
+  } else {
+    return InvalidArgumentError("result metric '" + result.metric.substr(0, 64) +
+                                "' is not one the coordinator knows; expected r2 or accuracy");
+  }
+  DWARP_RETURN_IF_ERROR(within("test_score", result.test_score, low, 1.0, range));
+  DWARP_RETURN_IF_ERROR(within("val_score", result.val_score, low, 1.0, range));
+  DWARP_RETURN_IF_ERROR(within("train_score", result.train_score, low, 1.0, range));
+  for (const auto& [field, value] : {std::pair<const char*, double>("test_pearson_mean", result.test_pearson_mean),
+                                     {"test_pearson_median", result.test_pearson_median}}) {
+    if (std::isnan(value)) continue;
+    DWARP_RETURN_IF_ERROR(within(field, value, -1.0, 1.0, "[-1, 1]"));
+  }
+  return OkStatus();
+}
+
 std::string Scheduler::NewId(const char* prefix) {
-  // Lease and worker ids: 128 random bits, so a restarted coordinator never reissues an id.
-  static thread_local std::mt19937_64 generator([] {
-    std::random_device device;
-    return (static_cast<uint64_t>(device()) << 32) ^ device() ^
-           static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  }());
+  // Lease and worker ids: 128 bits from the kernel's cryptographic generator. A lease id is a capability
+  // (whoever knows it may report that job's outcome), so it must not be predictable from ids seen before,
+  // as a seeded mt19937_64's output is; 128 bits also mean a restarted coordinator never reissues an id.
+  uint64_t words[2] = {0, 0};
+  auto* bytes = reinterpret_cast<unsigned char*>(words);
+  size_t filled = 0;
+  while (filled < sizeof(words)) {
+    const ssize_t got = ::getrandom(bytes + filled, sizeof(words) - filled, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      // getrandom(2) fails only on kernels before 3.17 or under a seccomp filter: fall back to the device.
+      std::ifstream urandom("/dev/urandom", std::ios::binary);
+      urandom.read(reinterpret_cast<char*>(bytes + filled), static_cast<std::streamsize>(sizeof(words) - filled));
+      if (!urandom) {
+        spdlog::critical("no cryptographic random source (getrandom, /dev/urandom): cannot issue ids");
+        std::abort();
+      }
+      break;
+    }
+    filled += static_cast<size_t>(got);
+  }
   char text[40];
-  std::snprintf(text, sizeof(text), "%s%016llx%016llx", prefix, static_cast<unsigned long long>(generator()),
-                static_cast<unsigned long long>(generator()));
+  std::snprintf(text, sizeof(text), "%s%016llx%016llx", prefix, static_cast<unsigned long long>(words[0]),
+                static_cast<unsigned long long>(words[1]));
   return text;
 }
 
@@ -875,6 +926,7 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
     return InvalidArgumentError("result scores must be finite (train " + std::to_string(result.train_score) +
                                 ", val " + std::to_string(result.val_score) + ", test " +
                                 std::to_string(result.test_score) + "); a job that produced NaN must Fail");
+  DWARP_RETURN_IF_ERROR(CheckResultScores(result));
   // A worker ends its metric stream before it reports the result: the points still buffered here are
   // stored first, so that a stored result means a stored curve to whoever reads the database.
   Status flushed = FlushMetrics();

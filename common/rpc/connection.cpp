@@ -4,8 +4,11 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 #include <fstream>
@@ -24,6 +27,7 @@ std::string Trimmed(std::string text) {
 }
 
 StatusOr<std::string> ReadToken(const std::string& path, const std::string& origin) {
+  DWARP_RETURN_IF_ERROR(CheckTokenFileMode(path, origin));
   auto text = ReadTextFile(path);
   if (!text.ok()) return NotFoundError(origin + ": cannot read token file '" + path + "'");
   std::string token = Trimmed(*text);
@@ -32,6 +36,32 @@ StatusOr<std::string> ReadToken(const std::string& path, const std::string& orig
 }
 
 }  // namespace
+
+Status CheckTokenFileMode(const std::string& path, const std::string& origin) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return NotFoundError(origin + ": cannot read token file '" + path + "'");
+  const unsigned mode = static_cast<unsigned>(info.st_mode) & 07777u;
+  if ((mode & kTokenFileForbiddenModeBits) == 0) return OkStatus();
+  char octal[8];
+  std::snprintf(octal, sizeof(octal), "%04o", mode);
+  return FailedPreconditionError(origin + ": token file '" + path + "' has mode " + octal +
+                                 ", which lets other users read or change it (or group members change it); "
+                                 "run `chmod 600 " + path + "` (or 640/440 for a dedicated service group)");
+}
+
+bool TokensEqual(std::string_view sent, std::string_view expected) {
+  // Every byte position up to the longer length is visited whatever the contents, and the length
+  // difference is folded into the same accumulator: the time taken depends on the lengths only, never on
+  // where the first differing byte is.
+  const size_t longest = std::max(sent.size(), expected.size());
+  size_t difference = sent.size() ^ expected.size();
+  for (size_t i = 0; i < longest; ++i) {
+    const unsigned char a = i < sent.size() ? static_cast<unsigned char>(sent[i]) : 0;
+    const unsigned char b = i < expected.size() ? static_cast<unsigned char>(expected[i]) : 0;
+    difference |= static_cast<size_t>(a ^ b);
+  }
+  return difference == 0;
+}
 
 StatusOr<std::string> ReadTextFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

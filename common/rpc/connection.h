@@ -3,6 +3,8 @@
 //
 // Token: sent as the `authorization: Bearer <token>` metadata on every call. Clients read it from
 // --token-file FILE, else the DWARP_TOKEN environment variable, else DWARP_TOKEN_FILE (a file name).
+// A token file must not be readable or writable by others, nor writable by its group (CheckTokenFileMode);
+// group read stays allowed for a dedicated service group (systemd's root:dwarp 0640, Kubernetes' 0440).
 // TLS: a client with tls_ca set verifies the server against that CA; with tls_cert/tls_key too it
 // presents a client certificate (mTLS). Without tls_ca the channel is plaintext.
 //
@@ -16,6 +18,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -36,9 +39,21 @@ struct ConnectionOptions {
   std::chrono::milliseconds max_reconnect_backoff{0};
 };
 
+// Permission bits a token file may not have: any access by others (0007) and write by the group (0020).
+inline constexpr unsigned kTokenFileForbiddenModeBits = 0027;
+
+// OK when the file at `path` exists and its mode has none of kTokenFileForbiddenModeBits. FailedPrecondition
+// naming `origin` (the flag or variable), the file, its mode in octal and the fix (`chmod 600 FILE`);
+// NotFound when the file cannot be stat()ed.
+Status CheckTokenFileMode(const std::string& path, const std::string& origin);
+
+// Whether the token a client sent equals the expected one, in time that depends on the two lengths only
+// (no early return at the first differing byte, nor on a length mismatch).
+bool TokensEqual(std::string_view sent, std::string_view expected);
+
 // Fills options.token from the token file, else DWARP_TOKEN, else the file named by DWARP_TOKEN_FILE, when
 // options.token is empty. NotFound naming the file when a named token file cannot be read;
-// InvalidArgument when it is empty.
+// FailedPrecondition when its mode lets others read it (CheckTokenFileMode); InvalidArgument when it is empty.
 Status ResolveToken(ConnectionOptions& options, const std::string& token_file);
 
 // Reads a whole file (certificates, keys, tokens). NotFound naming the path.

@@ -215,6 +215,7 @@ class SweepCommandsTest : public ::testing::Test {
     fs::create_directories(dir_);
     token_file_ = (dir_ / "token").string();
     std::ofstream(token_file_) << kToken << "\n";
+    fs::permissions(token_file_, fs::perms::owner_read | fs::perms::owner_write);  // others may not read it
   }
 
   void TearDown() override {

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -278,6 +280,53 @@ TEST_F(SchedulerTest, JobPagesCoverEveryJobOnceInIdOrder) {
   EXPECT_EQ(scheduler_->JobsPage("nope", 0, 5).status().code(), StatusCode::kNotFound);
 }
 
+TEST(CheckResultScoresTest, EachMetricHasItsRange) {
+  auto result = [](const std::string& metric, double test) {
+    ResultRow row;
+    row.metric = metric;
+    row.train_score = row.val_score = row.test_score = test;
+    return row;
+  };
+  EXPECT_TRUE(CheckResultScores(result("r2", 1.0)).ok());
+  EXPECT_TRUE(CheckResultScores(result("r2", -25.0)).ok());  // R² has no lower bound
+  EXPECT_EQ(CheckResultScores(result("r2", 1e300)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckResultScores(result("r2", 1.01)).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(CheckResultScores(result("accuracy", 0.0)).ok());
+  EXPECT_TRUE(CheckResultScores(result("accuracy", 1.0)).ok());
+  Status negative = CheckResultScores(result("accuracy", -0.5));
+  EXPECT_EQ(negative.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(negative.message().find("[0, 1]"), std::string::npos) << negative;
+  EXPECT_EQ(CheckResultScores(result("accuracy", 1.5)).code(), StatusCode::kInvalidArgument);
+  ResultRow pearson = result("r2", 0.5);
+  pearson.test_pearson_mean = 1.5;
+  Status out_of_range = CheckResultScores(pearson);
+  EXPECT_EQ(out_of_range.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(out_of_range.message().find("test_pearson_mean"), std::string::npos) << out_of_range;
+  EXPECT_NE(out_of_range.message().find("[-1, 1]"), std::string::npos) << out_of_range;
+  pearson.test_pearson_mean = std::nan("");  // not computed
+  pearson.test_pearson_median = -1.0;
+  EXPECT_TRUE(CheckResultScores(pearson).ok());
+  Status unknown = CheckResultScores(result("bleu", 0.5));
+  EXPECT_EQ(unknown.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.message().find("bleu"), std::string::npos) << unknown;
+  EXPECT_EQ(CheckResultScores(result("", 0.5)).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(SchedulerTest, LeaseAndWorkerIdsAre128RandomBits) {
+  Submit(SweepText());
+  std::set<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    const std::string worker = RegisterWorker("w" + std::to_string(i));
+    Lease lease = AcquireNow(worker);
+    for (const std::string& id : {worker, lease.lease_id}) {
+      ASSERT_GE(id.size(), 32u) << id;
+      const std::string hex = id.substr(id.size() - 32);
+      EXPECT_EQ(hex.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+      EXPECT_TRUE(ids.insert(hex).second) << "id issued twice: " << id;
+    }
+  }
+}
+
 TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
   Submit(SweepText());
   const std::string worker = RegisterWorker();
@@ -295,6 +344,14 @@ TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
   EXPECT_EQ(scheduler_->Complete(other, first.lease_id, Result(0.4)).code(), StatusCode::kFailedPrecondition);
   // NaN results are refused (a job that produced NaN must Fail).
   EXPECT_EQ(scheduler_->Complete(worker, first.lease_id, Result(std::nan(""))).code(), StatusCode::kInvalidArgument);
+  // So are scores outside the metric's range, naming the value and the range; the lease stays usable.
+  {
+    Status huge = scheduler_->Complete(worker, first.lease_id, Result(1e300));
+    EXPECT_EQ(huge.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(huge.message().find("test_score = 1e+300"), std::string::npos) << huge;
+    EXPECT_NE(huge.message().find("(-inf, 1]"), std::string::npos) << huge;
+    EXPECT_EQ(*store_.CountResults(first.job.job_id), 0);
+  }
 
   ASSERT_TRUE(scheduler_->RecordMetrics(worker, first.lease_id, {{1, 0.5, 0.1, now_}, {2, 0.4, 0.2, now_}}).ok());
   ASSERT_TRUE(scheduler_->Complete(worker, first.lease_id, Result(0.4)).ok());
@@ -550,7 +607,9 @@ TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
     auto a = (*scheduler)->Acquire(worker, "cpu", 0);
     auto b = (*scheduler)->Acquire(worker, "cpu", 0);
     ASSERT_TRUE(a.ok() && a->lease && b.ok() && b->lease);
-    ASSERT_TRUE((*scheduler)->Complete(worker, a->lease->lease_id, {}).ok());
+    ResultRow first_result;
+    first_result.metric = "r2";
+    ASSERT_TRUE((*scheduler)->Complete(worker, a->lease->lease_id, first_result).ok());
     held = b->lease->lease_id;
     held_job = b->lease->job.job_id;
     // The scheduler goes away without Shutdown's courtesies mattering: everything is already stored.
@@ -566,6 +625,7 @@ TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
   ASSERT_EQ(beat->leases.size(), 1u);
   EXPECT_TRUE(beat->leases[0].valid);
   ResultRow result;
+  result.metric = "r2";
   result.test_score = 0.7;
   ASSERT_TRUE((*scheduler)->Complete(worker, held, result).ok());
   EXPECT_EQ(*(*store)->CountResults(held_job), 1);

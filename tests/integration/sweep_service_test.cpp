@@ -431,6 +431,7 @@ TEST_F(SweepServiceTest, CurvePointsOfAJobRunningThroughACoordinatorRestartAreAl
 TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {
   const fs::path token_file = dir_ / "token";
   std::ofstream(token_file) << "s3cret-token\n";
+  fs::permissions(token_file, fs::perms::owner_read | fs::perms::owner_write);  // others may not read it
   StartCoordinator(0, {"--token-file", token_file.string()});
   // Without the token: refused.
   {
@@ -456,6 +457,7 @@ TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {
     v1::CompleteRequest complete;
     complete.set_worker_id(registered.worker_id());
     complete.set_lease_id("l0000000000000000000000000000dead");
+    complete.mutable_result()->set_metric("r2");
     complete.mutable_result()->set_test_score(0.5);
     v1::CompleteResponse completed;
     grpc::ClientContext complete_context;

@@ -285,6 +285,7 @@ class WorkerDaemonTest : public ::testing::Test {
     options.initial_backoff = milliseconds(20);
     options.max_backoff = milliseconds(200);
     options.handle_signals = false;
+    options.data_roots = data_roots_;
     daemon_ = std::make_unique<WorkerDaemon>(options);
     run_ = std::async(std::launch::async, [this] { return daemon_->Run(); });
   }
@@ -297,6 +298,7 @@ class WorkerDaemonTest : public ::testing::Test {
   }
 
   FakeCoordinator coordinator_;
+  std::vector<std::string> data_roots_;  // WorkerDaemonOptions::data_roots of the next StartDaemon
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<WorkerDaemon> daemon_;
@@ -423,6 +425,37 @@ TEST_F(WorkerDaemonTest, BadSpecsFailNotRetryableAndTheWorkerTakesTheNextJob) {
   ASSERT_EQ(coordinator_.completes.size(), 1u);
   EXPECT_EQ(coordinator_.completes[0].lease_id(), good);
   EXPECT_EQ(coordinator_.completes[0].result().epochs_run(), 2);
+}
+
+TEST_F(WorkerDaemonTest, AJobNamingAPathOutsideTheDataRootsFailsNotRetryableWithoutItsContents) {
+  // A folder outside the data root holding a "class" whose one "image" is a secret text file.
+  const std::filesystem::path secret = std::filesystem::path(::testing::TempDir()) / "dwarp_worker_daemon_secret";
+  std::filesystem::create_directories(secret / "passwords");
+  std::ofstream(secret / "passwords" / "shadow.png") << "root:SECRET-CONTENT:0:0\n";
+  auto with_root = [](const std::string& root) {
+    nlohmann::json spec = nlohmann::json::parse(JobJson(/*max_epochs=*/2));
+    spec["data"]["root"] = root;
+    return spec.dump();
+  };
+  const std::string outside = coordinator_.AddJob(with_root(secret.string()));
+  const std::string escaping = coordinator_.AddJob(with_root(ColourFolder() + "/../" + secret.filename().string()));
+  const std::string inside = coordinator_.AddJob(JobJson(/*max_epochs=*/2));
+  data_roots_ = {ColourFolder()};
+  StartDaemon();
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.completes.empty(); }));
+  ASSERT_TRUE(DrainAndWait().ok());
+  auto lock = coordinator_.Lock();
+  ASSERT_EQ(coordinator_.fails.size(), 2u);
+  for (const auto& [fail, lease] : {std::pair(coordinator_.fails[0], outside), {coordinator_.fails[1], escaping}}) {
+    EXPECT_EQ(fail.lease_id(), lease);
+    EXPECT_FALSE(fail.retryable());
+    EXPECT_NE(fail.reason().find("outside this worker's data roots"), std::string::npos) << fail.reason();
+    EXPECT_NE(fail.reason().find("data.root"), std::string::npos) << fail.reason();
+    EXPECT_EQ(fail.reason().find("SECRET-CONTENT"), std::string::npos) << fail.reason();
+  }
+  ASSERT_EQ(coordinator_.completes.size(), 1u);
+  EXPECT_EQ(coordinator_.completes[0].lease_id(), inside);
+  std::filesystem::remove_all(secret);
 }
 
 TEST_F(WorkerDaemonTest, DrainLetsARunningJobFinish) {
@@ -782,6 +815,7 @@ TEST(WorkerProcessFlags, BadValuesExitTwoNamingTheFlag) {
       {{"--token-file", "/nonexistent/dwarp-token"}, "/nonexistent/dwarp-token"},
       {{"--slots-per-device", "many"}, "slots-per-device"},
       {{"--devices", "cuda:64"}, "--devices = 'cuda:64'"},
+      {{"--data-root", "/nonexistent/dwarp-data"}, "--data-root '/nonexistent/dwarp-data' is not an existing directory"},
   };
   for (const Case& c : cases) {
     const ProcessResult result = RunWorkerToExit(c.args);

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <mutex>
@@ -27,6 +28,7 @@
 
 #include "common/job_spec.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
+#include "worker/daemon/data_roots.h"
 #include "worker/engine/device.h"
 
 namespace dwarp::worker {
@@ -400,6 +402,7 @@ Status CheckWorkerDaemonOptions(const WorkerDaemonOptions& o) {
     return InvalidArgumentError("acquire_wait = " + std::to_string(o.acquire_wait.count()) + " ms; expected >= 1");
   }
   if (o.max_held_metric_points < 1) return InvalidArgumentError("max_held_metric_points = 0; expected >= 1");
+  if (auto roots = CanonicalDataRoots(o.data_roots); !roots.ok()) return roots.status();
   if (o.initial_backoff.count() < 1 || o.max_backoff < o.initial_backoff) {
     return InvalidArgumentError("backoff " + std::to_string(o.initial_backoff.count()) + " ms to " +
                                 std::to_string(o.max_backoff.count()) + " ms; expected 1 <= initial <= max");
@@ -448,6 +451,9 @@ class WorkerDaemon::Impl {
 
   Status Run() {
     DWARP_RETURN_IF_ERROR(CheckWorkerDaemonOptions(options_));
+    auto roots = CanonicalDataRoots(options_.data_roots);
+    if (!roots.ok()) return roots.status();
+    data_roots_ = std::move(*roots);
     rpc::ConnectionOptions channel_options = options_.connection;
     if (channel_options.max_reconnect_backoff.count() == 0) {
       // gRPC's default backoff (up to 120 s) can keep a channel down for many seconds after the coordinator
@@ -795,6 +801,7 @@ class WorkerDaemon::Impl {
     }
     auto spec = JobSpecFromJson(document);
     if (!spec.ok()) return Status(spec.status().code(), "spec_json: " + spec.status().message());
+    DWARP_RETURN_IF_ERROR(CheckJobPathsUnderDataRoots(*spec, data_roots_));
     spec->train.device = device;
     MetricStream metrics(*stub_, options_.connection, worker_id, lease.lease_id(), options_.initial_backoff,
                          options_.max_backoff, options_.max_held_metric_points);
@@ -917,6 +924,7 @@ class WorkerDaemon::Impl {
   std::optional<asio::signal_set> signals_;
   Backoff register_backoff_;
   int register_failures_ = 0;  // retryable Register failures in a row
+  std::vector<std::filesystem::path> data_roots_;  // canonical; set by Run() before any slot starts
   std::string worker_id_;
   milliseconds heartbeat_interval_{1000};
   bool register_in_flight_ = false;

@@ -69,6 +69,10 @@ struct WorkerDaemonOptions {
   // Curve points a job's metric stream holds so that it can send them again after a reconnect (the
   // newest; older ones are dropped while the coordinator cannot be reached for longer). >= 1.
   size_t max_held_metric_points = 10000;
+  // Folders this worker's jobs may read (worker/daemon/data_roots.h): when any is given, a job whose spec
+  // names a path outside all of them fails, not retryably, before anything is opened. Empty: any path.
+  // Each must be an existing directory.
+  std::vector<std::string> data_roots;
   // Install SIGTERM/SIGINT handlers (drain, then stop at once on the second) for the duration of Run().
   // Off in tests that run the daemon inside a test process.
   bool handle_signals = true;

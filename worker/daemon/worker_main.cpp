@@ -10,8 +10,10 @@
 #include <iostream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/rpc/connection.h"
+#include "worker/daemon/data_roots.h"
 #include "worker/daemon/worker_daemon.h"
 #include "worker/engine/device.h"
 #include "worker/engine/threading.h"
@@ -52,6 +54,9 @@ int main(int argc, char** argv) {
   app.add_option("--drain-timeout", drain_timeout_s, "seconds running jobs may take to finish after SIGTERM")
       ->capture_default_str();
   app.add_option("--acquire-wait", acquire_wait_ms, "long-poll limit of each Acquire, ms")->capture_default_str();
+  std::vector<std::string> data_roots;
+  app.add_option("--data-root", data_roots,
+                 "directory jobs may read (repeatable); a job naming a path outside every one fails (default: any)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -104,6 +109,8 @@ int main(int argc, char** argv) {
     return BadFlag("--token-file: " + token.message());
   }
   options.name = name;
+  if (auto roots = dwarp::worker::CanonicalDataRoots(data_roots); !roots.ok()) return BadFlag(roots.status().message());
+  options.data_roots = data_roots;
 
   const int slots = static_cast<int>(options.devices.size()) * slots_per_device;
   if (threads == 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / slots);

@@ -102,6 +102,24 @@ TEST(CsvTableTest, ParsesQuotesCrlfAndPandasIndexColumn) {
   EXPECT_ERROR_MENTIONS(t->Column("split").status(), StatusCode::kInvalidArgument, path, "'split'", "'filename'");
 }
 
+TEST(CsvTableTest, AMissingColumnErrorNeverQuotesLongOrBinaryHeaderText) {
+  // A job may name any file as its table: a password file's first line must not come back in the error.
+  const std::string path = TempFile("not_a_table.csv",
+                                    "root:x:0:0:root:/root:/bin/bash-and-a-much-longer-line\n"
+                                    "daemon:x:1:1\n");
+  auto t = ReadCsvFile(path);
+  ASSERT_TRUE(t.ok()) << t.status();
+  const Status status = t->Column("filename").status();
+  EXPECT_ERROR_MENTIONS(status, StatusCode::kInvalidArgument, path, "'filename'", "1 columns", "not shown");
+  EXPECT_EQ(status.message().find("root:x"), std::string::npos) << status;
+  const std::string binary = TempFile("binary.csv", std::string("a\x01\x02" "b,ok\n1,2\n"));
+  auto b = ReadCsvFile(binary);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const Status binary_status = b->Column("filename").status();
+  EXPECT_ERROR_MENTIONS(binary_status, StatusCode::kInvalidArgument, "'ok'", "not shown");
+  EXPECT_EQ(binary_status.message().find("\x01"), std::string::npos) << binary_status;
+}
+
 TEST(CsvTableTest, RejectsRaggedRowsUnclosedQuotesAndMissingFiles) {
   const std::string ragged = TempFile("ragged.csv", "a,b\n1,2\n3\n");
   EXPECT_ERROR_MENTIONS(ReadCsvFile(ragged).status(), StatusCode::kInvalidArgument, ragged, "line 3", "1 fields");

@@ -1,5 +1,6 @@
 #include "worker/engine/datasets/csv_table.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -30,10 +31,20 @@ StatusOr<std::vector<std::string>> CsvTable::Column(const std::string& name) con
     for (const auto& row : rows_) out.push_back(row[c]);
     return out;
   }
+  // The header is whatever the file's first line holds (a job may name any file): at most 12 names of at
+  // most 32 printable ASCII characters are shown, anything else is replaced, never quoted.
+  constexpr size_t kShownColumns = 12, kShownChars = 32;
   std::string have;
-  for (const auto& h : header_) have += (have.empty() ? "" : ", ") + Quote(h);
-  return InvalidArgumentError("CSV file " + Quote(path_) + " has no column " + Quote(name) + "; its columns are " +
-                              have);
+  for (size_t c = 0; c < header_.size() && c < kShownColumns; ++c) {
+    const std::string& h = header_[c];
+    const bool printable = h.size() <= kShownChars && std::all_of(h.begin(), h.end(), [](char ch) {
+                             return ch >= 0x20 && ch < 0x7f;
+                           });
+    have += (have.empty() ? "" : ", ") + (printable ? Quote(h) : std::string("(a name not shown: not short printable text)"));
+  }
+  if (header_.size() > kShownColumns) have += " and " + std::to_string(header_.size() - kShownColumns) + " more";
+  return InvalidArgumentError("CSV file " + Quote(path_) + " has no column " + Quote(name) + "; its " +
+                              std::to_string(header_.size()) + " columns are " + have);
 }
 
 StatusOr<CsvTable> ReadCsvFile(const std::string& path) {

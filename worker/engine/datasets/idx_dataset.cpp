@@ -139,8 +139,9 @@ class IdxReader {
     unsigned char magic[4];
     DWARP_RETURN_IF_ERROR(ReadExactly(magic, 4, "the 4-byte magic number"));
     if (magic[0] != 0 || magic[1] != 0) {
-      return InvalidArgumentError("IDX file " + Quote(path_) + " has bad magic: starts with bytes " + Hex(magic[0]) +
-                                  " " + Hex(magic[1]) + "; expected 0x00 0x00 <type> <ndim>");
+      // The bytes found are not quoted: a job may name any file, and its first bytes are its contents.
+      return InvalidArgumentError("IDX file " + Quote(path_) +
+                                  " has bad magic: it does not start with 0x00 0x00 <type> <ndim>; is it an IDX file?");
     }
     if (!LookUpType(magic[2], &type_)) {
       return InvalidArgumentError("IDX file " + Quote(path_) + " has unknown element type code " + Hex(magic[2]) +

@@ -196,9 +196,12 @@ Status CheckResultScores(const ResultRow& result) {
     range = "(-inf, 1]";
   } else if (result.metric == "accuracy") {
     range = "[0, 1]";
+  } else if (result.metric == "rsa") {  // a correlation between two RDMs
+    low = -1.0;
+    range = "[-1, 1]";
   } else {
     return InvalidArgumentError("result metric '" + result.metric.substr(0, 64) +
-                                "' is not one the coordinator knows; expected r2 or accuracy");
+                                "' is not one the coordinator knows; expected r2, accuracy or rsa");
   }
   DWARP_RETURN_IF_ERROR(within("test_score", result.test_score, low, 1.0, range));
   DWARP_RETURN_IF_ERROR(within("val_score", result.val_score, low, 1.0, range));

@@ -350,6 +350,11 @@ TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
     EXPECT_EQ(huge.code(), StatusCode::kInvalidArgument);
     EXPECT_NE(huge.message().find("test_score = 1e+300"), std::string::npos) << huge;
     EXPECT_NE(huge.message().find("(-inf, 1]"), std::string::npos) << huge;
+    ResultRow rsa = Result(-1.5);
+    rsa.metric = "rsa";  // a correlation between RDMs
+    Status below = scheduler_->Complete(worker, first.lease_id, rsa);
+    EXPECT_EQ(below.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(below.message().find("metric 'rsa', [-1, 1]"), std::string::npos) << below;
     EXPECT_EQ(*store_.CountResults(first.job.job_id), 0);
   }
 

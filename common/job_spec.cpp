@@ -321,10 +321,37 @@ SyntheticSpec ReadSynthetic(const json* object, const std::string& path) {
   return s;
 }
 
+// data.coords (the coordinate names the netCDF loaders read) and data.nan, for majaj_hong and nsd.
+const std::vector<std::string>& NanPolicyNames() {
+  static const std::vector<std::string> names = {"refuse", "drop_targets"};
+  return names;
+}
+
+void ReadCoordsAndNan(const Fields& data, DataKind kind, DataSpec* d) {
+  const bool majaj = kind == DataKind::kMajajHong;
+  if (!majaj && kind != DataKind::kNsd) {
+    const std::string why = std::string("for data.kind ") + DataKindName(kind) + " (it is for majaj_hong and nsd)";
+    data.Forbid("coords", why);
+    data.Forbid("nan", why);
+    return;
+  }
+  const Fields f(data.Child("coords"), data.PathOf("coords"), {"image_id", "image_name", "region"});
+  const std::string name = "a coordinate name";
+  d->coords.image_id = f.Has("image_id") ? f.String("image_id", name) : (majaj ? "image_id" : "stimulus_id");
+  if (majaj) {
+    d->coords.image_name = f.Has("image_name") ? f.String("image_name", name) : "image_name";
+  } else {
+    f.Forbid("image_name", "for data.kind nsd (its file names come from metadata.csv)");
+  }
+  d->coords.region = f.Has("region") ? f.String("region", name) : (majaj ? "region" : "roi");
+  if (data.Has("nan")) d->nan = static_cast<NanPolicy>(ReadChoice(data.Get("nan"), data.PathOf("nan"), NanPolicyNames()));
+}
+
 DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& model) {
   const Fields f(object, path,
                  {"kind", "root", "file", "stimuli", "images", "labels", "test_images", "test_labels", "roi", "split",
-                  "limit_stimuli", "limit_classes", "limit_samples", "image_size", "mean", "std", "synthetic"});
+                  "limit_stimuli", "limit_classes", "limit_samples", "image_size", "mean", "std", "synthetic",
+                  "coords", "nan"});
   if (object == nullptr || object->is_null()) {
     Fail(path, path + ": missing; expected a mapping with at least kind and the kind's paths");
   }
@@ -375,19 +402,13 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
                       "stimuli (an image folder); got " + (d.images.empty() ? "neither" : "both"));
   }
 
-  // Regions of interest.
+  // Regions of interest; majaj_hong's are whatever its file's region coordinate holds, checked on loading.
   if (d.kind == DataKind::kMajajHong) {
     d.roi = {"IT"};
     if (f.Has("roi")) {
-      d.roi = ReadStringList(f.Get("roi"), f.PathOf("roi"), "IT, V4 or a list of them");
-      if (d.roi.empty()) FailValue(f.PathOf("roi"), f.Get("roi"), "IT, V4 or a list of them");
-      for (size_t i = 0; i < d.roi.size(); ++i) {
-        if (d.roi[i] != "IT" && d.roi[i] != "V4") {
-          const json& v = f.Get("roi");
-          FailValue(v.is_array() ? Index(f.PathOf("roi"), i) : f.PathOf("roi"), json(d.roi[i]),
-                    "IT or V4 (the Majaj-Hong regions)");
-        }
-      }
+      const std::string expected = "a region of the file (e.g. IT, V4) or a list of them";
+      d.roi = ReadStringList(f.Get("roi"), f.PathOf("roi"), expected);
+      if (d.roi.empty()) FailValue(f.PathOf("roi"), f.Get("roi"), expected);
     }
   } else if (d.kind == DataKind::kNsd) {
     if (f.Has("roi")) d.roi = ReadStringList(f.Get("roi"), f.PathOf("roi"), "an ROI name or a list of them");
@@ -401,6 +422,8 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
                 "each region once (it is also data.roi[" + std::to_string(first - d.roi.begin()) + "])");
     }
   }
+
+  ReadCoordsAndNan(f, d.kind, &d);
 
   const bool test_from_elsewhere = d.kind == DataKind::kNsd || (d.kind == DataKind::kIdx && !d.test_images.empty());
   d.split = ReadSplit(f.Child("split"), f.PathOf("split"), d.kind, test_from_elsewhere);
@@ -651,6 +674,7 @@ const char* LowDimLrScalingName(LowDimLrScaling scaling) {
   return LowDimLrScalingNames()[static_cast<size_t>(scaling)].c_str();
 }
 const char* LrScheduleName(LrSchedule schedule) { return LrScheduleNames()[static_cast<size_t>(schedule)].c_str(); }
+const char* NanPolicyName(NanPolicy policy) { return NanPolicyNames()[static_cast<size_t>(policy)].c_str(); }
 
 double LowDimLearningRate(double low_dim_lr, int64_t d, LowDimLrScaling scaling) {
   if (scaling == LowDimLrScaling::kNone || d < 1) return low_dim_lr;
@@ -697,6 +721,11 @@ json ToJson(const JobSpec& spec) {
     if (!value->empty()) data[key] = *value;
   }
   if (d.kind == DataKind::kNsd || d.kind == DataKind::kMajajHong) data["roi"] = d.roi;
+  if (d.kind == DataKind::kNsd || d.kind == DataKind::kMajajHong) {
+    data["coords"] = {{"image_id", d.coords.image_id}, {"region", d.coords.region}};
+    if (!d.coords.image_name.empty()) data["coords"]["image_name"] = d.coords.image_name;
+    data["nan"] = NanPolicyName(d.nan);
+  }
   if (!d.split.column.empty()) {
     data["split"] = {{"column", d.split.column}};
   } else {
@@ -768,11 +797,15 @@ bool operator==(const SyntheticSpec& a, const SyntheticSpec& b) {
          std::tie(b.targets, b.warp_dim, b.warp_scale, b.noise, b.teacher, b.seed, b.trained_warp, b.warp_epochs,
                   b.warp_lr, b.categories);
 }
+bool operator==(const DataCoordsSpec& a, const DataCoordsSpec& b) {
+  return std::tie(a.image_id, a.image_name, a.region) == std::tie(b.image_id, b.image_name, b.region);
+}
 bool operator==(const DataSpec& a, const DataSpec& b) {
   return std::tie(a.kind, a.root, a.file, a.stimuli, a.images, a.labels, a.test_images, a.test_labels, a.roi, a.split,
                   a.limit_stimuli, a.limit_classes, a.limit_samples, a.image_size, a.mean, a.std, a.synthetic) ==
          std::tie(b.kind, b.root, b.file, b.stimuli, b.images, b.labels, b.test_images, b.test_labels, b.roi, b.split,
-                  b.limit_stimuli, b.limit_classes, b.limit_samples, b.image_size, b.mean, b.std, b.synthetic);
+                  b.limit_stimuli, b.limit_classes, b.limit_samples, b.image_size, b.mean, b.std, b.synthetic) &&
+         a.coords == b.coords && a.nan == b.nan;
 }
 bool operator==(const TrainSpec& a, const TrainSpec& b) {
   return std::tie(a.lr, a.low_dim_lr, a.low_dim_lr_scaling, a.schedule, a.weight_decay, a.batch_size, a.max_epochs,

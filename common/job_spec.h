@@ -49,6 +49,9 @@ enum class HeadInit { kDefault, kRidge };
 enum class Projection { kPerTensor, kGlobal, kReference, kSizeWeighted };
 enum class LowDimLrScaling { kNone, kInverseD };
 enum class LrSchedule { kConstant, kCosine, kWarmupCosine };
+// What a majaj_hong or nsd job does with NaN responses (data.nan): refuse the data (default), or drop every
+// target (neuroid / voxel) that has one, the count in the data description and the log.
+enum class NanPolicy { kRefuse, kDropTargets };
 
 // The spelling used in job files and messages: "mlp", "small_cnn", "majaj_hong", "image_folder", ...
 const char* ModelArchName(ModelArch arch);
@@ -59,6 +62,7 @@ const char* HeadInitName(HeadInit head_init);
 const char* ProjectionName(Projection projection);
 const char* LowDimLrScalingName(LowDimLrScaling scaling);
 const char* LrScheduleName(LrSchedule schedule);
+const char* NanPolicyName(NanPolicy policy);
 
 // The reference d of LowDimLrScaling::kInverseD: low_dim_lr is the rate at this d.
 inline constexpr int64_t kLowDimLrReferenceDim = 1000;
@@ -143,6 +147,18 @@ struct SyntheticSpec {
   uint64_t seed = 0;
 };
 
+// The netCDF coordinates a majaj_hong or nsd job reads (data.coords); defaults resolved, empty for other kinds.
+struct DataCoordsSpec {
+  // The stimulus id on the stimulus dimension. majaj_hong: default image_id (a dimension of that name without
+  // coordinate values gives the row positions as ids); nsd: default stimulus_id.
+  std::string image_id;
+  // majaj_hong only: the image file name on the stimulus dimension, default image_name.
+  std::string image_name;
+  // The region of each neuroid / voxel. majaj_hong: default region; nsd: default roi (without it, the
+  // boolean masks <region>_<name>, e.g. roi_V1v, define the ROIs).
+  std::string region;
+};
+
 struct DataSpec {
   DataKind kind = DataKind::kSynthetic;  // required
   // Paths; which are required depends on the kind (any other is an error):
@@ -159,8 +175,9 @@ struct DataSpec {
   std::string labels;
   std::string test_images;
   std::string test_labels;
-  // Regions of interest, each listed once. majaj_hong: a subset of {IT, V4}, default [IT] (seed); with
-  // several, the targets are every listed region's neuroids, in roi order. nsd: any names (labels of
+  // Regions of interest, each listed once. majaj_hong: any of the regions the file's region coordinate
+  // holds (checked when the file is read), default [IT] (seed); with several, the targets are every listed
+  // region's neuroids, in roi order. nsd: any names (labels of
   // voxels.nc's per-voxel `roi` coordinate; the targets are their voxels, in roi order), default [] = every
   // voxel in voxels.nc. Other kinds: not allowed. A single string is a one-element list.
   std::vector<std::string> roi;
@@ -179,6 +196,9 @@ struct DataSpec {
   std::vector<double> std;
   // synthetic only (and then always set).
   std::optional<SyntheticSpec> synthetic;
+  // majaj_hong and nsd only.
+  DataCoordsSpec coords;
+  NanPolicy nan = NanPolicy::kRefuse;
 };
 
 struct TrainSpec {
@@ -260,6 +280,7 @@ nlohmann::json ToJson(const JobSpec& spec);
 bool operator==(const ModelSpec& a, const ModelSpec& b);
 bool operator==(const SplitSpec& a, const SplitSpec& b);
 bool operator==(const SyntheticSpec& a, const SyntheticSpec& b);
+bool operator==(const DataCoordsSpec& a, const DataCoordsSpec& b);
 bool operator==(const DataSpec& a, const DataSpec& b);
 bool operator==(const TrainSpec& a, const TrainSpec& b);
 bool operator==(const RidgeSpec& a, const RidgeSpec& b);

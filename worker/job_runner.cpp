@@ -296,6 +296,10 @@ StatusOr<engine::NeuralData> LoadSynthetic(const JobSpec& spec, const ReadoutMod
   return entry.get();
 }
 
+engine::NanResponses NanResponsesFor(NanPolicy policy) {
+  return policy == NanPolicy::kDropTargets ? engine::NanResponses::kDropTargets : engine::NanResponses::kRefuse;
+}
+
 StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, const ReadoutModel& model) {
   const DataSpec& data = spec.data;
   switch (data.kind) {
@@ -305,11 +309,15 @@ StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, con
       engine::MajajHongOptions options;
       options.image(ImageOptionsFor(spec));
       if (!data.roi.empty()) options.rois(data.roi);  // the targets: every listed region's, in roi order
+      options.stimulus_id_coord(data.coords.image_id).filename_coord(data.coords.image_name);
+      options.region_coord(data.coords.region).nan_responses(NanResponsesFor(data.nan));
       return engine::LoadMajajHong(data.file, data.stimuli, options);
     }
     case DataKind::kNsd: {
       engine::NsdOptions options;
       options.rois(data.roi);  // empty: every voxel; else every listed ROI's voxels, in roi order
+      options.stimulus_id_coord(data.coords.image_id).roi_coord(data.coords.region);
+      options.nan_responses(NanResponsesFor(data.nan));
       // The real metadata.csv lists all 73,000 NSD images and one subject saw about 10,000: rows for
       // stimuli a voxels.nc does not hold are expected (the seed merges by stimulus_id).
       options.image(ImageOptionsFor(spec)).stimuli_dir(data.stimuli).allow_unused_metadata(true);
@@ -372,6 +380,8 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
   // The data stay on the CPU (minibatches are sent to the device); the model moves there once.
   PlaceModel(model, device);
   DWARP_RETURN_IF_ERROR(engine::CheckNeuralData(*data));
+  // The log says what was loaded, including any targets data.nan: drop_targets removed.
+  if (options.on_phase) options.on_phase("loaded " + data->description);
   result.data_description = data->description;
   result.train_size = data->train.size();
   result.val_size = data->validation.size();

@@ -293,6 +293,54 @@ TEST(JobSpecTest, ToJsonRoundTrips) {
   EXPECT_EQ(ToJson(MustParse(MajajWithD("full")))["d"], "full");
 }
 
+TEST(JobSpecTest, DataCoordsAndNanNameWhatTheNetcdfLoadersRead) {
+  const JobSpec majaj = MustParse(kMajajYaml);
+  EXPECT_EQ(majaj.data.coords.image_id, "image_id");
+  EXPECT_EQ(majaj.data.coords.image_name, "image_name");
+  EXPECT_EQ(majaj.data.coords.region, "region");
+  EXPECT_EQ(majaj.data.nan, NanPolicy::kRefuse);
+  EXPECT_EQ(ToJson(majaj)["data"]["nan"], "refuse");
+  EXPECT_EQ(ToJson(majaj)["data"]["coords"]["image_name"], "image_name");
+
+  const JobSpec lab = MustParse(
+      kMajajYaml, SpecFormat::kYaml,
+      {"data.coords={image_id: stim, region: area}", "data.nan=drop_targets", "data.roi=[V1, pIT]"});
+  EXPECT_EQ(lab.data.coords.image_id, "stim");
+  EXPECT_EQ(lab.data.coords.image_name, "image_name");
+  EXPECT_EQ(lab.data.coords.region, "area");
+  EXPECT_EQ(lab.data.nan, NanPolicy::kDropTargets);
+  EXPECT_EQ(lab.data.roi, (std::vector<std::string>{"V1", "pIT"}));  // any region: the file has the list
+  const nlohmann::json written = ToJson(lab);
+  EXPECT_EQ(written["data"]["coords"]["image_id"], "stim");
+  EXPECT_EQ(written["data"]["nan"], "drop_targets");
+  StatusOr<JobSpec> again = ParseJobSpec(written.dump(), SpecFormat::kJson);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, lab);
+  JobSpec changed = lab;
+  changed.data.coords.region = "roi";
+  EXPECT_NE(changed, lab);
+  changed = lab;
+  changed.data.nan = NanPolicy::kRefuse;
+  EXPECT_NE(changed, lab);
+
+  const JobSpec nsd = MustParse("model: {arch: resnet18, layer: layer4}\n"
+                                "data: {kind: nsd, root: /nsd, stimuli: /s, coords: {region: area}}\nd: 0\n");
+  EXPECT_EQ(nsd.data.coords.image_id, "stimulus_id");
+  EXPECT_EQ(nsd.data.coords.region, "area");
+  EXPECT_FALSE(ToJson(nsd)["data"]["coords"].contains("image_name"));
+
+  EXPECT_THAT(ErrorWithOverrides({"+data.coords={image_key: stim}"}),
+              HasSubstr("data.coords.image_key: unknown key \"image_key\" (did you mean \"image_id\"?); valid keys "
+                        "in data.coords: image_id, image_name, region"));
+  EXPECT_THAT(ErrorWithOverrides({"data.nan=zero"}), HasSubstr("data.nan = \"zero\""));
+  EXPECT_THAT(ErrorWithOverrides({"data.nan=zero"}), HasSubstr("refuse"));
+  EXPECT_THAT(ErrorOf("model: {arch: resnet18, layer: layer4}\n"
+                      "data: {kind: nsd, root: /nsd, stimuli: /s, coords: {image_name: file}}\nd: 0\n"),
+              HasSubstr("data.coords.image_name = \"file\"; expected no image_name for data.kind nsd"));
+  EXPECT_THAT(ErrorOf("model: {arch: resnet18, layer: layer4}\ndata: {kind: generic, root: /g, nan: refuse}\nd: 0\n"),
+              HasSubstr("data.nan = \"refuse\"; expected no nan for data.kind generic"));
+}
+
 TEST(JobSpecTest, EqualityNoticesEveryChange) {
   const JobSpec base = NonDefaultSpec();
   JobSpec changed = base;
@@ -585,10 +633,10 @@ data:
   EXPECT_THAT(sum, HasSubstr("summing to 1"));
   const std::string fraction = data_error("  split: {train: 1.5}");
   EXPECT_THAT(fraction, HasSubstr("data.split.train = 1.5; expected a fraction in (0, 1)"));
-  const std::string roi = data_error("  roi: V5");
-  EXPECT_THAT(roi, HasSubstr("data.roi = \"V5\"; expected IT or V4"));
-  const std::string roi_item = data_error("  roi: [IT, V1]");
-  EXPECT_THAT(roi_item, HasSubstr("data.roi[1] = \"V1\""));
+  const std::string roi = data_error("  roi: []");
+  EXPECT_THAT(roi, HasSubstr("data.roi = []; expected a region of the file"));
+  const std::string roi_item = data_error("  roi: [IT, \"\"]");
+  EXPECT_THAT(roi_item, HasSubstr("data.roi[1] = \"\""));
   const std::string roi_twice = data_error("  roi: [IT, V4, IT]");
   EXPECT_THAT(roi_twice, HasSubstr("data.roi[2] = \"IT\"; expected each region once (it is also data.roi[0])"));
   const std::string limit = data_error("  limit_stimuli: -3");

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -467,6 +468,56 @@ TEST(JobRunnerNeuralData, MajajHongJobWithTwoRegionsHasBothRegionsNeuroidsAsTarg
   ASSERT_FALSE(twice.ok());
   EXPECT_NE(twice.status().message().find("data.roi[2] = \"V4\"; expected each region once"), std::string::npos)
       << twice.status();
+}
+
+// A lab's own files: data.coords names the coordinates, data.nan drops the neuroids with NaN responses and the
+// log says how many.
+TEST(JobRunnerNeuralData, MajajHongJobReadsTheCoordinatesItNamesAndDropsNanNeuroids) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  const std::string stimuli = engine::testing::FixturePath("majaj/stimuli");
+  auto job = [&](const std::string& file, const std::string& data_lines) {
+    return Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+                 "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj_lab/" + file) +
+                 ", stimuli: " + stimuli + data_lines + "}\nd: 0\nreadout: ridge\ntrain: {threads: 1}\n");
+  };
+  // Coordinates stim / file / area, regions IT V4 IT V4 IT V1.
+  auto renamed = RunJob(job("renamed.nc", ", roi: [V1, V4], coords: {image_id: stim, image_name: file, region: area}"));
+  ASSERT_TRUE(renamed.ok()) << renamed.status();
+  EXPECT_EQ(renamed->num_targets, 3);
+  EXPECT_EQ(renamed->test_size, 2);
+  auto defaults = RunJob(job("renamed.nc", ""));
+  ASSERT_FALSE(defaults.ok());
+  EXPECT_NE(defaults.status().message().find("no 1-D coordinate 'region'"), std::string::npos) << defaults.status();
+
+  // netCDF3 without image_id values; image 4 of neuroid 2 (IT) is NaN in nan.nc.
+  auto no_ids = RunJob(job("no_ids_netcdf3.nc", ""));
+  ASSERT_TRUE(no_ids.ok()) << no_ids.status();
+  EXPECT_EQ(no_ids->num_targets, 3);
+  auto refused = RunJob(job("nan.nc", ""));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("stimulus 'img4'"), std::string::npos) << refused.status();
+  std::vector<std::string> log;
+  JobRunOptions options;
+  options.on_phase = [&log](const std::string& line) { log.push_back(line); };
+  auto dropped = RunJob(job("nan.nc", ", nan: drop_targets"), options);
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_EQ(dropped->num_targets, 2);
+  const std::string said = "1 of 3 neuroids dropped for NaN responses: 'Chabo_L_M_2'";
+  EXPECT_NE(dropped->data_description.find(said), std::string::npos) << dropped->data_description;
+  EXPECT_TRUE(std::any_of(log.begin(), log.end(), [&](const std::string& l) { return l.find(said) != std::string::npos; }));
+  EXPECT_EQ(dropped->spec.data.nan, NanPolicy::kDropTargets);
+}
+
+// NSD ROIs from boolean roi_<name> masks (nsd_masks: roi_V1v = voxels 0, 1; roi_LOC = voxels 1, 2; netCDF3).
+TEST(JobRunnerNeuralData, NsdJobSelectsRoisFromBooleanMasks) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  const std::string root = engine::testing::FixturePath("nsd_masks");
+  auto result = RunJob(Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+                             "data: {kind: nsd, root: " + root + ", stimuli: " + root + "/stimuli, roi: LOC}\n"
+                             "d: 0\nreadout: ridge\ntrain: {threads: 1}\n"));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->num_targets, 2);
+  EXPECT_NE(result->data_description.find("nsd LOC:"), std::string::npos) << result->data_description;
 }
 
 TEST(JobRunnerNeuralData, GenericJobTakesItsSplitFromTheNamedColumn) {

@@ -379,6 +379,147 @@ TEST(MajajHongDatasetTest, MissingFilesAreNamed) {
                         StatusCode::kNotFound, majaj.path("stimuli/img7.png"));
 }
 
+// The lab layouts (fixtures/majaj_lab): the BrainIO assembly's first repetition, one row per image, image_id the
+// dimension, regions IT V4 IT V4 IT V1, responses exactly 10 i + j, written by xarray as netCDF3 and netCDF4
+// with char and variable-length strings, with and without image_id values.
+TEST(MajajHongLabLayoutTest, CharAndVariableLengthStringsInNetcdf3AndNetcdf4LoadTheSame) {
+  REQUIRE_NETCDF_FIXTURES();
+  const auto options = MajajHongOptions().rois({"V4", "IT"}).image(ImageOptions().size(4));
+  auto reference = LoadMajajHong(FixturePath("majaj/brainio.nc"), FixturePath("majaj/stimuli"), options);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  for (const char* layout : {"netcdf3.nc", "netcdf3_classic.nc", "s1.nc", "vlen.nc"}) {
+    SCOPED_TRACE(layout);
+    auto data = LoadMajajHong(FixturePath(std::string("majaj_lab/") + layout), FixturePath("majaj/stimuli"), options);
+    ASSERT_TRUE(data.ok()) << data.status();
+    EXPECT_EQ(data->train.stimulus_ids, reference->train.stimulus_ids);
+    EXPECT_EQ(data->test.stimulus_ids, Ids({8, 9}, "img"));
+    EXPECT_EQ(data->target_names, reference->target_names);
+    EXPECT_TRUE(at::allclose(data->train.responses, reference->train.responses));
+    EXPECT_TRUE(at::allclose(data->test.responses, Expected({8, 9}, {1, 3, 0, 2, 4})));
+    EXPECT_TRUE(at::equal(data->validation.stimuli, reference->validation.stimuli));
+  }
+}
+
+TEST(MajajHongLabLayoutTest, NetcdfCharStringsAreReadAsXarrayDecodesThem) {
+  REQUIRE_NETCDF_FIXTURES();
+  auto file = NetcdfFile::Open(FixturePath("majaj_lab/netcdf3.nc"));
+  ASSERT_TRUE(file.ok()) << file.status();
+  const NetcdfVariable* ids = file->FindVariable("image_id");
+  ASSERT_NE(ids, nullptr);
+  EXPECT_TRUE(ids->IsCharArray());
+  EXPECT_EQ(ids->dims, (std::vector<std::string>{"image_id", "string4"}));
+  EXPECT_EQ(ids->ValueDims(), (std::vector<std::string>{"image_id"}));
+  auto values = file->ReadStrings("image_id");
+  ASSERT_TRUE(values.ok()) << values.status();
+  EXPECT_EQ(*values, Ids({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, "img"));
+  auto regions = file->ReadStrings("region");  // "IT" fills its string2 exactly: no NUL to strip
+  ASSERT_TRUE(regions.ok()) << regions.status();
+  EXPECT_EQ(*regions, (std::vector<std::string>{"IT", "V4", "IT", "V4", "IT", "V1"}));
+  // The char-array dimension coordinate is a coordinate, not a second data variable.
+  auto name = FindDataArrayVariable(*file);
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(*name, "dicarlo.MajajHong2015.public");
+  EXPECT_EQ(file->VariablesOnDimension("image_id"),
+            (std::vector<std::string>{"image_id", "image_name", "object_name"}));
+}
+
+TEST(MajajHongLabLayoutTest, WithoutImageIdValuesTheRowPositionIsTheId) {
+  REQUIRE_NETCDF_FIXTURES();
+  const auto options = MajajHongOptions().image(ImageOptions().size(4));
+  auto reference = LoadMajajHong(FixturePath("majaj_lab/vlen.nc"), FixturePath("majaj/stimuli"), options);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  for (const char* layout : {"no_ids_netcdf4.nc", "no_ids_netcdf3.nc"}) {
+    SCOPED_TRACE(layout);
+    auto data = LoadMajajHong(FixturePath(std::string("majaj_lab/") + layout), FixturePath("majaj/stimuli"), options);
+    ASSERT_TRUE(data.ok()) << data.status();
+    EXPECT_EQ(data->train.stimulus_ids, Ids({0, 1, 2, 3, 4, 5}));
+    EXPECT_EQ(data->test.stimulus_ids, Ids({8, 9}));
+    // The images still come from image_name: the same stimuli and responses as with ids.
+    EXPECT_TRUE(at::equal(data->train.stimuli, reference->train.stimuli));
+    EXPECT_TRUE(at::allclose(data->test.responses, Expected({8, 9}, {0, 2, 4})));
+  }
+  EXPECT_ERROR_MENTIONS(
+      LoadMajajHong(FixturePath("majaj_lab/no_ids_no_names.nc"), FixturePath("majaj/stimuli"), options).status(),
+      StatusCode::kInvalidArgument, "no_ids_no_names.nc", "'image_id' has no coordinate values",
+      "file-name coordinate 'image_name'");
+}
+
+TEST(MajajHongLabLayoutTest, CoordinateNamesComeFromTheOptions) {
+  REQUIRE_NETCDF_FIXTURES();
+  const std::string renamed = FixturePath("majaj_lab/renamed.nc");
+  const auto options = MajajHongOptions().image(ImageOptions().size(4));
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(renamed, FixturePath("majaj/stimuli"), options).status(),
+                        StatusCode::kInvalidArgument, "no 1-D coordinate 'region'", "'area'");
+  auto data = LoadMajajHong(renamed, FixturePath("majaj/stimuli"),
+                            MajajHongOptions(options).stimulus_id_coord("stim").filename_coord("file").region_coord(
+                                "area"));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->test.stimulus_ids, Ids({8, 9}, "img"));
+  EXPECT_TRUE(at::allclose(data->test.responses, Expected({8, 9}, {0, 2, 4})));
+}
+
+TEST(MajajHongLabLayoutTest, RegionsAreTheFilesRegions) {
+  REQUIRE_NETCDF_FIXTURES();
+  const std::string nc = FixturePath("majaj_lab/netcdf3.nc");
+  const auto options = MajajHongOptions().image(ImageOptions().size(4));
+  auto v1 = LoadMajajHong(nc, FixturePath("majaj/stimuli"), MajajHongOptions(options).rois({"V1", "IT"}));
+  ASSERT_TRUE(v1.ok()) << v1.status();
+  EXPECT_EQ(v1->target_names, (std::vector<std::string>{"Chabo_L_M_5", "Chabo_L_M_0", "Chabo_L_M_2", "Chabo_L_M_4"}));
+  EXPECT_TRUE(at::allclose(v1->test.responses, Expected({8, 9}, {5, 0, 2, 4})));
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(nc, FixturePath("majaj/stimuli"), MajajHongOptions(options).roi("pIT")).status(),
+                        StatusCode::kInvalidArgument, "'pIT' matches no neuroid", "'IT', 'V4', 'V1'");
+}
+
+TEST(MajajHongLabLayoutTest, NanResponsesAreRefusedOrTheirNeuroidsDropped) {
+  REQUIRE_NETCDF_FIXTURES();
+  const std::string nc = FixturePath("majaj_lab/nan.nc");
+  const auto options = MajajHongOptions().image(ImageOptions().size(4));
+  // Image 4, neuroid 2 (IT) is NaN.
+  EXPECT_ERROR_MENTIONS(LoadMajajHong(nc, FixturePath("majaj/stimuli"), options).status(),
+                        StatusCode::kInvalidArgument, "nan.nc", "stimulus 'img4'", "target 'Chabo_L_M_2'", "nan");
+  auto dropped = LoadMajajHong(nc, FixturePath("majaj/stimuli"),
+                               MajajHongOptions(options).nan_responses(NanResponses::kDropTargets));
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_EQ(dropped->target_names, (std::vector<std::string>{"Chabo_L_M_0", "Chabo_L_M_4"}));
+  EXPECT_TRUE(at::allclose(dropped->train.responses, Expected({0, 1, 2, 3, 4, 5}, {0, 4})));
+  EXPECT_NE(dropped->description.find("x 2 neuroids; 1 of 3 neuroids dropped for NaN responses: 'Chabo_L_M_2'"),
+            std::string::npos)
+      << dropped->description;
+  // V4 holds no NaN: nothing dropped, nothing said.
+  auto v4 = LoadMajajHong(nc, FixturePath("majaj/stimuli"),
+                          MajajHongOptions(options).roi("V4").nan_responses(NanResponses::kDropTargets));
+  ASSERT_TRUE(v4.ok()) << v4.status();
+  EXPECT_EQ(v4->num_targets(), 2);
+  EXPECT_EQ(v4->description.find("dropped"), std::string::npos) << v4->description;
+}
+
+// nsd_masks: the NSD fixture as netCDF3 with ROIs as boolean masks roi_V1v = voxels 0, 1 and roi_LOC = 1, 2.
+TEST(NsdDatasetTest, RoisFromBooleanMaskCoordinates) {
+  REQUIRE_NETCDF_FIXTURES();
+  const auto options = NsdOptions().image(ImageOptions().size(4));
+  auto both = LoadNsd(FixturePath("nsd_masks"), NsdOptions(options).rois({"LOC", "V1v"}));
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->target_names, (std::vector<std::string>{"1", "2", "0", "1"}));
+  EXPECT_TRUE(at::allclose(both->test.responses, Expected({107, 108, 109}, {1, 2, 0, 1})));
+  EXPECT_EQ(both->train.stimulus_ids, Ids({100, 101, 102, 103, 104}));
+  EXPECT_NE(both->description.find("nsd LOC+V1v:"), std::string::npos) << both->description;
+  EXPECT_ERROR_MENTIONS(LoadNsd(FixturePath("nsd_masks"), NsdOptions(options).roi("FFA-1")).status(),
+                        StatusCode::kInvalidArgument, "'FFA-1' matches no voxel", "masks 'roi_<name>'",
+                        "'V1v', 'LOC'");
+}
+
+TEST(NsdDatasetTest, NanVoxelsMayBeDropped) {
+  REQUIRE_NETCDF_FIXTURES();
+  // nsd_nan: voxel 2 (V1v) of stimulus 104 is NaN.
+  auto data = LoadNsd(FixturePath("nsd_nan"),
+                      NsdOptions().image(ImageOptions().size(4)).nan_responses(NanResponses::kDropTargets));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->target_names, (std::vector<std::string>{"0", "1", "3"}));
+  EXPECT_TRUE(at::allclose(data->train.responses, Expected({100, 101, 102, 103, 104}, {0, 1, 3})));
+  EXPECT_NE(data->description.find("1 of 4 voxels dropped for NaN responses: '2'"), std::string::npos)
+      << data->description;
+}
+
 // ------------------------------------------------------------------ generic layout
 
 TEST(GenericNeuralDatasetTest, ImagesListedInCsvWithSplitColumnAndNoiseCeiling) {

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 
@@ -26,7 +27,16 @@ StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::st
   if (!file.ok()) return file.status();
   auto neuroid_dim = internal::CoordinateDimension(*file, options.region_coord_);
   if (!neuroid_dim.ok()) return neuroid_dim.status();
-  auto stimulus_dim = internal::CoordinateDimension(*file, options.stimulus_id_coord_);
+  // The stimulus dimension: the id coordinate's, or a dimension named like it that has no values (xarray
+  // indexes such a dimension by position, and so do the ids here).
+  auto data_name = FindDataArrayVariable(*file);
+  if (!data_name.ok()) return data_name.status();
+  const NetcdfVariable* data_var = file->FindVariable(*data_name);
+  const bool positional_ids = file->FindVariable(options.stimulus_id_coord_) == nullptr &&
+                              std::find(data_var->dims.begin(), data_var->dims.end(), options.stimulus_id_coord_) !=
+                                  data_var->dims.end();
+  auto stimulus_dim = positional_ids ? StatusOr<std::string>(options.stimulus_id_coord_)
+                                     : internal::CoordinateDimension(*file, options.stimulus_id_coord_);
   if (!stimulus_dim.ok()) return stimulus_dim.status();
   if (*neuroid_dim == *stimulus_dim) {
     return InvalidArgumentError("netCDF file " + Quote(netcdf_path) + ": coordinates " + Quote(options.region_coord_) +
@@ -38,19 +48,35 @@ StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::st
   if (!responses.ok()) return responses.status();
   auto regions = file->ReadStrings(options.region_coord_);
   if (!regions.ok()) return regions.status();
-  auto ids = file->ReadStrings(options.stimulus_id_coord_);
-  if (!ids.ok()) return ids.status();
+  std::vector<std::string> ids;
+  if (positional_ids) {
+    if (file->FindVariable(options.filename_coord_) == nullptr) {
+      return InvalidArgumentError("netCDF file " + Quote(netcdf_path) + ": dimension " +
+                                  Quote(options.stimulus_id_coord_) + " has no coordinate values and there is no " +
+                                  "file-name coordinate " + Quote(options.filename_coord_) +
+                                  "; expected one of them to name each stimulus's image file");
+    }
+    for (int64_t i = 0; i < responses->values.size(0); ++i) ids.push_back(std::to_string(i));
+  } else {
+    auto read = file->ReadStrings(options.stimulus_id_coord_);
+    if (!read.ok()) return read.status();
+    ids = std::move(*read);
+  }
   auto neuroid_names = internal::DimensionLabels(*file, *neuroid_dim, responses->values.size(1));
   if (!neuroid_names.ok()) return neuroid_names.status();
 
-  // The roi filter: the neuroids of each region in roi order, each region's in file order.
-  auto selection = internal::SelectRegions(*regions, *neuroid_names, options.rois_, "Majaj-Hong", netcdf_path,
-                                           options.region_coord_, "neuroid");
+  // The roi filter: the neuroids of each region in roi order, each region's in file order; the regions are
+  // whatever the file's region coordinate holds.
+  auto selection = internal::SelectRegions(internal::GroupByLabel(*regions), *neuroid_names, options.rois_,
+                                           "Majaj-Hong", netcdf_path,
+                                           "coordinate " + Quote(options.region_coord_), "neuroid");
   if (!selection.ok()) return selection.status();
-  const at::Tensor roi_values = responses->values.index_select(1, at::tensor(selection->columns, at::kLong));
-  DWARP_RETURN_IF_ERROR(internal::CheckFiniteResponses(roi_values, *ids, selection->target_names,
-                                                       "Majaj-Hong netCDF file " + Quote(netcdf_path)));
-  const internal::AveragedResponses averaged = internal::AverageRepeats(roi_values, *ids);
+  at::Tensor roi_values = responses->values.index_select(1, at::tensor(selection->columns, at::kLong));
+  std::string nan_note;
+  DWARP_RETURN_IF_ERROR(internal::ApplyNanPolicy(options.nan_responses_, ids,
+                                                 "Majaj-Hong netCDF file " + Quote(netcdf_path), "neuroid",
+                                                 &roi_values, &selection->target_names, &nan_note));
+  const internal::AveragedResponses averaged = internal::AverageRepeats(roi_values, ids);
   const auto n = static_cast<int64_t>(averaged.unique_ids.size());
 
   // Image file names.
@@ -106,8 +132,8 @@ StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::st
                                                   std::to_string(n) + " distinct images split 60/20/20", &data));
   data.target_names = std::move(selection->target_names);
   data.description = "majaj_hong " + selection->label + ": " + std::to_string(n) + " images (" +
-                     std::to_string(ids->size()) + " presentations) x " + std::to_string(data.num_targets()) +
-                     " neuroids";
+                     std::to_string(ids.size()) + " presentations) x " + std::to_string(data.num_targets()) +
+                     " neuroids" + nan_note;
   DWARP_RETURN_IF_ERROR(CheckNeuralData(data));
   return data;
 }

@@ -1,13 +1,16 @@
 // Majaj, Hong et al. 2015 (IT and V4 multi-unit responses to 5760 object images) as a BrainIO / xarray
-// netCDF assembly, in the form the seed's research code reads (datasets/majajhong.py), loaded into NeuralData.
+// netCDF assembly, in the form the seed's research code reads (datasets/majaj.py), loaded into NeuralData.
 //
 // The file: an xarray DataArray (DataArray.to_netcdf) with a stimulus dimension and a neuroid dimension, in
 // either order; extra dimensions of size 1 (BrainIO's time_bin) are dropped. Coordinates (names are options):
-//   region     on the neuroid dimension, e.g. "IT" / "V4"; the neuroids whose region is one of `rois` are
-//              kept (see "Regions" below)
+//   region     on the neuroid dimension, e.g. "IT" / "V4" (any labels: the regions are the file's); the
+//              neuroids whose region is one of `rois` are kept (see "Regions" below)
 //   image_id   on the stimulus dimension: the stimulus id (BrainIO's assemblies name the dimension
-//              `presentation`; the seed's files make image_id the dimension itself)
+//              `presentation`; the seed's files make image_id the dimension itself). A dimension named
+//              image_id without coordinate values is the stimulus dimension and the ids are the row
+//              positions "0".."n-1", as xarray indexes it; image_name is then required.
 //   image_name on the stimulus dimension (optional): the image file name inside `stimuli_dir`
+// Strings may be variable-length (netCDF4) or fixed-width characters (netCDF3, or an `S1` encoding).
 // The file name of each stimulus comes from, in order: `metadata_csv` when set (a CSV with the id column and
 // `filename`, as the seed's neural.nc + metadata.csv variant), else the `image_name` coordinate when the file
 // has one, else "<image_id><image_extension>" (BrainIO stimulus sets store <image_id>.png).
@@ -21,10 +24,15 @@
 // into one, in order of first appearance. Splits by that order, as the seed: first floor(0.6 n) train, up to
 // floor(0.8 n) validation, the rest test.
 //
+// Non-finite responses of the selected neuroids: refused (NanResponses::kRefuse, default), or with
+// kDropTargets every neuroid that has one is dropped and the description ends "; <k> of <n> neuroids dropped
+// for NaN responses: '<name>', ...".
+//
 // Errors (each naming the file and value): NotFound (file, stimuli folder, image), InvalidArgument for a
-// missing coordinate (the coordinates present are listed), an empty roi list, a roi listed twice, a roi that
-// matches no neuroid (it and the available regions are listed), a wrong shape, a non-finite response (stimulus and neuroid named), an empty split, an undecodable
-// image. Thread-safety: no shared state.
+// missing coordinate (the coordinates present are listed), an image_id dimension with neither id values nor
+// image_name, an empty roi list, a roi listed twice, a roi that matches no neuroid (it and the file's regions
+// are listed), a wrong shape, a non-finite response (stimulus and neuroid named) or every neuroid dropped, an
+// empty split, an undecodable image. Thread-safety: no shared state.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +58,7 @@ struct MajajHongOptions {
   MajajHongOptions& image(ImageOptions v) { image_ = v; return *this; }
   // Keep only the first `v` stimuli of each split (after splitting); -1: all.
   MajajHongOptions& max_stimuli_per_split(int64_t v) { max_stimuli_per_split_ = v; return *this; }
+  MajajHongOptions& nan_responses(NanResponses v) { nan_responses_ = v; return *this; }
 
   std::vector<std::string> rois_ = {"IT"};
   std::string region_coord_ = "region";
@@ -59,6 +68,7 @@ struct MajajHongOptions {
   std::string image_extension_ = ".png";
   ImageOptions image_;
   int64_t max_stimuli_per_split_ = -1;
+  NanResponses nan_responses_ = NanResponses::kRefuse;
 };
 
 // `netcdf_path`: the assembly file; `stimuli_dir`: the folder of its images.

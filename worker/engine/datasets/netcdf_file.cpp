@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -33,6 +34,19 @@ std::mutex& NetcdfMutex() {
 std::string Join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+std::string Latin1ToUtf8(const std::string& in) {
+  std::string out;
+  for (unsigned char c : in) {
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else {
+      out += static_cast<char>(0xC0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+  }
   return out;
 }
 
@@ -142,9 +156,7 @@ const NetcdfVariable* NetcdfFile::FindVariable(const std::string& name) const {
 std::vector<std::string> NetcdfFile::VariablesOnDimension(const std::string& dim) const {
   std::vector<std::string> out;
   for (const auto& v : variables_) {
-    if (v.dims.size() == 1 && v.dims[0] == dim) out.push_back(v.name);
-    // char arrays: [dim, string<N>]
-    if (v.nc_type == NC_CHAR && v.dims.size() == 2 && v.dims[0] == dim) out.push_back(v.name);
+    if (v.IsOneDimensional() && v.ValueDims()[0] == dim) out.push_back(v.name);
   }
   return out;
 }
@@ -237,11 +249,25 @@ StatusOr<at::Tensor> NetcdfFile::ReadNumeric(const std::string& variable) const 
 StatusOr<std::vector<std::string>> NetcdfFile::ReadStrings(const std::string& variable) const {
   const NetcdfVariable* var = FindVariable(variable);
   if (var == nullptr) return NotFoundError("netCDF file " + Quote(path_) + " has no variable " + Quote(variable));
-  const bool is_char = var->nc_type == NC_CHAR;
-  if (var->shape.size() != (is_char ? 2u : 1u)) {
+  const bool is_char = var->IsCharArray();
+  if (!var->IsOneDimensional()) {
     return InvalidArgumentError("netCDF variable " + Quote(variable) + " in " + Quote(path_) + " has dimensions (" +
                                 Join(var->dims) + "); expected one dimension" +
                                 (is_char ? " plus the string length" : ""));
+  }
+  bool latin1 = false;
+  if (is_char) {
+    auto encoding = TextAttribute(variable, "_Encoding");
+    if (encoding.ok()) {
+      std::string e = *encoding;
+      std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
+      e.erase(std::remove_if(e.begin(), e.end(), [](char c) { return c == '-' || c == '_'; }), e.end());
+      latin1 = e == "latin1" || e == "iso88591";
+      if (!latin1 && e != "utf8" && e != "ascii") {
+        return InvalidArgumentError("netCDF variable " + Quote(variable) + " in " + Quote(path_) +
+                                    " has _Encoding " + Quote(*encoding) + "; expected utf-8, ascii or latin-1");
+      }
+    }
   }
   const auto n = static_cast<size_t>(var->shape[0]);
   std::vector<std::string> out;
@@ -264,8 +290,8 @@ StatusOr<std::vector<std::string>> NetcdfFile::ReadStrings(const std::string& va
       if (rc == NC_NOERR) {
         for (size_t i = 0; i < n; ++i) {
           std::string s = chars.substr(i * width, width);
-          s.erase(std::find(s.begin(), s.end(), '\0'), s.end());
-          out.push_back(std::move(s));
+          while (!s.empty() && s.back() == '\0') s.pop_back();  // as numpy's fixed-width bytes
+          out.push_back(latin1 ? Latin1ToUtf8(s) : std::move(s));
         }
       }
     }
@@ -316,13 +342,16 @@ StatusOr<std::string> FindDataArrayVariable(const NetcdfFile& file) {
   const std::string unnamed = "__xarray_dataarray_variable__";  // xarray's name for an unnamed DataArray
   if (file.FindVariable(unnamed) != nullptr) return unnamed;
   std::set<std::string> coordinates;
+  auto add_listed = [&](const std::string& variable) {  // "" = the file's own attribute
+    auto listed = file.TextAttribute(variable, "coordinates");
+    if (!listed.ok()) return;
+    std::istringstream words(*listed);
+    for (std::string w; words >> w;) coordinates.insert(w);
+  };
+  add_listed("");
   for (const auto& v : file.variables()) {
-    if (v.dims.size() == 1 && v.dims[0] == v.name) coordinates.insert(v.name);  // dimension coordinate
-    auto listed = file.TextAttribute(v.name, "coordinates");
-    if (listed.ok()) {
-      std::istringstream words(*listed);
-      for (std::string w; words >> w;) coordinates.insert(w);
-    }
+    if (v.IsOneDimensional() && v.ValueDims()[0] == v.name) coordinates.insert(v.name);  // dimension coordinate
+    add_listed(v.name);
   }
   std::vector<std::string> candidates;
   for (const auto& v : file.variables()) {

@@ -5,8 +5,15 @@
 // one data variable (named after the array, or `__xarray_dataarray_variable__` when it has no name) whose
 // `coordinates` attribute lists its non-dimension coordinates; a dimension coordinate is a 1-D variable named
 // like its dimension; str coordinates are variable-length NC_STRING variables, bytes coordinates (and str ones
-// written with a char encoding or in netCDF3 format) are NC_CHAR arrays with an extra trailing `string<N>`
-// dimension; floats carry `_FillValue` = NaN; packed variables carry scale_factor / add_offset.
+// written with a char encoding, `encoding={'dtype': 'S1'}`, or in a netCDF3 format) are NC_CHAR arrays with an
+// extra trailing string-length dimension (`string<N>`, or encoding['char_dim_name']) and, for str, the
+// attribute `_Encoding` = "utf-8"; floats carry `_FillValue` = NaN; packed variables carry scale_factor /
+// add_offset; bools are NC_BYTE 0/1 with the attribute dtype = "bool".
+//
+// Strings are read as xarray decodes them: every NC_CHAR variable is an array of strings over all its
+// dimensions but the last (xarray collapses the last dimension of any char variable, whatever its name);
+// trailing NULs are removed; `_Encoding` utf-8 (or none: bytes) is kept as UTF-8, latin-1 / iso-8859-1 are
+// converted to UTF-8, any other encoding is refused naming it.
 //
 // libnetcdf is not thread-safe: every call into it is serialised by one process-wide mutex, so files may be
 // opened and read from several threads. A NetcdfFile itself is move-only; its methods are const and may be
@@ -33,8 +40,14 @@ struct NetcdfVariable {
   std::vector<int64_t> shape;      // one size per dimension
 
   static constexpr int kNcChar = 2;  // NC_CHAR in netcdf.h
-  // A 1-D array of fixed-width strings stored as chars [n, string_length].
-  bool IsCharArray() const { return nc_type == kNcChar && dims.size() == 2; }
+  // Strings stored as characters: the last dimension is the string length.
+  bool IsCharArray() const { return nc_type == kNcChar && !dims.empty(); }
+  // The dimensions of the values: `dims` less a char array's string-length dimension.
+  std::vector<std::string> ValueDims() const {
+    return IsCharArray() ? std::vector<std::string>(dims.begin(), dims.end() - 1) : dims;
+  }
+  // One value per entry of one dimension (a 1-D variable, or a char array of 1-D strings): a coordinate.
+  bool IsOneDimensional() const { return ValueDims().size() == 1; }
 };
 
 class NetcdfFile {
@@ -53,7 +66,8 @@ class NetcdfFile {
   const std::vector<NetcdfVariable>& variables() const { return variables_; }
   // nullptr when the root group has no variable of that name.
   const NetcdfVariable* FindVariable(const std::string& name) const;
-  // Names of the 1-D variables over dimension `dim` (its coordinates, in file order).
+  // Names of the one-dimensional variables (IsOneDimensional) over dimension `dim` (its coordinates, in file
+  // order).
   std::vector<std::string> VariablesOnDimension(const std::string& dim) const;
 
   // A text attribute of a variable; NotFound when absent, InvalidArgument when not text.
@@ -64,8 +78,9 @@ class NetcdfFile {
   // is packed (scale_factor / add_offset applied, as xarray decodes it). InvalidArgument for text variables.
   StatusOr<at::Tensor> ReadNumeric(const std::string& variable) const;
 
-  // A 1-D variable as strings: NC_STRING, NC_CHAR [n, string_length] (trailing NULs removed), or numbers
-  // (integers printed without a decimal point, e.g. stimulus ids "2950"). InvalidArgument for other shapes.
+  // A one-dimensional variable as strings: NC_STRING, NC_CHAR [n, string_length] (decoded as above), or
+  // numbers (integers printed without a decimal point, e.g. stimulus ids "2950"). InvalidArgument for other
+  // shapes and for an unsupported `_Encoding`.
   StatusOr<std::vector<std::string>> ReadStrings(const std::string& variable) const;
 
  private:
@@ -78,8 +93,9 @@ class NetcdfFile {
 };
 
 // The data variable of a DataArray written by xarray: `__xarray_dataarray_variable__` when present, else the
-// one variable that is neither a dimension coordinate nor listed in another variable's `coordinates`
-// attribute. InvalidArgument listing the candidates when there are none or several.
+// one variable that is not a coordinate. Coordinates are the dimension coordinates (one-dimensional variables
+// named like their dimension, char arrays included) and every name listed in a variable's or the file's
+// `coordinates` attribute. InvalidArgument listing the candidates when there are none or several.
 StatusOr<std::string> FindDataArrayVariable(const NetcdfFile& file);
 
 }  // namespace dwarp::engine

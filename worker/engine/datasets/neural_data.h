@@ -16,6 +16,10 @@
 
 namespace dwarp::engine {
 
+// What a loader does when a response is NaN or infinite: refuse the data (naming the stimulus and target),
+// or drop every target (neuroid / voxel) that has one, saying how many in NeuralData::description.
+enum class NanResponses { kRefuse, kDropTargets };
+
 struct NeuralSplit {
   at::Tensor stimuli;                     // floating [N, ...]
   at::Tensor responses;                   // float32 [N, targets]

@@ -59,15 +59,24 @@ AveragedResponses AverageRepeats(const at::Tensor& responses, const std::vector<
   return out;
 }
 
-StatusOr<RegionSelection> SelectRegions(const std::vector<std::string>& regions,
+std::vector<RegionMembers> GroupByLabel(const std::vector<std::string>& labels) {
+  std::vector<RegionMembers> out;
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    auto [it, inserted] = index.emplace(labels[i], out.size());
+    if (inserted) out.push_back(RegionMembers{labels[i], {}});
+    out[it->second].columns.push_back(static_cast<int64_t>(i));
+  }
+  return out;
+}
+
+StatusOr<RegionSelection> SelectRegions(const std::vector<RegionMembers>& regions,
                                         const std::vector<std::string>& neuroid_names,
                                         const std::vector<std::string>& rois, const std::string& dataset,
-                                        const std::string& path, const std::string& region_coord,
+                                        const std::string& path, const std::string& source,
                                         const std::string& target_noun) {
   std::vector<std::string> available;
-  for (const std::string& region : regions) {
-    if (std::find(available.begin(), available.end(), region) == available.end()) available.push_back(region);
-  }
+  for (const RegionMembers& region : regions) available.push_back(region.name);
   if (rois.empty()) {
     return InvalidArgumentError(dataset + ": no roi given for " + Quote(path) +
                                 "; expected one or more of the regions " + ListForMessage(available, 50));
@@ -81,20 +90,61 @@ StatusOr<RegionSelection> SelectRegions(const std::vector<std::string>& regions,
                                   std::to_string(first - rois.begin()) + " and " + std::to_string(r) + " of " +
                                   ListForMessage(rois, 50) + "); expected each region once");
     }
-    const size_t before = out.columns.size();
-    for (size_t i = 0; i < regions.size(); ++i) {
-      if (regions[i] != roi) continue;
-      out.columns.push_back(static_cast<int64_t>(i));
-      out.target_names.push_back(neuroid_names[i]);
-    }
-    if (out.columns.size() == before) {
+    const auto region = std::find_if(regions.begin(), regions.end(),
+                                     [&](const RegionMembers& m) { return m.name == roi; });
+    if (region == regions.end() || region->columns.empty()) {
       return InvalidArgumentError(dataset + ": roi " + Quote(roi) + " matches no " + target_noun + " in " +
-                                  Quote(path) + "; the available regions (coordinate " + Quote(region_coord) +
-                                  ") are " + ListForMessage(available, 50));
+                                  Quote(path) + "; the available regions (" + source + ") are " +
+                                  ListForMessage(available, 50));
+    }
+    for (int64_t c : region->columns) {
+      out.columns.push_back(c);
+      out.target_names.push_back(neuroid_names[static_cast<size_t>(c)]);
     }
     out.label += (out.label.empty() ? "" : "+") + roi;
   }
   return out;
+}
+
+StatusOr<FiniteTargets> DropNonFiniteTargets(const at::Tensor& responses, const std::vector<std::string>& target_names,
+                                             const std::string& where) {
+  FiniteTargets out;
+  const at::Tensor finite = at::isfinite(responses).all(0);  // [targets]
+  std::vector<int64_t> keep;
+  for (int64_t j = 0; j < responses.size(1); ++j) {
+    const std::string name = j < static_cast<int64_t>(target_names.size()) ? target_names[j] : std::to_string(j);
+    if (finite[j].item<bool>()) {
+      keep.push_back(j);
+      out.target_names.push_back(name);
+    } else {
+      out.dropped.push_back(name);
+    }
+  }
+  if (keep.empty()) {
+    return InvalidArgumentError(where + ": every one of the " + std::to_string(responses.size(1)) +
+                                " targets has a non-finite response; expected at least one target with finite "
+                                "responses for every stimulus");
+  }
+  out.responses = out.dropped.empty() ? responses : responses.index_select(1, at::tensor(keep, at::kLong));
+  return out;
+}
+
+Status ApplyNanPolicy(NanResponses policy, const std::vector<std::string>& row_ids, const std::string& where,
+                      const std::string& target_noun, at::Tensor* responses, std::vector<std::string>* target_names,
+                      std::string* note) {
+  if (policy == NanResponses::kRefuse) {
+    return CheckFiniteResponses(*responses, row_ids, *target_names, where);
+  }
+  const int64_t before = responses->size(1);
+  auto kept = DropNonFiniteTargets(*responses, *target_names, where);
+  if (!kept.ok()) return kept.status();
+  if (!kept->dropped.empty()) {
+    *note += "; " + std::to_string(kept->dropped.size()) + " of " + std::to_string(before) + " " + target_noun +
+             "s dropped for NaN responses: " + ListForMessage(kept->dropped, 10);
+  }
+  *responses = std::move(kept->responses);
+  *target_names = std::move(kept->target_names);
+  return OkStatus();
 }
 
 StatusOr<NeuralSplit> MakeImageSplit(const SplitRows& split, const at::Tensor& responses,
@@ -144,11 +194,10 @@ namespace dwarp::engine::internal {
 
 StatusOr<std::string> CoordinateDimension(const NetcdfFile& file, const std::string& coordinate) {
   const NetcdfVariable* var = file.FindVariable(coordinate);
-  const bool is_1d = var != nullptr && (var->dims.size() == 1 || var->IsCharArray());
-  if (!is_1d) {
+  if (var == nullptr || !var->IsOneDimensional()) {
     std::vector<std::string> names;
     for (const auto& v : file.variables()) {
-      if (v.dims.size() == 1 || v.IsCharArray()) names.push_back(v.name);
+      if (v.IsOneDimensional()) names.push_back(v.name);
     }
     return InvalidArgumentError("netCDF file " + Quote(file.path()) + " has no 1-D coordinate " + Quote(coordinate) +
                                 "; its coordinates are " + ListForMessage(names, 40));
@@ -193,10 +242,36 @@ StatusOr<StimulusByTarget> ReadStimulusByTarget(const NetcdfFile& file, const st
   return StimulusByTarget{*name, out.contiguous()};
 }
 
+StatusOr<std::vector<RegionMembers>> ReadRegionMasks(const NetcdfFile& file, const std::string& prefix,
+                                                     const std::string& dim) {
+  std::vector<RegionMembers> out;
+  for (const NetcdfVariable& v : file.variables()) {
+    if (v.name.size() <= prefix.size() || v.name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (!v.IsOneDimensional() || v.dims[0] != dim || v.IsCharArray()) continue;
+    auto values = file.ReadNumeric(v.name);
+    if (!values.ok()) return values.status();
+    const at::Tensor mask = values->to(at::kDouble);
+    const at::Tensor bad = at::logical_and(mask != 0, mask != 1).nonzero();
+    if (bad.size(0) > 0) {
+      const int64_t i = bad[0][0].item<int64_t>();
+      std::ostringstream os;
+      os << "netCDF file " << Quote(file.path()) << ": ROI mask " << Quote(v.name) << " is "
+         << mask[i].item<double>() << " at " << dim << " " << i << "; expected a boolean mask (True/False)";
+      return InvalidArgumentError(os.str());
+    }
+    RegionMembers region{v.name.substr(prefix.size()), {}};
+    const at::Tensor members = mask.nonzero().view({-1}).contiguous();
+    const int64_t* p = members.data_ptr<int64_t>();
+    region.columns.assign(p, p + members.numel());
+    out.push_back(std::move(region));
+  }
+  return out;
+}
+
 StatusOr<std::vector<std::string>> DimensionLabels(const NetcdfFile& file, const std::string& dim, int64_t n) {
   for (const std::string& candidate : {dim, std::string("neuroid_id")}) {
     const NetcdfVariable* var = file.FindVariable(candidate);
-    if (var != nullptr && !var->dims.empty() && var->dims[0] == dim) {
+    if (var != nullptr && var->IsOneDimensional() && var->dims[0] == dim) {
       auto labels = file.ReadStrings(candidate);
       if (labels.ok() && static_cast<int64_t>(labels->size()) == n) return labels;
     }

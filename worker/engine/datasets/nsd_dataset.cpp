@@ -28,7 +28,7 @@ StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& optio
   // voxels.nc: presentation x neuroid, stimulus_id on presentation.
   auto file = NetcdfFile::Open(voxels_path);
   if (!file.ok()) return file.status();
-  auto presentation_dim = internal::CoordinateDimension(*file, "stimulus_id");
+  auto presentation_dim = internal::CoordinateDimension(*file, options.stimulus_id_coord_);
   if (!presentation_dim.ok()) return presentation_dim.status();
   auto data_name = FindDataArrayVariable(*file);
   if (!data_name.ok()) return data_name.status();
@@ -44,7 +44,7 @@ StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& optio
   }
   auto voxels = internal::ReadStimulusByTarget(*file, *presentation_dim, neuroid_dim);
   if (!voxels.ok()) return voxels.status();
-  auto presentation_ids = file->ReadStrings("stimulus_id");
+  auto presentation_ids = file->ReadStrings(options.stimulus_id_coord_);
   if (!presentation_ids.ok()) return presentation_ids.status();
   auto all_names = internal::DimensionLabels(*file, neuroid_dim, voxels->values.size(1));
   if (!all_names.ok()) return all_names.status();
@@ -54,28 +54,44 @@ StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& optio
   if (!options.rois_.empty()) {
     // The voxels of each roi, in roi order (each roi's in file order); only they are checked for finiteness,
     // so NaNs outside the selected ROIs (e.g. voxels a mask left empty) do not matter.
-    auto roi_dim = internal::CoordinateDimension(*file, options.roi_coord_);
-    if (!roi_dim.ok()) {
-      return InvalidArgumentError("NSD voxels.nc: " + roi_dim.status().message() + "; selecting rois " +
-                                  ListForMessage(options.rois_) + " needs a per-voxel ROI label (a voxels.nc "
-                                  "that already holds one ROI's voxels needs no data.roi)");
+    std::vector<internal::RegionMembers> regions;
+    std::string source;
+    if (file->FindVariable(options.roi_coord_) != nullptr) {
+      auto roi_dim = internal::CoordinateDimension(*file, options.roi_coord_);
+      if (!roi_dim.ok()) return roi_dim.status();
+      if (*roi_dim != neuroid_dim) {
+        return InvalidArgumentError("NSD voxels.nc " + Quote(voxels_path) + ": ROI coordinate " +
+                                    Quote(options.roi_coord_) + " lies on dimension " + Quote(*roi_dim) +
+                                    "; expected the voxel dimension " + Quote(neuroid_dim));
+      }
+      auto labels = file->ReadStrings(options.roi_coord_);
+      if (!labels.ok()) return labels.status();
+      regions = internal::GroupByLabel(*labels);
+      source = "coordinate " + Quote(options.roi_coord_);
+    } else {
+      auto masks = internal::ReadRegionMasks(*file, options.roi_coord_ + "_", neuroid_dim);
+      if (!masks.ok()) return masks.status();
+      regions = std::move(*masks);
+      source = "masks " + Quote(options.roi_coord_ + "_<name>");
     }
-    if (*roi_dim != neuroid_dim) {
-      return InvalidArgumentError("NSD voxels.nc " + Quote(voxels_path) + ": ROI coordinate " +
-                                  Quote(options.roi_coord_) + " lies on dimension " + Quote(*roi_dim) +
-                                  "; expected the voxel dimension " + Quote(neuroid_dim));
+    if (regions.empty()) {
+      auto missing = internal::CoordinateDimension(*file, options.roi_coord_);
+      return InvalidArgumentError("NSD voxels.nc: " + missing.status().message() + " and no boolean masks " +
+                                  Quote(options.roi_coord_ + "_<name>") + " on dimension " + Quote(neuroid_dim) +
+                                  "; selecting rois " + ListForMessage(options.rois_) + " needs a per-voxel ROI "
+                                  "label or mask (a voxels.nc that already holds one ROI's voxels needs no data.roi)");
     }
-    auto rois = file->ReadStrings(options.roi_coord_);
-    if (!rois.ok()) return rois.status();
-    auto selection = internal::SelectRegions(*rois, target_names, options.rois_, "NSD", voxels_path,
-                                             options.roi_coord_, "voxel");
+    auto selection = internal::SelectRegions(regions, target_names, options.rois_, "NSD", voxels_path, source,
+                                             "voxel");
     if (!selection.ok()) return selection.status();
     values = values.index_select(1, at::tensor(selection->columns, at::kLong));
     target_names = std::move(selection->target_names);
     roi_label = " " + selection->label;
   }
-  DWARP_RETURN_IF_ERROR(internal::CheckFiniteResponses(values, *presentation_ids, target_names,
-                                                       "NSD voxels.nc " + Quote(voxels_path)));
+  std::string nan_note;
+  DWARP_RETURN_IF_ERROR(internal::ApplyNanPolicy(options.nan_responses_, *presentation_ids,
+                                                 "NSD voxels.nc " + Quote(voxels_path), "voxel", &values,
+                                                 &target_names, &nan_note));
   const internal::AveragedResponses averaged = internal::AverageRepeats(values, *presentation_ids);
 
   // metadata.csv: stimulus_id, filename, shared1000.
@@ -144,7 +160,8 @@ StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& optio
                                                   "NSD " + Quote(nsd_dir), counts, &data));
   data.target_names = std::move(target_names);
   data.description = "nsd" + roi_label + ": " + std::to_string(n) + " stimuli (" + std::to_string(presentation_ids->size()) +
-                     " presentations) x " + std::to_string(data.num_targets()) + " voxels";
+                     " presentations) x " + std::to_string(data.num_targets()) + " voxels" +
+                     nan_note;
   DWARP_RETURN_IF_ERROR(CheckNeuralData(data));
   return data;
 }

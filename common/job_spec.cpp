@@ -352,6 +352,17 @@ const std::vector<DataKeyAlias>& DataKeyAliases() {
 // an alias of another kind, fails naming it; a bad or missing kind is left for the reader to report.
 json WithDataAliasesResolved(const json& object, const std::string& path) {
   json out = object;
+  // Research-code keys that are no alias, with what to write instead.
+  if (out.is_object() && out.contains("neural_dir") && !out["neural_dir"].is_null()) {
+    FailValue(Join(path, "neural_dir"), out["neural_dir"],
+              "no neural_dir (the research code's folder of neural.nc and metadata.csv): set " + Join(path, "file") +
+                  " to <neural_dir>/neural.nc, with kind majaj_hong and stimuli");
+  }
+  if (out.is_object() && out.contains("name") && out["name"].is_string()) {
+    FailValue(Join(path, "name"), out["name"],
+              "no name in a job's data block (the research code's dataset name): set " + Join(path, "kind") +
+                  " (majaj -> majaj_hong, nsd -> nsd, imagenet21k-fewshot -> image_folder)");
+  }
   if (!out.is_object() || !out.contains("kind") || !out["kind"].is_string()) return out;
   const std::string kind = out["kind"].get<std::string>();
   const auto& kinds = DataKindNames();

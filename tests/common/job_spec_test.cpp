@@ -113,6 +113,9 @@ TEST(JobSpecTest, ResearchCodeDataKeysAreAliasesOfDwarpsKeys) {
   const std::string wrong_kind = ErrorWithOverrides({"+data.nsd_dir=/n"});
   EXPECT_THAT(wrong_kind, HasSubstr("data.nsd_dir = \"/n\"; expected no nsd_dir for data.kind majaj_hong"));
   EXPECT_THAT(wrong_kind, HasSubstr("nsd (root)"));
+  // Research-code keys that are no alias get a migration hint.
+  EXPECT_THAT(ErrorWithOverrides({"+data.neural_dir=/m"}), HasSubstr("set data.file to <neural_dir>/neural.nc"));
+  EXPECT_THAT(ErrorWithOverrides({"+data.name=majaj"}), HasSubstr("set data.kind (majaj -> majaj_hong"));
 }
 
 TEST(JobSpecErrorTest, SettingsAKindWouldNotUseAreRefused) {

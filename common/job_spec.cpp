@@ -183,6 +183,11 @@ const std::vector<std::string>& LrScheduleNames() {
   return names;
 }
 
+const std::vector<std::string>& DataTransformNames() {
+  static const std::vector<std::string> names = {"squash", "weights"};
+  return names;
+}
+
 const std::vector<std::string>& HeadInitNames() {
   static const std::vector<std::string> names = {"default", "ridge"};
   return names;
@@ -267,6 +272,14 @@ SplitSpec ReadSplit(const json* object, const std::string& path, DataKind kind, 
     return s;
   }
   f.Forbid("column", std::string("for data.kind ") + DataKindName(kind) + " (a split column is for data.kind generic)");
+  if (kind == DataKind::kGeneric) {
+    // The generic layout's split comes from its files; fractions would be recorded but never used.
+    for (const char* key : {"train", "val", "test"}) {
+      f.Forbid(key, "for data.kind generic (its split comes from its files: a split column of stimuli.csv, "
+                    "split.npy, or the column named by data.split.column)");
+    }
+    return s;
+  }
 
   const std::string fraction = "a fraction in (0, 1)";
   const double default_train = test_from_elsewhere ? 0.8 : 0.6;
@@ -347,11 +360,72 @@ void ReadCoordsAndNan(const Fields& data, DataKind kind, DataSpec* d) {
   if (data.Has("nan")) d->nan = static_cast<NanPolicy>(ReadChoice(data.Get("nan"), data.PathOf("nan"), NanPolicyNames()));
 }
 
-DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& model) {
+// The research code's data keys (its Hydra data configs), accepted as aliases of dwarp's keys per data kind.
+struct DataKeyAlias {
+  const char* alias;
+  const char* key;
+  DataKind kind;
+};
+const std::vector<DataKeyAlias>& DataKeyAliases() {
+  static const std::vector<DataKeyAlias> aliases = {
+      {"data_path", "file", DataKind::kMajajHong},      {"stimuli_dir", "stimuli", DataKind::kMajajHong},
+      {"nsd_dir", "root", DataKind::kNsd},              {"stimuli_dir", "stimuli", DataKind::kNsd},
+      {"data_dir", "root", DataKind::kImageFolder}};
+  return aliases;
+}
+
+// `object` with each research-code alias of its kind renamed to dwarp's key. An alias given with its key, or
+// an alias of another kind, fails naming it; a bad or missing kind is left for the reader to report.
+json WithDataAliasesResolved(const json& object, const std::string& path) {
+  json out = object;
+  // Research-code keys that are no alias, with what to write instead.
+  if (out.is_object() && out.contains("neural_dir") && !out["neural_dir"].is_null()) {
+    FailValue(Join(path, "neural_dir"), out["neural_dir"],
+              "no neural_dir (the research code's folder of neural.nc and metadata.csv): set " + Join(path, "file") +
+                  " to <neural_dir>/neural.nc, with kind majaj_hong and stimuli");
+  }
+  if (out.is_object() && out.contains("name") && out["name"].is_string()) {
+    FailValue(Join(path, "name"), out["name"],
+              "no name in a job's data block (the research code's dataset name): set " + Join(path, "kind") +
+                  " (majaj -> majaj_hong, nsd -> nsd, imagenet21k-fewshot -> image_folder)");
+  }
+  if (!out.is_object() || !out.contains("kind") || !out["kind"].is_string()) return out;
+  const std::string kind = out["kind"].get<std::string>();
+  const auto& kinds = DataKindNames();
+  if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) return out;
+  for (const char* alias : {"data_path", "stimuli_dir", "nsd_dir", "data_dir"}) {
+    if (!out.contains(alias) || out[alias].is_null()) continue;
+    std::vector<std::string> kinds_of_alias;
+    const DataKeyAlias* match = nullptr;
+    for (const DataKeyAlias& a : DataKeyAliases()) {
+      if (std::string(a.alias) != alias) continue;
+      kinds_of_alias.push_back(std::string(DataKindName(a.kind)) + " (" + a.key + ")");
+      if (DataKindName(a.kind) == kind) match = &a;
+    }
+    const std::string alias_path = Join(path, alias);
+    if (match == nullptr) {
+      FailValue(alias_path, out[alias],
+                "no " + std::string(alias) + " for data.kind " + kind + " (" + alias +
+                    " is the research code's key, read as dwarp's key for data.kind " + JoinWords(kinds_of_alias, ", ") +
+                    "; see the README's data section)");
+    }
+    if (out.contains(match->key) && !out[match->key].is_null()) {
+      Fail(alias_path, alias_path + " and " + Join(path, match->key) + " are both given; " + alias +
+                           " is the research code's name of " + Join(path, match->key) + ": expected one of them");
+    }
+    out[match->key] = out[alias];
+    out.erase(alias);
+  }
+  return out;
+}
+
+DataSpec ReadData(const json* raw_object, const std::string& path, const ModelSpec& model) {
+  const json resolved = raw_object == nullptr ? json() : WithDataAliasesResolved(*raw_object, path);
+  const json* object = raw_object == nullptr ? nullptr : &resolved;
   const Fields f(object, path,
                  {"kind", "root", "file", "stimuli", "images", "labels", "test_images", "test_labels", "roi", "split",
-                  "limit_stimuli", "limit_classes", "limit_samples", "image_size", "mean", "std", "synthetic",
-                  "coords", "nan"});
+                  "limit_stimuli", "limit_classes", "limit_samples", "image_size", "transform", "mean", "std",
+                  "synthetic", "coords", "nan"});
   if (object == nullptr || object->is_null()) {
     Fail(path, path + ": missing; expected a mapping with at least kind and the kind's paths");
   }
@@ -428,6 +502,11 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
   const bool test_from_elsewhere = d.kind == DataKind::kNsd || (d.kind == DataKind::kIdx && !d.test_images.empty());
   d.split = ReadSplit(f.Child("split"), f.PathOf("split"), d.kind, test_from_elsewhere);
 
+  if (d.kind == DataKind::kGeneric || d.kind == DataKind::kImageFolder) {
+    f.Forbid("limit_stimuli", for_kind + (d.kind == DataKind::kGeneric
+                                              ? " (the generic loader reads every stimulus of its files)"
+                                              : " (an image folder is limited per class: limit_classes, limit_samples)"));
+  }
   d.limit_stimuli = f.Int("limit_stimuli", 0, 0);
   if (IsClassificationKind(d.kind)) {
     d.limit_classes = f.Int("limit_classes", 0, 0);
@@ -438,6 +517,22 @@ DataSpec ReadData(const json* object, const std::string& path, const ModelSpec& 
   }
 
   d.image_size = f.Int("image_size", model.input_size, 1);
+  if (model.arch == ModelArch::kMlp && d.image_size != model.input_size) {
+    FailValue(f.PathOf("image_size"), f.Get("image_size"),
+              "model.input_size = " + std::to_string(model.input_size) +
+                  " (an mlp reads exactly input_size x input_size images)");
+  }
+  // IDX images are arrays, resized to a square; the transforms are for image files.
+  const bool idx_images = d.kind == DataKind::kIdx || (d.kind == DataKind::kSynthetic && !d.images.empty());
+  d.transform = model.arch == ModelArch::kResnet18 && !idx_images ? DataTransform::kWeights : DataTransform::kSquash;
+  if (f.Has("transform")) {
+    d.transform = static_cast<DataTransform>(ReadChoice(f.Get("transform"), f.PathOf("transform"), DataTransformNames()));
+    if (idx_images && d.transform != DataTransform::kSquash) {
+      FailValue(f.PathOf("transform"), f.Get("transform"),
+                "squash or no value for IDX images (data.images: arrays resized to image_size x image_size; "
+                "weights is for image files)");
+    }
+  }
   const int64_t channels = model.input_channels;
   if (channels == 3) {
     d.mean = {0.485, 0.456, 0.406};
@@ -681,6 +776,9 @@ double LowDimLearningRate(double low_dim_lr, int64_t d, LowDimLrScaling scaling)
   return low_dim_lr * static_cast<double>(kLowDimLrReferenceDim) / static_cast<double>(d);
 }
 const char* HeadInitName(HeadInit head_init) { return HeadInitNames()[static_cast<size_t>(head_init)].c_str(); }
+const char* DataTransformName(DataTransform transform) {
+  return DataTransformNames()[static_cast<size_t>(transform)].c_str();
+}
 
 StatusOr<JobSpec> JobSpecFromJson(const json& document) { return Validate(document, {}); }
 
@@ -728,15 +826,18 @@ json ToJson(const JobSpec& spec) {
   }
   if (!d.split.column.empty()) {
     data["split"] = {{"column", d.split.column}};
+  } else if (d.kind == DataKind::kGeneric) {
+    // The split comes from the files: nothing to record.
   } else {
     data["split"] = {{"train", d.split.train}, {"val", d.split.val}, {"test", d.split.test}};
   }
-  data["limit_stimuli"] = d.limit_stimuli;
+  if (d.kind != DataKind::kGeneric && d.kind != DataKind::kImageFolder) data["limit_stimuli"] = d.limit_stimuli;
   if (IsClassificationKind(d.kind)) {
     data["limit_classes"] = d.limit_classes;
     data["limit_samples"] = d.limit_samples;
   }
   data["image_size"] = d.image_size;
+  data["transform"] = DataTransformName(d.transform);
   data["mean"] = d.mean;
   data["std"] = d.std;
   if (d.synthetic) {
@@ -802,9 +903,11 @@ bool operator==(const DataCoordsSpec& a, const DataCoordsSpec& b) {
 }
 bool operator==(const DataSpec& a, const DataSpec& b) {
   return std::tie(a.kind, a.root, a.file, a.stimuli, a.images, a.labels, a.test_images, a.test_labels, a.roi, a.split,
-                  a.limit_stimuli, a.limit_classes, a.limit_samples, a.image_size, a.mean, a.std, a.synthetic) ==
+                  a.limit_stimuli, a.limit_classes, a.limit_samples, a.image_size, a.transform, a.mean, a.std,
+                  a.synthetic) ==
          std::tie(b.kind, b.root, b.file, b.stimuli, b.images, b.labels, b.test_images, b.test_labels, b.roi, b.split,
-                  b.limit_stimuli, b.limit_classes, b.limit_samples, b.image_size, b.mean, b.std, b.synthetic) &&
+                  b.limit_stimuli, b.limit_classes, b.limit_samples, b.image_size, b.transform, b.mean, b.std,
+                  b.synthetic) &&
          a.coords == b.coords && a.nan == b.nan;
 }
 bool operator==(const TrainSpec& a, const TrainSpec& b) {

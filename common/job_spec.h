@@ -52,6 +52,7 @@ enum class LrSchedule { kConstant, kCosine, kWarmupCosine };
 // What a majaj_hong or nsd job does with NaN responses (data.nan): refuse the data (default), or drop every
 // target (neuroid / voxel) that has one, the count in the data description and the log.
 enum class NanPolicy { kRefuse, kDropTargets };
+enum class DataTransform { kSquash, kWeights };
 
 // The spelling used in job files and messages: "mlp", "small_cnn", "majaj_hong", "image_folder", ...
 const char* ModelArchName(ModelArch arch);
@@ -63,6 +64,7 @@ const char* ProjectionName(Projection projection);
 const char* LowDimLrScalingName(LowDimLrScaling scaling);
 const char* LrScheduleName(LrSchedule schedule);
 const char* NanPolicyName(NanPolicy policy);
+const char* DataTransformName(DataTransform transform);
 
 // The reference d of LowDimLrScaling::kInverseD: low_dim_lr is the rate at this d.
 inline constexpr int64_t kLowDimLrReferenceDim = 1000;
@@ -110,11 +112,13 @@ struct ModelSpec {
 };
 
 struct SplitSpec {
-  // Fractions of the stimuli, in order (image_folder: per class, after a shuffle seeded by train.seed).
-  // Each in (0, 1) and they sum to 1. For nsd the test split is always the shared1000 stimuli (the
+  // Fractions of the stimuli, in order (image_folder: per class, after a shuffle seeded by train.seed;
+  // majaj_hong: train the first floor(n * train), val up to floor(n * (1 - test)), as the seed's
+  // int(n * 0.6) and int(n * 0.8); nsd: of the non-shared1000 stimuli, train the first floor(n * train)).
+  // Each in (0, 1) and they sum to 1. generic takes its split from its files (or `column`): fractions refused. For nsd the test split is always the shared1000 stimuli (the
   // seed's rule), and for idx with test files it is those files: there train + val = 1 and test = 0.
   // Defaults: nsd 0.8 / 0.2 / - (seed), majaj_hong 0.6 / 0.2 / 0.2 (seed), image_folder 0.6 / 0.2 / 0.2
-  // (seed), generic and synthetic 0.6 / 0.2 / 0.2 (dwarp), idx 0.6 / 0.2 / 0.2, or 0.8 / 0.2 / - with
+  // (seed), synthetic 0.6 / 0.2 / 0.2 (dwarp), idx 0.6 / 0.2 / 0.2, or 0.8 / 0.2 / - with
   // test files (dwarp).
   double train = 0.0;
   double val = 0.0;
@@ -161,7 +165,10 @@ struct DataCoordsSpec {
 
 struct DataSpec {
   DataKind kind = DataKind::kSynthetic;  // required
-  // Paths; which are required depends on the kind (any other is an error):
+  // Paths; which are required depends on the kind (any other is an error). The research code's data keys are
+  // accepted as aliases (a spec giving both an alias and its key is an error naming both): data_path -> file
+  // (majaj_hong), nsd_dir -> root (nsd), stimuli_dir -> stimuli (nsd, majaj_hong), data_dir -> root
+  // (image_folder).
   //   nsd           root (voxels.nc and metadata.csv), stimuli (image folder)
   //   majaj_hong    file (the BrainIO netCDF), stimuli (image folder)
   //   generic       root (the generic layout)
@@ -182,13 +189,21 @@ struct DataSpec {
   // voxel in voxels.nc. Other kinds: not allowed. A single string is a one-element list.
   std::vector<std::string> roi;
   SplitSpec split;
-  // Limits, 0 = none, each >= 0. limit_stimuli: the first N stimuli (before splitting). limit_classes,
-  // limit_samples (per class): image_folder and idx only, drawn with train.seed as the seed's few-shot set.
+  // Limits, 0 = none, each >= 0. limit_stimuli: the first N stimuli in the file's order, before splitting
+  // (nsd, majaj_hong, idx, synthetic; the others refuse it). limit_classes, limit_samples (per class):
+  // image_folder and idx only, drawn with train.seed as the seed's few-shot set.
   int64_t limit_stimuli = 0;
   int64_t limit_classes = 0;
   int64_t limit_samples = 0;
-  // Images are resized to image_size x image_size (>= 1); default model.input_size.
+  // Images are image_size x image_size (>= 1) for the network; default model.input_size.
   int64_t image_size = 0;
+  // How an image file becomes image_size x image_size (worker/engine/datasets/image_io.h): weights (the
+  // transforms of torchvision's pretrained weights, as the research code: the shorter side resized to
+  // image_size * 256 / 224 with PIL's antialiased bilinear filter, then the central crop) or squash (the whole
+  // image resized to image_size x image_size, aspect ratio not kept). Default: weights for arch resnet18 on
+  // image files, squash otherwise. IDX images (idx, synthetic with images) are always squashed: weights is
+  // refused there.
+  DataTransform transform = DataTransform::kSquash;
   // Per-channel normalisation (x - mean) / std of images scaled to [0, 1]; one entry per
   // model.input_channels, or one for all. Default: ImageNet's mean [0.485, 0.456, 0.406] and std
   // [0.229, 0.224, 0.225] for 3 channels; [0] and [1] (none) for 1 channel. std entries > 0.

@@ -103,7 +103,9 @@ void ResolvePath(json& block, const std::string& key, const std::string& base_di
 void ResolveModelPaths(json& model, const std::string& base_dir) { ResolvePath(model, "weights", base_dir); }
 
 void ResolveDataPaths(json& data, const std::string& base_dir) {
-  for (const char* key : {"root", "file", "stimuli", "images", "labels", "test_images", "test_labels"}) {
+  // dwarp's path keys and the research code's aliases of them (common/job_spec.h DataSpec).
+  for (const char* key : {"root", "file", "stimuli", "images", "labels", "test_images", "test_labels", "data_path",
+                          "stimuli_dir", "nsd_dir", "data_dir"}) {
     ResolvePath(data, key, base_dir);
   }
   if (data.is_object() && data.contains("synthetic") && data["synthetic"].is_object() &&

@@ -23,8 +23,8 @@ packages=(
   # cross-checks and fixtures (torchvision export, xarray-written netCDF, PIL-written images)
   python3 python3-numpy python3-torch python3-torchvision python3-xarray python3-netcdf4 python3-pil python3-protobuf
   python3-yaml
-  # real data that ships in Debian
-  dataset-fashion-mnist
+  # real data that ships in Debian (python3-skimage: the photographs of the image-transform cross-check)
+  dataset-fashion-mnist python3-skimage
   # deploy tests: a one-node Slurm cluster (tests/deploy/slurm_test.sh) and systemd-analyze for the units
   slurm-wlm munge systemd
 )

@@ -111,6 +111,8 @@ engine::ImageOptions ImageOptionsFor(const JobSpec& spec) {
   engine::ImageOptions image;
   const int64_t size = spec.data.image_size > 0 ? spec.data.image_size : spec.model.input_size;
   if (size > 0) image.size(size);
+  image.transform(spec.data.transform == DataTransform::kWeights ? engine::ImageTransform::kWeights
+                                                                 : engine::ImageTransform::kSquash);
   auto pick = [](const std::vector<double>& v, size_t c, float fallback) {
     if (v.empty()) return fallback;
     return static_cast<float>(v.size() == 1 ? v[0] : v[std::min(c, v.size() - 1)]);
@@ -307,7 +309,9 @@ StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, con
       return LoadSynthetic(spec, model);
     case DataKind::kMajajHong: {
       engine::MajajHongOptions options;
-      options.image(ImageOptionsFor(spec));
+      options.image(ImageOptionsFor(spec))
+          .split(data.split.train, data.split.val, data.split.test)
+          .limit_stimuli(data.limit_stimuli);
       if (!data.roi.empty()) options.rois(data.roi);  // the targets: every listed region's, in roi order
       options.stimulus_id_coord(data.coords.image_id).filename_coord(data.coords.image_name);
       options.region_coord(data.coords.region).nan_responses(NanResponsesFor(data.nan));
@@ -321,6 +325,7 @@ StatusOr<engine::NeuralData> LoadRegressionDataAsStored(const JobSpec& spec, con
       // The real metadata.csv lists all 73,000 NSD images and one subject saw about 10,000: rows for
       // stimuli a voxels.nc does not hold are expected (the seed merges by stimulus_id).
       options.image(ImageOptionsFor(spec)).stimuli_dir(data.stimuli).allow_unused_metadata(true);
+      options.train_fraction(data.split.train).limit_stimuli(data.limit_stimuli);
       return engine::LoadNsd(data.root, options);
     }
     case DataKind::kGeneric: {
@@ -762,6 +767,21 @@ double MetricScore(const std::string& metric, const Scores& scores) {
 }
 
 int64_t SyntheticBrainsBuilt() { return synthetic_brains_built.load(); }
+
+StatusOr<at::Tensor> JobFeaturesOfImageFolder(const JobSpec& spec, const std::string& dir) {
+  try {
+    auto images = LoadStimulusFolder(dir, spec);
+    if (!images.ok()) return images.status();
+    auto model = BuildModel(spec.model, spec.train.seed, 0);
+    if (!model.ok()) return model.status();
+    torch::jit::Module module = model->module;
+    module.eval();
+    at::NoGradGuard no_grad;
+    return module.forward({*images}).toTensor();
+  } catch (const c10::Error& e) {
+    return InternalError(std::string("computing features failed in LibTorch: ") + e.what_without_backtrace());
+  }
+}
 
 nlohmann::json JobResultToJson(const JobResult& r) {
   auto scores = [&r](const Scores& s) {

@@ -9,8 +9,10 @@
 //                           of data.images (IDX) or data.stimuli (image folder), seeded by
 //                           data.synthetic.seed: one brain for every train.seed
 //              majaj_hong   LoadMajajHong (data.file, data.stimuli, data.roi: the targets are the neuroids
-//                           of every listed region, in roi order, each region's in file order)
-//              nsd          LoadNsd (data.root, data.stimuli, data.roi: empty = every voxel of voxels.nc,
+//                           of every listed region, in roi order, each region's in file order;
+//                           data.limit_stimuli and data.split)
+//              nsd          LoadNsd (data.root, data.stimuli, data.limit_stimuli, data.split.train,
+//                           data.roi: empty = every voxel of voxels.nc,
 //                           else the voxels of every listed ROI (voxels.nc's `roi` coordinate), in roi
 //                           order, each ROI's in file order)
 //              generic      LoadGenericNeuralData (data.root; data.split.column, when set, names the
@@ -56,6 +58,8 @@
 #include <limits>
 #include <string>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
 
 #include "common/job_spec.h"
 #include "common/status.h"
@@ -114,6 +118,12 @@ double MetricScore(const std::string& metric, const Scores& scores);
 // Runs the job. InvalidArgument / NotFound naming the bad field or value, Internal for LibTorch errors,
 // Cancelled when options.should_stop asked it to stop.
 StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options = {});
+
+// The job's model (built as RunJob builds it, in eval mode, on the CPU) read out on the image files of the
+// folder `dir` (sorted by name, the first data.limit_stimuli of them), prepared as the job prepares
+// stimuli files (data.transform, image_size, mean, std; grayscale for one input channel): float32
+// [N, features], the features a d = 0 job caches. NotFound for a missing folder; the model's errors.
+StatusOr<at::Tensor> JobFeaturesOfImageFolder(const JobSpec& spec, const std::string& dir);
 
 // The result as JSON: scores, epochs, wall time, d (as the spec writes it: "0", "300", "full"), D,
 // device, sizes, noise_ceiling (null when NaN), history, for classification linear_head, and the spec

@@ -66,6 +66,75 @@ std::string MajajWithModelLines(const std::string& lines) {
   return text;
 }
 
+// ------------------------------------------------------------------------- image transforms and research keys
+
+TEST(JobSpecTest, TransformIsWeightsForResnet18ImageFilesAndSquashOtherwise) {
+  EXPECT_EQ(MustParse(kMajajYaml).data.transform, DataTransform::kWeights);
+  const JobSpec squash = MustParse(MajajWith(""), SpecFormat::kYaml, {"+data.transform=squash"});
+  EXPECT_EQ(squash.data.transform, DataTransform::kSquash);
+  EXPECT_EQ(ToJson(squash)["data"]["transform"], "squash");
+  EXPECT_EQ(MustParse(ToJson(squash).dump(), SpecFormat::kJson), squash);
+  EXPECT_EQ(ToJson(MustParse(kMajajYaml))["data"]["transform"], "weights");
+  // The small nets keep today's squash; so do IDX images, which refuse weights.
+  const std::string mlp_idx = "model: {arch: mlp, layer: fc1}\ndata: {kind: idx, images: a.idx, labels: b.idx}\nd: 0\n";
+  EXPECT_EQ(MustParse(mlp_idx).data.transform, DataTransform::kSquash);
+  const std::string resnet_idx =
+      "model: {arch: resnet18}\ndata: {kind: synthetic, images: a.idx, synthetic: {targets: 2}}\nd: 0\n";
+  EXPECT_EQ(MustParse(resnet_idx).data.transform, DataTransform::kSquash);
+  EXPECT_THAT(ErrorOf(resnet_idx, SpecFormat::kYaml, {"+data.transform=weights"}),
+              HasSubstr("data.transform = \"weights\"; expected squash or no value for IDX images"));
+  EXPECT_THAT(ErrorWithOverrides({"+data.transform=crop"}), HasSubstr("data.transform"));
+}
+
+TEST(JobSpecTest, ResearchCodeDataKeysAreAliasesOfDwarpsKeys) {
+  const JobSpec majaj = MustParse("model: {arch: resnet18}\n"
+                                  "data: {kind: majaj_hong, data_path: /d/hvm.nc, stimuli_dir: /d/hvm, roi: IT}\nd: 0\n");
+  EXPECT_EQ(majaj.data.file, "/d/hvm.nc");
+  EXPECT_EQ(majaj.data.stimuli, "/d/hvm");
+  EXPECT_EQ(majaj, MustParse("model: {arch: resnet18}\n"
+                             "data: {kind: majaj_hong, file: /d/hvm.nc, stimuli: /d/hvm, roi: IT}\nd: 0\n"));
+  // Results record dwarp's keys.
+  EXPECT_EQ(ToJson(majaj)["data"]["file"], "/d/hvm.nc");
+  EXPECT_FALSE(ToJson(majaj)["data"].contains("data_path"));
+  const JobSpec nsd = MustParse("model: {arch: resnet18}\ndata: {kind: nsd, nsd_dir: /n/subj01, stimuli_dir: /n/st}\nd: 0\n");
+  EXPECT_EQ(nsd.data.root, "/n/subj01");
+  EXPECT_EQ(nsd.data.stimuli, "/n/st");
+  const JobSpec folder = MustParse("model: {arch: resnet18}\ndata: {kind: image_folder, data_dir: /i}\nd: 0\n");
+  EXPECT_EQ(folder.data.root, "/i");
+  // An override may use the alias too.
+  EXPECT_EQ(MustParse(kMajajYaml, SpecFormat::kYaml, {"~data.file", "+data.data_path=/x.nc"}).data.file, "/x.nc");
+
+  // Both an alias and its key: refused naming both.
+  EXPECT_THAT(ErrorOf("model: {arch: resnet18}\ndata: {kind: nsd, nsd_dir: /a, root: /b, stimuli: /s}\nd: 0\n"),
+              HasSubstr("data.nsd_dir and data.root are both given"));
+  EXPECT_THAT(ErrorWithOverrides({"+data.stimuli_dir=/other"}),
+              HasSubstr("data.stimuli_dir and data.stimuli are both given"));
+  // An alias of another kind: refused, saying which kinds it belongs to.
+  const std::string wrong_kind = ErrorWithOverrides({"+data.nsd_dir=/n"});
+  EXPECT_THAT(wrong_kind, HasSubstr("data.nsd_dir = \"/n\"; expected no nsd_dir for data.kind majaj_hong"));
+  EXPECT_THAT(wrong_kind, HasSubstr("nsd (root)"));
+  // Research-code keys that are no alias get a migration hint.
+  EXPECT_THAT(ErrorWithOverrides({"+data.neural_dir=/m"}), HasSubstr("set data.file to <neural_dir>/neural.nc"));
+  EXPECT_THAT(ErrorWithOverrides({"+data.name=majaj"}), HasSubstr("set data.kind (majaj -> majaj_hong"));
+}
+
+TEST(JobSpecErrorTest, SettingsAKindWouldNotUseAreRefused) {
+  const std::string generic = "model: {arch: mlp, layer: fc1}\ndata: {kind: generic, root: /g}\nd: 0\n";
+  EXPECT_THAT(ErrorOf(generic, SpecFormat::kYaml, {"+data.split={train: 0.5, val: 0.25, test: 0.25}"}),
+              HasSubstr("data.split.train = 0.5; expected no train for data.kind generic (its split comes from its files"));
+  EXPECT_THAT(ErrorOf(generic, SpecFormat::kYaml, {"+data.limit_stimuli=10"}),
+              HasSubstr("data.limit_stimuli = 10; expected no limit_stimuli for data.kind generic"));
+  // No split fractions are recorded for generic data (its files decide the split).
+  EXPECT_FALSE(ToJson(MustParse(generic))["data"].contains("split"));
+  EXPECT_FALSE(ToJson(MustParse(generic))["data"].contains("limit_stimuli"));
+  const std::string folder = "model: {arch: resnet18}\ndata: {kind: image_folder, root: /i}\nd: 0\n";
+  EXPECT_THAT(ErrorOf(folder, SpecFormat::kYaml, {"+data.limit_stimuli=10"}),
+              HasSubstr("data.limit_stimuli = 10; expected no limit_stimuli for data.kind image_folder"));
+  EXPECT_THAT(ErrorOf("model: {arch: mlp, layer: fc1, input_size: 8}\n"
+                      "data: {kind: generic, root: /g, image_size: 6}\nd: 0\n"),
+              HasSubstr("data.image_size = 6; expected model.input_size = 8"));
+}
+
 // ----------------------------------------------------------------------------------------------- SubspaceDim
 
 TEST(SubspaceDimTest, ParsesZeroIntegersAndFull) {
@@ -360,6 +429,9 @@ TEST(JobSpecTest, EqualityNoticesEveryChange) {
   EXPECT_NE(changed, base);
   changed = base;
   changed.model.seed = 0;
+  EXPECT_NE(changed, base);
+  changed = base;
+  changed.data.transform = DataTransform::kWeights;
   EXPECT_NE(changed, base);
 }
 

@@ -404,6 +404,19 @@ TEST(SweepSpecPathsTest, RelativePathsResolveAgainstBaseDirAbsoluteOnesStay) {
   EXPECT_EQ(absolute.datasets[0].data["stimuli"], "/sweeps/here/images/");
 }
 
+TEST(SweepSpecPathsTest, TheResearchCodesDataKeysResolveAndReachTheJobsAsDwarpsKeys) {
+  const std::string text = SweepReplacing("  - {name: it, kind: majaj_hong, file: hvm.nc, stimuli: images/, roi: IT}",
+                                          "  - {name: it, kind: majaj_hong, data_path: hvm.nc, stimuli_dir: images/}");
+  const SweepSpec s = MustParse(text, {}, "/base");
+  EXPECT_EQ(s.datasets[0].data["data_path"], "/base/hvm.nc");
+  EXPECT_EQ(s.datasets[0].data["stimuli_dir"], "/base/images/");
+  auto jobs = ExpandSweep(s);
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_FALSE(jobs->empty());
+  EXPECT_EQ(jobs->front().spec.data.file, "/base/hvm.nc");
+  EXPECT_EQ(jobs->front().spec.data.stimuli, "/base/images/");
+}
+
 TEST(SweepSpecPathsTest, SyntheticTeacherWeightsResolve) {
   const std::string text = SweepReplacing(
       "  - {name: it, kind: majaj_hong, file: hvm.nc, stimuli: images/, roi: IT}",

@@ -4,16 +4,25 @@
 // what is bad or unsupported.
 #include "worker/job_runner.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/job_spec.h"
 #include "tests/engine/datasets/neural_fixtures.h"
+#include "worker/engine/datasets/npy_file.h"
 #include "worker/engine/device.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -549,6 +558,235 @@ TEST(JobRunnerNeuralData, GenericJobTakesItsSplitFromTheNamedColumn) {
       << missing.status();
   EXPECT_NE(missing.status().message().find("'split_by_session'"), std::string::npos) << missing.status();
   fs::remove_all(root);
+}
+
+TEST(JobRunnerNeuralData, MajajHongJobAppliesItsSplitAndStimulusLimit) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  const std::string rest = "d: 0\nreadout: ridge\ntrain: {threads: 1}\n";
+  // 10 distinct images; the default split is the seed's: 6 / 2 / 2.
+  auto plain = RunJob(MajajHongJob("IT", rest));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->train_size, 6);
+  EXPECT_EQ(plain->val_size, 2);
+  EXPECT_EQ(plain->test_size, 2);
+  // 0.5 / 0.25 / 0.25 of 10: train floor(5), val up to floor(7.5).
+  const JobSpec split_spec = Parse(
+      "model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+      "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj/brainio.nc") + ", stimuli: " +
+      engine::testing::FixturePath("majaj/stimuli") + ", split: {train: 0.5, val: 0.25, test: 0.25}}\n" + rest);
+  auto split = RunJob(split_spec);
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_EQ(split->train_size, 5);
+  EXPECT_EQ(split->val_size, 2);
+  EXPECT_EQ(split->test_size, 3);
+  // The first 8 images, split 60 / 20 / 20: floor(4.8), up to floor(6.4).
+  auto limited = RunJob(Parse(
+      "model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+      "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj/brainio.nc") + ", stimuli: " +
+      engine::testing::FixturePath("majaj/stimuli") + ", limit_stimuli: 8}\n" + rest));
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_EQ(limited->train_size, 4);
+  EXPECT_EQ(limited->val_size, 2);
+  EXPECT_EQ(limited->test_size, 2);
+  EXPECT_NE(limited->data_description.find(": 8 images"), std::string::npos) << limited->data_description;
+}
+
+TEST(JobRunnerNeuralData, NsdJobAppliesItsTrainFractionAndStimulusLimit) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  const std::string root = engine::testing::FixturePath("nsd");  // stimuli 100..109, 107..109 shared1000
+  const std::string job = "model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
+                          "data: {kind: nsd, root: " + root + ", stimuli: " + root + "/stimuli}\n"
+                          "d: 0\nreadout: ridge\ntrain: {threads: 1}\n";
+  // 7 non-shared stimuli: train floor(7 * 0.5) = 3, the other 4 validate; the 3 shared1000 test.
+  auto split = RunJob(Parse(job, {"+data.split={train: 0.5, val: 0.5}"}));
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_EQ(split->train_size, 3);
+  EXPECT_EQ(split->val_size, 4);
+  EXPECT_EQ(split->test_size, 3);
+  // The first 9 stimuli of voxels.nc (100..108): 7 non-shared split 5 / 2, 2 shared1000.
+  auto limited = RunJob(Parse(job, {"+data.limit_stimuli=9"}));
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_EQ(limited->train_size, 5);
+  EXPECT_EQ(limited->val_size, 2);
+  EXPECT_EQ(limited->test_size, 2);
+}
+
+// Every data field a neural job accepts changes what the job does, or the job is refused naming the field:
+// each row overrides one field of a base job and the job's split sizes, targets or test score must move (or
+// parsing or running must fail with the row's message). Deterministic: an SGD readout at d = 0 on a seeded
+// network, observed through its training losses as well as its scores.
+TEST(JobRunnerNeuralData, EveryAcceptedDataFieldChangesTheJobOrIsRefused) {
+  DWARP_REQUIRE_NEURAL_FIXTURES();
+  const std::string nsd = engine::testing::FixturePath("nsd");
+  // The generic fixture with patterned, non-square images (the fixture's are solid colours, which every
+  // transform leaves alone).
+  namespace fs = std::filesystem;
+  const fs::path generic = fs::temp_directory_path() / ("dwarp_job_runner_fields_" + std::to_string(::getpid()));
+  fs::remove_all(generic);
+  fs::copy(engine::testing::FixturePath("generic_images"), generic, fs::copy_options::recursive);
+  for (int i = 0; i < 8; ++i) {
+    const int w = 16, h = 10;
+    std::vector<unsigned char> px(static_cast<size_t>(w * h * 3));
+    for (int y = 0; y < h; ++y) {
+      for (int x = 0; x < w; ++x) {
+        unsigned char* p = &px[static_cast<size_t>((y * w + x) * 3)];
+        p[0] = static_cast<unsigned char>(15 * x + 20 * i);
+        p[1] = static_cast<unsigned char>(25 * y);
+        p[2] = static_cast<unsigned char>((x * y * 7 + i * 31) % 256);
+      }
+    }
+    const std::string path = (generic / "stimuli" / ("g" + std::to_string(i) + ".png")).string();
+    ASSERT_NE(stbi_write_png(path.c_str(), w, h, 3, px.data(), w * 3), 0) << path;
+  }
+  const std::string rest = "d: 0\ntrain: {threads: 1, max_epochs: 2, patience: 0, batch_size: 4}\n";
+  const std::string model = "model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8, input_channels: 3}\n";
+  const std::map<std::string, std::string> base = {
+      {"majaj_hong", model + "data: {kind: majaj_hong, file: " + engine::testing::FixturePath("majaj/brainio.nc") +
+                         ", stimuli: " + engine::testing::FixturePath("majaj/stimuli") + "}\n" + rest},
+      {"nsd", model + "data: {kind: nsd, root: " + nsd + ", stimuli: " + nsd + "/stimuli}\n" + rest},
+      {"generic", model + "data: {kind: generic, root: " + generic.string() + "}\n" + rest}};
+  struct Row {
+    std::string kind, override_, refused;  // refused: a substring of the parse error, or empty
+  };
+  const std::vector<Row> rows = {
+      {"majaj_hong", "data.roi=V4", ""},
+      {"majaj_hong", "+data.split={train: 0.5, val: 0.25, test: 0.25}", ""},
+      {"majaj_hong", "+data.limit_stimuli=8", ""},
+      {"majaj_hong", "+data.transform=weights", ""},
+      {"majaj_hong", "+data.image_size=6", "data.image_size = 6; expected model.input_size = 8"},
+      {"majaj_hong", "+data.mean=[0.2]", ""},
+      {"majaj_hong", "+data.std=[0.5]", ""},
+      {"nsd", "+data.roi=LOC", ""},
+      {"nsd", "+data.split={train: 0.5, val: 0.5}", ""},
+      {"nsd", "+data.limit_stimuli=9", ""},
+      {"nsd", "+data.transform=weights", ""},
+      {"nsd", "+data.mean=[0.2]", ""},
+      {"nsd", "+data.std=[0.5]", ""},
+      {"generic", "+data.split={train: 0.5, val: 0.25, test: 0.25}", "data.split.train = 0.5; expected no train"},
+      {"generic", "+data.limit_stimuli=4", "data.limit_stimuli = 4; expected no limit_stimuli"},
+      {"generic", "+data.transform=weights", ""},
+      {"generic", "+data.mean=[0.2]", ""},
+      {"generic", "+data.roi=IT", "data.roi = \"IT\"; expected no roi"},
+      {"nsd", "+data.limit_classes=2", "data.limit_classes = 2; expected no limit_classes"},
+  };
+  struct Observed {
+    int64_t train, val, test, targets;
+    double r2, losses;
+    std::string error;
+  };
+  auto run = [](const JobSpec& spec) {
+    auto r = RunJob(spec);
+    if (!r.ok()) return Observed{0, 0, 0, 0, 0.0, 0.0, r.status().message()};
+    double losses = 0.0;
+    for (const auto& epoch : r->history) losses += epoch.train_loss;
+    return Observed{r->train_size, r->val_size, r->test_size, r->num_targets, r->test.r2, losses, ""};
+  };
+  std::map<std::string, Observed> before;
+  for (const auto& [kind, job] : base) {
+    before[kind] = run(Parse(job));
+    ASSERT_TRUE(before[kind].error.empty()) << kind << ": " << before[kind].error;
+  }
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.kind + " " + row.override_);
+    auto spec = ParseJobSpec(base.at(row.kind), SpecFormat::kYaml, {row.override_});
+    if (!row.refused.empty() && !spec.ok()) {
+      EXPECT_NE(spec.status().message().find(row.refused), std::string::npos) << spec.status();
+      continue;
+    }
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    const Observed after = run(*spec);
+    if (!row.refused.empty()) {
+      EXPECT_NE(after.error.find(row.refused), std::string::npos) << after.error;
+      continue;
+    }
+    ASSERT_TRUE(after.error.empty()) << after.error;
+    const Observed& b = before[row.kind];
+    const bool changed = after.train != b.train || after.val != b.val || after.test != b.test ||
+                         after.targets != b.targets || std::abs(after.r2 - b.r2) > 1e-9 ||
+                         std::abs(after.losses - b.losses) > 1e-9;
+    EXPECT_TRUE(changed) << "the job ran as without the override (test R^2 " << after.r2 << ")";
+  }
+  fs::remove_all(generic);
+}
+
+// A ResNet-18 job's features on a folder of real photographs (python3-skimage's) with data.transform: weights
+// equal torchvision's pipeline's (ResNet18_Weights.IMAGENET1K_V1.transforms() on PIL images, then the same
+// network, exported by clients/export_torchvision.py) to within float noise; squashing the images instead
+// gives other features. Skipped without Debian's python3-torchvision or python3-skimage.
+TEST(JobRunnerImageTransform, ResNet18FeaturesWithTheWeightsTransformEqualTorchvisionsPipeline) {
+  namespace fs = std::filesystem;
+  const fs::path photos_dir = "/usr/lib/python3/dist-packages/skimage/data";
+  const std::vector<std::string> photos = {"astronaut.png", "camera.png", "chelsea.png", "coffee.png",
+                                           "motorcycle_left.png"};
+  for (const auto& photo : photos) {
+    if (!fs::exists(photos_dir / photo)) GTEST_SKIP() << (photos_dir / photo) << " not installed (python3-skimage)";
+  }
+  const char* env_python = std::getenv("DWARP_TEST_PYTHON");
+  const std::string python = env_python != nullptr && *env_python != '\0' ? env_python : "/usr/bin/python3";
+  const fs::path dir = fs::temp_directory_path() / ("dwarp_job_runner_transform_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "photos");
+  for (const auto& photo : photos) fs::copy_file(photos_dir / photo, dir / "photos" / photo);
+  std::ofstream(dir / "reference.py") << R"(import os, sys
+try:
+    import numpy as np, torch, torchvision
+    from PIL import Image
+    from torchvision.models import ResNet18_Weights
+except ImportError:
+    sys.exit(77)
+out = sys.argv[1]
+torch.manual_seed(2)
+model = torchvision.models.resnet18()
+with torch.no_grad():
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2); m.running_var.uniform_(0.5, 2.0)
+            m.weight.uniform_(0.5, 1.5); m.bias.normal_(0, 0.2)
+torch.save(model.state_dict(), os.path.join(out, "weights.pth"))
+model.fc = torch.nn.Identity()
+model.eval()
+transform = ResNet18_Weights.IMAGENET1K_V1.transforms()
+names = sorted(os.listdir(os.path.join(out, "photos")))
+x = torch.stack([transform(Image.open(os.path.join(out, "photos", n)).convert("RGB")) for n in names])
+with torch.no_grad():
+    np.save(os.path.join(out, "features.npy"), model(x).numpy())
+)";
+  const std::string log = (dir / "reference.log").string();
+  const int status = std::system((python + " " + (dir / "reference.py").string() + " " + dir.string() + " > " + log +
+                                  " 2>&1").c_str());
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+    fs::remove_all(dir);
+    GTEST_SKIP() << python << " cannot import torch, torchvision and PIL (Debian: python3-torchvision)";
+  }
+  ASSERT_EQ(status, 0) << "the reference script failed; see " << log;
+  const std::string export_command = python + " " DWARP_EXPORT_SCRIPT " resnet18 " + (dir / "resnet18.pt").string() +
+                                     " --weights " + (dir / "weights.pth").string() + " >> " + log + " 2>&1";
+  ASSERT_EQ(std::system(export_command.c_str()), 0) << export_command << "; see " << log;
+  auto expected = engine::ReadNpyFile((dir / "features.npy").string());
+  ASSERT_TRUE(expected.ok()) << expected.status();
+
+  // No data.transform: weights is resnet18's default for image files.
+  const std::string job = "model: {arch: resnet18, layer: avgpool, weights: " + (dir / "resnet18.pt").string() +
+                          "}\ndata: {kind: synthetic, stimuli: " + (dir / "photos").string() +
+                          ", synthetic: {targets: 4}}\nd: 0\ntrain: {threads: 2}\n";
+  const JobSpec spec = Parse(job);
+  EXPECT_EQ(spec.data.transform, DataTransform::kWeights);
+  auto features = JobFeaturesOfImageFolder(spec, spec.data.stimuli);
+  ASSERT_TRUE(features.ok()) << features.status();
+  ASSERT_EQ(features->sizes(), expected->sizes());
+  const double diff = (*features - *expected).abs().max().item<double>();
+  const double scale = expected->abs().max().item<double>();
+  std::printf("resnet18 avgpool, %zu photographs, data.transform weights: max |dwarp - torchvision| = %.3g "
+              "(max |feature| %.3g)\n", photos.size(), diff, scale);
+  EXPECT_LE(diff, 1e-5 * std::max(1.0, scale));
+
+  auto squashed = JobFeaturesOfImageFolder(Parse(job, {"+data.transform=squash"}), spec.data.stimuli);
+  ASSERT_TRUE(squashed.ok()) << squashed.status();
+  const double squash_diff = (*squashed - *expected).abs().max().item<double>();
+  std::printf("resnet18 avgpool, data.transform squash: max |dwarp - torchvision's weights pipeline| = %.3g\n",
+              squash_diff);
+  EXPECT_GT(squash_diff, 100 * std::max(diff, 1e-6));
+  fs::remove_all(dir);
 }
 
 }  // namespace

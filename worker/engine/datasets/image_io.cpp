@@ -3,11 +3,14 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <vector>
 
 // stb_image compiled into this translation unit with internal linkage (STB_IMAGE_STATIC), so the engine needs
 // only the header and cannot clash with another copy of stb (Debian also ships it as libstb.a).
@@ -36,13 +39,138 @@ struct StbFree {
   void operator()(stbi_uc* p) const { stbi_image_free(p); }
 };
 
+// PIL's separable resampling (libImaging/Resample.c) for 8-bit images, reproduced so that the pixels equal
+// PIL's: per output pixel a window of input pixels weighted by the bilinear (triangle) filter widened by the
+// downscale factor, the weights normalised to sum 1 and converted to fixed point with 22 fractional bits, the
+// sums rounded and clipped to 0..255 after each pass (horizontal first, then vertical).
+constexpr int kPilPrecisionBits = 32 - 8 - 2;
+
+struct PilCoefficients {
+  int64_t window = 0;            // coefficients per output pixel
+  std::vector<int64_t> first;    // first input pixel of each output pixel's window
+  std::vector<int64_t> count;    // pixels in the window
+  std::vector<int32_t> weights;  // [out, window], fixed point
+};
+
+double PilBilinear(double x) {
+  if (x < 0.0) x = -x;
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+PilCoefficients PilPrecompute(int64_t in_size, int64_t out_size) {
+  constexpr double kSupport = 1.0;  // the bilinear filter's
+  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
+  const double filter_scale = scale < 1.0 ? 1.0 : scale;
+  const double support = kSupport * filter_scale;
+  PilCoefficients c;
+  c.window = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
+  c.first.resize(static_cast<size_t>(out_size));
+  c.count.resize(static_cast<size_t>(out_size));
+  c.weights.assign(static_cast<size_t>(out_size * c.window), 0);
+  std::vector<double> k(static_cast<size_t>(c.window));
+  for (int64_t xx = 0; xx < out_size; ++xx) {
+    const double center = (static_cast<double>(xx) + 0.5) * scale;
+    const double ss = 1.0 / filter_scale;
+    int64_t xmin = static_cast<int64_t>(center - support + 0.5);  // truncation, as C's (int)
+    if (xmin < 0) xmin = 0;
+    int64_t xmax = static_cast<int64_t>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int64_t x = 0; x < xmax; ++x) {
+      const double w = PilBilinear((static_cast<double>(x + xmin) - center + 0.5) * ss);
+      k[x] = w;
+      ww += w;
+    }
+    for (int64_t x = 0; x < xmax; ++x) {
+      const double w = ww != 0.0 ? k[x] / ww : k[x];
+      const double fixed = w * static_cast<double>(1 << kPilPrecisionBits);
+      c.weights[xx * c.window + x] = static_cast<int32_t>(w < 0 ? -0.5 + fixed : 0.5 + fixed);
+    }
+    c.first[xx] = xmin;
+    c.count[xx] = xmax;
+  }
+  return c;
+}
+
+inline uint8_t PilClip8(int64_t sum) {
+  const int64_t v = sum >> kPilPrecisionBits;  // arithmetic shift, as PIL's lookup index
+  return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+// One pass along rows (horizontal) or columns (vertical) of an interleaved RGB image [rows, cols, 3].
+void PilResampleHorizontal(const uint8_t* in, int64_t rows, int64_t in_cols, uint8_t* out, int64_t out_cols,
+                           const PilCoefficients& c) {
+  for (int64_t y = 0; y < rows; ++y) {
+    const uint8_t* row = in + y * in_cols * 3;
+    for (int64_t xx = 0; xx < out_cols; ++xx) {
+      const int32_t* k = &c.weights[xx * c.window];
+      int64_t s0 = 1 << (kPilPrecisionBits - 1), s1 = s0, s2 = s0;
+      for (int64_t x = 0; x < c.count[xx]; ++x) {
+        const uint8_t* px = row + (x + c.first[xx]) * 3;
+        s0 += static_cast<int64_t>(px[0]) * k[x];
+        s1 += static_cast<int64_t>(px[1]) * k[x];
+        s2 += static_cast<int64_t>(px[2]) * k[x];
+      }
+      uint8_t* o = out + (y * out_cols + xx) * 3;
+      o[0] = PilClip8(s0);
+      o[1] = PilClip8(s1);
+      o[2] = PilClip8(s2);
+    }
+  }
+}
+
+void PilResampleVertical(const uint8_t* in, int64_t cols, uint8_t* out, int64_t out_rows, const PilCoefficients& c) {
+  for (int64_t yy = 0; yy < out_rows; ++yy) {
+    const int32_t* k = &c.weights[yy * c.window];
+    for (int64_t x = 0; x < cols; ++x) {
+      int64_t s0 = 1 << (kPilPrecisionBits - 1), s1 = s0, s2 = s0;
+      for (int64_t y = 0; y < c.count[yy]; ++y) {
+        const uint8_t* px = in + ((y + c.first[yy]) * cols + x) * 3;
+        s0 += static_cast<int64_t>(px[0]) * k[y];
+        s1 += static_cast<int64_t>(px[1]) * k[y];
+        s2 += static_cast<int64_t>(px[2]) * k[y];
+      }
+      uint8_t* o = out + (yy * cols + x) * 3;
+      o[0] = PilClip8(s0);
+      o[1] = PilClip8(s1);
+      o[2] = PilClip8(s2);
+    }
+  }
+}
+
+// uint8 [H, W, 3] -> the central crop [crop, crop, 3] after torchvision's Resize(resize) on a PIL image.
+at::Tensor ResizeShorterSideAndCrop(const at::Tensor& rgb, int64_t resize, int64_t crop) {
+  const int64_t h = rgb.size(0), w = rgb.size(1);
+  // torchvision's _compute_resized_output_size: the shorter side becomes `resize`, the longer
+  // int(resize * long / short).
+  const int64_t shorter = std::min(h, w), longer = std::max(h, w);
+  const auto scaled = static_cast<int64_t>(static_cast<double>(resize) * static_cast<double>(longer) /
+                                           static_cast<double>(shorter));
+  const int64_t out_h = h <= w ? resize : scaled;
+  const int64_t out_w = h <= w ? scaled : resize;
+  at::Tensor resized = out_h == h && out_w == w ? rgb : ResizeBilinearLikePil(rgb, out_h, out_w);
+  // torchvision's center_crop: offsets int(round((size - crop) / 2.0)), Python's round (half to even), which
+  // std::nearbyint follows in the default rounding mode. resize >= crop, so no padding is needed.
+  const auto top = static_cast<int64_t>(std::nearbyint(static_cast<double>(out_h - crop) / 2.0));
+  const auto left = static_cast<int64_t>(std::nearbyint(static_cast<double>(out_w - crop) / 2.0));
+  return resized.slice(0, top, top + crop).slice(1, left, left + crop);
+}
+
 // [3, S, S] float32 from uint8 [H, W, 3]. Runs ATen ops; inside at::parallel_for they run single-threaded.
 at::Tensor Transform(const at::Tensor& rgb, const ImageOptions& options) {
-  at::Tensor x = rgb.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat);  // [1, 3, H, W], 0..255
-  if (x.size(2) != options.size_ || x.size(3) != options.size_) {
-    x = at::_upsample_bilinear2d_aa(x, {options.size_, options.size_}, /*align_corners=*/false);
+  at::Tensor x;
+  if (options.transform_ == ImageTransform::kWeights) {
+    const int64_t resize = options.resize_size_ > 0 ? options.resize_size_ : WeightsResizeSize(options.size_);
+    x = ResizeShorterSideAndCrop(rgb, resize, options.size_).permute({2, 0, 1}).to(at::kFloat);  // [3, S, S]
+  } else {
+    x = rgb.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat);  // [1, 3, H, W], 0..255
+    if (x.size(2) != options.size_ || x.size(3) != options.size_) {
+      x = at::_upsample_bilinear2d_aa(x, {options.size_, options.size_}, /*align_corners=*/false);
+    }
+    x = x.squeeze(0);
   }
-  x = x.squeeze(0).div_(255.0f);
+  x = x.div(255.0f);
   if (options.normalize_) {
     const auto mean = at::tensor(at::ArrayRef<float>(options.mean_.data(), 3)).view({3, 1, 1});
     const auto stddev = at::tensor(at::ArrayRef<float>(options.stddev_.data(), 3)).view({3, 1, 1});
@@ -53,9 +181,36 @@ at::Tensor Transform(const at::Tensor& rgb, const ImageOptions& options) {
 
 }  // namespace
 
+int64_t WeightsResizeSize(int64_t crop) { return (crop * 256 + 112) / 224; }
+
+at::Tensor ResizeBilinearLikePil(const at::Tensor& rgb, int64_t height, int64_t width) {
+  TORCH_CHECK(rgb.dim() == 3 && rgb.size(2) == 3 && rgb.scalar_type() == at::kByte, "expected uint8 [H, W, 3]");
+  TORCH_CHECK(height >= 1 && width >= 1, "expected an output size >= 1");
+  const at::Tensor in = rgb.contiguous();
+  const int64_t h = in.size(0), w = in.size(1);
+  const PilCoefficients horizontal = PilPrecompute(w, width);
+  const PilCoefficients vertical = PilPrecompute(h, height);
+  // As PIL, a pass runs only when its size changes; the horizontal one over every input row (PIL restricts it
+  // to the rows the vertical pass reads, which gives the same pixels).
+  at::Tensor wide = in;
+  if (width != w) {
+    wide = at::empty({h, width, 3}, at::kByte);
+    PilResampleHorizontal(in.data_ptr<uint8_t>(), h, w, wide.data_ptr<uint8_t>(), width, horizontal);
+  }
+  if (height == h) return wide;
+  at::Tensor out = at::empty({height, width, 3}, at::kByte);
+  PilResampleVertical(wide.data_ptr<uint8_t>(), width, out.data_ptr<uint8_t>(), height, vertical);
+  return out;
+}
+
 Status CheckImageOptions(const ImageOptions& options) {
   if (options.size_ < 1) {
     return InvalidArgumentError("image size = " + std::to_string(options.size_) + "; expected >= 1 pixel");
+  }
+  if (options.resize_size_ != 0 && options.resize_size_ < options.size_) {
+    return InvalidArgumentError("image resize size = " + std::to_string(options.resize_size_) +
+                                "; expected 0 (the weights' default) or >= the crop size " +
+                                std::to_string(options.size_));
   }
   for (int c = 0; c < 3; ++c) {
     if (!(options.stddev_[c] > 0.0f)) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <sstream>
 #include <unordered_map>
 
 #include "worker/engine/datasets/csv_table.h"
@@ -120,18 +121,21 @@ StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::st
     }
   }
 
-  // Splits 60/20/20 by order.
-  const auto n_train = static_cast<int64_t>(static_cast<double>(n) * 0.6);
-  const auto n_train_val = static_cast<int64_t>(static_cast<double>(n) * 0.8);
+  // Splits by order over the first limit_stimuli stimuli.
+  const int64_t used = options.limit_stimuli_ > 0 ? std::min(n, options.limit_stimuli_) : n;
+  const auto n_train = static_cast<int64_t>(static_cast<double>(used) * options.train_);
+  const auto n_train_val = static_cast<int64_t>(static_cast<double>(used) * (1.0 - options.test_));
   std::array<internal::SplitRows, 3> splits;
-  for (int64_t i = 0; i < n; ++i) splits[i < n_train ? 0 : i < n_train_val ? 1 : 2].rows.push_back(i);
+  for (int64_t i = 0; i < used; ++i) splits[i < n_train ? 0 : i < n_train_val ? 1 : 2].rows.push_back(i);
+  std::ostringstream why;
+  why << used << (used < n ? " (limit_stimuli) of " + std::to_string(n) : std::string()) << " distinct images split "
+      << options.train_ << " / " << options.val_ << " / " << options.test_;
   NeuralData data;
   DWARP_RETURN_IF_ERROR(internal::LoadImageSplits(std::move(splits), averaged.responses, averaged.unique_ids,
                                                   image_paths, options.image_, options.max_stimuli_per_split_,
-                                                  "Majaj-Hong " + Quote(netcdf_path),
-                                                  std::to_string(n) + " distinct images split 60/20/20", &data));
+                                                  "Majaj-Hong " + Quote(netcdf_path), why.str(), &data));
   data.target_names = std::move(selection->target_names);
-  data.description = "majaj_hong " + selection->label + ": " + std::to_string(n) + " images (" +
+  data.description = "majaj_hong " + selection->label + ": " + std::to_string(used) + " images (" +
                      std::to_string(ids.size()) + " presentations) x " + std::to_string(data.num_targets()) +
                      " neuroids" + nan_note;
   DWARP_RETURN_IF_ERROR(CheckNeuralData(data));

@@ -21,8 +21,9 @@
 // The description names the regions joined by '+' ("majaj_hong IT+V4: ...").
 //
 // Repeated presentations (BrainIO keeps one row per repetition): all rows with the same image id are averaged
-// into one, in order of first appearance. Splits by that order, as the seed: first floor(0.6 n) train, up to
-// floor(0.8 n) validation, the rest test.
+// into one, in order of first appearance. With limit_stimuli N > 0 only the first N of them are kept. Splits by
+// that order, as the seed: first floor(train * n) train, up to floor((1 - test) * n) validation, the rest test
+// (defaults 0.6 and 0.2: the seed's int(0.6 n) and int(0.8 n)).
 //
 // Non-finite responses of the selected neuroids: refused (NanResponses::kRefuse, default), or with
 // kDropTargets every neuroid that has one is dropped and the description ends "; <k> of <n> neuroids dropped
@@ -56,6 +57,12 @@ struct MajajHongOptions {
   MajajHongOptions& metadata_csv(std::string v) { metadata_csv_ = std::move(v); return *this; }
   MajajHongOptions& image_extension(std::string v) { image_extension_ = std::move(v); return *this; }
   MajajHongOptions& image(ImageOptions v) { image_ = v; return *this; }
+  // The split fractions (train, val, test), each in (0, 1), summing to 1; see above.
+  MajajHongOptions& split(double train, double val, double test) {
+    train_ = train; val_ = val; test_ = test; return *this;
+  }
+  // Keep only the first `v` distinct stimuli in file order, before splitting; 0: all.
+  MajajHongOptions& limit_stimuli(int64_t v) { limit_stimuli_ = v; return *this; }
   // Keep only the first `v` stimuli of each split (after splitting); -1: all.
   MajajHongOptions& max_stimuli_per_split(int64_t v) { max_stimuli_per_split_ = v; return *this; }
   MajajHongOptions& nan_responses(NanResponses v) { nan_responses_ = v; return *this; }
@@ -69,6 +76,8 @@ struct MajajHongOptions {
   ImageOptions image_;
   int64_t max_stimuli_per_split_ = -1;
   NanResponses nan_responses_ = NanResponses::kRefuse;
+  double train_ = 0.6, val_ = 0.2, test_ = 0.2;
+  int64_t limit_stimuli_ = 0;
 };
 
 // `netcdf_path`: the assembly file; `stimuli_dir`: the folder of its images.

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <unordered_map>
 #include <unordered_set>
@@ -135,8 +136,9 @@ StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& optio
     }
   }
 
-  // Splits over the averaged rows, in voxels.nc order.
-  const auto n = static_cast<int64_t>(averaged.unique_ids.size());
+  // Splits over the averaged rows, in voxels.nc order (the first limit_stimuli of them).
+  const auto all = static_cast<int64_t>(averaged.unique_ids.size());
+  const int64_t n = options.limit_stimuli_ > 0 ? std::min(all, options.limit_stimuli_) : all;
   std::vector<std::string> image_paths(static_cast<size_t>(n));
   internal::SplitRows non_shared, test;
   for (int64_t i = 0; i < n; ++i) {
@@ -147,7 +149,8 @@ StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& optio
     if (!shared.ok()) return shared.status();
     (*shared ? test : non_shared).rows.push_back(i);
   }
-  const auto n_train = static_cast<std::ptrdiff_t>(static_cast<double>(non_shared.rows.size()) * 0.8);
+  const auto n_train =
+      static_cast<std::ptrdiff_t>(static_cast<double>(non_shared.rows.size()) * options.train_fraction_);
   std::array<internal::SplitRows, 3> splits;
   splits[0].rows.assign(non_shared.rows.begin(), non_shared.rows.begin() + n_train);
   splits[1].rows.assign(non_shared.rows.begin() + n_train, non_shared.rows.end());

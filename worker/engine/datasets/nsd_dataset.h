@@ -27,7 +27,8 @@
 // Repeated presentations: all presentations of one stimulus_id are averaged into one row (NSD shows each image
 // up to 3 times; the seed's files hold one row per stimulus, for which this changes nothing).
 // Splits, as the seed: stimuli not in shared1000, in voxels.nc order (first appearance), first
-// floor(0.8 * n) train, the rest validation; the shared1000 stimuli (voxels.nc order) are the test split.
+// floor(train_fraction * n) train (default 0.8), the rest validation; the shared1000 stimuli (voxels.nc
+// order) are the test split. With limit_stimuli N > 0 only the first N stimuli of voxels.nc are split.
 // Images go through image_io's pipeline (resize to a square, [0, 1], mean/std normalisation).
 //
 // Errors (each naming the file and the value): NotFound for a missing voxels.nc, metadata.csv or image;
@@ -55,6 +56,10 @@ struct NsdOptions {
   // Folder of the image files; empty: `nsd_dir`/stimuli.
   NsdOptions& stimuli_dir(std::string v) { stimuli_dir_ = std::move(v); return *this; }
   NsdOptions& image(ImageOptions v) { image_ = v; return *this; }
+  // The fraction of the non-shared1000 stimuli that trains, in (0, 1); the rest validate.
+  NsdOptions& train_fraction(double v) { train_fraction_ = v; return *this; }
+  // Keep only the first `v` stimuli in voxels.nc order, before splitting; 0: all.
+  NsdOptions& limit_stimuli(int64_t v) { limit_stimuli_ = v; return *this; }
   // Keep only the first `v` stimuli of each split (after splitting, so splits stay as defined); -1: all.
   NsdOptions& max_stimuli_per_split(int64_t v) { max_stimuli_per_split_ = v; return *this; }
   // true: metadata.csv may list stimuli voxels.nc does not hold (e.g. NSD's full 73k-image table for one
@@ -74,6 +79,8 @@ struct NsdOptions {
   std::string stimuli_dir_;
   ImageOptions image_;
   int64_t max_stimuli_per_split_ = -1;
+  double train_fraction_ = 0.8;
+  int64_t limit_stimuli_ = 0;
   bool allow_unused_metadata_ = false;
   std::vector<std::string> rois_;
   std::string roi_coord_ = "roi";

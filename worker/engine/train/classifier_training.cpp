@@ -32,17 +32,7 @@ struct Trainee {
 
 enum class Mode { kSubspace, kFull, kLinear };
 
-TrainingLoopOptions LoopOptions(const ClassifierTrainingOptions& o) {
-  return TrainingLoopOptions()
-      .epochs(o.epochs_)
-      .batch_size(o.batch_size_)
-      .patience(o.patience_)
-      .min_delta(o.min_delta_)
-      .schedule(o.schedule_)
-      .seed(o.seed_)
-      .on_epoch(o.on_epoch_)
-      .should_stop(o.should_stop_);
-}
+TrainingLoopOptions LoopOptions(const ClassifierTrainingOptions& o) { return LoopOptionsOf(o, o.epochs_); }
 
 // The loop's own options are checked by the loop's check; these are the classifier's additions.
 Status CheckOptions(const ClassifierTrainingOptions& o, Mode mode) {

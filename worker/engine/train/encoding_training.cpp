@@ -18,17 +18,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-TrainingLoopOptions LoopOptions(const EncodingTrainingOptions& o) {
-  return TrainingLoopOptions()
-      .epochs(o.max_epochs_)
-      .batch_size(o.batch_size_)
-      .patience(o.patience_)
-      .min_delta(o.min_delta_)
-      .schedule(o.schedule_)
-      .seed(o.seed_)
-      .on_epoch(o.on_epoch_)
-      .should_stop(o.should_stop_);
-}
+TrainingLoopOptions LoopOptions(const EncodingTrainingOptions& o) { return LoopOptionsOf(o, o.max_epochs_); }
 
 Status CheckOptions(const EncodingTrainingOptions& o) {
   const std::pair<double, const char*> rates[] = {{o.lr_, "lr"}, {o.low_dim_lr_, "low_dim_lr"}};

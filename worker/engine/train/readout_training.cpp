@@ -48,17 +48,7 @@ Status CheckCachedFeatures(const CachedFeatures& cache) {
   return OkStatus();
 }
 
-TrainingLoopOptions LoopOptions(const SgdReadoutOptions& o) {
-  return TrainingLoopOptions()
-      .epochs(o.max_epochs_)
-      .batch_size(o.batch_size_)
-      .patience(o.patience_)
-      .min_delta(o.min_delta_)
-      .schedule(o.schedule_)
-      .seed(o.seed_)
-      .on_epoch(o.on_epoch_)
-      .should_stop(o.should_stop_);
-}
+TrainingLoopOptions LoopOptions(const SgdReadoutOptions& o) { return LoopOptionsOf(o, o.max_epochs_); }
 
 Status CheckOptions(const SgdReadoutOptions& o) {
   std::ostringstream os;

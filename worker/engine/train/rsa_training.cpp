@@ -35,17 +35,7 @@ at::Tensor Correlation(const at::Tensor& a, const at::Tensor& b) {
   return (ca * cb).sum() / (ca.norm() * cb.norm()).clamp_min(kNormFloor);
 }
 
-TrainingLoopOptions LoopOptions(const RsaTrainingOptions& o) {
-  return TrainingLoopOptions()
-      .epochs(o.max_epochs_)
-      .batch_size(o.batch_size_)
-      .patience(o.patience_)
-      .min_delta(o.min_delta_)
-      .schedule(o.schedule_)
-      .seed(o.seed_)
-      .on_epoch(o.on_epoch_)
-      .should_stop(o.should_stop_);
-}
+TrainingLoopOptions LoopOptions(const RsaTrainingOptions& o) { return LoopOptionsOf(o, o.max_epochs_); }
 
 // A split with at least 3 stimuli, or an error naming it.
 Status CheckSplit(const NeuralSplit& split, const char* name) {

@@ -131,6 +131,22 @@ StatusOr<TrainingLoopResult> RunTrainingLoop(const TrainingProblem& problem, con
 // InvalidArgument naming the field when the loop's options are out of range.
 Status CheckTrainingLoopOptions(const TrainingLoopOptions& options);
 
+// The loop's options from a trainer's own: any options struct with batch_size_, patience_, min_delta_,
+// schedule_, seed_, on_epoch_ and should_stop_ (the encoding, classifier, SGD readout and RSA trainers'),
+// run for `epochs` epochs.
+template <typename TrainerOptions>
+TrainingLoopOptions LoopOptionsOf(const TrainerOptions& o, int64_t epochs) {
+  return TrainingLoopOptions()
+      .epochs(epochs)
+      .batch_size(o.batch_size_)
+      .patience(o.patience_)
+      .min_delta(o.min_delta_)
+      .schedule(o.schedule_)
+      .seed(o.seed_)
+      .on_epoch(o.on_epoch_)
+      .should_stop(o.should_stop_);
+}
+
 // Prepares every parameter of `module` for direct ("d = full") training and returns them: each slot ends
 // up holding a leaf tensor that requires grad. Module::deepcopy() gives parameters that are clones of the
 // originals (non-leaf tensors with grad history when the originals require grad), which Adam refuses, so

@@ -31,6 +31,7 @@
 #include "common/child_process.h"
 #include "common/rpc/connection.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
+#include "tests/integration/integration_helpers.h"
 
 namespace {
 
@@ -176,17 +177,7 @@ class CoordinatorHardeningTest : public ::testing::Test {
   // The first column of the first row of `sql` on the database `file`, read through a read-only
   // connection ("" when there is none).
   static std::string ReadValue(const fs::path& file, const std::string& sql) {
-    sqlite3* conn = nullptr;
-    std::string value;
-    if (sqlite3_open_v2(file.c_str(), &conn, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-      sqlite3_stmt* stmt = nullptr;
-      if (sqlite3_prepare_v2(conn, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW &&
-          sqlite3_column_text(stmt, 0) != nullptr)
-        value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-      sqlite3_finalize(stmt);
-    }
-    sqlite3_close(conn);
-    return value;
+    return dwarp::integration::QueryDatabase(file.string(), sql);
   }
 
   fs::path dir_;

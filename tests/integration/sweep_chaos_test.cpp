@@ -27,6 +27,7 @@
 #include "common/child_process.h"
 #include "common/rpc/connection.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
+#include "tests/integration/integration_helpers.h"
 
 namespace {
 
@@ -42,18 +43,8 @@ int EnvInt(const char* name, int fallback) {
   return value != nullptr && *value != '\0' ? std::atoi(value) : fallback;
 }
 
-// A port the OS says is free now: the coordinator restarts on it, so the worker finds it again.
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
+// The coordinator restarts on a port that was free at the start, so the worker finds it again.
+using dwarp::integration::FreePort;
 
 class SweepChaosTest : public ::testing::Test {
  protected:
@@ -111,21 +102,7 @@ class SweepChaosTest : public ::testing::Test {
     return false;
   }
 
-  std::string Query(const std::string& sql) {
-    sqlite3* db = nullptr;
-    std::string value;
-    if (sqlite3_open_v2((dir_ / "dwarp.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-      sqlite3_stmt* statement = nullptr;
-      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
-          sqlite3_step(statement) == SQLITE_ROW) {
-        const unsigned char* text = sqlite3_column_text(statement, 0);
-        value = text ? reinterpret_cast<const char*>(text) : "";
-      }
-      sqlite3_finalize(statement);
-    }
-    sqlite3_close(db);
-    return value;
-  }
+  std::string Query(const std::string& sql) { return dwarp::integration::QueryDatabase((dir_ / "dwarp.db").string(), sql); }
 
   std::string Logs() {
     std::string text;

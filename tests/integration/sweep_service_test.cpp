@@ -33,6 +33,7 @@
 #include "common/child_process.h"
 #include "common/rpc/connection.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
+#include "tests/integration/integration_helpers.h"
 
 namespace {
 
@@ -55,19 +56,7 @@ void KillNow(dwarp::ChildProcess& child) {
   child.Wait();
 }
 
-// A port the OS says is free now (for restarting the coordinator on the same address).
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
+using dwarp::integration::FreePort;
 
 // The synthetic brain's noise ceiling (noise 0.1 in Sweep's dataset): 1 / (1 + noise^2) for every neuroid.
 constexpr double kNoiseCeiling = 1.0 / (1.0 + 0.1 * 0.1);
@@ -199,21 +188,7 @@ class SweepServiceTest : public ::testing::Test {
   }
 
   // One value from the database file, read with sqlite3 directly (not through the coordinator).
-  std::string Query(const std::string& sql) {
-    sqlite3* db = nullptr;
-    std::string value;
-    if (sqlite3_open_v2((dir_ / "dwarp.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-      sqlite3_stmt* statement = nullptr;
-      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK &&
-          sqlite3_step(statement) == SQLITE_ROW) {
-        const unsigned char* text = sqlite3_column_text(statement, 0);
-        value = text ? reinterpret_cast<const char*>(text) : "";
-      }
-      sqlite3_finalize(statement);
-    }
-    sqlite3_close(db);
-    return value;
-  }
+  std::string Query(const std::string& sql) { return dwarp::integration::QueryDatabase((dir_ / "dwarp.db").string(), sql); }
 
   fs::path dir_;
   std::string lease_ttl_s_ = "1.5", heartbeat_interval_s_ = "0.3";  // what StartCoordinator passes

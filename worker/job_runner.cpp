@@ -377,12 +377,14 @@ std::function<void(const engine::EpochRecord&)> EpochCallback(const JobSpec& spe
   return [callback, max_epochs](const engine::EpochRecord& record) { callback(record, max_epochs); };
 }
 
-Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model, c10::Device device,
-                     JobResult& result) {
+// The neural data of a regression or RSA job, with what the result says about them; the model is moved to
+// `device` after the data are loaded (a synthetic brain's teacher runs on the CPU). The data stay on the
+// CPU: minibatches are sent to the device.
+StatusOr<engine::NeuralData> LoadNeuralJobData(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model,
+                                               c10::Device device, JobResult& result) {
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
-  auto data = LoadRegressionData(spec, model);  // a synthetic brain's teacher runs on the CPU
+  auto data = LoadRegressionData(spec, model);
   if (!data.ok()) return data.status();
-  // The data stay on the CPU (minibatches are sent to the device); the model moves there once.
   PlaceModel(model, device);
   DWARP_RETURN_IF_ERROR(engine::CheckNeuralData(*data));
   // The log says what was loaded, including any targets data.nan: drop_targets removed.
@@ -392,6 +394,13 @@ Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutM
   result.val_size = data->validation.size();
   result.test_size = data->test.size();
   result.num_targets = data->num_targets();
+  return data;
+}
+
+Status RunRegression(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model, c10::Device device,
+                     JobResult& result) {
+  auto data = LoadNeuralJobData(spec, options, model, device, result);
+  if (!data.ok()) return data.status();
   if (data->noise_ceiling.defined()) result.noise_ceiling = data->noise_ceiling.to(at::kDouble).mean().item<double>();
   result.metric = "r2";
   const TrainSpec& t = spec.train;
@@ -683,16 +692,8 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, c1
 // objective rsa: no head; d = 0 scores the frozen model's RDMs, d > 0 trains theta_d (rsa_training.h).
 Status RunRsa(const JobSpec& spec, const JobRunOptions& options, ReadoutModel& model, c10::Device device,
               JobResult& result) {
-  DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
-  auto data = LoadRegressionData(spec, model);
+  auto data = LoadNeuralJobData(spec, options, model, device, result);
   if (!data.ok()) return data.status();
-  PlaceModel(model, device);
-  DWARP_RETURN_IF_ERROR(engine::CheckNeuralData(*data));
-  result.data_description = data->description;
-  result.train_size = data->train.size();
-  result.val_size = data->validation.size();
-  result.test_size = data->test.size();
-  result.num_targets = data->num_targets();
   result.metric = "rsa";
   const TrainSpec& t = spec.train;
   const auto rsa = engine::RsaTrainingOptions()

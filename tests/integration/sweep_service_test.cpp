@@ -183,6 +183,33 @@ class SweepServiceTest : public ::testing::Test {
     ADD_FAILURE() << "timed out waiting for " << count << " workers to register (" << listed.workers_size() << " did)";
   }
 
+  // One single-attempt job of `epochs` epochs (lease TTL 8 s, heartbeats every second) on a coordinator that
+  // is SIGKILLed once the job has reported epoch `kill_after_epoch` and restarted on the same port after
+  // `outage`; returns the job once the sweep has finished (within `finish_within` of the restart).
+  v1::Job RunOneJobThroughACoordinatorRestart(const std::string& name, int epochs, int64_t kill_after_epoch,
+                                              std::chrono::milliseconds outage, std::chrono::seconds finish_within) {
+    lease_ttl_s_ = "8";
+    heartbeat_interval_s_ = "1";
+    const int port = FreePort();
+    StartCoordinator(port);
+    StartWorker("w1");
+    const std::string sweep =
+        SubmitOk(Sweep(name, "[10]", "[0]", epochs, 2000, /*one_model=*/true) + "max_attempts: 1\n");
+    EXPECT_FALSE(sweep.empty());
+    WaitFor(
+        sweep,
+        [kill_after_epoch](const v1::ResultsResponse& r) {
+          return r.jobs_size() == 1 && r.jobs(0).latest_metric().epoch() >= kill_after_epoch;
+        },
+        60s, "the job's epoch " + std::to_string(kill_after_epoch));
+    KillNow(coordinator_);
+    std::this_thread::sleep_for(outage);
+    StartCoordinator(port);
+    v1::ResultsResponse results = WaitFor(sweep, Finished, finish_within, "the sweep to finish after the restart");
+    EXPECT_EQ(results.jobs_size(), 1);
+    return results.jobs_size() == 1 ? results.jobs(0) : v1::Job();
+  }
+
   static bool Finished(const v1::ResultsResponse& results) {
     return results.sweep().state() == v1::SWEEP_DONE || results.sweep().state() == v1::SWEEP_CANCELLED;
   }
@@ -348,24 +375,8 @@ TEST_F(SweepServiceTest, CoordinatorKilledMidSweepRestartsAndNothingIsLostOrDupl
 
 TEST_F(SweepServiceTest, ResultFinishedWhileTheCoordinatorIsDownIsDeliveredAfterItsRestart) {
   // An outage far shorter than the lease TTL must cost nothing: no lost result, no re-run, no failure.
-  lease_ttl_s_ = "8";
-  heartbeat_interval_s_ = "1";
-  const int port = FreePort();
-  StartCoordinator(port);
-  StartWorker("w1");
-  const std::string sweep =
-      SubmitOk(Sweep("outage", "[10]", "[0]", 150, 2000, /*one_model=*/true) + "max_attempts: 1\n");
-  ASSERT_FALSE(sweep.empty());
-  WaitFor(
-      sweep, [](const v1::ResultsResponse& r) { return r.jobs_size() == 1 && r.jobs(0).latest_metric().epoch() >= 1; },
-      60s, "the job's first epoch");
-  KillNow(coordinator_);
   // The job (about 2 s) finishes while the coordinator is down; the outage lasts a few seconds.
-  std::this_thread::sleep_for(3s);
-  StartCoordinator(port);
-  v1::ResultsResponse results = WaitFor(sweep, Finished, 30s, "the sweep to finish after the restart");
-  ASSERT_EQ(results.jobs_size(), 1);
-  const v1::Job& job = results.jobs(0);
+  const v1::Job job = RunOneJobThroughACoordinatorRestart("outage", 150, 1, 3000ms, 30s);
   EXPECT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.error() << "\n" << workers_["w1"].Log();
   EXPECT_EQ(job.attempt(), 1) << "the job ran again";
   EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "1");
@@ -375,23 +386,7 @@ TEST_F(SweepServiceTest, ResultFinishedWhileTheCoordinatorIsDownIsDeliveredAfter
 TEST_F(SweepServiceTest, CurvePointsOfAJobRunningThroughACoordinatorRestartAreAllStoredOnce) {
   // The coordinator dies mid-job and comes back: the worker reopens its metric stream and sends again
   // what it held, so the stored curve has every epoch, once, including those trained during the outage.
-  lease_ttl_s_ = "8";
-  heartbeat_interval_s_ = "1";
-  const int port = FreePort();
-  StartCoordinator(port);
-  StartWorker("w1");
-  const std::string sweep =
-      SubmitOk(Sweep("curve", "[10]", "[0]", 450, 2000, /*one_model=*/true) + "max_attempts: 1\n");
-  ASSERT_FALSE(sweep.empty());
-  WaitFor(
-      sweep, [](const v1::ResultsResponse& r) { return r.jobs_size() == 1 && r.jobs(0).latest_metric().epoch() >= 20; },
-      60s, "the job's 20th epoch");
-  KillNow(coordinator_);
-  std::this_thread::sleep_for(1500ms);
-  StartCoordinator(port);
-  v1::ResultsResponse results = WaitFor(sweep, Finished, 60s, "the sweep to finish after the restart");
-  ASSERT_EQ(results.jobs_size(), 1);
-  const v1::Job& job = results.jobs(0);
+  const v1::Job job = RunOneJobThroughACoordinatorRestart("curve", 450, 20, 1500ms, 60s);
   ASSERT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.error() << "\n" << workers_["w1"].Log();
   EXPECT_EQ(job.attempt(), 1) << "the job ran again";
   ASSERT_EQ(job.result().epochs_run(), 450);

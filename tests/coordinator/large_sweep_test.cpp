@@ -85,7 +85,12 @@ class LargeSweepTest : public ::testing::Test {
 
   std::vector<int64_t> StoredJobIds() {
     std::vector<int64_t> ids;
-    for (const JobRow& job : *store_.LoadJobs()) ids.push_back(job.job_id);
+    // The StatusOr is held: a range-for over *LoadJobs() would read its vector after the temporary died.
+    const auto jobs = store_.LoadJobs();
+    EXPECT_TRUE(jobs.ok()) << jobs.status();
+    if (jobs.ok()) {
+      for (const JobRow& job : *jobs) ids.push_back(job.job_id);
+    }
     return ids;
   }
 

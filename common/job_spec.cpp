@@ -644,7 +644,24 @@ SubspaceDim ReadD(const Fields& f) {
   return *d;
 }
 
-JobSpec ReadJob(const json& document) {
+// Sets a SettingsUnusedBy path back to its default, so a dropped setting leaves no trace in the job.
+void ResetToDefault(const std::string& path, JobSpec& job) {
+  const TrainSpec train;
+  const ModelSpec model;
+  if (path == "train.lr") job.train.lr = train.lr;
+  else if (path == "train.low_dim_lr") job.train.low_dim_lr = train.low_dim_lr;
+  else if (path == "train.low_dim_lr_scaling") job.train.low_dim_lr_scaling = train.low_dim_lr_scaling;
+  else if (path == "train.schedule") job.train.schedule = train.schedule;
+  else if (path == "train.weight_decay") job.train.weight_decay = train.weight_decay;
+  else if (path == "train.batch_size") job.train.batch_size = train.batch_size;
+  else if (path == "train.max_epochs") job.train.max_epochs = train.max_epochs;
+  else if (path == "train.patience") job.train.patience = train.patience;
+  else if (path == "train.min_delta") job.train.min_delta = train.min_delta;
+  else if (path == "model.projection") job.model.projection = model.projection;
+  else if (path == "model.layer_groups") job.model.layer_groups = model.layer_groups;
+}
+
+JobSpec ReadJob(const json& document, UnusedSettings unused) {
   if (!document.is_object()) {
     FailType("the document", document, "a mapping with keys model, data, d, objective, readout, ridge, train");
   }
@@ -729,12 +746,36 @@ JobSpec ReadJob(const json& document) {
   if (job.d.is_linear() && job.train.freeze_head) {
     FailValue("train.freeze_head", json(true), "false when d = 0 (the head is the only thing trained)");
   }
+  // Settings given that this job would not use: all named in one error, with the overrides that drop them.
+  std::vector<std::pair<UnusedSetting, json>> given_unused;
+  for (const UnusedSetting& setting : SettingsUnusedBy(job)) {
+    const size_t dot = setting.path.find('.');
+    const json* block = f.Child(setting.path.substr(0, dot));
+    const std::string key = setting.path.substr(dot + 1);
+    if (block == nullptr || !block->is_object() || !block->contains(key) || block->at(key).is_null()) continue;
+    given_unused.emplace_back(setting, block->at(key));
+    ResetToDefault(setting.path, job);
+  }
+  if (unused == UnusedSettings::kRefuse && !given_unused.empty()) {
+    const auto& [first, value] = given_unused.front();
+    std::string others, drop;
+    for (const auto& [setting, v] : given_unused) {
+      if (&setting != &first) others += (others.empty() ? "" : ", ") + setting.path;
+      drop += (drop.empty() ? "~" : " ~") + setting.path;
+    }
+    FailValue(first.path, value,
+              "no value: " + first.why + (others.empty() ? "" : " (unused here too: " + others + ")") + "; drop " +
+                  (others.empty() ? "it" : "them") + " (override `" + drop +
+                  "`), or run this job's d values as a sweep, whose jobs each take the shared settings that "
+                  "apply at their d");
+  }
   return job;
 }
 
-StatusOr<JobSpec> Validate(const json& document, const std::vector<SpecOverride>& overrides) {
+StatusOr<JobSpec> Validate(const json& document, const std::vector<SpecOverride>& overrides,
+                           UnusedSettings unused = UnusedSettings::kRefuse) {
   try {
-    return ReadJob(document);
+    return ReadJob(document, unused);
   } catch (const SpecFieldError& e) {
     return SpecErrorStatus(e, overrides);
   }
@@ -780,11 +821,47 @@ const char* DataTransformName(DataTransform transform) {
   return DataTransformNames()[static_cast<size_t>(transform)].c_str();
 }
 
-StatusOr<JobSpec> JobSpecFromJson(const json& document) { return Validate(document, {}); }
+std::vector<UnusedSetting> SettingsUnusedBy(const JobSpec& spec) {
+  std::vector<UnusedSetting> out;
+  const bool closed_form = spec.d.is_linear() && spec.readout == Readout::kRidge;
+  const bool scoring_only = spec.d.is_linear() && spec.objective == Objective::kRsa;
+  if (closed_form || scoring_only) {
+    const std::string why = closed_form ? "at d = 0 with readout ridge the readout is fitted in closed form, so "
+                                          "nothing trains by epochs"
+                                        : "objective rsa at d = 0 scores the frozen model's RDMs, so nothing trains";
+    for (const char* key : {"lr", "schedule", "batch_size", "max_epochs", "patience", "min_delta"}) {
+      out.push_back({std::string("train.") + key, why});
+    }
+    if (closed_form) out.push_back({"train.weight_decay", "readout ridge's penalty is ridge.alphas"});
+  } else if (spec.train.low_dim_lr.has_value() &&
+             (spec.objective == Objective::kRsa || spec.readout == Readout::kPrefitWarped)) {
+    out.push_back({"train.lr", std::string("with ") +
+                                   (spec.objective == Objective::kRsa ? "objective rsa" : "readout prefit_warped") +
+                                   " there is no head of its own to train, so lr serves only as low_dim_lr's "
+                                   "default, and low_dim_lr is set"});
+  }
+  if (!spec.d.is_subspace()) {
+    const std::string at = "d = " + spec.d.ToString() + " has no theta_d (" +
+                           (spec.d.is_linear() ? "d = 0 trains only a readout" : "d = full trains every parameter") +
+                           " at train.lr)";
+    out.push_back({"train.low_dim_lr", "the rate of theta_d applies to a subspace d > 0 only; " + at});
+    out.push_back({"train.low_dim_lr_scaling", "the rate of theta_d applies to a subspace d > 0 only; " + at});
+    const bool shapes_brain = spec.data.synthetic.has_value() && !spec.data.synthetic->teacher.has_value();
+    if (!shapes_brain) {
+      out.push_back({"model.projection", "the projection of theta_d applies to a subspace d > 0 only; " + at});
+    }
+    out.push_back({"model.layer_groups", "layer scalars move with theta_d, in a subspace d > 0 only; " + at});
+  }
+  return out;
+}
 
-StatusOr<JobSpec> JobSpecFromDocument(const json& document, SpecFieldError* error) {
+StatusOr<JobSpec> JobSpecFromJson(const json& document, UnusedSettings unused) {
+  return Validate(document, {}, unused);
+}
+
+StatusOr<JobSpec> JobSpecFromDocument(const json& document, SpecFieldError* error, UnusedSettings unused) {
   try {
-    return ReadJob(document);
+    return ReadJob(document, unused);
   } catch (const SpecFieldError& e) {
     if (error != nullptr) *error = e;
     return InvalidArgumentError(e.message);
@@ -870,7 +947,13 @@ json ToJson(const JobSpec& spec) {
                 {"device", t.device},
                 {"threads", t.threads}};
 
-  json out = {{"model", ModelToJson(spec.model)},
+  json model = ModelToJson(spec.model);
+  for (const UnusedSetting& setting : SettingsUnusedBy(spec)) {
+    const size_t dot = setting.path.find('.');
+    json& block = setting.path.compare(0, dot, "train") == 0 ? train : model;
+    block.erase(setting.path.substr(dot + 1));
+  }
+  json out = {{"model", std::move(model)},
               {"data", std::move(data)},
               {"d", spec.d.is_subspace() || spec.d.is_linear() ? json(spec.d.value) : json(spec.d.ToString())},
               {"objective", ObjectiveName(spec.objective)},

@@ -22,8 +22,8 @@
 // Defaults follow the research code (EricElmoznino/encoder_warping, "the seed") where it has one; the
 // ones marked "dwarp" are this project's choices. Each is documented next to its field.
 //
-// ToJson(spec) writes every field, defaults resolved, so results record exactly what ran and
-// ParseJobSpec(ToJson(spec).dump(), kJson) == spec.
+// ToJson(spec) writes every field the job uses, defaults resolved, and none that it does not use
+// (SettingsUnusedBy), so results record exactly what ran and ParseJobSpec(ToJson(spec).dump(), kJson) == spec.
 //
 // Thread-safety: free functions on values; safe to call concurrently.
 #pragma once
@@ -285,10 +285,31 @@ StatusOr<JobSpec> ParseJobSpec(std::string_view text, SpecFormat format,
 // cannot be read; InvalidArgument for an unknown extension and as ParseJobSpec.
 StatusOr<JobSpec> LoadJobSpecFile(const std::string& path, const std::vector<std::string>& overrides = {});
 
-// Validates an already-parsed document (overrides applied by the caller), as ParseJobSpec.
-StatusOr<JobSpec> JobSpecFromJson(const nlohmann::json& document);
+// What validation does with a train or model setting that the job would not use at its d, readout and
+// objective (SettingsUnusedBy): refuse it, naming the field and why it does nothing there (a job file, `dwarp
+// train`), or drop it to its default (a sweep's shared train and model blocks, which hold the settings of
+// all its d; a job spec from the coordinator, which expanded it that way). Either way a job never holds,
+// and its result never records, a setting that did not take effect.
+enum class UnusedSettings { kRefuse, kDrop };
 
-// Every field, defaults resolved; JobSpecFromJson(ToJson(s)) == s.
+// A setting of the train or model block that a job does not use, and why.
+struct UnusedSetting {
+  std::string path;  // e.g. "train.low_dim_lr"
+  std::string why;
+};
+
+// The train and model settings that `spec` does not use: the training-loop settings at d = 0 with readout
+// ridge (closed form) and for objective rsa at d = 0 (scoring only), weight_decay with readout ridge, lr
+// where there is no head and low_dim_lr is set (objective rsa, readout prefit_warped), and low_dim_lr,
+// low_dim_lr_scaling, model.projection and model.layer_groups anywhere but a subspace d > 0 (projection
+// also shapes a synthetic brain without a teacher, at every d).
+std::vector<UnusedSetting> SettingsUnusedBy(const JobSpec& spec);
+
+// Validates an already-parsed document (overrides applied by the caller), as ParseJobSpec.
+StatusOr<JobSpec> JobSpecFromJson(const nlohmann::json& document, UnusedSettings unused = UnusedSettings::kRefuse);
+
+// Every field that the job uses, defaults resolved (SettingsUnusedBy's are left out);
+// JobSpecFromJson(ToJson(s)) == s for every spec that validation returned.
 nlohmann::json ToJson(const JobSpec& spec);
 
 // Field by field.

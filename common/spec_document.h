@@ -114,6 +114,7 @@ Status SpecErrorStatus(const SpecFieldError& error, const std::vector<SpecOverri
 // As JobSpecFromJson (defined in job_spec.cpp), but a validation error also comes back with its field path,
 // so a document that embeds job specs (a sweep) can say which of its own fields caused it. `error` may be
 // null; it is set only when the result is an error from validation.
-StatusOr<JobSpec> JobSpecFromDocument(const nlohmann::json& document, SpecFieldError* error);
+StatusOr<JobSpec> JobSpecFromDocument(const nlohmann::json& document, SpecFieldError* error,
+                                      UnusedSettings unused = UnusedSettings::kRefuse);
 
 }  // namespace dwarp

@@ -709,7 +709,7 @@ StatusOr<std::vector<PlannedJob>> Expand(const SweepSpec& spec, std::optional<Sp
             job.seed = seed;
             if (document["train"].is_object()) document["train"]["seed"] = seed;
             SpecFieldError error;
-            StatusOr<JobSpec> validated = JobSpecFromDocument(document, &error);
+            StatusOr<JobSpec> validated = JobSpecFromDocument(document, &error, UnusedSettings::kDrop);
             if (!validated.ok()) {
               const std::string key = JobKey(job.model, job.layer, job.dataset, d, seed);
               if (field_error != nullptr) {

@@ -181,14 +181,14 @@ data:
   labels: a-labels.idx
   limit_classes: 5
   split: {train: 0.5, val: 0.25, test: 0.25}
-d: full
+d: 300
 train: {lr: 1e-3, low_dim_lr: 0.5, batch_size: 32, device: "cuda:1", freeze_head: true, seed: 7}
 )";
   const std::string json = R"({
   "model": {"arch": "mlp", "layer": "fc2", "hidden": [64, 32], "layer_groups": [["fc1"], "fc2"]},
   "data": {"kind": "idx", "images": "a-images.idx", "labels": "a-labels.idx", "limit_classes": 5,
            "split": {"train": 0.5, "val": 0.25, "test": 0.25}},
-  "d": "full",
+  "d": 300,
   "train": {"lr": 0.001, "low_dim_lr": 0.5, "batch_size": 32, "device": "cuda:1", "freeze_head": true, "seed": 7}
 })";
   const JobSpec from_yaml = MustParse(yaml, SpecFormat::kYaml);
@@ -199,7 +199,7 @@ train: {lr: 1e-3, low_dim_lr: 0.5, batch_size: 32, device: "cuda:1", freeze_head
   EXPECT_EQ(from_yaml.model.hidden, (std::vector<int64_t>{64, 32}));
   ASSERT_TRUE(from_yaml.model.layer_groups.has_value());
   EXPECT_EQ(*from_yaml.model.layer_groups, (std::vector<std::vector<std::string>>{{"fc1"}, {"fc2"}}));
-  EXPECT_TRUE(from_yaml.d.is_full());
+  EXPECT_EQ(from_yaml.d, SubspaceDim::FromInt(300).value());
   EXPECT_DOUBLE_EQ(from_yaml.train.lr, 1e-3);
   ASSERT_TRUE(from_yaml.train.low_dim_lr.has_value());
   EXPECT_DOUBLE_EQ(*from_yaml.train.low_dim_lr, 0.5);
@@ -854,16 +854,17 @@ TEST(JobSpecOverrideTest, OverridesApplyBeforeValidation) {
 
   // Later overrides win; lists parse as YAML; ~ removes a key (back to its default).
   const JobSpec t = MustParse(MajajWith("train: {batch_size: 8}"), SpecFormat::kYaml,
-                              {"d=30", "d=0", "data.roi=[IT, V4]", "~train.batch_size", "model.layer_groups=[]"});
-  EXPECT_TRUE(t.d.is_linear());
+                              {"d=0", "d=30", "data.roi=[IT, V4]", "~train.batch_size", "model.layer_groups=[]"});
+  EXPECT_EQ(t.d, SubspaceDim::FromInt(30).value());
   EXPECT_EQ(t.data.roi, (std::vector<std::string>{"IT", "V4"}));
   EXPECT_EQ(t.train.batch_size, 64);
   ASSERT_TRUE(t.model.layer_groups.has_value());
   EXPECT_TRUE(t.model.layer_groups->empty());
 
   // Overrides work on JSON documents too, and may create a block the document lacks.
-  const JobSpec u =
-      MustParse(ToJson(MustParse(kMajajYaml)).dump(), SpecFormat::kJson, {"readout=ridge", "d=0", "ridge.per_target=true"});
+  // (The d = 0 SGD job records its loop settings, which a closed-form ridge readout would not use.)
+  const JobSpec u = MustParse(ToJson(MustParse(MajajWithD("0"))).dump(), SpecFormat::kJson,
+                              {"readout=ridge", "~train", "ridge.per_target=true"});
   ASSERT_TRUE(u.ridge.has_value());
   EXPECT_TRUE(u.ridge->per_target);
 }

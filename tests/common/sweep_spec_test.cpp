@@ -510,6 +510,22 @@ TEST(ExpandSweepTest, RidgeHeadInitAppliesToWarpedJobsOnly) {
     EXPECT_EQ(j.spec.train.head_init, j.d.is_linear() ? HeadInit::kDefault : HeadInit::kRidge) << j.d.ToString();
 }
 
+// The sweep's shared blocks hold settings for all its d; each job takes those that apply at its d and holds
+// nothing else (JobSpec's SettingsUnusedBy), so no result records a setting that did not take effect.
+TEST(ExpandSweepTest, EachJobTakesOnlyTheSharedSettingsThatApplyAtItsD) {
+  const SweepSpec s =
+      MustParse(SweepReplacing("max_epochs: 5}", "max_epochs: 5, low_dim_lr: 0.3}") + "readout: ridge\n");
+  for (const PlannedJob& j : MustExpand(s)) {
+    SCOPED_TRACE(j.d.ToString());
+    const nlohmann::json train = ToJson(j.spec)["train"];
+    EXPECT_EQ(train.contains("low_dim_lr"), j.d.is_subspace());
+    EXPECT_EQ(train.contains("lr"), !j.d.is_linear());  // d = 0 is a closed-form ridge fit
+    EXPECT_EQ(train.contains("max_epochs"), !j.d.is_linear());
+    EXPECT_EQ(ToJson(j.spec)["model"].contains("projection"), j.d.is_subspace());
+    if (j.d.is_subspace()) EXPECT_DOUBLE_EQ(*j.spec.train.low_dim_lr, 0.3);
+  }
+}
+
 TEST(ExpandSweepTest, ExactlyTheLimitExpands) {
   // 1 group x 2 d x 50000 seeds = kMaxJobsPerSweep jobs; also bounds the cost of validating every job.
   const std::string text = R"(

@@ -41,6 +41,19 @@ std::string SyntheticJob(const std::string& layer = "fc1") {
          "train: {lr: 1.0e-2, batch_size: 32, max_epochs: 4, patience: 0, seed: 1, threads: 1}\n";
 }
 
+// Overrides that make SyntheticJob a d = 0 job: its loop settings and layer groups do nothing there and would
+// be refused (JobSpec's SettingsUnusedBy), so they go.
+std::vector<std::string> AtDZero(bool ridge, std::vector<std::string> more = {}) {
+  std::vector<std::string> overrides = {"d=0", "~model.layer_groups"};
+  if (ridge) {
+    for (const char* o : {"readout=ridge", "~train.lr", "~train.batch_size", "~train.max_epochs", "~train.patience"}) {
+      overrides.push_back(o);
+    }
+  }
+  overrides.insert(overrides.end(), more.begin(), more.end());
+  return overrides;
+}
+
 JobSpec Parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   auto spec = ParseJobSpec(yaml, SpecFormat::kYaml, overrides);
   EXPECT_TRUE(spec.ok()) << spec.status().ToString();
@@ -88,8 +101,8 @@ TEST_F(JobRunnerTest, SubspaceJobReportsEveryEpochAndScores) {
 // model.seed holds a random-init network fixed across seeds. A d = 0 ridge job is a deterministic function of
 // the brain and the network, so equal scores mean the same brain and network.
 TEST_F(JobRunnerTest, TheSyntheticBrainDependsOnItsOwnSeedNotTheJobsSeed) {
-  const std::vector<std::string> linear = {"d=0", "readout=ridge", "+ridge={alphas: [0.01, 1, 100]}",
-                                           "+data.synthetic.teacher={arch: mlp, hidden: [16], layer: fc1}"};
+  const std::vector<std::string> linear = AtDZero(/*ridge=*/true, {"+ridge={alphas: [0.01, 1, 100]}",
+                                           "+data.synthetic.teacher={arch: mlp, hidden: [16], layer: fc1}"});
   auto run = [&](std::vector<std::string> extra) {
     std::vector<std::string> overrides = linear;
     overrides.insert(overrides.end(), extra.begin(), extra.end());
@@ -118,12 +131,12 @@ TEST_F(JobRunnerTest, JobsOfOneBrainShareItsBuild) {
   // A teacher of its own: without one the teacher is the job's network, initialised from train.seed.
   const std::string teacher = "+data.synthetic.teacher={arch: mlp, hidden: [16], layer: fc1}";
   const int64_t before = SyntheticBrainsBuilt();
-  auto first = RunJob(Parse(SyntheticJob(), {brain, teacher, "d=0", "readout=ridge"}));
+  auto first = RunJob(Parse(SyntheticJob(), AtDZero(/*ridge=*/true, {brain, teacher})));
   auto second = RunJob(Parse(SyntheticJob(), {brain, teacher, "train.seed=3", "train.max_epochs=1"}));
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_EQ(SyntheticBrainsBuilt(), before + 1);
   EXPECT_EQ(first->data_description, second->data_description);
-  auto other = RunJob(Parse(SyntheticJob(), {"data.synthetic.seed=4243", teacher, "d=0", "readout=ridge"}));
+  auto other = RunJob(Parse(SyntheticJob(), AtDZero(/*ridge=*/true, {"data.synthetic.seed=4243", teacher})));
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(SyntheticBrainsBuilt(), before + 2);
 }
@@ -163,12 +176,12 @@ TEST_F(JobRunnerTest, GlobalProjectionTrainsTheSameDimensionsDifferently) {
 }
 
 TEST_F(JobRunnerTest, LinearReadoutsFitTheSyntheticBrain) {
-  auto ridge = RunJob(Parse(SyntheticJob(), {"d=0", "readout=ridge", "+ridge={alphas: [0.01, 1, 100]}"}));
+  auto ridge = RunJob(Parse(SyntheticJob(), AtDZero(/*ridge=*/true, {"+ridge={alphas: [0.01, 1, 100]}"})));
   ASSERT_TRUE(ridge.ok()) << ridge.status().ToString();
   EXPECT_EQ(ridge->epochs_run, 0);
   EXPECT_GT(ridge->train.r2, 0.5);
   EXPECT_EQ(ridge->representation_size, 16);
-  auto sgd = RunJob(Parse(SyntheticJob(), {"d=0"}));
+  auto sgd = RunJob(Parse(SyntheticJob(), AtDZero(/*ridge=*/false)));
   ASSERT_TRUE(sgd.ok()) << sgd.status().ToString();
   EXPECT_EQ(sgd->epochs_run, 4);
   EXPECT_TRUE(std::isfinite(sgd->test.r2));
@@ -176,15 +189,14 @@ TEST_F(JobRunnerTest, LinearReadoutsFitTheSyntheticBrain) {
 
 TEST_F(JobRunnerTest, ACategoryBrainReadsTheLabelsAndTrainingThroughASubspaceHelpsToFitIt) {
   const std::vector<std::string> category = {"+data.labels=/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
-                                             "+data.synthetic.categories=1.0", "data.limit_stimuli=600",
-                                             "train.max_epochs=8", "+train.low_dim_lr=0.05"};
+                                             "+data.synthetic.categories=1.0", "data.limit_stimuli=600"};
   auto with = [&](std::vector<std::string> overrides) {
     overrides.insert(overrides.end(), category.begin(), category.end());
     return RunJob(Parse(SyntheticJob(), overrides));
   };
-  auto linear = with({"d=0", "readout=ridge"});
-  auto warped = with({"d=300", "+train.head_init=ridge"});
-  auto plain = RunJob(Parse(SyntheticJob(), {"d=0", "readout=ridge", "data.limit_stimuli=600"}));
+  auto linear = with(AtDZero(/*ridge=*/true));
+  auto warped = with({"d=300", "+train.head_init=ridge", "+train.low_dim_lr=0.05", "train.max_epochs=8"});
+  auto plain = RunJob(Parse(SyntheticJob(), AtDZero(/*ridge=*/true, {"data.limit_stimuli=600"})));
   ASSERT_TRUE(linear.ok()) << linear.status().ToString();
   ASSERT_TRUE(warped.ok()) << warped.status().ToString();
   ASSERT_TRUE(plain.ok()) << plain.status().ToString();
@@ -203,11 +215,16 @@ TEST_F(JobRunnerTest, RsaJobsScoreRdmsAndTrainThemThroughASubspace) {
                           "       synthetic: {targets: 16, noise: 0.1, seed: 0, teacher: {arch: mlp, hidden: [16], "
                           "layer: fc1, seed: 0}}}\n"
                           "objective: rsa\n"
-                          "d: 0\n"
+                          "d: 300\n"
                           "train: {low_dim_lr: 0.02, batch_size: 64, max_epochs: 6, patience: 0, seed: 1, threads: 1}\n";
-  auto teacher = RunJob(Parse(job, {"+model.seed=0"}));
-  auto other = RunJob(Parse(job));
-  auto warped = RunJob(Parse(job, {"d=300"}));
+  // At d = 0 the frozen model is only scored: the training settings would be refused there.
+  const std::vector<std::string> scored = {"d=0", "~model.layer_groups", "~train.low_dim_lr", "~train.batch_size",
+                                           "~train.max_epochs", "~train.patience"};
+  std::vector<std::string> teacher_init = scored;
+  teacher_init.push_back("+model.seed=0");
+  auto teacher = RunJob(Parse(job, teacher_init));
+  auto other = RunJob(Parse(job, scored));
+  auto warped = RunJob(Parse(job));
   ASSERT_TRUE(teacher.ok()) << teacher.status().ToString();
   ASSERT_TRUE(other.ok()) << other.status().ToString();
   ASSERT_TRUE(warped.ok()) << warped.status().ToString();
@@ -246,7 +263,9 @@ const char* kLabels = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte
 
 // A tiny Fashion-MNIST classification job (300 images: 180 / 60 / 60) on an MLP with 16 hidden units.
 std::string IdxClassificationJob(const std::string& layer, const std::string& d) {
-  return "model: {arch: mlp, hidden: [16], layer: " + layer + ", layer_groups: []}\n" +
+  // No layer scalars in a subspace; at d = 0 there is no subspace, and layer_groups would be refused.
+  const std::string groups = d == "0" ? "" : ", layer_groups: []";
+  return "model: {arch: mlp, hidden: [16], layer: " + layer + groups + "}\n" +
          "data: {kind: idx, images: " + kImages + ", labels: " + kLabels + ", limit_stimuli: 300}\n" +
          "d: " + d + "\nobjective: classification\n" +
          "train: {lr: 1.0e-2, batch_size: 32, max_epochs: 3, patience: 0, seed: 2, threads: 1}\n";

@@ -70,11 +70,20 @@ case $case in
   ridge)
     job fc1 0 "$images" "readout: ridge
 ridge: {alphas: [0.1, 1, 10]}"
-    "$dwarp" train "$dir/job.yaml" --out "$dir/ridge.json" 2>&1 | tee "$dir/log"
+    # The d > 0 job's training settings do nothing in a closed-form fit: refused, naming them and the
+    # overrides that drop them; with those overrides the job runs and records none of them.
+    "$dwarp" train "$dir/job.yaml" --out "$dir/ridge.json" > "$dir/log" 2>&1 && fail "unused settings accepted"
+    cat "$dir/log"
+    grep -q 'train.lr = 0.01; expected no value' "$dir/log" || fail "train.lr not named"
+    drop=$(grep -o '~model.layer_groups[^`]*\|~train.lr[^`]*' "$dir/log" | head -1)
+    [[ -n $drop ]] || fail "no overrides offered"
+    [[ -e $dir/ridge.json ]] && fail "output written for a refused job"
+    # shellcheck disable=SC2086  # the offered overrides, one word each
+    "$dwarp" train "$dir/job.yaml" $drop --out "$dir/ridge.json" 2>&1 | tee "$dir/log"
     [[ ${PIPESTATUS[0]} == 0 ]] || fail "dwarp train failed"
     expect_scores "$dir/ridge.json"
-    /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['d']=='0' and r['scores']['train']['r2']>0.5, r['scores']" \
-      "$dir/ridge.json" || fail "ridge did not fit"
+    /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['d']=='0' and r['scores']['train']['r2']>0.5, r['scores']; assert 'lr' not in r['spec']['train'] and 'layer_groups' not in r['spec']['model'], r['spec']" \
+      "$dir/ridge.json" || fail "ridge did not fit, or an unused setting was recorded"
     echo PASS ;;
   classification)
     cat > "$dir/job.json" <<JOB

@@ -799,7 +799,9 @@ class WorkerDaemon::Impl {
       return InvalidArgumentError("lease " + lease.lease_id() + ": spec_json is not a JSON object: '" +
                                   lease.spec_json().substr(0, 200) + "'");
     }
-    auto spec = JobSpecFromJson(document);
+    // The coordinator expanded the spec with UnusedSettings::kDrop; specs stored before settings a job does not
+    // use were left out still carry them, and run the same with them dropped.
+    auto spec = JobSpecFromJson(document, UnusedSettings::kDrop);
     if (!spec.ok()) return Status(spec.status().code(), "spec_json: " + spec.status().message());
     DWARP_RETURN_IF_ERROR(CheckJobPathsUnderDataRoots(*spec, data_roots_));
     spec->train.device = device;

@@ -659,6 +659,7 @@ void ResetToDefault(const std::string& path, JobSpec& job) {
   else if (path == "train.min_delta") job.train.min_delta = train.min_delta;
   else if (path == "model.projection") job.model.projection = model.projection;
   else if (path == "model.layer_groups") job.model.layer_groups = model.layer_groups;
+  else if (path == "model.seed") job.model.seed = model.seed;
 }
 
 JobSpec ReadJob(const json& document, UnusedSettings unused) {
@@ -839,6 +840,10 @@ std::vector<UnusedSetting> SettingsUnusedBy(const JobSpec& spec) {
                                    (spec.objective == Objective::kRsa ? "objective rsa" : "readout prefit_warped") +
                                    " there is no head of its own to train, so lr serves only as low_dim_lr's "
                                    "default, and low_dim_lr is set"});
+  }
+  if (spec.model.arch == ModelArch::kTorchscript || !spec.model.weights.empty()) {
+    out.push_back({"model.seed", "model.weights sets every parameter of the network, so no initialisation is "
+                                 "drawn"});
   }
   if (!spec.d.is_subspace()) {
     const std::string at = "d = " + spec.d.ToString() + " has no theta_d (" +

@@ -302,7 +302,8 @@ struct UnusedSetting {
 // ridge (closed form) and for objective rsa at d = 0 (scoring only), weight_decay with readout ridge, lr
 // where there is no head and low_dim_lr is set (objective rsa, readout prefit_warped), and low_dim_lr,
 // low_dim_lr_scaling, model.projection and model.layer_groups anywhere but a subspace d > 0 (projection
-// also shapes a synthetic brain without a teacher, at every d).
+// also shapes a synthetic brain without a teacher, at every d), and model.seed where model.weights sets
+// every parameter.
 std::vector<UnusedSetting> SettingsUnusedBy(const JobSpec& spec);
 
 // Validates an already-parsed document (overrides applied by the caller), as ParseJobSpec.

@@ -839,6 +839,16 @@ TEST(JobSpecErrorTest, SyntaxErrorsAndDuplicates) {
   EXPECT_THAT(ErrorOf("- a\n- b\n"), HasSubstr("the document = [\"a\",\"b\"] (a list); expected a mapping"));
 }
 
+// A random-init seed does nothing when a weights file sets every parameter: refused in a job file, named.
+TEST(JobSpecTest, AModelSeedWithWeightsIsRefusedAsUnused) {
+  const std::string error = ErrorOf(MajajWithModelLines("  weights: /w/resnet18.pt\n  seed: 3"));
+  EXPECT_THAT(error, HasSubstr("model.seed = 3; expected no value: model.weights sets every parameter"));
+  EXPECT_THAT(error, HasSubstr("`~model.seed`"));
+  const JobSpec random_init = MustParse(MajajWithModelLines("  seed: 3"));
+  EXPECT_EQ(random_init.model.seed, std::optional<uint64_t>(3));
+  EXPECT_EQ(ToJson(random_init)["model"]["seed"], 3);
+}
+
 // ----------------------------------------------------------------------------------------------- overrides
 
 TEST(JobSpecOverrideTest, OverridesApplyBeforeValidation) {

@@ -84,53 +84,10 @@ bool SameDWarp(const GroupDWarp& a, const GroupDWarp& b) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------
-// WatchQueue
-
-std::optional<WatchEventData> WatchQueue::Pop(int64_t timeout_ms) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !events_.empty() || closed_; });
-  if (events_.empty()) return std::nullopt;
-  WatchEventData event = std::move(events_.front());
-  events_.pop_front();
-  return event;
-}
-
-bool WatchQueue::closed() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return closed_ && events_.empty();
-}
-
-bool WatchQueue::overflowed() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return overflowed_;
-}
-
-void WatchQueue::Push(WatchEventData event, size_t max_queue) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (closed_) return;
-    if (events_.size() >= max_queue) {
-      overflowed_ = true;
-      closed_ = true;
-    } else {
-      events_.push_back(std::move(event));
-    }
-  }
-  cv_.notify_all();
-}
-
-void WatchQueue::Close() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    closed_ = true;
-  }
-  cv_.notify_all();
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Construction, restart, shutdown
 
-Scheduler::Scheduler(SweepStore* store, SchedulerOptions options) : store_(store), options_(std::move(options)) {}
+Scheduler::Scheduler(SweepStore* store, SchedulerOptions options)
+    : store_(store), options_(std::move(options)), watch_hub_(options_.max_watch_queue) {}
 
 Status CheckSchedulerOptions(const SchedulerOptions& options) {
   if (options.lease_ttl_ms < 1) return InvalidArgumentError("lease TTL must be >= 1 ms, got " + std::to_string(options.lease_ttl_ms));
@@ -161,8 +118,7 @@ void Scheduler::Shutdown() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (shutdown_) return;
     shutdown_ = true;
-    for (auto& [id, queue] : watchers_) queue->Close();
-    watchers_.clear();
+    watch_hub_.CloseAll();
   }
   work_cv_.notify_all();
   stop_cv_.notify_all();
@@ -587,15 +543,12 @@ StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
     if (stored.state == JobState::kQueued) sweep->queued.erase({DRank(stored.d), stored.job_id});
     if (stored.state == JobState::kRunning) --sweep->running;
     stored = job;
-    PublishLocked(sweep->row.sweep_id, [&] { return WatchEventData(ViewLocked(stored)); });
+    watch_hub_.Publish(sweep->row.sweep_id, [&] { return WatchEventData(ViewLocked(stored)); });
   }
   sweep->row = row;
   RecomputeDWarpLocked(*sweep);
   result.sweep = SummaryLocked(*sweep);
-  PublishLocked(sweep->row.sweep_id, [&] { return WatchEventData(result.sweep); });
-  auto range = watchers_.equal_range(sweep->row.sweep_id);
-  for (auto it = range.first; it != range.second; ++it) it->second->Close();
-  watchers_.erase(sweep->row.sweep_id);
+  watch_hub_.PublishEnd(sweep->row.sweep_id, [&] { return result.sweep; });
   spdlog::info("sweep {} cancelled: {} queued jobs cancelled, {} running jobs told to stop", row.sweep_id,
                result.cancelled_queued, result.cancelling_running);
   return result;
@@ -610,39 +563,19 @@ StatusOr<WatchSubscription> Scheduler::Watch(const std::string& sweep_name) {
   subscription.sweep = SummaryLocked(*sweep);
   for (int64_t id : sweep->job_ids) subscription.jobs.push_back(ViewLocked(jobs_.at(id)));
   subscription.dwarp = sweep->dwarp;
-  subscription.queue = std::make_shared<WatchQueue>();
-  if (sweep->row.state == SweepState::kRunning && !shutdown_) {
-    watchers_.emplace(sweep->row.sweep_id, subscription.queue);
-  } else {
-    subscription.queue->Close();  // nothing will change: the snapshot is all there is
-  }
+  // A sweep that ended will not change: the snapshot is all there is.
+  subscription.queue = sweep->row.state == SweepState::kRunning && !shutdown_ ? watch_hub_.Subscribe(sweep->row.sweep_id)
+                                                                              : WatchHub::ClosedQueue();
   return subscription;
 }
 
 void Scheduler::Unwatch(const std::shared_ptr<WatchQueue>& queue) {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (auto it = watchers_.begin(); it != watchers_.end(); ++it) {
-    if (it->second == queue) {
-      watchers_.erase(it);
-      break;
-    }
-  }
-  queue->Close();
+  watch_hub_.Unsubscribe(queue);
 }
 
-void Scheduler::PublishLocked(const std::string& sweep_id, const std::function<WatchEventData()>& make_event) {
-  auto range = watchers_.equal_range(sweep_id);
-  if (range.first == range.second) return;  // nobody watches: build nothing
-  const WatchEventData event = make_event();
-  for (auto it = range.first; it != range.second;) {
-    it->second->Push(event, options_.max_watch_queue);
-    if (it->second->overflowed()) {
-      spdlog::warn("a watcher of sweep {} fell {} events behind and was dropped", sweep_id, options_.max_watch_queue);
-      it = watchers_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+void Scheduler::PublishJobLocked(const SweepState_& sweep, const JobRow& job) {
+  watch_hub_.PublishJob(sweep.row.sweep_id, [&] { return ViewLocked(job); }, [&] { return SummaryLocked(sweep); });
 }
 
 void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
@@ -676,7 +609,7 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
         break;
       }
     }
-    if (changed) PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(record); });
+    if (changed) watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(record); });
   }
   sweep.dwarp = std::move(records);
 
@@ -699,7 +632,7 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
   for (const JobRow& job : unnecessary) {
     sweep.queued.erase({DRank(job.d), job.job_id});
     jobs_.at(job.job_id) = job;
-    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
+    watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
   }
   spdlog::info("sweep {}: early stop cancelled {} queued jobs", sweep.row.sweep_id, unnecessary.size());
 }
@@ -716,21 +649,18 @@ void Scheduler::MaybeFinishSweepLocked(SweepState_& sweep) {
     return;
   }
   sweep.row = row;
-  PublishLocked(row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
-  auto range = watchers_.equal_range(row.sweep_id);
-  for (auto it = range.first; it != range.second; ++it) it->second->Close();
-  watchers_.erase(row.sweep_id);
+  watch_hub_.PublishEnd(row.sweep_id, [&] { return SummaryLocked(sweep); });
   spdlog::info("sweep {} done", row.sweep_id);
 }
 
 void Scheduler::JobFinishedLocked(SweepState_& sweep, const JobRow& job) {
-  PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
+  watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
   // d_warp is recomputed at most once per reaper pass or query (RefreshLocked), not per result: with thousands
   // of jobs a recomputation per completion would dominate the coordinator's time per lease.
   sweep.dwarp_dirty = true;
   MaybeFinishSweepLocked(sweep);
   if (sweep.row.state == SweepState::kRunning)
-    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
+    watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -817,8 +747,7 @@ StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const s
       current = job;
       lease_to_job_[job.lease_id] = job.job_id;
       latest_metric_.erase(job.job_id);
-      PublishLocked(job.sweep_id, [&] { return WatchEventData(ViewLocked(current)); });
-      PublishLocked(job.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
+      PublishJobLocked(sweep, current);
       spdlog::debug("job {} ({}/{}/{} d={} seed={}) leased to {} on {} (attempt {})", job.job_id, job.model,
                     job.layer, job.dataset, job.d, job.seed, worker_id, device, job.attempt);
       result.lease = Lease{job.lease_id, job, options_.lease_ttl_ms, job.lease_expires_ms};
@@ -919,7 +848,7 @@ Status Scheduler::RecordMetrics(const std::string& worker_id, const std::string&
     MetricRow metric{row.job_id, row.attempt, point.epoch, point.train_loss, point.val_score, point.time_ms};
     pending_metrics_.push_back(metric);
     latest_metric_[row.job_id] = metric;
-    PublishLocked(row.sweep_id, [&] { return WatchEventData(metric); });
+    watch_hub_.Publish(row.sweep_id, [&] { return WatchEventData(metric); });
   }
   return OkStatus();
 }
@@ -1014,8 +943,7 @@ StatusOr<bool> Scheduler::Fail(const std::string& worker_id, const std::string& 
   spdlog::info("job {} failed on {} (attempt {}{}): {}", job.job_id, worker_id, job.attempt,
                requeue ? ", requeued" : ", for good", reason);
   if (requeue) {
-    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(current)); });
-    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
+    PublishJobLocked(sweep, current);
     lock.unlock();
     work_cv_.notify_all();
   } else {
@@ -1069,8 +997,7 @@ int Scheduler::ExpireLeases() {
     if (job.state == JobState::kQueued) {
       sweep.queued.insert({DRank(job.d), job.job_id});
       requeued = true;
-      PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(current)); });
-      PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
+      PublishJobLocked(sweep, current);
     } else {
       JobFinishedLocked(sweep, current);
     }

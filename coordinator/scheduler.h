@@ -43,6 +43,8 @@
 #include "common/sweep_spec.h"
 #include "coordinator/dwarp_tracker.h"
 #include "coordinator/store.h"
+#include "coordinator/sweep_summary.h"
+#include "coordinator/watch_hub.h"
 
 namespace dwarp::coordinator {
 
@@ -59,21 +61,6 @@ struct SchedulerOptions {
   // other jobs). A Submit over it is refused before anything is stored.
   size_t max_spec_bytes = 1 << 20;
   std::function<int64_t()> now_ms;        // the clock (ms since the epoch); unset: the system clock
-};
-
-struct JobCounts {
-  int32_t total = 0, queued = 0, running = 0, succeeded = 0, failed = 0, cancelled = 0;
-};
-
-struct SweepSummary {
-  SweepRow row;
-  SweepSpec spec;   // parsed back from row.spec_json
-  JobCounts counts;
-};
-
-struct JobView {
-  JobRow job;
-  std::optional<MetricRow> latest_metric;  // of the current attempt
 };
 
 struct SubmitRequestData {
@@ -145,30 +132,6 @@ struct MetricPointData {
   double train_loss = 0.0;
   double val_score = 0.0;
   int64_t time_ms = 0;
-};
-
-// One event for watchers of a sweep.
-using WatchEventData = std::variant<JobView, MetricRow, GroupDWarp, SweepSummary>;
-
-// A watcher's queue. The scheduler pushes; the Watch RPC pops. Closed when the sweep ends (after its final
-// SweepSummary), when the scheduler shuts down, or when the watcher fell max_watch_queue events behind.
-class WatchQueue {
- public:
-  // Waits up to timeout_ms for an event. nullopt on timeout or when closed and drained (closed() tells).
-  std::optional<WatchEventData> Pop(int64_t timeout_ms);
-  bool closed() const;
-  bool overflowed() const;
-
- private:
-  friend class Scheduler;
-  void Push(WatchEventData event, size_t max_queue);
-  void Close();
-
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<WatchEventData> events_;
-  bool closed_ = false;
-  bool overflowed_ = false;
 };
 
 struct WatchSubscription {
@@ -261,8 +224,8 @@ class Scheduler {
   std::optional<int64_t> PickJobLocked();
   StatusOr<JobRow*> CheckLeaseLocked(const std::string& worker_id, const std::string& lease_id);
   void JobFinishedLocked(SweepState_& sweep, const JobRow& job);
-  // Builds the event only when someone watches the sweep.
-  void PublishLocked(const std::string& sweep_id, const std::function<WatchEventData()>& make_event);
+  // The job changed and its sweep still runs: its view and the sweep's summary go to watchers.
+  void PublishJobLocked(const SweepState_& sweep, const JobRow& job);
   void RefreshLocked();  // recomputes d_warp of sweeps with new outcomes
   void MaybeFinishSweepLocked(SweepState_& sweep);
   void RecomputeDWarpLocked(SweepState_& sweep);
@@ -293,7 +256,7 @@ class Scheduler {
   std::map<int64_t, MetricRow> latest_metric_;               // job id -> last point of its current attempt
   std::map<std::string, std::unique_ptr<WorkerState_>> workers_;
   std::vector<MetricRow> pending_metrics_;
-  std::multimap<std::string, std::shared_ptr<WatchQueue>> watchers_;  // sweep id -> queue
+  WatchHub watch_hub_;
   std::mutex flush_mutex_;  // serialises metric writes (taken without mutex_ held)
   uint64_t id_counter_ = 0;
 

@@ -2,17 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <limits>
+
+#include "coordinator/random_id.h"
 
 namespace dwarp::coordinator {
 
@@ -24,10 +21,6 @@ struct Scheduler::SweepState_ {
   int32_t running = 0;
   std::vector<GroupDWarp> dwarp;
   bool dwarp_dirty = false;  // a job finished since `dwarp` was computed
-};
-
-struct Scheduler::WorkerState_ {
-  WorkerRow row;
 };
 
 namespace {
@@ -87,7 +80,10 @@ bool SameDWarp(const GroupDWarp& a, const GroupDWarp& b) {
 // Construction, restart, shutdown
 
 Scheduler::Scheduler(SweepStore* store, SchedulerOptions options)
-    : store_(store), options_(std::move(options)), watch_hub_(options_.max_watch_queue) {}
+    : store_(store),
+      options_(std::move(options)),
+      workers_(store, options_.circuit_breaker_failures),
+      watch_hub_(options_.max_watch_queue) {}
 
 Status CheckSchedulerOptions(const SchedulerOptions& options) {
   if (options.lease_ttl_ms < 1) return InvalidArgumentError("lease TTL must be >= 1 ms, got " + std::to_string(options.lease_ttl_ms));
@@ -170,34 +166,6 @@ Status CheckResultScores(const ResultRow& result) {
   return OkStatus();
 }
 
-std::string Scheduler::NewId(const char* prefix) {
-  // Lease and worker ids: 128 bits from the kernel's cryptographic generator. A lease id is a capability
-  // (whoever knows it may report that job's outcome), so it must not be predictable from ids seen before,
-  // as a seeded mt19937_64's output is; 128 bits also mean a restarted coordinator never reissues an id.
-  uint64_t words[2] = {0, 0};
-  auto* bytes = reinterpret_cast<unsigned char*>(words);
-  size_t filled = 0;
-  while (filled < sizeof(words)) {
-    const ssize_t got = ::getrandom(bytes + filled, sizeof(words) - filled, 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      // getrandom(2) fails only on kernels before 3.17 or under a seccomp filter: fall back to the device.
-      std::ifstream urandom("/dev/urandom", std::ios::binary);
-      urandom.read(reinterpret_cast<char*>(bytes + filled), static_cast<std::streamsize>(sizeof(words) - filled));
-      if (!urandom) {
-        spdlog::critical("no cryptographic random source (getrandom, /dev/urandom): cannot issue ids");
-        std::abort();
-      }
-      break;
-    }
-    filled += static_cast<size_t>(got);
-  }
-  char text[40];
-  std::snprintf(text, sizeof(text), "%s%016llx%016llx", prefix, static_cast<unsigned long long>(words[0]),
-                static_cast<unsigned long long>(words[1]));
-  return text;
-}
-
 Status Scheduler::LoadFromStore() {
   auto sweeps = store_->LoadSweeps();
   if (!sweeps.ok()) return InternalError("cannot load sweeps: " + sweeps.status().message());
@@ -231,11 +199,7 @@ Status Scheduler::LoadFromStore() {
     job_sweep_[job.job_id] = job.sweep_id;
     jobs_[job.job_id] = std::move(job);
   }
-  for (WorkerRow& row : *workers) {
-    auto state = std::make_unique<WorkerState_>();
-    state->row = std::move(row);
-    workers_[state->row.worker_id] = std::move(state);
-  }
+  workers_.Load(std::move(*workers));
   for (auto& sweep : sweeps_) {
     std::sort(sweep->job_ids.begin(), sweep->job_ids.end());
     RecomputeDWarpLocked(*sweep);
@@ -354,7 +318,7 @@ StatusOr<std::vector<MetricRow>> Scheduler::Metrics(int64_t job_id) {
 std::vector<WorkerView> Scheduler::Workers() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<WorkerView> out;
-  for (const auto& [id, worker] : workers_) out.push_back({worker->row, 0});
+  for (WorkerRow& row : workers_.Rows()) out.push_back({std::move(row), 0});
   for (const auto& [lease, job_id] : lease_to_job_) {
     const JobRow& job = jobs_.at(job_id);
     if (job.state != JobState::kRunning) continue;
@@ -671,26 +635,10 @@ StatusOr<WorkerRow> Scheduler::Register(const std::string& name, const std::stri
   if (devices.empty()) return InvalidArgumentError("a worker must offer at least one device slot; got none");
   std::lock_guard<std::mutex> lock(mutex_);
   if (shutdown_) return UnavailableError("the coordinator is shutting down");
-  const int64_t now = Now();
-  WorkerRow row;
-  auto found = worker_id.empty() ? workers_.end() : workers_.find(worker_id);
-  if (found != workers_.end()) {
-    row = found->second->row;  // a worker coming back keeps its id, counters and breaker state
-  } else {
-    row.worker_id = NewId("w");
-    row.registered_ms = now;
-  }
-  row.name = name;
-  row.host = host;
-  row.devices = devices;
-  row.last_seen_ms = now;
-  row.draining = false;
-  DWARP_RETURN_IF_ERROR(store_->UpsertWorker(row));
-  auto& state = workers_[row.worker_id];
-  if (!state) state = std::make_unique<WorkerState_>();
-  state->row = row;
-  spdlog::info("worker {} ({}, {} slots) registered{}", row.worker_id, name, devices.size(),
-               found != workers_.end() ? " again" : "");
+  bool returning = false;
+  auto row = workers_.Register(name, host, devices, worker_id, Now(), &returning);
+  if (!row.ok()) return row.status();
+  spdlog::info("worker {} ({}, {} slots) registered{}", row->worker_id, name, devices.size(), returning ? " again" : "");
   return row;
 }
 
@@ -713,14 +661,14 @@ StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const s
   while (true) {
     AcquireResult result;
     if (shutdown_) return result;
-    auto worker = workers_.find(worker_id);
-    if (worker == workers_.end()) {
+    const WorkerRow* worker = workers_.Find(worker_id);
+    if (worker == nullptr) {
       result.stop = true;
       result.reason = "unknown worker '" + worker_id + "': register first";
       return result;
     }
-    WorkerRow& row = worker->second->row;
-    row.last_seen_ms = Now();
+    workers_.Seen(worker_id, Now());
+    const WorkerRow& row = *worker;
     if (row.blocked) {
       result.stop = true;
       result.reason = "worker blocked by the circuit breaker after " + std::to_string(row.consecutive_failures) +
@@ -733,7 +681,7 @@ StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const s
       JobRow job = jobs_.at(*job_id);
       job.state = JobState::kRunning;
       job.attempt += 1;
-      job.lease_id = NewId("l");
+      job.lease_id = NewRandomId("l");
       job.worker_id = worker_id;
       job.lease_expires_ms = now + options_.lease_ttl_ms;
       job.started_ms = now;
@@ -764,15 +712,11 @@ StatusOr<HeartbeatResult> Scheduler::Heartbeat(const std::string& worker_id, con
                                                bool draining) {
   std::lock_guard<std::mutex> lock(mutex_);
   HeartbeatResult result;
-  auto worker = workers_.find(worker_id);
-  if (worker == workers_.end()) {
+  if (workers_.Find(worker_id) == nullptr) {
     result.unknown_worker = true;
     return result;
   }
   const int64_t now = Now();
-  WorkerRow row = worker->second->row;
-  row.last_seen_ms = now;
-  row.draining = draining;
   std::vector<JobRow> extended;
   std::vector<std::string> released;
   for (const std::string& lease_id : lease_ids) {
@@ -808,11 +752,7 @@ StatusOr<HeartbeatResult> Scheduler::Heartbeat(const std::string& worker_id, con
     }
   }
   for (const std::string& lease_id : released) lease_to_job_.erase(lease_id);
-  if (row.draining != worker->second->row.draining) {
-    Status stored = store_->UpsertWorker(row);
-    if (!stored.ok()) spdlog::error("worker {} not stored: {}", worker_id, stored.ToString());
-  }
-  worker->second->row = row;
+  workers_.Heartbeat(worker_id, draining, now);
   return result;
 }
 
@@ -884,15 +824,7 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
   --sweep.running;
   current = job;
   lease_to_job_.erase(lease_id);
-  if (auto worker = workers_.find(worker_id); worker != workers_.end()) {
-    WorkerRow row = worker->second->row;
-    row.consecutive_failures = 0;
-    ++row.jobs_succeeded;
-    row.last_seen_ms = now;
-    Status saved = store_->UpsertWorker(row);
-    if (!saved.ok()) spdlog::error("worker {} not stored: {}", worker_id, saved.ToString());
-    worker->second->row = row;
-  }
+  workers_.RecordOutcome(worker_id, /*succeeded=*/true, /*retryable=*/false, "", now);
   spdlog::info("job {} ({}/{}/{} d={} seed={}) succeeded on {}: test {} = {:.4f}", job.job_id, job.model, job.layer,
                job.dataset, job.d, job.seed, worker_id, result.metric, result.test_score);
   JobFinishedLocked(sweep, current);
@@ -926,20 +858,7 @@ StatusOr<bool> Scheduler::Fail(const std::string& worker_id, const std::string& 
   current = job;
   lease_to_job_.erase(lease_id);
 
-  if (auto worker = workers_.find(worker_id); worker != workers_.end()) {
-    WorkerRow row = worker->second->row;
-    ++row.jobs_failed;
-    // The breaker counts what looks like the worker's fault (retryable failures), not bad jobs, and not the
-    // jobs a draining worker hands back.
-    if (retryable && !row.draining) ++row.consecutive_failures;
-    if (row.consecutive_failures >= options_.circuit_breaker_failures && !row.blocked) {
-      row.blocked = true;
-      spdlog::warn("worker {} blocked: {} failures in a row, the last: {}", worker_id, row.consecutive_failures, reason);
-    }
-    Status saved = store_->UpsertWorker(row);
-    if (!saved.ok()) spdlog::error("worker {} not stored: {}", worker_id, saved.ToString());
-    worker->second->row = row;
-  }
+  workers_.RecordOutcome(worker_id, /*succeeded=*/false, retryable, reason, now);
   spdlog::info("job {} failed on {} (attempt {}{}): {}", job.job_id, worker_id, job.attempt,
                requeue ? ", requeued" : ", for good", reason);
   if (requeue) {

@@ -45,6 +45,7 @@
 #include "coordinator/store.h"
 #include "coordinator/sweep_summary.h"
 #include "coordinator/watch_hub.h"
+#include "coordinator/worker_registry.h"
 
 namespace dwarp::coordinator {
 
@@ -210,7 +211,6 @@ class Scheduler {
 
  private:
   struct SweepState_;
-  struct WorkerState_;
 
   explicit Scheduler(SweepStore* store, SchedulerOptions options);
   Status LoadFromStore();
@@ -234,7 +234,6 @@ class Scheduler {
   // it has the same resolved spec; AlreadyExists otherwise.
   StatusOr<std::optional<SubmitResult>> ResubmittedLocked(const std::string& request_id,
                                                           const std::string& spec_json) const;
-  std::string NewId(const char* prefix);
 
   void ReaperLoop();
   void FlusherLoop();
@@ -254,7 +253,7 @@ class Scheduler {
   std::map<int64_t, std::string> job_sweep_;                 // job id -> sweep id
   std::unordered_map<std::string, int64_t> lease_to_job_;    // current leases only
   std::map<int64_t, MetricRow> latest_metric_;               // job id -> last point of its current attempt
-  std::map<std::string, std::unique_ptr<WorkerState_>> workers_;
+  WorkerRegistry workers_;
   std::vector<MetricRow> pending_metrics_;
   WatchHub watch_hub_;
   std::mutex flush_mutex_;  // serialises metric writes (taken without mutex_ held)

@@ -50,17 +50,6 @@ OutcomeState ToOutcome(JobState state) {
   }
 }
 
-const char* JobStateName(JobState state) {
-  switch (state) {
-    case JobState::kQueued: return "queued";
-    case JobState::kRunning: return "running";
-    case JobState::kSucceeded: return "succeeded";
-    case JobState::kFailed: return "failed";
-    case JobState::kCancelled: return "cancelled";
-  }
-  return "unknown";
-}
-
 // What watchers compare to decide whether a group's record changed.
 bool SameDWarp(const GroupDWarp& a, const GroupDWarp& b) {
   auto same_double = [](double x, double y) { return (std::isnan(x) && std::isnan(y)) || x == y; };
@@ -82,6 +71,7 @@ bool SameDWarp(const GroupDWarp& a, const GroupDWarp& b) {
 Scheduler::Scheduler(SweepStore* store, SchedulerOptions options)
     : store_(store),
       options_(std::move(options)),
+      leases_(&jobs_, options_.lease_ttl_ms),
       workers_(store, options_.circuit_breaker_failures),
       watch_hub_(options_.max_watch_queue) {}
 
@@ -195,7 +185,7 @@ Status Scheduler::LoadFromStore() {
     if (job.state == JobState::kQueued) sweep.queued.insert({DRank(job.d), job.job_id});
     if (job.state == JobState::kRunning) ++sweep.running;
     if (job.state == JobState::kRunning || (job.state == JobState::kCancelled && job.cancel_requested))
-      if (!job.lease_id.empty()) lease_to_job_[job.lease_id] = job.job_id;
+      if (!job.lease_id.empty()) leases_.Add(job.lease_id, job.job_id);
     job_sweep_[job.job_id] = job.sweep_id;
     jobs_[job.job_id] = std::move(job);
   }
@@ -206,7 +196,7 @@ Status Scheduler::LoadFromStore() {
   }
   if (!sweeps_.empty())
     spdlog::info("restored {} sweeps, {} jobs ({} leases still held), {} workers from the store", sweeps_.size(),
-                 jobs_.size(), lease_to_job_.size(), workers_.size());
+                 jobs_.size(), leases_.size(), workers_.size());
   return OkStatus();
 }
 
@@ -319,12 +309,9 @@ std::vector<WorkerView> Scheduler::Workers() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<WorkerView> out;
   for (WorkerRow& row : workers_.Rows()) out.push_back({std::move(row), 0});
-  for (const auto& [lease, job_id] : lease_to_job_) {
-    const JobRow& job = jobs_.at(job_id);
-    if (job.state != JobState::kRunning) continue;
-    for (WorkerView& view : out)
-      if (view.row.worker_id == job.worker_id) ++view.running_jobs;
-  }
+  const std::map<std::string, int32_t> running = leases_.RunningJobsByWorker();
+  for (WorkerView& view : out)
+    if (auto found = running.find(view.row.worker_id); found != running.end()) view.running_jobs = found->second;
   return out;
 }
 
@@ -668,24 +655,15 @@ StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const s
       return result;
     }
     workers_.Seen(worker_id, Now());
-    const WorkerRow& row = *worker;
-    if (row.blocked) {
+    if (worker->blocked) {
       result.stop = true;
-      result.reason = "worker blocked by the circuit breaker after " + std::to_string(row.consecutive_failures) +
+      result.reason = "worker blocked by the circuit breaker after " + std::to_string(worker->consecutive_failures) +
                       " failures in a row";
       return result;
     }
-    if (row.draining) return result;
+    if (worker->draining) return result;
     if (std::optional<int64_t> job_id = PickJobLocked()) {
-      const int64_t now = Now();
-      JobRow job = jobs_.at(*job_id);
-      job.state = JobState::kRunning;
-      job.attempt += 1;
-      job.lease_id = NewRandomId("l");
-      job.worker_id = worker_id;
-      job.lease_expires_ms = now + options_.lease_ttl_ms;
-      job.started_ms = now;
-      job.cancel_requested = false;
+      const JobRow job = leases_.Grant(jobs_.at(*job_id), worker_id, Now());
       Status stored = store_->UpdateJobs({job});
       if (!stored.ok()) return InternalError("cannot store the lease of job " + std::to_string(job.job_id) + ": " + stored.message());
       SweepState_& sweep = *sweeps_by_id_.at(job.sweep_id);
@@ -693,12 +671,12 @@ StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const s
       sweep.queued.erase({DRank(current.d), current.job_id});
       ++sweep.running;
       current = job;
-      lease_to_job_[job.lease_id] = job.job_id;
+      leases_.Add(job.lease_id, job.job_id);
       latest_metric_.erase(job.job_id);
       PublishJobLocked(sweep, current);
       spdlog::debug("job {} ({}/{}/{} d={} seed={}) leased to {} on {} (attempt {})", job.job_id, job.model,
                     job.layer, job.dataset, job.d, job.seed, worker_id, device, job.attempt);
-      result.lease = Lease{job.lease_id, job, options_.lease_ttl_ms, job.lease_expires_ms};
+      result.lease = Lease{job.lease_id, job, leases_.ttl_ms(), job.lease_expires_ms};
       return result;
     }
     if (work_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
@@ -722,21 +700,19 @@ StatusOr<HeartbeatResult> Scheduler::Heartbeat(const std::string& worker_id, con
   for (const std::string& lease_id : lease_ids) {
     LeaseCheck check;
     check.lease_id = lease_id;
-    auto found = lease_to_job_.find(lease_id);
-    if (found != lease_to_job_.end()) {
-      const JobRow& job = jobs_.at(found->second);
-      if (job.lease_id == lease_id && job.worker_id == worker_id) {
-        if (job.state == JobState::kRunning && now <= job.lease_expires_ms) {
-          JobRow copy = job;
-          copy.lease_expires_ms = now + options_.lease_ttl_ms;
-          check.valid = true;
-          check.expires_ms = copy.lease_expires_ms;
-          extended.push_back(std::move(copy));
-        } else if (job.state == JobState::kCancelled && job.cancel_requested) {
-          check.cancel = true;
-          released.push_back(lease_id);
-        }
-      }
+    int64_t job_id = 0;
+    switch (leases_.Standing(worker_id, lease_id, now, &job_id)) {
+      case LeaseStanding::kLive:
+        extended.push_back(leases_.Extended(jobs_.at(job_id), now));
+        check.valid = true;
+        check.expires_ms = extended.back().lease_expires_ms;
+        break;
+      case LeaseStanding::kCancelled:
+        check.cancel = true;
+        released.push_back(lease_id);
+        break;
+      case LeaseStanding::kUnknown:
+        break;
     }
     result.leases.push_back(check);
   }
@@ -745,32 +721,22 @@ StatusOr<HeartbeatResult> Scheduler::Heartbeat(const std::string& worker_id, con
     if (!stored.ok()) {
       // Not extending is safe: the leases keep their old expiry and the worker tries again.
       spdlog::error("heartbeat of {}: leases not extended: {}", worker_id, stored.ToString());
+      size_t next = 0;
       for (LeaseCheck& check : result.leases)
-        if (check.valid) check.expires_ms = jobs_.at(lease_to_job_.at(check.lease_id)).lease_expires_ms;
+        if (check.valid) check.expires_ms = jobs_.at(extended[next++].job_id).lease_expires_ms;
     } else {
       for (JobRow& job : extended) jobs_.at(job.job_id).lease_expires_ms = job.lease_expires_ms;
     }
   }
-  for (const std::string& lease_id : released) lease_to_job_.erase(lease_id);
+  for (const std::string& lease_id : released) leases_.Remove(lease_id);
   workers_.Heartbeat(worker_id, draining, now);
   return result;
 }
 
 StatusOr<JobRow*> Scheduler::CheckLeaseLocked(const std::string& worker_id, const std::string& lease_id) {
-  auto found = lease_to_job_.find(lease_id);
-  if (found == lease_to_job_.end())
-    return FailedPreconditionError("stale lease '" + lease_id +
-                                   "': it is not the current lease of any job (expired, superseded or finished)");
-  JobRow& job = jobs_.at(found->second);
-  if (job.lease_id != lease_id || job.state != JobState::kRunning)
-    return FailedPreconditionError("stale lease '" + lease_id + "': job " + std::to_string(job.job_id) + " is " +
-                                   JobStateName(job.state));
-  if (job.worker_id != worker_id)
-    return FailedPreconditionError("lease '" + lease_id + "' belongs to worker " + job.worker_id + ", not " + worker_id);
-  if (Now() > job.lease_expires_ms)
-    return FailedPreconditionError("stale lease '" + lease_id + "': it expired " +
-                                   std::to_string(Now() - job.lease_expires_ms) + " ms ago");
-  return &job;
+  auto job_id = leases_.Check(worker_id, lease_id, Now());
+  if (!job_id.ok()) return job_id.status();
+  return &jobs_.at(*job_id);
 }
 
 Status Scheduler::RecordMetrics(const std::string& worker_id, const std::string& lease_id,
@@ -823,7 +789,7 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
   SweepState_& sweep = *sweeps_by_id_.at(job.sweep_id);
   --sweep.running;
   current = job;
-  lease_to_job_.erase(lease_id);
+  leases_.Remove(lease_id);
   workers_.RecordOutcome(worker_id, /*succeeded=*/true, /*retryable=*/false, "", now);
   spdlog::info("job {} ({}/{}/{} d={} seed={}) succeeded on {}: test {} = {:.4f}", job.job_id, job.model, job.layer,
                job.dataset, job.d, job.seed, worker_id, result.metric, result.test_score);
@@ -837,38 +803,31 @@ StatusOr<bool> Scheduler::Fail(const std::string& worker_id, const std::string& 
   auto found = CheckLeaseLocked(worker_id, lease_id);
   if (!found.ok()) return found.status();
   JobRow& current = **found;
-  SweepState_& sweep = *sweeps_by_id_.at(current.sweep_id);
-  const int32_t max_attempts = sweep.spec.max_attempts;
-  const int64_t now = Now();
-  JobRow job = current;
-  const bool requeue = retryable && job.attempt < max_attempts;
-  job.error = reason.empty() ? "failed without a reason" : reason;
-  job.lease_id.clear();
-  job.lease_expires_ms = 0;
-  if (requeue) {
-    job.state = JobState::kQueued;
-  } else {
-    job.state = JobState::kFailed;
-    job.finished_ms = now;
-    if (retryable) job.error += " (attempt " + std::to_string(job.attempt) + " of " + std::to_string(max_attempts) + ")";
-  }
+  const int32_t max_attempts = sweeps_by_id_.at(current.sweep_id)->spec.max_attempts;
+  const JobRow job =
+      leases_.EndWithoutResult(current, LeaseTable::Ending::kFailed, retryable, reason, max_attempts, Now());
   DWARP_RETURN_IF_ERROR(store_->UpdateJobs({job}));
-  --sweep.running;
-  if (requeue) sweep.queued.insert({DRank(job.d), job.job_id});
-  current = job;
-  lease_to_job_.erase(lease_id);
-
-  workers_.RecordOutcome(worker_id, /*succeeded=*/false, retryable, reason, now);
+  workers_.RecordOutcome(worker_id, /*succeeded=*/false, retryable, reason, Now());
   spdlog::info("job {} failed on {} (attempt {}{}): {}", job.job_id, worker_id, job.attempt,
-               requeue ? ", requeued" : ", for good", reason);
-  if (requeue) {
-    PublishJobLocked(sweep, current);
-    lock.unlock();
-    work_cv_.notify_all();
-  } else {
+               job.state == JobState::kQueued ? ", requeued" : ", for good", reason);
+  const bool requeued = LeaseEndedLocked(current, job);
+  lock.unlock();
+  if (requeued) work_cv_.notify_all();
+  return requeued;
+}
+
+bool Scheduler::LeaseEndedLocked(JobRow& current, const JobRow& next) {
+  SweepState_& sweep = *sweeps_by_id_.at(current.sweep_id);
+  leases_.Remove(current.lease_id);
+  --sweep.running;
+  current = next;
+  if (current.state != JobState::kQueued) {
     JobFinishedLocked(sweep, current);
+    return false;
   }
-  return requeue;
+  sweep.queued.insert({DRank(current.d), current.job_id});
+  PublishJobLocked(sweep, current);
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -878,26 +837,10 @@ int Scheduler::ExpireLeases() {
   std::unique_lock<std::mutex> lock(mutex_);
   const int64_t now = Now();
   std::vector<JobRow> expired;
-  for (const auto& [lease_id, job_id] : lease_to_job_) {
+  for (int64_t job_id : leases_.Expired(now)) {
     const JobRow& job = jobs_.at(job_id);
-    if (job.state != JobState::kRunning || now <= job.lease_expires_ms) continue;
-    JobRow copy = job;
     const int32_t max_attempts = sweeps_by_id_.at(job.sweep_id)->spec.max_attempts;
-    copy.lease_id.clear();
-    copy.lease_expires_ms = 0;
-    // Silence has more than one cause: a dead or cut-off worker, or this coordinator being down while the
-    // worker waited to report; the message says what was seen, not who is to blame.
-    copy.error = "lease of attempt " + std::to_string(job.attempt) + " expired: no heartbeat or result from worker " +
-                 job.worker_id + " reached the coordinator within the lease TTL (" +
-                 std::to_string(options_.lease_ttl_ms) + " ms)";
-    if (job.attempt < max_attempts) {
-      copy.state = JobState::kQueued;
-    } else {
-      copy.state = JobState::kFailed;
-      copy.finished_ms = now;
-      copy.error += "; all " + std::to_string(max_attempts) + " attempts used";
-    }
-    expired.push_back(std::move(copy));
+    expired.push_back(leases_.EndWithoutResult(job, LeaseTable::Ending::kExpired, /*retryable=*/true, "", max_attempts, now));
   }
   if (expired.empty()) return 0;
   Status stored = store_->UpdateJobs(expired);
@@ -907,19 +850,8 @@ int Scheduler::ExpireLeases() {
   }
   bool requeued = false;
   for (const JobRow& job : expired) {
-    JobRow& current = jobs_.at(job.job_id);
-    lease_to_job_.erase(current.lease_id);
-    SweepState_& sweep = *sweeps_by_id_.at(job.sweep_id);
-    --sweep.running;
-    current = job;
     spdlog::warn("job {}: {}{}", job.job_id, job.error, job.state == JobState::kQueued ? "; requeued" : "; failed");
-    if (job.state == JobState::kQueued) {
-      sweep.queued.insert({DRank(job.d), job.job_id});
-      requeued = true;
-      PublishJobLocked(sweep, current);
-    } else {
-      JobFinishedLocked(sweep, current);
-    }
+    requeued = LeaseEndedLocked(jobs_.at(job.job_id), job) || requeued;
   }
   lock.unlock();
   if (requeued) work_cv_.notify_all();

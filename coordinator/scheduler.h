@@ -42,6 +42,7 @@
 #include "common/status.h"
 #include "common/sweep_spec.h"
 #include "coordinator/dwarp_tracker.h"
+#include "coordinator/lease_table.h"
 #include "coordinator/store.h"
 #include "coordinator/sweep_summary.h"
 #include "coordinator/watch_hub.h"
@@ -224,6 +225,9 @@ class Scheduler {
   std::optional<int64_t> PickJobLocked();
   StatusOr<JobRow*> CheckLeaseLocked(const std::string& worker_id, const std::string& lease_id);
   void JobFinishedLocked(SweepState_& sweep, const JobRow& job);
+  // Applies a lease's end without a result (LeaseTable::EndWithoutResult's row, already stored) to `current`:
+  // the lease is released and the job requeued or finished. Returns whether it was requeued.
+  bool LeaseEndedLocked(JobRow& current, const JobRow& next);
   // The job changed and its sweep still runs: its view and the sweep's summary go to watchers.
   void PublishJobLocked(const SweepState_& sweep, const JobRow& job);
   void RefreshLocked();  // recomputes d_warp of sweeps with new outcomes
@@ -251,7 +255,7 @@ class Scheduler {
   std::map<std::string, SweepState_*> sweeps_by_request_id_;  // sweeps submitted with a request id
   std::map<int64_t, JobRow> jobs_;                           // every job by id
   std::map<int64_t, std::string> job_sweep_;                 // job id -> sweep id
-  std::unordered_map<std::string, int64_t> lease_to_job_;    // current leases only
+  LeaseTable leases_;                                        // current leases only (reads jobs_)
   std::map<int64_t, MetricRow> latest_metric_;               // job id -> last point of its current attempt
   WorkerRegistry workers_;
   std::vector<MetricRow> pending_metrics_;

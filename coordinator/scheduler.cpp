@@ -13,14 +13,12 @@
 
 namespace dwarp::coordinator {
 
-struct Scheduler::SweepState_ {
+struct Scheduler::SweepRecord {
   SweepRow row;
   SweepSpec spec;
-  std::vector<int64_t> job_ids;                    // ascending
-  std::set<std::pair<int64_t, int64_t>> queued;    // (d rank, job id): smallest d first
-  int32_t running = 0;
+  std::vector<int64_t> job_ids;   // ascending
   std::vector<GroupDWarp> dwarp;
-  bool dwarp_dirty = false;  // a job finished since `dwarp` was computed
+  bool dwarp_stale = false;  // a job finished since `dwarp` was computed
 };
 
 namespace {
@@ -29,16 +27,6 @@ int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// Queue order inside a sweep: d = 0 first, then ascending d, full last.
-int64_t DRank(const std::string& d) {
-  if (d == "full") return std::numeric_limits<int64_t>::max();
-  try {
-    return std::stoll(d);
-  } catch (...) {
-    return std::numeric_limits<int64_t>::max() - 1;
-  }
 }
 
 OutcomeState ToOutcome(JobState state) {
@@ -169,24 +157,27 @@ Status Scheduler::LoadFromStore() {
     auto spec = SweepSpecFromJson(nlohmann::json::parse(row.spec_json, nullptr, /*allow_exceptions=*/false));
     if (!spec.ok())
       return InternalError("stored sweep '" + row.sweep_id + "' no longer parses: " + spec.status().message());
-    auto state = std::make_unique<SweepState_>();
+    auto state = std::make_unique<SweepRecord>();
     state->row = std::move(row);
     state->spec = std::move(*spec);
     sweeps_by_id_[state->row.sweep_id] = state.get();
     if (!state->row.request_id.empty()) sweeps_by_request_id_[state->row.request_id] = state.get();
+    queue_.AddSweep(state->row.sweep_id, state->row.state == SweepState::kRunning);
     sweeps_.push_back(std::move(state));
   }
   for (JobRow& job : *jobs) {
     auto found = sweeps_by_id_.find(job.sweep_id);
     if (found == sweeps_by_id_.end())
       return InternalError("stored job " + std::to_string(job.job_id) + " names unknown sweep '" + job.sweep_id + "'");
-    SweepState_& sweep = *found->second;
+    auto d = SubspaceDim::Parse(job.d);
+    if (!d.ok())
+      return InternalError("stored job " + std::to_string(job.job_id) + " has a d that no longer parses: " +
+                           d.status().message());
+    SweepRecord& sweep = *found->second;
     sweep.job_ids.push_back(job.job_id);
-    if (job.state == JobState::kQueued) sweep.queued.insert({DRank(job.d), job.job_id});
-    if (job.state == JobState::kRunning) ++sweep.running;
+    queue_.AddJob(job.sweep_id, job.job_id, *d, job.state);
     if (job.state == JobState::kRunning || (job.state == JobState::kCancelled && job.cancel_requested))
       if (!job.lease_id.empty()) leases_.Add(job.lease_id, job.job_id);
-    job_sweep_[job.job_id] = job.sweep_id;
     jobs_[job.job_id] = std::move(job);
   }
   workers_.Load(std::move(*workers));
@@ -205,17 +196,17 @@ Status Scheduler::LoadFromStore() {
 
 void Scheduler::RefreshLocked() {
   for (auto& sweep : sweeps_) {
-    if (!sweep->dwarp_dirty) continue;
+    if (!sweep->dwarp_stale) continue;
     RecomputeDWarpLocked(*sweep);
     MaybeFinishSweepLocked(*sweep);  // early stop may have cancelled the last queued jobs
   }
 }
 
-Scheduler::SweepState_* Scheduler::FindSweepLocked(const std::string& sweep) {
-  return const_cast<SweepState_*>(static_cast<const Scheduler*>(this)->FindSweepLocked(sweep));
+Scheduler::SweepRecord* Scheduler::FindSweepLocked(const std::string& sweep) {
+  return const_cast<SweepRecord*>(static_cast<const Scheduler*>(this)->FindSweepLocked(sweep));
 }
 
-const Scheduler::SweepState_* Scheduler::FindSweepLocked(const std::string& sweep) const {
+const Scheduler::SweepRecord* Scheduler::FindSweepLocked(const std::string& sweep) const {
   auto found = sweeps_by_id_.find(sweep);
   if (found != sweeps_by_id_.end()) return found->second;
   for (auto it = sweeps_.rbegin(); it != sweeps_.rend(); ++it)
@@ -223,7 +214,7 @@ const Scheduler::SweepState_* Scheduler::FindSweepLocked(const std::string& swee
   return nullptr;
 }
 
-SweepSummary Scheduler::SummaryLocked(const SweepState_& sweep) const {
+SweepSummary Scheduler::SummaryLocked(const SweepRecord& sweep) const {
   SweepSummary summary{sweep.row, sweep.spec, {}};
   for (int64_t id : sweep.job_ids) {
     const JobRow& job = jobs_.at(id);
@@ -253,7 +244,7 @@ static Status SweepNotFound(const std::string& sweep) {
 StatusOr<SweepSummary> Scheduler::GetSweep(const std::string& sweep) {
   std::lock_guard<std::mutex> lock(mutex_);
   RefreshLocked();
-  const SweepState_* state = FindSweepLocked(sweep);
+  const SweepRecord* state = FindSweepLocked(sweep);
   if (state == nullptr) return SweepNotFound(sweep);
   return SummaryLocked(*state);
 }
@@ -275,7 +266,7 @@ StatusOr<std::vector<JobView>> Scheduler::Jobs(const std::string& sweep) {
 StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_job_id, size_t max_jobs) {
   std::lock_guard<std::mutex> lock(mutex_);
   RefreshLocked();
-  const SweepState_* state = FindSweepLocked(sweep);
+  const SweepRecord* state = FindSweepLocked(sweep);
   if (state == nullptr) return SweepNotFound(sweep);
   JobPage page;
   page.sweep = SummaryLocked(*state);
@@ -291,7 +282,7 @@ StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_jo
 StatusOr<std::vector<GroupDWarp>> Scheduler::DWarp(const std::string& sweep) {
   std::lock_guard<std::mutex> lock(mutex_);
   RefreshLocked();
-  const SweepState_* state = FindSweepLocked(sweep);
+  const SweepRecord* state = FindSweepLocked(sweep);
   if (state == nullptr) return SweepNotFound(sweep);
   return state->dwarp;
 }
@@ -354,7 +345,7 @@ StatusOr<std::optional<SubmitResult>> Scheduler::ResubmittedLocked(const std::st
   if (request_id.empty()) return std::optional<SubmitResult>();
   auto found = sweeps_by_request_id_.find(request_id);
   if (found == sweeps_by_request_id_.end()) return std::optional<SubmitResult>();
-  const SweepState_& sweep = *found->second;
+  const SweepRecord& sweep = *found->second;
   if (sweep.row.spec_json != spec_json)
     return AlreadyExistsError("request id '" + request_id + "' already submitted sweep '" + sweep.row.sweep_id +
                               "', which differs from this one; a request id names one submission: use a new one "
@@ -438,16 +429,17 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   for (JobRow& job : jobs) job.sweep_id = row.sweep_id;
   Status stored = store_->CreateSweep(row, jobs);
   if (!stored.ok()) return InternalError("cannot store sweep '" + row.sweep_id + "': " + stored.message());
-  auto state = std::make_unique<SweepState_>();
+  auto state = std::make_unique<SweepRecord>();
   state->row = row;
   state->spec = std::move(*spec);
-  for (const JobRow& job : jobs) {
+  queue_.AddSweep(row.sweep_id, /*open=*/true);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const JobRow& job = jobs[i];
     state->job_ids.push_back(job.job_id);
-    state->queued.insert({DRank(job.d), job.job_id});
-    job_sweep_[job.job_id] = row.sweep_id;
+    queue_.AddJob(row.sweep_id, job.job_id, (*planned)[i].d, JobState::kQueued);
     jobs_[job.job_id] = job;
   }
-  SweepState_& sweep = *state;
+  SweepRecord& sweep = *state;
   sweeps_by_id_[row.sweep_id] = state.get();
   if (!row.request_id.empty()) sweeps_by_request_id_[row.request_id] = state.get();
   sweeps_.push_back(std::move(state));
@@ -461,7 +453,7 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
 
 StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
   std::lock_guard<std::mutex> lock(mutex_);
-  SweepState_* sweep = FindSweepLocked(sweep_name);
+  SweepRecord* sweep = FindSweepLocked(sweep_name);
   if (sweep == nullptr) return SweepNotFound(sweep_name);
   if (sweep->row.state != SweepState::kRunning)
     return FailedPreconditionError("sweep '" + sweep->row.sweep_id + "' is already " +
@@ -491,12 +483,13 @@ StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
   DWARP_RETURN_IF_ERROR(store_->UpdateSweep(row));
   for (const JobRow& job : changed) {
     JobRow& stored = jobs_.at(job.job_id);
-    if (stored.state == JobState::kQueued) sweep->queued.erase({DRank(stored.d), stored.job_id});
-    if (stored.state == JobState::kRunning) --sweep->running;
+    if (stored.state == JobState::kQueued) queue_.Remove(stored.job_id);
+    if (stored.state == JobState::kRunning) queue_.Stop(stored.job_id);
     stored = job;
     watch_hub_.Publish(sweep->row.sweep_id, [&] { return WatchEventData(ViewLocked(stored)); });
   }
   sweep->row = row;
+  queue_.CloseSweep(row.sweep_id);
   RecomputeDWarpLocked(*sweep);
   result.sweep = SummaryLocked(*sweep);
   watch_hub_.PublishEnd(sweep->row.sweep_id, [&] { return result.sweep; });
@@ -508,7 +501,7 @@ StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
 StatusOr<WatchSubscription> Scheduler::Watch(const std::string& sweep_name) {
   std::lock_guard<std::mutex> lock(mutex_);
   RefreshLocked();
-  const SweepState_* sweep = FindSweepLocked(sweep_name);
+  const SweepRecord* sweep = FindSweepLocked(sweep_name);
   if (sweep == nullptr) return SweepNotFound(sweep_name);
   WatchSubscription subscription;
   subscription.sweep = SummaryLocked(*sweep);
@@ -525,11 +518,11 @@ void Scheduler::Unwatch(const std::shared_ptr<WatchQueue>& queue) {
   watch_hub_.Unsubscribe(queue);
 }
 
-void Scheduler::PublishJobLocked(const SweepState_& sweep, const JobRow& job) {
+void Scheduler::PublishJobLocked(const SweepRecord& sweep, const JobRow& job) {
   watch_hub_.PublishJob(sweep.row.sweep_id, [&] { return ViewLocked(job); }, [&] { return SummaryLocked(sweep); });
 }
 
-void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
+void Scheduler::RecomputeDWarpLocked(SweepRecord& sweep) {
   std::vector<JobOutcome> outcomes;
   outcomes.reserve(sweep.job_ids.size());
   for (int64_t id : sweep.job_ids) {
@@ -539,8 +532,7 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
     outcome.layer = job.layer;
     outcome.dataset = job.dataset;
     outcome.variant = job.variant;
-    auto d = SubspaceDim::Parse(job.d);
-    outcome.d = d.ok() ? *d : SubspaceDim::Linear();
+    outcome.d = queue_.DimOf(id);
     outcome.seed = job.seed;
     outcome.state = ToOutcome(job.state);
     if (job.result) {
@@ -549,7 +541,7 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
     }
     outcomes.push_back(std::move(outcome));
   }
-  sweep.dwarp_dirty = false;
+  sweep.dwarp_stale = false;
   std::vector<GroupDWarp> records = ComputeDWarp(sweep.spec.threshold, outcomes);
   for (const GroupDWarp& record : records) {
     bool changed = true;
@@ -581,16 +573,17 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
     return;
   }
   for (const JobRow& job : unnecessary) {
-    sweep.queued.erase({DRank(job.d), job.job_id});
+    queue_.Remove(job.job_id);
     jobs_.at(job.job_id) = job;
     watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
   }
   spdlog::info("sweep {}: early stop cancelled {} queued jobs", sweep.row.sweep_id, unnecessary.size());
 }
 
-void Scheduler::MaybeFinishSweepLocked(SweepState_& sweep) {
-  if (sweep.row.state != SweepState::kRunning || !sweep.queued.empty() || sweep.running > 0) return;
-  if (sweep.dwarp_dirty) RecomputeDWarpLocked(sweep);  // watchers get the final records before the end
+void Scheduler::MaybeFinishSweepLocked(SweepRecord& sweep) {
+  const std::string& id = sweep.row.sweep_id;
+  if (sweep.row.state != SweepState::kRunning || queue_.queued(id) > 0 || queue_.running(id) > 0) return;
+  if (sweep.dwarp_stale) RecomputeDWarpLocked(sweep);  // watchers get the final records before the end
   SweepRow row = sweep.row;
   row.state = SweepState::kDone;
   row.finished_ms = Now();
@@ -600,15 +593,16 @@ void Scheduler::MaybeFinishSweepLocked(SweepState_& sweep) {
     return;
   }
   sweep.row = row;
+  queue_.CloseSweep(row.sweep_id);
   watch_hub_.PublishEnd(row.sweep_id, [&] { return SummaryLocked(sweep); });
   spdlog::info("sweep {} done", row.sweep_id);
 }
 
-void Scheduler::JobFinishedLocked(SweepState_& sweep, const JobRow& job) {
+void Scheduler::JobFinishedLocked(SweepRecord& sweep, const JobRow& job) {
   watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
   // d_warp is recomputed at most once per reaper pass or query (RefreshLocked), not per result: with thousands
   // of jobs a recomputation per completion would dominate the coordinator's time per lease.
-  sweep.dwarp_dirty = true;
+  sweep.dwarp_stale = true;
   MaybeFinishSweepLocked(sweep);
   if (sweep.row.state == SweepState::kRunning)
     watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
@@ -627,17 +621,6 @@ StatusOr<WorkerRow> Scheduler::Register(const std::string& name, const std::stri
   if (!row.ok()) return row.status();
   spdlog::info("worker {} ({}, {} slots) registered{}", row->worker_id, name, devices.size(), returning ? " again" : "");
   return row;
-}
-
-std::optional<int64_t> Scheduler::PickJobLocked() {
-  // Fair share: the running sweep with the fewest running jobs, the oldest on a tie.
-  SweepState_* best = nullptr;
-  for (auto& sweep : sweeps_) {
-    if (sweep->row.state != SweepState::kRunning || sweep->queued.empty()) continue;
-    if (best == nullptr || sweep->running < best->running) best = sweep.get();
-  }
-  if (best == nullptr) return std::nullopt;
-  return best->queued.begin()->second;
 }
 
 StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const std::string& device,
@@ -662,14 +645,13 @@ StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const s
       return result;
     }
     if (worker->draining) return result;
-    if (std::optional<int64_t> job_id = PickJobLocked()) {
+    if (std::optional<int64_t> job_id = queue_.Pick()) {
       const JobRow job = leases_.Grant(jobs_.at(*job_id), worker_id, Now());
       Status stored = store_->UpdateJobs({job});
       if (!stored.ok()) return InternalError("cannot store the lease of job " + std::to_string(job.job_id) + ": " + stored.message());
-      SweepState_& sweep = *sweeps_by_id_.at(job.sweep_id);
+      SweepRecord& sweep = *sweeps_by_id_.at(job.sweep_id);
       JobRow& current = jobs_.at(job.job_id);
-      sweep.queued.erase({DRank(current.d), current.job_id});
-      ++sweep.running;
+      queue_.Start(job.job_id);
       current = job;
       leases_.Add(job.lease_id, job.job_id);
       latest_metric_.erase(job.job_id);
@@ -680,7 +662,7 @@ StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const s
       return result;
     }
     if (work_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      if (!shutdown_ && PickJobLocked().has_value()) continue;  // work arrived exactly at the deadline
+      if (!shutdown_ && queue_.Pick().has_value()) continue;  // work arrived exactly at the deadline
       return AcquireResult{};
     }
   }
@@ -786,8 +768,8 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
     return FailedPreconditionError("job " + std::to_string(job.job_id) + " already has its result");
   if (!stored.ok()) return InternalError("cannot store the result of job " + std::to_string(job.job_id) + ": " + stored.message());
   job.result = result;
-  SweepState_& sweep = *sweeps_by_id_.at(job.sweep_id);
-  --sweep.running;
+  SweepRecord& sweep = *sweeps_by_id_.at(job.sweep_id);
+  queue_.Stop(job.job_id);
   current = job;
   leases_.Remove(lease_id);
   workers_.RecordOutcome(worker_id, /*succeeded=*/true, /*retryable=*/false, "", now);
@@ -817,15 +799,15 @@ StatusOr<bool> Scheduler::Fail(const std::string& worker_id, const std::string& 
 }
 
 bool Scheduler::LeaseEndedLocked(JobRow& current, const JobRow& next) {
-  SweepState_& sweep = *sweeps_by_id_.at(current.sweep_id);
+  SweepRecord& sweep = *sweeps_by_id_.at(current.sweep_id);
   leases_.Remove(current.lease_id);
-  --sweep.running;
+  queue_.Stop(current.job_id);
   current = next;
   if (current.state != JobState::kQueued) {
     JobFinishedLocked(sweep, current);
     return false;
   }
-  sweep.queued.insert({DRank(current.d), current.job_id});
+  queue_.Requeue(current.job_id);
   PublishJobLocked(sweep, current);
   return true;
 }

@@ -21,27 +21,32 @@
 // Metric points are validated and kept as the job's latest point at once, and written to the store in
 // batches by a background flusher (every metric_flush_ms); a crash loses at most that window of points.
 //
+// Parts (each its own files; none locks: all run under this class's mutex):
+//   JobQueue        (job_queue.h)        queued jobs in run order by typed d; fair-share picking
+//   LeaseTable      (lease_table.h)      fencing, grant, extension, expiry; the one requeue-or-fail rule
+//   WorkerRegistry  (worker_registry.h)  worker rows, outcomes, the circuit breaker
+//   WatchHub        (watch_hub.h)        watchers of each sweep and the events pushed to them
+// This class keeps the sweeps and jobs, writes through the store, and runs the reaper and the flusher.
+// Every change is computed first, written to the store, and only then applied in memory.
+//
 // Thread-safety: every public method is thread-safe (one internal mutex; Acquire waits without holding it).
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
-#include <unordered_map>
-#include <variant>
 #include <vector>
 
 #include "common/status.h"
 #include "common/sweep_spec.h"
 #include "coordinator/dwarp_tracker.h"
+#include "coordinator/job_queue.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/store.h"
 #include "coordinator/sweep_summary.h"
@@ -211,28 +216,27 @@ class Scheduler {
   bool serving() const;
 
  private:
-  struct SweepState_;
+  struct SweepRecord;
 
   explicit Scheduler(SweepStore* store, SchedulerOptions options);
   Status LoadFromStore();
   int64_t Now() const;
 
   // All private helpers below run with mutex_ held.
-  SweepState_* FindSweepLocked(const std::string& sweep);
-  const SweepState_* FindSweepLocked(const std::string& sweep) const;
-  SweepSummary SummaryLocked(const SweepState_& sweep) const;
+  SweepRecord* FindSweepLocked(const std::string& sweep);
+  const SweepRecord* FindSweepLocked(const std::string& sweep) const;
+  SweepSummary SummaryLocked(const SweepRecord& sweep) const;
   JobView ViewLocked(const JobRow& job) const;
-  std::optional<int64_t> PickJobLocked();
   StatusOr<JobRow*> CheckLeaseLocked(const std::string& worker_id, const std::string& lease_id);
-  void JobFinishedLocked(SweepState_& sweep, const JobRow& job);
+  void JobFinishedLocked(SweepRecord& sweep, const JobRow& job);
   // Applies a lease's end without a result (LeaseTable::EndWithoutResult's row, already stored) to `current`:
   // the lease is released and the job requeued or finished. Returns whether it was requeued.
   bool LeaseEndedLocked(JobRow& current, const JobRow& next);
   // The job changed and its sweep still runs: its view and the sweep's summary go to watchers.
-  void PublishJobLocked(const SweepState_& sweep, const JobRow& job);
+  void PublishJobLocked(const SweepRecord& sweep, const JobRow& job);
   void RefreshLocked();  // recomputes d_warp of sweeps with new outcomes
-  void MaybeFinishSweepLocked(SweepState_& sweep);
-  void RecomputeDWarpLocked(SweepState_& sweep);
+  void MaybeFinishSweepLocked(SweepRecord& sweep);
+  void RecomputeDWarpLocked(SweepRecord& sweep);
   std::string NewSweepIdLocked(const std::string& name) const;
   // The answer to a Submit whose request id already created a sweep: nullopt when none did; that sweep when
   // it has the same resolved spec; AlreadyExists otherwise.
@@ -250,18 +254,17 @@ class Scheduler {
   std::condition_variable stop_cv_;   // background threads' sleep
   bool shutdown_ = false;
 
-  std::vector<std::unique_ptr<SweepState_>> sweeps_;         // creation order
-  std::map<std::string, SweepState_*> sweeps_by_id_;
-  std::map<std::string, SweepState_*> sweeps_by_request_id_;  // sweeps submitted with a request id
+  std::vector<std::unique_ptr<SweepRecord>> sweeps_;         // creation order
+  std::map<std::string, SweepRecord*> sweeps_by_id_;
+  std::map<std::string, SweepRecord*> sweeps_by_request_id_;  // sweeps submitted with a request id
   std::map<int64_t, JobRow> jobs_;                           // every job by id
-  std::map<int64_t, std::string> job_sweep_;                 // job id -> sweep id
+  JobQueue queue_;                                           // queued jobs, running counts, typed d
   LeaseTable leases_;                                        // current leases only (reads jobs_)
   std::map<int64_t, MetricRow> latest_metric_;               // job id -> last point of its current attempt
   WorkerRegistry workers_;
   std::vector<MetricRow> pending_metrics_;
   WatchHub watch_hub_;
   std::mutex flush_mutex_;  // serialises metric writes (taken without mutex_ held)
-  uint64_t id_counter_ = 0;
 
   std::thread reaper_;
   std::thread flusher_;

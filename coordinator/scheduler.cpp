@@ -196,9 +196,10 @@ Status Scheduler::LoadFromStore() {
 
 void Scheduler::RefreshLocked() {
   for (auto& sweep : sweeps_) {
-    if (!sweep->dwarp_stale) continue;
-    RecomputeDWarpLocked(*sweep);
-    MaybeFinishSweepLocked(*sweep);  // early stop may have cancelled the last queued jobs
+    if (sweep->dwarp_stale) RecomputeDWarpLocked(*sweep);
+    // Early stop may have cancelled the last queued jobs; and a sweep whose end was not stored (a failed
+    // store write) ends here on a later pass.
+    MaybeFinishSweepLocked(*sweep);
   }
 }
 
@@ -293,7 +294,10 @@ StatusOr<std::vector<MetricRow>> Scheduler::Metrics(int64_t job_id) {
     if (jobs_.count(job_id) == 0) return NotFoundError("job " + std::to_string(job_id) + " not found");
   }
   DWARP_RETURN_IF_ERROR(FlushMetrics());
-  return store_->LoadMetrics(job_id);
+  auto points = store_->LoadMetrics(job_id);
+  if (!points.ok())
+    return InternalError("cannot read the metric points of job " + std::to_string(job_id) + ": " + points.status().message());
+  return points;
 }
 
 std::vector<WorkerView> Scheduler::Workers() const {
@@ -479,8 +483,21 @@ StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
   SweepRow row = sweep->row;
   row.state = SweepState::kCancelled;
   row.finished_ms = now;
-  DWARP_RETURN_IF_ERROR(store_->UpdateJobs(changed));
-  DWARP_RETURN_IF_ERROR(store_->UpdateSweep(row));
+  const std::string what = "cannot store the cancellation of sweep '" + row.sweep_id + "': ";
+  Status stored = store_->UpdateJobs(changed);
+  if (!stored.ok()) return InternalError(what + stored.message());
+  stored = store_->UpdateSweep(row);
+  if (!stored.ok()) {
+    // The jobs' rows were written and the sweep's was not: put the jobs' rows back, so that the store, like
+    // memory, holds the sweep as it was before this call (the store has no transaction over both).
+    std::vector<JobRow> before;
+    for (const JobRow& job : changed) before.push_back(jobs_.at(job.job_id));
+    Status restored = store_->UpdateJobs(before);
+    if (!restored.ok())
+      spdlog::error("sweep {}: its jobs are stored as cancelled but the sweep is not, and putting them back "
+                    "failed too: {}", row.sweep_id, restored.ToString());
+    return InternalError(what + stored.message());
+  }
   for (const JobRow& job : changed) {
     JobRow& stored = jobs_.at(job.job_id);
     if (stored.state == JobState::kQueued) queue_.Remove(stored.job_id);
@@ -569,7 +586,9 @@ void Scheduler::RecomputeDWarpLocked(SweepRecord& sweep) {
   if (unnecessary.empty()) return;
   Status stored = store_->UpdateJobs(unnecessary);
   if (!stored.ok()) {
-    spdlog::error("early stop of {} jobs not stored: {}", unnecessary.size(), stored.ToString());
+    // The jobs stay queued; the next refresh computes and tries again.
+    spdlog::error("early stop of {} jobs not stored (will retry): {}", unnecessary.size(), stored.ToString());
+    sweep.dwarp_stale = true;
     return;
   }
   for (const JobRow& job : unnecessary) {
@@ -589,7 +608,7 @@ void Scheduler::MaybeFinishSweepLocked(SweepRecord& sweep) {
   row.finished_ms = Now();
   Status stored = store_->UpdateSweep(row);
   if (!stored.ok()) {
-    spdlog::error("sweep {} finished but its state was not stored: {}", row.sweep_id, stored.ToString());
+    spdlog::error("sweep {} finished but its state was not stored (will retry): {}", row.sweep_id, stored.ToString());
     return;
   }
   sweep.row = row;
@@ -788,7 +807,9 @@ StatusOr<bool> Scheduler::Fail(const std::string& worker_id, const std::string& 
   const int32_t max_attempts = sweeps_by_id_.at(current.sweep_id)->spec.max_attempts;
   const JobRow job =
       leases_.EndWithoutResult(current, LeaseTable::Ending::kFailed, retryable, reason, max_attempts, Now());
-  DWARP_RETURN_IF_ERROR(store_->UpdateJobs({job}));
+  Status stored = store_->UpdateJobs({job});
+  if (!stored.ok())
+    return InternalError("cannot store the failure of job " + std::to_string(job.job_id) + ": " + stored.message());
   workers_.RecordOutcome(worker_id, /*succeeded=*/false, retryable, reason, Now());
   spdlog::info("job {} failed on {} (attempt {}{}): {}", job.job_id, worker_id, job.attempt,
                job.state == JobState::kQueued ? ", requeued" : ", for good", reason);

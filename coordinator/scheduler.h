@@ -27,7 +27,13 @@
 //   WorkerRegistry  (worker_registry.h)  worker rows, outcomes, the circuit breaker
 //   WatchHub        (watch_hub.h)        watchers of each sweep and the events pushed to them
 // This class keeps the sweeps and jobs, writes through the store, and runs the reaper and the flusher.
-// Every change is computed first, written to the store, and only then applied in memory.
+// Every change is computed first, written to the store, and only then applied in memory, so a failed store
+// write leaves memory as it was and the caller gets Internal naming what was not stored (Submit, Register,
+// Acquire, Complete, Fail, Cancel; Cancel also puts back the job rows it wrote when the sweep's row then
+// fails). Background writes that fail are retried: expiry on the next reaper pass, a sweep's end and early
+// stop on the next refresh, Internal metric batches on the next flush. A worker's counters follow an
+// outcome that is stored even when the worker's row is not (worker_registry.h). Every branch is driven by
+// tests/coordinator/scheduler_store_faults_test.cpp.
 //
 // Thread-safety: every public method is thread-safe (one internal mutex; Acquire waits without holding it).
 #pragma once

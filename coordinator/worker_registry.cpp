@@ -31,7 +31,8 @@ StatusOr<WorkerRow> WorkerRegistry::Register(const std::string& name, const std:
   row.devices = devices;
   row.last_seen_ms = now;
   row.draining = false;
-  DWARP_RETURN_IF_ERROR(store_->UpsertWorker(row));
+  Status stored = store_->UpsertWorker(row);
+  if (!stored.ok()) return InternalError("cannot store worker " + row.worker_id + ": " + stored.message());
   workers_[row.worker_id] = row;
   return row;
 }

@@ -242,12 +242,18 @@ static Status SweepNotFound(const std::string& sweep) {
   return NotFoundError("sweep '" + sweep + "' not found (neither a sweep id nor the name of a sweep)");
 }
 
+StatusOr<const Scheduler::SweepRecord*> Scheduler::RefreshedSweepLocked(const std::string& sweep) {
+  RefreshLocked();
+  const SweepRecord* found = FindSweepLocked(sweep);
+  if (found == nullptr) return SweepNotFound(sweep);
+  return found;
+}
+
 StatusOr<SweepSummary> Scheduler::GetSweep(const std::string& sweep) {
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
-  const SweepRecord* state = FindSweepLocked(sweep);
-  if (state == nullptr) return SweepNotFound(sweep);
-  return SummaryLocked(*state);
+  auto found = RefreshedSweepLocked(sweep);
+  if (!found.ok()) return found.status();
+  return SummaryLocked(**found);
 }
 
 std::vector<SweepSummary> Scheduler::ListSweeps() {
@@ -266,9 +272,9 @@ StatusOr<std::vector<JobView>> Scheduler::Jobs(const std::string& sweep) {
 
 StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_job_id, size_t max_jobs) {
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
-  const SweepRecord* state = FindSweepLocked(sweep);
-  if (state == nullptr) return SweepNotFound(sweep);
+  auto found = RefreshedSweepLocked(sweep);
+  if (!found.ok()) return found.status();
+  const SweepRecord* state = *found;
   JobPage page;
   page.sweep = SummaryLocked(*state);
   auto first = std::upper_bound(state->job_ids.begin(), state->job_ids.end(), after_job_id);
@@ -282,10 +288,9 @@ StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_jo
 
 StatusOr<std::vector<GroupDWarp>> Scheduler::DWarp(const std::string& sweep) {
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
-  const SweepRecord* state = FindSweepLocked(sweep);
-  if (state == nullptr) return SweepNotFound(sweep);
-  return state->dwarp;
+  auto found = RefreshedSweepLocked(sweep);
+  if (!found.ok()) return found.status();
+  return (*found)->dwarp;
 }
 
 StatusOr<std::vector<MetricRow>> Scheduler::Metrics(int64_t job_id) {
@@ -517,9 +522,9 @@ StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
 
 StatusOr<WatchSubscription> Scheduler::Watch(const std::string& sweep_name) {
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
-  const SweepRecord* sweep = FindSweepLocked(sweep_name);
-  if (sweep == nullptr) return SweepNotFound(sweep_name);
+  auto found = RefreshedSweepLocked(sweep_name);
+  if (!found.ok()) return found.status();
+  const SweepRecord* sweep = *found;
   WatchSubscription subscription;
   subscription.sweep = SummaryLocked(*sweep);
   for (int64_t id : sweep->job_ids) subscription.jobs.push_back(ViewLocked(jobs_.at(id)));

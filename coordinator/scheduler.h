@@ -204,7 +204,8 @@ class Scheduler {
   StatusOr<AcquireResult> Acquire(const std::string& worker_id, const std::string& device, int64_t wait_ms);
   StatusOr<HeartbeatResult> Heartbeat(const std::string& worker_id, const std::vector<std::string>& lease_ids,
                                       bool draining);
-  // Returns how many points were accepted (all or none: FailedPrecondition for a stale lease).
+  // Keeps the points (all or none: FailedPrecondition for a stale lease); points at or before the job's
+  // latest epoch of this attempt are skipped (a worker resends them after a broken stream).
   Status RecordMetrics(const std::string& worker_id, const std::string& lease_id,
                        const std::vector<MetricPointData>& points);
   Status Complete(const std::string& worker_id, const std::string& lease_id, ResultRow result);
@@ -231,6 +232,8 @@ class Scheduler {
   // All private helpers below run with mutex_ held.
   SweepRecord* FindSweepLocked(const std::string& sweep);
   const SweepRecord* FindSweepLocked(const std::string& sweep) const;
+  // The sweep named by id or name, after d_warp and sweep ends are brought up to date; NotFound otherwise.
+  StatusOr<const SweepRecord*> RefreshedSweepLocked(const std::string& sweep);
   SweepSummary SummaryLocked(const SweepRecord& sweep) const;
   JobView ViewLocked(const JobRow& job) const;
   StatusOr<JobRow*> CheckLeaseLocked(const std::string& worker_id, const std::string& lease_id);

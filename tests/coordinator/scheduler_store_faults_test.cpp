@@ -28,6 +28,7 @@
 #include "coordinator/scheduler.h"
 #include "coordinator/sqlite_store.h"
 #include "tests/coordinator/fault_injecting_store.h"
+#include "tests/coordinator/manual_clock_options.h"
 
 namespace dwarp::coordinator {
 namespace {
@@ -82,13 +83,8 @@ class SchedulerStoreFaultsTest : public ::testing::TestWithParam<StoreKind> {
   }
 
   SchedulerOptions Options() {
-    SchedulerOptions options;
-    options.lease_ttl_ms = 1000;
-    options.heartbeat_interval_ms = 300;
+    SchedulerOptions options = ManualClockOptions([this] { return now_; });
     options.circuit_breaker_failures = 2;
-    options.reap_interval_ms = 0;  // the test runs ExpireLeases itself
-    options.metric_flush_ms = 0;   // and FlushMetrics
-    options.now_ms = [this] { return now_; };
     return options;
   }
 

@@ -1,3 +1,8 @@
+// Scheduler (scheduler.h): the front over the parts (job_queue.h, lease_table.h, worker_registry.h,
+// watch_hub.h). Sections, in order: construction and restart (LoadFromStore), lookups, sweeps (Submit,
+// Cancel, Watch, d_warp refresh and early stop, a sweep's end), workers (Register, Acquire, Heartbeat,
+// RecordMetrics, Complete, Fail), background work (ExpireLeases, FlushMetrics, the reaper and flusher).
+// Each change: compute the next rows, write them through the store, then apply them in memory.
 #include "coordinator/scheduler.h"
 
 #include <spdlog/spdlog.h>

@@ -16,6 +16,8 @@
 //   AppendMetrics Internal / other       the error                      kept for the next flush / dropped
 //   LoadMetrics (Metrics)                Internal naming the job        -
 //   UpsertWorker after an outcome        (logged; the outcome stands)   memory counts it; next write stores
+//   UpsertWorker (Heartbeat, drain)      the heartbeat's answer         draining in memory; next write stores
+//   AppendMetrics before a result        Complete succeeds              points kept for the next flush
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
@@ -407,6 +409,43 @@ TEST_P(SchedulerStoreFaultsTest, WorkerCountsFollowStoredOutcomesWhenTheirRowCan
   EXPECT_EQ(StoredWorker(worker).jobs_failed, 2);
   EXPECT_TRUE(StoredWorker(worker).blocked);
   EXPECT_TRUE(StoredWorker(worker).draining);
+}
+
+TEST_P(SchedulerStoreFaultsTest, DrainThatCannotBeStoredIsHonouredInMemory) {
+  Submit();
+  const std::string worker = RegisterWorker();
+  store_->FailCall(Method::kUpsertWorker);
+  auto beat = scheduler_->Heartbeat(worker, {}, /*draining=*/true);
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_EQ(store_->injected(), 1);
+  EXPECT_TRUE(WorkerInMemory(worker).draining);
+  EXPECT_FALSE(StoredWorker(worker).draining);
+  // A draining worker is given no job (and not told to stop).
+  auto acquired = scheduler_->Acquire(worker, "cpu", 0);
+  ASSERT_TRUE(acquired.ok());
+  EXPECT_FALSE(acquired->lease.has_value());
+  EXPECT_FALSE(acquired->stop);
+}
+
+TEST_P(SchedulerStoreFaultsTest, ResultIsStoredWhenTheMetricFlushBeforeItFails) {
+  Submit();
+  const std::string worker = RegisterWorker();
+  Lease lease = AcquireNow(worker);
+  ASSERT_TRUE(scheduler_->RecordMetrics(worker, lease.lease_id, {{1, 0.5, 0.1, 10}}).ok());
+  store_->FailCall(Method::kAppendMetrics);
+  ASSERT_TRUE(scheduler_->Complete(worker, lease.lease_id, Result(0.7)).ok());
+  EXPECT_EQ(store_->injected(), 1);
+  auto stored = real_->CountResults(lease.job.job_id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(*stored, 1);
+  // The points were kept and land with the next flush.
+  auto points = real_->LoadMetrics(lease.job.job_id);
+  ASSERT_TRUE(points.ok());
+  EXPECT_TRUE(points->empty());
+  ASSERT_TRUE(scheduler_->FlushMetrics().ok());
+  points = real_->LoadMetrics(lease.job.job_id);
+  ASSERT_TRUE(points.ok());
+  EXPECT_EQ(points->size(), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothStores, SchedulerStoreFaultsTest,

@@ -1,8 +1,9 @@
 // Scheduler (scheduler.h): the front over the parts (job_queue.h, lease_table.h, worker_registry.h,
 // watch_hub.h). Sections, in order: construction and restart (LoadFromStore), lookups, sweeps (Submit,
 // Cancel, Watch, d_warp refresh and early stop, a sweep's end), workers (Register, Acquire, Heartbeat,
-// RecordMetrics, Complete, Fail), background work (ExpireLeases, FlushMetrics, the reaper and flusher).
-// Each change: compute the next rows, write them through the store, then apply them in memory.
+// RecordMetrics, Complete, Fail), background work (ExpireLeases, FlushMetrics, the reaper and flusher),
+// the state thread. Each change: compute the next rows, write them through the store, then apply them in
+// memory. A method named *Locked runs with mutex_ held; the bodies of changes run on the state thread.
 #include "coordinator/scheduler.h"
 
 #include <spdlog/spdlog.h>
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <future>
 #include <limits>
 
 #include "coordinator/random_id.h"
@@ -56,16 +58,63 @@ bool SameDWarp(const GroupDWarp& a, const GroupDWarp& b) {
   return true;
 }
 
+// The scheduler whose state thread the calling thread is (nullptr on every other thread).
+thread_local const Scheduler* state_thread_owner = nullptr;
+
 }  // namespace
+
+// The store as the scheduler calls it: on the state thread, each call runs with mutex_ released, so that
+// readers (and long-polls) never wait on a SQLite write; the state thread is the only one that changes the
+// state, so nothing changes under it while it waits for the store. Elsewhere (the state thread not running)
+// the call runs as it comes.
+class Scheduler::StoreOutsideLock : public SweepStore {
+ public:
+  StoreOutsideLock(const Scheduler* scheduler, SweepStore* store) : scheduler_(scheduler), store_(store) {}
+
+  Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) override {
+    return Call([&] { return store_->CreateSweep(sweep, jobs); });
+  }
+  Status UpdateSweep(const SweepRow& sweep) override { return Call([&] { return store_->UpdateSweep(sweep); }); }
+  Status UpdateJobs(const std::vector<JobRow>& jobs) override { return Call([&] { return store_->UpdateJobs(jobs); }); }
+  Status RecordResult(const JobRow& job, const ResultRow& result) override {
+    return Call([&] { return store_->RecordResult(job, result); });
+  }
+  Status AppendMetrics(const std::vector<MetricRow>& points) override {
+    return Call([&] { return store_->AppendMetrics(points); });
+  }
+  Status UpsertWorker(const WorkerRow& worker) override { return Call([&] { return store_->UpsertWorker(worker); }); }
+  StatusOr<std::vector<SweepRow>> LoadSweeps() override { return Call([&] { return store_->LoadSweeps(); }); }
+  StatusOr<std::vector<JobRow>> LoadJobs() override { return Call([&] { return store_->LoadJobs(); }); }
+  StatusOr<std::vector<WorkerRow>> LoadWorkers() override { return Call([&] { return store_->LoadWorkers(); }); }
+  StatusOr<std::vector<MetricRow>> LoadMetrics(int64_t job_id, int32_t attempt) override {
+    return Call([&] { return store_->LoadMetrics(job_id, attempt); });
+  }
+  StatusOr<int64_t> CountResults(int64_t job_id) override { return Call([&] { return store_->CountResults(job_id); }); }
+
+ private:
+  template <typename StoreCall>
+  auto Call(StoreCall&& call) -> decltype(call()) {
+    std::unique_lock<std::mutex>* lock = scheduler_->StateLockToRelease();
+    if (lock == nullptr) return call();
+    lock->unlock();
+    auto result = call();
+    lock->lock();
+    return result;
+  }
+
+  const Scheduler* const scheduler_;
+  SweepStore* const store_;
+};
 
 // ---------------------------------------------------------------------------------------------------
 // Construction, restart, shutdown
 
 Scheduler::Scheduler(SweepStore* store, SchedulerOptions options)
-    : store_(store),
+    : store_outside_lock_(std::make_unique<StoreOutsideLock>(this, store)),
+      store_(store_outside_lock_.get()),
       options_(std::move(options)),
       leases_(&jobs_, options_.lease_ttl_ms),
-      workers_(store, options_.circuit_breaker_failures),
+      workers_(store_, options_.circuit_breaker_failures),
       watch_hub_(options_.max_watch_queue) {}
 
 Status CheckSchedulerOptions(const SchedulerOptions& options) {
@@ -85,6 +134,11 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SweepStore* store, Schedu
   DWARP_RETURN_IF_ERROR(CheckSchedulerOptions(options));
   std::unique_ptr<Scheduler> scheduler(new Scheduler(store, std::move(options)));
   DWARP_RETURN_IF_ERROR(scheduler->LoadFromStore());
+  {
+    std::lock_guard<std::mutex> lock(scheduler->tasks_mutex_);
+    scheduler->tasks_stopped_ = false;
+  }
+  scheduler->state_thread_ = std::thread([s = scheduler.get()] { s->StateLoop(); });
   if (scheduler->options_.reap_interval_ms > 0) scheduler->reaper_ = std::thread([s = scheduler.get()] { s->ReaperLoop(); });
   if (scheduler->options_.metric_flush_ms > 0) scheduler->flusher_ = std::thread([s = scheduler.get()] { s->FlusherLoop(); });
   return scheduler;
@@ -103,6 +157,13 @@ void Scheduler::Shutdown() {
   stop_cv_.notify_all();
   if (reaper_.joinable()) reaper_.join();
   if (flusher_.joinable()) flusher_.join();
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    tasks_stopped_ = true;
+  }
+  tasks_cv_.notify_all();
+  if (state_thread_.joinable()) state_thread_.join();  // runs what was handed to it first
+  // From here every call runs on its caller's thread under mutex_.
   Status flushed = FlushMetrics();
   if (!flushed.ok()) spdlog::error("metric points lost at shutdown: {}", flushed.ToString());
 }
@@ -247,23 +308,43 @@ static Status SweepNotFound(const std::string& sweep) {
   return NotFoundError("sweep '" + sweep + "' not found (neither a sweep id nor the name of a sweep)");
 }
 
-StatusOr<const Scheduler::SweepRecord*> Scheduler::RefreshedSweepLocked(const std::string& sweep) {
-  RefreshLocked();
+bool Scheduler::RefreshDueLocked() const {
+  for (const auto& sweep : sweeps_) {
+    const std::string& id = sweep->row.sweep_id;
+    if (sweep->dwarp_stale) return true;
+    if (sweep->row.state == SweepState::kRunning && queue_.queued(id) == 0 && queue_.running(id) == 0) return true;
+  }
+  return false;
+}
+
+void Scheduler::RefreshIfDue() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!RefreshDueLocked()) return;
+  }
+  OnStateThread<int>([&] {
+    RefreshLocked();
+    return 0;
+  });
+}
+
+StatusOr<const Scheduler::SweepRecord*> Scheduler::FoundSweepLocked(const std::string& sweep) const {
   const SweepRecord* found = FindSweepLocked(sweep);
   if (found == nullptr) return SweepNotFound(sweep);
   return found;
 }
 
 StatusOr<SweepSummary> Scheduler::GetSweep(const std::string& sweep) {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  auto found = RefreshedSweepLocked(sweep);
+  auto found = FoundSweepLocked(sweep);
   if (!found.ok()) return found.status();
   return SummaryLocked(**found);
 }
 
 std::vector<SweepSummary> Scheduler::ListSweeps() {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
   std::vector<SweepSummary> out;
   for (const auto& sweep : sweeps_) out.push_back(SummaryLocked(*sweep));
   return out;
@@ -276,8 +357,9 @@ StatusOr<std::vector<JobView>> Scheduler::Jobs(const std::string& sweep) {
 }
 
 StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_job_id, size_t max_jobs) {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  auto found = RefreshedSweepLocked(sweep);
+  auto found = FoundSweepLocked(sweep);
   if (!found.ok()) return found.status();
   const SweepRecord* state = *found;
   JobPage page;
@@ -292,8 +374,9 @@ StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_jo
 }
 
 StatusOr<std::vector<GroupDWarp>> Scheduler::DWarp(const std::string& sweep) {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  auto found = RefreshedSweepLocked(sweep);
+  auto found = FoundSweepLocked(sweep);
   if (!found.ok()) return found.status();
   return (*found)->dwarp;
 }
@@ -303,11 +386,14 @@ StatusOr<std::vector<MetricRow>> Scheduler::Metrics(int64_t job_id) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (jobs_.count(job_id) == 0) return NotFoundError("job " + std::to_string(job_id) + " not found");
   }
-  DWARP_RETURN_IF_ERROR(FlushMetrics());
-  auto points = store_->LoadMetrics(job_id);
-  if (!points.ok())
-    return InternalError("cannot read the metric points of job " + std::to_string(job_id) + ": " + points.status().message());
-  return points;
+  return OnStateThread<StatusOr<std::vector<MetricRow>>>([&]() -> StatusOr<std::vector<MetricRow>> {
+    DWARP_RETURN_IF_ERROR(FlushMetricsLocked());
+    auto points = store_->LoadMetrics(job_id);
+    if (!points.ok())
+      return InternalError("cannot read the metric points of job " + std::to_string(job_id) + ": " +
+                           points.status().message());
+    return points;
+  });
 }
 
 std::vector<WorkerView> Scheduler::Workers() const {
@@ -431,8 +517,13 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
     return result;
   }
 
-  std::unique_lock<std::mutex> lock(mutex_);
+  return OnStateThread<StatusOr<SubmitResult>>([&] { return StoreSweepLocked(std::move(row), std::move(*spec), *planned, std::move(jobs)); });
+}
+
+StatusOr<SubmitResult> Scheduler::StoreSweepLocked(SweepRow row, SweepSpec spec, const std::vector<PlannedJob>& planned,
+                                                   std::vector<JobRow> jobs) {
   if (shutdown_) return UnavailableError("the coordinator is shutting down");
+  const std::string& request_id = row.request_id;
   {
     // A twin of this request may have been stored while this one expanded.
     auto resubmitted = ResubmittedLocked(request_id, row.spec_json);
@@ -445,12 +536,12 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   if (!stored.ok()) return InternalError("cannot store sweep '" + row.sweep_id + "': " + stored.message());
   auto state = std::make_unique<SweepRecord>();
   state->row = row;
-  state->spec = std::move(*spec);
+  state->spec = std::move(spec);
   queue_.AddSweep(row.sweep_id, /*open=*/true);
   for (size_t i = 0; i < jobs.size(); ++i) {
     const JobRow& job = jobs[i];
     state->job_ids.push_back(job.job_id);
-    queue_.AddJob(row.sweep_id, job.job_id, (*planned)[i].d, JobState::kQueued);
+    queue_.AddJob(row.sweep_id, job.job_id, planned[i].d, JobState::kQueued);
     jobs_[job.job_id] = job;
   }
   SweepRecord& sweep = *state;
@@ -459,14 +550,16 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   sweeps_.push_back(std::move(state));
   RecomputeDWarpLocked(sweep);
   SubmitResult result{SummaryLocked(sweep), jobs, false};
-  lock.unlock();
   work_cv_.notify_all();
   spdlog::info("sweep {} submitted: {} jobs", row.sweep_id, jobs.size());
   return result;
 }
 
 StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  return OnStateThread<StatusOr<CancelResult>>([&] { return CancelLocked(sweep_name); });
+}
+
+StatusOr<CancelResult> Scheduler::CancelLocked(const std::string& sweep_name) {
   SweepRecord* sweep = FindSweepLocked(sweep_name);
   if (sweep == nullptr) return SweepNotFound(sweep_name);
   if (sweep->row.state != SweepState::kRunning)
@@ -526,8 +619,9 @@ StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
 }
 
 StatusOr<WatchSubscription> Scheduler::Watch(const std::string& sweep_name) {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  auto found = RefreshedSweepLocked(sweep_name);
+  auto found = FoundSweepLocked(sweep_name);
   if (!found.ok()) return found.status();
   const SweepRecord* sweep = *found;
   WatchSubscription subscription;
@@ -643,53 +737,29 @@ void Scheduler::JobFinishedLocked(SweepRecord& sweep, const JobRow& job) {
 StatusOr<WorkerRow> Scheduler::Register(const std::string& name, const std::string& host,
                                         const std::vector<std::string>& devices, const std::string& worker_id) {
   if (devices.empty()) return InvalidArgumentError("a worker must offer at least one device slot; got none");
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (shutdown_) return UnavailableError("the coordinator is shutting down");
-  bool returning = false;
-  auto row = workers_.Register(name, host, devices, worker_id, Now(), &returning);
-  if (!row.ok()) return row.status();
-  spdlog::info("worker {} ({}, {} slots) registered{}", row->worker_id, name, devices.size(), returning ? " again" : "");
-  return row;
+  return OnStateThread<StatusOr<WorkerRow>>([&]() -> StatusOr<WorkerRow> {
+    if (shutdown_) return UnavailableError("the coordinator is shutting down");
+    bool returning = false;
+    auto row = workers_.Register(name, host, devices, worker_id, Now(), &returning);
+    if (!row.ok()) return row.status();
+    spdlog::info("worker {} ({}, {} slots) registered{}", row->worker_id, name, devices.size(), returning ? " again" : "");
+    return row;
+  });
 }
 
 StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const std::string& device,
                                            int64_t wait_ms) {
   const int64_t wait = std::clamp<int64_t>(wait_ms, 0, options_.max_acquire_wait_ms);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait);
-  std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    AcquireResult result;
-    if (shutdown_) return result;
-    const WorkerRow* worker = workers_.Find(worker_id);
-    if (worker == nullptr) {
-      result.stop = true;
-      result.reason = "unknown worker '" + worker_id + "': register first";
-      return result;
-    }
-    workers_.Seen(worker_id, Now());
-    if (worker->blocked) {
-      result.stop = true;
-      result.reason = "worker blocked by the circuit breaker after " + std::to_string(worker->consecutive_failures) +
-                      " failures in a row";
-      return result;
-    }
-    if (worker->draining) return result;
-    if (std::optional<int64_t> job_id = queue_.Pick()) {
-      const JobRow job = leases_.Grant(jobs_.at(*job_id), worker_id, Now());
-      Status stored = store_->UpdateJobs({job});
-      if (!stored.ok()) return InternalError("cannot store the lease of job " + std::to_string(job.job_id) + ": " + stored.message());
-      SweepRecord& sweep = *sweeps_by_id_.at(job.sweep_id);
-      JobRow& current = jobs_.at(job.job_id);
-      queue_.Start(job.job_id);
-      current = job;
-      leases_.Add(job.lease_id, job.job_id);
-      latest_metric_.erase(job.job_id);
-      PublishJobLocked(sweep, current);
-      spdlog::debug("job {} ({}/{}/{} d={} seed={}) leased to {} on {} (attempt {})", job.job_id, job.model,
-                    job.layer, job.dataset, job.d, job.seed, worker_id, device, job.attempt);
-      result.lease = Lease{job.lease_id, job, leases_.ttl_ms(), job.lease_expires_ms};
-      return result;
-    }
+    auto tried = OnStateThread<StatusOr<std::optional<AcquireResult>>>([&] { return TryAcquireLocked(worker_id, device); });
+    if (!tried.ok()) return tried.status();
+    if (*tried) return std::move(**tried);
+    // Nothing to lease: wait for work off the state thread. A job queued before the lock is taken is seen by
+    // Pick; one queued later is announced on work_cv_, which the state thread notifies holding mutex_.
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (shutdown_) return AcquireResult{};
+    if (queue_.Pick().has_value()) continue;
     if (work_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
       if (!shutdown_ && queue_.Pick().has_value()) continue;  // work arrived exactly at the deadline
       return AcquireResult{};
@@ -697,9 +767,49 @@ StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const s
   }
 }
 
+StatusOr<std::optional<AcquireResult>> Scheduler::TryAcquireLocked(const std::string& worker_id,
+                                                                   const std::string& device) {
+  AcquireResult result;
+  if (shutdown_) return std::optional<AcquireResult>(result);
+  const WorkerRow* worker = workers_.Find(worker_id);
+  if (worker == nullptr) {
+    result.stop = true;
+    result.reason = "unknown worker '" + worker_id + "': register first";
+    return std::optional<AcquireResult>(result);
+  }
+  workers_.Seen(worker_id, Now());
+  if (worker->blocked) {
+    result.stop = true;
+    result.reason = "worker blocked by the circuit breaker after " + std::to_string(worker->consecutive_failures) +
+                    " failures in a row";
+    return std::optional<AcquireResult>(result);
+  }
+  if (worker->draining) return std::optional<AcquireResult>(result);
+  std::optional<int64_t> job_id = queue_.Pick();
+  if (!job_id) return std::optional<AcquireResult>();
+  const JobRow job = leases_.Grant(jobs_.at(*job_id), worker_id, Now());
+  Status stored = store_->UpdateJobs({job});
+  if (!stored.ok()) return InternalError("cannot store the lease of job " + std::to_string(job.job_id) + ": " + stored.message());
+  SweepRecord& sweep = *sweeps_by_id_.at(job.sweep_id);
+  JobRow& current = jobs_.at(job.job_id);
+  queue_.Start(job.job_id);
+  current = job;
+  leases_.Add(job.lease_id, job.job_id);
+  latest_metric_.erase(job.job_id);
+  PublishJobLocked(sweep, current);
+  spdlog::debug("job {} ({}/{}/{} d={} seed={}) leased to {} on {} (attempt {})", job.job_id, job.model,
+                job.layer, job.dataset, job.d, job.seed, worker_id, device, job.attempt);
+  result.lease = Lease{job.lease_id, job, leases_.ttl_ms(), job.lease_expires_ms};
+  return std::optional<AcquireResult>(result);
+}
+
 StatusOr<HeartbeatResult> Scheduler::Heartbeat(const std::string& worker_id, const std::vector<std::string>& lease_ids,
                                                bool draining) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  return OnStateThread<StatusOr<HeartbeatResult>>([&] { return HeartbeatLocked(worker_id, lease_ids, draining); });
+}
+
+StatusOr<HeartbeatResult> Scheduler::HeartbeatLocked(const std::string& worker_id,
+                                                     const std::vector<std::string>& lease_ids, bool draining) {
   HeartbeatResult result;
   if (workers_.Find(worker_id) == nullptr) {
     result.unknown_worker = true;
@@ -776,11 +886,14 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
                                 ", val " + std::to_string(result.val_score) + ", test " +
                                 std::to_string(result.test_score) + "); a job that produced NaN must Fail");
   DWARP_RETURN_IF_ERROR(CheckResultScores(result));
+  return OnStateThread<Status>([&] { return CompleteLocked(worker_id, lease_id, std::move(result)); });
+}
+
+Status Scheduler::CompleteLocked(const std::string& worker_id, const std::string& lease_id, ResultRow result) {
   // A worker ends its metric stream before it reports the result: the points still buffered here are
   // stored first, so that a stored result means a stored curve to whoever reads the database.
-  Status flushed = FlushMetrics();
+  Status flushed = FlushMetricsLocked();
   if (!flushed.ok()) spdlog::error("metric points not stored before a result: {}", flushed.ToString());
-  std::lock_guard<std::mutex> lock(mutex_);
   auto found = CheckLeaseLocked(worker_id, lease_id);
   if (!found.ok()) return found.status();
   JobRow& current = **found;
@@ -810,7 +923,11 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
 
 StatusOr<bool> Scheduler::Fail(const std::string& worker_id, const std::string& lease_id, const std::string& reason,
                                bool retryable) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  return OnStateThread<StatusOr<bool>>([&] { return FailLocked(worker_id, lease_id, reason, retryable); });
+}
+
+StatusOr<bool> Scheduler::FailLocked(const std::string& worker_id, const std::string& lease_id,
+                                     const std::string& reason, bool retryable) {
   auto found = CheckLeaseLocked(worker_id, lease_id);
   if (!found.ok()) return found.status();
   JobRow& current = **found;
@@ -824,7 +941,6 @@ StatusOr<bool> Scheduler::Fail(const std::string& worker_id, const std::string& 
   spdlog::info("job {} failed on {} (attempt {}{}): {}", job.job_id, worker_id, job.attempt,
                job.state == JobState::kQueued ? ", requeued" : ", for good", reason);
   const bool requeued = LeaseEndedLocked(current, job);
-  lock.unlock();
   if (requeued) work_cv_.notify_all();
   return requeued;
 }
@@ -847,7 +963,10 @@ bool Scheduler::LeaseEndedLocked(JobRow& current, const JobRow& next) {
 // Background work
 
 int Scheduler::ExpireLeases() {
-  std::unique_lock<std::mutex> lock(mutex_);
+  return OnStateThread<int>([&] { return ExpireLeasesLocked(); });
+}
+
+int Scheduler::ExpireLeasesLocked() {
   const int64_t now = Now();
   std::vector<JobRow> expired;
   for (int64_t job_id : leases_.Expired(now)) {
@@ -866,19 +985,19 @@ int Scheduler::ExpireLeases() {
     spdlog::warn("job {}: {}{}", job.job_id, job.error, job.state == JobState::kQueued ? "; requeued" : "; failed");
     requeued = LeaseEndedLocked(jobs_.at(job.job_id), job) || requeued;
   }
-  lock.unlock();
   if (requeued) work_cv_.notify_all();
   return static_cast<int>(expired.size());
 }
 
 Status Scheduler::FlushMetrics() {
-  std::lock_guard<std::mutex> flush_lock(flush_mutex_);
+  return OnStateThread<Status>([&] { return FlushMetricsLocked(); });
+}
+
+Status Scheduler::FlushMetricsLocked() {
   std::vector<MetricRow> batch;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    batch.swap(pending_metrics_);
-  }
+  batch.swap(pending_metrics_);
   if (batch.empty()) return OkStatus();
+  // RecordMetrics may append new points while the batch is written (mutex_ is released for the write).
   Status stored = store_->AppendMetrics(batch);
   if (!stored.ok() && stored.code() != StatusCode::kInternal) {
     // Not a passing I/O problem (e.g. a point of a job the store does not know): retrying cannot help.
@@ -886,7 +1005,6 @@ Status Scheduler::FlushMetrics() {
     return stored;
   }
   if (!stored.ok()) {
-    std::lock_guard<std::mutex> lock(mutex_);
     pending_metrics_.insert(pending_metrics_.begin(), batch.begin(), batch.end());  // try again next time
     return stored;
   }
@@ -898,9 +1016,11 @@ void Scheduler::ReaperLoop() {
   while (!shutdown_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.reap_interval_ms));
     if (shutdown_) break;
-    RefreshLocked();
     lock.unlock();
-    ExpireLeases();
+    OnStateThread<int>([&] {
+      RefreshLocked();
+      return ExpireLeasesLocked();
+    });
     lock.lock();
   }
 }
@@ -915,6 +1035,60 @@ void Scheduler::FlusherLoop() {
     if (!flushed.ok()) spdlog::error("metric points not stored yet: {}", flushed.ToString());
     lock.lock();
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The state thread
+
+template <typename Result>
+Result Scheduler::OnStateThread(const std::function<Result()>& task) {
+  if (state_thread_owner == this) return task();  // already on it, holding mutex_
+  std::promise<Result> promise;
+  std::future<Result> future = promise.get_future();
+  bool posted = false;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    if (!tasks_stopped_) {
+      tasks_.push_back([&] {
+        try {
+          promise.set_value(task());
+        } catch (...) {
+          promise.set_exception(std::current_exception());  // rethrown on the caller's thread, as before
+        }
+      });
+      posted = true;
+    }
+  }
+  if (posted) {
+    tasks_cv_.notify_one();
+    return future.get();
+  }
+  // No state thread (before Create starts it, or after Shutdown stopped it): run here under mutex_, with
+  // the store called under it as well.
+  std::lock_guard<std::mutex> lock(mutex_);
+  return task();
+}
+
+void Scheduler::StateLoop() {
+  state_thread_owner = this;
+  while (true) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(tasks_mutex_);
+      tasks_cv_.wait(lock, [&] { return tasks_stopped_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopped and drained
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    state_lock_ = &lock;
+    task();
+    state_lock_ = nullptr;
+  }
+}
+
+std::unique_lock<std::mutex>* Scheduler::StateLockToRelease() const {
+  return state_thread_owner == this ? state_lock_ : nullptr;
 }
 
 }  // namespace dwarp::coordinator

@@ -21,7 +21,7 @@
 // Metric points are validated and kept as the job's latest point at once, and written to the store in
 // batches by a background flusher (every metric_flush_ms); a crash loses at most that window of points.
 //
-// Parts (each its own files; none locks: all run under this class's mutex):
+// Parts (each its own files; none locks: all are used under this class's mutex):
 //   JobQueue        (job_queue.h)        queued jobs in run order by typed d; fair-share picking
 //   LeaseTable      (lease_table.h)      fencing, grant, extension, expiry; the one requeue-or-fail rule
 //   WorkerRegistry  (worker_registry.h)  worker rows, outcomes, the circuit breaker
@@ -35,11 +35,22 @@
 // outcome that is stored even when the worker's row is not (worker_registry.h). Every branch is driven by
 // tests/coordinator/scheduler_store_faults_test.cpp.
 //
-// Thread-safety: every public method is thread-safe (one internal mutex; Acquire waits without holding it).
+// Threads: one state thread changes the state. The public methods that change it (Submit once the sweep is
+// expanded, Cancel, Register, Acquire, Heartbeat, Complete, Fail, ExpireLeases, FlushMetrics, Metrics) hand
+// their work to it and wait for the answer. It holds mutex_ while it computes and applies a change and
+// releases it around every store call, so the queries (GetSweep, ListSweeps, Jobs, JobsPage, DWarp, Workers,
+// Watch), RecordMetrics and waiting long-polls, which take mutex_ alone, never wait on a SQLite write; being
+// the only thread that changes the state, it finds the state as it left it when the store call returns. A
+// query that finds a refresh due (a d_warp to recompute, a sweep to end) hands that to the state thread
+// first. Before Create starts the thread and after Shutdown stops it, calls run on the caller's thread with
+// mutex_ held throughout.
+//
+// Thread-safety: every public method is thread-safe.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -224,16 +235,45 @@ class Scheduler {
 
  private:
   struct SweepRecord;
+  class StoreOutsideLock;
 
   explicit Scheduler(SweepStore* store, SchedulerOptions options);
   Status LoadFromStore();
   int64_t Now() const;
 
+  // Runs `task` on the state thread, holding mutex_ there, and returns its result; runs it at once when
+  // called on the state thread, and on the caller's thread under mutex_ when there is no state thread
+  // (before Create starts it, after Shutdown stops it).
+  template <typename Result>
+  Result OnStateThread(const std::function<Result()>& task);
+  void StateLoop();
+  // The state thread's hold on mutex_ while it runs a task, when called on the state thread; else nullptr.
+  std::unique_lock<std::mutex>* StateLockToRelease() const;
+
+  // The bodies of the public methods that change state; they run on the state thread.
+  StatusOr<SubmitResult> StoreSweepLocked(SweepRow row, SweepSpec spec, const std::vector<PlannedJob>& planned,
+                                          std::vector<JobRow> jobs);
+  StatusOr<CancelResult> CancelLocked(const std::string& sweep_name);
+  // nullopt: nothing to lease now (the caller waits for work).
+  StatusOr<std::optional<AcquireResult>> TryAcquireLocked(const std::string& worker_id, const std::string& device);
+  StatusOr<HeartbeatResult> HeartbeatLocked(const std::string& worker_id, const std::vector<std::string>& lease_ids,
+                                            bool draining);
+  Status CompleteLocked(const std::string& worker_id, const std::string& lease_id, ResultRow result);
+  StatusOr<bool> FailLocked(const std::string& worker_id, const std::string& lease_id, const std::string& reason,
+                            bool retryable);
+  int ExpireLeasesLocked();
+  Status FlushMetricsLocked();
+
   // All private helpers below run with mutex_ held.
   SweepRecord* FindSweepLocked(const std::string& sweep);
   const SweepRecord* FindSweepLocked(const std::string& sweep) const;
-  // The sweep named by id or name, after d_warp and sweep ends are brought up to date; NotFound otherwise.
-  StatusOr<const SweepRecord*> RefreshedSweepLocked(const std::string& sweep);
+  // The sweep named by id or name; NotFound otherwise.
+  StatusOr<const SweepRecord*> FoundSweepLocked(const std::string& sweep) const;
+  // Whether a sweep's d_warp is stale or a running sweep has nothing left to run (RefreshLocked has work).
+  bool RefreshDueLocked() const;
+  // Runs RefreshLocked on the state thread when it has work; called by queries before they read (without
+  // mutex_ held).
+  void RefreshIfDue();
   SweepSummary SummaryLocked(const SweepRecord& sweep) const;
   JobView ViewLocked(const JobRow& job) const;
   StatusOr<JobRow*> CheckLeaseLocked(const std::string& worker_id, const std::string& lease_id);
@@ -255,6 +295,8 @@ class Scheduler {
   void ReaperLoop();
   void FlusherLoop();
 
+  // Every store call goes through store_outside_lock_, which releases mutex_ on the state thread.
+  const std::unique_ptr<StoreOutsideLock> store_outside_lock_;
   SweepStore* const store_;
   const SchedulerOptions options_;
 
@@ -273,7 +315,13 @@ class Scheduler {
   WorkerRegistry workers_;
   std::vector<MetricRow> pending_metrics_;
   WatchHub watch_hub_;
-  std::mutex flush_mutex_;  // serialises metric writes (taken without mutex_ held)
+  // The state thread: the one thread that changes the state (see the header comment).
+  std::mutex tasks_mutex_;
+  std::condition_variable tasks_cv_;
+  std::deque<std::function<void()>> tasks_;  // guarded by tasks_mutex_
+  bool tasks_stopped_ = true;                // guarded by tasks_mutex_; false while the state thread runs
+  std::unique_lock<std::mutex>* state_lock_ = nullptr;  // touched by the state thread only
+  std::thread state_thread_;
 
   std::thread reaper_;
   std::thread flusher_;

@@ -4,10 +4,13 @@
 //
 // Every call is passed to the wrapped store except the ones armed with FailCall: those return the armed
 // status without reaching the wrapped store, so a failed call changes nothing, as SweepStore promises.
+// BlockCall holds a chosen call inside the wrapper until Unblock, as a slow disk would: a test can then
+// check what the scheduler does while a write is in progress.
 // Thread-safety: as the wrapped store; the arming and counting are guarded by a mutex (the scheduler's
 // flusher and reaper may call from their threads).
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
@@ -33,6 +36,27 @@ class FaultInjectingStore : public SweepStore {
     std::lock_guard<std::mutex> lock(mutex_);
     armed_[method] = Armed{nth, times, std::move(status)};
   }
+  // The nth call of `method` from now (1: the next one) waits, before it reaches the wrapped store, until
+  // Unblock(). WaitUntilBlocked() returns once that call waits.
+  void BlockCall(Method method, int nth = 1) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    block_method_ = method;
+    block_countdown_ = nth;
+    blocked_ = false;
+    unblocked_ = false;
+  }
+  void WaitUntilBlocked() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return blocked_; });
+  }
+  void Unblock() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      unblocked_ = true;
+    }
+    cv_.notify_all();
+  }
+
   // How many calls of `method` reached the wrapper (failed ones included), and how many it failed.
   int calls(Method method) const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -98,8 +122,13 @@ class FaultInjectingStore : public SweepStore {
 
   // The armed status when this call of `method` is to fail, OK otherwise.
   Status Fault(Method method) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
     ++calls_[method];
+    if (block_countdown_ > 0 && method == block_method_ && --block_countdown_ == 0) {
+      blocked_ = true;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return unblocked_; });
+    }
     auto found = armed_.find(method);
     if (found == armed_.end()) return OkStatus();
     Armed& armed = found->second;
@@ -118,6 +147,11 @@ class FaultInjectingStore : public SweepStore {
   std::map<Method, Armed> armed_;
   std::map<Method, int> calls_;
   int injected_ = 0;
+  std::condition_variable cv_;
+  Method block_method_ = Method::kCreateSweep;
+  int block_countdown_ = 0;  // calls of block_method_ until the one that blocks; 0: none armed
+  bool blocked_ = false;     // the armed call is waiting
+  bool unblocked_ = false;   // Unblock() was called
 };
 
 }  // namespace dwarp::coordinator

@@ -22,7 +22,9 @@
 
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -446,6 +448,41 @@ TEST_P(SchedulerStoreFaultsTest, ResultIsStoredWhenTheMetricFlushBeforeItFails) 
   points = real_->LoadMetrics(lease.job.job_id);
   ASSERT_TRUE(points.ok());
   EXPECT_EQ(points->size(), 1u);
+}
+
+// State changes run on the scheduler's state thread, which calls the store with the state lock released:
+// while a write is in progress (held here inside the store), queries answer at once with the state before
+// the change, and other changes wait their turn instead of interleaving with it.
+TEST_P(SchedulerStoreFaultsTest, QueriesDoNotWaitForAStoreWriteInProgress) {
+  Submit();
+  const std::string worker = RegisterWorker();
+  Lease lease = AcquireNow(worker);
+  store_->BlockCall(Method::kRecordResult);
+  auto complete = std::async(std::launch::async, [&] { return scheduler_->Complete(worker, lease.lease_id, Result(0.7)); });
+  store_->WaitUntilBlocked();
+  auto queries = std::async(std::launch::async, [&] {
+    JobCounts counts = Counts();
+    EXPECT_EQ(scheduler_->ListSweeps().size(), 1u);
+    EXPECT_EQ(scheduler_->Workers().size(), 1u);
+    auto jobs = scheduler_->Jobs("f-1");
+    EXPECT_TRUE(jobs.ok());
+    EXPECT_TRUE(scheduler_->RecordMetrics(worker, lease.lease_id, {{1, 0.5, 0.1, 10}}).ok());
+    return counts;
+  });
+  const bool answered = queries.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  auto heartbeat = std::async(std::launch::async, [&] { return scheduler_->Heartbeat(worker, {lease.lease_id}, false); });
+  const bool heartbeat_waited = heartbeat.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout;
+  store_->Unblock();
+  ASSERT_TRUE(answered) << "a query waited for the store write";
+  JobCounts during = queries.get();
+  EXPECT_EQ(during.running, 1) << "a query saw the result before it was stored";
+  EXPECT_EQ(during.succeeded, 0);
+  EXPECT_TRUE(heartbeat_waited) << "a heartbeat ran while another change was writing";
+  ASSERT_TRUE(complete.get().ok());
+  auto beat = heartbeat.get();
+  ASSERT_TRUE(beat.ok());
+  EXPECT_FALSE(beat->leases.at(0).valid) << "the heartbeat ran before the result it queued behind";
+  EXPECT_EQ(Counts().succeeded, 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothStores, SchedulerStoreFaultsTest,

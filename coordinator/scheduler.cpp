@@ -1,33 +1,31 @@
+// Scheduler (scheduler.h): the front over the parts (job_queue.h, lease_table.h, worker_registry.h,
+// watch_hub.h). Sections, in order: construction and restart (LoadFromStore), lookups, sweeps (Submit,
+// Cancel, Watch, d_warp refresh and early stop, a sweep's end), workers (Register, Acquire, Heartbeat,
+// RecordMetrics, Complete, Fail), background work (ExpireLeases, FlushMetrics, the reaper and flusher),
+// the state thread. Each change: compute the next rows, write them through the store, then apply them in
+// memory. A method named *Locked runs with mutex_ held; the bodies of changes run on the state thread.
 #include "coordinator/scheduler.h"
 
 #include <spdlog/spdlog.h>
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
+#include <future>
 #include <limits>
+
+#include "coordinator/random_id.h"
 
 namespace dwarp::coordinator {
 
-struct Scheduler::SweepState_ {
+struct Scheduler::SweepRecord {
   SweepRow row;
   SweepSpec spec;
-  std::vector<int64_t> job_ids;                    // ascending
-  std::set<std::pair<int64_t, int64_t>> queued;    // (d rank, job id): smallest d first
-  int32_t running = 0;
+  std::vector<int64_t> job_ids;   // ascending
   std::vector<GroupDWarp> dwarp;
-  bool dwarp_dirty = false;  // a job finished since `dwarp` was computed
-};
-
-struct Scheduler::WorkerState_ {
-  WorkerRow row;
+  bool dwarp_stale = false;  // a job finished since `dwarp` was computed
 };
 
 namespace {
@@ -38,16 +36,6 @@ int64_t SystemNowMs() {
       .count();
 }
 
-// Queue order inside a sweep: d = 0 first, then ascending d, full last.
-int64_t DRank(const std::string& d) {
-  if (d == "full") return std::numeric_limits<int64_t>::max();
-  try {
-    return std::stoll(d);
-  } catch (...) {
-    return std::numeric_limits<int64_t>::max() - 1;
-  }
-}
-
 OutcomeState ToOutcome(JobState state) {
   switch (state) {
     case JobState::kSucceeded: return OutcomeState::kSucceeded;
@@ -55,17 +43,6 @@ OutcomeState ToOutcome(JobState state) {
     case JobState::kCancelled: return OutcomeState::kCancelled;
     default: return OutcomeState::kUnfinished;
   }
-}
-
-const char* JobStateName(JobState state) {
-  switch (state) {
-    case JobState::kQueued: return "queued";
-    case JobState::kRunning: return "running";
-    case JobState::kSucceeded: return "succeeded";
-    case JobState::kFailed: return "failed";
-    case JobState::kCancelled: return "cancelled";
-  }
-  return "unknown";
 }
 
 // What watchers compare to decide whether a group's record changed.
@@ -81,56 +58,64 @@ bool SameDWarp(const GroupDWarp& a, const GroupDWarp& b) {
   return true;
 }
 
+// The scheduler whose state thread the calling thread is (nullptr on every other thread).
+thread_local const Scheduler* state_thread_owner = nullptr;
+
 }  // namespace
 
-// ---------------------------------------------------------------------------------------------------
-// WatchQueue
+// The store as the scheduler calls it: on the state thread, each call runs with mutex_ released, so that
+// readers (and long-polls) never wait on a SQLite write; the state thread is the only one that changes the
+// state, so nothing changes under it while it waits for the store. Elsewhere (the state thread not running)
+// the call runs as it comes.
+class Scheduler::StoreOutsideLock : public SweepStore {
+ public:
+  StoreOutsideLock(const Scheduler* scheduler, SweepStore* store) : scheduler_(scheduler), store_(store) {}
 
-std::optional<WatchEventData> WatchQueue::Pop(int64_t timeout_ms) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !events_.empty() || closed_; });
-  if (events_.empty()) return std::nullopt;
-  WatchEventData event = std::move(events_.front());
-  events_.pop_front();
-  return event;
-}
-
-bool WatchQueue::closed() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return closed_ && events_.empty();
-}
-
-bool WatchQueue::overflowed() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return overflowed_;
-}
-
-void WatchQueue::Push(WatchEventData event, size_t max_queue) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (closed_) return;
-    if (events_.size() >= max_queue) {
-      overflowed_ = true;
-      closed_ = true;
-    } else {
-      events_.push_back(std::move(event));
-    }
+  Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) override {
+    return Call([&] { return store_->CreateSweep(sweep, jobs); });
   }
-  cv_.notify_all();
-}
-
-void WatchQueue::Close() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    closed_ = true;
+  Status UpdateSweep(const SweepRow& sweep) override { return Call([&] { return store_->UpdateSweep(sweep); }); }
+  Status UpdateJobs(const std::vector<JobRow>& jobs) override { return Call([&] { return store_->UpdateJobs(jobs); }); }
+  Status RecordResult(const JobRow& job, const ResultRow& result) override {
+    return Call([&] { return store_->RecordResult(job, result); });
   }
-  cv_.notify_all();
-}
+  Status AppendMetrics(const std::vector<MetricRow>& points) override {
+    return Call([&] { return store_->AppendMetrics(points); });
+  }
+  Status UpsertWorker(const WorkerRow& worker) override { return Call([&] { return store_->UpsertWorker(worker); }); }
+  StatusOr<std::vector<SweepRow>> LoadSweeps() override { return Call([&] { return store_->LoadSweeps(); }); }
+  StatusOr<std::vector<JobRow>> LoadJobs() override { return Call([&] { return store_->LoadJobs(); }); }
+  StatusOr<std::vector<WorkerRow>> LoadWorkers() override { return Call([&] { return store_->LoadWorkers(); }); }
+  StatusOr<std::vector<MetricRow>> LoadMetrics(int64_t job_id, int32_t attempt) override {
+    return Call([&] { return store_->LoadMetrics(job_id, attempt); });
+  }
+  StatusOr<int64_t> CountResults(int64_t job_id) override { return Call([&] { return store_->CountResults(job_id); }); }
+
+ private:
+  template <typename StoreCall>
+  auto Call(StoreCall&& call) -> decltype(call()) {
+    std::unique_lock<std::mutex>* lock = scheduler_->StateLockToRelease();
+    if (lock == nullptr) return call();
+    lock->unlock();
+    auto result = call();
+    lock->lock();
+    return result;
+  }
+
+  const Scheduler* const scheduler_;
+  SweepStore* const store_;
+};
 
 // ---------------------------------------------------------------------------------------------------
 // Construction, restart, shutdown
 
-Scheduler::Scheduler(SweepStore* store, SchedulerOptions options) : store_(store), options_(std::move(options)) {}
+Scheduler::Scheduler(SweepStore* store, SchedulerOptions options)
+    : store_outside_lock_(std::make_unique<StoreOutsideLock>(this, store)),
+      store_(store_outside_lock_.get()),
+      options_(std::move(options)),
+      leases_(&jobs_, options_.lease_ttl_ms),
+      workers_(store_, options_.circuit_breaker_failures),
+      watch_hub_(options_.max_watch_queue) {}
 
 Status CheckSchedulerOptions(const SchedulerOptions& options) {
   if (options.lease_ttl_ms < 1) return InvalidArgumentError("lease TTL must be >= 1 ms, got " + std::to_string(options.lease_ttl_ms));
@@ -149,6 +134,11 @@ StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SweepStore* store, Schedu
   DWARP_RETURN_IF_ERROR(CheckSchedulerOptions(options));
   std::unique_ptr<Scheduler> scheduler(new Scheduler(store, std::move(options)));
   DWARP_RETURN_IF_ERROR(scheduler->LoadFromStore());
+  {
+    std::lock_guard<std::mutex> lock(scheduler->tasks_mutex_);
+    scheduler->tasks_stopped_ = false;
+  }
+  scheduler->state_thread_ = std::thread([s = scheduler.get()] { s->StateLoop(); });
   if (scheduler->options_.reap_interval_ms > 0) scheduler->reaper_ = std::thread([s = scheduler.get()] { s->ReaperLoop(); });
   if (scheduler->options_.metric_flush_ms > 0) scheduler->flusher_ = std::thread([s = scheduler.get()] { s->FlusherLoop(); });
   return scheduler;
@@ -161,13 +151,19 @@ void Scheduler::Shutdown() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (shutdown_) return;
     shutdown_ = true;
-    for (auto& [id, queue] : watchers_) queue->Close();
-    watchers_.clear();
+    watch_hub_.CloseAll();
   }
   work_cv_.notify_all();
   stop_cv_.notify_all();
   if (reaper_.joinable()) reaper_.join();
   if (flusher_.joinable()) flusher_.join();
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    tasks_stopped_ = true;
+  }
+  tasks_cv_.notify_all();
+  if (state_thread_.joinable()) state_thread_.join();  // runs what was handed to it first
+  // From here every call runs on its caller's thread under mutex_.
   Status flushed = FlushMetrics();
   if (!flushed.ok()) spdlog::error("metric points lost at shutdown: {}", flushed.ToString());
 }
@@ -214,34 +210,6 @@ Status CheckResultScores(const ResultRow& result) {
   return OkStatus();
 }
 
-std::string Scheduler::NewId(const char* prefix) {
-  // Lease and worker ids: 128 bits from the kernel's cryptographic generator. A lease id is a capability
-  // (whoever knows it may report that job's outcome), so it must not be predictable from ids seen before,
-  // as a seeded mt19937_64's output is; 128 bits also mean a restarted coordinator never reissues an id.
-  uint64_t words[2] = {0, 0};
-  auto* bytes = reinterpret_cast<unsigned char*>(words);
-  size_t filled = 0;
-  while (filled < sizeof(words)) {
-    const ssize_t got = ::getrandom(bytes + filled, sizeof(words) - filled, 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      // getrandom(2) fails only on kernels before 3.17 or under a seccomp filter: fall back to the device.
-      std::ifstream urandom("/dev/urandom", std::ios::binary);
-      urandom.read(reinterpret_cast<char*>(bytes + filled), static_cast<std::streamsize>(sizeof(words) - filled));
-      if (!urandom) {
-        spdlog::critical("no cryptographic random source (getrandom, /dev/urandom): cannot issue ids");
-        std::abort();
-      }
-      break;
-    }
-    filled += static_cast<size_t>(got);
-  }
-  char text[40];
-  std::snprintf(text, sizeof(text), "%s%016llx%016llx", prefix, static_cast<unsigned long long>(words[0]),
-                static_cast<unsigned long long>(words[1]));
-  return text;
-}
-
 Status Scheduler::LoadFromStore() {
   auto sweeps = store_->LoadSweeps();
   if (!sweeps.ok()) return InternalError("cannot load sweeps: " + sweeps.status().message());
@@ -255,38 +223,37 @@ Status Scheduler::LoadFromStore() {
     auto spec = SweepSpecFromJson(nlohmann::json::parse(row.spec_json, nullptr, /*allow_exceptions=*/false));
     if (!spec.ok())
       return InternalError("stored sweep '" + row.sweep_id + "' no longer parses: " + spec.status().message());
-    auto state = std::make_unique<SweepState_>();
+    auto state = std::make_unique<SweepRecord>();
     state->row = std::move(row);
     state->spec = std::move(*spec);
     sweeps_by_id_[state->row.sweep_id] = state.get();
     if (!state->row.request_id.empty()) sweeps_by_request_id_[state->row.request_id] = state.get();
+    queue_.AddSweep(state->row.sweep_id, state->row.state == SweepState::kRunning);
     sweeps_.push_back(std::move(state));
   }
   for (JobRow& job : *jobs) {
     auto found = sweeps_by_id_.find(job.sweep_id);
     if (found == sweeps_by_id_.end())
       return InternalError("stored job " + std::to_string(job.job_id) + " names unknown sweep '" + job.sweep_id + "'");
-    SweepState_& sweep = *found->second;
+    auto d = SubspaceDim::Parse(job.d);
+    if (!d.ok())
+      return InternalError("stored job " + std::to_string(job.job_id) + " has a d that no longer parses: " +
+                           d.status().message());
+    SweepRecord& sweep = *found->second;
     sweep.job_ids.push_back(job.job_id);
-    if (job.state == JobState::kQueued) sweep.queued.insert({DRank(job.d), job.job_id});
-    if (job.state == JobState::kRunning) ++sweep.running;
+    queue_.AddJob(job.sweep_id, job.job_id, *d, job.state);
     if (job.state == JobState::kRunning || (job.state == JobState::kCancelled && job.cancel_requested))
-      if (!job.lease_id.empty()) lease_to_job_[job.lease_id] = job.job_id;
-    job_sweep_[job.job_id] = job.sweep_id;
+      if (!job.lease_id.empty()) leases_.Add(job.lease_id, job.job_id);
     jobs_[job.job_id] = std::move(job);
   }
-  for (WorkerRow& row : *workers) {
-    auto state = std::make_unique<WorkerState_>();
-    state->row = std::move(row);
-    workers_[state->row.worker_id] = std::move(state);
-  }
+  workers_.Load(std::move(*workers));
   for (auto& sweep : sweeps_) {
     std::sort(sweep->job_ids.begin(), sweep->job_ids.end());
     RecomputeDWarpLocked(*sweep);
   }
   if (!sweeps_.empty())
     spdlog::info("restored {} sweeps, {} jobs ({} leases still held), {} workers from the store", sweeps_.size(),
-                 jobs_.size(), lease_to_job_.size(), workers_.size());
+                 jobs_.size(), leases_.size(), workers_.size());
   return OkStatus();
 }
 
@@ -295,17 +262,18 @@ Status Scheduler::LoadFromStore() {
 
 void Scheduler::RefreshLocked() {
   for (auto& sweep : sweeps_) {
-    if (!sweep->dwarp_dirty) continue;
-    RecomputeDWarpLocked(*sweep);
-    MaybeFinishSweepLocked(*sweep);  // early stop may have cancelled the last queued jobs
+    if (sweep->dwarp_stale) RecomputeDWarpLocked(*sweep);
+    // Early stop may have cancelled the last queued jobs; and a sweep whose end was not stored (a failed
+    // store write) ends here on a later pass.
+    MaybeFinishSweepLocked(*sweep);
   }
 }
 
-Scheduler::SweepState_* Scheduler::FindSweepLocked(const std::string& sweep) {
-  return const_cast<SweepState_*>(static_cast<const Scheduler*>(this)->FindSweepLocked(sweep));
+Scheduler::SweepRecord* Scheduler::FindSweepLocked(const std::string& sweep) {
+  return const_cast<SweepRecord*>(static_cast<const Scheduler*>(this)->FindSweepLocked(sweep));
 }
 
-const Scheduler::SweepState_* Scheduler::FindSweepLocked(const std::string& sweep) const {
+const Scheduler::SweepRecord* Scheduler::FindSweepLocked(const std::string& sweep) const {
   auto found = sweeps_by_id_.find(sweep);
   if (found != sweeps_by_id_.end()) return found->second;
   for (auto it = sweeps_.rbegin(); it != sweeps_.rend(); ++it)
@@ -313,7 +281,7 @@ const Scheduler::SweepState_* Scheduler::FindSweepLocked(const std::string& swee
   return nullptr;
 }
 
-SweepSummary Scheduler::SummaryLocked(const SweepState_& sweep) const {
+SweepSummary Scheduler::SummaryLocked(const SweepRecord& sweep) const {
   SweepSummary summary{sweep.row, sweep.spec, {}};
   for (int64_t id : sweep.job_ids) {
     const JobRow& job = jobs_.at(id);
@@ -340,17 +308,43 @@ static Status SweepNotFound(const std::string& sweep) {
   return NotFoundError("sweep '" + sweep + "' not found (neither a sweep id nor the name of a sweep)");
 }
 
+bool Scheduler::RefreshDueLocked() const {
+  for (const auto& sweep : sweeps_) {
+    const std::string& id = sweep->row.sweep_id;
+    if (sweep->dwarp_stale) return true;
+    if (sweep->row.state == SweepState::kRunning && queue_.queued(id) == 0 && queue_.running(id) == 0) return true;
+  }
+  return false;
+}
+
+void Scheduler::RefreshIfDue() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!RefreshDueLocked()) return;
+  }
+  OnStateThread<int>([&] {
+    RefreshLocked();
+    return 0;
+  });
+}
+
+StatusOr<const Scheduler::SweepRecord*> Scheduler::FoundSweepLocked(const std::string& sweep) const {
+  const SweepRecord* found = FindSweepLocked(sweep);
+  if (found == nullptr) return SweepNotFound(sweep);
+  return found;
+}
+
 StatusOr<SweepSummary> Scheduler::GetSweep(const std::string& sweep) {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
-  const SweepState_* state = FindSweepLocked(sweep);
-  if (state == nullptr) return SweepNotFound(sweep);
-  return SummaryLocked(*state);
+  auto found = FoundSweepLocked(sweep);
+  if (!found.ok()) return found.status();
+  return SummaryLocked(**found);
 }
 
 std::vector<SweepSummary> Scheduler::ListSweeps() {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
   std::vector<SweepSummary> out;
   for (const auto& sweep : sweeps_) out.push_back(SummaryLocked(*sweep));
   return out;
@@ -363,10 +357,11 @@ StatusOr<std::vector<JobView>> Scheduler::Jobs(const std::string& sweep) {
 }
 
 StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_job_id, size_t max_jobs) {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
-  const SweepState_* state = FindSweepLocked(sweep);
-  if (state == nullptr) return SweepNotFound(sweep);
+  auto found = FoundSweepLocked(sweep);
+  if (!found.ok()) return found.status();
+  const SweepRecord* state = *found;
   JobPage page;
   page.sweep = SummaryLocked(*state);
   auto first = std::upper_bound(state->job_ids.begin(), state->job_ids.end(), after_job_id);
@@ -379,11 +374,11 @@ StatusOr<JobPage> Scheduler::JobsPage(const std::string& sweep, int64_t after_jo
 }
 
 StatusOr<std::vector<GroupDWarp>> Scheduler::DWarp(const std::string& sweep) {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
-  const SweepState_* state = FindSweepLocked(sweep);
-  if (state == nullptr) return SweepNotFound(sweep);
-  return state->dwarp;
+  auto found = FoundSweepLocked(sweep);
+  if (!found.ok()) return found.status();
+  return (*found)->dwarp;
 }
 
 StatusOr<std::vector<MetricRow>> Scheduler::Metrics(int64_t job_id) {
@@ -391,20 +386,23 @@ StatusOr<std::vector<MetricRow>> Scheduler::Metrics(int64_t job_id) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (jobs_.count(job_id) == 0) return NotFoundError("job " + std::to_string(job_id) + " not found");
   }
-  DWARP_RETURN_IF_ERROR(FlushMetrics());
-  return store_->LoadMetrics(job_id);
+  return OnStateThread<StatusOr<std::vector<MetricRow>>>([&]() -> StatusOr<std::vector<MetricRow>> {
+    DWARP_RETURN_IF_ERROR(FlushMetricsLocked());
+    auto points = store_->LoadMetrics(job_id);
+    if (!points.ok())
+      return InternalError("cannot read the metric points of job " + std::to_string(job_id) + ": " +
+                           points.status().message());
+    return points;
+  });
 }
 
 std::vector<WorkerView> Scheduler::Workers() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<WorkerView> out;
-  for (const auto& [id, worker] : workers_) out.push_back({worker->row, 0});
-  for (const auto& [lease, job_id] : lease_to_job_) {
-    const JobRow& job = jobs_.at(job_id);
-    if (job.state != JobState::kRunning) continue;
-    for (WorkerView& view : out)
-      if (view.row.worker_id == job.worker_id) ++view.running_jobs;
-  }
+  for (WorkerRow& row : workers_.Rows()) out.push_back({std::move(row), 0});
+  const std::map<std::string, int32_t> running = leases_.RunningJobsByWorker();
+  for (WorkerView& view : out)
+    if (auto found = running.find(view.row.worker_id); found != running.end()) view.running_jobs = found->second;
   return out;
 }
 
@@ -447,7 +445,7 @@ StatusOr<std::optional<SubmitResult>> Scheduler::ResubmittedLocked(const std::st
   if (request_id.empty()) return std::optional<SubmitResult>();
   auto found = sweeps_by_request_id_.find(request_id);
   if (found == sweeps_by_request_id_.end()) return std::optional<SubmitResult>();
-  const SweepState_& sweep = *found->second;
+  const SweepRecord& sweep = *found->second;
   if (sweep.row.spec_json != spec_json)
     return AlreadyExistsError("request id '" + request_id + "' already submitted sweep '" + sweep.row.sweep_id +
                               "', which differs from this one; a request id names one submission: use a new one "
@@ -519,8 +517,13 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
     return result;
   }
 
-  std::unique_lock<std::mutex> lock(mutex_);
+  return OnStateThread<StatusOr<SubmitResult>>([&] { return StoreSweepLocked(std::move(row), std::move(*spec), *planned, std::move(jobs)); });
+}
+
+StatusOr<SubmitResult> Scheduler::StoreSweepLocked(SweepRow row, SweepSpec spec, const std::vector<PlannedJob>& planned,
+                                                   std::vector<JobRow> jobs) {
   if (shutdown_) return UnavailableError("the coordinator is shutting down");
+  const std::string& request_id = row.request_id;
   {
     // A twin of this request may have been stored while this one expanded.
     auto resubmitted = ResubmittedLocked(request_id, row.spec_json);
@@ -531,30 +534,33 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   for (JobRow& job : jobs) job.sweep_id = row.sweep_id;
   Status stored = store_->CreateSweep(row, jobs);
   if (!stored.ok()) return InternalError("cannot store sweep '" + row.sweep_id + "': " + stored.message());
-  auto state = std::make_unique<SweepState_>();
+  auto state = std::make_unique<SweepRecord>();
   state->row = row;
-  state->spec = std::move(*spec);
-  for (const JobRow& job : jobs) {
+  state->spec = std::move(spec);
+  queue_.AddSweep(row.sweep_id, /*open=*/true);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const JobRow& job = jobs[i];
     state->job_ids.push_back(job.job_id);
-    state->queued.insert({DRank(job.d), job.job_id});
-    job_sweep_[job.job_id] = row.sweep_id;
+    queue_.AddJob(row.sweep_id, job.job_id, planned[i].d, JobState::kQueued);
     jobs_[job.job_id] = job;
   }
-  SweepState_& sweep = *state;
+  SweepRecord& sweep = *state;
   sweeps_by_id_[row.sweep_id] = state.get();
   if (!row.request_id.empty()) sweeps_by_request_id_[row.request_id] = state.get();
   sweeps_.push_back(std::move(state));
   RecomputeDWarpLocked(sweep);
   SubmitResult result{SummaryLocked(sweep), jobs, false};
-  lock.unlock();
   work_cv_.notify_all();
   spdlog::info("sweep {} submitted: {} jobs", row.sweep_id, jobs.size());
   return result;
 }
 
 StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  SweepState_* sweep = FindSweepLocked(sweep_name);
+  return OnStateThread<StatusOr<CancelResult>>([&] { return CancelLocked(sweep_name); });
+}
+
+StatusOr<CancelResult> Scheduler::CancelLocked(const std::string& sweep_name) {
+  SweepRecord* sweep = FindSweepLocked(sweep_name);
   if (sweep == nullptr) return SweepNotFound(sweep_name);
   if (sweep->row.state != SweepState::kRunning)
     return FailedPreconditionError("sweep '" + sweep->row.sweep_id + "' is already " +
@@ -580,72 +586,64 @@ StatusOr<CancelResult> Scheduler::Cancel(const std::string& sweep_name) {
   SweepRow row = sweep->row;
   row.state = SweepState::kCancelled;
   row.finished_ms = now;
-  DWARP_RETURN_IF_ERROR(store_->UpdateJobs(changed));
-  DWARP_RETURN_IF_ERROR(store_->UpdateSweep(row));
+  const std::string what = "cannot store the cancellation of sweep '" + row.sweep_id + "': ";
+  Status stored = store_->UpdateJobs(changed);
+  if (!stored.ok()) return InternalError(what + stored.message());
+  stored = store_->UpdateSweep(row);
+  if (!stored.ok()) {
+    // The jobs' rows were written and the sweep's was not: put the jobs' rows back, so that the store, like
+    // memory, holds the sweep as it was before this call (the store has no transaction over both).
+    std::vector<JobRow> before;
+    for (const JobRow& job : changed) before.push_back(jobs_.at(job.job_id));
+    Status restored = store_->UpdateJobs(before);
+    if (!restored.ok())
+      spdlog::error("sweep {}: its jobs are stored as cancelled but the sweep is not, and putting them back "
+                    "failed too: {}", row.sweep_id, restored.ToString());
+    return InternalError(what + stored.message());
+  }
   for (const JobRow& job : changed) {
     JobRow& stored = jobs_.at(job.job_id);
-    if (stored.state == JobState::kQueued) sweep->queued.erase({DRank(stored.d), stored.job_id});
-    if (stored.state == JobState::kRunning) --sweep->running;
+    if (stored.state == JobState::kQueued) queue_.Remove(stored.job_id);
+    if (stored.state == JobState::kRunning) queue_.Stop(stored.job_id);
     stored = job;
-    PublishLocked(sweep->row.sweep_id, [&] { return WatchEventData(ViewLocked(stored)); });
+    watch_hub_.Publish(sweep->row.sweep_id, [&] { return WatchEventData(ViewLocked(stored)); });
   }
   sweep->row = row;
+  queue_.CloseSweep(row.sweep_id);
   RecomputeDWarpLocked(*sweep);
   result.sweep = SummaryLocked(*sweep);
-  PublishLocked(sweep->row.sweep_id, [&] { return WatchEventData(result.sweep); });
-  auto range = watchers_.equal_range(sweep->row.sweep_id);
-  for (auto it = range.first; it != range.second; ++it) it->second->Close();
-  watchers_.erase(sweep->row.sweep_id);
+  watch_hub_.PublishEnd(sweep->row.sweep_id, [&] { return result.sweep; });
   spdlog::info("sweep {} cancelled: {} queued jobs cancelled, {} running jobs told to stop", row.sweep_id,
                result.cancelled_queued, result.cancelling_running);
   return result;
 }
 
 StatusOr<WatchSubscription> Scheduler::Watch(const std::string& sweep_name) {
+  RefreshIfDue();
   std::lock_guard<std::mutex> lock(mutex_);
-  RefreshLocked();
-  const SweepState_* sweep = FindSweepLocked(sweep_name);
-  if (sweep == nullptr) return SweepNotFound(sweep_name);
+  auto found = FoundSweepLocked(sweep_name);
+  if (!found.ok()) return found.status();
+  const SweepRecord* sweep = *found;
   WatchSubscription subscription;
   subscription.sweep = SummaryLocked(*sweep);
   for (int64_t id : sweep->job_ids) subscription.jobs.push_back(ViewLocked(jobs_.at(id)));
   subscription.dwarp = sweep->dwarp;
-  subscription.queue = std::make_shared<WatchQueue>();
-  if (sweep->row.state == SweepState::kRunning && !shutdown_) {
-    watchers_.emplace(sweep->row.sweep_id, subscription.queue);
-  } else {
-    subscription.queue->Close();  // nothing will change: the snapshot is all there is
-  }
+  // A sweep that ended will not change: the snapshot is all there is.
+  subscription.queue = sweep->row.state == SweepState::kRunning && !shutdown_ ? watch_hub_.Subscribe(sweep->row.sweep_id)
+                                                                              : WatchHub::ClosedQueue();
   return subscription;
 }
 
 void Scheduler::Unwatch(const std::shared_ptr<WatchQueue>& queue) {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (auto it = watchers_.begin(); it != watchers_.end(); ++it) {
-    if (it->second == queue) {
-      watchers_.erase(it);
-      break;
-    }
-  }
-  queue->Close();
+  watch_hub_.Unsubscribe(queue);
 }
 
-void Scheduler::PublishLocked(const std::string& sweep_id, const std::function<WatchEventData()>& make_event) {
-  auto range = watchers_.equal_range(sweep_id);
-  if (range.first == range.second) return;  // nobody watches: build nothing
-  const WatchEventData event = make_event();
-  for (auto it = range.first; it != range.second;) {
-    it->second->Push(event, options_.max_watch_queue);
-    if (it->second->overflowed()) {
-      spdlog::warn("a watcher of sweep {} fell {} events behind and was dropped", sweep_id, options_.max_watch_queue);
-      it = watchers_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+void Scheduler::PublishJobLocked(const SweepRecord& sweep, const JobRow& job) {
+  watch_hub_.PublishJob(sweep.row.sweep_id, [&] { return ViewLocked(job); }, [&] { return SummaryLocked(sweep); });
 }
 
-void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
+void Scheduler::RecomputeDWarpLocked(SweepRecord& sweep) {
   std::vector<JobOutcome> outcomes;
   outcomes.reserve(sweep.job_ids.size());
   for (int64_t id : sweep.job_ids) {
@@ -655,8 +653,7 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
     outcome.layer = job.layer;
     outcome.dataset = job.dataset;
     outcome.variant = job.variant;
-    auto d = SubspaceDim::Parse(job.d);
-    outcome.d = d.ok() ? *d : SubspaceDim::Linear();
+    outcome.d = queue_.DimOf(id);
     outcome.seed = job.seed;
     outcome.state = ToOutcome(job.state);
     if (job.result) {
@@ -665,7 +662,7 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
     }
     outcomes.push_back(std::move(outcome));
   }
-  sweep.dwarp_dirty = false;
+  sweep.dwarp_stale = false;
   std::vector<GroupDWarp> records = ComputeDWarp(sweep.spec.threshold, outcomes);
   for (const GroupDWarp& record : records) {
     bool changed = true;
@@ -676,7 +673,7 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
         break;
       }
     }
-    if (changed) PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(record); });
+    if (changed) watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(record); });
   }
   sweep.dwarp = std::move(records);
 
@@ -693,44 +690,45 @@ void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
   if (unnecessary.empty()) return;
   Status stored = store_->UpdateJobs(unnecessary);
   if (!stored.ok()) {
-    spdlog::error("early stop of {} jobs not stored: {}", unnecessary.size(), stored.ToString());
+    // The jobs stay queued; the next refresh computes and tries again.
+    spdlog::error("early stop of {} jobs not stored (will retry): {}", unnecessary.size(), stored.ToString());
+    sweep.dwarp_stale = true;
     return;
   }
   for (const JobRow& job : unnecessary) {
-    sweep.queued.erase({DRank(job.d), job.job_id});
+    queue_.Remove(job.job_id);
     jobs_.at(job.job_id) = job;
-    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
+    watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
   }
   spdlog::info("sweep {}: early stop cancelled {} queued jobs", sweep.row.sweep_id, unnecessary.size());
 }
 
-void Scheduler::MaybeFinishSweepLocked(SweepState_& sweep) {
-  if (sweep.row.state != SweepState::kRunning || !sweep.queued.empty() || sweep.running > 0) return;
-  if (sweep.dwarp_dirty) RecomputeDWarpLocked(sweep);  // watchers get the final records before the end
+void Scheduler::MaybeFinishSweepLocked(SweepRecord& sweep) {
+  const std::string& id = sweep.row.sweep_id;
+  if (sweep.row.state != SweepState::kRunning || queue_.queued(id) > 0 || queue_.running(id) > 0) return;
+  if (sweep.dwarp_stale) RecomputeDWarpLocked(sweep);  // watchers get the final records before the end
   SweepRow row = sweep.row;
   row.state = SweepState::kDone;
   row.finished_ms = Now();
   Status stored = store_->UpdateSweep(row);
   if (!stored.ok()) {
-    spdlog::error("sweep {} finished but its state was not stored: {}", row.sweep_id, stored.ToString());
+    spdlog::error("sweep {} finished but its state was not stored (will retry): {}", row.sweep_id, stored.ToString());
     return;
   }
   sweep.row = row;
-  PublishLocked(row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
-  auto range = watchers_.equal_range(row.sweep_id);
-  for (auto it = range.first; it != range.second; ++it) it->second->Close();
-  watchers_.erase(row.sweep_id);
+  queue_.CloseSweep(row.sweep_id);
+  watch_hub_.PublishEnd(row.sweep_id, [&] { return SummaryLocked(sweep); });
   spdlog::info("sweep {} done", row.sweep_id);
 }
 
-void Scheduler::JobFinishedLocked(SweepState_& sweep, const JobRow& job) {
-  PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
+void Scheduler::JobFinishedLocked(SweepRecord& sweep, const JobRow& job) {
+  watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
   // d_warp is recomputed at most once per reaper pass or query (RefreshLocked), not per result: with thousands
   // of jobs a recomputation per completion would dominate the coordinator's time per lease.
-  sweep.dwarp_dirty = true;
+  sweep.dwarp_stale = true;
   MaybeFinishSweepLocked(sweep);
   if (sweep.row.state == SweepState::kRunning)
-    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
+    watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -739,131 +737,103 @@ void Scheduler::JobFinishedLocked(SweepState_& sweep, const JobRow& job) {
 StatusOr<WorkerRow> Scheduler::Register(const std::string& name, const std::string& host,
                                         const std::vector<std::string>& devices, const std::string& worker_id) {
   if (devices.empty()) return InvalidArgumentError("a worker must offer at least one device slot; got none");
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (shutdown_) return UnavailableError("the coordinator is shutting down");
-  const int64_t now = Now();
-  WorkerRow row;
-  auto found = worker_id.empty() ? workers_.end() : workers_.find(worker_id);
-  if (found != workers_.end()) {
-    row = found->second->row;  // a worker coming back keeps its id, counters and breaker state
-  } else {
-    row.worker_id = NewId("w");
-    row.registered_ms = now;
-  }
-  row.name = name;
-  row.host = host;
-  row.devices = devices;
-  row.last_seen_ms = now;
-  row.draining = false;
-  DWARP_RETURN_IF_ERROR(store_->UpsertWorker(row));
-  auto& state = workers_[row.worker_id];
-  if (!state) state = std::make_unique<WorkerState_>();
-  state->row = row;
-  spdlog::info("worker {} ({}, {} slots) registered{}", row.worker_id, name, devices.size(),
-               found != workers_.end() ? " again" : "");
-  return row;
-}
-
-std::optional<int64_t> Scheduler::PickJobLocked() {
-  // Fair share: the running sweep with the fewest running jobs, the oldest on a tie.
-  SweepState_* best = nullptr;
-  for (auto& sweep : sweeps_) {
-    if (sweep->row.state != SweepState::kRunning || sweep->queued.empty()) continue;
-    if (best == nullptr || sweep->running < best->running) best = sweep.get();
-  }
-  if (best == nullptr) return std::nullopt;
-  return best->queued.begin()->second;
+  return OnStateThread<StatusOr<WorkerRow>>([&]() -> StatusOr<WorkerRow> {
+    if (shutdown_) return UnavailableError("the coordinator is shutting down");
+    bool returning = false;
+    auto row = workers_.Register(name, host, devices, worker_id, Now(), &returning);
+    if (!row.ok()) return row.status();
+    spdlog::info("worker {} ({}, {} slots) registered{}", row->worker_id, name, devices.size(), returning ? " again" : "");
+    return row;
+  });
 }
 
 StatusOr<AcquireResult> Scheduler::Acquire(const std::string& worker_id, const std::string& device,
                                            int64_t wait_ms) {
   const int64_t wait = std::clamp<int64_t>(wait_ms, 0, options_.max_acquire_wait_ms);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait);
-  std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    AcquireResult result;
-    if (shutdown_) return result;
-    auto worker = workers_.find(worker_id);
-    if (worker == workers_.end()) {
-      result.stop = true;
-      result.reason = "unknown worker '" + worker_id + "': register first";
-      return result;
-    }
-    WorkerRow& row = worker->second->row;
-    row.last_seen_ms = Now();
-    if (row.blocked) {
-      result.stop = true;
-      result.reason = "worker blocked by the circuit breaker after " + std::to_string(row.consecutive_failures) +
-                      " failures in a row";
-      return result;
-    }
-    if (row.draining) return result;
-    if (std::optional<int64_t> job_id = PickJobLocked()) {
-      const int64_t now = Now();
-      JobRow job = jobs_.at(*job_id);
-      job.state = JobState::kRunning;
-      job.attempt += 1;
-      job.lease_id = NewId("l");
-      job.worker_id = worker_id;
-      job.lease_expires_ms = now + options_.lease_ttl_ms;
-      job.started_ms = now;
-      job.cancel_requested = false;
-      Status stored = store_->UpdateJobs({job});
-      if (!stored.ok()) return InternalError("cannot store the lease of job " + std::to_string(job.job_id) + ": " + stored.message());
-      SweepState_& sweep = *sweeps_by_id_.at(job.sweep_id);
-      JobRow& current = jobs_.at(job.job_id);
-      sweep.queued.erase({DRank(current.d), current.job_id});
-      ++sweep.running;
-      current = job;
-      lease_to_job_[job.lease_id] = job.job_id;
-      latest_metric_.erase(job.job_id);
-      PublishLocked(job.sweep_id, [&] { return WatchEventData(ViewLocked(current)); });
-      PublishLocked(job.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
-      spdlog::debug("job {} ({}/{}/{} d={} seed={}) leased to {} on {} (attempt {})", job.job_id, job.model,
-                    job.layer, job.dataset, job.d, job.seed, worker_id, device, job.attempt);
-      result.lease = Lease{job.lease_id, job, options_.lease_ttl_ms, job.lease_expires_ms};
-      return result;
-    }
+    auto tried = OnStateThread<StatusOr<std::optional<AcquireResult>>>([&] { return TryAcquireLocked(worker_id, device); });
+    if (!tried.ok()) return tried.status();
+    if (*tried) return std::move(**tried);
+    // Nothing to lease: wait for work off the state thread. A job queued before the lock is taken is seen by
+    // Pick; one queued later is announced on work_cv_, which the state thread notifies holding mutex_.
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (shutdown_) return AcquireResult{};
+    if (queue_.Pick().has_value()) continue;
     if (work_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      if (!shutdown_ && PickJobLocked().has_value()) continue;  // work arrived exactly at the deadline
+      if (!shutdown_ && queue_.Pick().has_value()) continue;  // work arrived exactly at the deadline
       return AcquireResult{};
     }
   }
 }
 
+StatusOr<std::optional<AcquireResult>> Scheduler::TryAcquireLocked(const std::string& worker_id,
+                                                                   const std::string& device) {
+  AcquireResult result;
+  if (shutdown_) return std::optional<AcquireResult>(result);
+  const WorkerRow* worker = workers_.Find(worker_id);
+  if (worker == nullptr) {
+    result.stop = true;
+    result.reason = "unknown worker '" + worker_id + "': register first";
+    return std::optional<AcquireResult>(result);
+  }
+  workers_.Seen(worker_id, Now());
+  if (worker->blocked) {
+    result.stop = true;
+    result.reason = "worker blocked by the circuit breaker after " + std::to_string(worker->consecutive_failures) +
+                    " failures in a row";
+    return std::optional<AcquireResult>(result);
+  }
+  if (worker->draining) return std::optional<AcquireResult>(result);
+  std::optional<int64_t> job_id = queue_.Pick();
+  if (!job_id) return std::optional<AcquireResult>();
+  const JobRow job = leases_.Grant(jobs_.at(*job_id), worker_id, Now());
+  Status stored = store_->UpdateJobs({job});
+  if (!stored.ok()) return InternalError("cannot store the lease of job " + std::to_string(job.job_id) + ": " + stored.message());
+  SweepRecord& sweep = *sweeps_by_id_.at(job.sweep_id);
+  JobRow& current = jobs_.at(job.job_id);
+  queue_.Start(job.job_id);
+  current = job;
+  leases_.Add(job.lease_id, job.job_id);
+  latest_metric_.erase(job.job_id);
+  PublishJobLocked(sweep, current);
+  spdlog::debug("job {} ({}/{}/{} d={} seed={}) leased to {} on {} (attempt {})", job.job_id, job.model,
+                job.layer, job.dataset, job.d, job.seed, worker_id, device, job.attempt);
+  result.lease = Lease{job.lease_id, job, leases_.ttl_ms(), job.lease_expires_ms};
+  return std::optional<AcquireResult>(result);
+}
+
 StatusOr<HeartbeatResult> Scheduler::Heartbeat(const std::string& worker_id, const std::vector<std::string>& lease_ids,
                                                bool draining) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  return OnStateThread<StatusOr<HeartbeatResult>>([&] { return HeartbeatLocked(worker_id, lease_ids, draining); });
+}
+
+StatusOr<HeartbeatResult> Scheduler::HeartbeatLocked(const std::string& worker_id,
+                                                     const std::vector<std::string>& lease_ids, bool draining) {
   HeartbeatResult result;
-  auto worker = workers_.find(worker_id);
-  if (worker == workers_.end()) {
+  if (workers_.Find(worker_id) == nullptr) {
     result.unknown_worker = true;
     return result;
   }
   const int64_t now = Now();
-  WorkerRow row = worker->second->row;
-  row.last_seen_ms = now;
-  row.draining = draining;
   std::vector<JobRow> extended;
   std::vector<std::string> released;
   for (const std::string& lease_id : lease_ids) {
     LeaseCheck check;
     check.lease_id = lease_id;
-    auto found = lease_to_job_.find(lease_id);
-    if (found != lease_to_job_.end()) {
-      const JobRow& job = jobs_.at(found->second);
-      if (job.lease_id == lease_id && job.worker_id == worker_id) {
-        if (job.state == JobState::kRunning && now <= job.lease_expires_ms) {
-          JobRow copy = job;
-          copy.lease_expires_ms = now + options_.lease_ttl_ms;
-          check.valid = true;
-          check.expires_ms = copy.lease_expires_ms;
-          extended.push_back(std::move(copy));
-        } else if (job.state == JobState::kCancelled && job.cancel_requested) {
-          check.cancel = true;
-          released.push_back(lease_id);
-        }
-      }
+    int64_t job_id = 0;
+    switch (leases_.Standing(worker_id, lease_id, now, &job_id)) {
+      case LeaseStanding::kLive:
+        extended.push_back(leases_.Extended(jobs_.at(job_id), now));
+        check.valid = true;
+        check.expires_ms = extended.back().lease_expires_ms;
+        break;
+      case LeaseStanding::kCancelled:
+        check.cancel = true;
+        released.push_back(lease_id);
+        break;
+      case LeaseStanding::kUnknown:
+        break;
     }
     result.leases.push_back(check);
   }
@@ -872,36 +842,22 @@ StatusOr<HeartbeatResult> Scheduler::Heartbeat(const std::string& worker_id, con
     if (!stored.ok()) {
       // Not extending is safe: the leases keep their old expiry and the worker tries again.
       spdlog::error("heartbeat of {}: leases not extended: {}", worker_id, stored.ToString());
+      size_t next = 0;
       for (LeaseCheck& check : result.leases)
-        if (check.valid) check.expires_ms = jobs_.at(lease_to_job_.at(check.lease_id)).lease_expires_ms;
+        if (check.valid) check.expires_ms = jobs_.at(extended[next++].job_id).lease_expires_ms;
     } else {
       for (JobRow& job : extended) jobs_.at(job.job_id).lease_expires_ms = job.lease_expires_ms;
     }
   }
-  for (const std::string& lease_id : released) lease_to_job_.erase(lease_id);
-  if (row.draining != worker->second->row.draining) {
-    Status stored = store_->UpsertWorker(row);
-    if (!stored.ok()) spdlog::error("worker {} not stored: {}", worker_id, stored.ToString());
-  }
-  worker->second->row = row;
+  for (const std::string& lease_id : released) leases_.Remove(lease_id);
+  workers_.Heartbeat(worker_id, draining, now);
   return result;
 }
 
 StatusOr<JobRow*> Scheduler::CheckLeaseLocked(const std::string& worker_id, const std::string& lease_id) {
-  auto found = lease_to_job_.find(lease_id);
-  if (found == lease_to_job_.end())
-    return FailedPreconditionError("stale lease '" + lease_id +
-                                   "': it is not the current lease of any job (expired, superseded or finished)");
-  JobRow& job = jobs_.at(found->second);
-  if (job.lease_id != lease_id || job.state != JobState::kRunning)
-    return FailedPreconditionError("stale lease '" + lease_id + "': job " + std::to_string(job.job_id) + " is " +
-                                   JobStateName(job.state));
-  if (job.worker_id != worker_id)
-    return FailedPreconditionError("lease '" + lease_id + "' belongs to worker " + job.worker_id + ", not " + worker_id);
-  if (Now() > job.lease_expires_ms)
-    return FailedPreconditionError("stale lease '" + lease_id + "': it expired " +
-                                   std::to_string(Now() - job.lease_expires_ms) + " ms ago");
-  return &job;
+  auto job_id = leases_.Check(worker_id, lease_id, Now());
+  if (!job_id.ok()) return job_id.status();
+  return &jobs_.at(*job_id);
 }
 
 Status Scheduler::RecordMetrics(const std::string& worker_id, const std::string& lease_id,
@@ -919,7 +875,7 @@ Status Scheduler::RecordMetrics(const std::string& worker_id, const std::string&
     MetricRow metric{row.job_id, row.attempt, point.epoch, point.train_loss, point.val_score, point.time_ms};
     pending_metrics_.push_back(metric);
     latest_metric_[row.job_id] = metric;
-    PublishLocked(row.sweep_id, [&] { return WatchEventData(metric); });
+    watch_hub_.Publish(row.sweep_id, [&] { return WatchEventData(metric); });
   }
   return OkStatus();
 }
@@ -930,11 +886,14 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
                                 ", val " + std::to_string(result.val_score) + ", test " +
                                 std::to_string(result.test_score) + "); a job that produced NaN must Fail");
   DWARP_RETURN_IF_ERROR(CheckResultScores(result));
+  return OnStateThread<Status>([&] { return CompleteLocked(worker_id, lease_id, std::move(result)); });
+}
+
+Status Scheduler::CompleteLocked(const std::string& worker_id, const std::string& lease_id, ResultRow result) {
   // A worker ends its metric stream before it reports the result: the points still buffered here are
   // stored first, so that a stored result means a stored curve to whoever reads the database.
-  Status flushed = FlushMetrics();
+  Status flushed = FlushMetricsLocked();
   if (!flushed.ok()) spdlog::error("metric points not stored before a result: {}", flushed.ToString());
-  std::lock_guard<std::mutex> lock(mutex_);
   auto found = CheckLeaseLocked(worker_id, lease_id);
   if (!found.ok()) return found.status();
   JobRow& current = **found;
@@ -951,19 +910,11 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
     return FailedPreconditionError("job " + std::to_string(job.job_id) + " already has its result");
   if (!stored.ok()) return InternalError("cannot store the result of job " + std::to_string(job.job_id) + ": " + stored.message());
   job.result = result;
-  SweepState_& sweep = *sweeps_by_id_.at(job.sweep_id);
-  --sweep.running;
+  SweepRecord& sweep = *sweeps_by_id_.at(job.sweep_id);
+  queue_.Stop(job.job_id);
   current = job;
-  lease_to_job_.erase(lease_id);
-  if (auto worker = workers_.find(worker_id); worker != workers_.end()) {
-    WorkerRow row = worker->second->row;
-    row.consecutive_failures = 0;
-    ++row.jobs_succeeded;
-    row.last_seen_ms = now;
-    Status saved = store_->UpsertWorker(row);
-    if (!saved.ok()) spdlog::error("worker {} not stored: {}", worker_id, saved.ToString());
-    worker->second->row = row;
-  }
+  leases_.Remove(lease_id);
+  workers_.RecordOutcome(worker_id, /*succeeded=*/true, /*retryable=*/false, "", now);
   spdlog::info("job {} ({}/{}/{} d={} seed={}) succeeded on {}: test {} = {:.4f}", job.job_id, job.model, job.layer,
                job.dataset, job.d, job.seed, worker_id, result.metric, result.test_score);
   JobFinishedLocked(sweep, current);
@@ -972,85 +923,56 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
 
 StatusOr<bool> Scheduler::Fail(const std::string& worker_id, const std::string& lease_id, const std::string& reason,
                                bool retryable) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  return OnStateThread<StatusOr<bool>>([&] { return FailLocked(worker_id, lease_id, reason, retryable); });
+}
+
+StatusOr<bool> Scheduler::FailLocked(const std::string& worker_id, const std::string& lease_id,
+                                     const std::string& reason, bool retryable) {
   auto found = CheckLeaseLocked(worker_id, lease_id);
   if (!found.ok()) return found.status();
   JobRow& current = **found;
-  SweepState_& sweep = *sweeps_by_id_.at(current.sweep_id);
-  const int32_t max_attempts = sweep.spec.max_attempts;
-  const int64_t now = Now();
-  JobRow job = current;
-  const bool requeue = retryable && job.attempt < max_attempts;
-  job.error = reason.empty() ? "failed without a reason" : reason;
-  job.lease_id.clear();
-  job.lease_expires_ms = 0;
-  if (requeue) {
-    job.state = JobState::kQueued;
-  } else {
-    job.state = JobState::kFailed;
-    job.finished_ms = now;
-    if (retryable) job.error += " (attempt " + std::to_string(job.attempt) + " of " + std::to_string(max_attempts) + ")";
-  }
-  DWARP_RETURN_IF_ERROR(store_->UpdateJobs({job}));
-  --sweep.running;
-  if (requeue) sweep.queued.insert({DRank(job.d), job.job_id});
-  current = job;
-  lease_to_job_.erase(lease_id);
-
-  if (auto worker = workers_.find(worker_id); worker != workers_.end()) {
-    WorkerRow row = worker->second->row;
-    ++row.jobs_failed;
-    // The breaker counts what looks like the worker's fault (retryable failures), not bad jobs, and not the
-    // jobs a draining worker hands back.
-    if (retryable && !row.draining) ++row.consecutive_failures;
-    if (row.consecutive_failures >= options_.circuit_breaker_failures && !row.blocked) {
-      row.blocked = true;
-      spdlog::warn("worker {} blocked: {} failures in a row, the last: {}", worker_id, row.consecutive_failures, reason);
-    }
-    Status saved = store_->UpsertWorker(row);
-    if (!saved.ok()) spdlog::error("worker {} not stored: {}", worker_id, saved.ToString());
-    worker->second->row = row;
-  }
+  const int32_t max_attempts = sweeps_by_id_.at(current.sweep_id)->spec.max_attempts;
+  const JobRow job =
+      leases_.EndWithoutResult(current, LeaseTable::Ending::kFailed, retryable, reason, max_attempts, Now());
+  Status stored = store_->UpdateJobs({job});
+  if (!stored.ok())
+    return InternalError("cannot store the failure of job " + std::to_string(job.job_id) + ": " + stored.message());
+  workers_.RecordOutcome(worker_id, /*succeeded=*/false, retryable, reason, Now());
   spdlog::info("job {} failed on {} (attempt {}{}): {}", job.job_id, worker_id, job.attempt,
-               requeue ? ", requeued" : ", for good", reason);
-  if (requeue) {
-    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(current)); });
-    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
-    lock.unlock();
-    work_cv_.notify_all();
-  } else {
+               job.state == JobState::kQueued ? ", requeued" : ", for good", reason);
+  const bool requeued = LeaseEndedLocked(current, job);
+  if (requeued) work_cv_.notify_all();
+  return requeued;
+}
+
+bool Scheduler::LeaseEndedLocked(JobRow& current, const JobRow& next) {
+  SweepRecord& sweep = *sweeps_by_id_.at(current.sweep_id);
+  leases_.Remove(current.lease_id);
+  queue_.Stop(current.job_id);
+  current = next;
+  if (current.state != JobState::kQueued) {
     JobFinishedLocked(sweep, current);
+    return false;
   }
-  return requeue;
+  queue_.Requeue(current.job_id);
+  PublishJobLocked(sweep, current);
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Background work
 
 int Scheduler::ExpireLeases() {
-  std::unique_lock<std::mutex> lock(mutex_);
+  return OnStateThread<int>([&] { return ExpireLeasesLocked(); });
+}
+
+int Scheduler::ExpireLeasesLocked() {
   const int64_t now = Now();
   std::vector<JobRow> expired;
-  for (const auto& [lease_id, job_id] : lease_to_job_) {
+  for (int64_t job_id : leases_.Expired(now)) {
     const JobRow& job = jobs_.at(job_id);
-    if (job.state != JobState::kRunning || now <= job.lease_expires_ms) continue;
-    JobRow copy = job;
     const int32_t max_attempts = sweeps_by_id_.at(job.sweep_id)->spec.max_attempts;
-    copy.lease_id.clear();
-    copy.lease_expires_ms = 0;
-    // Silence has more than one cause: a dead or cut-off worker, or this coordinator being down while the
-    // worker waited to report; the message says what was seen, not who is to blame.
-    copy.error = "lease of attempt " + std::to_string(job.attempt) + " expired: no heartbeat or result from worker " +
-                 job.worker_id + " reached the coordinator within the lease TTL (" +
-                 std::to_string(options_.lease_ttl_ms) + " ms)";
-    if (job.attempt < max_attempts) {
-      copy.state = JobState::kQueued;
-    } else {
-      copy.state = JobState::kFailed;
-      copy.finished_ms = now;
-      copy.error += "; all " + std::to_string(max_attempts) + " attempts used";
-    }
-    expired.push_back(std::move(copy));
+    expired.push_back(leases_.EndWithoutResult(job, LeaseTable::Ending::kExpired, /*retryable=*/true, "", max_attempts, now));
   }
   if (expired.empty()) return 0;
   Status stored = store_->UpdateJobs(expired);
@@ -1060,34 +982,22 @@ int Scheduler::ExpireLeases() {
   }
   bool requeued = false;
   for (const JobRow& job : expired) {
-    JobRow& current = jobs_.at(job.job_id);
-    lease_to_job_.erase(current.lease_id);
-    SweepState_& sweep = *sweeps_by_id_.at(job.sweep_id);
-    --sweep.running;
-    current = job;
     spdlog::warn("job {}: {}{}", job.job_id, job.error, job.state == JobState::kQueued ? "; requeued" : "; failed");
-    if (job.state == JobState::kQueued) {
-      sweep.queued.insert({DRank(job.d), job.job_id});
-      requeued = true;
-      PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(current)); });
-      PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
-    } else {
-      JobFinishedLocked(sweep, current);
-    }
+    requeued = LeaseEndedLocked(jobs_.at(job.job_id), job) || requeued;
   }
-  lock.unlock();
   if (requeued) work_cv_.notify_all();
   return static_cast<int>(expired.size());
 }
 
 Status Scheduler::FlushMetrics() {
-  std::lock_guard<std::mutex> flush_lock(flush_mutex_);
+  return OnStateThread<Status>([&] { return FlushMetricsLocked(); });
+}
+
+Status Scheduler::FlushMetricsLocked() {
   std::vector<MetricRow> batch;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    batch.swap(pending_metrics_);
-  }
+  batch.swap(pending_metrics_);
   if (batch.empty()) return OkStatus();
+  // RecordMetrics may append new points while the batch is written (mutex_ is released for the write).
   Status stored = store_->AppendMetrics(batch);
   if (!stored.ok() && stored.code() != StatusCode::kInternal) {
     // Not a passing I/O problem (e.g. a point of a job the store does not know): retrying cannot help.
@@ -1095,7 +1005,6 @@ Status Scheduler::FlushMetrics() {
     return stored;
   }
   if (!stored.ok()) {
-    std::lock_guard<std::mutex> lock(mutex_);
     pending_metrics_.insert(pending_metrics_.begin(), batch.begin(), batch.end());  // try again next time
     return stored;
   }
@@ -1107,9 +1016,11 @@ void Scheduler::ReaperLoop() {
   while (!shutdown_) {
     stop_cv_.wait_for(lock, std::chrono::milliseconds(options_.reap_interval_ms));
     if (shutdown_) break;
-    RefreshLocked();
     lock.unlock();
-    ExpireLeases();
+    OnStateThread<int>([&] {
+      RefreshLocked();
+      return ExpireLeasesLocked();
+    });
     lock.lock();
   }
 }
@@ -1124,6 +1035,60 @@ void Scheduler::FlusherLoop() {
     if (!flushed.ok()) spdlog::error("metric points not stored yet: {}", flushed.ToString());
     lock.lock();
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The state thread
+
+template <typename Result>
+Result Scheduler::OnStateThread(const std::function<Result()>& task) {
+  if (state_thread_owner == this) return task();  // already on it, holding mutex_
+  std::promise<Result> promise;
+  std::future<Result> future = promise.get_future();
+  bool posted = false;
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    if (!tasks_stopped_) {
+      tasks_.push_back([&] {
+        try {
+          promise.set_value(task());
+        } catch (...) {
+          promise.set_exception(std::current_exception());  // rethrown on the caller's thread, as before
+        }
+      });
+      posted = true;
+    }
+  }
+  if (posted) {
+    tasks_cv_.notify_one();
+    return future.get();
+  }
+  // No state thread (before Create starts it, or after Shutdown stopped it): run here under mutex_, with
+  // the store called under it as well.
+  std::lock_guard<std::mutex> lock(mutex_);
+  return task();
+}
+
+void Scheduler::StateLoop() {
+  state_thread_owner = this;
+  while (true) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(tasks_mutex_);
+      tasks_cv_.wait(lock, [&] { return tasks_stopped_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopped and drained
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    state_lock_ = &lock;
+    task();
+    state_lock_ = nullptr;
+  }
+}
+
+std::unique_lock<std::mutex>* Scheduler::StateLockToRelease() const {
+  return state_thread_owner == this ? state_lock_ : nullptr;
 }
 
 }  // namespace dwarp::coordinator

@@ -21,7 +21,31 @@
 // Metric points are validated and kept as the job's latest point at once, and written to the store in
 // batches by a background flusher (every metric_flush_ms); a crash loses at most that window of points.
 //
-// Thread-safety: every public method is thread-safe (one internal mutex; Acquire waits without holding it).
+// Parts (each its own files; none locks: all are used under this class's mutex):
+//   JobQueue        (job_queue.h)        queued jobs in run order by typed d; fair-share picking
+//   LeaseTable      (lease_table.h)      fencing, grant, extension, expiry; the one requeue-or-fail rule
+//   WorkerRegistry  (worker_registry.h)  worker rows, outcomes, the circuit breaker
+//   WatchHub        (watch_hub.h)        watchers of each sweep and the events pushed to them
+// This class keeps the sweeps and jobs, writes through the store, and runs the reaper and the flusher.
+// Every change is computed first, written to the store, and only then applied in memory, so a failed store
+// write leaves memory as it was and the caller gets Internal naming what was not stored (Submit, Register,
+// Acquire, Complete, Fail, Cancel; Cancel also puts back the job rows it wrote when the sweep's row then
+// fails). Background writes that fail are retried: expiry on the next reaper pass, a sweep's end and early
+// stop on the next refresh, Internal metric batches on the next flush. A worker's counters follow an
+// outcome that is stored even when the worker's row is not (worker_registry.h). Every branch is driven by
+// tests/coordinator/scheduler_store_faults_test.cpp.
+//
+// Threads: one state thread changes the state. The public methods that change it (Submit once the sweep is
+// expanded, Cancel, Register, Acquire, Heartbeat, Complete, Fail, ExpireLeases, FlushMetrics, Metrics) hand
+// their work to it and wait for the answer. It holds mutex_ while it computes and applies a change and
+// releases it around every store call, so the queries (GetSweep, ListSweeps, Jobs, JobsPage, DWarp, Workers,
+// Watch), RecordMetrics and waiting long-polls, which take mutex_ alone, never wait on a SQLite write; being
+// the only thread that changes the state, it finds the state as it left it when the store call returns. A
+// query that finds a refresh due (a d_warp to recompute, a sweep to end) hands that to the state thread
+// first. Before Create starts the thread and after Shutdown stops it, calls run on the caller's thread with
+// mutex_ held throughout.
+//
+// Thread-safety: every public method is thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -32,17 +56,19 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <thread>
-#include <unordered_map>
-#include <variant>
 #include <vector>
 
 #include "common/status.h"
 #include "common/sweep_spec.h"
 #include "coordinator/dwarp_tracker.h"
+#include "coordinator/job_queue.h"
+#include "coordinator/lease_table.h"
 #include "coordinator/store.h"
+#include "coordinator/sweep_summary.h"
+#include "coordinator/watch_hub.h"
+#include "coordinator/worker_registry.h"
 
 namespace dwarp::coordinator {
 
@@ -59,21 +85,6 @@ struct SchedulerOptions {
   // other jobs). A Submit over it is refused before anything is stored.
   size_t max_spec_bytes = 1 << 20;
   std::function<int64_t()> now_ms;        // the clock (ms since the epoch); unset: the system clock
-};
-
-struct JobCounts {
-  int32_t total = 0, queued = 0, running = 0, succeeded = 0, failed = 0, cancelled = 0;
-};
-
-struct SweepSummary {
-  SweepRow row;
-  SweepSpec spec;   // parsed back from row.spec_json
-  JobCounts counts;
-};
-
-struct JobView {
-  JobRow job;
-  std::optional<MetricRow> latest_metric;  // of the current attempt
 };
 
 struct SubmitRequestData {
@@ -147,30 +158,6 @@ struct MetricPointData {
   int64_t time_ms = 0;
 };
 
-// One event for watchers of a sweep.
-using WatchEventData = std::variant<JobView, MetricRow, GroupDWarp, SweepSummary>;
-
-// A watcher's queue. The scheduler pushes; the Watch RPC pops. Closed when the sweep ends (after its final
-// SweepSummary), when the scheduler shuts down, or when the watcher fell max_watch_queue events behind.
-class WatchQueue {
- public:
-  // Waits up to timeout_ms for an event. nullopt on timeout or when closed and drained (closed() tells).
-  std::optional<WatchEventData> Pop(int64_t timeout_ms);
-  bool closed() const;
-  bool overflowed() const;
-
- private:
-  friend class Scheduler;
-  void Push(WatchEventData event, size_t max_queue);
-  void Close();
-
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<WatchEventData> events_;
-  bool closed_ = false;
-  bool overflowed_ = false;
-};
-
 struct WatchSubscription {
   SweepSummary sweep;
   std::vector<JobView> jobs;
@@ -228,7 +215,8 @@ class Scheduler {
   StatusOr<AcquireResult> Acquire(const std::string& worker_id, const std::string& device, int64_t wait_ms);
   StatusOr<HeartbeatResult> Heartbeat(const std::string& worker_id, const std::vector<std::string>& lease_ids,
                                       bool draining);
-  // Returns how many points were accepted (all or none: FailedPrecondition for a stale lease).
+  // Keeps the points (all or none: FailedPrecondition for a stale lease); points at or before the job's
+  // latest epoch of this attempt are skipped (a worker resends them after a broken stream).
   Status RecordMetrics(const std::string& worker_id, const std::string& lease_id,
                        const std::vector<MetricPointData>& points);
   Status Complete(const std::string& worker_id, const std::string& lease_id, ResultRow result);
@@ -246,36 +234,69 @@ class Scheduler {
   bool serving() const;
 
  private:
-  struct SweepState_;
-  struct WorkerState_;
+  struct SweepRecord;
+  class StoreOutsideLock;
 
   explicit Scheduler(SweepStore* store, SchedulerOptions options);
   Status LoadFromStore();
   int64_t Now() const;
 
+  // Runs `task` on the state thread, holding mutex_ there, and returns its result; runs it at once when
+  // called on the state thread, and on the caller's thread under mutex_ when there is no state thread
+  // (before Create starts it, after Shutdown stops it).
+  template <typename Result>
+  Result OnStateThread(const std::function<Result()>& task);
+  void StateLoop();
+  // The state thread's hold on mutex_ while it runs a task, when called on the state thread; else nullptr.
+  std::unique_lock<std::mutex>* StateLockToRelease() const;
+
+  // The bodies of the public methods that change state; they run on the state thread.
+  StatusOr<SubmitResult> StoreSweepLocked(SweepRow row, SweepSpec spec, const std::vector<PlannedJob>& planned,
+                                          std::vector<JobRow> jobs);
+  StatusOr<CancelResult> CancelLocked(const std::string& sweep_name);
+  // nullopt: nothing to lease now (the caller waits for work).
+  StatusOr<std::optional<AcquireResult>> TryAcquireLocked(const std::string& worker_id, const std::string& device);
+  StatusOr<HeartbeatResult> HeartbeatLocked(const std::string& worker_id, const std::vector<std::string>& lease_ids,
+                                            bool draining);
+  Status CompleteLocked(const std::string& worker_id, const std::string& lease_id, ResultRow result);
+  StatusOr<bool> FailLocked(const std::string& worker_id, const std::string& lease_id, const std::string& reason,
+                            bool retryable);
+  int ExpireLeasesLocked();
+  Status FlushMetricsLocked();
+
   // All private helpers below run with mutex_ held.
-  SweepState_* FindSweepLocked(const std::string& sweep);
-  const SweepState_* FindSweepLocked(const std::string& sweep) const;
-  SweepSummary SummaryLocked(const SweepState_& sweep) const;
+  SweepRecord* FindSweepLocked(const std::string& sweep);
+  const SweepRecord* FindSweepLocked(const std::string& sweep) const;
+  // The sweep named by id or name; NotFound otherwise.
+  StatusOr<const SweepRecord*> FoundSweepLocked(const std::string& sweep) const;
+  // Whether a sweep's d_warp is stale or a running sweep has nothing left to run (RefreshLocked has work).
+  bool RefreshDueLocked() const;
+  // Runs RefreshLocked on the state thread when it has work; called by queries before they read (without
+  // mutex_ held).
+  void RefreshIfDue();
+  SweepSummary SummaryLocked(const SweepRecord& sweep) const;
   JobView ViewLocked(const JobRow& job) const;
-  std::optional<int64_t> PickJobLocked();
   StatusOr<JobRow*> CheckLeaseLocked(const std::string& worker_id, const std::string& lease_id);
-  void JobFinishedLocked(SweepState_& sweep, const JobRow& job);
-  // Builds the event only when someone watches the sweep.
-  void PublishLocked(const std::string& sweep_id, const std::function<WatchEventData()>& make_event);
+  void JobFinishedLocked(SweepRecord& sweep, const JobRow& job);
+  // Applies a lease's end without a result (LeaseTable::EndWithoutResult's row, already stored) to `current`:
+  // the lease is released and the job requeued or finished. Returns whether it was requeued.
+  bool LeaseEndedLocked(JobRow& current, const JobRow& next);
+  // The job changed and its sweep still runs: its view and the sweep's summary go to watchers.
+  void PublishJobLocked(const SweepRecord& sweep, const JobRow& job);
   void RefreshLocked();  // recomputes d_warp of sweeps with new outcomes
-  void MaybeFinishSweepLocked(SweepState_& sweep);
-  void RecomputeDWarpLocked(SweepState_& sweep);
+  void MaybeFinishSweepLocked(SweepRecord& sweep);
+  void RecomputeDWarpLocked(SweepRecord& sweep);
   std::string NewSweepIdLocked(const std::string& name) const;
   // The answer to a Submit whose request id already created a sweep: nullopt when none did; that sweep when
   // it has the same resolved spec; AlreadyExists otherwise.
   StatusOr<std::optional<SubmitResult>> ResubmittedLocked(const std::string& request_id,
                                                           const std::string& spec_json) const;
-  std::string NewId(const char* prefix);
 
   void ReaperLoop();
   void FlusherLoop();
 
+  // Every store call goes through store_outside_lock_, which releases mutex_ on the state thread.
+  const std::unique_ptr<StoreOutsideLock> store_outside_lock_;
   SweepStore* const store_;
   const SchedulerOptions options_;
 
@@ -284,18 +305,23 @@ class Scheduler {
   std::condition_variable stop_cv_;   // background threads' sleep
   bool shutdown_ = false;
 
-  std::vector<std::unique_ptr<SweepState_>> sweeps_;         // creation order
-  std::map<std::string, SweepState_*> sweeps_by_id_;
-  std::map<std::string, SweepState_*> sweeps_by_request_id_;  // sweeps submitted with a request id
+  std::vector<std::unique_ptr<SweepRecord>> sweeps_;         // creation order
+  std::map<std::string, SweepRecord*> sweeps_by_id_;
+  std::map<std::string, SweepRecord*> sweeps_by_request_id_;  // sweeps submitted with a request id
   std::map<int64_t, JobRow> jobs_;                           // every job by id
-  std::map<int64_t, std::string> job_sweep_;                 // job id -> sweep id
-  std::unordered_map<std::string, int64_t> lease_to_job_;    // current leases only
+  JobQueue queue_;                                           // queued jobs, running counts, typed d
+  LeaseTable leases_;                                        // current leases only (reads jobs_)
   std::map<int64_t, MetricRow> latest_metric_;               // job id -> last point of its current attempt
-  std::map<std::string, std::unique_ptr<WorkerState_>> workers_;
+  WorkerRegistry workers_;
   std::vector<MetricRow> pending_metrics_;
-  std::multimap<std::string, std::shared_ptr<WatchQueue>> watchers_;  // sweep id -> queue
-  std::mutex flush_mutex_;  // serialises metric writes (taken without mutex_ held)
-  uint64_t id_counter_ = 0;
+  WatchHub watch_hub_;
+  // The state thread: the one thread that changes the state (see the header comment).
+  std::mutex tasks_mutex_;
+  std::condition_variable tasks_cv_;
+  std::deque<std::function<void()>> tasks_;  // guarded by tasks_mutex_
+  bool tasks_stopped_ = true;                // guarded by tasks_mutex_; false while the state thread runs
+  std::unique_lock<std::mutex>* state_lock_ = nullptr;  // touched by the state thread only
+  std::thread state_thread_;
 
   std::thread reaper_;
   std::thread flusher_;

@@ -15,6 +15,7 @@
 
 #include "coordinator/memory_store.h"
 #include "coordinator/sqlite_store.h"
+#include "tests/coordinator/manual_clock_options.h"
 
 namespace dwarp::coordinator {
 namespace {
@@ -39,14 +40,8 @@ class SchedulerTest : public ::testing::Test {
   void SetUp() override { Start(); }
 
   void Start() {
-    SchedulerOptions options;
-    options.lease_ttl_ms = 1000;
-    options.heartbeat_interval_ms = 300;
-    options.circuit_breaker_failures = 3;
-    options.reap_interval_ms = 0;  // the test runs ExpireLeases itself
-    options.metric_flush_ms = 0;
+    SchedulerOptions options = ManualClockOptions([this] { return now_.load(); });
     options.max_spec_bytes = max_spec_bytes_;
-    options.now_ms = [this] { return now_.load(); };
     auto scheduler = Scheduler::Create(&store_, options);
     ASSERT_TRUE(scheduler.ok()) << scheduler.status();
     scheduler_ = std::move(*scheduler);
@@ -591,12 +586,7 @@ TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "dwarp.db").string();
   std::atomic<int64_t> now{5'000'000};
-  SchedulerOptions options;
-  options.lease_ttl_ms = 1000;
-  options.heartbeat_interval_ms = 300;
-  options.reap_interval_ms = 0;
-  options.metric_flush_ms = 0;
-  options.now_ms = [&] { return now.load(); };
+  const SchedulerOptions options = ManualClockOptions([&] { return now.load(); });
 
   std::string worker, held, expired_lease;
   int64_t held_job = 0;

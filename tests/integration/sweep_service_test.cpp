@@ -432,6 +432,7 @@ TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {
     v1::CompleteResponse completed;
     grpc::ClientContext complete_context;
     dwarp::rpc::PrepareContext(complete_context, connection_);
+    complete_context.AddMetadata("dwarp-worker-credential", registered.worker_credential());
     grpc::Status status = worker_stub_->Complete(&complete_context, complete, &completed);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
     EXPECT_NE(status.error_message().find("stale lease"), std::string::npos) << status.error_message();

@@ -115,6 +115,20 @@ std::string CodeName(grpc::StatusCode code) {
   }
 }
 
+// Who this worker is to the coordinator: the id and credential Register handed out. Every call for the
+// worker after Register carries the credential (AddCredential).
+struct WorkerIdentity {
+  std::string worker_id;
+  std::string credential;
+};
+
+// The metadata key of worker credentials (coordinator/worker_credentials.h).
+constexpr char kWorkerCredentialMetadata[] = "dwarp-worker-credential";
+
+void AddCredential(grpc::ClientContext& context, const std::string& credential) {
+  if (!credential.empty()) context.AddMetadata(kWorkerCredentialMetadata, credential);
+}
+
 // Why a running job was told to stop; decides what its slot reports once RunJob has returned.
 enum class StopReason { kNone, kCancelled, kLeaseInvalid, kDraining };
 
@@ -170,11 +184,11 @@ const char* StopReasonName(StopReason reason) {
 // `flush_timeout`, then cancels it. Used from the slot thread (Send, Close); the sender thread is internal.
 class MetricStream {
  public:
-  MetricStream(pb::WorkerService::Stub& stub, const rpc::ConnectionOptions& connection, std::string worker_id,
+  MetricStream(pb::WorkerService::Stub& stub, const rpc::ConnectionOptions& connection, WorkerIdentity identity,
                std::string lease_id, milliseconds initial_backoff, milliseconds max_backoff, size_t max_held)
       : stub_(stub),
         connection_(connection),
-        worker_id_(std::move(worker_id)),
+        identity_(std::move(identity)),
         lease_id_(std::move(lease_id)),
         initial_backoff_(initial_backoff),
         max_backoff_(max_backoff),
@@ -248,6 +262,7 @@ class MetricStream {
       }
       grpc::ClientContext context;
       rpc::PrepareContext(context, connection_);
+      AddCredential(context, identity_.credential);
       // Waits for the coordinator rather than failing at once while the channel reconnects; Close cancels.
       context.set_wait_for_ready(true);
       {
@@ -310,7 +325,7 @@ class MetricStream {
         if (abandoned_) return false;
         const uint64_t held_end = first_seq_ + held_.size();
         if (next_seq_ >= held_end) return true;  // closing, and nothing left to write
-        batch.set_worker_id(worker_id_);
+        batch.set_worker_id(identity_.worker_id);
         batch.set_lease_id(lease_id_);
         end = std::min<uint64_t>(held_end, next_seq_ + kPointsPerBatch);
         for (uint64_t seq = next_seq_; seq < end; ++seq) *batch.add_points() = held_[seq - first_seq_];
@@ -329,7 +344,8 @@ class MetricStream {
 
   pb::WorkerService::Stub& stub_;
   const rpc::ConnectionOptions& connection_;
-  const std::string worker_id_, lease_id_;
+  const WorkerIdentity identity_;
+  const std::string lease_id_;
   const milliseconds initial_backoff_, max_backoff_;
   const size_t max_held_;
 
@@ -571,6 +587,7 @@ class WorkerDaemon::Impl {
     call->request.set_host(HostName());
     for (const auto& device : slot_devices_) call->request.add_devices(device);
     call->request.set_worker_id(worker_id_);  // empty the first time; the old id when registering again
+    AddCredential(call->context, credential_);  // proves the old id is this worker's
     loop_calls_.insert(&call->context);
     asio::post(rpc_ioc_, [this, call] {
       const grpc::Status status = stub_->Register(&call->context, call->request, &call->response);
@@ -586,6 +603,9 @@ class WorkerDaemon::Impl {
       register_failures_ = 0;
       const std::string previous = worker_id_;
       worker_id_ = call.response.worker_id();
+      // A new id comes with its credential; registering again with ours keeps the one we have.
+      if (!call.response.worker_credential().empty() || worker_id_ != previous)
+        credential_ = call.response.worker_credential();
       const int64_t interval = call.response.heartbeat_interval_ms();
       heartbeat_interval_ = milliseconds(interval > 0 ? std::max<int64_t>(interval, 10) : 1000);
       if (call.response.lease_ttl_ms() > 0) lease_ttl_ms_.store(call.response.lease_ttl_ms());
@@ -645,6 +665,7 @@ class WorkerDaemon::Impl {
     // alone can leave a worker unable to reach a coordinator that has long been back.
     call->context.set_wait_for_ready(true);
     call->request.set_worker_id(worker_id_);
+    AddCredential(call->context, credential_);
     for (const auto& [lease_id, control] : running_) call->request.add_lease_ids(lease_id);
     call->request.set_draining(draining_);
     loop_calls_.insert(&call->context);
@@ -724,18 +745,19 @@ class WorkerDaemon::Impl {
     Backoff backoff(options_.initial_backoff, options_.max_backoff);
     while (true) {
       grpc::ClientContext context;
-      std::string worker_id;
+      WorkerIdentity identity;
       const bool acquire = OnLoop([&] {
         if (draining_) return false;
         acquires_.insert(&context);
-        worker_id = worker_id_;
+        identity = {worker_id_, credential_};
         return true;
       });
       if (!acquire) break;
       // The coordinator caps the long-poll; the deadline leaves it room to answer.
       rpc::PrepareContext(context, options_.connection, options_.acquire_wait + milliseconds(10000));
+      AddCredential(context, identity.credential);
       pb::AcquireRequest request;
-      request.set_worker_id(worker_id);
+      request.set_worker_id(identity.worker_id);
       request.set_device(device);
       request.set_wait_ms(options_.acquire_wait.count());
       pb::AcquireResponse response;
@@ -758,7 +780,7 @@ class WorkerDaemon::Impl {
         continue;
       }
       if (!response.has_lease()) continue;
-      RunLease(slot, device, worker_id, response.lease());
+      RunLease(slot, device, identity, response.lease());
     }
     asio::post(ioc_, [this] {
       --live_slots_;
@@ -766,7 +788,7 @@ class WorkerDaemon::Impl {
     });
   }
 
-  void RunLease(int slot, const std::string& device, const std::string& worker_id, const pb::Lease& lease) {
+  void RunLease(int slot, const std::string& device, const WorkerIdentity& identity, const pb::Lease& lease) {
     const pb::JobKey& key = lease.key();
     spdlog::info("slot {} ({}): lease {} job {} (sweep {}, model {}, layer {}, dataset {}, d {}, seed {}) attempt {}",
                  slot, device, lease.lease_id(), lease.job_id(), lease.sweep_id(), key.model(), key.layer(),
@@ -778,21 +800,21 @@ class WorkerDaemon::Impl {
       running_[lease.lease_id()] = control;
       if (hard_stop_) control->Stop(StopReason::kDraining);
     });
-    StatusOr<JobResult> result = RunLeaseJob(device, worker_id, lease, *control);
+    StatusOr<JobResult> result = RunLeaseJob(device, identity, lease, *control);
     const StopReason reason = control->reason.load();
     if (reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid) {
       spdlog::info("job {}: stopped ({}); nothing reported", lease.job_id(), StopReasonName(reason));
     } else if (result.ok()) {
-      ReportComplete(worker_id, lease, *control, *result);
+      ReportComplete(identity, lease, *control, *result);
     } else if (reason == StopReason::kDraining && result.status().code() == StatusCode::kCancelled) {
-      ReportFail(worker_id, lease, *control, "worker draining: the job was stopped before it finished", true);
+      ReportFail(identity, lease, *control, "worker draining: the job was stopped before it finished", true);
     } else {
-      ReportFail(worker_id, lease, *control, result.status().ToString(), IsRetryableJobFailure(result.status()));
+      ReportFail(identity, lease, *control, result.status().ToString(), IsRetryableJobFailure(result.status()));
     }
     OnLoop([&] { running_.erase(lease.lease_id()); });
   }
 
-  StatusOr<JobResult> RunLeaseJob(const std::string& device, const std::string& worker_id, const pb::Lease& lease,
+  StatusOr<JobResult> RunLeaseJob(const std::string& device, const WorkerIdentity& identity, const pb::Lease& lease,
                                   JobControl& control) {
     const nlohmann::json document = nlohmann::json::parse(lease.spec_json(), nullptr, /*allow_exceptions=*/false);
     if (document.is_discarded() || !document.is_object()) {
@@ -803,7 +825,7 @@ class WorkerDaemon::Impl {
     if (!spec.ok()) return Status(spec.status().code(), "spec_json: " + spec.status().message());
     DWARP_RETURN_IF_ERROR(CheckJobPathsUnderDataRoots(*spec, data_roots_));
     spec->train.device = device;
-    MetricStream metrics(*stub_, options_.connection, worker_id, lease.lease_id(), options_.initial_backoff,
+    MetricStream metrics(*stub_, options_.connection, identity, lease.lease_id(), options_.initial_backoff,
                          options_.max_backoff, options_.max_held_metric_points);
     JobRunOptions run;
     run.on_epoch = [&metrics](const engine::EpochRecord& record, int64_t) { metrics.Send(record); };
@@ -835,7 +857,8 @@ class WorkerDaemon::Impl {
   // and one that outlasts the lease gives up, since the coordinator has then requeued or failed the job.
   // Stops early when a heartbeat reply dismissed the lease, or the worker must stop now (after one try).
   template <typename Call>
-  grpc::Status UntilAnswered(const pb::Lease& lease, const JobControl& control, const char* what, Call call) {
+  grpc::Status UntilAnswered(const pb::Lease& lease, const JobControl& control, const std::string& credential,
+                             const char* what, Call call) {
     Backoff backoff(options_.initial_backoff, options_.max_backoff);
     bool warned = false;
     while (true) {
@@ -845,6 +868,7 @@ class WorkerDaemon::Impl {
       const milliseconds wait = stop_now_.load() ? milliseconds(1000)
                                                  : std::clamp(control.ValidFor(), milliseconds(1000), kLongestCall);
       rpc::PrepareContext(context, options_.connection, wait);
+      AddCredential(context, credential);
       context.set_wait_for_ready(true);  // as heartbeats: the call itself waits for the coordinator
       const grpc::Status status = call(context);
       if (status.ok() || !IsTransient(status)) return status;
@@ -862,14 +886,14 @@ class WorkerDaemon::Impl {
     }
   }
 
-  void ReportComplete(const std::string& worker_id, const pb::Lease& lease, const JobControl& control,
+  void ReportComplete(const WorkerIdentity& identity, const pb::Lease& lease, const JobControl& control,
                       const JobResult& result) {
     pb::CompleteRequest request;
-    request.set_worker_id(worker_id);
+    request.set_worker_id(identity.worker_id);
     request.set_lease_id(lease.lease_id());
     *request.mutable_result() = JobResultToProto(result);
     pb::CompleteResponse response;
-    const grpc::Status status = UntilAnswered(lease, control, "result", [&](grpc::ClientContext& context) {
+    const grpc::Status status = UntilAnswered(lease, control, identity.credential, "result", [&](grpc::ClientContext& context) {
       return stub_->Complete(&context, request, &response);
     });
     if (!status.ok()) {
@@ -885,16 +909,16 @@ class WorkerDaemon::Impl {
     }
   }
 
-  void ReportFail(const std::string& worker_id, const pb::Lease& lease, const JobControl& control,
+  void ReportFail(const WorkerIdentity& identity, const pb::Lease& lease, const JobControl& control,
                   const std::string& reason, bool retryable) {
     spdlog::warn("job {}: failed ({}): {}", lease.job_id(), retryable ? "retryable" : "not retryable", reason);
     pb::FailRequest request;
-    request.set_worker_id(worker_id);
+    request.set_worker_id(identity.worker_id);
     request.set_lease_id(lease.lease_id());
     request.set_reason(reason);
     request.set_retryable(retryable);
     pb::FailResponse response;
-    const grpc::Status status = UntilAnswered(lease, control, "failure", [&](grpc::ClientContext& context) {
+    const grpc::Status status = UntilAnswered(lease, control, identity.credential, "failure", [&](grpc::ClientContext& context) {
       return stub_->Fail(&context, request, &response);
     });
     if (!status.ok()) {
@@ -926,6 +950,7 @@ class WorkerDaemon::Impl {
   int register_failures_ = 0;  // retryable Register failures in a row
   std::vector<std::filesystem::path> data_roots_;  // canonical; set by Run() before any slot starts
   std::string worker_id_;
+  std::string credential_;  // worker_id_'s credential (never logged)
   milliseconds heartbeat_interval_{1000};
   bool register_in_flight_ = false;
   bool heartbeat_in_flight_ = false;

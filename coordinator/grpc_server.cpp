@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "common/rpc/connection.h"
@@ -207,6 +208,71 @@ StatusOr<int64_t> JobIdOfPageToken(const std::string& token) {
   return job_id;
 }
 
+// List and DWarp pages are named by the position of their first element: "at:<index>". Sweeps are only
+// ever appended (by creation order) and a sweep's groups are fixed by its spec, so a position stays valid.
+constexpr char kPositionTokenPrefix[] = "at:";
+
+std::string PositionToken(size_t index) { return kPositionTokenPrefix + std::to_string(index); }
+
+// The first index of the page a request asks for: 0 without a token; InvalidArgument for a negative
+// page_size, a token with page_size 0, or a token this coordinator did not give (or past `count`).
+StatusOr<size_t> FirstOfPage(int32_t page_size, const std::string& token, size_t count) {
+  if (page_size < 0)
+    return InvalidArgumentError("page_size = " + std::to_string(page_size) +
+                                "; expected 0 (everything at once) or a positive number per page");
+  if (token.empty()) return size_t{0};
+  if (page_size == 0)
+    return InvalidArgumentError("page_token given with page_size 0; expected page_size > 0 when asking for a later page");
+  const std::string prefix = kPositionTokenPrefix;
+  size_t index = 0;
+  bool valid = token.compare(0, prefix.size(), prefix) == 0 && token.size() > prefix.size() &&
+               token.size() <= prefix.size() + 18;
+  for (size_t i = prefix.size(); valid && i < token.size(); ++i) {
+    valid = token[i] >= '0' && token[i] <= '9';
+    index = index * 10 + static_cast<size_t>(token[i] - '0');
+  }
+  if (!valid || index > count)
+    return InvalidArgumentError("page_token '" + token.substr(0, 64) + (token.size() > 64 ? "...'" : "'") +
+                                " is not one this coordinator gave; expected the next_page_token of the previous "
+                                "page, or empty for the first page");
+  return index;
+}
+
+// Fills one page of `count` elements, from `first`, into a response of which `base_bytes` are already
+// used: `make(i)` builds element i, `add(element)` appends it to the response. At most page_size elements
+// (0: all, or RESOURCE_EXHAUSTED from `all_too_large` when they do not fit), fewer when the message limit
+// comes first; *next_token names the rest, if any. One element larger than a message: RESOURCE_EXHAUSTED
+// from `one_too_large(i, bytes)`.
+template <typename Element, typename Make, typename Add>
+grpc::Status FillPage(size_t count, size_t first, int32_t page_size, size_t max_message_bytes, size_t base_bytes,
+                      Make make, Add add, std::string* next_token, const std::function<std::string()>& all_too_large,
+                      const std::function<std::string(size_t, size_t)>& one_too_large) {
+  const auto exhausted = [&](const std::string& what) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        what + " (this coordinator's message limit is " + std::to_string(max_message_bytes) +
+                            " bytes)");
+  };
+  const size_t end = page_size == 0 ? count : std::min(count, first + static_cast<size_t>(page_size));
+  size_t room = RoomFor(max_message_bytes, base_bytes);
+  size_t added = 0;
+  size_t i = first;
+  for (; i < end; ++i) {
+    Element element = make(i);
+    const size_t bytes = EncodedElementSize(element);
+    if (bytes > room) {
+      if (page_size == 0) return exhausted(all_too_large());
+      if (added == 0) return exhausted(one_too_large(i, bytes));
+      break;
+    }
+    room -= bytes;
+    add(std::move(element));
+    ++added;
+  }
+  next_token->clear();
+  if (i < count) *next_token = PositionToken(i);
+  return grpc::Status::OK;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Authentication
 
@@ -304,10 +370,32 @@ class SweepServiceImpl final : public v1::SweepService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status List(grpc::ServerContext* context, const v1::ListSweepsRequest*,
+  grpc::Status List(grpc::ServerContext* context, const v1::ListSweepsRequest* request,
                     v1::ListSweepsResponse* response) override {
     DWARP_CHECK_TOKEN(context);
-    for (const SweepSummary& sweep : scheduler_->ListSweeps()) FillSweep(sweep, response->add_sweeps());
+    const std::vector<SweepSummary> sweeps = scheduler_->ListSweeps();
+    auto first = FirstOfPage(request->page_size(), request->page_token(), sweeps.size());
+    if (!first.ok()) return rpc::ToGrpcStatus(first.status());
+    std::string next_token;
+    grpc::Status status = FillPage<v1::Sweep>(
+        sweeps.size(), *first, request->page_size(), max_message_bytes_, 0,
+        [&](size_t i) {
+          v1::Sweep sweep;
+          FillSweep(sweeps[i], &sweep);
+          return sweep;
+        },
+        [&](v1::Sweep&& sweep) { *response->add_sweeps() = std::move(sweep); }, &next_token,
+        [&] {
+          return "the " + std::to_string(sweeps.size()) +
+                 " sweeps do not fit in one message: ask for them a page at a time (ListSweepsRequest.page_size, "
+                 "as `dwarp list` does)";
+        },
+        [&](size_t i, size_t bytes) {
+          return "sweep '" + sweeps[i].row.sweep_id + "' is " + std::to_string(bytes) +
+                 " bytes: more than one message can hold";
+        });
+    if (!status.ok()) return status;
+    response->set_next_page_token(next_token);
     return grpc::Status::OK;
   }
 
@@ -468,8 +556,30 @@ class SweepServiceImpl final : public v1::SweepService::Service {
     if (!sweep.ok()) return rpc::ToGrpcStatus(sweep.status());
     auto records = scheduler_->DWarp(sweep->row.sweep_id);
     if (!records.ok()) return rpc::ToGrpcStatus(records.status());
+    auto first = FirstOfPage(request->page_size(), request->page_token(), records->size());
+    if (!first.ok()) return rpc::ToGrpcStatus(first.status());
     FillSweep(*sweep, response->mutable_sweep());
-    for (const GroupDWarp& group : *records) FillDWarp(group, response->add_records());
+    std::string next_token;
+    grpc::Status status = FillPage<v1::DWarpRecord>(
+        records->size(), *first, request->page_size(), max_message_bytes_, response->ByteSizeLong(),
+        [&](size_t i) {
+          v1::DWarpRecord record;
+          FillDWarp((*records)[i], &record);
+          return record;
+        },
+        [&](v1::DWarpRecord&& record) { *response->add_records() = std::move(record); }, &next_token,
+        [&] {
+          return "the " + std::to_string(records->size()) + " d_warp records of sweep '" + sweep->row.sweep_id +
+                 "' do not fit in one message: ask for them a page at a time (DWarpRequest.page_size, as `dwarp "
+                 "dwarp` does)";
+        },
+        [&](size_t i, size_t bytes) {
+          const GroupDWarp& group = (*records)[i];
+          return "the d_warp record of group " + group.model + "/" + group.layer + "/" + group.dataset + " is " +
+                 std::to_string(bytes) + " bytes: more than one message can hold";
+        });
+    if (!status.ok()) return status;
+    response->set_next_page_token(next_token);
     return grpc::Status::OK;
   }
 

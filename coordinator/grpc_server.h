@@ -12,8 +12,8 @@
 //
 // Size: no message sent or received is larger than max_message_bytes (rpc::kMaxMessageBytes unless a test
 // lowers it: ServerOptions), however large the sweep: Submit answers a summary (a dry run lists the jobs that fit and counts
-// the others), Results answers a page at a time (page_size; all at once only when they fit, else
-// RESOURCE_EXHAUSTED saying to page), and Watch splits a large snapshot over snapshot_jobs events.
+// the others), Results, List and DWarp answer a page at a time (page_size; all at once only when they fit,
+// else RESOURCE_EXHAUSTED saying to page), and Watch splits a large snapshot over snapshot_jobs events.
 //
 // Thread-safety: Start/Drain/Shutdown from one controlling thread; RPCs run on gRPC's threads.
 #pragma once

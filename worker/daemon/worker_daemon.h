@@ -17,6 +17,10 @@
 //   drain timeout / second signal      -> the job is stopped and failed back retryable ("worker draining")
 // One failed heartbeat RPC never stops a job: only the coordinator's answer does (or lease expiry there).
 //
+// Identity: Register hands out a worker id and its credential; every later call for the worker (Acquire,
+// Heartbeat, StreamMetrics, Complete, Fail, Register again) carries the credential as metadata
+// (coordinator/worker_credentials.h). The process keeps both for its lifetime; a new process registers anew.
+//
 // Registering: an unreachable coordinator, or one that answers with trouble that passes (INTERNAL, e.g. its
 // disk is full; RESOURCE_EXHAUSTED, UNKNOWN, ABORTED, DEADLINE_EXCEEDED), is asked again with backoff, for
 // as long as it takes; a refusal that answers the same on every try (UNAUTHENTICATED, PERMISSION_DENIED,

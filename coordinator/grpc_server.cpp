@@ -222,7 +222,8 @@ StatusOr<size_t> FirstOfPage(int32_t page_size, const std::string& token, size_t
                                 "; expected 0 (everything at once) or a positive number per page");
   if (token.empty()) return size_t{0};
   if (page_size == 0)
-    return InvalidArgumentError("page_token given with page_size 0; expected page_size > 0 when asking for a later page");
+    return InvalidArgumentError(
+        "page_token given with page_size 0; expected page_size > 0 when asking for a later page");
   const std::string prefix = kPositionTokenPrefix;
   size_t index = 0;
   bool valid = token.compare(0, prefix.size(), prefix) == 0 && token.size() > prefix.size() &&

@@ -37,7 +37,8 @@ Status RandomBytes(unsigned char* bytes, size_t size) {
     }
     if (got < 0 && errno == EINTR) continue;
     const int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return InternalError("no cryptographic random source (getrandom, /dev/urandom): cannot issue a worker credential");
+    if (fd < 0)
+      return InternalError("no cryptographic random source (getrandom, /dev/urandom): cannot issue a worker credential");
     while (filled < size) {
       const ssize_t read_now = ::read(fd, bytes + filled, size - filled);
       if (read_now <= 0 && errno != EINTR) {

@@ -130,14 +130,15 @@ std::string DefaultStateDir() {
 StatusOr<std::unique_ptr<HeldResults>> HeldResults::Open(const std::string& dir) {
   if (dir.empty()) return InvalidArgumentError("state folder is empty; expected a folder path");
   std::error_code error;
-  fs::create_directories(dir, error);
+  const bool created = fs::create_directories(dir, error);
   if (error)
     return InvalidArgumentError("state folder '" + dir + "' cannot be created: " + error.message() +
                                 "; expected a folder this worker can write (--state-dir)");
   if (!fs::is_directory(dir, error))
     return InvalidArgumentError("state folder '" + dir + "' is not a folder; expected a folder (--state-dir)");
-  // It holds worker credentials: owner only.
-  ::chmod(dir.c_str(), 0700);
+  // It holds worker credentials: a folder made here is the owner's only. An existing one keeps its mode
+  // (it may be shared, e.g. systemd's StateDirectory=); the files in it are 0600 whatever the folder's.
+  if (created) ::chmod(dir.c_str(), 0700);
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
     return InvalidArgumentError("state folder '" + dir + "' is not writable: " + Errno() +
                                 "; expected a folder this worker can write (--state-dir)");

@@ -5,9 +5,9 @@
 // fencing decides whether it is still wanted.
 //
 // One file per lease, `<lease id>.held`, JSON: the coordinator's address, the worker id and credential the
-// lease was granted to (the credential is what lets a later process deliver in that worker's name, so the
-// folder is 0700 and files 0600), the lease, job id, attempt, the wall-clock time after which the lease
-// can no longer be valid, and the Complete or Fail request (protobuf JSON). Written atomically: a
+// lease was granted to (the credential is what lets a later process deliver in that worker's name, so
+// files are 0600, and a folder created here 0700), the lease, job id, attempt, the wall-clock time after
+// which the lease can no longer be valid, and the Complete or Fail request (protobuf JSON). Written atomically: a
 // temporary file, fsync, rename, fsync of the folder. A process holds an flock on each file it wrote or
 // took until it releases it (the lock ends with the process, even on SIGKILL), so that a process starting
 // beside a live one never takes that one's outcomes.
@@ -42,8 +42,8 @@ struct HeldOutcome {
 
 class HeldResults {
  public:
-  // Opens (creating it, mode 0700, with its parents) the state folder `dir`. InvalidArgument naming the
-  // folder when it cannot be created or written.
+  // Opens the state folder `dir`, creating it (mode 0700, with its parents) when missing. InvalidArgument
+  // naming the folder when it cannot be created or written.
   static StatusOr<std::unique_ptr<HeldResults>> Open(const std::string& dir);
   ~HeldResults();
 

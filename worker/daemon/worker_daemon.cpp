@@ -493,7 +493,8 @@ class WorkerDaemon::Impl {
                    orphans.size());
     }
     if (!orphans.empty()) {
-      orphans_thread_ = std::thread([this, orphans = std::move(orphans)]() mutable { DeliverOrphans(std::move(orphans)); });
+      orphans_thread_ =
+          std::thread([this, orphans = std::move(orphans)]() mutable { DeliverOrphans(std::move(orphans)); });
     }
     for (const auto& device : options_.devices) {
       for (int i = 0; i < options_.slots_per_device; ++i) slot_devices_.push_back(device);

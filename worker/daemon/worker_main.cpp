@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
                  "directory jobs may read (repeatable); a job naming a path outside every one fails (default: any)");
   std::string state_dir = dwarp::worker::DefaultStateDir();
   app.add_option("--state-dir", state_dir,
-                 "folder (0700) where finished results wait until the coordinator has them, and are delivered "
+                 "folder (created 0700) where finished results wait until the coordinator has them, and are delivered "
                  "from at the next start if this worker dies first; '' keeps them in memory only (default: "
                  "$STATE_DIRECTORY, else $XDG_STATE_HOME/dwarp/worker, else ~/.local/state/dwarp/worker)")
       ->capture_default_str();
@@ -119,7 +119,8 @@ int main(int argc, char** argv) {
   if (auto roots = dwarp::worker::CanonicalDataRoots(data_roots); !roots.ok()) return BadFlag(roots.status().message());
   options.data_roots = data_roots;
   if (!state_dir.empty()) {
-    if (auto held = dwarp::worker::HeldResults::Open(state_dir); !held.ok()) return BadFlag("--state-dir: " + held.status().message());
+    if (auto held = dwarp::worker::HeldResults::Open(state_dir); !held.ok())
+      return BadFlag("--state-dir: " + held.status().message());
   }
   options.state_dir = state_dir;
 

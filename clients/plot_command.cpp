@@ -21,14 +21,9 @@ CommandResult RunPlot(SweepClient& client, const std::string& sweep_id, const st
                       const PlotOptions& options, std::ostream& out) {
   Status path_ok = CheckPlotPath(out_file);
   if (!path_ok.ok()) return {path_ok, true};
-  v1::DWarpRequest request;
-  request.set_sweep_id(sweep_id);
-  v1::DWarpResponse response;
-  Status status = CallAboutSweep(client, sweep_id, [&](grpc::ClientContext* context) {
-    return client.stub->DWarp(context, request, &response);
-  });
-  if (!status.ok()) return {status, false};
-  Status written = WriteFileAtomically(out_file, RenderDWarpSvg(response, options), "-o");
+  StatusOr<v1::DWarpResponse> response = FetchDWarp(client, sweep_id);  // every page
+  if (!response.ok()) return {response.status(), false};
+  Status written = WriteFileAtomically(out_file, RenderDWarpSvg(*response, options), "-o");
   if (!written.ok()) return {written, true};
   out << "plot written to " << out_file << "\n";
   return {};

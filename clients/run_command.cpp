@@ -138,14 +138,11 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
   v1::SubmitResponse planned;
   Status status = CallCoordinator(*client, [&](grpc::ClientContext* c) { return client->stub->Submit(c, dry, &planned); });
   if (!status.ok()) return Remote(status);
-  v1::ListSweepsResponse listed;
-  status = CallCoordinator(*client, [&](grpc::ClientContext* c) {
-    return client->stub->List(c, v1::ListSweepsRequest(), &listed);
-  });
-  if (!status.ok()) return Remote(status);
+  StatusOr<v1::ListSweepsResponse> listed = FetchSweepList(*client);  // every page
+  if (!listed.ok()) return Remote(listed.status());
   std::string sweep_id;
   bool finished = false;
-  for (const v1::Sweep& sweep : listed.sweeps()) {
+  for (const v1::Sweep& sweep : listed->sweeps()) {
     if (sweep.spec_json() != planned.sweep().spec_json()) continue;
     if (sweep.state() == v1::SWEEP_DONE && !options.fresh) {
       sweep_id = sweep.sweep_id();
@@ -175,7 +172,9 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
   if (!finished) {
     auto started = ChildProcess::Start({*worker_bin, "--coordinator", flags.coordinator, "--devices", options.devices,
                                         "--slots-per-device", std::to_string(slots), "--threads",
-                                        std::to_string(options.threads), "--name", "dwarp-run-local"},
+                                        std::to_string(options.threads), "--name", "dwarp-run-local",
+                                        // Results held through an outage stay with the run, not under $HOME.
+                                        "--state-dir", (run_dir / "worker-state").string()},
                                        (run_dir / "worker.log").string(), /*own_process_group=*/true);
     if (!started.ok()) return Remote(started.status());
     worker = std::move(*started);
@@ -227,14 +226,10 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
   // 5. The report: the d_warp table here, the results and records in the run folder.
   out << "\n";
   // One DWarp answer serves the table, dwarp.json and the plot.
-  v1::DWarpRequest request_dwarp;
-  request_dwarp.set_sweep_id(sweep_id);
-  v1::DWarpResponse dwarp;
-  status = CallAboutSweep(*client, sweep_id, [&](grpc::ClientContext* c) {
-    return client->stub->DWarp(c, request_dwarp, &dwarp);
-  });
-  CommandResult reported = Remote(status);
+  StatusOr<v1::DWarpResponse> fetched = FetchDWarp(*client, sweep_id);  // every page
+  CommandResult reported = Remote(fetched.status());
   if (reported.status.ok()) {
+    const v1::DWarpResponse& dwarp = *fetched;
     out << FormatDWarp(dwarp, OutputFormat::kTable);
     PlotOptions plot;
     plot.title = "d_warp: " + sweep_id;

@@ -185,6 +185,57 @@ StatusOr<v1::ResultsResponse> FetchResults(SweepClient& client, const std::strin
   }
 }
 
+namespace {
+
+// A token that does not move on would loop for ever: InternalError unless the page moved on.
+Status CheckPageMovedOn(const SweepClient& client, const std::string& old_token, const std::string& new_token,
+                        int page_elements, const std::string& what) {
+  if (page_elements > 0 && new_token != old_token) return OkStatus();
+  return InternalError("coordinator at " + client.options.address + " sent page token '" + new_token +
+                       "' for a page of " + std::to_string(page_elements) + " " + what +
+                       "; expected a new token after a page of " + what);
+}
+
+}  // namespace
+
+StatusOr<v1::ListSweepsResponse> FetchSweepList(SweepClient& client) {
+  v1::ListSweepsResponse all;
+  v1::ListSweepsRequest request;
+  request.set_page_size(kListPageSize);
+  while (true) {
+    v1::ListSweepsResponse page;
+    Status status = CallCoordinator(client, [&](grpc::ClientContext* context) {
+      return client.stub->List(context, request, &page);
+    });
+    if (!status.ok()) return status;
+    for (v1::Sweep& sweep : *page.mutable_sweeps()) *all.add_sweeps() = std::move(sweep);
+    if (page.next_page_token().empty()) return all;
+    DWARP_RETURN_IF_ERROR(
+        CheckPageMovedOn(client, request.page_token(), page.next_page_token(), page.sweeps_size(), "sweeps"));
+    request.set_page_token(page.next_page_token());
+  }
+}
+
+StatusOr<v1::DWarpResponse> FetchDWarp(SweepClient& client, const std::string& sweep_id) {
+  v1::DWarpResponse all;
+  v1::DWarpRequest request;
+  request.set_sweep_id(sweep_id);
+  request.set_page_size(kDWarpPageSize);
+  while (true) {
+    v1::DWarpResponse page;
+    Status status = CallAboutSweep(client, sweep_id, [&](grpc::ClientContext* context) {
+      return client.stub->DWarp(context, request, &page);
+    });
+    if (!status.ok()) return status;
+    *all.mutable_sweep() = page.sweep();  // the latest counts
+    for (v1::DWarpRecord& record : *page.mutable_records()) *all.add_records() = std::move(record);
+    if (page.next_page_token().empty()) return all;
+    DWARP_RETURN_IF_ERROR(CheckPageMovedOn(client, request.page_token(), page.next_page_token(), page.records_size(),
+                                           "d_warp records of sweep '" + sweep_id + "'"));
+    request.set_page_token(page.next_page_token());
+  }
+}
+
 CommandResult RunSubmit(SweepClient& client, const v1::SubmitRequest& request, bool watch, std::ostream& out,
                         bool tty) {
   v1::SubmitResponse response;
@@ -196,11 +247,9 @@ CommandResult RunSubmit(SweepClient& client, const v1::SubmitRequest& request, b
 }
 
 CommandResult RunList(SweepClient& client, std::ostream& out) {
-  v1::ListSweepsRequest request;
-  v1::ListSweepsResponse response;
-  Status status = CallCoordinator(client, [&](grpc::ClientContext* context) { return client.stub->List(context, request, &response); });
-  if (!status.ok()) return Remote(status);
-  out << FormatSweepList(response);
+  StatusOr<v1::ListSweepsResponse> response = FetchSweepList(client);
+  if (!response.ok()) return Remote(response.status());
+  out << FormatSweepList(*response);
   return Ok();
 }
 
@@ -314,14 +363,9 @@ CommandResult RunResults(SweepClient& client, const std::string& sweep_id, Outpu
 }
 
 CommandResult RunDWarp(SweepClient& client, const std::string& sweep_id, OutputFormat format, std::ostream& out) {
-  v1::DWarpRequest request;
-  request.set_sweep_id(sweep_id);
-  v1::DWarpResponse response;
-  Status status = CallAboutSweep(client, sweep_id, [&](grpc::ClientContext* context) {
-    return client.stub->DWarp(context, request, &response);
-  });
-  if (!status.ok()) return Remote(status);
-  out << FormatDWarp(response, format);
+  StatusOr<v1::DWarpResponse> response = FetchDWarp(client, sweep_id);
+  if (!response.ok()) return Remote(response.status());
+  out << FormatDWarp(*response, format);
   return Ok();
 }
 

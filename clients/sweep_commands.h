@@ -87,6 +87,9 @@ struct SweepClient {
 inline constexpr int kSubmitAttempts = 3;
 // Jobs asked for per Results page (the coordinator may answer fewer, to stay within its message limit).
 inline constexpr int kResultsPageSize = 2000;
+// Sweeps asked for per List page, and d_warp records per DWarp page (the coordinator may answer fewer).
+inline constexpr int kListPageSize = 1000;
+inline constexpr int kDWarpPageSize = 1000;
 
 // The connection options as given on the command line.
 struct ConnectionFlags {
@@ -141,6 +144,10 @@ Status SubmitWithRetries(SweepClient& client, const v1::SubmitRequest& request, 
 // Every job of a sweep (with include_metrics, every stored curve too) and its latest summary, read a page
 // of kResultsPageSize jobs at a time and merged into one response (next_page_token empty).
 StatusOr<v1::ResultsResponse> FetchResults(SweepClient& client, const std::string& sweep_id, bool include_metrics);
+// Every sweep, read a page of kListPageSize at a time and merged (next_page_token empty).
+StatusOr<v1::ListSweepsResponse> FetchSweepList(SweepClient& client);
+// Every d_warp record of a sweep and its latest summary, read a page of kDWarpPageSize at a time and merged.
+StatusOr<v1::DWarpResponse> FetchDWarp(SweepClient& client, const std::string& sweep_id);
 
 // One unary SweepService call with the token and the per-call deadline; failures described for people
 // (unreachable, and unauthenticated with a hint where the token comes from).

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   auto scheduler = dwarp::coordinator::Scheduler::Create(store.get(), scheduler_options);
   if (!scheduler.ok()) return Fail(scheduler.status().ToString());
 
-  auto server = dwarp::coordinator::CoordinatorServer::Start(scheduler->get(), server_options);
+  auto server = dwarp::coordinator::CoordinatorServer::Start(scheduler->get(), server_options, store.get());
   if (!server.ok()) return Fail(server.status().ToString(), 2);
   const int port = (*server)->port();
   if (!port_file.empty()) {

@@ -13,9 +13,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "common/rpc/connection.h"
+#include "coordinator/memory_store.h"
+#include "coordinator/worker_credentials.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
 
 namespace dwarp::coordinator {
@@ -205,6 +208,72 @@ StatusOr<int64_t> JobIdOfPageToken(const std::string& token) {
   return job_id;
 }
 
+// List and DWarp pages are named by the position of their first element: "at:<index>". Sweeps are only
+// ever appended (by creation order) and a sweep's groups are fixed by its spec, so a position stays valid.
+constexpr char kPositionTokenPrefix[] = "at:";
+
+std::string PositionToken(size_t index) { return kPositionTokenPrefix + std::to_string(index); }
+
+// The first index of the page a request asks for: 0 without a token; InvalidArgument for a negative
+// page_size, a token with page_size 0, or a token this coordinator did not give (or past `count`).
+StatusOr<size_t> FirstOfPage(int32_t page_size, const std::string& token, size_t count) {
+  if (page_size < 0)
+    return InvalidArgumentError("page_size = " + std::to_string(page_size) +
+                                "; expected 0 (everything at once) or a positive number per page");
+  if (token.empty()) return size_t{0};
+  if (page_size == 0)
+    return InvalidArgumentError(
+        "page_token given with page_size 0; expected page_size > 0 when asking for a later page");
+  const std::string prefix = kPositionTokenPrefix;
+  size_t index = 0;
+  bool valid = token.compare(0, prefix.size(), prefix) == 0 && token.size() > prefix.size() &&
+               token.size() <= prefix.size() + 18;
+  for (size_t i = prefix.size(); valid && i < token.size(); ++i) {
+    valid = token[i] >= '0' && token[i] <= '9';
+    index = index * 10 + static_cast<size_t>(token[i] - '0');
+  }
+  if (!valid || index > count)
+    return InvalidArgumentError("page_token '" + token.substr(0, 64) + (token.size() > 64 ? "...'" : "'") +
+                                " is not one this coordinator gave; expected the next_page_token of the previous "
+                                "page, or empty for the first page");
+  return index;
+}
+
+// Fills one page of `count` elements, from `first`, into a response of which `base_bytes` are already
+// used: `make(i)` builds element i, `add(element)` appends it to the response. At most page_size elements
+// (0: all, or RESOURCE_EXHAUSTED from `all_too_large` when they do not fit), fewer when the message limit
+// comes first; *next_token names the rest, if any. One element larger than a message: RESOURCE_EXHAUSTED
+// from `one_too_large(i, bytes)`.
+template <typename Element, typename Make, typename Add>
+grpc::Status FillPage(size_t count, size_t first, int32_t page_size, size_t max_message_bytes, size_t base_bytes,
+                      Make make, Add add, std::string* next_token, const std::function<std::string()>& all_too_large,
+                      const std::function<std::string(size_t, size_t)>& one_too_large) {
+  const auto exhausted = [&](const std::string& what) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        what + " (this coordinator's message limit is " + std::to_string(max_message_bytes) +
+                            " bytes)");
+  };
+  const size_t end = page_size == 0 ? count : std::min(count, first + static_cast<size_t>(page_size));
+  size_t room = RoomFor(max_message_bytes, base_bytes);
+  size_t added = 0;
+  size_t i = first;
+  for (; i < end; ++i) {
+    Element element = make(i);
+    const size_t bytes = EncodedElementSize(element);
+    if (bytes > room) {
+      if (page_size == 0) return exhausted(all_too_large());
+      if (added == 0) return exhausted(one_too_large(i, bytes));
+      break;
+    }
+    room -= bytes;
+    add(std::move(element));
+    ++added;
+  }
+  next_token->clear();
+  if (i < count) *next_token = PositionToken(i);
+  return grpc::Status::OK;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Authentication
 
@@ -228,6 +297,20 @@ class TokenCheck {
  private:
   std::string token_;
 };
+
+// The worker credential a call carries ("" when none).
+std::string PresentedCredential(const grpc::ServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  auto found = metadata.find(kWorkerCredentialMetadata);
+  if (found == metadata.end()) return "";
+  return std::string(found->second.data(), found->second.size());
+}
+
+grpc::Status CredentialRefusal(WorkerCredentials::Check check, const std::string& worker_id) {
+  return grpc::Status(check == WorkerCredentials::Check::kMissing ? grpc::StatusCode::UNAUTHENTICATED
+                                                                 : grpc::StatusCode::PERMISSION_DENIED,
+                      WorkerCredentials::Describe(check, worker_id));
+}
 
 #define DWARP_CHECK_TOKEN(context)                          \
   do {                                                      \
@@ -288,10 +371,32 @@ class SweepServiceImpl final : public v1::SweepService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status List(grpc::ServerContext* context, const v1::ListSweepsRequest*,
+  grpc::Status List(grpc::ServerContext* context, const v1::ListSweepsRequest* request,
                     v1::ListSweepsResponse* response) override {
     DWARP_CHECK_TOKEN(context);
-    for (const SweepSummary& sweep : scheduler_->ListSweeps()) FillSweep(sweep, response->add_sweeps());
+    const std::vector<SweepSummary> sweeps = scheduler_->ListSweeps();
+    auto first = FirstOfPage(request->page_size(), request->page_token(), sweeps.size());
+    if (!first.ok()) return rpc::ToGrpcStatus(first.status());
+    std::string next_token;
+    grpc::Status status = FillPage<v1::Sweep>(
+        sweeps.size(), *first, request->page_size(), max_message_bytes_, 0,
+        [&](size_t i) {
+          v1::Sweep sweep;
+          FillSweep(sweeps[i], &sweep);
+          return sweep;
+        },
+        [&](v1::Sweep&& sweep) { *response->add_sweeps() = std::move(sweep); }, &next_token,
+        [&] {
+          return "the " + std::to_string(sweeps.size()) +
+                 " sweeps do not fit in one message: ask for them a page at a time (ListSweepsRequest.page_size, "
+                 "as `dwarp list` does)";
+        },
+        [&](size_t i, size_t bytes) {
+          return "sweep '" + sweeps[i].row.sweep_id + "' is " + std::to_string(bytes) +
+                 " bytes: more than one message can hold";
+        });
+    if (!status.ok()) return status;
+    response->set_next_page_token(next_token);
     return grpc::Status::OK;
   }
 
@@ -452,8 +557,30 @@ class SweepServiceImpl final : public v1::SweepService::Service {
     if (!sweep.ok()) return rpc::ToGrpcStatus(sweep.status());
     auto records = scheduler_->DWarp(sweep->row.sweep_id);
     if (!records.ok()) return rpc::ToGrpcStatus(records.status());
+    auto first = FirstOfPage(request->page_size(), request->page_token(), records->size());
+    if (!first.ok()) return rpc::ToGrpcStatus(first.status());
     FillSweep(*sweep, response->mutable_sweep());
-    for (const GroupDWarp& group : *records) FillDWarp(group, response->add_records());
+    std::string next_token;
+    grpc::Status status = FillPage<v1::DWarpRecord>(
+        records->size(), *first, request->page_size(), max_message_bytes_, response->ByteSizeLong(),
+        [&](size_t i) {
+          v1::DWarpRecord record;
+          FillDWarp((*records)[i], &record);
+          return record;
+        },
+        [&](v1::DWarpRecord&& record) { *response->add_records() = std::move(record); }, &next_token,
+        [&] {
+          return "the " + std::to_string(records->size()) + " d_warp records of sweep '" + sweep->row.sweep_id +
+                 "' do not fit in one message: ask for them a page at a time (DWarpRequest.page_size, as `dwarp "
+                 "dwarp` does)";
+        },
+        [&](size_t i, size_t bytes) {
+          const GroupDWarp& group = (*records)[i];
+          return "the d_warp record of group " + group.model + "/" + group.layer + "/" + group.dataset + " is " +
+                 std::to_string(bytes) + " bytes: more than one message can hold";
+        });
+    if (!status.ok()) return status;
+    response->set_next_page_token(next_token);
     return grpc::Status::OK;
   }
 
@@ -475,15 +602,34 @@ class SweepServiceImpl final : public v1::SweepService::Service {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(Scheduler* scheduler, TokenCheck token_check)
-      : scheduler_(scheduler), token_check_(std::move(token_check)) {}
+  WorkerServiceImpl(Scheduler* scheduler, TokenCheck token_check, WorkerCredentials* credentials)
+      : scheduler_(scheduler), token_check_(std::move(token_check)), credentials_(credentials) {}
 
+  // Register with no worker id: a new worker, with a new credential. With an id: that worker's credential
+  // must come with it (it keeps its id and credential); an id with no credential here (unknown, or from
+  // before credentials) is not taken over: the caller gets a new id and credential instead.
   grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
                         v1::RegisterResponse* response) override {
     DWARP_CHECK_TOKEN(context);
+    std::string worker_id = request->worker_id();
+    if (!worker_id.empty()) {
+      const WorkerCredentials::Check check = credentials_->Verify(worker_id, PresentedCredential(context));
+      if (check == WorkerCredentials::Check::kNoCredential) {
+        spdlog::info("worker '{}' asked to register again but has no credential here; registering it under a new id",
+                     worker_id.substr(0, 64));
+        worker_id.clear();
+      } else if (check != WorkerCredentials::Check::kOk) {
+        return CredentialRefusal(check, worker_id);
+      }
+    }
     std::vector<std::string> devices(request->devices().begin(), request->devices().end());
-    auto worker = scheduler_->Register(request->name(), request->host(), devices, request->worker_id());
+    auto worker = scheduler_->Register(request->name(), request->host(), devices, worker_id);
     if (!worker.ok()) return rpc::ToGrpcStatus(worker.status());
+    if (worker_id.empty()) {
+      auto credential = credentials_->Issue(worker->worker_id);
+      if (!credential.ok()) return rpc::ToGrpcStatus(credential.status());
+      response->set_worker_credential(*credential);
+    }
     response->set_worker_id(worker->worker_id);
     response->set_lease_ttl_ms(scheduler_->options().lease_ttl_ms);
     response->set_heartbeat_interval_ms(scheduler_->options().heartbeat_interval_ms);
@@ -493,6 +639,14 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Acquire(grpc::ServerContext* context, const v1::AcquireRequest* request,
                        v1::AcquireResponse* response) override {
     DWARP_CHECK_TOKEN(context);
+    if (const auto check = credentials_->Verify(request->worker_id(), PresentedCredential(context));
+        check != WorkerCredentials::Check::kOk) {
+      if (check != WorkerCredentials::Check::kNoCredential) return CredentialRefusal(check, request->worker_id());
+      // As for a worker the scheduler does not know: stop, and a heartbeat will have it register again.
+      response->set_stop(true);
+      response->set_reason(WorkerCredentials::Describe(check, request->worker_id()));
+      return grpc::Status::OK;
+    }
     // A long-poll must not outlive the client's deadline: it would hand out a lease nobody receives.
     int64_t wait_ms = request->wait_ms();
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(context->deadline() -
@@ -526,6 +680,12 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
                          v1::HeartbeatResponse* response) override {
     DWARP_CHECK_TOKEN(context);
+    if (const auto check = credentials_->Verify(request->worker_id(), PresentedCredential(context));
+        check != WorkerCredentials::Check::kOk) {
+      if (check != WorkerCredentials::Check::kNoCredential) return CredentialRefusal(check, request->worker_id());
+      response->set_unknown_worker(true);  // the worker registers again, and gets a credential
+      return grpc::Status::OK;
+    }
     std::vector<std::string> leases(request->lease_ids().begin(), request->lease_ids().end());
     auto result = scheduler_->Heartbeat(request->worker_id(), leases, request->draining());
     if (!result.ok()) return rpc::ToGrpcStatus(result.status());
@@ -546,7 +706,14 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     v1::MetricBatch batch;
     int64_t accepted = 0, rejected = 0;
     std::vector<MetricPointData> points;
+    const std::string presented = PresentedCredential(context);
+    std::string verified_worker;  // the worker id the stream's credential was checked for
     while (reader->Read(&batch)) {
+      if (verified_worker.empty() || batch.worker_id() != verified_worker) {
+        const auto check = credentials_->Verify(batch.worker_id(), presented);
+        if (check != WorkerCredentials::Check::kOk) return CredentialRefusal(check, batch.worker_id());
+        verified_worker = batch.worker_id();
+      }
       points.clear();
       for (const v1::MetricPoint& point : batch.points())
         points.push_back({point.epoch(), point.train_loss(), point.val_score(), point.time_unix_ms()});
@@ -564,6 +731,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Complete(grpc::ServerContext* context, const v1::CompleteRequest* request,
                         v1::CompleteResponse* response) override {
     DWARP_CHECK_TOKEN(context);
+    if (const auto check = credentials_->Verify(request->worker_id(), PresentedCredential(context));
+        check != WorkerCredentials::Check::kOk)
+      return CredentialRefusal(check, request->worker_id());
     Status status = scheduler_->Complete(request->worker_id(), request->lease_id(), ResultFromProto(request->result()));
     if (!status.ok()) return rpc::ToGrpcStatus(status);
     response->set_recorded(true);
@@ -572,6 +742,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
 
   grpc::Status Fail(grpc::ServerContext* context, const v1::FailRequest* request, v1::FailResponse* response) override {
     DWARP_CHECK_TOKEN(context);
+    if (const auto check = credentials_->Verify(request->worker_id(), PresentedCredential(context));
+        check != WorkerCredentials::Check::kOk)
+      return CredentialRefusal(check, request->worker_id());
     auto requeued = scheduler_->Fail(request->worker_id(), request->lease_id(), request->reason(), request->retryable());
     if (!requeued.ok()) return rpc::ToGrpcStatus(requeued.status());
     response->set_requeued(*requeued);
@@ -581,6 +754,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
  private:
   Scheduler* scheduler_;
   TokenCheck token_check_;
+  WorkerCredentials* const credentials_;
 };
 
 // The host part of a gRPC listen address: host:port, [v6]:port, a bare IPv6 address, with an optional
@@ -627,8 +801,14 @@ std::string CleartextTokenWarning(const ServerOptions& options) {
 }
 
 struct CoordinatorServer::Services {
-  Services(Scheduler* scheduler, const std::string& token, size_t max_message_bytes)
-      : sweeps(scheduler, TokenCheck(token), max_message_bytes), workers(scheduler, TokenCheck(token)) {}
+  Services(Scheduler* scheduler, const std::string& token, size_t max_message_bytes,
+           std::unique_ptr<MemorySweepStore> own_store, std::unique_ptr<WorkerCredentials> worker_credentials)
+      : credential_store(std::move(own_store)),
+        credentials(std::move(worker_credentials)),
+        sweeps(scheduler, TokenCheck(token), max_message_bytes),
+        workers(scheduler, TokenCheck(token), credentials.get()) {}
+  std::unique_ptr<MemorySweepStore> credential_store;  // when the caller gave no store
+  std::unique_ptr<WorkerCredentials> credentials;
   SweepServiceImpl sweeps;
   WorkerServiceImpl workers;
 };
@@ -657,8 +837,16 @@ Status CheckServerOptions(const ServerOptions& options) {
 }
 
 StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler* scheduler,
-                                                                      const ServerOptions& options) {
+                                                                      const ServerOptions& options,
+                                                                      SweepStore* credential_store) {
   DWARP_RETURN_IF_ERROR(CheckServerOptions(options));
+  std::unique_ptr<MemorySweepStore> own_store;
+  if (credential_store == nullptr) {
+    own_store = std::make_unique<MemorySweepStore>();
+    credential_store = own_store.get();
+  }
+  auto worker_credentials = WorkerCredentials::Load(credential_store);
+  if (!worker_credentials.ok()) return worker_credentials.status();
   if (std::string warning = CleartextTokenWarning(options); !warning.empty()) spdlog::warn("{}", warning);
   const int max_message_bytes = options.max_message_bytes == 0 ? rpc::kMaxMessageBytes : options.max_message_bytes;
 
@@ -683,7 +871,8 @@ StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Scheduler*
   }
 
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
-  server->services_ = std::make_unique<Services>(scheduler, options.token, static_cast<size_t>(max_message_bytes));
+  server->services_ = std::make_unique<Services>(scheduler, options.token, static_cast<size_t>(max_message_bytes),
+                                                 std::move(own_store), std::move(*worker_credentials));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -5,13 +5,15 @@
 //
 // Security (DESIGN.md "Secure by default"): with a token every SweepService and WorkerService call must
 // carry `authorization: Bearer <token>` (UNAUTHENTICATED otherwise); without one, Start refuses a listen
-// address that is not loopback unless `insecure`. TLS from a certificate and key; with a client CA, clients
+// address that is not loopback unless `insecure`. Whatever the token, WorkerService calls after Register
+// must also carry the credential Register issued to the worker they name (worker_credentials.h): a caller
+// can act only as the worker whose credential it holds. TLS from a certificate and key; with a client CA, clients
 // must present a certificate it signed (mTLS).
 //
 // Size: no message sent or received is larger than max_message_bytes (rpc::kMaxMessageBytes unless a test
 // lowers it: ServerOptions), however large the sweep: Submit answers a summary (a dry run lists the jobs that fit and counts
-// the others), Results answers a page at a time (page_size; all at once only when they fit, else
-// RESOURCE_EXHAUSTED saying to page), and Watch splits a large snapshot over snapshot_jobs events.
+// the others), Results, List and DWarp answer a page at a time (page_size; all at once only when they fit,
+// else RESOURCE_EXHAUSTED saying to page), and Watch splits a large snapshot over snapshot_jobs events.
 //
 // Thread-safety: Start/Drain/Shutdown from one controlling thread; RPCs run on gRPC's threads.
 #pragma once
@@ -58,9 +60,13 @@ Status CheckServerOptions(const ServerOptions& options);
 
 class CoordinatorServer {
  public:
-  // Binds and starts serving. The errors of CheckServerOptions, and Unavailable when the address cannot be
-  // bound.
-  static StatusOr<std::unique_ptr<CoordinatorServer>> Start(Scheduler* scheduler, const ServerOptions& options);
+  // Binds and starts serving. Worker credentials (worker_credentials.h) are kept in `credential_store`
+  // (normally the scheduler's store, so that they survive a restart; it must outlive the server), or in a
+  // store of the server's own when it is null (they then end with the server). The errors of
+  // CheckServerOptions, Internal when the credentials cannot be read, and Unavailable when the address
+  // cannot be bound.
+  static StatusOr<std::unique_ptr<CoordinatorServer>> Start(Scheduler* scheduler, const ServerOptions& options,
+                                                            SweepStore* credential_store = nullptr);
   ~CoordinatorServer();
 
   int port() const { return port_; }

@@ -104,6 +104,20 @@ Status MemorySweepStore::UpsertWorker(const WorkerRow& worker) {
   return OkStatus();
 }
 
+Status MemorySweepStore::PutWorkerCredential(const WorkerCredentialRow& credential) {
+  std::lock_guard<std::mutex> lock(mu_);
+  credentials_[credential.worker_id] = credential;
+  return OkStatus();
+}
+
+StatusOr<std::vector<WorkerCredentialRow>> MemorySweepStore::LoadWorkerCredentials() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<WorkerCredentialRow> out;
+  out.reserve(credentials_.size());
+  for (const auto& [id, credential] : credentials_) out.push_back(credential);
+  return out;
+}
+
 StatusOr<std::vector<SweepRow>> MemorySweepStore::LoadSweeps() {
   std::lock_guard<std::mutex> lock(mu_);
   return sweeps_;

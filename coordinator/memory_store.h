@@ -31,10 +31,12 @@ class MemorySweepStore final : public SweepStore {
   Status RecordResult(const JobRow& job, const ResultRow& result) override;
   Status AppendMetrics(const std::vector<MetricRow>& points) override;
   Status UpsertWorker(const WorkerRow& worker) override;
+  Status PutWorkerCredential(const WorkerCredentialRow& credential) override;
 
   StatusOr<std::vector<SweepRow>> LoadSweeps() override;
   StatusOr<std::vector<JobRow>> LoadJobs() override;
   StatusOr<std::vector<WorkerRow>> LoadWorkers() override;
+  StatusOr<std::vector<WorkerCredentialRow>> LoadWorkerCredentials() override;
   StatusOr<std::vector<MetricRow>> LoadMetrics(int64_t job_id, int32_t attempt = -1) override;
   StatusOr<int64_t> CountResults(int64_t job_id) override;
 
@@ -47,6 +49,7 @@ class MemorySweepStore final : public SweepStore {
   std::map<int64_t, std::vector<MetricRow>> metrics_;     // by job id, in arrival order
   std::set<std::tuple<int64_t, int32_t, int64_t>> metric_keys_;  // (job id, attempt, epoch) of every stored point
   std::map<std::string, WorkerRow> workers_;              // by worker id
+  std::map<std::string, WorkerCredentialRow> credentials_;  // by worker id
   int64_t next_job_id_ = 1;                               // only grows: ids are never reused
 };
 

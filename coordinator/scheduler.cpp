@@ -90,6 +90,13 @@ class Scheduler::StoreOutsideLock : public SweepStore {
     return Call([&] { return store_->LoadMetrics(job_id, attempt); });
   }
   StatusOr<int64_t> CountResults(int64_t job_id) override { return Call([&] { return store_->CountResults(job_id); }); }
+  // Worker credentials are the gRPC layer's (worker_credentials.h); they pass through for completeness.
+  Status PutWorkerCredential(const WorkerCredentialRow& credential) override {
+    return Call([&] { return store_->PutWorkerCredential(credential); });
+  }
+  StatusOr<std::vector<WorkerCredentialRow>> LoadWorkerCredentials() override {
+    return Call([&] { return store_->LoadWorkerCredentials(); });
+  }
 
  private:
   template <typename StoreCall>

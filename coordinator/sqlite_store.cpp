@@ -124,6 +124,15 @@ CREATE UNIQUE INDEX metrics_by_point ON metrics (job_id, attempt, epoch);
 ALTER TABLE sweeps ADD COLUMN request_id TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX sweeps_by_request_id ON sweeps (request_id) WHERE request_id != '';
 )sql",
+    // 4 -> 5: each worker's credential, as a SHA-256 hash only (the secret itself is never stored). Workers
+    // registered before have none: the coordinator has them register again under a new id.
+    R"sql(
+CREATE TABLE worker_credentials (
+  worker_id      TEXT    PRIMARY KEY,
+  secret_sha256  TEXT    NOT NULL,
+  issued_ms      INTEGER NOT NULL
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteSweepStore::kSchemaVersion,
               "one migration per schema version");
@@ -396,6 +405,10 @@ constexpr const char* kUpsertWorker =
     "INSERT OR REPLACE INTO workers (worker_id, name, host, devices, registered_ms, last_seen_ms,"
     " consecutive_failures, blocked, draining, jobs_succeeded, jobs_failed)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr const char* kPutWorkerCredential =
+    "INSERT OR REPLACE INTO worker_credentials (worker_id, secret_sha256, issued_ms) VALUES (?, ?, ?)";
+constexpr const char* kLoadWorkerCredentials =
+    "SELECT worker_id, secret_sha256, issued_ms FROM worker_credentials ORDER BY worker_id";
 constexpr const char* kLoadSweeps =
     "SELECT sweep_id, name, state, created_ms, finished_ms, spec_json, request_id FROM sweeps ORDER BY seq";
 constexpr const char* kLoadJobs =
@@ -853,6 +866,36 @@ Status SqliteSweepStore::UpsertWorker(const WorkerRow& worker) {
         .Int(worker.jobs_failed);
     return q.Run();
   });
+}
+
+Status SqliteSweepStore::PutWorkerCredential(const WorkerCredentialRow& credential) {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  return db.InTransaction(/*write=*/true, [&]() -> Status {
+    DWARP_QUERY(q, db, kPutWorkerCredential, "store worker credential");
+    q.Text(credential.worker_id).Text(credential.secret_sha256).Int(credential.issued_ms);
+    return q.Run();
+  });
+}
+
+StatusOr<std::vector<WorkerCredentialRow>> SqliteSweepStore::LoadWorkerCredentials() {
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  std::vector<WorkerCredentialRow> out;
+  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
+    DWARP_QUERY(q, db, kLoadWorkerCredentials, "load worker credentials");
+    while (true) {
+      DWARP_ASSIGN_STEP(row, q.Step());
+      if (!row) return OkStatus();
+      WorkerCredentialRow credential;
+      credential.worker_id = q.ColumnText(0);
+      credential.secret_sha256 = q.ColumnText(1);
+      credential.issued_ms = q.ColumnInt(2);
+      out.push_back(std::move(credential));
+    }
+  });
+  if (!status.ok()) return status;
+  return out;
 }
 
 StatusOr<std::vector<SweepRow>> SqliteSweepStore::LoadSweeps() {

@@ -10,9 +10,10 @@
 // than misread. Versions: 1 the first schema; 2 adds results.noise_ceiling (NULL = unknown, which is what
 // every result of a version-1 file reads as); 3 makes (job_id, attempt, epoch) the metrics' unique key
 // (repeats stored before are dropped, the first copy kept); 4 adds sweeps.request_id ('' = none, as for
-// every older sweep; unique among the others). Tables: sweeps, jobs (index on sweep_id),
-// results (one row per job at most: the primary key is the job id), metrics (one row per job, attempt and
-// epoch), workers (devices as a JSON array of strings).
+// every older sweep; unique among the others); 5 adds worker_credentials (a hash of each worker's
+// credential; workers registered before have none and must register again). Tables: sweeps, jobs (index on
+// sweep_id), results (one row per job at most: the primary key is the job id), metrics (one row per job,
+// attempt and epoch), workers (devices as a JSON array of strings), worker_credentials.
 //
 // Which files Open accepts, decided before it writes anything: a file that does not exist (created); an
 // empty SQLite database (no tables, user_version 0); a dwarp database, known by PRAGMA application_id =
@@ -51,7 +52,7 @@ class SqliteConnection;  // the connection, its statement cache and the mutex (s
 class SqliteSweepStore final : public SweepStore {
  public:
   // The schema version this build writes and reads (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
   // PRAGMA application_id of every database dwarp writes: "dwrp" in ASCII.
   static constexpr int kApplicationId = 0x64777270;
 
@@ -73,10 +74,12 @@ class SqliteSweepStore final : public SweepStore {
   Status RecordResult(const JobRow& job, const ResultRow& result) override;
   Status AppendMetrics(const std::vector<MetricRow>& points) override;
   Status UpsertWorker(const WorkerRow& worker) override;
+  Status PutWorkerCredential(const WorkerCredentialRow& credential) override;
 
   StatusOr<std::vector<SweepRow>> LoadSweeps() override;
   StatusOr<std::vector<JobRow>> LoadJobs() override;
   StatusOr<std::vector<WorkerRow>> LoadWorkers() override;
+  StatusOr<std::vector<WorkerCredentialRow>> LoadWorkerCredentials() override;
   StatusOr<std::vector<MetricRow>> LoadMetrics(int64_t job_id, int32_t attempt = -1) override;
   StatusOr<int64_t> CountResults(int64_t job_id) override;
 

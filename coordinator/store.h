@@ -108,6 +108,14 @@ struct WorkerRow {
   int64_t jobs_failed = 0;
 };
 
+// A worker's credential, as the coordinator keeps it: only a hash of the secret it issued at Register
+// (coordinator/worker_credentials.h), never the secret itself.
+struct WorkerCredentialRow {
+  std::string worker_id;
+  std::string secret_sha256;  // lowercase hex SHA-256 of the credential
+  int64_t issued_ms = 0;
+};
+
 class SweepStore {
  public:
   virtual ~SweepStore() = default;
@@ -133,11 +141,15 @@ class SweepStore {
   virtual Status AppendMetrics(const std::vector<MetricRow>& points) = 0;
   // Inserts or replaces the worker's row.
   virtual Status UpsertWorker(const WorkerRow& worker) = 0;
+  // Inserts or replaces the worker's credential hash (one per worker id; a new one replaces the old).
+  virtual Status PutWorkerCredential(const WorkerCredentialRow& credential) = 0;
 
   // Everything, for a restart: sweeps by creation order, jobs by id (with results), workers by id.
   virtual StatusOr<std::vector<SweepRow>> LoadSweeps() = 0;
   virtual StatusOr<std::vector<JobRow>> LoadJobs() = 0;
   virtual StatusOr<std::vector<WorkerRow>> LoadWorkers() = 0;
+  // Every worker credential hash, by worker id.
+  virtual StatusOr<std::vector<WorkerCredentialRow>> LoadWorkerCredentials() = 0;
   // A job's points, by attempt then epoch (attempt < 0: every attempt).
   virtual StatusOr<std::vector<MetricRow>> LoadMetrics(int64_t job_id, int32_t attempt = -1) = 0;
   // How many results are recorded for the job (0 or 1; tests check "exactly one").

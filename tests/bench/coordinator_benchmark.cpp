@@ -139,7 +139,14 @@ void SubmitOrDie(const std::string& address, const std::string& text) {
   }
 }
 
-std::string RegisterOrDie(v1::WorkerService::Stub& stub, int index) {
+// A registered simulated worker: its id and the credential every later call for it carries.
+struct SimWorker {
+  std::string id;
+  std::string credential;
+  void Sign(grpc::ClientContext& context) const { context.AddMetadata("dwarp-worker-credential", credential); }
+};
+
+SimWorker RegisterOrDie(v1::WorkerService::Stub& stub, int index) {
   v1::RegisterRequest request;
   request.set_name("sim-" + std::to_string(index));
   request.set_host("localhost");
@@ -147,7 +154,7 @@ std::string RegisterOrDie(v1::WorkerService::Stub& stub, int index) {
   v1::RegisterResponse response;
   grpc::ClientContext context;
   if (!stub.Register(&context, request, &response).ok()) std::exit(1);
-  return response.worker_id();
+  return {response.worker_id(), response.worker_credential()};
 }
 
 struct PhaseResult {
@@ -163,7 +170,7 @@ PhaseResult LeasePhase(const std::string& address, const Options& options) {
   std::atomic<bool> done{false};
   std::vector<std::thread> threads;
   std::vector<std::unique_ptr<v1::WorkerService::Stub>> stubs;
-  std::vector<std::string> ids;
+  std::vector<SimWorker> ids;
   for (int i = 0; i < options.workers; ++i) {
     stubs.push_back(v1::WorkerService::NewStub(NewChannel(address, i)));
     ids.push_back(RegisterOrDie(*stubs.back(), i));
@@ -173,22 +180,24 @@ PhaseResult LeasePhase(const std::string& address, const Options& options) {
     threads.emplace_back([&, i] {
       while (!done) {
         v1::AcquireRequest acquire;
-        acquire.set_worker_id(ids[i]);
+        acquire.set_worker_id(ids[i].id);
         acquire.set_device("cpu");
         acquire.set_wait_ms(200);
         v1::AcquireResponse lease;
         grpc::ClientContext context;
+        ids[i].Sign(context);
         if (!stubs[i]->Acquire(&context, acquire, &lease).ok() || !lease.has_lease()) {
           if (leased.load() >= options.jobs) done = true;
           continue;
         }
         v1::CompleteRequest complete;
-        complete.set_worker_id(ids[i]);
+        complete.set_worker_id(ids[i].id);
         complete.set_lease_id(lease.lease().lease_id());
         complete.mutable_result()->set_metric("r2");
         complete.mutable_result()->set_test_score(0.001 * static_cast<double>(lease.lease().job_id() % 1000));
         v1::CompleteResponse completed;
         grpc::ClientContext complete_context;
+        ids[i].Sign(complete_context);
         if (stubs[i]->Complete(&complete_context, complete, &completed).ok()) {
           if (++leased >= options.jobs) done = true;
         }
@@ -211,20 +220,22 @@ PhaseResult MetricPhase(const std::string& address, const Options& options) {
   for (int i = 0; i < options.workers; ++i) {
     threads.emplace_back([&, i] {
       auto stub = v1::WorkerService::NewStub(NewChannel(address, 1000 + i));
-      const std::string id = RegisterOrDie(*stub, 1000 + i);
+      const SimWorker worker = RegisterOrDie(*stub, 1000 + i);
       v1::AcquireRequest acquire;
-      acquire.set_worker_id(id);
+      acquire.set_worker_id(worker.id);
       acquire.set_wait_ms(5000);
       v1::AcquireResponse lease;
       grpc::ClientContext context;
+      worker.Sign(context);
       if (!stub->Acquire(&context, acquire, &lease).ok() || !lease.has_lease()) return;
       v1::StreamMetricsResponse response;
       grpc::ClientContext stream_context;
+      worker.Sign(stream_context);
       auto writer = stub->StreamMetrics(&stream_context, &response);
       int64_t epoch = 0;
       while (Clock::now() < stop) {
         v1::MetricBatch batch;
-        batch.set_worker_id(id);
+        batch.set_worker_id(worker.id);
         batch.set_lease_id(lease.lease().lease_id());
         for (int p = 0; p < options.points_per_batch; ++p) {
           v1::MetricPoint* point = batch.add_points();

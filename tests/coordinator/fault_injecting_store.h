@@ -24,7 +24,8 @@ class FaultInjectingStore : public SweepStore {
  public:
   enum class Method {
     kCreateSweep, kUpdateSweep, kUpdateJobs, kRecordResult, kAppendMetrics, kUpsertWorker,
-    kLoadSweeps, kLoadJobs, kLoadWorkers, kLoadMetrics, kCountResults,
+    kLoadSweeps, kLoadJobs, kLoadWorkers, kLoadMetrics, kCountResults, kPutWorkerCredential,
+    kLoadWorkerCredentials,
   };
 
   // `real` must outlive this wrapper.
@@ -111,6 +112,14 @@ class FaultInjectingStore : public SweepStore {
   StatusOr<int64_t> CountResults(int64_t job_id) override {
     if (Status fault = Fault(Method::kCountResults); !fault.ok()) return fault;
     return real_->CountResults(job_id);
+  }
+  Status PutWorkerCredential(const WorkerCredentialRow& credential) override {
+    if (Status fault = Fault(Method::kPutWorkerCredential); !fault.ok()) return fault;
+    return real_->PutWorkerCredential(credential);
+  }
+  StatusOr<std::vector<WorkerCredentialRow>> LoadWorkerCredentials() override {
+    if (Status fault = Fault(Method::kLoadWorkerCredentials); !fault.ok()) return fault;
+    return real_->LoadWorkerCredentials();
   }
 
  private:

@@ -330,6 +330,133 @@ TEST_F(LargeSweepTest, ASubmitWhoseAnswerWasLostIsSentAgainAndStoresOneSweep) {
   EXPECT_EQ(notes.str(), "");
 }
 
+// A sweep of `models` x `datasets` groups (dims 0 and 10, one seed): many d_warp records, a long spec.
+std::string WideSweep(const std::string& name, int models, int datasets) {
+  std::string text = "name: " + name + "\nmodels:\n";
+  for (int m = 0; m < models; ++m) text += "  - {name: model_" + std::to_string(m) + ", arch: mlp, hidden: [8]}\n";
+  text += "datasets:\n";
+  for (int d = 0; d < datasets; ++d)
+    text += "  - {name: dataset_" + std::to_string(d) + ", kind: synthetic, images: /nonexistent/dwarp/images-" +
+            std::to_string(d) + "-idx3-ubyte}\n";
+  return text + "dims: [0, 10]\nseeds: 1\n";
+}
+
+TEST_F(LargeSweepTest, ListAndDWarpPageWhenAllAtOnceWouldNotFitAndTheCliReadsEveryPage) {
+  constexpr int kModels = 60, kDatasets = 40, kGroups = kModels * kDatasets;
+  std::set<std::string> submitted;
+  const auto submit = [&](const std::string& text) {
+    v1::SubmitResponse response;
+    grpc::ClientContext context;
+    const grpc::Status status = client_.stub->Submit(&context, SubmitRequestFor(text), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    submitted.insert(response.sweep().sweep_id());
+    return response.sweep().sweep_id();
+  };
+  const std::string wide = submit(WideSweep("wide", kModels, kDatasets));
+  // More sweeps (each with a long spec) until the list no longer fits in one message.
+  const auto list_fits = [&] {
+    v1::ListSweepsResponse response;
+    grpc::ClientContext context;
+    return client_.stub->List(&context, v1::ListSweepsRequest(), &response).ok();
+  };
+  while (list_fits() && submitted.size() < 200) submit(WideSweep("more" + std::to_string(submitted.size()), 300, 1));
+  const int kSweeps = static_cast<int>(submitted.size());
+  ASSERT_LT(kSweeps, 200);
+
+  // All at once: refused, saying to page.
+  {
+    v1::ListSweepsResponse response;
+    grpc::ClientContext context;
+    const grpc::Status status = client_.stub->List(&context, v1::ListSweepsRequest(), &response);
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    EXPECT_NE(status.error_message().find("page_size"), std::string::npos) << status.error_message();
+  }
+  {
+    v1::DWarpRequest request;
+    request.set_sweep_id(wide);
+    v1::DWarpResponse response;
+    grpc::ClientContext context;
+    const grpc::Status status = client_.stub->DWarp(&context, request, &response);
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    EXPECT_NE(status.error_message().find("page_size"), std::string::npos) << status.error_message();
+  }
+
+  // Pages: each within the limit, together every sweep / record once, in order.
+  std::vector<std::string> listed;
+  v1::ListSweepsRequest list_request;
+  list_request.set_page_size(1000);
+  int list_pages = 0;
+  do {
+    v1::ListSweepsResponse page;
+    grpc::ClientContext context;
+    const grpc::Status status = client_.stub->List(&context, list_request, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LE(page.ByteSizeLong(), static_cast<size_t>(kMessageLimit));
+    ASSERT_GT(page.sweeps_size(), 0);
+    for (const v1::Sweep& sweep : page.sweeps()) listed.push_back(sweep.sweep_id());
+    list_request.set_page_token(page.next_page_token());
+    ++list_pages;
+  } while (!list_request.page_token().empty());
+  EXPECT_GT(list_pages, 1);
+  EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), submitted);
+  EXPECT_EQ(listed.size(), submitted.size());
+
+  v1::DWarpRequest dwarp_request;
+  dwarp_request.set_sweep_id(wide);
+  dwarp_request.set_page_size(500);
+  std::set<std::string> groups;
+  int records = 0, dwarp_pages = 0;
+  do {
+    v1::DWarpResponse page;
+    grpc::ClientContext context;
+    const grpc::Status status = client_.stub->DWarp(&context, dwarp_request, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LE(page.ByteSizeLong(), static_cast<size_t>(kMessageLimit));
+    EXPECT_LE(page.records_size(), 500);
+    EXPECT_EQ(page.sweep().sweep_id(), wide);
+    for (const v1::DWarpRecord& record : page.records()) groups.insert(record.model() + "/" + record.dataset());
+    records += page.records_size();
+    dwarp_request.set_page_token(page.next_page_token());
+    ++dwarp_pages;
+  } while (!dwarp_request.page_token().empty());
+  EXPECT_GT(dwarp_pages, 1);
+  EXPECT_EQ(records, kGroups);
+  EXPECT_EQ(groups.size(), static_cast<size_t>(kGroups));
+
+  // A token this coordinator did not give, and a negative page size, are refused naming the value.
+  {
+    v1::ListSweepsRequest request;
+    request.set_page_size(10);
+    request.set_page_token("at:999999");
+    v1::ListSweepsResponse response;
+    grpc::ClientContext context;
+    const grpc::Status status = client_.stub->List(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("at:999999"), std::string::npos) << status.error_message();
+    request.set_page_size(-1);
+    request.clear_page_token();
+    grpc::ClientContext negative;
+    EXPECT_EQ(client_.stub->List(&negative, request, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+
+  // The CLI reads every page.
+  auto all_sweeps = clients::FetchSweepList(client_);
+  ASSERT_TRUE(all_sweeps.ok()) << all_sweeps.status();
+  EXPECT_EQ(all_sweeps->sweeps_size(), kSweeps);
+  EXPECT_TRUE(all_sweeps->next_page_token().empty());
+  std::ostringstream list_out;
+  ASSERT_TRUE(clients::RunList(client_, list_out).status.ok());
+  for (const std::string& id : submitted) EXPECT_NE(list_out.str().find(id), std::string::npos) << id;
+  auto all_records = clients::FetchDWarp(client_, wide);
+  ASSERT_TRUE(all_records.ok()) << all_records.status();
+  EXPECT_EQ(all_records->records_size(), kGroups);
+  EXPECT_EQ(all_records->sweep().sweep_id(), wide);
+  std::ostringstream dwarp_out;
+  ASSERT_TRUE(clients::RunDWarp(client_, wide, clients::OutputFormat::kCsv, dwarp_out).status.ok());
+  EXPECT_NE(dwarp_out.str().find("model_59"), std::string::npos);
+  EXPECT_NE(dwarp_out.str().find("dataset_39"), std::string::npos);
+}
+
 TEST_F(LargeSweepTest, ServerRefusesAMessageLimitOutOfRange) {
   ServerOptions options;
   options.listen = "127.0.0.1:0";

@@ -564,6 +564,24 @@ TEST_P(StoreTest, WorkersRoundTripAndUpsertReplaces) {
   EXPECT_EQ(Fields((*workers)[1]), Fields(replaced));
 }
 
+TEST_P(StoreTest, WorkerCredentialsRoundTripAndANewOneReplacesTheOld) {
+  auto none = store_->LoadWorkerCredentials();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  ASSERT_TRUE(store_->PutWorkerCredential({"w2", std::string(64, 'b'), 2000}).ok());
+  ASSERT_TRUE(store_->PutWorkerCredential({"w1", std::string(64, 'a'), 1000}).ok());
+  ASSERT_TRUE(store_->PutWorkerCredential({"w2", std::string(64, 'c'), 3000}).ok());
+  auto credentials = store_->LoadWorkerCredentials();
+  ASSERT_TRUE(credentials.ok()) << credentials.status();
+  ASSERT_EQ(credentials->size(), 2u);
+  EXPECT_EQ((*credentials)[0].worker_id, "w1");  // by id
+  EXPECT_EQ((*credentials)[0].secret_sha256, std::string(64, 'a'));
+  EXPECT_EQ((*credentials)[0].issued_ms, 1000);
+  EXPECT_EQ((*credentials)[1].worker_id, "w2");
+  EXPECT_EQ((*credentials)[1].secret_sha256, std::string(64, 'c'));
+  EXPECT_EQ((*credentials)[1].issued_ms, 3000);
+}
+
 TEST_P(StoreTest, ConcurrentCallsFromManyThreadsAllLand) {
   constexpr int kThreads = 4;
   constexpr int kPointsPerThread = 50;
@@ -1027,6 +1045,10 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndItsResultsHaveAnUnknownNoise
     EXPECT_EQ(old.result->warped_params, 12560);
     EXPECT_EQ(old.result->recorded_ms, 1700000000003);
     EXPECT_TRUE(std::isnan(old.result->noise_ceiling)) << old.result->noise_ceiling;
+    // Workers of an old file have no credential: they register again under new ids.
+    auto credentials = store->LoadWorkerCredentials();
+    ASSERT_TRUE(credentials.ok()) << credentials.status();
+    EXPECT_TRUE(credentials->empty());
 
     // The migrated file takes new results with their ceiling.
     JobRow done = (*jobs)[1];

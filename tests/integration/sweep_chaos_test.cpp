@@ -83,7 +83,10 @@ class SweepChaosTest : public ::testing::Test {
   void StartWorker() {
     const fs::path log = dir_ / ("worker-" + std::to_string(++worker_starts_) + ".log");
     auto child = dwarp::ChildProcess::Start({DWARP_WORKER_BIN, "--coordinator", connection_.address, "--devices",
-                                             "cpu", "--threads", "1", "--name", "chaos", "--drain-timeout", "2"},
+                                             "cpu", "--threads", "1", "--name", "chaos", "--drain-timeout", "2",
+                                             // One folder for every worker start: a result a killed worker
+                                             // held is delivered by the next.
+                                             "--state-dir", (dir_ / "worker-state").string()},
                                             log.string());
     ASSERT_TRUE(child.ok()) << child.status();
     worker_ = std::move(*child);

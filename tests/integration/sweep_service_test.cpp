@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -115,9 +116,14 @@ class SweepServiceTest : public ::testing::Test {
     worker_stub_ = v1::WorkerService::NewStub(*channel);
   }
 
+  // Each worker keeps its state in a folder of its own under the test's folder unless `extra` names one.
   void StartWorker(const std::string& name, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {DWARP_WORKER_BIN, "--coordinator", connection_.address, "--devices", "cpu",
                                      "--threads", "1", "--name", name, "--drain-timeout", "5"};
+    if (std::find(extra.begin(), extra.end(), "--state-dir") == extra.end()) {
+      args.push_back("--state-dir");
+      args.push_back((dir_ / ("state-" + name)).string());
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     workers_[name] = Spawn(args, dir_ / (name + ".log"));
     ASSERT_TRUE(workers_[name].running());
@@ -383,6 +389,57 @@ TEST_F(SweepServiceTest, ResultFinishedWhileTheCoordinatorIsDownIsDeliveredAfter
   EXPECT_EQ(Query("SELECT attempt FROM results"), "1");
 }
 
+// The held results (*.held) in a worker's state folder.
+std::vector<fs::path> HeldFiles(const fs::path& state) {
+  std::vector<fs::path> held;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(state, error))
+    if (entry.path().extension() == ".held") held.push_back(entry.path());
+  return held;
+}
+
+TEST_F(SweepServiceTest, AResultLeftInTheStateFolderByAKilledWorkerIsDeliveredByTheNextWorkerProcess) {
+  // The job finishes while the coordinator is down; its worker keeps the result on disk and is SIGKILLed
+  // before it could deliver it. A new worker process with the same state folder delivers it, in the name of
+  // the worker the lease was granted to, once the coordinator is back: one result, attempt 1, no re-run.
+  lease_ttl_s_ = "30";
+  heartbeat_interval_s_ = "1";
+  const int port = FreePort();
+  StartCoordinator(port);
+  const fs::path state = dir_ / "state";
+  StartWorker("w1", {"--state-dir", state.string()});
+  WaitForWorkers(1);
+  const std::string sweep = SubmitOk(Sweep("held", "[10]", "[0]", 150, 2000, /*one_model=*/true) + "max_attempts: 1\n");
+  ASSERT_FALSE(sweep.empty());
+  const v1::ResultsResponse running = WaitFor(
+      sweep, [](const v1::ResultsResponse& r) { return r.jobs_size() == 1 && r.jobs(0).latest_metric().epoch() >= 1; },
+      60s, "the job's first epoch");
+  const std::string first_worker = running.jobs(0).worker_id();
+  KillNow(coordinator_);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (HeldFiles(state).empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(HeldFiles(state).size(), 1u) << workers_["w1"].Log();
+  KillNow(workers_["w1"]);
+  ASSERT_EQ(HeldFiles(state).size(), 1u) << "the killed worker's result must stay on disk";
+
+  StartCoordinator(port);
+  StartWorker("w2", {"--state-dir", state.string()});
+  const v1::ResultsResponse results = WaitFor(sweep, Finished, 30s, "the held result to be delivered");
+  ASSERT_EQ(results.jobs_size(), 1);
+  const v1::Job& job = results.jobs(0);
+  EXPECT_EQ(job.state(), v1::JOB_SUCCEEDED) << job.error() << "\n" << workers_["w2"].Log();
+  EXPECT_EQ(job.attempt(), 1) << "the job ran again";
+  EXPECT_EQ(job.result().epochs_run(), 150);
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "1");
+  EXPECT_EQ(Query("SELECT attempt FROM results"), "1");
+  EXPECT_EQ(Query("SELECT worker_id FROM results"), first_worker);  // delivered in the lease holder's name
+  EXPECT_NE(workers_["w2"].Log().find("delivering the result an earlier run left"), std::string::npos)
+      << workers_["w2"].Log();
+  const auto gone = std::chrono::steady_clock::now() + 10s;
+  while (!HeldFiles(state).empty() && std::chrono::steady_clock::now() < gone) std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(HeldFiles(state).empty()) << "a delivered result's file is deleted";
+}
+
 TEST_F(SweepServiceTest, CurvePointsOfAJobRunningThroughACoordinatorRestartAreAllStoredOnce) {
   // The coordinator dies mid-job and comes back: the worker reopens its metric stream and sends again
   // what it held, so the stored curve has every epoch, once, including those trained during the outage.
@@ -432,6 +489,7 @@ TEST_F(SweepServiceTest, TokenStaleLeaseAndCancel) {
     v1::CompleteResponse completed;
     grpc::ClientContext complete_context;
     dwarp::rpc::PrepareContext(complete_context, connection_);
+    complete_context.AddMetadata("dwarp-worker-credential", registered.worker_credential());
     grpc::Status status = worker_stub_->Complete(&complete_context, complete, &completed);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
     EXPECT_NE(status.error_message().find("stale lease"), std::string::npos) << status.error_message();

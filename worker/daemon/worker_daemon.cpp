@@ -18,6 +18,7 @@
 #include <csignal>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -29,6 +30,7 @@
 #include "common/job_spec.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
 #include "worker/daemon/data_roots.h"
+#include "worker/daemon/held_results.h"
 #include "worker/engine/device.h"
 
 namespace dwarp::worker {
@@ -115,6 +117,20 @@ std::string CodeName(grpc::StatusCode code) {
   }
 }
 
+// Who this worker is to the coordinator: the id and credential Register handed out. Every call for the
+// worker after Register carries the credential (AddCredential).
+struct WorkerIdentity {
+  std::string worker_id;
+  std::string credential;
+};
+
+// The metadata key of worker credentials (coordinator/worker_credentials.h).
+constexpr char kWorkerCredentialMetadata[] = "dwarp-worker-credential";
+
+void AddCredential(grpc::ClientContext& context, const std::string& credential) {
+  if (!credential.empty()) context.AddMetadata(kWorkerCredentialMetadata, credential);
+}
+
 // Why a running job was told to stop; decides what its slot reports once RunJob has returned.
 enum class StopReason { kNone, kCancelled, kLeaseInvalid, kDraining };
 
@@ -170,11 +186,11 @@ const char* StopReasonName(StopReason reason) {
 // `flush_timeout`, then cancels it. Used from the slot thread (Send, Close); the sender thread is internal.
 class MetricStream {
  public:
-  MetricStream(pb::WorkerService::Stub& stub, const rpc::ConnectionOptions& connection, std::string worker_id,
+  MetricStream(pb::WorkerService::Stub& stub, const rpc::ConnectionOptions& connection, WorkerIdentity identity,
                std::string lease_id, milliseconds initial_backoff, milliseconds max_backoff, size_t max_held)
       : stub_(stub),
         connection_(connection),
-        worker_id_(std::move(worker_id)),
+        identity_(std::move(identity)),
         lease_id_(std::move(lease_id)),
         initial_backoff_(initial_backoff),
         max_backoff_(max_backoff),
@@ -248,6 +264,7 @@ class MetricStream {
       }
       grpc::ClientContext context;
       rpc::PrepareContext(context, connection_);
+      AddCredential(context, identity_.credential);
       // Waits for the coordinator rather than failing at once while the channel reconnects; Close cancels.
       context.set_wait_for_ready(true);
       {
@@ -310,7 +327,7 @@ class MetricStream {
         if (abandoned_) return false;
         const uint64_t held_end = first_seq_ + held_.size();
         if (next_seq_ >= held_end) return true;  // closing, and nothing left to write
-        batch.set_worker_id(worker_id_);
+        batch.set_worker_id(identity_.worker_id);
         batch.set_lease_id(lease_id_);
         end = std::min<uint64_t>(held_end, next_seq_ + kPointsPerBatch);
         for (uint64_t seq = next_seq_; seq < end; ++seq) *batch.add_points() = held_[seq - first_seq_];
@@ -329,7 +346,8 @@ class MetricStream {
 
   pb::WorkerService::Stub& stub_;
   const rpc::ConnectionOptions& connection_;
-  const std::string worker_id_, lease_id_;
+  const WorkerIdentity identity_;
+  const std::string lease_id_;
   const milliseconds initial_backoff_, max_backoff_;
   const size_t max_held_;
 
@@ -463,6 +481,21 @@ class WorkerDaemon::Impl {
     auto channel = rpc::MakeChannel(channel_options);
     if (!channel.ok()) return channel.status();
     stub_ = pb::WorkerService::NewStub(*channel);
+    std::vector<HeldOutcome> orphans;
+    if (!options_.state_dir.empty()) {
+      auto held = HeldResults::Open(options_.state_dir);
+      if (!held.ok()) return held.status();
+      held_ = std::move(*held);
+      std::vector<std::string> problems;
+      orphans = held_->TakeOrphans(&problems);
+      for (const std::string& problem : problems) spdlog::warn("{}", problem);
+      spdlog::info("worker {}: state folder {} ({} outcome(s) left by an earlier run)", options_.name, held_->dir(),
+                   orphans.size());
+    }
+    if (!orphans.empty()) {
+      orphans_thread_ =
+          std::thread([this, orphans = std::move(orphans)]() mutable { DeliverOrphans(std::move(orphans)); });
+    }
     for (const auto& device : options_.devices) {
       for (int i = 0; i < options_.slots_per_device; ++i) slot_devices_.push_back(device);
     }
@@ -481,6 +514,11 @@ class WorkerDaemon::Impl {
     rpc_work_.reset();
     rpc_thread_.join();
     for (auto& slot : slots_) slot.join();
+    if (orphans_thread_.joinable()) {
+      // Outcomes still waiting for the coordinator get one more try, then stay on disk for the next start.
+      stop_now_.store(true);
+      orphans_thread_.join();
+    }
     if (run_status_.ok()) spdlog::info("worker {}: drained, exiting", options_.name);
     return run_status_;
   }
@@ -571,6 +609,7 @@ class WorkerDaemon::Impl {
     call->request.set_host(HostName());
     for (const auto& device : slot_devices_) call->request.add_devices(device);
     call->request.set_worker_id(worker_id_);  // empty the first time; the old id when registering again
+    AddCredential(call->context, credential_);  // proves the old id is this worker's
     loop_calls_.insert(&call->context);
     asio::post(rpc_ioc_, [this, call] {
       const grpc::Status status = stub_->Register(&call->context, call->request, &call->response);
@@ -586,6 +625,9 @@ class WorkerDaemon::Impl {
       register_failures_ = 0;
       const std::string previous = worker_id_;
       worker_id_ = call.response.worker_id();
+      // A new id comes with its credential; registering again with ours keeps the one we have.
+      if (!call.response.worker_credential().empty() || worker_id_ != previous)
+        credential_ = call.response.worker_credential();
       const int64_t interval = call.response.heartbeat_interval_ms();
       heartbeat_interval_ = milliseconds(interval > 0 ? std::max<int64_t>(interval, 10) : 1000);
       if (call.response.lease_ttl_ms() > 0) lease_ttl_ms_.store(call.response.lease_ttl_ms());
@@ -645,6 +687,7 @@ class WorkerDaemon::Impl {
     // alone can leave a worker unable to reach a coordinator that has long been back.
     call->context.set_wait_for_ready(true);
     call->request.set_worker_id(worker_id_);
+    AddCredential(call->context, credential_);
     for (const auto& [lease_id, control] : running_) call->request.add_lease_ids(lease_id);
     call->request.set_draining(draining_);
     loop_calls_.insert(&call->context);
@@ -724,18 +767,19 @@ class WorkerDaemon::Impl {
     Backoff backoff(options_.initial_backoff, options_.max_backoff);
     while (true) {
       grpc::ClientContext context;
-      std::string worker_id;
+      WorkerIdentity identity;
       const bool acquire = OnLoop([&] {
         if (draining_) return false;
         acquires_.insert(&context);
-        worker_id = worker_id_;
+        identity = {worker_id_, credential_};
         return true;
       });
       if (!acquire) break;
       // The coordinator caps the long-poll; the deadline leaves it room to answer.
       rpc::PrepareContext(context, options_.connection, options_.acquire_wait + milliseconds(10000));
+      AddCredential(context, identity.credential);
       pb::AcquireRequest request;
-      request.set_worker_id(worker_id);
+      request.set_worker_id(identity.worker_id);
       request.set_device(device);
       request.set_wait_ms(options_.acquire_wait.count());
       pb::AcquireResponse response;
@@ -758,7 +802,7 @@ class WorkerDaemon::Impl {
         continue;
       }
       if (!response.has_lease()) continue;
-      RunLease(slot, device, worker_id, response.lease());
+      RunLease(slot, device, identity, response.lease());
     }
     asio::post(ioc_, [this] {
       --live_slots_;
@@ -766,7 +810,7 @@ class WorkerDaemon::Impl {
     });
   }
 
-  void RunLease(int slot, const std::string& device, const std::string& worker_id, const pb::Lease& lease) {
+  void RunLease(int slot, const std::string& device, const WorkerIdentity& identity, const pb::Lease& lease) {
     const pb::JobKey& key = lease.key();
     spdlog::info("slot {} ({}): lease {} job {} (sweep {}, model {}, layer {}, dataset {}, d {}, seed {}) attempt {}",
                  slot, device, lease.lease_id(), lease.job_id(), lease.sweep_id(), key.model(), key.layer(),
@@ -778,22 +822,72 @@ class WorkerDaemon::Impl {
       running_[lease.lease_id()] = control;
       if (hard_stop_) control->Stop(StopReason::kDraining);
     });
-    StatusOr<JobResult> result = RunLeaseJob(device, worker_id, lease, *control);
+    // The outcome is decided, and kept in the state folder, as soon as the job has ended: before its last
+    // curve points are flushed, which may wait for a coordinator that cannot be reached.
+    std::optional<HeldOutcome> outcome;
+    bool decided = false;
+    const auto decide = [&](const StatusOr<JobResult>& result) {
+      decided = true;
+      outcome = OutcomeOf(identity, lease, *control, result);
+      if (outcome && held_ != nullptr) {
+        if (Status held = held_->Hold(*outcome); !held.ok())
+          spdlog::warn("job {}: its outcome is not kept on disk ({}); it is sent all the same", lease.job_id(),
+                       held.ToString());
+      }
+    };
+    StatusOr<JobResult> result = RunLeaseJob(device, identity, lease, *control, decide);
+    if (!decided) decide(result);
     const StopReason reason = control->reason.load();
-    if (reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid) {
+    if (reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid || !outcome) {
       spdlog::info("job {}: stopped ({}); nothing reported", lease.job_id(), StopReasonName(reason));
-    } else if (result.ok()) {
-      ReportComplete(worker_id, lease, *control, *result);
-    } else if (reason == StopReason::kDraining && result.status().code() == StatusCode::kCancelled) {
-      ReportFail(worker_id, lease, *control, "worker draining: the job was stopped before it finished", true);
+      if (held_ != nullptr) held_->Release(lease.lease_id());
     } else {
-      ReportFail(worker_id, lease, *control, result.status().ToString(), IsRetryableJobFailure(result.status()));
+      Deliver(*outcome, lease, *control);
     }
     OnLoop([&] { running_.erase(lease.lease_id()); });
   }
 
-  StatusOr<JobResult> RunLeaseJob(const std::string& device, const std::string& worker_id, const pb::Lease& lease,
-                                  JobControl& control) {
+  // What a slot reports for a job that ended with `result`: a Complete, a Fail, or nothing (the coordinator
+  // cancelled the job or took the lease back).
+  std::optional<HeldOutcome> OutcomeOf(const WorkerIdentity& identity, const pb::Lease& lease,
+                                       const JobControl& control, const StatusOr<JobResult>& result) {
+    const StopReason reason = control.reason.load();
+    if (reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid) return std::nullopt;
+    HeldOutcome outcome;
+    outcome.coordinator = options_.connection.address;
+    outcome.worker_id = identity.worker_id;
+    outcome.credential = identity.credential;
+    outcome.lease_id = lease.lease_id();
+    outcome.job_id = lease.job_id();
+    outcome.attempt = lease.attempt();
+    outcome.valid_until_unix_ms = NowUnixMs() + std::max<int64_t>(control.ValidFor().count(), 0);
+    if (result.ok()) {
+      pb::CompleteRequest request;
+      request.set_worker_id(identity.worker_id);
+      request.set_lease_id(lease.lease_id());
+      *request.mutable_result() = JobResultToProto(*result);
+      outcome.complete = std::move(request);
+      return outcome;
+    }
+    pb::FailRequest request;
+    request.set_worker_id(identity.worker_id);
+    request.set_lease_id(lease.lease_id());
+    if (reason == StopReason::kDraining && result.status().code() == StatusCode::kCancelled) {
+      request.set_reason("worker draining: the job was stopped before it finished");
+      request.set_retryable(true);
+    } else {
+      request.set_reason(result.status().ToString());
+      request.set_retryable(IsRetryableJobFailure(result.status()));
+    }
+    outcome.fail = std::move(request);
+    return outcome;
+  }
+
+  // Runs the lease's job; `ended` is called with its result before its last curve points are flushed
+  // (not called when the spec is refused before the job starts).
+  StatusOr<JobResult> RunLeaseJob(const std::string& device, const WorkerIdentity& identity, const pb::Lease& lease,
+                                  JobControl& control,
+                                  const std::function<void(const StatusOr<JobResult>&)>& ended) {
     const nlohmann::json document = nlohmann::json::parse(lease.spec_json(), nullptr, /*allow_exceptions=*/false);
     if (document.is_discarded() || !document.is_object()) {
       return InvalidArgumentError("lease " + lease.lease_id() + ": spec_json is not a JSON object: '" +
@@ -805,13 +899,14 @@ class WorkerDaemon::Impl {
     if (!spec.ok()) return Status(spec.status().code(), "spec_json: " + spec.status().message());
     DWARP_RETURN_IF_ERROR(CheckJobPathsUnderDataRoots(*spec, data_roots_));
     spec->train.device = device;
-    MetricStream metrics(*stub_, options_.connection, worker_id, lease.lease_id(), options_.initial_backoff,
+    MetricStream metrics(*stub_, options_.connection, identity, lease.lease_id(), options_.initial_backoff,
                          options_.max_backoff, options_.max_held_metric_points);
     JobRunOptions run;
     run.on_epoch = [&metrics](const engine::EpochRecord& record, int64_t) { metrics.Send(record); };
     run.on_phase = [&lease](const std::string& phase) { spdlog::debug("job {}: {}", lease.job_id(), phase); };
     run.should_stop = [&control] { return control.stop.load(); };
     StatusOr<JobResult> result = RunJob(*spec, run);
+    ended(result);
     const StopReason reason = control.reason.load();
     // The points go before the outcome (the coordinator takes them only while the lease is the job's), for
     // as long as the lease may be valid there; one second when the worker must stop now.
@@ -837,7 +932,8 @@ class WorkerDaemon::Impl {
   // and one that outlasts the lease gives up, since the coordinator has then requeued or failed the job.
   // Stops early when a heartbeat reply dismissed the lease, or the worker must stop now (after one try).
   template <typename Call>
-  grpc::Status UntilAnswered(const pb::Lease& lease, const JobControl& control, const char* what, Call call) {
+  grpc::Status UntilAnswered(const pb::Lease& lease, const JobControl& control, const std::string& credential,
+                             const char* what, Call call) {
     Backoff backoff(options_.initial_backoff, options_.max_backoff);
     bool warned = false;
     while (true) {
@@ -847,6 +943,7 @@ class WorkerDaemon::Impl {
       const milliseconds wait = stop_now_.load() ? milliseconds(1000)
                                                  : std::clamp(control.ValidFor(), milliseconds(1000), kLongestCall);
       rpc::PrepareContext(context, options_.connection, wait);
+      AddCredential(context, credential);
       context.set_wait_for_ready(true);  // as heartbeats: the call itself waits for the coordinator
       const grpc::Status status = call(context);
       if (status.ok() || !IsTransient(status)) return status;
@@ -864,44 +961,83 @@ class WorkerDaemon::Impl {
     }
   }
 
-  void ReportComplete(const std::string& worker_id, const pb::Lease& lease, const JobControl& control,
-                      const JobResult& result) {
-    pb::CompleteRequest request;
-    request.set_worker_id(worker_id);
-    request.set_lease_id(lease.lease_id());
-    *request.mutable_result() = JobResultToProto(result);
-    pb::CompleteResponse response;
-    const grpc::Status status = UntilAnswered(lease, control, "result", [&](grpc::ClientContext& context) {
-      return stub_->Complete(&context, request, &response);
-    });
-    if (!status.ok()) {
-      spdlog::error("job {}: result dropped: {}{}", lease.job_id(),
-                    rpc::DescribeCallFailure(status, options_.connection.address).ToString(),
-                    IsTransient(status) ? " (lease " + lease.lease_id() + " can no longer be valid there)" : "");
-    } else if (!response.recorded()) {
-      spdlog::warn("job {}: the coordinator did not record the result (stale lease {})", lease.job_id(),
-                   lease.lease_id());
+  // Sends a job's outcome until the coordinator answers (UntilAnswered), then drops its file from the
+  // state folder; leaves the file for the next worker process when this one must stop while the lease may
+  // still be valid and the coordinator cannot be reached.
+  void Deliver(const HeldOutcome& outcome, const pb::Lease& lease, const JobControl& control) {
+    grpc::Status status;
+    if (outcome.complete) {
+      pb::CompleteResponse response;
+      status = UntilAnswered(lease, control, outcome.credential, "result", [&](grpc::ClientContext& context) {
+        return stub_->Complete(&context, *outcome.complete, &response);
+      });
+      if (!status.ok()) {
+        spdlog::error("job {}: result not delivered: {}{}", lease.job_id(),
+                      rpc::DescribeCallFailure(status, options_.connection.address).ToString(),
+                      IsTransient(status) && control.ValidFor().count() <= 0
+                          ? " (lease " + lease.lease_id() + " can no longer be valid there)"
+                          : "");
+      } else if (!response.recorded()) {
+        spdlog::warn("job {}: the coordinator did not record the result (stale lease {})", lease.job_id(),
+                     lease.lease_id());
+      } else {
+        const pb::JobResult& result = outcome.complete->result();
+        spdlog::info("job {}: completed, test {} = {:.4f}, {} epoch(s), {:.1f} s", lease.job_id(), result.metric(),
+                     result.test_score(), result.epochs_run(), result.seconds());
+      }
     } else {
-      spdlog::info("job {}: completed, test {} = {:.4f}, {} epoch(s), {:.1f} s", lease.job_id(), result.metric,
-                   request.result().test_score(), result.epochs_run, result.seconds);
+      const pb::FailRequest& request = *outcome.fail;
+      spdlog::warn("job {}: failed ({}): {}", lease.job_id(), request.retryable() ? "retryable" : "not retryable",
+                   request.reason());
+      pb::FailResponse response;
+      status = UntilAnswered(lease, control, outcome.credential, "failure", [&](grpc::ClientContext& context) {
+        return stub_->Fail(&context, request, &response);
+      });
+      if (!status.ok()) {
+        spdlog::error("job {}: could not report its failure: {}", lease.job_id(),
+                      rpc::DescribeCallFailure(status, options_.connection.address).ToString());
+      }
+    }
+    if (held_ == nullptr) return;
+    if (IsTransient(status) && !control.Dismissed() && control.ValidFor().count() > 0) {
+      spdlog::warn("job {}: its {} stays in {} for the next worker started with that state folder (lease {} may "
+                   "be valid for {} ms more)", lease.job_id(), outcome.complete ? "result" : "failure", held_->dir(),
+                   lease.lease_id(), control.ValidFor().count());
+      held_->Leave(lease.lease_id());
+    } else {
+      held_->Release(lease.lease_id());
     }
   }
 
-  void ReportFail(const std::string& worker_id, const pb::Lease& lease, const JobControl& control,
-                  const std::string& reason, bool retryable) {
-    spdlog::warn("job {}: failed ({}): {}", lease.job_id(), retryable ? "retryable" : "not retryable", reason);
-    pb::FailRequest request;
-    request.set_worker_id(worker_id);
-    request.set_lease_id(lease.lease_id());
-    request.set_reason(reason);
-    request.set_retryable(retryable);
-    pb::FailResponse response;
-    const grpc::Status status = UntilAnswered(lease, control, "failure", [&](grpc::ClientContext& context) {
-      return stub_->Fail(&context, request, &response);
-    });
-    if (!status.ok()) {
-      spdlog::error("job {}: could not report its failure: {}", lease.job_id(),
-                    rpc::DescribeCallFailure(status, options_.connection.address).ToString());
+  // Delivers the outcomes an earlier process left in the state folder (HeldResults::TakeOrphans), each in
+  // the name of the worker its lease was granted to, while its lease could still be valid; the
+  // coordinator's fencing decides whether it is still wanted. Runs on a thread of its own at start.
+  void DeliverOrphans(std::vector<HeldOutcome> orphans) {
+    for (const HeldOutcome& held : orphans) {
+      const char* what = held.complete ? "result" : "failure";
+      const int64_t left_ms = held.valid_until_unix_ms - NowUnixMs();
+      if (left_ms <= 0) {
+        spdlog::warn("job {}: dropping the {} an earlier run left in {} (lease {}, attempt {}): its lease expired "
+                     "{} ms ago at the latest", held.job_id, what, held_->dir(), held.lease_id, held.attempt, -left_ms);
+        held_->Release(held.lease_id);
+        continue;
+      }
+      if (held.coordinator != options_.connection.address) {
+        spdlog::info("job {}: the {} in {} (lease {}) is for coordinator {}, not {}; left there", held.job_id, what,
+                     held_->dir(), held.lease_id, held.coordinator, options_.connection.address);
+        held_->Leave(held.lease_id);
+        continue;
+      }
+      spdlog::info("job {}: delivering the {} an earlier run left in {} (lease {}, attempt {}, worker {}; the lease "
+                   "may be valid for {} ms more)", held.job_id, what, held_->dir(), held.lease_id, held.attempt,
+                   held.worker_id, left_ms);
+      JobControl control;
+      control.valid_until_ms.store(SteadyNowMs() + left_ms);
+      pb::Lease lease;
+      lease.set_lease_id(held.lease_id);
+      lease.set_job_id(held.job_id);
+      lease.set_attempt(held.attempt);
+      Deliver(held, lease, control);
     }
   }
 
@@ -927,7 +1063,10 @@ class WorkerDaemon::Impl {
   Backoff register_backoff_;
   int register_failures_ = 0;  // retryable Register failures in a row
   std::vector<std::filesystem::path> data_roots_;  // canonical; set by Run() before any slot starts
+  std::unique_ptr<HeldResults> held_;  // outcomes kept on disk; null without a state folder
+  std::thread orphans_thread_;         // delivers what an earlier process left (DeliverOrphans)
   std::string worker_id_;
+  std::string credential_;  // worker_id_'s credential (never logged)
   milliseconds heartbeat_interval_{1000};
   bool register_in_flight_ = false;
   bool heartbeat_in_flight_ = false;

@@ -17,6 +17,10 @@
 //   drain timeout / second signal      -> the job is stopped and failed back retryable ("worker draining")
 // One failed heartbeat RPC never stops a job: only the coordinator's answer does (or lease expiry there).
 //
+// Identity: Register hands out a worker id and its credential; every later call for the worker (Acquire,
+// Heartbeat, StreamMetrics, Complete, Fail, Register again) carries the credential as metadata
+// (coordinator/worker_credentials.h). The process keeps both for its lifetime; a new process registers anew.
+//
 // Registering: an unreachable coordinator, or one that answers with trouble that passes (INTERNAL, e.g. its
 // disk is full; RESOURCE_EXHAUSTED, UNKNOWN, ABORTED, DEADLINE_EXCEEDED), is asked again with backoff, for
 // as long as it takes; a refusal that answers the same on every try (UNAUTHENTICATED, PERMISSION_DENIED,
@@ -29,6 +33,14 @@
 // the worker cannot know which were stored, and the coordinator's store keeps one point per (job,
 // attempt, epoch). At the job's end the held points are delivered before the outcome, for as long as the
 // lease may be valid.
+//
+// Held outcomes: with a state folder (state_dir) the outcome is written to disk as soon as the job ends,
+// before its last points are flushed and before it is sent, and deleted once the coordinator answers
+// (worker/daemon/held_results.h). A worker killed meanwhile, or stopped while the coordinator cannot be
+// reached, leaves it there, and the next process started with that folder delivers it at start, in the
+// name of the worker the lease was granted to (the file keeps that worker's id and credential), while the
+// lease could still be valid; an expired one is dropped with a log line, and the coordinator's fencing
+// refuses a superseded one. A new process registers as a new worker: it does not take over the old id.
 //
 // Delivery: a Complete or Fail that cannot reach the coordinator is sent again, with backoff, until the
 // coordinator answers or the lease can no longer be valid there: the last grant or extension seen by
@@ -73,6 +85,11 @@ struct WorkerDaemonOptions {
   // names a path outside all of them fails, not retryably, before anything is opened. Empty: any path.
   // Each must be an existing directory.
   std::vector<std::string> data_roots;
+  // The state folder (worker/daemon/held_results.h): each finished job's outcome is written there before
+  // it is sent and deleted once the coordinator has answered, and at start the outcomes an earlier process
+  // left there are delivered while their leases could still be valid. Created (0700) if missing. Empty:
+  // outcomes are kept in memory only.
+  std::string state_dir;
   // Install SIGTERM/SIGINT handlers (drain, then stop at once on the second) for the duration of Run().
   // Off in tests that run the daemon inside a test process.
   bool handle_signals = true;

@@ -14,6 +14,7 @@
 
 #include "common/rpc/connection.h"
 #include "worker/daemon/data_roots.h"
+#include "worker/daemon/held_results.h"
 #include "worker/daemon/worker_daemon.h"
 #include "worker/engine/device.h"
 #include "worker/engine/threading.h"
@@ -57,6 +58,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> data_roots;
   app.add_option("--data-root", data_roots,
                  "directory jobs may read (repeatable); a job naming a path outside every one fails (default: any)");
+  std::string state_dir = dwarp::worker::DefaultStateDir();
+  app.add_option("--state-dir", state_dir,
+                 "folder (created 0700) where finished results wait until the coordinator has them, and are delivered "
+                 "from at the next start if this worker dies first; '' keeps them in memory only (default: "
+                 "$STATE_DIRECTORY, else $XDG_STATE_HOME/dwarp/worker, else ~/.local/state/dwarp/worker)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -111,6 +118,11 @@ int main(int argc, char** argv) {
   options.name = name;
   if (auto roots = dwarp::worker::CanonicalDataRoots(data_roots); !roots.ok()) return BadFlag(roots.status().message());
   options.data_roots = data_roots;
+  if (!state_dir.empty()) {
+    if (auto held = dwarp::worker::HeldResults::Open(state_dir); !held.ok())
+      return BadFlag("--state-dir: " + held.status().message());
+  }
+  options.state_dir = state_dir;
 
   const int slots = static_cast<int>(options.devices.size()) * slots_per_device;
   if (threads == 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / slots);

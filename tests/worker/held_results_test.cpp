@@ -1,0 +1,115 @@
+// HeldResults (worker/daemon/held_results.h): outcomes written to the state folder survive their writer,
+// are never taken from a live holder, come back whole, and are gone once released; a corrupt file is set
+// aside and named.
+#include "worker/daemon/held_results.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace dwarp::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+class HeldResultsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("dwarp_held_results_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  static HeldOutcome Completed(const std::string& lease_id) {
+    HeldOutcome outcome;
+    outcome.coordinator = "127.0.0.1:5555";
+    outcome.worker_id = "w0123";
+    outcome.credential = "wc1.secret";
+    outcome.lease_id = lease_id;
+    outcome.job_id = 42;
+    outcome.attempt = 2;
+    outcome.valid_until_unix_ms = 1700000000123;
+    dwarp::v1::CompleteRequest request;
+    request.set_worker_id("w0123");
+    request.set_lease_id(lease_id);
+    request.mutable_result()->set_metric("r2");
+    request.mutable_result()->set_test_score(0.625);
+    request.mutable_result()->set_epochs_run(7);
+    outcome.complete = request;
+    return outcome;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(HeldResultsTest, AnOutcomeIsTakenOnlyOnceItsHolderLetsGoAndComesBackWhole) {
+  auto writer = HeldResults::Open((dir_ / "state").string());
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  EXPECT_EQ(fs::status(dir_ / "state").permissions() & fs::perms::all, fs::perms::owner_all);
+  ASSERT_TRUE((*writer)->Hold(Completed("l00ab")).ok());
+  const fs::path file = dir_ / "state" / "l00ab.held";
+  ASSERT_TRUE(fs::exists(file));
+  EXPECT_EQ(fs::status(file).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+
+  auto reader = HeldResults::Open((dir_ / "state").string());
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::vector<std::string> problems;
+  EXPECT_TRUE((*reader)->TakeOrphans(&problems).empty()) << "taken from a live holder";
+
+  (*writer)->Leave("l00ab");  // as a process that stops (or dies) with the outcome undelivered
+  EXPECT_TRUE(fs::exists(file));
+  std::vector<HeldOutcome> orphans = (*reader)->TakeOrphans(&problems);
+  EXPECT_TRUE(problems.empty());
+  ASSERT_EQ(orphans.size(), 1u);
+  const HeldOutcome& held = orphans[0];
+  EXPECT_EQ(held.coordinator, "127.0.0.1:5555");
+  EXPECT_EQ(held.worker_id, "w0123");
+  EXPECT_EQ(held.credential, "wc1.secret");
+  EXPECT_EQ(held.lease_id, "l00ab");
+  EXPECT_EQ(held.job_id, 42);
+  EXPECT_EQ(held.attempt, 2);
+  EXPECT_EQ(held.valid_until_unix_ms, 1700000000123);
+  ASSERT_TRUE(held.complete.has_value());
+  EXPECT_FALSE(held.fail.has_value());
+  EXPECT_EQ(held.complete->result().test_score(), 0.625);
+  EXPECT_EQ(held.complete->result().epochs_run(), 7);
+  // Now the reader holds it: the writer (or a third process) cannot take it again.
+  EXPECT_TRUE((*writer)->TakeOrphans(&problems).empty());
+  (*reader)->Release("l00ab");
+  EXPECT_FALSE(fs::exists(file));
+}
+
+TEST_F(HeldResultsTest, ACorruptFileIsSetAsideAndNamed) {
+  auto held = HeldResults::Open((dir_ / "state").string());
+  ASSERT_TRUE(held.ok()) << held.status();
+  std::ofstream(dir_ / "state" / "l0bad.held") << "{not json";
+  std::vector<std::string> problems;
+  EXPECT_TRUE((*held)->TakeOrphans(&problems).empty());
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("l0bad.held"), std::string::npos) << problems[0];
+  EXPECT_TRUE(fs::exists(dir_ / "state" / "l0bad.held.bad"));
+}
+
+TEST_F(HeldResultsTest, ALeaseIdThatCannotNameAFileIsRefused) {
+  auto held = HeldResults::Open((dir_ / "state").string());
+  ASSERT_TRUE(held.ok()) << held.status();
+  const Status status = (*held)->Hold(Completed("../escape"));
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("../escape"), std::string::npos) << status;
+  EXPECT_FALSE(fs::exists(dir_ / "escape.held"));
+}
+
+TEST_F(HeldResultsTest, AStateFolderThatCannotBeCreatedIsNamed) {
+  fs::create_directories(dir_);
+  std::ofstream(dir_ / "file") << "x";
+  auto held = HeldResults::Open((dir_ / "file" / "state").string());
+  ASSERT_FALSE(held.ok());
+  EXPECT_EQ(held.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(held.status().message().find((dir_ / "file" / "state").string()), std::string::npos) << held.status();
+}
+
+}  // namespace
+}  // namespace dwarp::worker

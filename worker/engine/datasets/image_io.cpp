@@ -8,8 +8,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <vector>
 
@@ -261,7 +259,6 @@ bool IsImageFile(const std::string& path) {
 }
 
 StatusOr<std::vector<std::string>> ListImageFiles(const std::string& dir, int64_t limit) {
-  namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return NotFoundError("image folder " + Quote(dir) + " does not exist");
   std::vector<std::string> paths;

@@ -2,11 +2,7 @@
 
 #include <ATen/ATen.h>
 
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
 #include "common/file_io.h"
@@ -14,9 +10,6 @@
 
 namespace dwarp::engine {
 namespace {
-
-namespace fs = std::filesystem;
-
 
 struct NpyHeader {
   std::string descr;

@@ -12,8 +12,8 @@
 //   prefit_warped   TrainPrefitWarpedEncoder: the head is fitted first (as head_init kRidge), then network
 //                   and head are one module (models/linear_head.h) warped through one subspace: theta_d
 //                   moves the head's entries too (they count in D), and the head has no optimiser of its
-//                   own (head_learning_rate, head_weight_decay unused). With layer groups the head is a group of its own. The
-//                   ridge start competes with the epochs as with head_init kRidge.
+//                   own (head_learning_rate, head_weight_decay unused). With layer groups the head is a
+//                   group of its own. The ridge start competes with the epochs as with head_init kRidge.
 //   freeze_head     the head keeps its initialisation and only the model moves
 //   head_init       kDefault: the head starts as torch.nn.Linear from the seed (the research code).
 //                   kRidge: before the first epoch the head is set to the closed-form ridge readout

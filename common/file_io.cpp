@@ -2,11 +2,28 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <system_error>
 
+#include "common/quote.h"
+
 namespace dwarp {
+
+StatusOr<std::string> ReadWholeFile(const std::string& path, const std::string& what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFoundError(what + " " + Quote(path) + " does not exist");
+  if (!fs::is_regular_file(path, ec)) return InvalidArgumentError(what + " " + Quote(path) + " is not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return UnavailableError("cannot open " + what + " " + Quote(path) + ": " + std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return UnavailableError("cannot read " + what + " " + Quote(path));
+  return bytes;
+}
 
 Status WriteFileAtomically(const std::string& path, const std::string& text, const std::string& what) {
   namespace fs = std::filesystem;

@@ -8,11 +8,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
 #include <utility>
+
+#include "common/file_io.h"
 
 namespace dwarp {
 namespace {
@@ -522,11 +523,7 @@ StatusOr<SpecFormat> SpecFormatOfPath(const std::string& path, std::string_view 
 }
 
 StatusOr<std::string> ReadSpecFileText(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read " + std::string(what) + " \"" + path + "\"");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return ReadWholeFile(path, std::string(what));
 }
 
 StatusOr<std::vector<SpecOverride>> ApplySpecOverrides(json& document, const std::vector<std::string>& overrides) {

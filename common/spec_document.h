@@ -95,7 +95,8 @@ StatusOr<nlohmann::json> ParseSpecDocument(std::string_view text, SpecFormat for
 // The format of a spec file from its extension (.yaml, .yml, .json); InvalidArgument naming the file
 // otherwise. `what` names the kind of file in the message ("job spec file").
 StatusOr<SpecFormat> SpecFormatOfPath(const std::string& path, std::string_view what);
-// The whole file; NotFound naming it when it cannot be read.
+// The whole file (common/file_io.h ReadWholeFile): NotFound naming `what` and the path when there is no
+// such file, InvalidArgument for a folder, Unavailable when it cannot be read.
 StatusOr<std::string> ReadSpecFileText(const std::string& path, std::string_view what);
 
 // Applies `overrides` in order to `document` (see job_spec.h for the syntax) and returns what each set.

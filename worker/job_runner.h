@@ -1,25 +1,11 @@
 // JobRunner: runs one JobSpec (common/job_spec.h) on this machine, start to finish, and returns its
-// JobResult: the glue between a validated job and the engine (DESIGN.md "Jobs"; issue 3 part 6).
+// JobResult: the glue between a validated job and the engine (DESIGN.md "Jobs"). Every job runs in the same
+// order: device, data, model, trainer.
 //
-//   model    CreateModel (models/model_registry.h) with the spec's arch, layer, weights, input size, hidden
+//   data     LoadJobData (worker/job_data.h): one entry point keyed by data.kind (synthetic, majaj_hong,
+//            nsd and generic for regression and rsa; idx and image_folder for classification).
+//   model    BuildJobModel (worker/job_model.h) with the spec's arch, layer, weights, input size, hidden
 //            widths and model.seed, else train.seed (num_classes: the data's classes for classification jobs).
-//   data     by data.kind:
-//              synthetic    MakeSyntheticBrain with the teacher (data.synthetic.teacher, initialised from
-//                           its model.seed, else data.synthetic.seed; or the job's own model) on the images
-//                           of data.images (IDX) or data.stimuli (image folder), seeded by
-//                           data.synthetic.seed: one brain for every train.seed
-//              majaj_hong   LoadMajajHong (data.file, data.stimuli, data.roi: the targets are the neuroids
-//                           of every listed region, in roi order, each region's in file order;
-//                           data.limit_stimuli and data.split)
-//              nsd          LoadNsd (data.root, data.stimuli, data.limit_stimuli, data.split.train,
-//                           data.roi: empty = every voxel of voxels.nc,
-//                           else the voxels of every listed ROI (voxels.nc's `roi` coordinate), in roi
-//                           order, each ROI's in file order)
-//              generic      LoadGenericNeuralData (data.root; data.split.column, when set, names the
-//                           stimuli.csv column that holds the split)
-//              idx          LoadIdxClassification (data.images/labels, optional test files)
-//            IDX images are [N, 1, H, W] in [0, 1]; they are resized to the model's input size, repeated to
-//            its channel count and normalised with data.mean / data.std.
 //   trainer  regression:     d = 0 -> CacheFeatures + TrainRidgeReadout (readout ridge) or TrainSgdReadout
 //                            d > 0 -> SubspaceModel (the model's warp prefixes; layer groups: the spec's,
 //                                     else the model's) + TrainEncoderInSubspace
@@ -36,8 +22,6 @@
 //                            linear head [F -> classes] classifies, trained at train.lr with
 //                            train.weight_decay (train.freeze_head: it keeps its initialisation); theta_d
 //                            trains at train.low_dim_lr (default lr), a full model at train.lr.
-//            idx and image_folder with data.limit_classes / limit_samples: the few-shot subset, drawn per
-//            class with train.seed (datasets/classification_data.h SelectFewShotRows)
 //   device   train.device (engine/device.h ResolveDevice): cpu, cuda or cuda:N, checked before any work
 //            (FailedPrecondition when this build or machine cannot use it). Data are loaded and kept on the
 //            CPU (a synthetic brain's teacher runs there too); the model moves to the device once, features
@@ -129,10 +113,5 @@ StatusOr<at::Tensor> JobFeaturesOfImageFolder(const JobSpec& spec, const std::st
 // device, sizes, noise_ceiling (null when NaN), history, for classification linear_head, and the spec
 // (ToJson, defaults resolved).
 nlohmann::json JobResultToJson(const JobResult& result);
-
-// Synthetic brains this process has built so far. A process (a worker, `dwarp train`) builds each brain
-// once and shares it with every later job whose data block and teacher name the same one (the last four
-// are kept); a brain whose build failed is not kept. Thread-safe.
-int64_t SyntheticBrainsBuilt();
 
 }  // namespace dwarp::worker

@@ -11,8 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
-#include <fstream>
 #include <sstream>
+
+#include "common/file_io.h"
 
 namespace dwarp::rpc {
 
@@ -63,13 +64,7 @@ bool TokensEqual(std::string_view sent, std::string_view expected) {
   return difference == 0;
 }
 
-StatusOr<std::string> ReadTextFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read '" + path + "'");
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+StatusOr<std::string> ReadTextFile(const std::string& path) { return ReadWholeFile(path, "file"); }
 
 Status ResolveToken(ConnectionOptions& options, const std::string& token_file) {
   if (!options.token.empty()) return OkStatus();

@@ -56,7 +56,8 @@ bool TokensEqual(std::string_view sent, std::string_view expected);
 // FailedPrecondition when its mode lets others read it (CheckTokenFileMode); InvalidArgument when it is empty.
 Status ResolveToken(ConnectionOptions& options, const std::string& token_file);
 
-// Reads a whole file (certificates, keys, tokens). NotFound naming the path.
+// Reads a whole file (certificates, keys, tokens) with common/file_io.h's ReadWholeFile: NotFound naming the
+// path when there is no such file, InvalidArgument for a folder, Unavailable when it cannot be read.
 StatusOr<std::string> ReadTextFile(const std::string& path);
 
 // Checks the port of a gRPC address (host:port, [v6]:port, ipv4:/ipv6:/dns: forms; unix: addresses have

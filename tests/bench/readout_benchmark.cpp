@@ -109,9 +109,9 @@ const Job& GetJob() {
 
 SgdReadoutOptions Options() {
   return SgdReadoutOptions()
-      .learning_rate(g_learning_rate)
+      .head_learning_rate(g_learning_rate)
       .batch_size(kBatch)
-      .max_epochs(g_epochs)
+      .epochs(g_epochs)
       .patience(0)  // every epoch in both runs
       .seed(kSeed);
 }

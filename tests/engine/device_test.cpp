@@ -86,7 +86,13 @@ NeuralData Brain() {
 }
 
 EncodingTrainingOptions Options() {
-  return EncodingTrainingOptions().max_epochs(6).batch_size(32).lr(1e-2).low_dim_lr(5e-2).patience(0).seed(1);
+  return EncodingTrainingOptions()
+      .epochs(6)
+      .batch_size(32)
+      .head_learning_rate(1e-2)
+      .learning_rate(5e-2)
+      .patience(0)
+      .seed(1);
 }
 
 TEST(CudaTrainingTest, SubspaceEncodingMatchesTheCpu_CUDA) {
@@ -122,7 +128,7 @@ TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutMatchTheCpu_CUDA) {
                                FeatureCacheOptions().device(devices[i]));
     ASSERT_TRUE(cache.ok()) << cache.status();
     EXPECT_EQ(cache->train.features.device(), devices[i]);
-    auto readout = TrainSgdReadout(*cache, SgdReadoutOptions().max_epochs(5).seed(2));
+    auto readout = TrainSgdReadout(*cache, SgdReadoutOptions().epochs(5).seed(2));
     ASSERT_TRUE(readout.ok()) << readout.status();
     r2[i] = readout->test.r2;
   }

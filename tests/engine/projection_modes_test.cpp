@@ -298,7 +298,7 @@ TEST(ProjectionModesTest, PrefitWarpedTrainingStartsAtTheRidgeFitAndMovesTheHead
                                  SyntheticBrainOptions().targets(10).warp_dim(12).warp_scale(1.5).noise(0.1).seed(8));
   ASSERT_TRUE(data.ok()) << data.status();
   const auto options =
-      EncodingTrainingOptions().max_epochs(15).batch_size(32).low_dim_lr(2e-2).patience(0).seed(1);
+      EncodingTrainingOptions().epochs(15).batch_size(32).learning_rate(2e-2).patience(0).seed(1);
   auto result = TrainPrefitWarpedEncoder(*teacher, SubspaceOptions(200).seed(21), *data, options);
   ASSERT_TRUE(result.ok()) << result.status();
   // D counts the head: the MLP's parameters plus 24 x 10 + 10.

@@ -24,6 +24,7 @@
 #include "tests/engine/datasets/neural_fixtures.h"
 #include "worker/engine/datasets/npy_file.h"
 #include "worker/engine/device.h"
+#include "worker/job_data.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>

@@ -328,5 +328,71 @@ TEST(FewShotRowsTest, DrawsTheFirstClassesAndSamplesPerClassWithTheSeed) {
   EXPECT_FALSE(SelectFewShotRows(labels, options).ok());
 }
 
+TEST(PrepareIdxImagesTest, ResizesRepeatsChannelsAndNormalises) {
+  const at::Tensor images = at::full({2, 4, 4}, 0.5, at::kFloat);
+  IdxImageOptions options;
+  options.size = 8;
+  options.channels = 3;
+  options.mean = {0.25};
+  options.stddev = {0.5, 0.25};  // the last value repeats for the third channel
+  auto prepared = PrepareIdxImages(images, options);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(prepared->sizes(), (std::vector<int64_t>{2, 3, 8, 8}));
+  EXPECT_NEAR(prepared->select(1, 0).max().item<double>(), 0.5, 1e-6);  // (0.5 - 0.25) / 0.5
+  EXPECT_NEAR(prepared->select(1, 2).min().item<double>(), 1.0, 1e-6);  // (0.5 - 0.25) / 0.25
+  auto unchanged = PrepareIdxImages(images, IdxImageOptions{});
+  ASSERT_TRUE(unchanged.ok()) << unchanged.status();
+  EXPECT_TRUE(at::equal(*unchanged, images.unsqueeze(1)));
+  IdxImageOptions one_channel;
+  one_channel.channels = 1;
+  auto refused = PrepareIdxImages(at::zeros({2, 3, 4, 4}), one_channel);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("images have 3 channels; expected 1"), std::string::npos)
+      << refused.status();
+}
+
+ClassificationData Labelled(std::vector<int64_t> labels, int64_t classes) {
+  const auto n = static_cast<int64_t>(labels.size());
+  return {at::arange(n, at::kFloat).view({n, 1}), at::tensor(labels, at::kLong), classes};
+}
+
+TEST(SplitLabelledRowsTest, CutsInOrderOrTakesTheTestFileOrDrawsAFewShotSubset) {
+  const ClassificationData all = Labelled({0, 1, 2, 0, 1, 2, 0, 1, 2, 0}, 3);
+  LabelledSplitOptions options;
+  options.train = 0.6;
+  options.validation = 0.2;
+  auto ordered = SplitLabelledRows(all, nullptr, options);
+  ASSERT_TRUE(ordered.ok()) << ordered.status();
+  EXPECT_EQ(ordered->train.size(), 6);
+  EXPECT_EQ(ordered->validation.size(), 2);
+  EXPECT_EQ(ordered->test.size(), 2);
+  EXPECT_EQ(ordered->test.inputs[0].item<float>(), 8.0f);  // rows 8 and 9, in order
+
+  const ClassificationData test_file = Labelled({3, 0}, 4);
+  auto with_file = SplitLabelledRows(all, &test_file, options);
+  ASSERT_TRUE(with_file.ok()) << with_file.status();
+  EXPECT_EQ(with_file->train.size(), 6);
+  EXPECT_EQ(with_file->validation.size(), 4);  // the rest: no test fraction is cut
+  EXPECT_EQ(with_file->test.size(), 2);
+  EXPECT_EQ(with_file->train.num_classes, 4);  // the larger count of the two files
+
+  options.limit_classes = 2;
+  options.limit_samples = 3;
+  options.seed = 5;
+  auto few = SplitLabelledRows(all, &test_file, options);
+  ASSERT_TRUE(few.ok()) << few.status();
+  EXPECT_EQ(few->train.num_classes, 2);
+  EXPECT_EQ(few->train.size() + few->validation.size(), 6);  // 3 of class 0, 3 of class 1
+  EXPECT_EQ(few->test.size(), 1);                            // the test file's rows of classes 0 and 1
+  EXPECT_LT(few->train.labels.max().item<int64_t>(), 2);
+
+  options.limit_samples = 1;
+  options.test = 0.4;
+  auto empty = SplitLabelledRows(all, nullptr, options);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("limit_samples = 1 leave an empty split"), std::string::npos)
+      << empty.status();
+}
+
 }  // namespace
 }  // namespace dwarp::engine

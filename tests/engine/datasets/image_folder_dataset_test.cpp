@@ -162,5 +162,26 @@ TEST_F(ImageFolderTest, Errors) {
   EXPECT_FALSE(ListImageFolder(root_.string(), bad).ok());
 }
 
+// One rule for image files (image_io.h): the class folders and a job's stimulus folder list the same files.
+TEST_F(ImageFolderTest, ListImageFilesKeepsImagesOfAnyCaseSortedAndLimited) {
+  EXPECT_TRUE(IsImageFile("a/x.PNG"));
+  EXPECT_TRUE(IsImageFile("x.jpeg"));
+  EXPECT_TRUE(IsImageFile("x.gif"));
+  EXPECT_FALSE(IsImageFile("x.txt"));
+  EXPECT_FALSE(IsImageFile("png"));
+  auto all = ListImageFiles((root_ / "a_red").string());
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 10u);  // notes.txt is not an image
+  EXPECT_TRUE(std::is_sorted(all->begin(), all->end()));
+  EXPECT_EQ(fs::path(all->front()).filename(), "img100.png");
+  auto first3 = ListImageFiles((root_ / "b_green").string(), 3);
+  ASSERT_TRUE(first3.ok()) << first3.status();
+  ASSERT_EQ(first3->size(), 3u);
+  EXPECT_EQ(fs::path(first3->back()).filename(), "img102.PNG");
+  auto missing = ListImageFiles((root_ / "nope").string());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope"), std::string::npos) << missing.status();
+}
+
 }  // namespace
 }  // namespace dwarp::engine

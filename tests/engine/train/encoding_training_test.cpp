@@ -33,7 +33,13 @@ NeuralData Brain() {
 }
 
 EncodingTrainingOptions Options() {
-  return EncodingTrainingOptions().max_epochs(40).batch_size(32).lr(1e-2).low_dim_lr(5e-2).patience(0).seed(1);
+  return EncodingTrainingOptions()
+      .epochs(40)
+      .batch_size(32)
+      .head_learning_rate(1e-2)
+      .learning_rate(5e-2)
+      .patience(0)
+      .seed(1);
 }
 
 double TestR2InSubspace(const NeuralData& data, int64_t d) {
@@ -73,7 +79,7 @@ TEST(EncodingTrainingTest, BestEpochIsRestoredAndReported) {
   auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(50).seed(2));
   ASSERT_TRUE(model.ok());
   int64_t callbacks = 0;
-  auto result = TrainEncoderInSubspace(*model, data, Options().max_epochs(8).on_epoch([&](const EpochRecord& r) {
+  auto result = TrainEncoderInSubspace(*model, data, Options().epochs(8).on_epoch([&](const EpochRecord& r) {
     EXPECT_EQ(r.epoch, ++callbacks);
   }));
   ASSERT_TRUE(result.ok()) << result.status();
@@ -92,8 +98,8 @@ TEST(EncodingTrainingTest, FrozenHeadKeepsItsInitialisationWhileTheModelMoves) {
   auto a = SubspaceModel::Create(Mlp(3), SubspaceOptions(20));
   auto b = SubspaceModel::Create(Mlp(3), SubspaceOptions(20));
   ASSERT_TRUE(a.ok() && b.ok());
-  auto frozen = TrainEncoderInSubspace(*a, data, Options().max_epochs(3).freeze_head(true));
-  auto untrained = TrainEncoderInSubspace(*b, data, Options().max_epochs(1).freeze_head(true).low_dim_lr(1e-12));
+  auto frozen = TrainEncoderInSubspace(*a, data, Options().epochs(3).freeze_head(true));
+  auto untrained = TrainEncoderInSubspace(*b, data, Options().epochs(1).freeze_head(true).learning_rate(1e-12));
   ASSERT_TRUE(frozen.ok() && untrained.ok());
   EXPECT_TRUE(at::equal(frozen->head_weight, untrained->head_weight));
   EXPECT_GT(a->theta_d().abs().sum().item<float>(), 0.0f);
@@ -127,19 +133,21 @@ TEST(EncodingTrainingTest, RidgeHeadStartsAtTheD0RidgeFitInSubspaceAndFullTraini
   // A frozen head stays where it started while theta_d moves, so the result shows the initial head.
   auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(20).seed(4));
   ASSERT_TRUE(model.ok());
-  auto subspace = TrainEncoderInSubspace(*model, data, Options().max_epochs(2).freeze_head(true).head_init(HeadInit::kRidge));
+  auto subspace = TrainEncoderInSubspace(*model, data, Options().epochs(2).freeze_head(true).head_init(HeadInit::kRidge));
   ASSERT_TRUE(subspace.ok()) << subspace.status();
   ExpectHeadIsTheRidgeFit(*subspace, fit);
 
   torch::jit::Module module = Mlp(3).deepcopy();
-  auto full = TrainEncoderFull(module, data, Options().max_epochs(2).lr(1e-3).freeze_head(true).head_init(HeadInit::kRidge));
+  auto full = TrainEncoderFull(module, data,
+                               Options().epochs(2).learning_rate(1e-3).head_learning_rate(1e-3).freeze_head(true)
+                                   .head_init(HeadInit::kRidge));
   ASSERT_TRUE(full.ok()) << full.status();
   ExpectHeadIsTheRidgeFit(*full, fit);
 
   // The default head is torch.nn.Linear's, and records no ridge start.
   auto other = SubspaceModel::Create(Mlp(3), SubspaceOptions(20).seed(4));
   ASSERT_TRUE(other.ok());
-  auto random = TrainEncoderInSubspace(*other, data, Options().max_epochs(1).freeze_head(true));
+  auto random = TrainEncoderInSubspace(*other, data, Options().epochs(1).freeze_head(true));
   ASSERT_TRUE(random.ok()) << random.status();
   EXPECT_FALSE(at::allclose(random->head_weight, fit.weights.t().to(at::kFloat), 1e-3, 1e-3));
   EXPECT_TRUE(std::isnan(random->head_init_alpha));
@@ -154,7 +162,7 @@ TEST(EncodingTrainingTest, RidgeHeadNeverEndsBelowTheD0RidgeReadout) {
   for (const int64_t d : {5, 200}) {
     auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(d).seed(21));
     ASSERT_TRUE(model.ok());
-    auto result = TrainEncoderInSubspace(*model, data, Options().max_epochs(6).head_init(HeadInit::kRidge));
+    auto result = TrainEncoderInSubspace(*model, data, Options().epochs(6).head_init(HeadInit::kRidge));
     ASSERT_TRUE(result.ok()) << result.status();
     std::printf("d = %lld: validation R^2 %.4f (d = 0 ridge %.4f), best epoch %lld\n", static_cast<long long>(d),
                 result->validation.r2, fit.validation_r2, static_cast<long long>(result->best_epoch));
@@ -164,7 +172,7 @@ TEST(EncodingTrainingTest, RidgeHeadNeverEndsBelowTheD0RidgeReadout) {
   // Steps far too large wreck the head in the first epoch: the ridge start is restored, model included.
   auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(20).seed(4));
   ASSERT_TRUE(model.ok());
-  auto wrecked = TrainEncoderInSubspace(*model, data, Options().max_epochs(1).lr(0.5).low_dim_lr(0.5)
+  auto wrecked = TrainEncoderInSubspace(*model, data, Options().epochs(1).head_learning_rate(0.5).learning_rate(0.5)
                                                          .head_init(HeadInit::kRidge));
   ASSERT_TRUE(wrecked.ok()) << wrecked.status();
   ASSERT_EQ(wrecked->history.size(), 1u);
@@ -178,7 +186,7 @@ TEST(EncodingTrainingTest, RidgeHeadNeverEndsBelowTheD0RidgeReadout) {
 TEST(EncodingTrainingTest, FullTrainingLearns) {
   const NeuralData data = Brain();
   torch::jit::Module module = Mlp(3).deepcopy();
-  auto result = TrainEncoderFull(module, data, Options().max_epochs(15).lr(3e-3));
+  auto result = TrainEncoderFull(module, data, Options().epochs(15).learning_rate(3e-3).head_learning_rate(3e-3));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->full);
   EXPECT_EQ(result->trained_parameter_count, MlpParameterCount(MlpOptions(16, 24).hidden({48})));
@@ -190,7 +198,7 @@ TEST(EncodingTrainingTest, DeterministicForASeed) {
   const NeuralData data = Brain();
   auto run = [&] {
     auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(30));
-    return TrainEncoderInSubspace(*model, data, Options().max_epochs(3));
+    return TrainEncoderInSubspace(*model, data, Options().epochs(3));
   };
   auto first = run();
   auto second = run();
@@ -202,10 +210,10 @@ TEST(EncodingTrainingTest, RejectsBadOptionsAndDataNamingTheValue) {
   const NeuralData data = Brain();
   auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(10));
   ASSERT_TRUE(model.ok());
-  auto bad_lr = TrainEncoderInSubspace(*model, data, Options().low_dim_lr(-1));
+  auto bad_lr = TrainEncoderInSubspace(*model, data, Options().learning_rate(-1));
   ASSERT_FALSE(bad_lr.ok());
-  EXPECT_NE(bad_lr.status().message().find("low_dim_lr = -1"), std::string::npos) << bad_lr.status();
-  auto bad_epochs = TrainEncoderInSubspace(*model, data, Options().max_epochs(0));
+  EXPECT_NE(bad_lr.status().message().find("learning_rate = -1"), std::string::npos) << bad_lr.status();
+  auto bad_epochs = TrainEncoderInSubspace(*model, data, Options().epochs(0));
   ASSERT_FALSE(bad_epochs.ok());
   EXPECT_NE(bad_epochs.status().message().find("epochs = 0"), std::string::npos) << bad_epochs.status();
   NeuralData nan = data;
@@ -220,7 +228,7 @@ TEST(EncodingTrainingTest, DivergingRunFailsWithTheReason) {
   const NeuralData data = Brain();
   auto model = SubspaceModel::Create(Mlp(3), SubspaceOptions(10));
   ASSERT_TRUE(model.ok());
-  auto result = TrainEncoderInSubspace(*model, data, Options().low_dim_lr(1e12).lr(1e12).max_epochs(5));
+  auto result = TrainEncoderInSubspace(*model, data, Options().learning_rate(1e12).head_learning_rate(1e12).epochs(5));
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.status().message().find("diverged"), std::string::npos) << result.status();
 }

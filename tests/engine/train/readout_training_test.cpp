@@ -124,7 +124,7 @@ CachedFeatures LinearCache(double noise, uint64_t seed) {
 }
 
 SgdReadoutOptions FastSgd() {
-  return SgdReadoutOptions().learning_rate(0.05).batch_size(32).max_epochs(60).patience(10).seed(3);
+  return SgdReadoutOptions().head_learning_rate(0.05).batch_size(32).epochs(60).patience(10).seed(3);
 }
 
 TEST(SgdReadoutTest, LearnsTheLinearMapAndRestoresTheBestEpoch) {
@@ -170,7 +170,7 @@ TEST(SgdReadoutTest, StopsEarlyAfterPatienceEpochsWithoutImprovement) {
   cache.train.responses = at::empty({20, 5}).normal_(0.0, 1.0, gen);
   cache.validation.responses = at::empty({100, 5}).normal_(0.0, 1.0, gen);
   cache.test.responses = at::empty({100, 5}).normal_(0.0, 1.0, gen);
-  auto result = TrainSgdReadout(cache, FastSgd().max_epochs(500).patience(4).batch_size(5));
+  auto result = TrainSgdReadout(cache, FastSgd().epochs(500).patience(4).batch_size(5));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_LT(result->epochs_run, 500);
   EXPECT_EQ(result->epochs_run, result->best_epoch + 4);
@@ -191,9 +191,9 @@ TEST(SgdReadoutTest, MinDeltaIgnoresSmallImprovements) {
 
 TEST(SgdReadoutTest, SameSeedSameHeadOtherSeedOtherHead) {
   const CachedFeatures cache = LinearCache(0.1, 4);
-  auto a = TrainSgdReadout(cache, FastSgd().max_epochs(3).patience(0));
-  auto b = TrainSgdReadout(cache, FastSgd().max_epochs(3).patience(0));
-  auto c = TrainSgdReadout(cache, FastSgd().max_epochs(3).patience(0).seed(4));
+  auto a = TrainSgdReadout(cache, FastSgd().epochs(3).patience(0));
+  auto b = TrainSgdReadout(cache, FastSgd().epochs(3).patience(0));
+  auto c = TrainSgdReadout(cache, FastSgd().epochs(3).patience(0).seed(4));
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_TRUE(at::equal(a->head_weight, b->head_weight));
   EXPECT_FALSE(at::equal(a->head_weight, c->head_weight));
@@ -201,7 +201,7 @@ TEST(SgdReadoutTest, SameSeedSameHeadOtherSeedOtherHead) {
 
 TEST(SgdReadoutTest, DivergingRunFailsWithTheReason) {
   const CachedFeatures cache = LinearCache(0.1, 4);
-  auto result = TrainSgdReadout(cache, FastSgd().learning_rate(1e36));
+  auto result = TrainSgdReadout(cache, FastSgd().head_learning_rate(1e36));
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(result.status().message().find("diverged"), std::string::npos) << result.status();
@@ -211,10 +211,10 @@ TEST(SgdReadoutTest, DivergingRunFailsWithTheReason) {
 TEST(SgdReadoutTest, BadOptionsAndDataNameTheValue) {
   CachedFeatures cache = LinearCache(0.1, 4);
   const std::pair<SgdReadoutOptions, std::string> bad[] = {
-      {FastSgd().learning_rate(0.0), "learning_rate = 0"},
-      {FastSgd().weight_decay(-1.0), "weight_decay = -1"},
+      {FastSgd().head_learning_rate(0.0), "head_learning_rate = 0"},
+      {FastSgd().head_weight_decay(-1.0), "head_weight_decay = -1"},
       {FastSgd().batch_size(0), "batch_size = 0"},
-      {FastSgd().max_epochs(0), "max_epochs = 0"},
+      {FastSgd().epochs(0), "epochs = 0"},
       {FastSgd().patience(-2), "patience = -2"},
       {FastSgd().min_delta(-0.5), "min_delta = -0.5"},
   };

@@ -103,7 +103,7 @@ TEST(RsaTest, OnASyntheticBrainTheTeacherScoresHighestAtDZero) {
 
 TEST(RsaTest, TrainingThroughASubspaceMovesTheRdmTowardsTheBrains) {
   const NeuralData brain = Brain(0.0);
-  const auto options = RsaTrainingOptions().low_dim_lr(0.05).batch_size(32).max_epochs(15).patience(0).seed(1);
+  const auto options = RsaTrainingOptions().learning_rate(0.05).batch_size(32).epochs(15).patience(0).seed(1);
   auto start = ScoreRsa(Mlp(5), brain, options);
   ASSERT_TRUE(start.ok()) << start.status();
   auto model = SubspaceModel::Create(Mlp(5), SubspaceOptions(200).seed(7));
@@ -128,9 +128,9 @@ TEST(RsaTest, BadOptionsAndSplitsAreRefusedNamingTheValue) {
   auto small_batch = TrainRsaInSubspace(*model, brain, RsaTrainingOptions().batch_size(2));
   ASSERT_FALSE(small_batch.ok());
   EXPECT_NE(small_batch.status().message().find("batch_size = 2"), std::string::npos) << small_batch.status();
-  auto bad_rate = TrainRsaInSubspace(*model, brain, RsaTrainingOptions().low_dim_lr(0.0));
+  auto bad_rate = TrainRsaInSubspace(*model, brain, RsaTrainingOptions().learning_rate(0.0));
   ASSERT_FALSE(bad_rate.ok());
-  EXPECT_NE(bad_rate.status().message().find("low_dim_lr = 0"), std::string::npos) << bad_rate.status();
+  EXPECT_NE(bad_rate.status().message().find("learning_rate = 0"), std::string::npos) << bad_rate.status();
   NeuralData tiny = brain;
   tiny.test.stimuli = tiny.test.stimuli.narrow(0, 0, 2);
   tiny.test.responses = tiny.test.responses.narrow(0, 0, 2);

@@ -115,4 +115,56 @@ StatusOr<FewShotRows> SelectFewShotRows(const at::Tensor& labels, const FewShotO
   return out;
 }
 
+namespace {
+
+ClassificationData TakeRows(const ClassificationData& data, const at::Tensor& rows, int64_t num_classes) {
+  return {data.inputs.index_select(0, rows), data.labels.index_select(0, rows), num_classes};
+}
+
+}  // namespace
+
+StatusOr<ClassifierSplits> SplitLabelledRows(const ClassificationData& all, const ClassificationData* test_file,
+                                             const LabelledSplitOptions& options) {
+  ClassifierSplits splits;
+  const int64_t n = all.size();
+  const int64_t n_train = static_cast<int64_t>(n * options.train);
+  if (options.limit_classes > 0 || options.limit_samples > 0) {
+    FewShotOptions subset;
+    subset.limit_classes = options.limit_classes;
+    subset.limit_samples = options.limit_samples;
+    subset.validation = options.validation;
+    subset.test = test_file != nullptr ? 0.0 : options.test;
+    subset.seed = options.seed;
+    subset.stream = options.stream;
+    auto rows = SelectFewShotRows(all.labels, subset);
+    if (!rows.ok()) return rows.status();
+    splits.train = TakeRows(all, rows->train, rows->num_classes);
+    splits.validation = TakeRows(all, rows->validation, rows->num_classes);
+    splits.test = test_file == nullptr
+                      ? TakeRows(all, rows->test, rows->num_classes)
+                      : TakeRows(*test_file, at::nonzero(test_file->labels < rows->num_classes).flatten(),
+                                 rows->num_classes);
+    for (const ClassificationData* split : {&splits.train, &splits.validation, &splits.test}) {
+      if (split->size() == 0) {
+        return InvalidArgumentError("limit_classes = " + std::to_string(options.limit_classes) +
+                                    ", limit_samples = " + std::to_string(options.limit_samples) +
+                                    " leave an empty split; expected more samples per class for the split fractions");
+      }
+    }
+    return splits;
+  }
+  splits.train = SliceRows(all, 0, n_train);
+  if (test_file != nullptr) {
+    splits.validation = SliceRows(all, n_train, n - n_train);
+    splits.test = *test_file;
+  } else {
+    const int64_t n_val = static_cast<int64_t>(n * options.validation);
+    splits.validation = SliceRows(all, n_train, n_val);
+    splits.test = SliceRows(all, n_train + n_val, n - n_train - n_val);
+  }
+  const int64_t num_classes = std::max(all.num_classes, splits.test.num_classes);
+  for (ClassificationData* split : {&splits.train, &splits.validation, &splits.test}) split->num_classes = num_classes;
+  return splits;
+}
+
 }  // namespace dwarp::engine

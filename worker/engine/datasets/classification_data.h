@@ -60,4 +60,34 @@ struct FewShotRows {
 // labels that are not int64 [N] >= 0.
 StatusOr<FewShotRows> SelectFewShotRows(const at::Tensor& labels, const FewShotOptions& options);
 
+// The three splits a classifier trains on, chooses its best epoch on, and is scored on
+// (train/classifier_training.h).
+struct ClassifierSplits {
+  ClassificationData train;       // non-empty
+  ClassificationData validation;  // non-empty; chooses the best epoch
+  ClassificationData test;        // non-empty; scored once, with the best state
+};
+
+// How SplitLabelledRows turns one file of labelled rows (and an optional test file) into splits.
+struct LabelledSplitOptions {
+  // In order: the first `train` fraction of the rows, then the next `validation` fraction, the rest
+  // test; with a test file, train and the rest validation.
+  double train = 0.6;
+  double validation = 0.2;
+  double test = 0.2;
+  // When either is > 0: the few-shot subset of SelectFewShotRows (these limits, the validation and test
+  // fractions, `seed`, `stream`) instead of the ordered cut; a test file then keeps all its rows of the
+  // classes kept.
+  int64_t limit_classes = 0;
+  int64_t limit_samples = 0;
+  uint64_t seed = 0;
+  std::string stream = "idx";
+};
+
+// The splits of `all` (and of `test_file` when it is not null: it is then the test split); every split's
+// num_classes is the classes kept (few-shot) or the larger of the two files' counts. InvalidArgument naming
+// the limits when the few-shot subset leaves a split empty, and SelectFewShotRows's errors.
+StatusOr<ClassifierSplits> SplitLabelledRows(const ClassificationData& all, const ClassificationData* test_file,
+                                             const LabelledSplitOptions& options);
+
 }  // namespace dwarp::engine

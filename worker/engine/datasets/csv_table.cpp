@@ -1,21 +1,12 @@
 #include "worker/engine/datasets/csv_table.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
+
+#include "common/file_io.h"
+#include "common/quote.h"
 
 namespace dwarp::engine {
-namespace {
-
-namespace fs = std::filesystem;
-
-std::string Quote(const std::string& s) { return "'" + s + "'"; }
-
-}  // namespace
-
 bool CsvTable::HasColumn(const std::string& name) const {
   for (const auto& h : header_) {
     if (h == name) return true;
@@ -48,13 +39,9 @@ StatusOr<std::vector<std::string>> CsvTable::Column(const std::string& name) con
 }
 
 StatusOr<CsvTable> ReadCsvFile(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return NotFoundError("CSV file " + Quote(path) + " does not exist");
-  if (!fs::is_regular_file(path, ec)) return InvalidArgumentError("CSV path " + Quote(path) + " is not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return UnavailableError("cannot open CSV file " + Quote(path) + ": " + std::strerror(errno));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return UnavailableError("cannot read CSV file " + Quote(path));
+  auto read = ReadWholeFile(path, "CSV file");
+  if (!read.ok()) return read.status();
+  const std::string& text = *read;
   size_t i = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;
 
   std::vector<std::vector<std::string>> records;

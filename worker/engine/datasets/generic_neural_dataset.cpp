@@ -13,7 +13,6 @@
 
 namespace dwarp::engine {
 
-using internal::Quote;
 
 namespace {
 

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/quote.h"
+
 namespace dwarp::engine {
 namespace {
 
@@ -29,8 +31,6 @@ std::string Hex(unsigned value) {
   os << "0x" << std::hex << (value < 16 ? "0" : "") << value;
   return os.str();
 }
-
-std::string Quote(const std::string& path) { return "'" + path + "'"; }
 
 struct IdxType {
   at::ScalarType dtype;
@@ -262,6 +262,31 @@ StatusOr<ClassificationData> LoadMnistStyleSplit(const std::string& dir, const s
   auto labels = FindWithOptionalGz(dir, split + "-labels-idx1-ubyte");
   if (!labels.ok()) return labels.status();
   return LoadIdxClassification(*images, *labels, options);
+}
+
+StatusOr<at::Tensor> PrepareIdxImages(at::Tensor images, const IdxImageOptions& options) {
+  const int64_t size = options.size;
+  const int64_t channels = options.channels;
+  if (images.dim() == 3) images = images.unsqueeze(1);
+  images = images.to(at::kFloat);
+  if (size > 0 && (images.size(2) != size || images.size(3) != size)) {
+    std::vector<int64_t> out{size, size};
+    images = at::upsample_bilinear2d(images, at::IntArrayRef(out), false, c10::nullopt, c10::nullopt);
+  }
+  if (channels > 0 && images.size(1) != channels) {
+    if (images.size(1) != 1) {
+      return InvalidArgumentError("images have " + std::to_string(images.size(1)) + " channels; expected " +
+                                  std::to_string(channels) + ", or 1 to repeat");
+    }
+    images = images.expand({images.size(0), channels, images.size(2), images.size(3)}).contiguous();
+  }
+  const int64_t c = images.size(1);
+  auto column = [c](const std::vector<double>& v, double fallback) {
+    std::vector<float> out(static_cast<size_t>(c), static_cast<float>(fallback));
+    for (int64_t i = 0; i < c && !v.empty(); ++i) out[i] = static_cast<float>(v[std::min<size_t>(i, v.size() - 1)]);
+    return at::tensor(out).view({1, c, 1, 1});
+  };
+  return ((images - column(options.mean, 0.0)) / column(options.stddev, 1.0)).contiguous();
 }
 
 }  // namespace dwarp::engine

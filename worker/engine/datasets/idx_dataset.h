@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/engine/datasets/classification_data.h"
@@ -54,5 +55,19 @@ StatusOr<ClassificationData> LoadIdxClassification(const std::string& images_pat
 // "train" or "t10k". NotFound names the directory and the file names tried.
 StatusOr<ClassificationData> LoadMnistStyleSplit(const std::string& dir, const std::string& split,
                                                  const IdxClassificationOptions& options = {});
+
+// How PrepareIdxImages shows one-channel images to a model.
+struct IdxImageOptions {
+  int64_t size = 0;      // > 0: resized (bilinear, no antialiasing) to size x size; 0: kept
+  int64_t channels = 0;  // > 0: the one channel repeated to this many; 0: kept
+  // (x - mean[c]) / stddev[c]: one value for every channel, or one per channel (the last repeats for
+  // more channels); empty: 0 and 1.
+  std::vector<double> mean, stddev;
+};
+
+// IDX images [N, H, W] or [N, 1, H, W] (float, e.g. in [0, 1]) as a model's input: float32
+// [N, channels, size, size], normalised. InvalidArgument naming the counts when the images have more
+// than one channel and `channels` asks for another count.
+StatusOr<at::Tensor> PrepareIdxImages(at::Tensor images, const IdxImageOptions& options);
 
 }  // namespace dwarp::engine

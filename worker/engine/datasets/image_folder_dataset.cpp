@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <system_error>
@@ -16,12 +15,6 @@ namespace dwarp::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool IsImageFile(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp";
-}
 
 Status CheckOptions(const ImageFolderOptions& o) {
   if (o.limit_classes < 0) return InvalidArgumentError("limit_classes = " + std::to_string(o.limit_classes) + ": expected >= 0");
@@ -74,15 +67,12 @@ StatusOr<ImageFolderListing> ListImageFolder(const std::string& root, const Imag
   out.class_names = classes;
   for (size_t c = 0; c < classes.size(); ++c) {
     const fs::path dir = fs::path(root) / classes[c];
-    std::vector<std::string> files;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->is_regular_file(ec) && IsImageFile(it->path())) files.push_back(it->path().string());
-    }
-    if (ec) return UnavailableError("image folder class " + dir.string() + ": cannot list: " + ec.message());
+    auto listed = ListImageFiles(dir.string());
+    if (!listed.ok()) return Status(listed.status().code(), "image folder class: " + listed.status().message());
+    std::vector<std::string> files = std::move(*listed);
     if (files.empty()) {
-      return InvalidArgumentError("image folder class " + dir.string() + ": no image files (png, jpg, jpeg, bmp)");
+      return InvalidArgumentError("image folder class " + dir.string() + ": no image files (png, jpg, jpeg, bmp, gif)");
     }
-    std::sort(files.begin(), files.end());
     // Fisher-Yates with a stream per class, so a class's sample does not depend on the other classes.
     SeededStream rng(options.seed, "image_folder/" + classes[c]);
     SeededShuffle(files, rng);

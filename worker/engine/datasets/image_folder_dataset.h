@@ -4,10 +4,10 @@
 //   root/<class a>/<image files>, root/<class b>/..., ...
 //
 // Classes are the sub-folders of root sorted by name (byte order); with limit_classes > 0 only the first
-// limit_classes of them. Label i is the i-th class. Per class, the image files (extensions png, jpg, jpeg,
-// bmp, case-insensitive; other files are ignored) are sorted by name, shuffled with a SeededStream (the same
-// on every machine for a seed), and with limit_samples > 0 only the first limit_samples kept. Each class is
-// then split, in shuffled order, into train / val / test by the fractions:
+// limit_classes of them. Label i is the i-th class. Per class, the image files (image_io.h's IsImageFile:
+// png, jpg, jpeg, bmp, gif, case-insensitive; other files are ignored) are sorted by name, shuffled with a
+// SeededStream (the same on every machine for a seed), and with limit_samples > 0 only the first
+// limit_samples kept. Each class is then split, in shuffled order, into train / val / test by the fractions:
 //   n_val = floor(n * val), n_test = floor(n * test), each raised to 1 when its fraction is > 0, and then
 //   lowered (the larger one first) until at least one image is left for train; n_train = the rest.
 // So a class with >= 3 images is present in every split whose fraction is > 0. A class with 1 image goes to

@@ -4,11 +4,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <vector>
 
@@ -28,12 +27,14 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "common/file_io.h"
+#include "common/quote.h"
+
 namespace dwarp::engine {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
 struct StbFree {
   void operator()(stbi_uc* p) const { stbi_image_free(p); }
@@ -222,15 +223,9 @@ Status CheckImageOptions(const ImageOptions& options) {
 }
 
 StatusOr<at::Tensor> DecodeImageRgb(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return NotFoundError("image file " + Quote(path) + " does not exist");
-  if (!fs::is_regular_file(path, ec)) {
-    return InvalidArgumentError("image path " + Quote(path) + " is not a regular file");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return UnavailableError("cannot open image file " + Quote(path) + ": " + std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return UnavailableError("cannot read image file " + Quote(path));
+  auto read = ReadWholeFile(path, "image file");
+  if (!read.ok()) return read.status();
+  const std::string& bytes = *read;
   if (bytes.empty()) {
     return InvalidArgumentError("image file " + Quote(path) + " is empty; expected a PNG or JPEG image");
   }
@@ -255,6 +250,25 @@ StatusOr<at::Tensor> LoadImage(const std::string& path, const ImageOptions& opti
   auto rgb = DecodeImageRgb(path);
   if (!rgb.ok()) return rgb.status();
   return Transform(*rgb, options);
+}
+
+bool IsImageFile(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".gif";
+}
+
+StatusOr<std::vector<std::string>> ListImageFiles(const std::string& dir, int64_t limit) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return NotFoundError("image folder " + Quote(dir) + " does not exist");
+  std::vector<std::string> paths;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec) && IsImageFile(it->path().string())) paths.push_back(it->path().string());
+  }
+  if (ec) return UnavailableError("image folder " + Quote(dir) + ": cannot list: " + ec.message());
+  std::sort(paths.begin(), paths.end());
+  if (limit > 0 && static_cast<int64_t>(paths.size()) > limit) paths.resize(static_cast<size_t>(limit));
+  return paths;
 }
 
 StatusOr<at::Tensor> LoadImages(const std::vector<std::string>& paths, const ImageOptions& options) {

@@ -71,6 +71,15 @@ at::Tensor ResizeBilinearLikePil(const at::Tensor& rgb, int64_t height, int64_t 
 // One file through the whole pipeline: float32 [3, size, size].
 StatusOr<at::Tensor> LoadImage(const std::string& path, const ImageOptions& options = {});
 
+// Whether `path` names an image file by its extension: png, jpg, jpeg, bmp or gif, in any case (the
+// formats stb_image decodes that image datasets ship). The one rule every loader of image folders uses.
+bool IsImageFile(const std::string& path);
+
+// The image files (IsImageFile) directly in the folder `dir`, sorted by path (byte order); with
+// limit > 0 only the first `limit` of them. NotFound when `dir` is not a folder, Unavailable when it
+// cannot be listed; an empty list when it holds no image file.
+StatusOr<std::vector<std::string>> ListImageFiles(const std::string& dir, int64_t limit = 0);
+
 // Many files, decoded in parallel with at::parallel_for: float32 [N, 3, size, size], row i from paths[i].
 // On failure the error of the first failing file (in list order) is returned.
 StatusOr<at::Tensor> LoadImages(const std::vector<std::string>& paths, const ImageOptions& options = {});

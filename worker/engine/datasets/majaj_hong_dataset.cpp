@@ -14,7 +14,6 @@
 namespace dwarp::engine {
 
 using internal::ListForMessage;
-using internal::Quote;
 
 StatusOr<NeuralData> LoadMajajHong(const std::string& netcdf_path, const std::string& stimuli_dir,
                                    const MajajHongOptions& options) {

@@ -17,12 +17,12 @@
 #include <netcdf.h>
 #endif
 
+#include "common/quote.h"
+
 namespace dwarp::engine {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
 #ifdef DWARP_HAVE_NETCDF
 // libnetcdf (and the HDF5 library under it) keeps global state and is not built thread-safe in Debian.

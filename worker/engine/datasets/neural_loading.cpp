@@ -6,9 +6,9 @@
 #include <sstream>
 #include <unordered_map>
 
-namespace dwarp::engine::internal {
+#include "common/quote.h"
 
-std::string Quote(const std::string& s) { return "'" + s + "'"; }
+namespace dwarp::engine::internal {
 
 std::string ListForMessage(const std::vector<std::string>& items, size_t max_items) {
   std::string out;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/quote.h"
 #include "common/status.h"
 #include "worker/engine/datasets/image_io.h"
 #include "worker/engine/datasets/netcdf_file.h"
@@ -54,8 +55,6 @@ Status RequireAndLimitSplits(std::array<SplitRows, 3>* splits, int64_t limit, co
 
 // "'a', 'b', 'c' and 7 more" for messages.
 std::string ListForMessage(const std::vector<std::string>& items, size_t max_items = 5);
-
-std::string Quote(const std::string& s);
 
 // The xarray DataArray in `file` as float64 [stimuli, targets] over dimensions `stimulus_dim` and `target_dim`
 // (transposed when stored the other way round; extra dimensions of size 1, e.g. BrainIO's time_bin, dropped).

@@ -2,19 +2,14 @@
 
 #include <ATen/ATen.h>
 
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <sstream>
+
+#include "common/file_io.h"
+#include "common/quote.h"
 
 namespace dwarp::engine {
 namespace {
-
-namespace fs = std::filesystem;
-
-std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
 struct NpyHeader {
   std::string descr;
@@ -108,19 +103,6 @@ StatusOr<NpyHeader> ParseHeader(const std::string& path, const std::string& byte
   return out;
 }
 
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return NotFoundError(".npy file " + Quote(path) + " does not exist");
-  if (!fs::is_regular_file(path, ec)) {
-    return InvalidArgumentError(".npy path " + Quote(path) + " is not a regular file");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return UnavailableError("cannot open .npy file " + Quote(path) + ": " + std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return UnavailableError("cannot read .npy file " + Quote(path));
-  return bytes;
-}
-
 Status CheckSize(const std::string& path, const NpyHeader& h, size_t have, size_t element_size) {
   size_t count = 1;
   for (int64_t s : h.shape) count *= static_cast<size_t>(s);
@@ -139,7 +121,7 @@ Status CheckSize(const std::string& path, const NpyHeader& h, size_t have, size_
 }  // namespace
 
 StatusOr<at::Tensor> ReadNpyFile(const std::string& path) {
-  auto bytes = ReadWholeFile(path);
+  auto bytes = ReadWholeFile(path, ".npy file");
   if (!bytes.ok()) return bytes.status();
   auto header = ParseHeader(path, *bytes);
   if (!header.ok()) return header.status();
@@ -166,7 +148,7 @@ StatusOr<at::Tensor> ReadNpyFile(const std::string& path) {
 }
 
 StatusOr<std::vector<std::string>> ReadNpyStrings(const std::string& path) {
-  auto bytes = ReadWholeFile(path);
+  auto bytes = ReadWholeFile(path, ".npy file");
   if (!bytes.ok()) return bytes.status();
   auto header = ParseHeader(path, *bytes);
   if (!header.ok()) return header.status();

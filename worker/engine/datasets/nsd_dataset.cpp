@@ -14,7 +14,6 @@
 namespace dwarp::engine {
 
 using internal::ListForMessage;
-using internal::Quote;
 
 StatusOr<NeuralData> LoadNsd(const std::string& nsd_dir, const NsdOptions& options) {
   namespace fs = std::filesystem;

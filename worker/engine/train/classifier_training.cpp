@@ -32,11 +32,10 @@ struct Trainee {
 
 enum class Mode { kSubspace, kFull, kLinear };
 
-TrainingLoopOptions LoopOptions(const ClassifierTrainingOptions& o) { return LoopOptionsOf(o, o.epochs_); }
 
 // The loop's own options are checked by the loop's check; these are the classifier's additions.
 Status CheckOptions(const ClassifierTrainingOptions& o, Mode mode) {
-  DWARP_RETURN_IF_ERROR(CheckTrainingLoopOptions(LoopOptions(o)));
+  DWARP_RETURN_IF_ERROR(CheckTrainingLoopOptions(o.loop_));
   std::ostringstream os;
   const bool head = o.linear_head_ || mode == Mode::kLinear;
   if (o.eval_batch_size_ < 1) {
@@ -132,7 +131,7 @@ StatusOr<ClassifierTrainingResult> RunTraining(Trainee& trainee, const Classifie
   problem.groups.push_back(ParameterGroup{trainee.parameters, options.learning_rate_, 0.0});
   if (head) {
     // torch.nn.Linear's initialisation from the job's seed, in the dtype of the read-out layer.
-    auto [weight, bias] = InitLinearHead(probe.size(1), train.num_classes, options.seed_, probe.scalar_type());
+    auto [weight, bias] = InitLinearHead(probe.size(1), train.num_classes, options.loop_.seed_, probe.scalar_type());
     classifier.weight = weight.to(trainee.device).set_requires_grad(!options.freeze_head_);
     classifier.bias = bias.to(trainee.device).set_requires_grad(!options.freeze_head_);
     if (!options.freeze_head_) {
@@ -149,7 +148,7 @@ StatusOr<ClassifierTrainingResult> RunTraining(Trainee& trainee, const Classifie
     return at::cross_entropy_loss(logits, SelectRows(train.labels, rows).to(logits.device()));
   };
   problem.validation_score = [&]() { return classifier.Accuracy(data.validation, options.eval_batch_size_); };
-  auto loop = RunTrainingLoop(problem, LoopOptions(options));
+  auto loop = RunTrainingLoop(problem, options.loop_);
   if (!loop.ok()) return loop.status();
 
   auto train_accuracy = classifier.Accuracy(train, options.eval_batch_size_);

@@ -48,15 +48,11 @@
 
 namespace dwarp::engine {
 
-struct ClassifierSplits {
-  ClassificationData train;       // non-empty
-  ClassificationData validation;  // non-empty; chooses the best epoch
-  ClassificationData test;        // non-empty; scored once, with the best state
-};
+// The loop settings (WithLoopSettings, training_loop.h) default to 5 epochs of 128, patience 0 (every
+// epoch runs); the validation_score on_epoch sees is the accuracy.
+struct ClassifierTrainingOptions : WithLoopSettings<ClassifierTrainingOptions> {
+  ClassifierTrainingOptions() : WithLoopSettings(TrainingLoopOptions().epochs(5).batch_size(128).patience(0)) {}
 
-struct ClassifierTrainingOptions {
-  ClassifierTrainingOptions& epochs(int64_t v) { epochs_ = v; return *this; }
-  ClassifierTrainingOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
   // Adam's learning rate for what trains in the model (theta_d and lambdas, or all parameters).
   ClassifierTrainingOptions& learning_rate(double v) { learning_rate_ = v; return *this; }
   // Classify through a linear head on the read-out layer rather than the model's own logits (see above).
@@ -66,39 +62,19 @@ struct ClassifierTrainingOptions {
   ClassifierTrainingOptions& head_weight_decay(double v) { head_weight_decay_ = v; return *this; }
   // The head keeps its initialisation; only the model trains (needs linear_head; not for d = 0).
   ClassifierTrainingOptions& freeze_head(bool v) { freeze_head_ = v; return *this; }
-  // How the learning rate changes over training (total_steps counts every epoch even if training stops early).
-  ClassifierTrainingOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
   // Minibatch size for evaluation only (memory, not results).
   ClassifierTrainingOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
   // d = 0 only: where TrainLinearClassifier sends input batches for the extractor and keeps the cached
   // features (the device the frozen model is on); the head trains there too.
   ClassifierTrainingOptions& feature_device(c10::Device v) { feature_device_ = v; return *this; }
-  // Stop after this many epochs without a better validation accuracy; 0: always run every epoch.
-  ClassifierTrainingOptions& patience(int64_t v) { patience_ = v; return *this; }
-  // An epoch improves when its validation accuracy beats the best by more than this (>= 0).
-  ClassifierTrainingOptions& min_delta(double v) { min_delta_ = v; return *this; }
-  // Seed of the head's initialisation and of the minibatch order.
-  ClassifierTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
-  // Called after every epoch on the calling thread (progress reporting).
-  ClassifierTrainingOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
-  // Polled before every minibatch; true stops training with a Cancelled status (training_loop.h).
-  ClassifierTrainingOptions& should_stop(std::function<bool()> v) { should_stop_ = std::move(v); return *this; }
 
-  int64_t epochs_ = 5;
-  int64_t batch_size_ = 128;
   double learning_rate_ = 1e-3;
   bool linear_head_ = false;
   double head_learning_rate_ = 1e-3;
   double head_weight_decay_ = 0.0;
   bool freeze_head_ = false;
-  LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
   int64_t eval_batch_size_ = 1000;
   c10::Device feature_device_ = c10::Device(c10::kCPU);
-  int64_t patience_ = 0;
-  double min_delta_ = 0.0;
-  uint64_t seed_ = 0;
-  std::function<void(const EpochRecord&)> on_epoch_;
-  std::function<bool()> should_stop_;
 };
 
 // The summary (training_loop.h): at d = 0 trained_parameter_count and model_parameter_count are 0;

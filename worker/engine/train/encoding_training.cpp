@@ -18,10 +18,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-TrainingLoopOptions LoopOptions(const EncodingTrainingOptions& o) { return LoopOptionsOf(o, o.max_epochs_); }
-
 Status CheckOptions(const EncodingTrainingOptions& o) {
-  const std::pair<double, const char*> rates[] = {{o.lr_, "lr"}, {o.low_dim_lr_, "low_dim_lr"}};
+  const std::pair<double, const char*> rates[] = {{o.learning_rate_, "learning_rate"},
+                                                  {o.head_learning_rate_, "head_learning_rate"}};
   for (const auto& [rate, name] : rates) {
     if (!std::isfinite(rate) || rate <= 0.0) {
       std::ostringstream os;
@@ -29,15 +28,15 @@ Status CheckOptions(const EncodingTrainingOptions& o) {
       return InvalidArgumentError(os.str());
     }
   }
-  if (!(o.weight_decay_ >= 0.0) || !std::isfinite(o.weight_decay_)) {
+  if (!(o.head_weight_decay_ >= 0.0) || !std::isfinite(o.head_weight_decay_)) {
     std::ostringstream os;
-    os << "weight_decay = " << o.weight_decay_ << "; expected a finite number >= 0";
+    os << "head_weight_decay = " << o.head_weight_decay_ << "; expected a finite number >= 0";
     return InvalidArgumentError(os.str());
   }
   if (o.eval_batch_size_ < 1) {
     return InvalidArgumentError("eval_batch_size = " + std::to_string(o.eval_batch_size_) + "; expected >= 1");
   }
-  return CheckTrainingLoopOptions(LoopOptions(o));
+  return CheckTrainingLoopOptions(o.loop_);
 }
 
 // What the loop needs to know about the model being trained, whichever mode.
@@ -125,7 +124,7 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
     result.head_init_alpha = fit->alphas[0].item<double>();
   } else {
     // torch.nn.Linear's initialisation, from the job's seed.
-    std::tie(weight, bias) = InitLinearHead(features, targets, options.seed_, probe.scalar_type());
+    std::tie(weight, bias) = InitLinearHead(features, targets, options.loop_.seed_, probe.scalar_type());
   }
   const bool train_head = encoder.has_head && !options.freeze_head_;
   if (encoder.has_head) {
@@ -136,7 +135,7 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
   TrainingProblem problem;
   problem.train_size = data.train.size();
   problem.groups.push_back(ParameterGroup{encoder.model_parameters, encoder.model_lr, 0.0});
-  if (train_head) problem.groups.push_back(ParameterGroup{{weight, bias}, options.lr_, options.weight_decay_});
+  if (train_head) problem.groups.push_back(ParameterGroup{{weight, bias}, options.head_learning_rate_, options.head_weight_decay_});
   problem.shuffle_name = "encoding-training/minibatch-order";
   problem.set_training = encoder.set_training;
   problem.batch_loss = [&](const at::Tensor& rows) -> StatusOr<at::Tensor> {
@@ -162,9 +161,9 @@ StatusOr<EncodingTrainingResult> Train(const Encoder& encoder, const NeuralData&
     }
     for (const auto& p : state) initial_state.push_back(p.detach().clone());
   }
-  auto loop = RunTrainingLoop(problem, LoopOptions(options));
+  auto loop = RunTrainingLoop(problem, options.loop_);
   if (!loop.ok()) return loop.status();
-  if (ridge_head && !(loop->best_validation_score > result.head_init_validation_r2 + options.min_delta_)) {
+  if (ridge_head && !(loop->best_validation_score > result.head_init_validation_r2 + options.loop_.min_delta_)) {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < state.size(); ++i) state[i].copy_(initial_state[i]);
     loop->best_epoch = 0;
@@ -197,7 +196,7 @@ StatusOr<EncodingTrainingResult> TrainEncoderInSubspace(SubspaceModel& model, co
     encoder.represent = [&model](const at::Tensor& x) { return model.Forward(x).flatten(1); };
     encoder.set_training = [&model](bool on) { model.train(on); };
     encoder.model_parameters = model.parameters();
-    encoder.model_lr = options.low_dim_lr_;
+    encoder.model_lr = options.learning_rate_;
     encoder.device = model.theta_d().device();
     EncodingTrainingResult result;
     result.trained_parameter_count = model.subspace_dim();
@@ -265,7 +264,7 @@ StatusOr<EncodingTrainingResult> TrainPrefitWarpedEncoder(const torch::jit::Modu
     encoder.represent = [&model](const at::Tensor& x) { return model->Forward(x).flatten(1); };
     encoder.set_training = [&model](bool on) { model->train(on); };
     encoder.model_parameters = model->parameters();
-    encoder.model_lr = options.low_dim_lr_;
+    encoder.model_lr = options.learning_rate_;
     encoder.device = device;
     encoder.has_head = false;
     EncodingTrainingResult result;
@@ -297,7 +296,7 @@ StatusOr<EncodingTrainingResult> TrainEncoderFull(torch::jit::Module& module, co
     encoder.set_training = [&module](bool on) { module.train(on); };
     encoder.model_parameters = MakeParametersTrainable(module);
     if (encoder.model_parameters.empty()) return InvalidArgumentError("the module has no parameters to train");
-    encoder.model_lr = options.lr_;
+    encoder.model_lr = options.learning_rate_;
     encoder.device = encoder.model_parameters.front().device();
     EncodingTrainingResult result;
     result.full = true;

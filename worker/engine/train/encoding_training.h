@@ -4,15 +4,16 @@
 //   representation  the model maps stimuli [B, ...] to its read-out layer, flattened to [B, F]
 //   head            a linear map [F -> T] (Y = X W + b), initialised as torch.nn.Linear from the seed
 //   loss            mean squared error over the batch and all targets
-//   subspace, d > 0 TrainEncoderInSubspace: Adam on theta_d and the lambdas at low_dim_lr, and a second
-//                   Adam on the head at lr with weight_decay; the wrapped module stays in eval mode
-//   full, d = full  TrainEncoderFull: Adam on every module parameter at lr (no weight decay) and on the
-//                   head at lr with weight_decay; the module in train mode while training
+//   subspace, d > 0 TrainEncoderInSubspace: Adam on theta_d and the lambdas at learning_rate, and a second
+//                   Adam on the head at head_learning_rate with head_weight_decay; the wrapped module stays
+//                   in eval mode
+//   full, d = full  TrainEncoderFull: Adam on every module parameter at learning_rate (no weight decay)
+//                   and on the head as above; the module in train mode while training
 //   prefit_warped   TrainPrefitWarpedEncoder: the head is fitted first (as head_init kRidge), then network
 //                   and head are one module (models/linear_head.h) warped through one subspace: theta_d
 //                   moves the head's entries too (they count in D), and the head has no optimiser of its
-//                   own (lr, weight_decay unused). With layer groups the head is a group of its own. The
-//                   ridge start competes with the epochs as with head_init kRidge.
+//                   own (head_learning_rate, head_weight_decay unused). With layer groups the head is a
+//                   group of its own. The ridge start competes with the epochs as with head_init kRidge.
 //   freeze_head     the head keeps its initialisation and only the model moves
 //   head_init       kDefault: the head starts as torch.nn.Linear from the seed (the research code).
 //                   kRidge: before the first epoch the head is set to the closed-form ridge readout
@@ -61,42 +62,30 @@ enum class HeadInit {
   kRidge,    // the closed-form ridge readout of the initial model's features (see above)
 };
 
-struct EncodingTrainingOptions {
-  EncodingTrainingOptions& lr(double v) { lr_ = v; return *this; }
-  EncodingTrainingOptions& low_dim_lr(double v) { low_dim_lr_ = v; return *this; }
-  EncodingTrainingOptions& weight_decay(double v) { weight_decay_ = v; return *this; }
-  EncodingTrainingOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
-  EncodingTrainingOptions& max_epochs(int64_t v) { max_epochs_ = v; return *this; }
-  EncodingTrainingOptions& patience(int64_t v) { patience_ = v; return *this; }
-  EncodingTrainingOptions& min_delta(double v) { min_delta_ = v; return *this; }
+// The loop settings (WithLoopSettings, training_loop.h) default to 20 epochs of 64, patience 5; the
+// validation_score on_epoch sees is R^2.
+struct EncodingTrainingOptions : WithLoopSettings<EncodingTrainingOptions> {
+  EncodingTrainingOptions() : WithLoopSettings(TrainingLoopOptions().epochs(20).batch_size(64).patience(5)) {}
+
+  // Adam's rate for what trains in the model: theta_d and the lambdas, or (full) every module parameter.
+  EncodingTrainingOptions& learning_rate(double v) { learning_rate_ = v; return *this; }
+  // The head's Adam: learning rate and weight decay (Adam's L2 term, as torch.optim.Adam).
+  EncodingTrainingOptions& head_learning_rate(double v) { head_learning_rate_ = v; return *this; }
+  EncodingTrainingOptions& head_weight_decay(double v) { head_weight_decay_ = v; return *this; }
   EncodingTrainingOptions& freeze_head(bool v) { freeze_head_ = v; return *this; }
   EncodingTrainingOptions& head_init(HeadInit v) { head_init_ = v; return *this; }
-  EncodingTrainingOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
   // The ridge fit of head_init kRidge and of TrainPrefitWarpedEncoder (alphas, per target, folds).
   EncodingTrainingOptions& head_ridge(RidgeOptions v) { head_ridge_ = std::move(v); return *this; }
-  // Seed of the head's initialisation and of the minibatch order.
-  EncodingTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
   // Stimuli per forward pass while scoring (memory, not results).
   EncodingTrainingOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
-  EncodingTrainingOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
-  // Polled before every minibatch; true stops training with a Cancelled status (training_loop.h).
-  EncodingTrainingOptions& should_stop(std::function<bool()> v) { should_stop_ = std::move(v); return *this; }
 
-  double lr_ = 1e-3;          // head (and, for full training, the module)
-  double low_dim_lr_ = 1e-2;  // theta_d and the lambdas
-  double weight_decay_ = 0.0; // head only
-  int64_t batch_size_ = 64;
-  int64_t max_epochs_ = 20;
-  int64_t patience_ = 5;      // 0: run every epoch
-  double min_delta_ = 0.0;
+  double learning_rate_ = 1e-2;
+  double head_learning_rate_ = 1e-3;
+  double head_weight_decay_ = 0.0;
   bool freeze_head_ = false;
   HeadInit head_init_ = HeadInit::kDefault;
-  LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
   RidgeOptions head_ridge_;
-  uint64_t seed_ = 0;
   int64_t eval_batch_size_ = 256;
-  std::function<void(const EpochRecord&)> on_epoch_;  // validation_score is R^2
-  std::function<bool()> should_stop_;
 };
 
 // The summary (training_loop.h) with the head float32 [T, F] / [T]; best_epoch 0: the ridge-initialised

@@ -10,6 +10,12 @@
 #include "worker/engine/train/training_loop.h"
 
 namespace dwarp::engine {
+
+FeatureExtractor FrozenModelExtractor(torch::jit::Module module) {
+  module.eval();
+  return [module](const at::Tensor& x) mutable { return module.forward({x}).toTensor(); };
+}
+
 namespace {
 
 using internal::CheckFinite;

@@ -15,6 +15,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <torch/csrc/jit/api/module.h>
 
 #include <cstdint>
 #include <functional>
@@ -25,6 +26,10 @@
 namespace dwarp::engine {
 
 using FeatureExtractor = std::function<at::Tensor(const at::Tensor&)>;
+
+// The frozen model as an extractor: `module` (a handle sharing its parameters) switched to eval mode, its
+// forward output as the features. The one way a job reads a model out at d = 0.
+FeatureExtractor FrozenModelExtractor(torch::jit::Module module);
 
 struct FeatureCacheOptions {
   // Stimuli per forward call (memory, not results).

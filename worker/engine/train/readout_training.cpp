@@ -48,20 +48,17 @@ Status CheckCachedFeatures(const CachedFeatures& cache) {
   return OkStatus();
 }
 
-TrainingLoopOptions LoopOptions(const SgdReadoutOptions& o) { return LoopOptionsOf(o, o.max_epochs_); }
 
 Status CheckOptions(const SgdReadoutOptions& o) {
   std::ostringstream os;
-  if (!std::isfinite(o.learning_rate_) || o.learning_rate_ <= 0.0) {
-    os << "learning_rate = " << o.learning_rate_ << "; expected a finite number > 0";
-  } else if (!std::isfinite(o.weight_decay_) || o.weight_decay_ < 0.0) {
-    os << "weight_decay = " << o.weight_decay_ << "; expected a finite number >= 0";
-  } else if (o.max_epochs_ < 1) {
-    os << "max_epochs = " << o.max_epochs_ << "; expected >= 1";
+  if (!std::isfinite(o.head_learning_rate_) || o.head_learning_rate_ <= 0.0) {
+    os << "head_learning_rate = " << o.head_learning_rate_ << "; expected a finite number > 0";
+  } else if (!std::isfinite(o.head_weight_decay_) || o.head_weight_decay_ < 0.0) {
+    os << "head_weight_decay = " << o.head_weight_decay_ << "; expected a finite number >= 0";
   } else if (o.eval_batch_size_ < 1) {
     os << "eval_batch_size = " << o.eval_batch_size_ << "; expected >= 1";
   } else {
-    return CheckTrainingLoopOptions(LoopOptions(o));  // batch_size, patience, min_delta
+    return CheckTrainingLoopOptions(o.loop_);  // epochs, batch_size, patience, min_delta
   }
   return InvalidArgumentError(os.str());
 }
@@ -99,13 +96,13 @@ StatusOr<ReadoutResult> RunSgd(const CachedFeatures& cache, const SgdReadoutOpti
 
   // torch.nn.Linear's initialisation from the seed, as encoding_training's head.
   at::Tensor weight, bias;
-  std::tie(weight, bias) = InitLinearHead(cache.num_features(), cache.num_targets(), options.seed_);
+  std::tie(weight, bias) = InitLinearHead(cache.num_features(), cache.num_targets(), options.loop_.seed_);
   weight = weight.to(device).set_requires_grad(true);
   bias = bias.to(device).set_requires_grad(true);
 
   TrainingProblem problem;
   problem.train_size = cache.train.size();
-  problem.groups.push_back(ParameterGroup{{weight, bias}, options.learning_rate_, options.weight_decay_});
+  problem.groups.push_back(ParameterGroup{{weight, bias}, options.head_learning_rate_, options.head_weight_decay_});
   problem.shuffle_name = "sgd-readout/minibatch-order";
   problem.set_training = [](bool) {};  // a linear head has no train/eval behaviour
   problem.batch_loss = [&](const at::Tensor& rows) -> StatusOr<at::Tensor> {
@@ -117,7 +114,7 @@ StatusOr<ReadoutResult> RunSgd(const CachedFeatures& cache, const SgdReadoutOpti
     return R2Score(PredictInChunks(cache.validation.features, weight, bias, options.eval_batch_size_),
                    cache.validation.responses);
   };
-  auto loop = RunTrainingLoop(problem, LoopOptions(options));
+  auto loop = RunTrainingLoop(problem, options.loop_);
   if (!loop.ok()) return loop.status();
 
   ReadoutResult result;

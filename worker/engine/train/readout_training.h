@@ -9,7 +9,7 @@
 // SGD details: the head is torch.nn.Linear's, Y ≈ X W^T + b with W [T, F] and b [T], initialised as
 // nn.Linear does (uniform in ±1/sqrt(F), weight then bias) from a generator seeded by `seed`, the same
 // draw as encoding_training.h's head for the same seed; loss: mean squared error over the batch and
-// targets (nn.MSELoss); Adam with `learning_rate` and `weight_decay` (Adam's L2 term, as
+// targets (nn.MSELoss); Adam with `head_learning_rate` and `head_weight_decay` (Adam's L2 term, as
 // torch.optim.Adam). The epochs are training_loop.h's RunTrainingLoop: minibatches from a seeded shuffle
 // (the same order on every machine), the validation R² after every epoch, an improvement when it beats
 // the best by more than `min_delta`, a stop after `patience` epochs without one (0: never early), and the
@@ -37,36 +37,20 @@
 
 namespace dwarp::engine {
 
-struct SgdReadoutOptions {
-  SgdReadoutOptions& learning_rate(double v) { learning_rate_ = v; return *this; }
-  SgdReadoutOptions& weight_decay(double v) { weight_decay_ = v; return *this; }
-  SgdReadoutOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
-  SgdReadoutOptions& max_epochs(int64_t v) { max_epochs_ = v; return *this; }
-  // Epochs without an improvement before stopping; 0: run all max_epochs.
-  SgdReadoutOptions& patience(int64_t v) { patience_ = v; return *this; }
-  // How much the validation R² must rise to count as an improvement (>= 0).
-  SgdReadoutOptions& min_delta(double v) { min_delta_ = v; return *this; }
-  // Seed of the head's initialisation and of the minibatch order.
-  SgdReadoutOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
-  SgdReadoutOptions& seed(uint64_t v) { seed_ = v; return *this; }
+// The loop settings (WithLoopSettings, training_loop.h) default to 100 epochs of 128, patience 10; the
+// validation_score on_epoch sees is the R².
+struct SgdReadoutOptions : WithLoopSettings<SgdReadoutOptions> {
+  SgdReadoutOptions() : WithLoopSettings(TrainingLoopOptions().epochs(100).batch_size(128).patience(10)) {}
+
+  // The head's Adam (the head is all that trains): learning rate (> 0) and weight decay (>= 0).
+  SgdReadoutOptions& head_learning_rate(double v) { head_learning_rate_ = v; return *this; }
+  SgdReadoutOptions& head_weight_decay(double v) { head_weight_decay_ = v; return *this; }
   // Rows per evaluation matmul (memory, not results).
   SgdReadoutOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
-  // Called after every epoch on the calling thread (validation_score is the R²).
-  SgdReadoutOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
-  // Polled before every minibatch; true stops training with a Cancelled status (training_loop.h).
-  SgdReadoutOptions& should_stop(std::function<bool()> v) { should_stop_ = std::move(v); return *this; }
 
-  double learning_rate_ = 1e-3;
-  double weight_decay_ = 0.0;
-  int64_t batch_size_ = 128;
-  int64_t max_epochs_ = 100;
-  int64_t patience_ = 10;
-  double min_delta_ = 0.0;
-  LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
-  uint64_t seed_ = 0;
+  double head_learning_rate_ = 1e-3;
+  double head_weight_decay_ = 0.0;
   int64_t eval_batch_size_ = 4096;
-  std::function<void(const EpochRecord&)> on_epoch_;
-  std::function<bool()> should_stop_;
 };
 
 // The summary (training_loop.h) at d = 0: trained_parameter_count and model_parameter_count 0,

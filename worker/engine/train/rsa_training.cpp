@@ -35,7 +35,6 @@ at::Tensor Correlation(const at::Tensor& a, const at::Tensor& b) {
   return (ca * cb).sum() / (ca.norm() * cb.norm()).clamp_min(kNormFloor);
 }
 
-TrainingLoopOptions LoopOptions(const RsaTrainingOptions& o) { return LoopOptionsOf(o, o.max_epochs_); }
 
 // A split with at least 3 stimuli, or an error naming it.
 Status CheckSplit(const NeuralSplit& split, const char* name) {
@@ -115,13 +114,13 @@ StatusOr<double> RsaScore(const at::Tensor& representation, const at::Tensor& re
 }
 
 Status CheckRsaTrainingOptions(const RsaTrainingOptions& o) {
-  if (!std::isfinite(o.low_dim_lr_) || o.low_dim_lr_ <= 0.0) {
+  if (!std::isfinite(o.learning_rate_) || o.learning_rate_ <= 0.0) {
     std::ostringstream os;
-    os << "low_dim_lr = " << o.low_dim_lr_ << "; expected a finite number > 0";
+    os << "learning_rate = " << o.learning_rate_ << "; expected a finite number > 0";
     return InvalidArgumentError(os.str());
   }
-  if (o.batch_size_ < 3) {
-    return InvalidArgumentError("batch_size = " + std::to_string(o.batch_size_) +
+  if (o.loop_.batch_size_ < 3) {
+    return InvalidArgumentError("batch_size = " + std::to_string(o.loop_.batch_size_) +
                                 "; expected >= 3 (the RDM of a minibatch needs three stimuli)");
   }
   if (o.eval_batch_size_ < 1) {
@@ -130,7 +129,7 @@ Status CheckRsaTrainingOptions(const RsaTrainingOptions& o) {
   if (o.max_rdm_stimuli_ < 3) {
     return InvalidArgumentError("max_rdm_stimuli = " + std::to_string(o.max_rdm_stimuli_) + "; expected >= 3");
   }
-  return CheckTrainingLoopOptions(LoopOptions(o));
+  return CheckTrainingLoopOptions(o.loop_);
 }
 
 StatusOr<RsaTrainingResult> TrainRsaInSubspace(SubspaceModel& model, const NeuralData& data,
@@ -147,7 +146,7 @@ StatusOr<RsaTrainingResult> TrainRsaInSubspace(SubspaceModel& model, const Neura
     TrainingProblem problem;
     problem.train_size = data.train.size();
     const std::vector<at::Tensor> state = model.parameters();
-    problem.groups.push_back(ParameterGroup{state, options.low_dim_lr_, 0.0});
+    problem.groups.push_back(ParameterGroup{state, options.learning_rate_, 0.0});
     problem.shuffle_name = "rsa-training/minibatch-order";
     problem.set_training = [&model](bool on) { model.train(on); };
     problem.batch_loss = [&](const at::Tensor& rows) -> StatusOr<at::Tensor> {
@@ -166,9 +165,9 @@ StatusOr<RsaTrainingResult> TrainRsaInSubspace(SubspaceModel& model, const Neura
     if (!initial.ok()) return initial.status();
     std::vector<at::Tensor> initial_state;
     for (const auto& p : state) initial_state.push_back(p.detach().clone());
-    auto loop = RunTrainingLoop(problem, LoopOptions(options));
+    auto loop = RunTrainingLoop(problem, options.loop_);
     if (!loop.ok()) return loop.status();
-    if (!(loop->best_validation_score > *initial + options.min_delta_)) {
+    if (!(loop->best_validation_score > *initial + options.loop_.min_delta_)) {
       at::NoGradGuard no_grad;
       for (size_t i = 0; i < state.size(); ++i) state[i].copy_(initial_state[i]);
       loop->best_epoch = 0;

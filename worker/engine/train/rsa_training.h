@@ -12,7 +12,7 @@
 //           max_rdm_stimuli stimuli of a split (its first ones, in order) so that its RDM stays in memory
 //
 // TrainRsaInSubspace runs the training loop (training_loop.h) with Adam on theta_d and the lambdas at
-// low_dim_lr, scored on the validation split after every epoch; the starting state (theta_d = 0: the
+// learning_rate, scored on the validation split after every epoch; the starting state (theta_d = 0: the
 // unwarped model) is scored first and kept when no epoch beats it by more than min_delta, so training
 // never ends below the d = 0 score. ScoreRsa is the d = 0 job: the frozen model's scores.
 //
@@ -44,30 +44,19 @@ at::Tensor RsaLoss(const at::Tensor& representation, const at::Tensor& responses
 // The score: r(upper triangles) for N >= 3 stimuli, in double precision.
 StatusOr<double> RsaScore(const at::Tensor& representation, const at::Tensor& responses);
 
-struct RsaTrainingOptions {
-  RsaTrainingOptions& low_dim_lr(double v) { low_dim_lr_ = v; return *this; }
-  RsaTrainingOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
-  RsaTrainingOptions& max_epochs(int64_t v) { max_epochs_ = v; return *this; }
-  RsaTrainingOptions& patience(int64_t v) { patience_ = v; return *this; }
-  RsaTrainingOptions& min_delta(double v) { min_delta_ = v; return *this; }
-  RsaTrainingOptions& schedule(LearningRateSchedule v) { schedule_ = v; return *this; }
-  RsaTrainingOptions& seed(uint64_t v) { seed_ = v; return *this; }
+// The loop settings (WithLoopSettings, training_loop.h) default to 20 epochs of 64 (>= 3: the RDM of a
+// minibatch needs three stimuli), patience 5; the validation_score on_epoch sees is the RSA score.
+struct RsaTrainingOptions : WithLoopSettings<RsaTrainingOptions> {
+  RsaTrainingOptions() : WithLoopSettings(TrainingLoopOptions().epochs(20).batch_size(64).patience(5)) {}
+
+  // Adam's rate for theta_d and the lambdas (> 0).
+  RsaTrainingOptions& learning_rate(double v) { learning_rate_ = v; return *this; }
   RsaTrainingOptions& eval_batch_size(int64_t v) { eval_batch_size_ = v; return *this; }
   RsaTrainingOptions& max_rdm_stimuli(int64_t v) { max_rdm_stimuli_ = v; return *this; }
-  RsaTrainingOptions& on_epoch(std::function<void(const EpochRecord&)> v) { on_epoch_ = std::move(v); return *this; }
-  RsaTrainingOptions& should_stop(std::function<bool()> v) { should_stop_ = std::move(v); return *this; }
 
-  double low_dim_lr_ = 1e-2;  // > 0: theta_d and the lambdas
-  int64_t batch_size_ = 64;   // >= 3: the RDM of a minibatch needs three stimuli
-  int64_t max_epochs_ = 20;   // >= 1
-  int64_t patience_ = 5;      // >= 0; 0: run every epoch
-  double min_delta_ = 0.0;    // >= 0
-  LearningRateSchedule schedule_ = LearningRateSchedule::kConstant;
-  uint64_t seed_ = 0;
+  double learning_rate_ = 1e-2;
   int64_t eval_batch_size_ = 256;   // >= 1: stimuli per forward pass when scoring
   int64_t max_rdm_stimuli_ = 2000;  // >= 3: stimuli per split in a score's RDM
-  std::function<void(const EpochRecord&)> on_epoch_;  // validation_score is the RSA score
-  std::function<bool()> should_stop_;
 };
 
 struct RsaScores {

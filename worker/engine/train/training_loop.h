@@ -131,21 +131,32 @@ StatusOr<TrainingLoopResult> RunTrainingLoop(const TrainingProblem& problem, con
 // InvalidArgument naming the field when the loop's options are out of range.
 Status CheckTrainingLoopOptions(const TrainingLoopOptions& options);
 
-// The loop's options from a trainer's own: any options struct with batch_size_, patience_, min_delta_,
-// schedule_, seed_, on_epoch_ and should_stop_ (the encoding, classifier, SGD readout and RSA trainers'),
-// run for `epochs` epochs.
-template <typename TrainerOptions>
-TrainingLoopOptions LoopOptionsOf(const TrainerOptions& o, int64_t epochs) {
-  return TrainingLoopOptions()
-      .epochs(epochs)
-      .batch_size(o.batch_size_)
-      .patience(o.patience_)
-      .min_delta(o.min_delta_)
-      .schedule(o.schedule_)
-      .seed(o.seed_)
-      .on_epoch(o.on_epoch_)
-      .should_stop(o.should_stop_);
-}
+// The loop settings a trainer's options embed (`loop_`, one TrainingLoopOptions), with chained setters
+// declared once for every trainer: the encoding, classifier, SGD readout and RSA trainers' options derive
+// from WithLoopSettings<TheirOptions> and pass their own defaults. The trainer hands `loop_` to
+// RunTrainingLoop as it is.
+template <typename Derived>
+struct WithLoopSettings {
+  Derived& epochs(int64_t v) { loop_.epochs(v); return self(); }
+  Derived& batch_size(int64_t v) { loop_.batch_size(v); return self(); }
+  Derived& patience(int64_t v) { loop_.patience(v); return self(); }
+  Derived& min_delta(double v) { loop_.min_delta(v); return self(); }
+  Derived& schedule(LearningRateSchedule v) { loop_.schedule(v); return self(); }
+  // Seed of the minibatch order (and of the trainer's head initialisation).
+  Derived& seed(uint64_t v) { loop_.seed(v); return self(); }
+  Derived& on_epoch(std::function<void(const EpochRecord&)> v) { loop_.on_epoch(std::move(v)); return self(); }
+  Derived& should_stop(std::function<bool()> v) { loop_.should_stop(std::move(v)); return self(); }
+  // All of them at once.
+  Derived& loop(TrainingLoopOptions v) { loop_ = std::move(v); return self(); }
+
+  TrainingLoopOptions loop_;
+
+ protected:
+  explicit WithLoopSettings(TrainingLoopOptions defaults) : loop_(std::move(defaults)) {}
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+};
 
 // Prepares every parameter of `module` for direct ("d = full") training and returns them: each slot ends
 // up holding a leaf tensor that requires grad. Module::deepcopy() gives parameters that are clones of the

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 
@@ -72,6 +74,75 @@ StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& r
   result.d = std::exp(log_below + fraction * (log_hit - log_below));
   result.interpolated = true;
   return result;
+}
+
+namespace {
+
+// The index of a draw in [0, n): the generator's word modulo n (the bias, n / 2^64, is far below what
+// 2000 replicates can show; unlike std::uniform_int_distribution it is the same with every standard library).
+size_t Draw(std::mt19937_64& rng, size_t n) { return static_cast<size_t>(rng() % n); }
+
+// The p-th quantile (0 <= p <= 1) of sorted values, the nearest rank below.
+double Quantile(const std::vector<double>& sorted, double p) {
+  const size_t index = static_cast<size_t>(std::floor(p * static_cast<double>(sorted.size() - 1)));
+  return sorted[index];
+}
+
+}  // namespace
+
+StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold) {
+  StatusOr<ThresholdCrossing> crossing = FindThresholdCrossing(runs, threshold);
+  if (!crossing.ok()) return crossing.status();
+  CrossingInterval interval;
+  if (!crossing->reached) return interval;
+  interval.reached = true;
+  const double bracket_low = static_cast<double>(std::max<int64_t>(crossing->below_d, 0));
+  const double bracket_high = static_cast<double>(crossing->grid_d);
+
+  std::map<int64_t, std::vector<double>> by_d;
+  for (const DimScore& run : runs) by_d[run.d].push_back(run.score);
+  const bool spread_known = by_d.at(crossing->grid_d).size() >= 2 &&
+                            (crossing->below_d < 0 || by_d.at(crossing->below_d).size() >= 2);
+  if (!spread_known) {
+    interval.low = bracket_low;
+    interval.high = bracket_high;
+    return interval;
+  }
+  std::mt19937_64 rng(kBootstrapRngSeed);
+  std::vector<double> crossings;
+  crossings.reserve(kBootstrapReplicates);
+  std::vector<DimScore> drawn;
+  for (int replicate = 0; replicate < kBootstrapReplicates; ++replicate) {
+    drawn.clear();
+    for (const auto& [d, scores] : by_d) {
+      for (size_t i = 0; i < scores.size(); ++i) drawn.push_back({d, scores[Draw(rng, scores.size())]});
+    }
+    StatusOr<ThresholdCrossing> resampled = FindThresholdCrossing(drawn, threshold);
+    // The drawn runs are runs that passed above, so this cannot fail.
+    crossings.push_back(resampled.ok() && resampled->reached ? resampled->d
+                                                             : std::numeric_limits<double>::infinity());
+  }
+  std::sort(crossings.begin(), crossings.end());
+  interval.bootstrap = true;
+  interval.low = Quantile(crossings, 0.025);
+  interval.high = Quantile(crossings, 0.975);
+  // A relative slack absorbs the rounding of exp(log(d)) at a bracket's end.
+  constexpr double kSlack = 1e-9;
+  interval.settled = interval.low >= bracket_low * (1 - kSlack) && interval.high <= bracket_high * (1 + kSlack);
+  return interval;
+}
+
+bool ScoresStraddle(const std::vector<double>& scores, double threshold) {
+  if (scores.size() < 2) return true;
+  std::mt19937_64 rng(kBootstrapRngSeed);
+  int reaching = 0;
+  for (int replicate = 0; replicate < kBootstrapReplicates; ++replicate) {
+    double sum = 0.0;
+    for (size_t i = 0; i < scores.size(); ++i) sum += scores[Draw(rng, scores.size())];
+    if (sum / static_cast<double>(scores.size()) >= threshold) ++reaching;
+  }
+  const double fraction = static_cast<double>(reaching) / kBootstrapReplicates;
+  return fraction > 0.025 && fraction < 0.975;
 }
 
 }  // namespace dwarp

@@ -14,6 +14,8 @@
 #include <fstream>
 #include <limits>
 
+#include "coordinator/adaptive_search.h"
+
 namespace dwarp::coordinator {
 
 struct Scheduler::SweepState_ {
@@ -45,15 +47,6 @@ int64_t DRank(const std::string& d) {
     return std::stoll(d);
   } catch (...) {
     return std::numeric_limits<int64_t>::max() - 1;
-  }
-}
-
-OutcomeState ToOutcome(JobState state) {
-  switch (state) {
-    case JobState::kSucceeded: return OutcomeState::kSucceeded;
-    case JobState::kFailed: return OutcomeState::kFailed;
-    case JobState::kCancelled: return OutcomeState::kCancelled;
-    default: return OutcomeState::kUnfinished;
   }
 }
 
@@ -282,6 +275,8 @@ Status Scheduler::LoadFromStore() {
   }
   for (auto& sweep : sweeps_) {
     std::sort(sweep->job_ids.begin(), sweep->job_ids.end());
+    // An adaptive search whose next jobs were not stored before a crash asks for them now.
+    ExtendSearchLocked(*sweep);
     RecomputeDWarpLocked(*sweep);
   }
   if (!sweeps_.empty())
@@ -500,6 +495,7 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
     job.spec_json = ToJson(plan.spec).dump();
     job.state = JobState::kQueued;
     job.created_ms = now;
+    job.reason = InitialJobReason(*spec);
     // The spec and the key travel together (a lease, a page of results).
     const size_t bytes = job.spec_json.size() + job.model.size() + job.layer.size() + job.dataset.size() +
                          job.variant.size() + job.d.size();
@@ -648,23 +644,7 @@ void Scheduler::PublishLocked(const std::string& sweep_id, const std::function<W
 void Scheduler::RecomputeDWarpLocked(SweepState_& sweep) {
   std::vector<JobOutcome> outcomes;
   outcomes.reserve(sweep.job_ids.size());
-  for (int64_t id : sweep.job_ids) {
-    const JobRow& job = jobs_.at(id);
-    JobOutcome outcome;
-    outcome.model = job.model;
-    outcome.layer = job.layer;
-    outcome.dataset = job.dataset;
-    outcome.variant = job.variant;
-    auto d = SubspaceDim::Parse(job.d);
-    outcome.d = d.ok() ? *d : SubspaceDim::Linear();
-    outcome.seed = job.seed;
-    outcome.state = ToOutcome(job.state);
-    if (job.result) {
-      outcome.test_score = job.result->test_score;
-      outcome.noise_ceiling = job.result->noise_ceiling;
-    }
-    outcomes.push_back(std::move(outcome));
-  }
+  for (int64_t id : sweep.job_ids) outcomes.push_back(OutcomeOf(jobs_.at(id)));
   sweep.dwarp_dirty = false;
   std::vector<GroupDWarp> records = ComputeDWarp(sweep.spec.threshold, outcomes);
   for (const GroupDWarp& record : records) {
@@ -728,9 +708,42 @@ void Scheduler::JobFinishedLocked(SweepState_& sweep, const JobRow& job) {
   // d_warp is recomputed at most once per reaper pass or query (RefreshLocked), not per result: with thousands
   // of jobs a recomputation per completion would dominate the coordinator's time per lease.
   sweep.dwarp_dirty = true;
+  ExtendSearchLocked(sweep);
   MaybeFinishSweepLocked(sweep);
   if (sweep.row.state == SweepState::kRunning)
     PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
+}
+
+void Scheduler::ExtendSearchLocked(SweepState_& sweep) {
+  if (sweep.spec.search.mode != SearchMode::kAdaptive || sweep.row.state != SweepState::kRunning) return;
+  std::vector<const JobRow*> rows;
+  rows.reserve(sweep.job_ids.size());
+  for (int64_t id : sweep.job_ids) rows.push_back(&jobs_.at(id));
+  auto next = NextSearchJobs(sweep.spec, sweep.row.sweep_id, rows, Now());
+  if (!next.ok()) {
+    spdlog::error("sweep {}: the adaptive search's next jobs cannot be built: {}", sweep.row.sweep_id,
+                  next.status().ToString());
+    return;
+  }
+  if (next->empty()) return;
+  Status stored = store_->AddJobs(sweep.row.sweep_id, *next);
+  if (!stored.ok()) {
+    // Nothing was added; the next finished job (or a restart) asks again.
+    spdlog::error("sweep {}: the adaptive search's {} next jobs not stored: {}", sweep.row.sweep_id, next->size(),
+                  stored.ToString());
+    return;
+  }
+  for (const JobRow& job : *next) {
+    sweep.job_ids.push_back(job.job_id);
+    sweep.queued.insert({DRank(job.d), job.job_id});
+    job_sweep_[job.job_id] = job.sweep_id;
+    jobs_[job.job_id] = job;
+    PublishLocked(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
+    spdlog::info("sweep {}: job {} ({}/{}/{} d={} seed={}) added: {}", sweep.row.sweep_id, job.job_id, job.model,
+                 job.layer, job.dataset, job.d, job.seed, job.reason);
+  }
+  sweep.dwarp_dirty = true;
+  work_cv_.notify_all();
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@
 // d_warp (dwarp_tracker.h) is recomputed after jobs of the sweep finish: on the next query, reaper pass
 // (every reap_interval_ms) or at the sweep's end, whichever comes first; changed groups go to watchers;
 // with early_stop, queued jobs the tracker calls unnecessary are cancelled.
+// Adaptive search (adaptive_search.h): Submit stores the coarse grid; after each job that finishes for good,
+// and at a restart, the plan is asked again and the jobs it names are stored and queued, each with its
+// reason (JobRow::reason); a sweep is done when its queue is empty, nothing runs and the plan adds nothing.
 // Metric points are validated and kept as the job's latest point at once, and written to the store in
 // batches by a background flusher (every metric_flush_ms); a crash loses at most that window of points.
 //
@@ -265,6 +268,8 @@ class Scheduler {
   void PublishLocked(const std::string& sweep_id, const std::function<WatchEventData()>& make_event);
   void RefreshLocked();  // recomputes d_warp of sweeps with new outcomes
   void MaybeFinishSweepLocked(SweepState_& sweep);
+  // An adaptive search (adaptive_search.h): stores and queues the jobs its plan asks for now.
+  void ExtendSearchLocked(SweepState_& sweep);
   void RecomputeDWarpLocked(SweepState_& sweep);
   std::string NewSweepIdLocked(const std::string& name) const;
   // The answer to a Submit whose request id already created a sweep: nullopt when none did; that sweep when

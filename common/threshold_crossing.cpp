@@ -37,6 +37,23 @@ StatusOr<std::vector<DimScore>> MeanScoreCurve(const std::vector<DimScore>& runs
   return curve;
 }
 
+namespace {
+
+// The crossing refined in log d between the point below (below.d < 0: none) and the first point at or above
+// the threshold; sets *interpolated when it interpolated.
+double RefinedCrossing(const DimScore& below, const DimScore& hit, double threshold, bool* interpolated) {
+  *interpolated = false;
+  // below.score < threshold <= hit.score, so the fraction lies in (0, 1] and the denominator is positive.
+  if (below.d <= 0 || hit.score == threshold) return static_cast<double>(hit.d);
+  const double fraction = (threshold - below.score) / (hit.score - below.score);
+  const double log_below = std::log(static_cast<double>(below.d));
+  const double log_hit = std::log(static_cast<double>(hit.d));
+  *interpolated = true;
+  return std::exp(log_below + fraction * (log_hit - log_below));
+}
+
+}  // namespace
+
 StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& runs, double threshold) {
   if (!std::isfinite(threshold)) {
     std::ostringstream os;
@@ -66,13 +83,7 @@ StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& r
   const DimScore& below = *(hit - 1);
   result.below_d = below.d;
   result.below_score = below.score;
-  // below.score < threshold <= hit->score, so the fraction lies in (0, 1] and the denominator is positive.
-  if (below.d == 0 || hit->score == threshold) return result;
-  const double fraction = (threshold - below.score) / (hit->score - below.score);
-  const double log_below = std::log(static_cast<double>(below.d));
-  const double log_hit = std::log(static_cast<double>(hit->d));
-  result.d = std::exp(log_below + fraction * (log_hit - log_below));
-  result.interpolated = true;
+  result.d = RefinedCrossing(below, *hit, threshold, &result.interpolated);
   return result;
 }
 
@@ -108,19 +119,26 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
     interval.high = bracket_high;
     return interval;
   }
+  // Each replicate walks up the curve drawing each d's mean only until the first crossing: the points above
+  // it cannot change the replicate's result.
   std::mt19937_64 rng(kBootstrapRngSeed);
   std::vector<double> crossings;
   crossings.reserve(kBootstrapReplicates);
-  std::vector<DimScore> drawn;
   for (int replicate = 0; replicate < kBootstrapReplicates; ++replicate) {
-    drawn.clear();
+    double crossing = std::numeric_limits<double>::infinity();
+    DimScore below{-1, 0.0};
     for (const auto& [d, scores] : by_d) {
-      for (size_t i = 0; i < scores.size(); ++i) drawn.push_back({d, scores[Draw(rng, scores.size())]});
+      double sum = 0.0;
+      for (size_t i = 0; i < scores.size(); ++i) sum += scores[Draw(rng, scores.size())];
+      const DimScore point{d, sum / static_cast<double>(scores.size())};
+      if (point.score >= threshold) {
+        bool interpolated = false;
+        crossing = RefinedCrossing(below, point, threshold, &interpolated);
+        break;
+      }
+      below = point;
     }
-    StatusOr<ThresholdCrossing> resampled = FindThresholdCrossing(drawn, threshold);
-    // The drawn runs are runs that passed above, so this cannot fail.
-    crossings.push_back(resampled.ok() && resampled->reached ? resampled->d
-                                                             : std::numeric_limits<double>::infinity());
+    crossings.push_back(crossing);
   }
   std::sort(crossings.begin(), crossings.end());
   interval.bootstrap = true;

@@ -398,6 +398,12 @@ SweepSpec ReadSweepFields(const json& document, const std::string& base_dir) {
         ReadInt(document["max_attempts"], "max_attempts", 1, std::numeric_limits<int32_t>::max()));
   }
   s.search = ReadSearch(Get(document, "search"), s.seeds.size());
+  const int64_t coarse_jobs = SaturatingMultiply(static_cast<int64_t>(s.dims.size()), static_cast<int64_t>(s.seeds.size()));
+  if (s.search.max_jobs > 0 && s.search.max_jobs < coarse_jobs) {
+    FailValue("search.max_jobs", document["search"]["max_jobs"],
+              "0 (no budget) or an integer >= the coarse grid's jobs per group (dims x seeds = " +
+                  std::to_string(coarse_jobs) + "), which every group runs");
+  }
   return s;
 }
 

@@ -41,7 +41,8 @@
 //   #   bracket's ends are within a factor 1 + rel_width (rel_width > 0, default 0.25), and new seeds at
 //   #   the bracket's ends while their scores' interval straddles the threshold, up to max_seeds seeds per
 //   #   d (>= the number of seeds; default that number: no extra seeds). max_jobs: at most this many jobs
-//   #   per group, the coarse grid included (0, the default: no budget but rel_width and max_seeds).
+//   #   per group, the coarse grid included, so at least dims x seeds (0, the default: no budget but
+//   #   rel_width and max_seeds).
 //   #   rel_width, max_jobs and max_seeds need mode adaptive.
 //
 // Relative paths in model and data blocks (weights, root, file, stimuli, images, labels, test_images,

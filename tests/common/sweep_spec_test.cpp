@@ -617,6 +617,11 @@ TEST(SweepSearchTest, BadSearchSettingsNameTheFieldAndWhatIsExpected) {
   EXPECT_THAT(ErrorOf(SweepWith("search: {mode: adaptive, rel_width: 0}")), HasSubstr("search.rel_width"));
   EXPECT_THAT(ErrorOf(SweepWith("search: {mode: adaptive, rel_width: -1}")), HasSubstr("a number > 0"));
   EXPECT_THAT(ErrorOf(SweepWith("search: {mode: adaptive, max_jobs: -3}")), HasSubstr("search.max_jobs"));
+  // 4 dims x 2 seeds: a budget below the coarse grid could not be kept.
+  const std::string budget = ErrorOf(SweepWith("search: {mode: adaptive, max_jobs: 7}"));
+  EXPECT_THAT(budget, HasSubstr("search.max_jobs"));
+  EXPECT_THAT(budget, HasSubstr("dims x seeds = 8"));
+  EXPECT_EQ(MustParse(SweepWith("search: {mode: adaptive, max_jobs: 8}")).search.max_jobs, 8);
   const std::string seeds = ErrorOf(SweepWith("search: {mode: adaptive, max_seeds: 1}"));
   EXPECT_THAT(seeds, HasSubstr("search.max_seeds"));
   EXPECT_THAT(seeds, HasSubstr("(2)"));

@@ -64,8 +64,9 @@ StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& r
 // scores as the d has, with replacement, from that d's scores, and applies FindThresholdCrossing to the
 // drawn runs; a replicate whose curve never reaches the threshold counts as d = +infinity. The interval is
 // the replicates' 2.5th and 97.5th percentiles (a 95% percentile interval), so `high` is +infinity when more
-// than 2.5% of replicates never cross. The draws come from std::mt19937_64 seeded with kBootstrapRngSeed,
-// the same for every call: the interval is a function of the runs, reproducible run to run.
+// than 2.5% of replicates never cross. The draws come from a SplitMix64 generator seeded with
+// kBootstrapRngSeed, the same for every call and every platform: the interval is a function of the runs,
+// reproducible run to run.
 //
 // The bootstrap needs >= 2 seeds at both the crossing's grid point and the point below it (one seed has no
 // spread to resample). With fewer, the interval is the bracket's ends: [below_d, grid_d] ([0, grid_d] when

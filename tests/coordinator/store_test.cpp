@@ -1143,6 +1143,41 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedToJobReasonsAndItsJobsHaveNone)
   for (const JobRow& job : *jobs) EXPECT_EQ(job.reason, "") << "job " << job.job_id;
 }
 
+// A file as schema version 5 left it (worker credentials, no job reasons): made here from a current file by
+// dropping what version 6 added. Migrating adds the reasons ("" for its jobs) and keeps the credentials.
+TEST_F(SqliteStoreTest, AVersionFiveFileKeepsItsCredentialsAndItsJobsGetNoReason) {
+  ASSERT_EQ(SqliteSweepStore::kSchemaVersion, 6) << "a new version: check this test's version 5 file still is one";
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+    std::vector<JobRow> jobs = {MakeJob("0", 0), MakeJob("10", 0)};
+    ASSERT_TRUE(store->CreateSweep(MakeSweep("five"), jobs).ok());
+    ASSERT_TRUE(store->PutWorkerCredential({"w1", std::string(64, 'a'), 1000}).ok());
+  }
+  RawExec(file_, "ALTER TABLE jobs DROP COLUMN reason; PRAGMA user_version = 5;");
+  ASSERT_EQ(RawValue(file_, "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'reason'"), "0");
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawPragma(file_, "user_version"), "6");
+  auto jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 2u);
+  for (const JobRow& job : *jobs) EXPECT_EQ(job.reason, "") << "job " << job.job_id;
+  auto credentials = store->LoadWorkerCredentials();
+  ASSERT_TRUE(credentials.ok()) << credentials.status();
+  ASSERT_EQ(credentials->size(), 1u);
+  EXPECT_EQ((*credentials)[0].worker_id, "w1");
+  EXPECT_EQ((*credentials)[0].secret_sha256, std::string(64, 'a'));
+  // And the migrated file takes jobs with reasons.
+  std::vector<JobRow> more = {MakeJob("100", 0)};
+  more[0].reason = "bisect log d between d = 10 and 1000";
+  ASSERT_TRUE(store->AddJobs("five", more).ok());
+  jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 3u);
+  EXPECT_EQ(jobs->back().reason, "bisect log d between d = 10 and 1000");
+}
+
 TEST_F(SqliteStoreTest, OpeningTwiceInARowKeepsTheSchema) {
   // The second Open finds the schema current and must not migrate (CREATE TABLE would fail) again.
   ASSERT_NE(OpenOrFail(), nullptr);

@@ -107,9 +107,10 @@ std::string GroupLabel(const v1::DWarpRecord& record, bool with_dataset) {
 }
 
 std::string LegendValue(const v1::DWarpRecord& record) {
+  const std::string interval = record.has_d_warp_low() ? " [" + FormatDWarpInterval(record) + "]" : "";
   switch (record.status()) {
-    case v1::DWARP_REACHED: return "d_warp " + FormatDWarpValue(record);
-    case v1::DWARP_PROVISIONAL: return "d_warp " + FormatDWarpValue(record) + " (provisional)";
+    case v1::DWARP_REACHED: return "d_warp " + FormatDWarpValue(record) + interval;
+    case v1::DWARP_PROVISIONAL: return "d_warp " + FormatDWarpValue(record) + interval + " (provisional)";
     case v1::DWARP_NOT_REACHED: return "d_warp not reached";
     default: return "d_warp pending";
   }
@@ -199,6 +200,12 @@ Axes LayOut(const std::vector<Group>& groups, double width, double height) {
     if (HasDWarpMarker(*group.record) && group.record->d_warp() > 0) {
       d_min = std::min(d_min, group.record->d_warp());
       d_max = std::max(d_max, group.record->d_warp());
+      // The interval's finite positive ends are drawn too.
+      for (double end : {group.record->d_warp_low(), group.record->d_warp_high()}) {
+        if (!std::isfinite(end) || end <= 0) continue;
+        d_min = std::min(d_min, end);
+        d_max = std::max(d_max, end);
+      }
     }
   }
   if (!(d_min <= d_max)) d_min = d_max = 100;  // no positive d yet: an arbitrary decade around 100
@@ -354,6 +361,17 @@ void DrawGroup(SvgWriter& svg, const Axes& axes, const Group& group, size_t inde
   if (HasDWarpMarker(record)) {
     const bool reached = record.status() == v1::DWARP_REACHED;
     const double x = axes.X(record.d_warp()), y = axes.Y(record.threshold());
+    if (record.has_d_warp_low() && record.has_d_warp_high()) {
+      // The interval: a horizontal bar at the threshold with end ticks; an end at d <= 0 sits at the plot's
+      // left edge, one at +infinity at the right edge of the log axis (no tick: the bar runs on).
+      const double low = record.d_warp_low() > 0 ? axes.X(record.d_warp_low()) : axes.X(std::pow(10.0, axes.log_lo));
+      const bool open = !std::isfinite(record.d_warp_high());
+      const double high = open ? axes.X(std::pow(10.0, axes.log_hi)) : axes.X(record.d_warp_high());
+      const std::string stroke = "stroke=\"" + colour + "\" stroke-width=\"2.5\" stroke-opacity=\"0.55\"";
+      svg.Line("dwarp-interval", low, y, high, y, stroke);
+      svg.Line("dwarp-interval-end", low, y - 5, low, y + 5, stroke);
+      if (!open) svg.Line("dwarp-interval-end", high, y - 5, high, y + 5, stroke);
+    }
     svg.Line("dwarp-drop", x, y, x, axes.plot_bottom,
              "stroke=\"" + colour + "\" stroke-width=\"1\" stroke-dasharray=\"3,3\"" +
                  (reached ? "" : " stroke-opacity=\"0.6\""));

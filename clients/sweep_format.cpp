@@ -135,15 +135,15 @@ bool HasBestScore(const v1::DWarpRecord& record) {
 
 // The d_warp rows as a person reads them: d_warp with its status mark, "best @ d" in one cell.
 std::string DWarpTable(const v1::DWarpResponse& response, bool with_note) {
-  std::vector<std::string> header = {"dataset", "model", "layer", "variant", "status",
-                                     "d_warp",  "threshold", "best @ d", "full"};
+  std::vector<std::string> header = {"dataset", "model",     "layer",    "variant", "status",
+                                     "d_warp",  "interval", "threshold", "best @ d", "full"};
   if (with_note) header.push_back("note");
   std::vector<std::vector<std::string>> rows;
   for (const v1::DWarpRecord& record : response.records()) {
     std::vector<std::string> row = {record.dataset(), record.model(), record.layer(),
                                     record.variant().empty() ? "-" : record.variant(),
                                     DWarpStatusName(record.status()), FormatDWarpValue(record),
-                                    FormatScore(record.threshold()),
+                                    FormatDWarpInterval(record), FormatScore(record.threshold()),
                                     !HasBestScore(record) ? "-" : FormatScore(record.best_score()) + " @ " + record.best_d(),
                                     record.has_full() ? FormatScore(record.full_score()) : "-"};
     if (with_note) row.push_back(record.note().empty() ? "-" : OneLine(record.note()));
@@ -256,6 +256,18 @@ std::string FormatDWarpValue(const v1::DWarpRecord& record) {
   }
 }
 
+std::string FormatDWarpInterval(const v1::DWarpRecord& record) {
+  if (!record.has_d_warp_low() || !record.has_d_warp_high()) return "-";
+  auto number = [](double d) {
+    if (std::isinf(d)) return std::string("inf");
+    char buffer[32];
+    std::snprintf(buffer, sizeof(buffer), "%.0f", d);
+    return std::string(buffer);
+  };
+  return number(record.d_warp_low()) + ".." + number(record.d_warp_high()) +
+         (record.interval_bootstrap() ? "" : " (bracket)");
+}
+
 std::string RenderRows(const nlohmann::ordered_json& rows, OutputFormat format) {
   if (format == OutputFormat::kJson) return rows.dump(2) + "\n";
   const std::vector<std::string> keys = Keys(rows);
@@ -331,9 +343,9 @@ std::string FormatSweepStatus(const v1::Sweep& sweep, const std::vector<v1::Job>
     const std::string test = job.has_result() ? FormatScore(job.result().test_score()) : "-";
     rows.push_back({std::to_string(job.job_id()), DescribeJobKey(job.key()), JobStateName(job.state()),
                     std::to_string(job.attempt()), job.worker_id().empty() ? "-" : job.worker_id(), LatestMetric(job),
-                    test});
+                    test, job.reason().empty() ? "-" : OneLine(job.reason())});
   }
-  out << RenderTable({"id", "job", "state", "attempt", "worker", "latest metric", "test"}, rows);
+  out << RenderTable({"id", "job", "state", "attempt", "worker", "latest metric", "test", "why"}, rows);
   return out.str();
 }
 
@@ -361,6 +373,7 @@ nlohmann::ordered_json ResultRows(const v1::ResultsResponse& response) {
     row["D"] = has ? Json(r.warped_params()) : Json(nullptr);
     row["device"] = has ? TextOrNull(r.device()) : Json(nullptr);
     row["error"] = TextOrNull(job.error());
+    row["reason"] = TextOrNull(job.reason());
     rows.push_back(std::move(row));
   }
   return rows;
@@ -383,6 +396,11 @@ nlohmann::ordered_json DWarpRows(const v1::DWarpResponse& response, bool with_cu
     row["status"] = DWarpStatusName(record.status());
     const bool has_value = record.status() == v1::DWARP_PROVISIONAL || record.status() == v1::DWARP_REACHED;
     row["d_warp"] = has_value ? Number(record.d_warp()) : Json(nullptr);
+    // An interval open above (+infinity) has no JSON number: "inf", as the table writes it.
+    auto end = [](bool has, double d) { return !has ? Json(nullptr) : std::isinf(d) ? Json("inf") : Number(d); };
+    row["d_warp_low"] = end(record.has_d_warp_low(), record.d_warp_low());
+    row["d_warp_high"] = end(record.has_d_warp_high(), record.d_warp_high());
+    row["interval"] = !record.has_d_warp_low() ? Json(nullptr) : Json(record.interval_bootstrap() ? "bootstrap" : "bracket");
     row["threshold"] = Number(record.threshold());
     const bool has_best = HasBestScore(record);
     row["best_score"] = has_best ? Number(record.best_score()) : Json(nullptr);
@@ -420,8 +438,9 @@ std::string FormatDWarp(const v1::DWarpResponse& response, OutputFormat format) 
   out << DWarpTable(response, /*with_note=*/true);
   // Each group's curve, the points at or above its threshold marked, so the crossing can be seen.
   for (const v1::DWarpRecord& record : response.records()) {
-    out << "\n" << DescribeGroup(record) << ": " << DWarpStatusName(record.status()) << " " << FormatDWarpValue(record)
-        << " (threshold " << DescribeThreshold(response.sweep().threshold(), record) << ")\n";
+    out << "\n" << DescribeGroup(record) << ": " << DWarpStatusName(record.status()) << " " << FormatDWarpValue(record);
+    if (record.has_d_warp_low()) out << ", interval " << FormatDWarpInterval(record);
+    out << " (threshold " << DescribeThreshold(response.sweep().threshold(), record) << ")\n";
     if (record.curve_size() == 0) out << "  (no finished d yet)\n";
     size_t width = 1;
     for (const v1::CurvePoint& point : record.curve()) width = std::max(width, point.d().size());
@@ -528,12 +547,13 @@ std::string WatchView::Render(size_t max_running) const {
                        job.worker_id().empty() ? "-" : job.worker_id(),
                        has ? std::to_string(job.latest_metric().epoch()) : "-",
                        has ? FormatScore(job.latest_metric().train_loss()) : "-",
-                       has ? FormatScore(job.latest_metric().val_score()) : "-"});
+                       has ? FormatScore(job.latest_metric().val_score()) : "-",
+                       job.reason().empty() ? "-" : OneLine(job.reason())});
   }
   if (running.empty()) {
     out << "no running jobs\n";
   } else {
-    out << "running jobs:\n" << RenderTable({"id", "job", "attempt", "worker", "epoch", "loss", "val"}, running);
+    out << "running jobs:\n" << RenderTable({"id", "job", "attempt", "worker", "epoch", "loss", "val", "why"}, running);
     if (running_total > running.size()) out << "... and " << running_total - running.size() << " more\n";
   }
   out << "\n";
@@ -562,6 +582,9 @@ std::string WatchView::PlainLine(const v1::WatchEvent& event) const {
       if (job.state() == v1::JOB_SUCCEEDED && job.has_result())
         line += " test " + FormatScore(job.result().test_score()) + " (" + job.result().metric() + ")";
       if (!job.error().empty()) line += ": " + OneLine(job.error());
+      // A job the search just created says why it exists.
+      if (job.state() == v1::JOB_QUEUED && job.attempt() == 0 && !job.reason().empty())
+        line += ": " + OneLine(job.reason());
       return line;
     }
     case v1::WatchEvent::kMetric: {
@@ -574,7 +597,9 @@ std::string WatchView::PlainLine(const v1::WatchEvent& event) const {
     case v1::WatchEvent::kDwarp: {
       const v1::DWarpRecord& record = event.dwarp();
       return "d_warp " + DescribeGroup(record) + ": " + DWarpStatusName(record.status()) + " " +
-             FormatDWarpValue(record) + " (threshold " + DescribeThreshold(sweep_.threshold(), record) + ")";
+             FormatDWarpValue(record) +
+             (record.has_d_warp_low() ? ", interval " + FormatDWarpInterval(record) : std::string()) +
+             " (threshold " + DescribeThreshold(sweep_.threshold(), record) + ")";
     }
     case v1::WatchEvent::kSweep:
       return DescribeSweep(event.sweep());

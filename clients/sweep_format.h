@@ -55,6 +55,9 @@ std::string FormatCounts(const v1::JobCounts& counts);
 // The d_warp value as its status allows: "-" (pending), "~123.4" (provisional: may still move),
 // "123.4" (reached), "> 10000" (not reached: above the largest numeric d of the curve; "-" without one).
 std::string FormatDWarpValue(const v1::DWarpRecord& record);
+// d_warp's interval (DWarpRecord.d_warp_low/high), whole numbers: "480..610" (bootstrap over seeds),
+// "300..1000 (bracket)" (the grid's bracket, fewer than 2 seeds), "480..inf" (open above); "-" when unset.
+std::string FormatDWarpInterval(const v1::DWarpRecord& record);
 
 // Rows of named cells (an array of objects with the same keys in the same order), rendered as an
 // aligned table (header, rule, rows), CSV (header line, then rows; "\r\n"-free, "\n" line ends) or a

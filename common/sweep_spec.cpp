@@ -320,6 +320,52 @@ ThresholdSpec ReadThreshold(const json& v, const std::vector<SubspaceDim>& dims)
   return t;
 }
 
+const std::vector<std::string>& SearchModeNames() {  // in enum order, from 1
+  static const std::vector<std::string> names = {"grid", "adaptive"};
+  return names;
+}
+
+SearchSpec ReadSearch(const json& v, size_t seed_count) {
+  SearchSpec search;
+  search.max_seeds = static_cast<int64_t>(seed_count);
+  if (v.is_null()) return search;
+  const json* mode = &v;
+  if (v.is_object()) {
+    Check(CheckSpecKeys(v, "search", {"mode", "rel_width", "max_jobs", "max_seeds"}));
+    mode = &Get(v, "mode");
+  } else if (!v.is_string()) {
+    FailType("search", v, "grid, adaptive or a mapping {mode, rel_width, max_jobs, max_seeds}");
+  }
+  if (!mode->is_null()) {
+    size_t index = 0;
+    Check(CheckSpecChoice(*mode, v.is_object() ? "search.mode" : "search", SearchModeNames(), &index));
+    search.mode = static_cast<SearchMode>(index + 1);
+  }
+  if (!v.is_object()) return search;
+  for (const char* key : {"rel_width", "max_jobs", "max_seeds"}) {
+    if (search.mode != SearchMode::kAdaptive && !Get(v, key).is_null())
+      FailValue(SpecFieldPath("search", key), v[key], "no value: search." + std::string(key) +
+                                                         " is a setting of search.mode adaptive, and the mode is grid");
+  }
+  if (!Get(v, "rel_width").is_null()) {
+    const json& width = v["rel_width"];
+    const std::string expected = "a number > 0 (0.25: the bracket's ends within 25% of each other)";
+    if (!width.is_number()) FailType("search.rel_width", width, expected);
+    search.rel_width = width.get<double>();
+    if (!std::isfinite(search.rel_width) || search.rel_width <= 0) FailValue("search.rel_width", width, expected);
+  }
+  if (!Get(v, "max_jobs").is_null())
+    search.max_jobs = ReadInt(v["max_jobs"], "search.max_jobs", 0, kMaxJobsPerSweep);
+  if (!Get(v, "max_seeds").is_null()) {
+    const int64_t max_seeds = ReadInt(v["max_seeds"], "search.max_seeds", 1, kMaxJobsPerSweep);
+    if (max_seeds < static_cast<int64_t>(seed_count))
+      FailValue("search.max_seeds", v["max_seeds"],
+                "an integer >= the number of seeds every d starts with (" + std::to_string(seed_count) + ")");
+    search.max_seeds = max_seeds;
+  }
+  return search;
+}
+
 json ReadJobDefaults(const json& document) {
   json defaults = json::object();
   for (const char* key : {"objective", "readout", "ridge", "train"}) {
@@ -337,7 +383,7 @@ SweepSpec ReadSweepFields(const json& document, const std::string& base_dir) {
   }
   Check(CheckSpecKeys(document, "",
                       {"name", "models", "datasets", "dims", "seeds", "objective", "readout", "ridge", "train",
-                       "threshold", "early_stop", "max_attempts"}));
+                       "threshold", "early_stop", "max_attempts", "search"}));
   SweepSpec s;
   s.name = ReadName(Get(document, "name"), "name");
   s.models = ReadModels(Get(document, "models"), base_dir);
@@ -350,6 +396,13 @@ SweepSpec ReadSweepFields(const json& document, const std::string& base_dir) {
   if (!Get(document, "max_attempts").is_null()) {
     s.max_attempts = static_cast<int32_t>(
         ReadInt(document["max_attempts"], "max_attempts", 1, std::numeric_limits<int32_t>::max()));
+  }
+  s.search = ReadSearch(Get(document, "search"), s.seeds.size());
+  const int64_t coarse_jobs = SaturatingMultiply(static_cast<int64_t>(s.dims.size()), static_cast<int64_t>(s.seeds.size()));
+  if (s.search.max_jobs > 0 && s.search.max_jobs < coarse_jobs) {
+    FailValue("search.max_jobs", document["search"]["max_jobs"],
+              "0 (no budget) or an integer >= the coarse grid's jobs per group (dims x seeds = " +
+                  std::to_string(coarse_jobs) + "), which every group runs");
   }
   return s;
 }
@@ -664,6 +717,39 @@ int64_t JobCount(const SweepSpec& spec) {
   return SaturatingMultiply(count, static_cast<int64_t>(spec.seeds.size()));
 }
 
+// A model's job-spec block read out at `layer` ("" = the arch's default).
+json ModelBlock(const SweepModel& model, const std::string& layer) {
+  json block = model.model;
+  if (!layer.empty()) block["layer"] = layer;
+  return block;
+}
+
+// The job document of one (model block, dataset, d) point, without train.seed.
+json JobDocument(const SweepSpec& spec, const json& model_block, const SweepDataset& dataset, const SubspaceDim& d) {
+  json document = spec.job_defaults.is_object() ? spec.job_defaults : json::object();
+  document["model"] = model_block;
+  document["data"] = dataset.data;
+  document["d"] = d.is_full() ? json("full") : json(d.value);
+  const bool prefit_warped = document.contains("readout") && document["readout"] == "prefit_warped";
+  if (prefit_warped && d.is_linear()) {
+    // prefit_warped's start is the d = 0 ridge fit, so the sweep's d = 0 jobs are that fit.
+    document["readout"] = "ridge";
+  }
+  if (!d.is_linear() && !(prefit_warped && d.is_subspace())) {
+    // The closed-form readout is for frozen features only; warped and full jobs train by SGD.
+    document.erase("readout");
+    document.erase("ridge");
+  }
+  if (d.is_linear() && document.contains("train") && document["train"].is_object()) {
+    // freeze_head and head_init are about d > 0 (train only theta_d; start the head from the d = 0
+    // ridge fit); at d = 0 the head is all there is to train.
+    document["train"].erase("freeze_head");
+    document["train"].erase("head_init");
+  }
+  if (!document.contains("train") || document["train"].is_null()) document["train"] = json::object();
+  return document;
+}
+
 // ExpandSweep; a job's validation error also comes back in *field_error with the sweep field it concerns.
 StatusOr<std::vector<PlannedJob>> Expand(const SweepSpec& spec, std::optional<SpecFieldError>* field_error) {
   const int64_t count = JobCount(spec);
@@ -674,32 +760,11 @@ StatusOr<std::vector<PlannedJob>> Expand(const SweepSpec& spec, std::optional<Sp
     const SweepModel& model = spec.models[mi];
     const std::vector<std::string> layers = model.layers.empty() ? std::vector<std::string>{""} : model.layers;
     for (const std::string& layer : layers) {
-      json model_block = model.model;
-      if (!layer.empty()) model_block["layer"] = layer;
+      const json model_block = ModelBlock(model, layer);
       for (size_t di = 0; di < spec.datasets.size(); ++di) {
         const SweepDataset& dataset = spec.datasets[di];
         for (const SubspaceDim& d : spec.dims) {
-          json document = spec.job_defaults.is_object() ? spec.job_defaults : json::object();
-          document["model"] = model_block;
-          document["data"] = dataset.data;
-          document["d"] = d.is_full() ? json("full") : json(d.value);
-          const bool prefit_warped = document.contains("readout") && document["readout"] == "prefit_warped";
-          if (prefit_warped && d.is_linear()) {
-            // prefit_warped's start is the d = 0 ridge fit, so the sweep's d = 0 jobs are that fit.
-            document["readout"] = "ridge";
-          }
-          if (!d.is_linear() && !(prefit_warped && d.is_subspace())) {
-            // The closed-form readout is for frozen features only; warped and full jobs train by SGD.
-            document.erase("readout");
-            document.erase("ridge");
-          }
-          if (d.is_linear() && document.contains("train") && document["train"].is_object()) {
-            // freeze_head and head_init are about d > 0 (train only theta_d; start the head from the d = 0
-            // ridge fit); at d = 0 the head is all there is to train.
-            document["train"].erase("freeze_head");
-            document["train"].erase("head_init");
-          }
-          if (!document.contains("train") || document["train"].is_null()) document["train"] = json::object();
+          json document = JobDocument(spec, model_block, dataset, d);
           for (uint64_t seed : spec.seeds) {
             PlannedJob job;
             job.model = model.name;
@@ -755,6 +820,11 @@ StatusOr<SweepSpec> ReadSweep(const json& document, const std::vector<SpecOverri
 }
 
 }  // namespace
+
+const char* SearchModeName(SearchMode mode) {
+  const size_t index = static_cast<size_t>(mode) - 1;
+  return index < SearchModeNames().size() ? SearchModeNames()[index].c_str() : "unknown";
+}
 
 const char* ThresholdKindName(ThresholdKind kind) {
   const size_t index = static_cast<size_t>(kind) - 1;
@@ -840,7 +910,42 @@ json ToJson(const SweepSpec& spec) {
   out["threshold"] = {{"kind", ThresholdKindName(spec.threshold.kind)}, {"value", spec.threshold.value}};
   out["early_stop"] = spec.early_stop;
   out["max_attempts"] = spec.max_attempts;
+  if (spec.search.mode == SearchMode::kAdaptive) {
+    out["search"] = {{"mode", SearchModeName(spec.search.mode)},
+                     {"rel_width", spec.search.rel_width},
+                     {"max_jobs", spec.search.max_jobs},
+                     {"max_seeds", spec.search.max_seeds}};
+  }
   return out;
+}
+
+StatusOr<PlannedJob> PlanSweepJob(const SweepSpec& spec, const std::string& model, const std::string& layer,
+                                  const std::string& dataset, const SubspaceDim& d, uint64_t seed) {
+  const std::string key = JobKey(model, layer, dataset, d, seed);
+  auto found_model = std::find_if(spec.models.begin(), spec.models.end(),
+                                  [&](const SweepModel& m) { return m.name == model; });
+  auto found_dataset = std::find_if(spec.datasets.begin(), spec.datasets.end(),
+                                    [&](const SweepDataset& s) { return s.name == dataset; });
+  if (found_model == spec.models.end() || found_dataset == spec.datasets.end())
+    return InvalidArgumentError(key + ": no such model or dataset in sweep '" + spec.name + "'");
+  const std::string model_layer = layer == "default" ? "" : layer;
+  const bool known_layer = found_model->layers.empty()
+                               ? model_layer.empty()
+                               : std::find(found_model->layers.begin(), found_model->layers.end(), model_layer) !=
+                                     found_model->layers.end();
+  if (!known_layer) return InvalidArgumentError(key + ": model " + model + " has no read-out layer " + layer);
+  json document = JobDocument(spec, ModelBlock(*found_model, model_layer), *found_dataset, d);
+  if (document["train"].is_object()) document["train"]["seed"] = seed;
+  StatusOr<JobSpec> validated = JobSpecFromDocument(document, nullptr, UnusedSettings::kDrop);
+  if (!validated.ok()) return Status(validated.status().code(), key + ": " + validated.status().message());
+  PlannedJob job;
+  job.model = model;
+  job.layer = model_layer.empty() ? "default" : model_layer;
+  job.dataset = dataset;
+  job.d = d;
+  job.seed = seed;
+  job.spec = std::move(*validated);
+  return job;
 }
 
 StatusOr<SweepSpec> SweepSpecFromJson(const json& document) { return ReadSweep(document, {}, ""); }

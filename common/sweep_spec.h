@@ -33,6 +33,17 @@
 //     # fraction_* value is a fraction in (0, 1], absolute any finite number
 //   early_stop: false                  # cancel queued jobs above a final crossing
 //   max_attempts: 3                    # leases per job before it fails for good, >= 1
+//   search: grid                       # grid (default): every d of `dims` x every seed, fixed at submit;
+//                                      # or adaptive (coordinator/adaptive_search.h), `search: adaptive` or
+//   # search: {mode: adaptive, rel_width: 0.25, max_jobs: 0, max_seeds: 3}
+//   #   dims and seeds are then the coarse grid every group starts with; the coordinator adds d values
+//   #   inside the bracket where the mean score crosses the threshold (bisection in log d) until the
+//   #   bracket's ends are within a factor 1 + rel_width (rel_width > 0, default 0.25), and new seeds at
+//   #   the bracket's ends while their scores' interval straddles the threshold, up to max_seeds seeds per
+//   #   d (>= the number of seeds; default that number: no extra seeds). max_jobs: at most this many jobs
+//   #   per group, the coarse grid included, so at least dims x seeds (0, the default: no budget but
+//   #   rel_width and max_seeds).
+//   #   rel_width, max_jobs and max_seeds need mode adaptive.
 //
 // Relative paths in model and data blocks (weights, root, file, stimuli, images, labels, test_images,
 // test_labels, synthetic.teacher.weights) are resolved against `base_dir` (the sweep file's folder), so
@@ -119,6 +130,16 @@ struct ThresholdSpec {
   double value = 0.9;  // finite; fractions in (0, 1]
 };
 
+enum class SearchMode { kGrid = 1, kAdaptive = 2 };
+const char* SearchModeName(SearchMode mode);  // "grid", "adaptive"
+
+struct SearchSpec {
+  SearchMode mode = SearchMode::kGrid;
+  double rel_width = 0.25;  // adaptive: stop when the bracket's ends are within a factor 1 + rel_width
+  int64_t max_jobs = 0;     // adaptive: jobs per group at most (0: no budget)
+  int64_t max_seeds = 0;    // adaptive: seeds per d at most (>= the sweep's seeds; set by the parser)
+};
+
 struct SweepModel {
   std::string name;
   std::vector<std::string> layers;  // "" = the arch's default layer
@@ -140,6 +161,7 @@ struct SweepSpec {
   ThresholdSpec threshold;
   bool early_stop = false;
   int32_t max_attempts = 3;
+  SearchSpec search;
 };
 
 // One job of an expanded sweep.
@@ -173,7 +195,14 @@ StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path, const std::vector
 // ResourceExhausted when the count exceeds kMaxJobsPerSweep (naming both numbers).
 StatusOr<std::vector<PlannedJob>> ExpandSweep(const SweepSpec& spec);
 
-// Every field, resolved; ParseSweepSpec(ToJson(s).dump(), kJson) reproduces s.
+// One job of the sweep outside its grid (an adaptive search's new d or seed), built as ExpandSweep builds
+// the grid's: `layer` as PlannedJob names it ("default" for the arch's default layer). InvalidArgument naming
+// the key when the model, layer or dataset is not the sweep's, or when the job spec does not validate.
+StatusOr<PlannedJob> PlanSweepJob(const SweepSpec& spec, const std::string& model, const std::string& layer,
+                                  const std::string& dataset, const SubspaceDim& d, uint64_t seed);
+
+// Every field, resolved (`search` only when adaptive, so a grid sweep's JSON is what it always was);
+// ParseSweepSpec(ToJson(s).dump(), kJson) reproduces s.
 nlohmann::json ToJson(const SweepSpec& spec);
 // Reads the `threshold` and other fields back from ToJson output (for the coordinator's restart).
 StatusOr<SweepSpec> SweepSpecFromJson(const nlohmann::json& document);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <string>
@@ -35,6 +36,33 @@ StatusOr<std::vector<DimScore>> MeanScoreCurve(const std::vector<DimScore>& runs
   return curve;
 }
 
+namespace {
+
+// A point of the mean curve with its log d (-infinity for d = 0), so that the bootstrap's many refinements
+// need no logarithm.
+struct LogPoint {
+  int64_t d = -1;  // -1: no point
+  double log_d = 0.0;
+  double score = 0.0;
+};
+
+LogPoint LogPointOf(int64_t d, double score) {
+  return {d, d > 0 ? std::log(static_cast<double>(d)) : -std::numeric_limits<double>::infinity(), score};
+}
+
+// The log of the crossing refined between the point below (below.d < 0: none) and the first point at or above
+// the threshold; sets *interpolated when it interpolated.
+double RefinedLogCrossing(const LogPoint& below, const LogPoint& hit, double threshold, bool* interpolated) {
+  *interpolated = false;
+  // below.score < threshold <= hit.score, so the fraction lies in (0, 1] and the denominator is positive.
+  if (below.d <= 0 || hit.score == threshold) return hit.log_d;
+  const double fraction = (threshold - below.score) / (hit.score - below.score);
+  *interpolated = true;
+  return below.log_d + fraction * (hit.log_d - below.log_d);
+}
+
+}  // namespace
+
 StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& runs, double threshold) {
   if (!std::isfinite(threshold)) {
     std::ostringstream os;
@@ -64,14 +92,135 @@ StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& r
   const DimScore& below = *(hit - 1);
   result.below_d = below.d;
   result.below_score = below.score;
-  // below.score < threshold <= hit->score, so the fraction lies in (0, 1] and the denominator is positive.
-  if (below.d == 0 || hit->score == threshold) return result;
-  const double fraction = (threshold - below.score) / (hit->score - below.score);
-  const double log_below = std::log(static_cast<double>(below.d));
-  const double log_hit = std::log(static_cast<double>(hit->d));
-  result.d = std::exp(log_below + fraction * (log_hit - log_below));
-  result.interpolated = true;
+  const double log_d = RefinedLogCrossing(LogPointOf(below.d, below.score), LogPointOf(hit->d, hit->score), threshold,
+                                          &result.interpolated);
+  // Exactly the grid d when nothing was interpolated (exp(log d) may round).
+  result.d = result.interpolated ? std::exp(log_d) : static_cast<double>(hit->d);
   return result;
+}
+
+namespace {
+
+// The bootstrap's generator: SplitMix64 (Steele, Lea and Flood 2014), a 64-bit counter passed through a
+// fixed mixing function. Chosen over std::mt19937_64 for speed (d_warp is recomputed for every group of a
+// sweep as results land, thousands of draws per group) and for being the same on every platform.
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // An index in [0, n), n < 2^32: the high 32 bits scaled to n (multiply and shift; the bias, n / 2^32, is
+  // far below what the replicates can show).
+  size_t Draw(size_t n) { return static_cast<size_t>(((Next() >> 32) * static_cast<uint64_t>(n)) >> 32); }
+
+ private:
+  uint64_t state_;
+};
+
+// The p-th quantile (0 <= p <= 1) of the values, the nearest rank below (reorders them).
+double Quantile(std::vector<double>& values, double p) {
+  const size_t index = static_cast<size_t>(std::floor(p * static_cast<double>(values.size() - 1)));
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(index), values.end());
+  return values[index];
+}
+
+}  // namespace
+
+StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold) {
+  StatusOr<ThresholdCrossing> crossing = FindThresholdCrossing(runs, threshold);
+  if (!crossing.ok()) return crossing.status();
+  CrossingInterval interval;
+  if (!crossing->reached) return interval;
+  interval.reached = true;
+  const double bracket_low = static_cast<double>(std::max<int64_t>(crossing->below_d, 0));
+  const double bracket_high = static_cast<double>(crossing->grid_d);
+
+  std::map<int64_t, std::vector<double>> by_d;
+  for (const DimScore& run : runs) by_d[run.d].push_back(run.score);
+  const bool spread_known = by_d.at(crossing->grid_d).size() >= 2 &&
+                            (crossing->below_d < 0 || by_d.at(crossing->below_d).size() >= 2);
+  if (!spread_known) {
+    interval.low = bracket_low;
+    interval.high = bracket_high;
+    return interval;
+  }
+  // Each replicate walks up the curve until its first crossing. A point whose every score lies below the
+  // threshold is below it in every replicate: its mean is drawn only when it is the point just below the
+  // crossing (the refinement needs it), which keeps the cost per group to the few points near the crossing.
+  struct Point {
+    LogPoint at;  // score unset: each replicate draws its own
+    const std::vector<double>* scores;
+    bool surely_below;
+  };
+  std::vector<Point> points;
+  for (const auto& [d, scores] : by_d)
+    points.push_back({LogPointOf(d, 0.0), &scores, *std::max_element(scores.begin(), scores.end()) < threshold});
+  SplitMix64 rng(kBootstrapRngSeed);
+  auto draw_mean = [&rng](const std::vector<double>& scores) {
+    double sum = 0.0;
+    for (size_t i = 0; i < scores.size(); ++i) sum += scores[rng.Draw(scores.size())];
+    return sum / static_cast<double>(scores.size());
+  };
+  // Log d of each replicate's crossing (+infinity: none); exp is monotone, so the quantiles are taken in
+  // log d and exponentiated once.
+  std::vector<double> log_crossings;
+  log_crossings.reserve(kBootstrapReplicates);
+  for (int replicate = 0; replicate < kBootstrapReplicates; ++replicate) {
+    double log_crossing = std::numeric_limits<double>::infinity();
+    const Point* below = nullptr;
+    double below_mean = 0.0;
+    bool below_drawn = false;
+    for (const Point& point : points) {
+      if (point.surely_below) {
+        below = &point;
+        below_drawn = false;
+        continue;
+      }
+      const double mean = draw_mean(*point.scores);
+      if (mean < threshold) {
+        below = &point;
+        below_mean = mean;
+        below_drawn = true;
+        continue;
+      }
+      if (below != nullptr && !below_drawn) below_mean = draw_mean(*below->scores);
+      LogPoint below_point;
+      if (below != nullptr) {
+        below_point = below->at;
+        below_point.score = below_mean;
+      }
+      LogPoint hit = point.at;
+      hit.score = mean;
+      bool interpolated = false;
+      log_crossing = RefinedLogCrossing(below_point, hit, threshold, &interpolated);
+      break;
+    }
+    log_crossings.push_back(log_crossing);
+  }
+  interval.bootstrap = true;
+  interval.low = std::exp(Quantile(log_crossings, 0.025));
+  interval.high = std::exp(Quantile(log_crossings, 0.975));
+  // A relative slack absorbs the rounding of exp(log(d)) at a bracket's end.
+  constexpr double kSlack = 1e-9;
+  interval.settled = interval.low >= bracket_low * (1 - kSlack) && interval.high <= bracket_high * (1 + kSlack);
+  return interval;
+}
+
+bool ScoresStraddle(const std::vector<double>& scores, double threshold) {
+  if (scores.size() < 2) return true;
+  SplitMix64 rng(kBootstrapRngSeed);
+  int reaching = 0;
+  for (int replicate = 0; replicate < kBootstrapReplicates; ++replicate) {
+    double sum = 0.0;
+    for (size_t i = 0; i < scores.size(); ++i) sum += scores[rng.Draw(scores.size())];
+    if (sum / static_cast<double>(scores.size()) >= threshold) ++reaching;
+  }
+  const double fraction = static_cast<double>(reaching) / kBootstrapReplicates;
+  return fraction > 0.025 && fraction < 0.975;
 }
 
 }  // namespace dwarp

@@ -58,4 +58,40 @@ struct ThresholdCrossing {
 // Applies the rule above to the runs' mean curve. `threshold` must be finite. Fails like MeanScoreCurve.
 StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& runs, double threshold);
 
+// How sure the crossing is, from the spread of the seeds (the runs at one d).
+//
+// Bootstrap over seeds: each of kBootstrapReplicates replicates draws, at every d independently, as many
+// scores as the d has, with replacement, from that d's scores, and applies FindThresholdCrossing to the
+// drawn runs; a replicate whose curve never reaches the threshold counts as d = +infinity. The interval is
+// the replicates' 2.5th and 97.5th percentiles (a 95% percentile interval), so `high` is +infinity when more
+// than 2.5% of replicates never cross. The draws come from a SplitMix64 generator seeded with
+// kBootstrapRngSeed, the same for every call and every platform: the interval is a function of the runs,
+// reproducible run to run.
+//
+// The bootstrap needs >= 2 seeds at both the crossing's grid point and the point below it (one seed has no
+// spread to resample). With fewer, the interval is the bracket's ends: [below_d, grid_d] ([0, grid_d] when
+// the crossing is the first grid point), which says where the grid puts the crossing and nothing about
+// the seeds.
+//
+// `settled` is false when the seeds leave open which grid interval the crossing falls into: the bootstrap
+// interval reaches outside [below_d, grid_d] (some replicates cross at another grid point, or never).
+inline constexpr int kBootstrapReplicates = 2000;
+inline constexpr uint64_t kBootstrapRngSeed = 0x64777270;  // "dwrp"
+
+struct CrossingInterval {
+  bool reached = false;    // the mean curve crosses; the fields below are set only then
+  double low = 0.0;
+  double high = 0.0;       // may be +infinity (bootstrap only)
+  bool bootstrap = false;  // false: the bracket's ends
+  bool settled = true;
+};
+
+// The interval of FindThresholdCrossing(runs, threshold).d. Fails like FindThresholdCrossing.
+StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold);
+
+// Whether the scores of one d (its seeds) leave undecided which side of the threshold their mean lies on:
+// true for fewer than 2 scores (no spread known), else whether between 2.5% and 97.5% of kBootstrapReplicates
+// resampled means (the same generator and seed as above) reach the threshold.
+bool ScoresStraddle(const std::vector<double>& scores, double threshold);
+
 }  // namespace dwarp

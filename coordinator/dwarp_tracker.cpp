@@ -27,6 +27,12 @@ std::string FormatNumber(double x) {
   return os.str();
 }
 
+// A d rounded to a whole number ("inf" for +infinity), as the tables show intervals.
+std::string FormatWhole(double d) {
+  if (std::isinf(d)) return "inf";
+  return std::to_string(std::llround(d));
+}
+
 std::string JoinDims(const std::vector<int64_t>& dims) {
   std::string out;
   for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
@@ -231,15 +237,28 @@ void Judge(const ThresholdSpec& spec, GroupState& g, const DatasetState& dataset
     out.d_warp = crossing.d;
     out.grid_d = crossing.grid_d;
     out.below_d = crossing.below_d;
+    bool settled = true;
+    if (StatusOr<CrossingInterval> interval = FindCrossingInterval(g.runs, reference.threshold);
+        interval.ok() && interval->reached) {
+      out.d_warp_low = interval->low;
+      out.d_warp_high = interval->high;
+      out.interval_bootstrap = interval->bootstrap;
+      settled = interval->settled;
+    }
     std::vector<int64_t> below;
     for (int64_t d : g.unfinished_dims) {
       if (d <= crossing.grid_d) below.push_back(d);
     }
-    if (reference.is_final && below.empty()) {
+    if (reference.is_final && below.empty() && settled) {
       out.status = DWarpStatus::kReached;
       return;
     }
     out.status = DWarpStatus::kProvisional;
+    if (!settled)
+      AddNote(&out.note, "the seeds leave open whether the crossing lies between d = " +
+                             std::to_string(std::max<int64_t>(crossing.below_d, 0)) + " and " +
+                             std::to_string(crossing.grid_d) + " (interval " + FormatWhole(out.d_warp_low) + ".." +
+                             FormatWhole(out.d_warp_high) + ")");
     if (!below.empty()) AddNote(&out.note, "waiting for d = " + JoinDims(below) + " at or below the crossing");
     if (!reference.is_final) AddNote(&out.note, reference.waiting);
     return;

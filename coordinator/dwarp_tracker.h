@@ -18,7 +18,9 @@
 // interpolation of score against log d) over the group's curve of d >= 0 (full excluded).
 // Status:
 //   pending       no crossing on the current curve, or the threshold's reference is still unknown
-//   provisional   a crossing on the current curve, but not yet final
+//   provisional   a crossing on the current curve, but not yet final, or final but unsettled: the seeds'
+//                 interval (below) reaches outside the bracket [below_d, grid_d], i.e. the seeds leave
+//                 open between which grid points the mean score crosses the threshold
 //   reached       a crossing, and final: the threshold's reference can no longer change (absolute: always;
 //                 group best: every d >= 0 job of the group finished; dataset best: every d >= 0 job of the
 //                 dataset finished; full: every full job of the group finished; noise ceiling: once
@@ -26,6 +28,9 @@
 //                 crossing finished
 //   not_reached   no crossing, and every job that could change that finished; or (fraction_of_noise_ceiling)
 //                 every job of the dataset finished without reporting a noise ceiling
+// Interval: threshold_crossing.h FindCrossingInterval over the same runs: a 95% bootstrap-over-seeds
+// interval of the refined crossing when both bracket points have >= 2 succeeded seeds, else the bracket's
+// ends; set whenever d_warp is (provisional and reached).
 // Finished = succeeded, failed or cancelled. Failed and cancelled jobs add nothing to the curve; a grid d
 // without a succeeded seed is skipped (the note says so).
 //
@@ -71,6 +76,10 @@ struct GroupDWarp {
   std::string model, layer, dataset, variant;
   DWarpStatus status = DWarpStatus::kPending;
   double d_warp = -1.0;    // refined; >= 0 for provisional and reached
+  // The interval of d_warp (see above); NaN when d_warp is unset. d_warp_high may be +infinity.
+  double d_warp_low = std::numeric_limits<double>::quiet_NaN();
+  double d_warp_high = std::numeric_limits<double>::quiet_NaN();
+  bool interval_bootstrap = false;  // false: the bracket's ends
   double threshold = 0.0;  // NaN while the reference is unknown
   int64_t grid_d = -1;
   int64_t below_d = -1;

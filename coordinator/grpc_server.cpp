@@ -56,6 +56,7 @@ void FillJob(const JobView& view, v1::Job* job) {
   job->set_created_unix_ms(row.created_ms);
   job->set_started_unix_ms(row.started_ms);
   job->set_finished_unix_ms(row.finished_ms);
+  job->set_reason(row.reason);
   if (view.latest_metric) FillMetric(*view.latest_metric, job->mutable_latest_metric());
   if (row.result) {
     const ResultRow& r = *row.result;
@@ -140,6 +141,9 @@ void FillDWarp(const GroupDWarp& group, v1::DWarpRecord* record) {
   record->set_has_full(group.has_full);
   record->set_full_score(group.full_score);
   if (std::isfinite(group.noise_ceiling)) record->set_noise_ceiling(group.noise_ceiling);
+  if (!std::isnan(group.d_warp_low)) record->set_d_warp_low(group.d_warp_low);
+  if (!std::isnan(group.d_warp_high)) record->set_d_warp_high(group.d_warp_high);
+  record->set_interval_bootstrap(group.interval_bootstrap);
   record->set_note(group.note);
   for (const CurvePointSummary& point : group.curve) {
     v1::CurvePoint* out = record->add_curve();

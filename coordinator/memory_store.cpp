@@ -52,6 +52,25 @@ Status MemorySweepStore::CreateSweep(const SweepRow& sweep, std::vector<JobRow>&
   return OkStatus();
 }
 
+Status MemorySweepStore::AddJobs(const std::string& sweep_id, std::vector<JobRow>& jobs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (sweep_index_.count(sweep_id) == 0) return NotFoundError("no sweep with id '" + sweep_id + "'");
+  for (const JobRow& job : jobs) {
+    if (!job.sweep_id.empty() && job.sweep_id != sweep_id) {
+      return InvalidArgumentError("job of sweep '" + job.sweep_id + "' given to AddJobs of sweep '" + sweep_id +
+                                  "'; expected '" + sweep_id + "' or empty");
+    }
+  }
+  for (JobRow& job : jobs) {
+    job.job_id = next_job_id_++;
+    job.sweep_id = sweep_id;
+    JobRow stored = job;
+    stored.result.reset();  // a result is only ever recorded by RecordResult
+    jobs_.emplace(stored.job_id, std::move(stored));
+  }
+  return OkStatus();
+}
+
 Status MemorySweepStore::UpdateSweep(const SweepRow& sweep) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = sweep_index_.find(sweep.sweep_id);

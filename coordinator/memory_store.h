@@ -26,6 +26,7 @@ class MemorySweepStore final : public SweepStore {
   MemorySweepStore& operator=(const MemorySweepStore&) = delete;
 
   Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) override;
+  Status AddJobs(const std::string& sweep_id, std::vector<JobRow>& jobs) override;
   Status UpdateSweep(const SweepRow& sweep) override;
   Status UpdateJobs(const std::vector<JobRow>& jobs) override;
   Status RecordResult(const JobRow& job, const ResultRow& result) override;

@@ -16,6 +16,7 @@
 #include <future>
 #include <limits>
 
+#include "coordinator/adaptive_search.h"
 #include "coordinator/random_id.h"
 
 namespace dwarp::coordinator {
@@ -26,6 +27,9 @@ struct Scheduler::SweepRecord {
   std::vector<int64_t> job_ids;   // ascending
   std::vector<GroupDWarp> dwarp;
   bool dwarp_stale = false;  // a job finished since `dwarp` was computed
+  // An adaptive search's next jobs are still to be asked for (their store write failed, or early stop
+  // cancelled jobs the plan waited on): the next refresh asks again, and the sweep does not end before.
+  bool search_pending = false;
 };
 
 namespace {
@@ -73,6 +77,9 @@ class Scheduler::StoreOutsideLock : public SweepStore {
 
   Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) override {
     return Call([&] { return store_->CreateSweep(sweep, jobs); });
+  }
+  Status AddJobs(const std::string& sweep_id, std::vector<JobRow>& jobs) override {
+    return Call([&] { return store_->AddJobs(sweep_id, jobs); });
   }
   Status UpdateSweep(const SweepRow& sweep) override { return Call([&] { return store_->UpdateSweep(sweep); }); }
   Status UpdateJobs(const std::vector<JobRow>& jobs) override { return Call([&] { return store_->UpdateJobs(jobs); }); }
@@ -256,6 +263,8 @@ Status Scheduler::LoadFromStore() {
   workers_.Load(std::move(*workers));
   for (auto& sweep : sweeps_) {
     std::sort(sweep->job_ids.begin(), sweep->job_ids.end());
+    // An adaptive search whose next jobs were not stored before a crash asks for them now.
+    ExtendSearchLocked(*sweep);
     RecomputeDWarpLocked(*sweep);
   }
   if (!sweeps_.empty())
@@ -270,6 +279,7 @@ Status Scheduler::LoadFromStore() {
 void Scheduler::RefreshLocked() {
   for (auto& sweep : sweeps_) {
     if (sweep->dwarp_stale) RecomputeDWarpLocked(*sweep);
+    if (sweep->search_pending) ExtendSearchLocked(*sweep);
     // Early stop may have cancelled the last queued jobs; and a sweep whose end was not stored (a failed
     // store write) ends here on a later pass.
     MaybeFinishSweepLocked(*sweep);
@@ -318,7 +328,7 @@ static Status SweepNotFound(const std::string& sweep) {
 bool Scheduler::RefreshDueLocked() const {
   for (const auto& sweep : sweeps_) {
     const std::string& id = sweep->row.sweep_id;
-    if (sweep->dwarp_stale) return true;
+    if (sweep->dwarp_stale || sweep->search_pending) return true;
     if (sweep->row.state == SweepState::kRunning && queue_.queued(id) == 0 && queue_.running(id) == 0) return true;
   }
   return false;
@@ -505,6 +515,7 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
     job.spec_json = ToJson(plan.spec).dump();
     job.state = JobState::kQueued;
     job.created_ms = now;
+    job.reason = InitialJobReason(*spec);
     // The spec and the key travel together (a lease, a page of results).
     const size_t bytes = job.spec_json.size() + job.model.size() + job.layer.size() + job.dataset.size() +
                          job.variant.size() + job.d.size();
@@ -707,12 +718,16 @@ void Scheduler::RecomputeDWarpLocked(SweepRecord& sweep) {
     jobs_.at(job.job_id) = job;
     watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(job)); });
   }
+  // The adaptive plan waits for every job of a group to finish; cancelled ones count as finished.
+  sweep.search_pending = sweep.spec.search.mode == SearchMode::kAdaptive;
   spdlog::info("sweep {}: early stop cancelled {} queued jobs", sweep.row.sweep_id, unnecessary.size());
 }
 
 void Scheduler::MaybeFinishSweepLocked(SweepRecord& sweep) {
   const std::string& id = sweep.row.sweep_id;
   if (sweep.row.state != SweepState::kRunning || queue_.queued(id) > 0 || queue_.running(id) > 0) return;
+  // An adaptive search that could not store its next jobs is not over: RefreshLocked asks it again.
+  if (sweep.search_pending) return;
   if (sweep.dwarp_stale) RecomputeDWarpLocked(sweep);  // watchers get the final records before the end
   SweepRow row = sweep.row;
   row.state = SweepState::kDone;
@@ -733,9 +748,55 @@ void Scheduler::JobFinishedLocked(SweepRecord& sweep, const JobRow& job) {
   // d_warp is recomputed at most once per reaper pass or query (RefreshLocked), not per result: with thousands
   // of jobs a recomputation per completion would dominate the coordinator's time per lease.
   sweep.dwarp_stale = true;
+  ExtendSearchLocked(sweep);
   MaybeFinishSweepLocked(sweep);
   if (sweep.row.state == SweepState::kRunning)
     watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(SummaryLocked(sweep)); });
+}
+
+void Scheduler::ExtendSearchLocked(SweepRecord& sweep) {
+  sweep.search_pending = false;
+  if (sweep.spec.search.mode != SearchMode::kAdaptive || sweep.row.state != SweepState::kRunning) return;
+  std::vector<const JobRow*> rows;
+  rows.reserve(sweep.job_ids.size());
+  for (int64_t id : sweep.job_ids) rows.push_back(&jobs_.at(id));
+  auto next = NextSearchJobs(sweep.spec, sweep.row.sweep_id, rows, Now());
+  rows.clear();  // the pointers are not used past the store call
+  if (!next.ok()) {
+    // A job spec the plan builds that does not validate: asking again gives the same answer.
+    spdlog::error("sweep {}: the adaptive search's next jobs cannot be built: {}", sweep.row.sweep_id,
+                  next.status().ToString());
+    return;
+  }
+  if (next->empty()) return;
+  // The store adapter releases mutex_ around this write. Nothing the plan was computed from can change
+  // meanwhile: every change of jobs, sweeps and the queue runs on the state thread, which is this thread,
+  // busy here (without a state thread, before Create or after Shutdown, the store is called under mutex_).
+  // So a second result of the same group cannot plan the same job while this one is written: it is applied
+  // after this call returns, and its own ExtendSearchLocked sees these jobs. What other threads do in the
+  // window (queries, metric points, watchers subscribing, Acquire waiting for work) reads state or touches
+  // the metric buffer only; they do not see the new jobs until they are applied below.
+  Status stored = store_->AddJobs(sweep.row.sweep_id, *next);
+  if (!stored.ok()) {
+    // Nothing was added (one transaction). The next refresh (a query or reaper pass) asks the plan again,
+    // and the sweep does not end before it has.
+    spdlog::error("sweep {}: the adaptive search's {} next jobs not stored (will retry): {}", sweep.row.sweep_id,
+                  next->size(), stored.ToString());
+    sweep.search_pending = true;
+    return;
+  }
+  for (const JobRow& job : *next) {
+    auto d = SubspaceDim::Parse(job.d);
+    // The planner writes d from a SubspaceDim, so it parses; were it not, the job would still run last.
+    queue_.AddJob(sweep.row.sweep_id, job.job_id, d.ok() ? *d : SubspaceDim::Full(), JobState::kQueued);
+    sweep.job_ids.push_back(job.job_id);  // store ids ascend, so job_ids stays sorted
+    const JobRow& added = jobs_[job.job_id] = job;
+    watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(added)); });
+    spdlog::info("sweep {}: job {} ({}/{}/{} d={} seed={}) added: {}", sweep.row.sweep_id, job.job_id, job.model,
+                 job.layer, job.dataset, job.d, job.seed, job.reason);
+  }
+  sweep.dwarp_stale = true;
+  work_cv_.notify_all();
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -18,6 +18,11 @@
 // d_warp (dwarp_tracker.h) is recomputed after jobs of the sweep finish: on the next query, reaper pass
 // (every reap_interval_ms) or at the sweep's end, whichever comes first; changed groups go to watchers;
 // with early_stop, queued jobs the tracker calls unnecessary are cancelled.
+// Adaptive search (adaptive_search.h): Submit stores the coarse grid; after each job that finishes for good,
+// and at a restart, the plan is asked again and the jobs it names are stored and queued, each with its
+// reason (JobRow::reason); a sweep is done when its queue is empty, nothing runs and the plan adds nothing.
+// Jobs the plan asked for that could not be stored are asked for again on the next refresh (a query or
+// reaper pass), and the sweep does not end before they are.
 // Metric points are validated and kept as the job's latest point at once, and written to the store in
 // batches by a background flusher (every metric_flush_ms); a crash loses at most that window of points.
 //
@@ -285,6 +290,8 @@ class Scheduler {
   void PublishJobLocked(const SweepRecord& sweep, const JobRow& job);
   void RefreshLocked();  // recomputes d_warp of sweeps with new outcomes
   void MaybeFinishSweepLocked(SweepRecord& sweep);
+  // An adaptive search (adaptive_search.h): stores and queues the jobs its plan asks for now.
+  void ExtendSearchLocked(SweepRecord& sweep);
   void RecomputeDWarpLocked(SweepRecord& sweep);
   std::string NewSweepIdLocked(const std::string& name) const;
   // The answer to a Submit whose request id already created a sweep: nullopt when none did; that sweep when

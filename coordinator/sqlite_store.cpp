@@ -133,6 +133,10 @@ CREATE TABLE worker_credentials (
   issued_ms      INTEGER NOT NULL
 );
 )sql",
+    // 5 -> 6: why each job was created ("" for every job stored before: a grid's).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteSweepStore::kSchemaVersion,
               "one migration per schema version");
@@ -385,8 +389,8 @@ constexpr const char* kSweepOfRequest = "SELECT sweep_id FROM sweeps WHERE reque
 constexpr const char* kUpdateSweep = "UPDATE sweeps SET state = ?, finished_ms = ? WHERE sweep_id = ?";
 constexpr const char* kInsertJob =
     "INSERT INTO jobs (sweep_id, model, layer, dataset, d, variant, seed, spec_json, state, attempt, lease_id,"
-    " worker_id, lease_expires_ms, error, created_ms, started_ms, finished_ms, cancel_requested)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " worker_id, lease_expires_ms, error, created_ms, started_ms, finished_ms, cancel_requested, reason)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 // The mutable fields of store.h's UpdateJobs; the key, spec and creation time are fixed at CreateSweep.
 constexpr const char* kUpdateJob =
     "UPDATE jobs SET state = ?, attempt = ?, lease_id = ?, worker_id = ?, lease_expires_ms = ?, error = ?,"
@@ -417,7 +421,7 @@ constexpr const char* kLoadJobs =
     " j.finished_ms, j.cancel_requested,"
     " r.job_id IS NOT NULL, r.metric, r.train_score, r.val_score, r.test_score, r.test_pearson_mean,"
     " r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.trained_d, r.warped_params, r.device,"
-    " r.result_json, r.attempt, r.worker_id, r.recorded_ms, r.noise_ceiling"
+    " r.result_json, r.attempt, r.worker_id, r.recorded_ms, r.noise_ceiling, j.reason"
     " FROM jobs AS j LEFT JOIN results AS r ON r.job_id = j.job_id ORDER BY j.job_id";
 constexpr const char* kLoadWorkers =
     "SELECT worker_id, name, host, devices, registered_ms, last_seen_ms, consecutive_failures, blocked,"
@@ -427,6 +431,37 @@ constexpr const char* kLoadMetrics =
     "SELECT job_id, attempt, epoch, train_loss, val_score, time_ms FROM metrics"
     " WHERE job_id = ?1 AND (?2 < 0 OR attempt = ?2) ORDER BY attempt, epoch";
 constexpr const char* kCountResults = "SELECT COUNT(*) FROM results WHERE job_id = ?";
+
+// Inserts the jobs of sweep `sweep_id` and appends their new ids to *ids (inside the caller's transaction).
+Status InsertJobs(SqliteConnection& db, const std::string& sweep_id, const std::vector<JobRow>& jobs,
+                  std::vector<int64_t>* ids) {
+  DWARP_QUERY(insert, db, kInsertJob, "insert job");
+  for (const JobRow& job : jobs) {
+    insert.Reset();
+    insert.Text(sweep_id)
+        .Text(job.model)
+        .Text(job.layer)
+        .Text(job.dataset)
+        .Text(job.d)
+        .Text(job.variant)
+        .Int(static_cast<int64_t>(job.seed))  // same bits; read back as uint64
+        .Text(job.spec_json)
+        .Int(static_cast<int64_t>(job.state))
+        .Int(job.attempt)
+        .Text(job.lease_id)
+        .Text(job.worker_id)
+        .Int(job.lease_expires_ms)
+        .Text(job.error)
+        .Int(job.created_ms)
+        .Int(job.started_ms)
+        .Int(job.finished_ms)
+        .Int(job.cancel_requested ? 1 : 0)
+        .Text(job.reason);
+    DWARP_RETURN_IF_ERROR(insert.Run());
+    ids->push_back(sqlite3_last_insert_rowid(db.conn()));
+  }
+  return OkStatus();
+}
 
 // Writes the job's mutable fields; NotFound when no row has its id.
 Status UpdateJobRow(SqliteConnection& db, const JobRow& job) {
@@ -728,37 +763,39 @@ Status SqliteSweepStore::CreateSweep(const SweepRow& sweep, std::vector<JobRow>&
           .Text(sweep.request_id);
       DWARP_RETURN_IF_ERROR(insert.Run());
     }
-    DWARP_QUERY(insert, db, kInsertJob, "insert job");
-    for (const JobRow& job : jobs) {
-      insert.Reset();
-      insert.Text(sweep.sweep_id)
-          .Text(job.model)
-          .Text(job.layer)
-          .Text(job.dataset)
-          .Text(job.d)
-          .Text(job.variant)
-          .Int(static_cast<int64_t>(job.seed))  // same bits; read back as uint64
-          .Text(job.spec_json)
-          .Int(static_cast<int64_t>(job.state))
-          .Int(job.attempt)
-          .Text(job.lease_id)
-          .Text(job.worker_id)
-          .Int(job.lease_expires_ms)
-          .Text(job.error)
-          .Int(job.created_ms)
-          .Int(job.started_ms)
-          .Int(job.finished_ms)
-          .Int(job.cancel_requested ? 1 : 0);
-      DWARP_RETURN_IF_ERROR(insert.Run());
-      ids.push_back(sqlite3_last_insert_rowid(db.conn()));
-    }
-    return OkStatus();
+    return InsertJobs(db, sweep.sweep_id, jobs, &ids);
   });
   if (!status.ok()) return status;
   // Only after the commit: a failed call leaves the caller's rows as they were too.
   for (size_t i = 0; i < jobs.size(); ++i) {
     jobs[i].job_id = ids[i];
     jobs[i].sweep_id = sweep.sweep_id;
+  }
+  return OkStatus();
+}
+
+Status SqliteSweepStore::AddJobs(const std::string& sweep_id, std::vector<JobRow>& jobs) {
+  for (const JobRow& job : jobs) {
+    if (!job.sweep_id.empty() && job.sweep_id != sweep_id) {
+      return InvalidArgumentError("job of sweep '" + job.sweep_id + "' given to AddJobs of sweep '" + sweep_id +
+                                  "'; expected '" + sweep_id + "' or empty");
+    }
+  }
+  std::lock_guard<std::mutex> lock(db_->mu());
+  SqliteConnection& db = *db_;
+  std::vector<int64_t> ids;
+  ids.reserve(jobs.size());
+  Status status = db.InTransaction(/*write=*/true, [&]() -> Status {
+    DWARP_QUERY(exists, db, kSweepExists, "look up sweep");
+    exists.Text(sweep_id);
+    DWARP_ASSIGN_STEP(found, exists.Step());
+    if (!found) return NotFoundError("no sweep with id '" + sweep_id + "'");
+    return InsertJobs(db, sweep_id, jobs, &ids);
+  });
+  if (!status.ok()) return status;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    jobs[i].job_id = ids[i];
+    jobs[i].sweep_id = sweep_id;
   }
   return OkStatus();
 }
@@ -957,6 +994,7 @@ StatusOr<std::vector<JobRow>> SqliteSweepStore::LoadJobs() {
       job.started_ms = q.ColumnInt(16);
       job.finished_ms = q.ColumnInt(17);
       job.cancel_requested = q.ColumnInt(18) != 0;
+      job.reason = q.ColumnText(37);
       if (q.ColumnInt(19) != 0) {
         ResultRow r;
         r.metric = q.ColumnText(20);

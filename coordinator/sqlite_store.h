@@ -52,7 +52,7 @@ class SqliteConnection;  // the connection, its statement cache and the mutex (s
 class SqliteSweepStore final : public SweepStore {
  public:
   // The schema version this build writes and reads (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
   // PRAGMA application_id of every database dwarp writes: "dwrp" in ASCII.
   static constexpr int kApplicationId = 0x64777270;
 
@@ -69,6 +69,7 @@ class SqliteSweepStore final : public SweepStore {
   SqliteSweepStore& operator=(const SqliteSweepStore&) = delete;
 
   Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) override;
+  Status AddJobs(const std::string& sweep_id, std::vector<JobRow>& jobs) override;
   Status UpdateSweep(const SweepRow& sweep) override;
   Status UpdateJobs(const std::vector<JobRow>& jobs) override;
   Status RecordResult(const JobRow& job, const ResultRow& result) override;

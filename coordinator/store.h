@@ -82,6 +82,8 @@ struct JobRow {
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
   bool cancel_requested = false;     // running job whose worker must be told to stop
+  std::string reason;                // why the job was created: "grid", "coarse grid", "bisect log d ...";
+                                     // fixed at CreateSweep / AddJobs ("" for jobs stored before it was kept)
   std::optional<ResultRow> result;   // set for kSucceeded (filled by Load*; ignored by UpdateJobs)
 };
 
@@ -124,6 +126,10 @@ class SweepStore {
   // must be empty or the sweep's id: InvalidArgument otherwise). AlreadyExists if the sweep id is taken, or
   // if sweep.request_id is not empty and another sweep has it (nothing written, no id assigned).
   virtual Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) = 0;
+  // Stores more jobs of an existing sweep in one transaction (an adaptive search's next jobs) and assigns
+  // their ids as CreateSweep does (jobs[i].sweep_id must be empty or sweep_id: InvalidArgument otherwise).
+  // NotFound (nothing written) for an unknown sweep id.
+  virtual Status AddJobs(const std::string& sweep_id, std::vector<JobRow>& jobs) = 0;
   // Updates state and finished_ms of an existing sweep. NotFound for an unknown id.
   virtual Status UpdateSweep(const SweepRow& sweep) = 0;
   // Writes every mutable field of each job (state, attempt, lease, worker, expiry, error, started_ms,

@@ -342,6 +342,28 @@ TEST(RenderDWarpSvgTest, MarksReachedAndProvisionalDWarpOnTheThreshold) {
   EXPECT_EQ(legend, (std::vector<std::string>{"mlp/fc2: d_warp 46.4", "mlp/fc1: d_warp ~500.0 (provisional)"}));
 }
 
+TEST(RenderDWarpSvgTest, DrawsTheIntervalAsABarAtTheThresholdAndNamesItInTheLegend) {
+  v1::DWarpResponse response = TwoGroups();
+  response.mutable_records(0)->set_d_warp_low(20);
+  response.mutable_records(0)->set_d_warp_high(80);
+  response.mutable_records(0)->set_interval_bootstrap(true);
+  const std::string svg = RenderDWarpSvg(response);
+  EXPECT_EQ(CheckWellFormed(svg), "");
+  const auto bars = ElementsOfClass(svg, "dwarp-interval");
+  ASSERT_EQ(bars.size(), 1u);  // the provisional group has no interval
+  const auto fc2 = PolylinePoints(ElementsOfClass(svg, "curve")[0]);
+  const double x10 = fc2[1].first, x100 = fc2[2].first;
+  EXPECT_NEAR(Attribute(bars[0], "x1"), x10 + std::log10(2.0) * (x100 - x10), 0.05);
+  EXPECT_NEAR(Attribute(bars[0], "x2"), x10 + std::log10(8.0) * (x100 - x10), 0.05);
+  const YMap y = ReadYMap(svg);
+  EXPECT_NEAR(Attribute(bars[0], "y1"), y.Y(0.7), 0.05);
+  EXPECT_NEAR(Attribute(bars[0], "y2"), y.Y(0.7), 0.05);
+  EXPECT_EQ(ElementsOfClass(svg, "dwarp-interval-end").size(), 2u);
+  std::vector<std::string> legend;
+  for (const Element& label : ElementsOfClass(svg, "legend-label")) legend.push_back(label.text);
+  EXPECT_EQ(legend[0], "mlp/fc2: d_warp 46.4 [20..80]");
+}
+
 TEST(RenderDWarpSvgTest, PendingAndNotReachedGroupsHaveNoDWarpMarker) {
   v1::DWarpResponse response;
   v1::DWarpRecord* pending = AddRecord(response, "a", "l", "it", v1::DWARP_PENDING, 50, 0.5);

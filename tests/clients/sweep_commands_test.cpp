@@ -87,6 +87,7 @@ class FakeSweepService final : public v1::SweepService::Service {
     job->mutable_key()->set_d("300");
     job->set_state(v1::JOB_SUCCEEDED);
     job->set_attempt(1);
+    job->set_reason("coarse grid");
     job->mutable_result()->set_metric("r2");
     job->mutable_result()->set_test_score(0.5);
     return grpc::Status::OK;
@@ -285,7 +286,9 @@ TEST_F(SweepCommandsTest, StatusResultsDWarpCancelAndWorkersPrintWhatTheCoordina
   ASSERT_TRUE(RunResults(client, "sw1", OutputFormat::kCsv, "", csv).status.ok());
   EXPECT_EQ(csv.str().substr(0, csv.str().find('\n')),
             "sweep,model,layer,dataset,variant,d,seed,state,attempt,metric,train,val,test,pearson_mean,"
-            "pearson_median,noise_ceiling,epochs,seconds,trained_d,D,device,error");
+            "pearson_median,noise_ceiling,epochs,seconds,trained_d,D,device,error,reason");
+  // The job's row ends with why it was created.
+  EXPECT_NE(csv.str().find(",coarse grid\n"), std::string::npos) << csv.str();
   ASSERT_TRUE(RunDWarp(client, "sw1", OutputFormat::kTable, dwarp).status.ok());
   EXPECT_NE(dwarp.str().find("~42.0"), std::string::npos) << dwarp.str();
   ASSERT_TRUE(RunCancel(client, "sw1", cancel).status.ok());

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -107,7 +108,7 @@ v1::ResultsResponse TwoJobs() {
 const std::vector<std::string> kResultColumns = {
     "sweep", "model", "layer", "dataset", "variant", "d", "seed", "state", "attempt", "metric", "train",
     "val", "test", "pearson_mean", "pearson_median", "noise_ceiling", "epochs", "seconds", "trained_d", "D", "device",
-    "error"};
+    "error", "reason"};
 
 TEST(SweepFormatTest, ParsesOutputFormatsAndNamesABadOne) {
   EXPECT_EQ(*ParseOutputFormat("table"), OutputFormat::kTable);
@@ -153,7 +154,7 @@ TEST(SweepFormatTest, ResultsCsvHasTheHeaderAndQuotesAFieldWithACommaAndAQuote) 
   EXPECT_EQ(rows[0], kResultColumns);
   for (const auto& row : rows) EXPECT_EQ(row.size(), kResultColumns.size()) << csv;
   // The error survives quoting exactly; the raw text shows the RFC 4180 form.
-  EXPECT_EQ(rows[2].back(), "out of memory, \"cuda:0\" has 2 GiB");
+  EXPECT_EQ(rows[2][21], "out of memory, \"cuda:0\" has 2 GiB");
   EXPECT_NE(csv.find("\"out of memory, \"\"cuda:0\"\" has 2 GiB\""), std::string::npos) << csv;
   // Full precision for programs; absent results are empty fields.
   EXPECT_EQ(rows[1][12], "0.4125");
@@ -303,6 +304,64 @@ TEST(SweepFormatTest, DWarpJsonHasNullsWhereValuesAreUnknownAndTheCurve) {
   EXPECT_EQ(parsed[1]["curve"][3]["seeds_total"], 3);
 }
 
+TEST(SweepFormatTest, DWarpIntervalAppearsInTheTableTheCurveLineAndTheJson) {
+  v1::DWarpResponse response = ThreeGroups();
+  v1::DWarpRecord* reached = response.mutable_records(1);
+  reached->set_d_warp_low(31.2);
+  reached->set_d_warp_high(58.7);
+  reached->set_interval_bootstrap(true);
+  v1::DWarpRecord* open = response.mutable_records(2);
+  open->set_status(v1::DWARP_PROVISIONAL);
+  open->set_d_warp(700);
+  open->set_d_warp_low(300);
+  open->set_d_warp_high(std::numeric_limits<double>::infinity());
+  open->set_interval_bootstrap(true);
+  EXPECT_EQ(FormatDWarpInterval(*reached), "31..59");
+  EXPECT_EQ(FormatDWarpInterval(*open), "300..inf");
+  v1::DWarpRecord bracket = *reached;
+  bracket.set_interval_bootstrap(false);
+  EXPECT_EQ(FormatDWarpInterval(bracket), "31..59 (bracket)");
+  EXPECT_EQ(FormatDWarpInterval(response.records(0)), "-");
+
+  const std::string text = FormatDWarp(response, OutputFormat::kTable);
+  EXPECT_NE(Lines(text)[1].find("interval"), std::string::npos) << text;
+  EXPECT_NE(Lines(text)[4].find("31..59"), std::string::npos) << text;
+  EXPECT_NE(text.find("it/resnet18/fc1: reached 42.5, interval 31..59 (threshold 0.36)\n"), std::string::npos) << text;
+
+  const json parsed = json::parse(FormatDWarp(response, OutputFormat::kJson));
+  EXPECT_TRUE(parsed[0]["d_warp_low"].is_null());
+  EXPECT_TRUE(parsed[0]["interval"].is_null());
+  EXPECT_DOUBLE_EQ(parsed[1]["d_warp_low"].get<double>(), 31.2);
+  EXPECT_DOUBLE_EQ(parsed[1]["d_warp_high"].get<double>(), 58.7);
+  EXPECT_EQ(parsed[1]["interval"], "bootstrap");
+  EXPECT_EQ(parsed[2]["d_warp_high"], "inf");
+  EXPECT_EQ(parsed[2]["interval"], "bootstrap");
+  const auto csv = ParseCsv(FormatDWarp(response, OutputFormat::kCsv));
+  ASSERT_GE(csv.size(), 2u);
+  EXPECT_NE(std::find(csv[0].begin(), csv[0].end(), "d_warp_low"), csv[0].end());
+}
+
+TEST(SweepFormatTest, StatusResultsAndWatchSayWhyAJobWasCreated) {
+  v1::ResultsResponse results = TwoJobs();
+  results.mutable_jobs(1)->set_reason("bisect log d between d = 300 and 1000");
+  results.mutable_jobs(1)->set_state(v1::JOB_QUEUED);
+  results.mutable_jobs(1)->set_attempt(0);
+  std::vector<v1::Job> jobs(results.jobs().begin(), results.jobs().end());
+  v1::Sweep sweep;
+  sweep.set_sweep_id("sw1");
+  const std::string status = FormatSweepStatus(sweep, jobs);
+  EXPECT_NE(status.find("why"), std::string::npos) << status;
+  EXPECT_NE(status.find("bisect log d between d = 300 and 1000"), std::string::npos) << status;
+  const json rows = json::parse(FormatResults(results, OutputFormat::kJson));
+  EXPECT_TRUE(rows[0]["reason"].is_null());
+  EXPECT_EQ(rows[1]["reason"], "bisect log d between d = 300 and 1000");
+  WatchView view;
+  v1::WatchEvent event;
+  *event.mutable_job() = results.jobs(1);
+  EXPECT_NE(view.PlainLine(event).find(": bisect log d between d = 300 and 1000"), std::string::npos)
+      << view.PlainLine(event);
+}
+
 // A noise-ceiling threshold says what it is made of wherever a group's threshold is described in words.
 TEST(SweepFormatTest, ANoiseCeilingThresholdShowsTheFractionAndTheCeiling) {
   v1::DWarpResponse response;
@@ -368,9 +427,10 @@ TEST(SweepFormatTest, DWarpBeforeAnyResultShowsNoBestScoreAndUnmeasuredPointsAsD
 TEST(SweepFormatTest, DWarpCsvHasOneRowPerGroupWithoutTheCurve) {
   const auto rows = ParseCsv(FormatDWarp(ThreeGroups(), OutputFormat::kCsv));
   ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(rows[0], (std::vector<std::string>{"dataset", "model", "layer", "variant", "status", "d_warp", "threshold",
-                                               "best_score", "best_d", "full_score", "noise_ceiling", "note"}));
-  EXPECT_EQ(rows[1][6], "");  // NaN threshold
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"dataset", "model", "layer", "variant", "status", "d_warp",
+                                               "d_warp_low", "d_warp_high", "interval", "threshold", "best_score",
+                                               "best_d", "full_score", "noise_ceiling", "note"}));
+  EXPECT_EQ(rows[1][9], "");  // NaN threshold
   EXPECT_EQ(rows[2][5], "42.5");
 }
 

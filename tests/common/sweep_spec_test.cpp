@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -597,6 +598,93 @@ TEST(SweepSpecJsonTest, ToJsonRoundTrips) {
   StatusOr<SweepSpec> bad = SweepSpecFromJson(nlohmann::json{{"name", "x"}});
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("models: missing"));
+}
+
+// ----------------------------------------------------------------------------------------------- search
+
+TEST(SweepSearchTest, GridIsTheDefaultAndAdaptiveTakesAWordOrAMapping) {
+  EXPECT_EQ(MustParse(kSweepYaml).search.mode, SearchMode::kGrid);
+  const SweepSpec word = MustParse(SweepWith("search: adaptive"));
+  EXPECT_EQ(word.search.mode, SearchMode::kAdaptive);
+  EXPECT_DOUBLE_EQ(word.search.rel_width, 0.25);
+  EXPECT_EQ(word.search.max_jobs, 0);
+  EXPECT_EQ(word.search.max_seeds, 2);  // the sweep's two seeds: no extra ones
+  const SweepSpec mapping =
+      MustParse(SweepWith("search: {mode: adaptive, rel_width: 0.5, max_jobs: 12, max_seeds: 4}"));
+  EXPECT_EQ(mapping.search.mode, SearchMode::kAdaptive);
+  EXPECT_DOUBLE_EQ(mapping.search.rel_width, 0.5);
+  EXPECT_EQ(mapping.search.max_jobs, 12);
+  EXPECT_EQ(mapping.search.max_seeds, 4);
+  EXPECT_STREQ(SearchModeName(SearchMode::kAdaptive), "adaptive");
+}
+
+TEST(SweepSearchTest, OverridesSetTheSearchKeys) {
+  const SweepSpec s = MustParse(kSweepYaml, {"+search.mode=adaptive", "+search.rel_width=0.1", "+search.max_seeds=3"});
+  EXPECT_EQ(s.search.mode, SearchMode::kAdaptive);
+  EXPECT_DOUBLE_EQ(s.search.rel_width, 0.1);
+  EXPECT_EQ(s.search.max_seeds, 3);
+  const SweepSpec word = MustParse(SweepWith("search: {mode: grid}"), {"search.mode=adaptive"});
+  EXPECT_EQ(word.search.mode, SearchMode::kAdaptive);
+}
+
+TEST(SweepSearchTest, BadSearchSettingsNameTheFieldAndWhatIsExpected) {
+  EXPECT_THAT(ErrorOf(SweepWith("search: bisect")), HasSubstr("search"));
+  EXPECT_THAT(ErrorOf(SweepWith("search: bisect")), HasSubstr("adaptive"));
+  EXPECT_THAT(ErrorOf(SweepWith("search: {mode: adaptive, rel_width: 0}")), HasSubstr("search.rel_width"));
+  EXPECT_THAT(ErrorOf(SweepWith("search: {mode: adaptive, rel_width: -1}")), HasSubstr("a number > 0"));
+  EXPECT_THAT(ErrorOf(SweepWith("search: {mode: adaptive, max_jobs: -3}")), HasSubstr("search.max_jobs"));
+  // 4 dims x 2 seeds: a budget below the coarse grid could not be kept.
+  const std::string budget = ErrorOf(SweepWith("search: {mode: adaptive, max_jobs: 7}"));
+  EXPECT_THAT(budget, HasSubstr("search.max_jobs"));
+  EXPECT_THAT(budget, HasSubstr("dims x seeds = 8"));
+  EXPECT_EQ(MustParse(SweepWith("search: {mode: adaptive, max_jobs: 8}")).search.max_jobs, 8);
+  const std::string seeds = ErrorOf(SweepWith("search: {mode: adaptive, max_seeds: 1}"));
+  EXPECT_THAT(seeds, HasSubstr("search.max_seeds"));
+  EXPECT_THAT(seeds, HasSubstr("(2)"));
+  EXPECT_THAT(ErrorOf(SweepWith("search: {rel_width: 0.5}")), HasSubstr("mode is grid"));
+  EXPECT_THAT(ErrorOf(SweepWith("search: {mode: adaptive, rel_widht: 0.5}")), HasSubstr("rel_width"));
+  EXPECT_THAT(ErrorOf(SweepWith("search: [adaptive]")), HasSubstr("search"));
+}
+
+TEST(SweepSearchTest, AnAdaptiveSearchRoundTripsThroughJsonAndAGridOneWritesNoSearch) {
+  EXPECT_FALSE(ToJson(MustParse(kSweepYaml)).contains("search"));
+  const SweepSpec s = MustParse(SweepWith("search: {mode: adaptive, rel_width: 0.3, max_jobs: 20, max_seeds: 3}"));
+  const nlohmann::json written = ToJson(s);
+  StatusOr<SweepSpec> back = SweepSpecFromJson(written);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->search.mode, SearchMode::kAdaptive);
+  EXPECT_DOUBLE_EQ(back->search.rel_width, 0.3);
+  EXPECT_EQ(back->search.max_jobs, 20);
+  EXPECT_EQ(back->search.max_seeds, 3);
+  EXPECT_EQ(ToJson(*back), written);
+}
+
+TEST(SweepSearchTest, PlanSweepJobBuildsAJobOutsideTheGridAsTheGridsAre) {
+  const SweepSpec s = MustParse(SweepWith("readout: ridge"));
+  StatusOr<std::vector<PlannedJob>> grid = ExpandSweep(s);
+  ASSERT_TRUE(grid.ok()) << grid.status();
+  // A grid point comes out as ExpandSweep made it.
+  StatusOr<PlannedJob> same = PlanSweepJob(s, "mlp_wide", "fc1", "it", SubspaceDim::Subspace(100), 1);
+  ASSERT_TRUE(same.ok()) << same.status();
+  const auto in_grid = std::find_if(grid->begin(), grid->end(), [](const PlannedJob& j) {
+    return j.model == "mlp_wide" && j.layer == "fc1" && j.d == SubspaceDim::Subspace(100) && j.seed == 1;
+  });
+  ASSERT_NE(in_grid, grid->end());
+  EXPECT_EQ(ToJson(same->spec), ToJson(in_grid->spec));
+  // A new d and seed; d = 0 keeps the ridge readout, as in the grid.
+  StatusOr<PlannedJob> added = PlanSweepJob(s, "lenet", "default", "it", SubspaceDim::Subspace(316), 7);
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->layer, "default");
+  EXPECT_EQ(added->spec.d, SubspaceDim::Subspace(316));
+  EXPECT_EQ(ToJson(added->spec)["train"]["seed"], 7);
+  StatusOr<PlannedJob> linear = PlanSweepJob(s, "lenet", "default", "it", SubspaceDim::Linear(), 3);
+  ASSERT_TRUE(linear.ok()) << linear.status();
+  EXPECT_EQ(ToJson(linear->spec)["readout"], "ridge");
+  // Keys that are not the sweep's.
+  EXPECT_THAT(PlanSweepJob(s, "resnet", "default", "it", SubspaceDim::Linear(), 0).status().message(),
+              HasSubstr("no such model or dataset"));
+  EXPECT_THAT(PlanSweepJob(s, "mlp_wide", "fc9", "it", SubspaceDim::Linear(), 0).status().message(),
+              HasSubstr("no read-out layer fc9"));
 }
 
 // ----------------------------------------------------------------------------------------------- examples

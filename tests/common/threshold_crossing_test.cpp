@@ -140,5 +140,73 @@ TEST(ThresholdCrossingTest, RejectsBadInput) {
   EXPECT_NE(nan_threshold.status().message().find("threshold"), std::string::npos) << nan_threshold.status();
 }
 
+// ------------------------------------------------------------------------------------------ the interval
+
+CrossingInterval Interval(const std::vector<DimScore>& runs, double threshold) {
+  auto result = FindCrossingInterval(runs, threshold);
+  EXPECT_TRUE(result.ok()) << result.status();
+  return result.ok() ? *result : CrossingInterval{};
+}
+
+TEST(CrossingIntervalTest, OneSeedGivesTheBracketsEnds) {
+  const CrossingInterval i = Interval({{10, 0.2}, {1000, 0.8}, {3000, 0.9}}, 0.5);
+  ASSERT_TRUE(i.reached);
+  EXPECT_FALSE(i.bootstrap);
+  EXPECT_DOUBLE_EQ(i.low, 10.0);
+  EXPECT_DOUBLE_EQ(i.high, 1000.0);
+  EXPECT_TRUE(i.settled);
+  // A crossing at the first grid point: (0, d].
+  const CrossingInterval first = Interval({{300, 0.6}, {1000, 0.8}}, 0.5);
+  EXPECT_DOUBLE_EQ(first.low, 0.0);
+  EXPECT_DOUBLE_EQ(first.high, 300.0);
+  EXPECT_FALSE(Interval({{300, 0.1}}, 0.5).reached);
+}
+
+TEST(CrossingIntervalTest, IdenticalSeedsGiveAZeroWidthBootstrapAtTheCrossing) {
+  const std::vector<DimScore> runs = {{10, 0.2}, {10, 0.2}, {1000, 0.8}, {1000, 0.8}};
+  const CrossingInterval i = Interval(runs, 0.5);
+  EXPECT_TRUE(i.bootstrap);
+  EXPECT_NEAR(i.low, 100.0, 1e-9);
+  EXPECT_NEAR(i.high, 100.0, 1e-9);
+  EXPECT_TRUE(i.settled);
+}
+
+TEST(CrossingIntervalTest, SpreadSeedsWidenTheIntervalAroundTheCrossingAndItIsReproducible) {
+  const std::vector<DimScore> runs = {{10, 0.15}, {10, 0.25}, {10, 0.2}, {1000, 0.75}, {1000, 0.85}, {1000, 0.8}};
+  const CrossingInterval i = Interval(runs, 0.5);
+  const double d = Cross(runs, 0.5).d;
+  EXPECT_TRUE(i.bootstrap);
+  EXPECT_LT(i.low, d);
+  EXPECT_GT(i.high, d);
+  EXPECT_GE(i.low, 10.0);
+  EXPECT_LE(i.high, 1000.0);
+  EXPECT_TRUE(i.settled);  // every resampled curve crosses between 10 and 1000
+  const CrossingInterval again = Interval(runs, 0.5);
+  EXPECT_EQ(again.low, i.low);
+  EXPECT_EQ(again.high, i.high);
+}
+
+TEST(CrossingIntervalTest, SeedsOnBothSidesOfTheThresholdLeaveTheBracketUnsettled) {
+  // d = 100's seeds straddle 0.5 (mean 0.5): some resampled curves cross at 100, others at 1000.
+  const std::vector<DimScore> runs = {{10, 0.2}, {10, 0.2}, {100, 0.3}, {100, 0.7}, {1000, 0.9}, {1000, 0.9}};
+  const CrossingInterval i = Interval(runs, 0.5);
+  EXPECT_TRUE(i.bootstrap);
+  EXPECT_FALSE(i.settled);
+  EXPECT_LT(i.low, 100.0);
+  EXPECT_GT(i.high, 100.0);
+  // A top point whose seeds straddle: some resampled curves never cross, so the interval is open above.
+  const CrossingInterval open = Interval({{10, 0.2}, {10, 0.2}, {1000, 0.3}, {1000, 0.8}}, 0.5);
+  EXPECT_TRUE(std::isinf(open.high));
+  EXPECT_FALSE(open.settled);
+}
+
+TEST(ScoresStraddleTest, FewerThanTwoScoresOrScoresOnBothSidesStraddle) {
+  EXPECT_TRUE(ScoresStraddle({}, 0.5));
+  EXPECT_TRUE(ScoresStraddle({0.9}, 0.5));
+  EXPECT_TRUE(ScoresStraddle({0.45, 0.56}, 0.5));
+  EXPECT_FALSE(ScoresStraddle({0.6, 0.7}, 0.5));
+  EXPECT_FALSE(ScoresStraddle({0.1, 0.2, 0.3}, 0.5));
+}
+
 }  // namespace
 }  // namespace dwarp

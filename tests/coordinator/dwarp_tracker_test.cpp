@@ -87,6 +87,44 @@ TEST(DWarpTrackerTest, AbsoluteThresholdInterpolatesInLogD) {
   EXPECT_EQ(g.layer, "default");
 }
 
+TEST(DWarpTrackerTest, TheIntervalIsTheBracketWithOneSeedAndABootstrapWithMore) {
+  const ThresholdSpec absolute = Threshold(ThresholdKind::kAbsolute, 0.5);
+  const GroupDWarp one = Only(ComputeDWarp(absolute, {Done("m", "ds", SubspaceDim::Subspace(10), 0, 0.2),
+                                                      Done("m", "ds", SubspaceDim::Subspace(1000), 0, 0.8)}));
+  EXPECT_EQ(one.status, DWarpStatus::kReached);
+  EXPECT_FALSE(one.interval_bootstrap);
+  EXPECT_DOUBLE_EQ(one.d_warp_low, 10.0);
+  EXPECT_DOUBLE_EQ(one.d_warp_high, 1000.0);
+
+  std::vector<JobOutcome> jobs;
+  for (uint64_t seed : {0, 1, 2}) {
+    jobs.push_back(Done("m", "ds", SubspaceDim::Subspace(10), seed, 0.15 + 0.05 * static_cast<double>(seed)));
+    jobs.push_back(Done("m", "ds", SubspaceDim::Subspace(1000), seed, 0.75 + 0.05 * static_cast<double>(seed)));
+  }
+  const GroupDWarp three = Only(ComputeDWarp(absolute, jobs));
+  EXPECT_EQ(three.status, DWarpStatus::kReached) << three.note;
+  EXPECT_TRUE(three.interval_bootstrap);
+  EXPECT_LT(three.d_warp_low, three.d_warp);
+  EXPECT_GT(three.d_warp_high, three.d_warp);
+  EXPECT_GE(three.d_warp_low, 10.0);
+  EXPECT_LE(three.d_warp_high, 1000.0);
+}
+
+TEST(DWarpTrackerTest, SeedsThatLeaveTheBracketOpenMakeAFinishedGroupProvisional) {
+  // d = 100's seeds lie on both sides of 0.5: whether the crossing is below or above 100 is open.
+  const std::vector<JobOutcome> jobs = {
+      Done("m", "ds", SubspaceDim::Subspace(10), 0, 0.2),   Done("m", "ds", SubspaceDim::Subspace(10), 1, 0.2),
+      Done("m", "ds", SubspaceDim::Subspace(100), 0, 0.3),  Done("m", "ds", SubspaceDim::Subspace(100), 1, 0.7),
+      Done("m", "ds", SubspaceDim::Subspace(1000), 0, 0.9), Done("m", "ds", SubspaceDim::Subspace(1000), 1, 0.9)};
+  const GroupDWarp group = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.5), jobs));
+  EXPECT_EQ(group.status, DWarpStatus::kProvisional);
+  EXPECT_NE(group.note.find("the seeds leave open whether the crossing lies between d = 10 and 100 (interval "),
+            std::string::npos)
+      << group.note;
+  EXPECT_LT(group.d_warp_low, 100.0);
+  EXPECT_GT(group.d_warp_high, 100.0);
+}
+
 TEST(DWarpTrackerTest, CurveHasEveryGridDAscendingFullLastWithMeanAndSampleStd) {
   const std::vector<JobOutcome> jobs = {Running("m", "it", kFull),         Done("m", "it", D(100), 0, 0.5),
                                         Done("m", "it", D(10), 0, 0.4),    Failed("m", "it", D(10), 1),

@@ -23,7 +23,7 @@ namespace dwarp::coordinator {
 class FaultInjectingStore : public SweepStore {
  public:
   enum class Method {
-    kCreateSweep, kUpdateSweep, kUpdateJobs, kRecordResult, kAppendMetrics, kUpsertWorker,
+    kCreateSweep, kAddJobs, kUpdateSweep, kUpdateJobs, kRecordResult, kAppendMetrics, kUpsertWorker,
     kLoadSweeps, kLoadJobs, kLoadWorkers, kLoadMetrics, kCountResults, kPutWorkerCredential,
     kLoadWorkerCredentials,
   };
@@ -72,6 +72,10 @@ class FaultInjectingStore : public SweepStore {
   Status CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) override {
     if (Status fault = Fault(Method::kCreateSweep); !fault.ok()) return fault;
     return real_->CreateSweep(sweep, jobs);
+  }
+  Status AddJobs(const std::string& sweep_id, std::vector<JobRow>& jobs) override {
+    if (Status fault = Fault(Method::kAddJobs); !fault.ok()) return fault;
+    return real_->AddJobs(sweep_id, jobs);
   }
   Status UpdateSweep(const SweepRow& sweep) override {
     if (Status fault = Fault(Method::kUpdateSweep); !fault.ok()) return fault;

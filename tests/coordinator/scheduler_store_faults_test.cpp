@@ -13,6 +13,8 @@
 //   UpdateJobs / UpdateSweep (Cancel)    Internal naming the sweep      as before the call, store included
 //   UpdateSweep (sweep's end)            (logged)                       running; a later refresh ends it
 //   UpdateJobs (early stop)              (logged)                       queued; a later refresh cancels
+//   AddJobs (adaptive search's next)     (logged; the outcome stands)   not added, the sweep does not end;
+//                                                                       a later refresh adds them once
 //   AppendMetrics Internal / other       the error                      kept for the next flush / dropped
 //   LoadMetrics (Metrics)                Internal naming the job        -
 //   UpsertWorker after an outcome        (logged; the outcome stands)   memory counts it; next write stores
@@ -361,6 +363,45 @@ TEST_P(SchedulerStoreFaultsTest, EarlyStopThatCannotBeStoredIsRetriedByALaterRef
   EXPECT_EQ(scheduler_->GetSweep("f-1")->row.state, SweepState::kDone);
   for (const JobRow& job : StoredJobs())
     if (job.d == "100") EXPECT_EQ(job.state, JobState::kCancelled);
+}
+
+// The adaptive search's next jobs, asked for when the sweep's last job lands, cannot be stored: the result
+// stands, the sweep is not ended (its search is not over), and a later refresh asks the plan again.
+TEST_P(SchedulerStoreFaultsTest, AdaptiveJobsThatCannotBeStoredAreAddedByALaterRefresh) {
+  Submit(ThreeJobSweep("search: {mode: adaptive, rel_width: 0.25}\n"));
+  const std::string worker = RegisterWorker();
+  // d = 0 and 10 score below the threshold, d = 100 above: the bracket 10 .. 100 is bisected at d = 32.
+  ASSERT_TRUE(scheduler_->Complete(worker, AcquireNow(worker).lease_id, Result(0.1)).ok());
+  ASSERT_TRUE(scheduler_->Complete(worker, AcquireNow(worker).lease_id, Result(0.2)).ok());
+  Lease last = AcquireNow(worker);
+  ASSERT_EQ(last.job.d, "100");
+  store_->FailCall(Method::kAddJobs, 1, InternalError("injected store fault"), /*times=*/2);
+  ASSERT_TRUE(scheduler_->Complete(worker, last.lease_id, Result(0.9)).ok()) << "the result is stored all the same";
+  EXPECT_EQ(StoredJobs().size(), 3u);
+  EXPECT_EQ(store_->calls(Method::kAddJobs), 1);
+  // The first refresh (this query) fails again: still running, nothing added, and not ended.
+  auto sweep = scheduler_->GetSweep("f-1");
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  EXPECT_EQ(sweep->row.state, SweepState::kRunning) << "the sweep ended although its search asks for more jobs";
+  EXPECT_EQ(sweep->counts.total, 3);
+  EXPECT_EQ(store_->calls(Method::kAddJobs), 2);
+  auto sweeps = real_->LoadSweeps();
+  ASSERT_TRUE(sweeps.ok());
+  EXPECT_EQ(sweeps->at(0).state, SweepState::kRunning);
+  // The next refresh stores the bisection's job once and queues it.
+  EXPECT_EQ(Counts().queued, 1);
+  EXPECT_EQ(Counts().total, 4);
+  EXPECT_EQ(store_->injected(), 2);
+  std::vector<JobRow> stored = StoredJobs();
+  ASSERT_EQ(stored.size(), 4u);
+  EXPECT_EQ(stored[3].d, "32");
+  EXPECT_EQ(stored[3].state, JobState::kQueued);
+  EXPECT_EQ(stored[3].reason, "bisect log d between d = 10 and 100");
+  // Later queries find nothing more to ask for: no job twice.
+  EXPECT_EQ(Counts().total, 4);
+  EXPECT_EQ(StoredJobs().size(), 4u);
+  Lease bisected = AcquireNow(worker);
+  EXPECT_EQ(bisected.job.d, "32");
 }
 
 TEST_P(SchedulerStoreFaultsTest, MetricPointsAreKeptOnAPassingFailureAndDroppedOnAnother) {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include <atomic>
@@ -668,6 +669,127 @@ TEST(SchedulerRestartTest, ARequestIdStillFindsItsSweepAfterARestart) {
   request.text = SweepText("t", "early_stop: true\n");
   EXPECT_EQ((*scheduler)->Submit(request).status().code(), StatusCode::kAlreadyExists);
   EXPECT_EQ((*store)->LoadSweeps()->size(), 1u);
+  scheduler->reset();
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// An adaptive sweep half done when its coordinator goes away: the search's next job is stored with its
+// reason, the restarted coordinator neither loses nor repeats it, and a result that landed without its
+// follow-up (as if the coordinator died between the two) gets it at the restart.
+TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("dwarp-scheduler-adaptive-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "dwarp.db").string();
+  SchedulerOptions options;
+  options.reap_interval_ms = 0;
+  options.metric_flush_ms = 0;
+  SubmitRequestData request;
+  request.text =
+      "name: a\n"
+      "models: [{name: small, arch: mlp, hidden: [8]}]\n"
+      "datasets: [{name: syn, kind: synthetic, images: /nonexistent/dwarp/images-idx3-ubyte}]\n"
+      "dims: [0, 100, 1000]\n"
+      "threshold: {kind: absolute, value: 0.5}\n"
+      "search: {mode: adaptive, rel_width: 0.25}\n";
+  // The score of a d: rises through the threshold 0.5 at d = 250.
+  auto score = [](const std::string& d) {
+    const double x = d == "0" ? 0.0 : std::stod(d);
+    return x < 250 ? 0.1 + x / 1000.0 : 0.6 + x / 10000.0;
+  };
+  // Leases and completes up to `limit` jobs, those the search adds on the way included.
+  auto complete_all = [&](Scheduler& scheduler, const std::string& worker, int limit = 1000) {
+    int completed = 0;
+    while (completed < limit) {
+      auto lease = scheduler.Acquire(worker, "cpu", 0);
+      if (!lease.ok() || !lease->lease) return completed;
+      ResultRow result;
+      result.metric = "r2";
+      result.test_score = score(lease->lease->job.d);
+      EXPECT_TRUE(scheduler.Complete(worker, lease->lease->lease_id, result).ok());
+      ++completed;
+    }
+    return completed;
+  };
+  auto jobs_by_d = [](SweepStore& store) {
+    std::map<std::string, JobRow> by_d;
+    auto jobs = store.LoadJobs();
+    EXPECT_TRUE(jobs.ok()) << jobs.status();
+    if (!jobs.ok()) return by_d;
+    for (const JobRow& job : *jobs) {
+      EXPECT_EQ(by_d.count(job.d), 0u) << "d = " << job.d << " created twice";
+      by_d[job.d] = job;
+    }
+    return by_d;
+  };
+  std::string worker;
+  {
+    auto store = SqliteSweepStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto scheduler = Scheduler::Create(store->get(), options);
+    ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+    auto submitted = (*scheduler)->Submit(request);
+    ASSERT_TRUE(submitted.ok()) << submitted.status();
+    ASSERT_EQ(submitted->jobs.size(), 3u);  // the coarse grid only
+    EXPECT_EQ(submitted->jobs[0].reason, "coarse grid");
+    worker = (*scheduler)->Register("w", "h", {"cpu"}, "")->worker_id;
+    EXPECT_EQ(complete_all(**scheduler, worker, 3), 3);
+    // The bracket 100 .. 1000 is bisected: d = 316 is stored, queued, with its reason.
+    auto stored = jobs_by_d(**store);
+    ASSERT_EQ(stored.size(), 4u);
+    ASSERT_EQ(stored.count("316"), 1u);
+    EXPECT_EQ(stored["316"].state, JobState::kQueued);
+    EXPECT_EQ(stored["316"].reason, "bisect log d between d = 100 and 1000");
+    EXPECT_EQ((*scheduler)->GetSweep("a-1")->row.state, SweepState::kRunning);
+  }
+  {
+    // Restarted: d = 316 is still the one queued job; nothing was added twice.
+    auto store = SqliteSweepStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto scheduler = Scheduler::Create(store->get(), options);
+    ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+    EXPECT_EQ((*scheduler)->GetSweep("a-1")->counts.queued, 1);
+    EXPECT_EQ(jobs_by_d(**store).size(), 4u);
+    // d = 316's result lands in the store without the scheduler (the coordinator died before it asked the
+    // plan for the next job).
+    JobRow job = jobs_by_d(**store)["316"];
+    job.state = JobState::kSucceeded;
+    job.attempt = 1;
+    ResultRow result;
+    result.metric = "r2";
+    result.test_score = score("316");
+    result.attempt = 1;
+    ASSERT_TRUE((*store)->RecordResult(job, result).ok());
+  }
+  auto store = SqliteSweepStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto scheduler = Scheduler::Create(store->get(), options);
+  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  // The restart asked the plan: 100 .. 316 is bisected at 178.
+  auto stored = jobs_by_d(**store);
+  ASSERT_EQ(stored.count("178"), 1u);
+  EXPECT_EQ(stored["178"].reason, "bisect log d between d = 100 and 316");
+  // Run to the end: the sweep is done once the bracket is within 25%, and d_warp lies in it.
+  complete_all(**scheduler, worker);
+  auto sweep = (*scheduler)->GetSweep("a-1");
+  ASSERT_TRUE(sweep.ok());
+  EXPECT_EQ(sweep->row.state, SweepState::kDone);
+  auto dwarp = (*scheduler)->DWarp("a-1");
+  ASSERT_TRUE(dwarp.ok());
+  ASSERT_EQ(dwarp->size(), 1u);
+  const GroupDWarp& group = (*dwarp)[0];
+  EXPECT_EQ(group.status, DWarpStatus::kReached) << group.note;
+  EXPECT_LE(static_cast<double>(group.grid_d), 1.25 * static_cast<double>(group.below_d));
+  EXPECT_LT(group.below_d, 250);
+  EXPECT_GE(group.grid_d, 250);
+  // One seed per d: the interval is the bracket's ends.
+  EXPECT_FALSE(group.interval_bootstrap);
+  EXPECT_EQ(group.d_warp_low, static_cast<double>(group.below_d));
+  EXPECT_EQ(group.d_warp_high, static_cast<double>(group.grid_d));
+  jobs_by_d(**store);  // still no d twice
+  EXPECT_EQ(*(*store)->IntegrityCheck(), "ok");
   scheduler->reset();
   store->reset();
   std::filesystem::remove_all(dir);

@@ -55,7 +55,7 @@ auto Fields(const SweepRow& s) {
 auto Fields(const JobRow& j) {
   return std::make_tuple(j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d, j.variant, j.seed, j.spec_json,
                          static_cast<int>(j.state), j.attempt, j.lease_id, j.worker_id, j.lease_expires_ms, j.error,
-                         j.created_ms, j.started_ms, j.finished_ms, j.cancel_requested);
+                         j.created_ms, j.started_ms, j.finished_ms, j.cancel_requested, j.reason);
 }
 // NaN ("unknown") as an empty optional, so that two unknowns compare equal.
 std::optional<double> NanAsEmpty(double x) { return std::isnan(x) ? std::nullopt : std::optional<double>(x); }
@@ -107,6 +107,7 @@ JobRow MakeJob(const std::string& d, uint64_t seed) {
   j.state = JobState::kQueued;
   j.attempt = 0;
   j.created_ms = 1'700'000'000'123;
+  j.reason = "bisect log d between 300 and \"1000\", ünïcode";
   return j;
 }
 
@@ -367,6 +368,37 @@ TEST_P(StoreTest, JobOfAnotherSweepIsRefusedAndNothingWritten) {
   ASSERT_TRUE(sweeps.ok()) << sweeps.status();
   EXPECT_TRUE(sweeps->empty());
   EXPECT_TRUE(Jobs().empty());
+}
+
+TEST_P(StoreTest, AddJobsAppendsToAnExistingSweepWithNewIdsAndTheirReasons) {
+  SweepRow sweep = MakeSweep("sweep-a");
+  std::vector<JobRow> grid = {MakeJob("0", 0), MakeJob("1000", 0)};
+  ASSERT_TRUE(store_->CreateSweep(sweep, grid).ok());
+  std::vector<JobRow> more = {MakeJob("316", 0), MakeJob("316", 1)};
+  more[1].reason = "seed 1 at d = 316: one seed gives no interval";
+  ASSERT_TRUE(store_->AddJobs("sweep-a", more).ok());
+  EXPECT_GT(more[0].job_id, grid[1].job_id);
+  EXPECT_GT(more[1].job_id, more[0].job_id);
+  EXPECT_EQ(more[1].sweep_id, "sweep-a");
+  std::vector<JobRow> loaded = Jobs();
+  ASSERT_EQ(loaded.size(), 4u);
+  ExpectSameJob(more[0], loaded[2]);
+  ExpectSameJob(more[1], loaded[3]);
+  EXPECT_EQ(loaded[3].reason, "seed 1 at d = 316: one seed gives no interval");
+}
+
+TEST_P(StoreTest, AddJobsToAnUnknownSweepIsNotFoundAndJobsOfAnotherSweepAreRefused) {
+  std::vector<JobRow> grid = {MakeJob("0", 0)};
+  ASSERT_TRUE(store_->CreateSweep(MakeSweep("sweep-a"), grid).ok());
+  std::vector<JobRow> more = {MakeJob("316", 0)};
+  Status unknown = store_->AddJobs("no-such-sweep", more);
+  EXPECT_EQ(unknown.code(), StatusCode::kNotFound) << unknown;
+  EXPECT_NE(unknown.message().find("no-such-sweep"), std::string::npos) << unknown;
+  more[0].sweep_id = "other-sweep";
+  Status other = store_->AddJobs("sweep-a", more);
+  EXPECT_EQ(other.code(), StatusCode::kInvalidArgument) << other;
+  EXPECT_NE(other.message().find("other-sweep"), std::string::npos) << other;
+  EXPECT_EQ(Jobs().size(), 1u);
 }
 
 TEST_P(StoreTest, UpdateJobsWritesEveryMutableField) {
@@ -1098,6 +1130,52 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedToRequestIdsAndItsSweepsHaveNon
   again.request_id = "req-after-migration";
   std::vector<JobRow> jobs = {MakeJob("0", 0)};
   EXPECT_EQ(store->CreateSweep(again, jobs).code(), StatusCode::kAlreadyExists);
+}
+
+TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedToJobReasonsAndItsJobsHaveNone) {
+  RawExec(file_, kVersionOneFile);
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawValue(file_, "SELECT type FROM pragma_table_info('jobs') WHERE name = 'reason'"), "TEXT");
+  auto jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_FALSE(jobs->empty());
+  for (const JobRow& job : *jobs) EXPECT_EQ(job.reason, "") << "job " << job.job_id;
+}
+
+// A file as schema version 5 left it (worker credentials, no job reasons): made here from a current file by
+// dropping what version 6 added. Migrating adds the reasons ("" for its jobs) and keeps the credentials.
+TEST_F(SqliteStoreTest, AVersionFiveFileKeepsItsCredentialsAndItsJobsGetNoReason) {
+  ASSERT_EQ(SqliteSweepStore::kSchemaVersion, 6) << "a new version: check this test's version 5 file still is one";
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+    std::vector<JobRow> jobs = {MakeJob("0", 0), MakeJob("10", 0)};
+    ASSERT_TRUE(store->CreateSweep(MakeSweep("five"), jobs).ok());
+    ASSERT_TRUE(store->PutWorkerCredential({"w1", std::string(64, 'a'), 1000}).ok());
+  }
+  RawExec(file_, "ALTER TABLE jobs DROP COLUMN reason; PRAGMA user_version = 5;");
+  ASSERT_EQ(RawValue(file_, "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'reason'"), "0");
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawPragma(file_, "user_version"), "6");
+  auto jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 2u);
+  for (const JobRow& job : *jobs) EXPECT_EQ(job.reason, "") << "job " << job.job_id;
+  auto credentials = store->LoadWorkerCredentials();
+  ASSERT_TRUE(credentials.ok()) << credentials.status();
+  ASSERT_EQ(credentials->size(), 1u);
+  EXPECT_EQ((*credentials)[0].worker_id, "w1");
+  EXPECT_EQ((*credentials)[0].secret_sha256, std::string(64, 'a'));
+  // And the migrated file takes jobs with reasons.
+  std::vector<JobRow> more = {MakeJob("100", 0)};
+  more[0].reason = "bisect log d between d = 10 and 1000";
+  ASSERT_TRUE(store->AddJobs("five", more).ok());
+  jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 3u);
+  EXPECT_EQ(jobs->back().reason, "bisect log d between d = 10 and 1000");
 }
 
 TEST_F(SqliteStoreTest, OpeningTwiceInARowKeepsTheSchema) {

@@ -30,7 +30,7 @@ grep -Eq "^dataset +model +layer" "$dir/first.log" || fail "the first run did no
 [ -f "$dir/run/dwarp.db" ] || fail "no database in the run folder"
 [ "$(wc -l < "$dir/run/results.csv")" -eq 7 ] || fail "results.csv should hold a header and 6 rows"
 [ "$(grep -c ',succeeded,' "$dir/run/results.csv")" -eq 6 ] || fail "every job should have succeeded"
-/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert len(r)==1 and r[0]['status'] in ('reached','not_reached'), r" \
+/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert len(r)==1 and (r[0]['status'] in ('reached','not_reached') or (r[0]['status']=='provisional' and 'the seeds leave open' in r[0]['note'])), r" \
   "$dir/run/dwarp.json" || fail "dwarp.json is not one final record"
 pgrep -f "$dir/run" > /dev/null && fail "a child process outlived dwarp run"
 

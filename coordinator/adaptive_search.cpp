@@ -1,0 +1,216 @@
+#include "coordinator/adaptive_search.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "common/job_spec.h"
+#include "common/threshold_crossing.h"
+
+namespace dwarp::coordinator {
+namespace {
+
+std::string FormatNumber(double x) {
+  std::ostringstream os;
+  os.precision(4);
+  os << x;
+  return os.str();
+}
+
+// The jobs of one d >= 0 of a group.
+struct DimJobs {
+  std::set<uint64_t> seeds;      // every job's seed, whatever its state
+  std::vector<double> scores;    // succeeded seeds' finite scores
+};
+
+uint64_t SmallestUnusedSeed(const std::set<uint64_t>& used) {
+  uint64_t seed = 0;
+  while (used.count(seed) != 0) ++seed;
+  return seed;
+}
+
+double Mean(const std::vector<double>& values) {
+  double sum = 0.0;
+  for (double v : values) sum += v;
+  return sum / static_cast<double>(values.size());
+}
+
+}  // namespace
+
+GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint64_t>& seeds, double threshold,
+                                const std::vector<SearchJob>& jobs) {
+  GroupSearchPlan plan;
+  if (search.mode != SearchMode::kAdaptive) {
+    plan.settled = true;
+    plan.note = "grid search: the grid is every job";
+    return plan;
+  }
+  const int64_t unfinished = std::count_if(jobs.begin(), jobs.end(), [](const SearchJob& job) {
+    return job.state == OutcomeState::kUnfinished;
+  });
+  if (unfinished > 0) {
+    plan.note = "waiting for " + std::to_string(unfinished) + " running or queued jobs";
+    return plan;
+  }
+  if (!std::isfinite(threshold)) {
+    plan.settled = true;
+    plan.note = "the threshold is unknown and nothing is left to run";
+    return plan;
+  }
+  const int64_t count = static_cast<int64_t>(jobs.size());
+  int64_t budget = std::numeric_limits<int64_t>::max();
+  if (search.max_jobs > 0) {
+    budget = search.max_jobs - count;
+    if (budget <= 0) {
+      plan.settled = true;
+      plan.note = "budget of " + std::to_string(search.max_jobs) + " jobs per group spent";
+      return plan;
+    }
+  }
+
+  std::map<int64_t, DimJobs> by_d;  // d >= 0, ascending
+  for (const SearchJob& job : jobs) {
+    if (job.d.is_full()) continue;
+    DimJobs& at = by_d[job.d.value];
+    at.seeds.insert(job.seed);
+    if (job.state == OutcomeState::kSucceeded && std::isfinite(job.score)) at.scores.push_back(job.score);
+  }
+  std::vector<std::pair<int64_t, const DimJobs*>> curve;  // d with a succeeded seed
+  for (const auto& [d, at] : by_d)
+    if (!at.scores.empty()) curve.push_back({d, &at});
+  auto hit = std::find_if(curve.begin(), curve.end(),
+                          [&](const auto& point) { return Mean(point.second->scores) >= threshold; });
+  if (hit == curve.end()) {
+    plan.settled = true;
+    plan.note = curve.empty() ? "no d >= 0 succeeded"
+                              : "no d up to " + std::to_string(curve.back().first) + " reaches the threshold " +
+                                    FormatNumber(threshold);
+    return plan;
+  }
+  if (hit == curve.begin()) {
+    plan.settled = true;
+    plan.note = "the smallest d, " + std::to_string(hit->first) + ", reaches the threshold";
+    return plan;
+  }
+  const auto& [lo, lo_jobs] = *(hit - 1);
+  const auto& [hi, hi_jobs] = *hit;
+
+  const double low = static_cast<double>(std::max<int64_t>(lo, 1));
+  const std::string bracket = "between d = " + std::to_string(lo) + " and " + std::to_string(hi);
+  const int64_t middle = std::llround(std::sqrt(low * static_cast<double>(hi)));
+  std::string narrow;  // why the bracket is not bisected further
+  if (static_cast<double>(hi) <= (1.0 + search.rel_width) * low) {
+    narrow = "within the relative width " + FormatNumber(search.rel_width);
+  } else if (middle <= lo || middle >= hi) {
+    narrow = "with no integer d between them";
+  } else if (by_d.count(middle) != 0) {
+    narrow = "whose bisection d = " + std::to_string(middle) + " has no succeeded seed";
+  }
+  if (narrow.empty()) {
+    for (uint64_t seed : seeds) {
+      if (static_cast<int64_t>(plan.next.size()) >= budget) break;
+      plan.next.push_back({SubspaceDim::Subspace(middle), seed, "bisect log d " + bracket});
+    }
+    plan.note = "bisecting the bracket " + bracket;
+    return plan;
+  }
+
+  // Seeds where the mean's side of the threshold is undecided.
+  for (const auto& [d, at] : {std::pair<int64_t, const DimJobs*>(lo, lo_jobs), {hi, hi_jobs}}) {
+    if (static_cast<int64_t>(plan.next.size()) >= budget) break;
+    if (static_cast<int64_t>(at->seeds.size()) >= search.max_seeds) continue;
+    if (!ScoresStraddle(at->scores, threshold)) continue;
+    SearchStep step;
+    step.d = d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d);
+    step.seed = SmallestUnusedSeed(at->seeds);
+    step.reason = "seed " + std::to_string(step.seed) + " at d = " + std::to_string(d) + ": " +
+                  (at->scores.size() < 2 ? "one seed gives no interval"
+                                         : "the interval of its " + std::to_string(at->scores.size()) +
+                                               " seeds' mean " + FormatNumber(Mean(at->scores)) +
+                                               " straddles the threshold " + FormatNumber(threshold));
+    plan.next.push_back(std::move(step));
+  }
+  if (!plan.next.empty()) {
+    plan.note = "more seeds at the ends of the bracket " + bracket;
+    return plan;
+  }
+  plan.settled = true;
+  plan.note = "the crossing lies " + bracket + ", " + narrow;
+  return plan;
+}
+
+
+std::vector<SweepSearchStep> PlanSweepSearch(const SweepSpec& spec, const std::vector<JobOutcome>& jobs) {
+  std::vector<SweepSearchStep> steps;
+  if (spec.search.mode != SearchMode::kAdaptive) return steps;
+  using Key = std::tuple<std::string, std::string, std::string, std::string>;
+  std::map<Key, std::vector<SearchJob>> groups;
+  for (const JobOutcome& job : jobs)
+    groups[{job.model, job.layer, job.dataset, job.variant}].push_back({job.d, job.seed, job.state, job.test_score});
+  for (const GroupDWarp& record : ComputeDWarp(spec.threshold, jobs)) {
+    const Key key{record.model, record.layer, record.dataset, record.variant};
+    GroupSearchPlan plan = PlanGroupSearch(spec.search, spec.seeds, record.threshold, groups[key]);
+    for (SearchStep& step : plan.next)
+      steps.push_back({record.model, record.layer, record.dataset, record.variant, std::move(step)});
+  }
+  return steps;
+}
+
+JobOutcome OutcomeOf(const JobRow& job) {
+  JobOutcome outcome;
+  outcome.model = job.model;
+  outcome.layer = job.layer;
+  outcome.dataset = job.dataset;
+  outcome.variant = job.variant;
+  StatusOr<SubspaceDim> d = SubspaceDim::Parse(job.d);
+  outcome.d = d.ok() ? *d : SubspaceDim::Linear();
+  outcome.seed = job.seed;
+  switch (job.state) {
+    case JobState::kSucceeded: outcome.state = OutcomeState::kSucceeded; break;
+    case JobState::kFailed: outcome.state = OutcomeState::kFailed; break;
+    case JobState::kCancelled: outcome.state = OutcomeState::kCancelled; break;
+    default: outcome.state = OutcomeState::kUnfinished; break;
+  }
+  if (job.result) {
+    outcome.test_score = job.result->test_score;
+    outcome.noise_ceiling = job.result->noise_ceiling;
+  }
+  return outcome;
+}
+
+std::string InitialJobReason(const SweepSpec& spec) {
+  return spec.search.mode == SearchMode::kAdaptive ? "coarse grid" : "grid";
+}
+
+StatusOr<std::vector<JobRow>> NextSearchJobs(const SweepSpec& spec, const std::string& sweep_id,
+                                             const std::vector<const JobRow*>& jobs, int64_t now_ms) {
+  std::vector<JobOutcome> outcomes;
+  outcomes.reserve(jobs.size());
+  for (const JobRow* job : jobs) outcomes.push_back(OutcomeOf(*job));
+  std::vector<JobRow> rows;
+  for (const SweepSearchStep& planned : PlanSweepSearch(spec, outcomes)) {
+    StatusOr<PlannedJob> job =
+        PlanSweepJob(spec, planned.model, planned.layer, planned.dataset, planned.step.d, planned.step.seed);
+    if (!job.ok()) return job.status();
+    JobRow row;
+    row.sweep_id = sweep_id;
+    row.model = job->model;
+    row.layer = job->layer;
+    row.dataset = job->dataset;
+    row.variant = planned.variant;
+    row.d = job->d.ToString();
+    row.seed = job->seed;
+    row.spec_json = ToJson(job->spec).dump();
+    row.state = JobState::kQueued;
+    row.created_ms = now_ms;
+    row.reason = planned.step.reason;
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace dwarp::coordinator

@@ -1,0 +1,87 @@
+// Adaptive search over d (a sweep with `search: adaptive`, common/sweep_spec.h): which jobs to create next,
+// from the jobs a group has so far. Pure functions of values: the plan is the stored jobs themselves plus
+// the sweep's stored spec, so asking again (after every finished job, or after a coordinator restart)
+// never creates a job twice and a half-done search resumes where it stood.
+//
+// Per group (model, layer, dataset, variant), starting from the sweep's grid (`dims` x `seeds`, the coarse
+// grid), each time every job of the group has finished:
+//   1. threshold unknown (its reference has no result yet): wait; unknown with nothing left to run: settled.
+//   2. score(d) = mean over the succeeded seeds at d (d >= 0; full only counts as a job). No d reaches the
+//      threshold, or the first grid d reaches it: settled (the coarse grid is the search's range).
+//   3. Bracket: lo = the point just below the first crossing, hi = the crossing. Wider than rel_width
+//      (hi > (1 + rel_width) * max(lo, 1)): add d = round(sqrt(max(lo, 1) * hi)) (bisection in log d) with
+//      the sweep's seeds, and wait for them. It is narrow enough also when no integer d lies strictly inside,
+//      or when that d already has jobs (all failed: the search does not ask again).
+//   4. Narrow bracket: at lo, then hi, when its seeds' scores straddle the threshold (threshold_crossing.h
+//      ScoresStraddle: fewer than 2 seeds, or their bootstrap mean falls on both sides) and it has fewer
+//      than max_seeds jobs, add the smallest seed not used at that d, and wait for them. Seeds come after
+//      the bisection: a point far from the threshold decides its side with one seed, and the bracket's
+//      final ends are the points near it, where the seeds' spread matters (and where d_warp's interval,
+//      dwarp_tracker.h, needs >= 2 seeds for a bootstrap). A seed that moves the mean across the threshold
+//      moves the bracket, and the search goes on from 2.
+//   5. Otherwise settled.
+// Budget: with max_jobs > 0, a group never has more than max_jobs jobs (the coarse grid included); a group
+// that reached it is settled. New jobs are cut to the budget left.
+//
+// Thread-safety: free functions on values; safe to call concurrently.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/subspace_dim.h"
+#include "common/sweep_spec.h"
+#include "coordinator/dwarp_tracker.h"
+#include "coordinator/store.h"
+
+namespace dwarp::coordinator {
+
+// One job of a group as the planner sees it.
+struct SearchJob {
+  SubspaceDim d;
+  uint64_t seed = 0;
+  OutcomeState state = OutcomeState::kUnfinished;
+  double score = 0.0;  // the test score when kSucceeded
+};
+
+// A job to create, and why (shown with the job in `dwarp status` and `watch`).
+struct SearchStep {
+  SubspaceDim d;
+  uint64_t seed = 0;
+  std::string reason;  // "bisect log d between 300 and 1000", "seed 3 at d = 550: ..."
+};
+
+struct GroupSearchPlan {
+  std::vector<SearchStep> next;  // jobs to create now (none while the group's jobs run)
+  bool settled = false;          // the search of the group is over (given these results)
+  std::string note;              // why it waits or stopped
+};
+
+// The plan of one group. `seeds`: the sweep's seeds (every new d starts with them); `threshold`: the
+// group's current threshold (GroupDWarp::threshold; NaN while unknown). A grid search is always settled.
+GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint64_t>& seeds, double threshold,
+                                const std::vector<SearchJob>& jobs);
+
+struct SweepSearchStep {
+  std::string model, layer, dataset, variant;
+  SearchStep step;
+};
+
+// Every group's new jobs, in d_warp record order (dwarp_tracker.h ComputeDWarp, which also gives each
+// group's threshold). Empty for a grid sweep.
+std::vector<SweepSearchStep> PlanSweepSearch(const SweepSpec& spec, const std::vector<JobOutcome>& jobs);
+
+// A stored job as the d_warp tracker and the planner see it (a d that does not parse counts as 0).
+JobOutcome OutcomeOf(const JobRow& job);
+
+// Why the jobs created at Submit exist: "grid", or "coarse grid" for an adaptive search.
+std::string InitialJobReason(const SweepSpec& spec);
+
+// The rows of PlanSweepSearch's jobs for `sweep_id` (state queued, created_ms = now_ms, reason set, job
+// ids unset), ready for SweepStore::AddJobs. An error (a job spec that does not validate) names the job.
+StatusOr<std::vector<JobRow>> NextSearchJobs(const SweepSpec& spec, const std::string& sweep_id,
+                                             const std::vector<const JobRow*>& jobs, int64_t now_ms);
+
+}  // namespace dwarp::coordinator

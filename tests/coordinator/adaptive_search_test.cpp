@@ -1,0 +1,241 @@
+// The adaptive search's decisions (coordinator/adaptive_search.h) given fixed results: which jobs it asks
+// for, when it stops, what it spends, and that asking again never duplicates a job.
+#include "coordinator/adaptive_search.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dwarp::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+
+SearchSpec Adaptive(double rel_width = 0.25, int64_t max_seeds = 1, int64_t max_jobs = 0) {
+  SearchSpec search;
+  search.mode = SearchMode::kAdaptive;
+  search.rel_width = rel_width;
+  search.max_seeds = max_seeds;
+  search.max_jobs = max_jobs;
+  return search;
+}
+
+SubspaceDim Dim(int64_t d) { return d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d); }
+
+SearchJob Done(int64_t d, uint64_t seed, double score) { return {Dim(d), seed, OutcomeState::kSucceeded, score}; }
+
+// A score curve rising with log d, crossing 0.5 at d = `crossing`; each seed shifts it by `seed_shift` * seed.
+std::function<double(int64_t, uint64_t)> Curve(double crossing, double seed_shift = 0.0) {
+  return [=](int64_t d, uint64_t seed) {
+    const double x = d == 0 ? -10.0 : std::log(static_cast<double>(d) / crossing);
+    return 1.0 / (1.0 + std::exp(-2.0 * x)) + seed_shift * static_cast<double>(seed);
+  };
+}
+
+struct SearchRun {
+  std::vector<SearchJob> jobs;
+  GroupSearchPlan last;
+  int rounds = 0;
+};
+
+// Runs the search to its end: every job it asks for "runs" at once and scores score(d, seed).
+SearchRun RunSearch(const SearchSpec& search, const std::vector<uint64_t>& seeds, const std::vector<int64_t>& grid,
+                    double threshold, const std::function<double(int64_t, uint64_t)>& score) {
+  SearchRun run;
+  for (int64_t d : grid)
+    for (uint64_t seed : seeds) run.jobs.push_back(Done(d, seed, score(d, seed)));
+  while (run.rounds < 100) {
+    run.last = PlanGroupSearch(search, seeds, threshold, run.jobs);
+    ++run.rounds;
+    if (run.last.next.empty()) break;
+    for (const SearchStep& step : run.last.next)
+      run.jobs.push_back(Done(step.d.value, step.seed, score(step.d.value, step.seed)));
+  }
+  return run;
+}
+
+std::set<std::pair<int64_t, uint64_t>> Keys(const std::vector<SearchJob>& jobs) {
+  std::set<std::pair<int64_t, uint64_t>> keys;
+  for (const SearchJob& job : jobs) keys.insert({job.d.is_full() ? -1 : job.d.value, job.seed});
+  return keys;
+}
+
+TEST(AdaptiveSearchTest, AGridSearchIsSettledAndAsksForNothing) {
+  SearchSpec grid;  // mode grid
+  GroupSearchPlan plan = PlanGroupSearch(grid, {0}, 0.5, {Done(0, 0, 0.1), Done(300, 0, 0.3), Done(3000, 0, 0.9)});
+  EXPECT_TRUE(plan.settled);
+  EXPECT_TRUE(plan.next.empty());
+}
+
+TEST(AdaptiveSearchTest, WaitsWhileAJobOfTheGroupIsUnfinished) {
+  std::vector<SearchJob> jobs = {Done(0, 0, 0.1), Done(300, 0, 0.3), {Dim(3000), 0, OutcomeState::kUnfinished, 0.0}};
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(), {0}, 0.5, jobs);
+  EXPECT_FALSE(plan.settled);
+  EXPECT_TRUE(plan.next.empty());
+  EXPECT_THAT(plan.note, HasSubstr("waiting for 1"));
+}
+
+TEST(AdaptiveSearchTest, BisectsTheBracketInLogDWithTheSweepsSeeds) {
+  std::vector<SearchJob> jobs = {Done(0, 0, 0.1), Done(0, 1, 0.1),   Done(300, 0, 0.3),
+                                 Done(300, 1, 0.3), Done(3000, 0, 0.8), Done(3000, 1, 0.8)};
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(), {0, 1}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 2u);
+  EXPECT_FALSE(plan.settled);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(949));  // round(sqrt(300 * 3000)) = round(948.7)
+  EXPECT_EQ(plan.next[0].seed, 0u);
+  EXPECT_EQ(plan.next[1].d, SubspaceDim::Subspace(949));
+  EXPECT_EQ(plan.next[1].seed, 1u);
+  EXPECT_EQ(plan.next[0].reason, "bisect log d between d = 300 and 3000");
+}
+
+TEST(AdaptiveSearchTest, ABracketFromDZeroIsBisectedFromDOne) {
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(), {0}, 0.5, {Done(0, 0, 0.1), Done(100, 0, 0.9)});
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(10));  // sqrt(1 * 100)
+}
+
+TEST(AdaptiveSearchTest, RunToItsEndTheBracketHoldsTheCrossingWithinTheWidthAndNoJobRepeats) {
+  const SearchRun run = RunSearch(Adaptive(0.25), {0}, {0, 300, 3000}, 0.5, Curve(600.0));
+  EXPECT_TRUE(run.last.settled) << run.last.note;
+  EXPECT_EQ(Keys(run.jobs).size(), run.jobs.size()) << "a (d, seed) was created twice";
+  // The last bracket: the two largest d below / smallest at-or-above the crossing among the jobs.
+  int64_t lo = 0, hi = std::numeric_limits<int64_t>::max();
+  for (const SearchJob& job : run.jobs) {
+    if (job.d.value < 600) lo = std::max(lo, job.d.value);
+    if (job.d.value >= 600) hi = std::min(hi, job.d.value);
+  }
+  EXPECT_LE(static_cast<double>(hi), 1.25 * static_cast<double>(lo)) << lo << " .. " << hi;
+  EXPECT_THAT(run.last.note, HasSubstr("between d = " + std::to_string(lo) + " and " + std::to_string(hi)));
+  // 300 .. 3000 is a factor 10: four bisections bring it under 1.25 (10^(1/16) = 1.155), one job each.
+  EXPECT_EQ(run.jobs.size(), 3u + 4u);
+  // Asked again with everything it asked for done, it asks for nothing more: the plan is the jobs.
+  GroupSearchPlan again = PlanGroupSearch(Adaptive(0.25), {0}, 0.5, run.jobs);
+  EXPECT_TRUE(again.settled);
+  EXPECT_TRUE(again.next.empty());
+}
+
+TEST(AdaptiveSearchTest, AskingAgainBeforeTheJobsFinishCreatesNothingTwice) {
+  std::vector<SearchJob> jobs = {Done(0, 0, 0.1), Done(300, 0, 0.3), Done(3000, 0, 0.8)};
+  GroupSearchPlan first = PlanGroupSearch(Adaptive(), {0}, 0.5, jobs);
+  ASSERT_EQ(first.next.size(), 1u);
+  // The coordinator stores the job (queued), then restarts and asks again: it waits for that job.
+  jobs.push_back({first.next[0].d, first.next[0].seed, OutcomeState::kUnfinished, 0.0});
+  GroupSearchPlan second = PlanGroupSearch(Adaptive(), {0}, 0.5, jobs);
+  EXPECT_TRUE(second.next.empty());
+  EXPECT_FALSE(second.settled);
+}
+
+TEST(AdaptiveSearchTest, SeedsGoToTheNarrowBracketsEndsWhoseIntervalStraddlesUpToMaxSeeds) {
+  // Bracket 500 .. 600 is already within 25%: no bisection; one seed each gives no interval.
+  std::vector<SearchJob> jobs = {Done(300, 0, 0.3), Done(500, 0, 0.48), Done(600, 0, 0.52), Done(3000, 0, 0.9)};
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, /*max_seeds=*/3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 2u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(500));
+  EXPECT_EQ(plan.next[0].seed, 1u);
+  EXPECT_EQ(plan.next[1].d, SubspaceDim::Subspace(600));
+  EXPECT_THAT(plan.next[0].reason, HasSubstr("seed 1 at d = 500: one seed gives no interval"));
+
+  // Two seeds at 500 on both sides of the threshold straddle it; two at 600 well above it do not.
+  jobs.push_back(Done(500, 1, 0.53));
+  jobs.push_back(Done(600, 1, 0.56));
+  // The mean at 500 is now 0.505 >= 0.5: the crossing moves down to 300 .. 500, which is bisected.
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(387));  // round(sqrt(300 * 500))
+  jobs.push_back(Done(387, 0, 0.40));
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(440));  // round(sqrt(387 * 500))
+  jobs.push_back(Done(440, 0, 0.45));
+  // 440 .. 500 is narrow; 440 has one seed (no interval), 500's two seeds straddle: a seed each.
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 2u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(440));
+  EXPECT_EQ(plan.next[1].d, SubspaceDim::Subspace(500));
+  EXPECT_EQ(plan.next[1].seed, 2u);
+  EXPECT_THAT(plan.next[1].reason, HasSubstr("straddles the threshold 0.5"));
+  jobs.push_back(Done(440, 1, 0.44));
+  jobs.push_back(Done(500, 2, 0.51));
+  // 440's two seeds lie below, 500 has max_seeds = 3 seeds: settled.
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  EXPECT_TRUE(plan.settled) << plan.note;
+  EXPECT_TRUE(plan.next.empty());
+  EXPECT_EQ(Keys(jobs).size(), jobs.size());
+}
+
+TEST(AdaptiveSearchTest, WithMaxSeedsOneNoSeedIsAdded) {
+  std::vector<SearchJob> jobs = {Done(300, 0, 0.3), Done(500, 0, 0.48), Done(600, 0, 0.52)};
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, 1), {0}, 0.5, jobs);
+  EXPECT_TRUE(plan.settled);
+  EXPECT_TRUE(plan.next.empty());
+  EXPECT_THAT(plan.note, HasSubstr("between d = 500 and 600, within the relative width 0.25"));
+}
+
+TEST(AdaptiveSearchTest, TheJobBudgetIsNeverExceededAndSettlesTheGroup) {
+  const SearchRun run = RunSearch(Adaptive(0.01, 3, /*max_jobs=*/8), {0, 1}, {0, 300, 3000}, 0.5,
+                                  Curve(600.0, 0.01));
+  EXPECT_EQ(run.jobs.size(), 8u);
+  EXPECT_TRUE(run.last.settled);
+  EXPECT_THAT(run.last.note, HasSubstr("budget of 8 jobs"));
+}
+
+TEST(AdaptiveSearchTest, NoCrossingOrACrossingAtTheFirstDSettlesAtOnce) {
+  GroupSearchPlan none = PlanGroupSearch(Adaptive(), {0}, 0.95, {Done(0, 0, 0.1), Done(300, 0, 0.3), Done(3000, 0, 0.8)});
+  EXPECT_TRUE(none.settled);
+  EXPECT_TRUE(none.next.empty());
+  EXPECT_THAT(none.note, HasSubstr("no d up to 3000 reaches the threshold 0.95"));
+  GroupSearchPlan first = PlanGroupSearch(Adaptive(), {0}, 0.05, {Done(0, 0, 0.1), Done(300, 0, 0.3)});
+  EXPECT_TRUE(first.settled);
+  EXPECT_THAT(first.note, HasSubstr("the smallest d, 0, reaches"));
+}
+
+TEST(AdaptiveSearchTest, ABisectionWhoseSeedsAllFailedIsNotAskedForAgain) {
+  std::vector<SearchJob> jobs = {Done(300, 0, 0.3), Done(3000, 0, 0.8), {Dim(949), 0, OutcomeState::kFailed, 0.0}};
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(), {0}, 0.5, jobs);
+  EXPECT_TRUE(plan.settled);
+  EXPECT_TRUE(plan.next.empty());
+  EXPECT_THAT(plan.note, HasSubstr("d = 949 has no succeeded seed"));
+}
+
+TEST(AdaptiveSearchTest, AnUnknownThresholdWithNothingLeftToRunSettles) {
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(), {0}, std::numeric_limits<double>::quiet_NaN(),
+                                         {{Dim(300), 0, OutcomeState::kFailed, 0.0}});
+  EXPECT_TRUE(plan.settled);
+  EXPECT_TRUE(plan.next.empty());
+}
+
+// The sweep-level plan: each group with its own threshold (here absolute), in record order.
+TEST(AdaptiveSearchTest, TheSweepsPlanAsksEachGroupForItsOwnNextJobs) {
+  SweepSpec spec;
+  spec.search = Adaptive();
+  spec.seeds = {0};
+  spec.threshold = {ThresholdKind::kAbsolute, 0.5};
+  auto outcome = [](const std::string& model, int64_t d, double score) {
+    JobOutcome job;
+    job.model = model;
+    job.layer = "default";
+    job.dataset = "brain";
+    job.d = Dim(d);
+    job.state = OutcomeState::kSucceeded;
+    job.test_score = score;
+    return job;
+  };
+  std::vector<JobOutcome> jobs = {outcome("a", 100, 0.2), outcome("a", 1000, 0.7), outcome("b", 100, 0.6),
+                                  outcome("b", 1000, 0.9)};
+  std::vector<SweepSearchStep> steps = PlanSweepSearch(spec, jobs);
+  ASSERT_EQ(steps.size(), 1u);  // b crosses at its first d: settled
+  EXPECT_EQ(steps[0].model, "a");
+  EXPECT_EQ(steps[0].step.d, SubspaceDim::Subspace(316));
+  spec.search.mode = SearchMode::kGrid;
+  EXPECT_TRUE(PlanSweepSearch(spec, jobs).empty());
+}
+
+}  // namespace
+}  // namespace dwarp::coordinator

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/support/test_dir.h"
+
 namespace dwarp {
 namespace {
 
@@ -16,9 +18,7 @@ namespace fs = std::filesystem;
 class FileIoTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dwarp_file_io_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    dir_ = dwarp::testing::FreshTestDir("dwarp_file_io");
   }
   void TearDown() override { fs::remove_all(dir_); }
   fs::path dir_;

@@ -1,6 +1,7 @@
 // Hydra-style composition of sweep files (common/sweep_spec.h "Composition"): defaults lists, _self_,
 // group overrides, merge rules, errors that name the file, and the shipped configs/.
 #include "common/sweep_spec.h"
+#include "tests/support/test_dir.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -26,9 +27,7 @@ class SweepComposeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // One level down, so that the parent folder (searched too) holds nothing else.
-    top_ = fs::temp_directory_path() / ("dwarp_sweep_compose_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(top_);
+    top_ = dwarp::testing::FreshTestDir("dwarp_sweep_compose");
     root_ = top_ / "configs";
     Write("data/it.yaml", "- {name: it, kind: majaj_hong, file: /d/hvm.nc, stimuli: /d/images, roi: IT}\n");
     Write("data/two.yaml",

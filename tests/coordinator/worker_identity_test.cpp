@@ -18,6 +18,7 @@
 #include "coordinator/sqlite_store.h"
 #include "coordinator/worker_credentials.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
+#include "tests/support/test_dir.h"
 
 namespace dwarp::coordinator {
 namespace {
@@ -34,10 +35,7 @@ struct Worker {
 class WorkerIdentityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dwarp_worker_identity_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = dwarp::testing::FreshTestDir("dwarp_worker_identity");
     StartCoordinator();
   }
 

@@ -32,6 +32,7 @@
 #include "common/rpc/connection.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
 #include "tests/integration/integration_helpers.h"
+#include "tests/support/test_dir.h"
 
 namespace {
 
@@ -68,10 +69,7 @@ std::string SweepJsonNested(size_t levels) {
 class CoordinatorHardeningTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dwarp-hardening-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = dwarp::testing::FreshTestDir("dwarp-hardening");
   }
   void TearDown() override {
     if (coordinator_.running()) {

@@ -35,6 +35,7 @@
 #include "common/rpc/connection.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
 #include "tests/integration/integration_helpers.h"
+#include "tests/support/test_dir.h"
 
 namespace {
 
@@ -82,11 +83,7 @@ class SweepServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(kImages)) GTEST_SKIP() << kImages << " not installed";
-    dir_ = fs::temp_directory_path() /
-           ("dwarp-sweep-service-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = dwarp::testing::FreshTestDir("dwarp-sweep-service");
   }
   void TearDown() override {
     workers_.clear();

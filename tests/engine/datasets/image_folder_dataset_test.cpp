@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/test_dir.h"
+
 namespace dwarp::engine {
 namespace {
 
@@ -29,9 +31,7 @@ void WritePng(const fs::path& path, int w, unsigned char r, unsigned char g, uns
 class ImageFolderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("dwarp_image_folder_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
+    root_ = dwarp::testing::FreshTestDir("dwarp_image_folder");
     // Classes c_blue (12 images), a_red (10), b_green (10, mixed extension case), plus a non-image file.
     MakeClass("a_red", 10, 200, 0, 0, ".png");
     MakeClass("b_green", 10, 0, 200, 0, ".PNG");

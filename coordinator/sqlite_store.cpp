@@ -381,6 +381,27 @@ class Query {
   if (!lhs##_or.ok()) return lhs##_or.status();      \
   bool lhs = *lhs##_or
 
+// Runs `sql` (parameters bound by `bind`) in a read transaction and returns one Row per result row, each
+// read by `read_row`, whose error (a value the schema does not allow) ends the load.
+template <typename Row, typename Bind, typename ReadRow>
+StatusOr<std::vector<Row>> LoadRows(SqliteConnection& db, const char* sql, const char* what, Bind bind,
+                                    ReadRow read_row) {
+  std::vector<Row> out;
+  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
+    DWARP_QUERY(q, db, sql, what);
+    bind(q);
+    while (true) {
+      DWARP_ASSIGN_STEP(row, q.Step());
+      if (!row) return OkStatus();
+      StatusOr<Row> read = read_row(q);
+      if (!read.ok()) return read.status();
+      out.push_back(std::move(*read));
+    }
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
 constexpr const char* kInsertSweep =
     "INSERT INTO sweeps (sweep_id, name, state, created_ms, finished_ms, spec_json, request_id)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)";
@@ -918,175 +939,144 @@ Status SqliteSweepStore::PutWorkerCredential(const WorkerCredentialRow& credenti
 StatusOr<std::vector<WorkerCredentialRow>> SqliteSweepStore::LoadWorkerCredentials() {
   std::lock_guard<std::mutex> lock(db_->mu());
   SqliteConnection& db = *db_;
-  std::vector<WorkerCredentialRow> out;
-  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
-    DWARP_QUERY(q, db, kLoadWorkerCredentials, "load worker credentials");
-    while (true) {
-      DWARP_ASSIGN_STEP(row, q.Step());
-      if (!row) return OkStatus();
-      WorkerCredentialRow credential;
-      credential.worker_id = q.ColumnText(0);
-      credential.secret_sha256 = q.ColumnText(1);
-      credential.issued_ms = q.ColumnInt(2);
-      out.push_back(std::move(credential));
-    }
-  });
-  if (!status.ok()) return status;
-  return out;
+  return LoadRows<WorkerCredentialRow>(
+      db, kLoadWorkerCredentials, "load worker credentials", [](Query&) {},
+      [&](Query& q) -> StatusOr<WorkerCredentialRow> {
+        WorkerCredentialRow credential;
+        credential.worker_id = q.ColumnText(0);
+        credential.secret_sha256 = q.ColumnText(1);
+        credential.issued_ms = q.ColumnInt(2);
+        return credential;
+      });
 }
 
 StatusOr<std::vector<SweepRow>> SqliteSweepStore::LoadSweeps() {
   std::lock_guard<std::mutex> lock(db_->mu());
   SqliteConnection& db = *db_;
-  std::vector<SweepRow> out;
-  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
-    DWARP_QUERY(q, db, kLoadSweeps, "load sweeps");
-    while (true) {
-      DWARP_ASSIGN_STEP(row, q.Step());
-      if (!row) return OkStatus();
-      SweepRow sweep;
-      sweep.sweep_id = q.ColumnText(0);
-      sweep.name = q.ColumnText(1);
-      StatusOr<SweepState> state = ReadEnum<SweepState>(db, q.ColumnInt(2), 1, 3, "sweeps.state",
-                                                        "sweep '" + sweep.sweep_id + "'");
-      if (!state.ok()) return state.status();
-      sweep.state = *state;
-      sweep.created_ms = q.ColumnInt(3);
-      sweep.finished_ms = q.ColumnInt(4);
-      sweep.spec_json = q.ColumnText(5);
-      sweep.request_id = q.ColumnText(6);
-      out.push_back(std::move(sweep));
-    }
-  });
-  if (!status.ok()) return status;
-  return out;
+  return LoadRows<SweepRow>(
+      db, kLoadSweeps, "load sweeps", [](Query&) {},
+      [&](Query& q) -> StatusOr<SweepRow> {
+        SweepRow sweep;
+        sweep.sweep_id = q.ColumnText(0);
+        sweep.name = q.ColumnText(1);
+        StatusOr<SweepState> state =
+            ReadEnum<SweepState>(db, q.ColumnInt(2), 1, 3, "sweeps.state", "sweep '" + sweep.sweep_id + "'");
+        if (!state.ok()) return state.status();
+        sweep.state = *state;
+        sweep.created_ms = q.ColumnInt(3);
+        sweep.finished_ms = q.ColumnInt(4);
+        sweep.spec_json = q.ColumnText(5);
+        sweep.request_id = q.ColumnText(6);
+        return sweep;
+      });
 }
 
 StatusOr<std::vector<JobRow>> SqliteSweepStore::LoadJobs() {
   std::lock_guard<std::mutex> lock(db_->mu());
   SqliteConnection& db = *db_;
-  std::vector<JobRow> out;
-  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
-    DWARP_QUERY(q, db, kLoadJobs, "load jobs");
-    while (true) {
-      DWARP_ASSIGN_STEP(row, q.Step());
-      if (!row) return OkStatus();
-      JobRow job;
-      job.job_id = q.ColumnInt(0);
-      job.sweep_id = q.ColumnText(1);
-      job.model = q.ColumnText(2);
-      job.layer = q.ColumnText(3);
-      job.dataset = q.ColumnText(4);
-      job.d = q.ColumnText(5);
-      job.variant = q.ColumnText(6);
-      job.seed = static_cast<uint64_t>(q.ColumnInt(7));
-      job.spec_json = q.ColumnText(8);
-      StatusOr<JobState> state = ReadEnum<JobState>(db, q.ColumnInt(9), 1, 5, "jobs.state",
-                                                    "job " + std::to_string(job.job_id));
-      if (!state.ok()) return state.status();
-      job.state = *state;
-      job.attempt = static_cast<int32_t>(q.ColumnInt(10));
-      job.lease_id = q.ColumnText(11);
-      job.worker_id = q.ColumnText(12);
-      job.lease_expires_ms = q.ColumnInt(13);
-      job.error = q.ColumnText(14);
-      job.created_ms = q.ColumnInt(15);
-      job.started_ms = q.ColumnInt(16);
-      job.finished_ms = q.ColumnInt(17);
-      job.cancel_requested = q.ColumnInt(18) != 0;
-      job.reason = q.ColumnText(37);
-      if (q.ColumnInt(19) != 0) {
-        ResultRow r;
-        r.metric = q.ColumnText(20);
-        r.train_score = q.ColumnReal(21);
-        r.val_score = q.ColumnReal(22);
-        r.test_score = q.ColumnReal(23);
-        r.test_pearson_mean = q.ColumnReal(24);
-        r.test_pearson_median = q.ColumnReal(25);
-        r.epochs_run = q.ColumnInt(26);
-        r.best_epoch = q.ColumnInt(27);
-        r.seconds = q.ColumnReal(28);
-        r.trained_d = q.ColumnInt(29);
-        r.warped_params = q.ColumnInt(30);
-        r.device = q.ColumnText(31);
-        r.result_json = q.ColumnText(32);
-        r.attempt = static_cast<int32_t>(q.ColumnInt(33));
-        r.worker_id = q.ColumnText(34);
-        r.recorded_ms = q.ColumnInt(35);
-        r.noise_ceiling = q.ColumnRealOrNan(36);
-        job.result = std::move(r);
-      }
-      out.push_back(std::move(job));
-    }
-  });
-  if (!status.ok()) return status;
-  return out;
+  return LoadRows<JobRow>(
+      db, kLoadJobs, "load jobs", [](Query&) {},
+      [&](Query& q) -> StatusOr<JobRow> {
+        JobRow job;
+        job.job_id = q.ColumnInt(0);
+        job.sweep_id = q.ColumnText(1);
+        job.model = q.ColumnText(2);
+        job.layer = q.ColumnText(3);
+        job.dataset = q.ColumnText(4);
+        job.d = q.ColumnText(5);
+        job.variant = q.ColumnText(6);
+        job.seed = static_cast<uint64_t>(q.ColumnInt(7));
+        job.spec_json = q.ColumnText(8);
+        StatusOr<JobState> state =
+            ReadEnum<JobState>(db, q.ColumnInt(9), 1, 5, "jobs.state", "job " + std::to_string(job.job_id));
+        if (!state.ok()) return state.status();
+        job.state = *state;
+        job.attempt = static_cast<int32_t>(q.ColumnInt(10));
+        job.lease_id = q.ColumnText(11);
+        job.worker_id = q.ColumnText(12);
+        job.lease_expires_ms = q.ColumnInt(13);
+        job.error = q.ColumnText(14);
+        job.created_ms = q.ColumnInt(15);
+        job.started_ms = q.ColumnInt(16);
+        job.finished_ms = q.ColumnInt(17);
+        job.cancel_requested = q.ColumnInt(18) != 0;
+        job.reason = q.ColumnText(37);
+        if (q.ColumnInt(19) != 0) {
+          ResultRow r;
+          r.metric = q.ColumnText(20);
+          r.train_score = q.ColumnReal(21);
+          r.val_score = q.ColumnReal(22);
+          r.test_score = q.ColumnReal(23);
+          r.test_pearson_mean = q.ColumnReal(24);
+          r.test_pearson_median = q.ColumnReal(25);
+          r.epochs_run = q.ColumnInt(26);
+          r.best_epoch = q.ColumnInt(27);
+          r.seconds = q.ColumnReal(28);
+          r.trained_d = q.ColumnInt(29);
+          r.warped_params = q.ColumnInt(30);
+          r.device = q.ColumnText(31);
+          r.result_json = q.ColumnText(32);
+          r.attempt = static_cast<int32_t>(q.ColumnInt(33));
+          r.worker_id = q.ColumnText(34);
+          r.recorded_ms = q.ColumnInt(35);
+          r.noise_ceiling = q.ColumnRealOrNan(36);
+          job.result = std::move(r);
+        }
+        return job;
+      });
 }
 
 StatusOr<std::vector<WorkerRow>> SqliteSweepStore::LoadWorkers() {
   std::lock_guard<std::mutex> lock(db_->mu());
   SqliteConnection& db = *db_;
-  std::vector<WorkerRow> out;
-  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
-    DWARP_QUERY(q, db, kLoadWorkers, "load workers");
-    while (true) {
-      DWARP_ASSIGN_STEP(row, q.Step());
-      if (!row) return OkStatus();
-      WorkerRow w;
-      w.worker_id = q.ColumnText(0);
-      w.name = q.ColumnText(1);
-      w.host = q.ColumnText(2);
-      {
-        std::string devices_json = q.ColumnText(3);
-        const std::string what = "read workers.devices of worker '" + w.worker_id + "' (" + devices_json + ")";
-        DWARP_QUERY(devices, db, kDecodeDevices, what.c_str());
-        devices.Text(devices_json);
-        while (true) {
-          DWARP_ASSIGN_STEP(item, devices.Step());
-          if (!item) break;
-          if (devices.ColumnText(0) != "text") {
-            return InternalError("SQLite database '" + db.path() + "': workers.devices of worker '" + w.worker_id +
-                                 "' is " + devices_json + "; expected a JSON array of strings");
+  return LoadRows<WorkerRow>(
+      db, kLoadWorkers, "load workers", [](Query&) {},
+      [&](Query& q) -> StatusOr<WorkerRow> {
+        WorkerRow w;
+        w.worker_id = q.ColumnText(0);
+        w.name = q.ColumnText(1);
+        w.host = q.ColumnText(2);
+        {
+          std::string devices_json = q.ColumnText(3);
+          const std::string what = "read workers.devices of worker '" + w.worker_id + "' (" + devices_json + ")";
+          DWARP_QUERY(devices, db, kDecodeDevices, what.c_str());
+          devices.Text(devices_json);
+          while (true) {
+            DWARP_ASSIGN_STEP(item, devices.Step());
+            if (!item) break;
+            if (devices.ColumnText(0) != "text") {
+              return InternalError("SQLite database '" + db.path() + "': workers.devices of worker '" + w.worker_id +
+                                   "' is " + devices_json + "; expected a JSON array of strings");
+            }
+            w.devices.push_back(devices.ColumnText(1));
           }
-          w.devices.push_back(devices.ColumnText(1));
         }
-      }
-      w.registered_ms = q.ColumnInt(4);
-      w.last_seen_ms = q.ColumnInt(5);
-      w.consecutive_failures = static_cast<int32_t>(q.ColumnInt(6));
-      w.blocked = q.ColumnInt(7) != 0;
-      w.draining = q.ColumnInt(8) != 0;
-      w.jobs_succeeded = q.ColumnInt(9);
-      w.jobs_failed = q.ColumnInt(10);
-      out.push_back(std::move(w));
-    }
-  });
-  if (!status.ok()) return status;
-  return out;
+        w.registered_ms = q.ColumnInt(4);
+        w.last_seen_ms = q.ColumnInt(5);
+        w.consecutive_failures = static_cast<int32_t>(q.ColumnInt(6));
+        w.blocked = q.ColumnInt(7) != 0;
+        w.draining = q.ColumnInt(8) != 0;
+        w.jobs_succeeded = q.ColumnInt(9);
+        w.jobs_failed = q.ColumnInt(10);
+        return w;
+      });
 }
 
 StatusOr<std::vector<MetricRow>> SqliteSweepStore::LoadMetrics(int64_t job_id, int32_t attempt) {
   std::lock_guard<std::mutex> lock(db_->mu());
   SqliteConnection& db = *db_;
-  std::vector<MetricRow> out;
-  Status status = db.InTransaction(/*write=*/false, [&]() -> Status {
-    DWARP_QUERY(q, db, kLoadMetrics, "load metric points");
-    q.Int(job_id).Int(attempt);
-    while (true) {
-      DWARP_ASSIGN_STEP(row, q.Step());
-      if (!row) return OkStatus();
-      MetricRow m;
-      m.job_id = q.ColumnInt(0);
-      m.attempt = static_cast<int32_t>(q.ColumnInt(1));
-      m.epoch = q.ColumnInt(2);
-      m.train_loss = q.ColumnReal(3);
-      m.val_score = q.ColumnReal(4);
-      m.time_ms = q.ColumnInt(5);
-      out.push_back(m);
-    }
-  });
-  if (!status.ok()) return status;
-  return out;
+  return LoadRows<MetricRow>(
+      db, kLoadMetrics, "load metric points", [&](Query& q) { q.Int(job_id).Int(attempt); },
+      [&](Query& q) -> StatusOr<MetricRow> {
+        MetricRow m;
+        m.job_id = q.ColumnInt(0);
+        m.attempt = static_cast<int32_t>(q.ColumnInt(1));
+        m.epoch = q.ColumnInt(2);
+        m.train_loss = q.ColumnReal(3);
+        m.val_score = q.ColumnReal(4);
+        m.time_ms = q.ColumnInt(5);
+        return m;
+      });
 }
 
 StatusOr<int64_t> SqliteSweepStore::CountResults(int64_t job_id) {

@@ -1,4 +1,4 @@
-#include "clients/run_command.h"
+#include "clients/sweep/run_command.h"
 
 #include <CLI/CLI.hpp>
 #include <grpcpp/client_context.h>
@@ -11,8 +11,8 @@
 #include <iostream>
 #include <thread>
 
-#include "clients/plot_command.h"
-#include "clients/tensorboard_command.h"
+#include "clients/sweep/plot_command.h"
+#include "clients/sweep/tensorboard_command.h"
 #include "common/child_process.h"
 #include "common/file_io.h"
 #include "common/sweep_spec.h"

@@ -1,24 +1,24 @@
-// The `dwarp` command line: the sweep commands that talk to the coordinator (clients/sweep_commands.h:
+// The `dwarp` command line: the sweep commands that talk to the coordinator (clients/sweep/sweep_commands.h:
 // submit, list, status, watch, results, dwarp, cancel, workers; plot, run, tensorboard), `dwarp train
-// JOB.yaml` that runs one job here (clients/train_command.h), the engine's own check `dwarp intrinsic-dim`
-// (clients/intrinsic_dim_command.h) and `dwarp simulate` (clients/simulate_command.h).
+// JOB.yaml` that runs one job here (clients/local/train_command.h), the engine's own check `dwarp intrinsic-dim`
+// (clients/local/intrinsic_dim_command.h) and `dwarp simulate` (clients/local/simulate_command.h).
 //
 // A local-only build (CMake DWARP_LOCAL_ONLY, for a GPU box without gRPC) has the local commands alone:
 // DWARP_CLI_SWEEP_COMMANDS is defined in full builds only.
 //
-// Exit codes: a command's own (clients/sweep_commands.h), and 2 for every usage error CLI11 reports.
+// Exit codes: a command's own (clients/sweep/sweep_commands.h), and 2 for every usage error CLI11 reports.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "clients/exit_codes.h"
-#include "clients/intrinsic_dim_command.h"
-#include "clients/simulate_command.h"
-#include "clients/train_command.h"
+#include "clients/local/intrinsic_dim_command.h"
+#include "clients/local/simulate_command.h"
+#include "clients/local/train_command.h"
 #ifdef DWARP_CLI_SWEEP_COMMANDS
-#include "clients/plot_command.h"
-#include "clients/run_command.h"
-#include "clients/sweep_commands.h"
-#include "clients/tensorboard_command.h"
+#include "clients/sweep/plot_command.h"
+#include "clients/sweep/run_command.h"
+#include "clients/sweep/sweep_commands.h"
+#include "clients/sweep/tensorboard_command.h"
 #endif
 
 int main(int argc, char** argv) {

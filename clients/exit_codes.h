@@ -1,4 +1,4 @@
-// The exit codes of the `dwarp` process, shared by every command (clients/sweep_commands.h says when each
+// The exit codes of the `dwarp` process, shared by every command (clients/sweep/sweep_commands.h says when each
 // sweep command uses which; the local commands exit 0 or 1, and 2 on usage errors):
 //   0  ok
 //   1  refused: the coordinator refused the request, or a local command's job failed

@@ -1,4 +1,4 @@
-// The two text rules every SVG dwarp writes follows (clients/plot_svg.cpp, clients/simulate_command.cpp):
+// The two text rules every SVG dwarp writes follows (clients/sweep/plot_svg.cpp, clients/local/simulate_command.cpp):
 // XML-escaped labels, and coordinates with two fixed decimals so the same input gives the same file.
 #pragma once
 

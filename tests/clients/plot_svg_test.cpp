@@ -1,8 +1,8 @@
-// clients/plot_svg.h and clients/plot_command.h: the d_warp picture from DWarpResponse messages built by
+// clients/sweep/plot_svg.h and clients/sweep/plot_command.h: the d_warp picture from DWarpResponse messages built by
 // hand (well-formed SVG, one line per group, the log axis and its 0 / full slots, the threshold's place,
 // error bars, escaping, d_warp markers), and `dwarp plot` against a hand-written SweepService on loopback.
 #include "tests/support/loopback_sweep_server.h"
-#include "clients/plot_svg.h"
+#include "clients/sweep/plot_svg.h"
 
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "clients/plot_command.h"
+#include "clients/sweep/plot_command.h"
 
 namespace dwarp::clients {
 namespace {

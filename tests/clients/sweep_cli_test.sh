@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sweep commands of `dwarp` as a process, where no coordinator is needed (clients/sweep_commands.h
+# The sweep commands of `dwarp` as a process, where no coordinator is needed (clients/sweep/sweep_commands.h
 # "Exit codes"). Usage: sweep_cli_test.sh DWARP CASE
 #   unreachable     `dwarp list` against a port nothing listens on: exit 3, "coordinator unreachable at ..."
 #   missing_file    `dwarp submit` of a file that does not exist: exit 2, naming the file

@@ -1,8 +1,8 @@
-// clients/sweep_commands.h against a hand-written SweepService on loopback (an OS-chosen port): what each
+// clients/sweep/sweep_commands.h against a hand-written SweepService on loopback (an OS-chosen port): what each
 // command prints, the exit code each failure maps to, and how `watch` ends. The real coordinator's
 // end-to-end tests live with the coordinator; this fake only answers what the commands ask.
 #include "tests/support/loopback_sweep_server.h"
-#include "clients/sweep_commands.h"
+#include "clients/sweep/sweep_commands.h"
 
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>

@@ -1,5 +1,5 @@
-// clients/sweep_format.h: the tables, CSV and JSON of the sweep commands, from messages built by hand.
-#include "clients/sweep_format.h"
+// clients/sweep/sweep_format.h: the tables, CSV and JSON of the sweep commands, from messages built by hand.
+#include "clients/sweep/sweep_format.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "clients/sweep_commands.h"
+#include "clients/sweep/sweep_commands.h"
 
 namespace dwarp::clients {
 namespace {

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <iostream>
 
-#include "clients/tfevents.h"
+#include "clients/sweep/tfevents.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

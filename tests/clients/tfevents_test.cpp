@@ -1,10 +1,10 @@
-// clients/tfevents.h and clients/tensorboard_command.h: CRC-32C against published test vectors; event files
+// clients/sweep/tfevents.h and clients/sweep/tensorboard_command.h: CRC-32C against published test vectors; event files
 // re-read by a small reader here (record lengths, both masked CRCs, the protobuf fields decoded by hand);
 // WriteSweepEvents' folders and scalars for hand-built ResultsResponse messages; a file in the way of the
 // logdir; and `dwarp tensorboard` against a hand-written SweepService on loopback.
 // (tests/clients/tfevents_crosscheck.sh decodes a written file with the real protobuf library instead.)
 #include "tests/support/loopback_sweep_server.h"
-#include "clients/tfevents.h"
+#include "clients/sweep/tfevents.h"
 
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "clients/tensorboard_command.h"
+#include "clients/sweep/tensorboard_command.h"
 
 namespace dwarp::clients {
 namespace {

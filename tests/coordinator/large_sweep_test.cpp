@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "clients/sweep_commands.h"
+#include "clients/sweep/sweep_commands.h"
 #include "coordinator/grpc_server.h"
 #include "coordinator/memory_store.h"
 #include "coordinator/scheduler.h"

@@ -1,5 +1,5 @@
 // For tests of gRPC clients: a service double served in-process on 127.0.0.1 at a port the OS chooses,
-// and a SweepClient (clients/sweep_commands.h) that talks to it. Header-only.
+// and a SweepClient (clients/sweep/sweep_commands.h) that talks to it. Header-only.
 #pragma once
 
 #include <grpcpp/security/server_credentials.h>
@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "clients/sweep_commands.h"
+#include "clients/sweep/sweep_commands.h"
 
 namespace dwarp::testing {
 

@@ -51,7 +51,7 @@
 #include <vector>
 
 #include "clients/exit_codes.h"
-#include "clients/sweep_format.h"
+#include "clients/sweep/sweep_format.h"
 #include "common/rpc/connection.h"
 #include "common/status.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"

@@ -1,4 +1,4 @@
-#include "clients/sweep_format.h"
+#include "clients/sweep/sweep_format.h"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "clients/simulate_command.h"
+#include "clients/local/simulate_command.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -19,7 +19,7 @@ namespace dwarp::clients {
 namespace {
 
 // Panel geometry (pixels) and colours: the target in blue, the pre-fit in orange, warped fits in green
-// (Okabe-Ito, as clients/plot_svg.cpp).
+// (Okabe-Ito, as clients/sweep/plot_svg.cpp).
 constexpr double kPanelWidth = 132;
 constexpr double kPanelHeight = 104;
 constexpr double kPanelGap = 10;

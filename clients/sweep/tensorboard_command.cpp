@@ -1,9 +1,9 @@
-#include "clients/tensorboard_command.h"
+#include "clients/sweep/tensorboard_command.h"
 
 #include <iostream>
 #include <memory>
 
-#include "clients/tfevents.h"
+#include "clients/sweep/tfevents.h"
 
 namespace dwarp::clients {
 

@@ -1,7 +1,7 @@
 // `dwarp tensorboard SWEEP --logdir DIR`: every job's training curve as TensorBoard event files
-// (clients/tfevents.h), from the coordinator's SweepService.Results with include_metrics = true, one folder
+// (clients/sweep/tfevents.h), from the coordinator's SweepService.Results with include_metrics = true, one folder
 // per job under DIR; then prints how to view them. Takes the connection options of the other sweep
-// commands (clients/sweep_commands.h) and exits with their codes: 2 when DIR is a file or cannot be
+// commands (clients/sweep/sweep_commands.h) and exits with their codes: 2 when DIR is a file or cannot be
 // written, 1/3/4 for the coordinator's answers.
 //
 // Thread-safety: RunTensorBoard may share a SweepClient with other calls (its stub is thread-safe).
@@ -12,7 +12,7 @@
 #include <ostream>
 #include <string>
 
-#include "clients/sweep_commands.h"
+#include "clients/sweep/sweep_commands.h"
 
 namespace dwarp::clients {
 

@@ -1,4 +1,4 @@
-#include "clients/plot_svg.h"
+#include "clients/sweep/plot_svg.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "clients/sweep_format.h"
+#include "clients/sweep/sweep_format.h"
 #include "clients/svg_text.h"
 
 namespace dwarp::clients {

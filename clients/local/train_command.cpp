@@ -1,4 +1,4 @@
-#include "clients/train_command.h"
+#include "clients/local/train_command.h"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>

@@ -15,18 +15,18 @@
 // anew), an interrupted one (Ctrl-C, a crash) resumes where it stopped, since the coordinator restarts
 // from its database.
 //
-// The coordinator and worker binaries are looked for next to this executable and in the build tree
-// (../coordinator/dwarp-coordinator, ../worker/daemon/dwarp-worker), or given with --coordinator-bin /
-// --worker-bin. --devices is handed to the worker, which refuses a device this build or machine cannot use
+// The coordinator and worker processes are a LocalCluster (clients/local/local_cluster.h). Their programs
+// are looked for next to this executable and in the build tree (../coordinator/dwarp-coordinator,
+// ../worker/daemon/dwarp-worker), or given with --coordinator-bin / --worker-bin. --devices is handed to the worker, which refuses a device this build or machine cannot use
 // (engine/device.h); a worker that exits before the sweep ends stops the run with the end of its log.
-// Exit codes as clients/sweep_commands.h; 1 also when a child process fails to start or dies.
+// Exit codes as clients/sweep/sweep_commands.h; 1 also when a child process fails to start or dies.
 #pragma once
 
 #include <ostream>
 #include <string>
 #include <vector>
 
-#include "clients/sweep_commands.h"
+#include "clients/sweep/sweep_commands.h"
 
 namespace CLI {
 class App;

@@ -1,4 +1,4 @@
-// How the `dwarp` sweep commands (clients/sweep_commands.h) show SweepService answers
+// How the `dwarp` sweep commands (clients/sweep/sweep_commands.h) show SweepService answers
 // (proto/dwarp/v1/dwarp.proto): aligned text tables for people, CSV (RFC 4180, with a header) and JSON
 // arrays for programs. Pure functions of the messages they are given: no I/O, no clock (callers pass
 // "now" where an age is shown), so tests can build messages by hand and compare the text.

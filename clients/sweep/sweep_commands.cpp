@@ -1,4 +1,4 @@
-#include "clients/sweep_commands.h"
+#include "clients/sweep/sweep_commands.h"
 
 #include <CLI/CLI.hpp>
 #include <grpcpp/client_context.h>

@@ -1,4 +1,4 @@
-#include "clients/intrinsic_dim_command.h"
+#include "clients/local/intrinsic_dim_command.h"
 
 #include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>

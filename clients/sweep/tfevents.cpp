@@ -1,4 +1,4 @@
-#include "clients/tfevents.h"
+#include "clients/sweep/tfevents.h"
 
 #include <unistd.h>
 

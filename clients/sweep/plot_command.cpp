@@ -1,4 +1,4 @@
-#include "clients/plot_command.h"
+#include "clients/sweep/plot_command.h"
 
 #include <grpcpp/client_context.h>
 

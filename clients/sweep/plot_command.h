@@ -1,6 +1,6 @@
-// `dwarp plot SWEEP -o FILE.svg [--title T]`: the d_warp picture of a sweep (clients/plot_svg.h), from the
+// `dwarp plot SWEEP -o FILE.svg [--title T]`: the d_warp picture of a sweep (clients/sweep/plot_svg.h), from the
 // coordinator's SweepService.DWarp, written atomically to FILE.svg. Takes the connection options of the
-// other sweep commands (clients/sweep_commands.h) and exits with their codes: 2 for a path that does not
+// other sweep commands (clients/sweep/sweep_commands.h) and exits with their codes: 2 for a path that does not
 // end in .svg (only SVG is written) or an unwritable file, 1/3/4 for the coordinator's answers.
 //
 // Thread-safety: RunPlot may share a SweepClient with other calls (its stub is thread-safe).
@@ -11,8 +11,8 @@
 #include <ostream>
 #include <string>
 
-#include "clients/plot_svg.h"
-#include "clients/sweep_commands.h"
+#include "clients/sweep/plot_svg.h"
+#include "clients/sweep/sweep_commands.h"
 #include "common/status.h"
 
 namespace dwarp::clients {

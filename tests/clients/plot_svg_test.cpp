@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "clients/sweep/plot_command.h"
+#include "tests/support/test_dir.h"
 
 namespace dwarp::clients {
 namespace {
@@ -517,9 +518,7 @@ class PlotCommandTest : public ::testing::Test {
     server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
     ASSERT_TRUE(server_->ok());
     port_ = server_->port();
-    dir_ = fs::temp_directory_path() / ("dwarp_plot_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = dwarp::testing::FreshTestDir("dwarp_plot_test");
   }
   void TearDown() override {
     if (server_) server_->Shutdown();

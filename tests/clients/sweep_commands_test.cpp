@@ -3,6 +3,7 @@
 // end-to-end tests live with the coordinator; this fake only answers what the commands ask.
 #include "tests/support/loopback_sweep_server.h"
 #include "clients/sweep/sweep_commands.h"
+#include "tests/support/test_dir.h"
 
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -211,9 +212,7 @@ class SweepCommandsTest : public ::testing::Test {
     server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
     ASSERT_TRUE(server_->ok());
     port_ = server_->port();
-    dir_ = fs::temp_directory_path() / ("dwarp_sweep_commands_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
+    dir_ = dwarp::testing::FreshTestDir("dwarp_sweep_commands_test");
     token_file_ = (dir_ / "token").string();
     std::ofstream(token_file_) << kToken << "\n";
     fs::permissions(token_file_, fs::perms::owner_read | fs::perms::owner_write);  // others may not read it

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "clients/sweep/tensorboard_command.h"
+#include "tests/support/test_dir.h"
 
 namespace dwarp::clients {
 namespace {
@@ -210,10 +211,7 @@ std::set<std::string> FoldersWithEvents(const fs::path& root, int* files) {
 class TempDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dwarp_tfevents_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = dwarp::testing::FreshTestDir("dwarp_tfevents_test");
   }
   void TearDown() override {
     std::error_code ignored;

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "common/command_line.h"
 #include "common/rpc/connection.h"
 #include "coordinator/grpc_server.h"
 #include "coordinator/memory_store.h"
@@ -58,15 +59,9 @@ int main(int argc, char** argv) {
   app.add_option("--port-file", port_file, "write the port actually bound to this file (for --listen ...:0)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return Fail(std::string(e.what()) + " (see --help)", 2);  // exit 2 for bad flags, as dwarp-worker
-  }
+  // Exit 2 for bad flags, as dwarp-worker.
+  auto bad_flag = [](const std::string& message) { return Fail(message, 2); };
+  if (auto exit = dwarp::ParseDaemonFlags(app, argc, argv, bad_flag)) return *exit;
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   dwarp::rpc::ConnectionOptions token_holder;

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/command_line.h"
 #include "common/rpc/connection.h"
 #include "worker/daemon/data_roots.h"
 #include "worker/daemon/held_results.h"
@@ -65,15 +66,7 @@ int main(int argc, char** argv) {
                  "$STATE_DIRECTORY, else $XDG_STATE_HOME/dwarp/worker, else ~/.local/state/dwarp/worker)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return BadFlag(std::string(e.what()) + " (see --help)");
-  }
+  if (auto exit = dwarp::ParseDaemonFlags(app, argc, argv, BadFlag)) return *exit;
 
   const std::string levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (std::find(std::begin(levels), std::end(levels), log_level) == std::end(levels)) {

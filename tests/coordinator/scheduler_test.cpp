@@ -17,6 +17,7 @@
 #include "coordinator/memory_store.h"
 #include "coordinator/sqlite_store.h"
 #include "tests/coordinator/manual_clock_options.h"
+#include "tests/support/test_dir.h"
 
 namespace dwarp::coordinator {
 namespace {
@@ -582,9 +583,7 @@ TEST_F(SchedulerTest, LongPollWakesWhenWorkArrives) {
 }
 
 TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("dwarp-scheduler-restart-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  const auto dir = dwarp::testing::FreshTestDir("dwarp-scheduler-restart");
   const std::string path = (dir / "dwarp.db").string();
   std::atomic<int64_t> now{5'000'000};
   const SchedulerOptions options = ManualClockOptions([&] { return now.load(); });
@@ -636,9 +635,7 @@ TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
 }
 
 TEST(SchedulerRestartTest, ARequestIdStillFindsItsSweepAfterARestart) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("dwarp-scheduler-request-id-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  const auto dir = dwarp::testing::FreshTestDir("dwarp-scheduler-request-id");
   const std::string path = (dir / "dwarp.db").string();
   SchedulerOptions options;
   options.reap_interval_ms = 0;
@@ -678,10 +675,7 @@ TEST(SchedulerRestartTest, ARequestIdStillFindsItsSweepAfterARestart) {
 // reason, the restarted coordinator neither loses nor repeats it, and a result that landed without its
 // follow-up (as if the coordinator died between the two) gets it at the restart.
 TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("dwarp-scheduler-adaptive-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const auto dir = dwarp::testing::FreshTestDir("dwarp-scheduler-adaptive");
   const std::string path = (dir / "dwarp.db").string();
   SchedulerOptions options;
   options.reap_interval_ms = 0;

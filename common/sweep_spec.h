@@ -39,8 +39,9 @@
 //   #   dims and seeds are then the coarse grid every group starts with; the coordinator adds d values
 //   #   inside the bracket where the mean score crosses the threshold (bisection in log d) until the
 //   #   bracket's ends are within a factor 1 + rel_width (rel_width > 0, default 0.25), and new seeds at
-//   #   the bracket's ends while their scores' interval straddles the threshold, up to max_seeds seeds per
-//   #   d (>= the number of seeds; default that number: no extra seeds). max_jobs: at most this many jobs
+//   #   every d up to the crossing whose side of the threshold the seeds leave undecided, before the
+//   #   bracket moves, up to max_seeds seeds per d (>= the number of seeds; default that number: no extra
+//   #   seeds). max_jobs: at most this many jobs
 //   #   per group, the coarse grid included, so at least dims x seeds (0, the default: no budget but
 //   #   rel_width and max_seeds).
 //   #   rel_width, max_jobs and max_seeds need mode adaptive.

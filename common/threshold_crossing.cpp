@@ -116,6 +116,25 @@ class SplitMix64 {
   // An index in [0, n), n < 2^32: the high 32 bits scaled to n (multiply and shift; the bias, n / 2^32, is
   // far below what the replicates can show).
   size_t Draw(size_t n) { return static_cast<size_t>(((Next() >> 32) * static_cast<uint64_t>(n)) >> 32); }
+  // A uniform in (0, 1): the top 53 bits, offset by half a step so that it is never 0.
+  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
+  // A standard normal (Box-Muller, one of the pair).
+  double Normal() {
+    constexpr double kTwoPi = 6.283185307179586;
+    return std::sqrt(-2.0 * std::log(Uniform())) * std::cos(kTwoPi * Uniform());
+  }
+  // Student's t on `degrees_of_freedom` (>= 1): Z / sqrt(chi-square / degrees_of_freedom), the chi-square
+  // a sum of squared normals; beyond 200 degrees of freedom t is within 1% of the normal, which is drawn.
+  double StudentT(int64_t degrees_of_freedom) {
+    const double z = Normal();
+    if (degrees_of_freedom > 200) return z;
+    double chi_square = 0.0;
+    for (int64_t i = 0; i < degrees_of_freedom; ++i) {
+      const double x = Normal();
+      chi_square += x * x;
+    }
+    return z / std::sqrt(chi_square / static_cast<double>(degrees_of_freedom));
+  }
 
  private:
   uint64_t state_;
@@ -130,6 +149,26 @@ double Quantile(std::vector<double>& values, double p) {
 
 }  // namespace
 
+SeedSpread PooledSeedSpread(const std::vector<DimScore>& runs) {
+  std::map<int64_t, std::vector<double>> by_d;
+  for (const DimScore& run : runs)
+    if (std::isfinite(run.score)) by_d[run.d].push_back(run.score);
+  SeedSpread spread;
+  double squares = 0.0;
+  for (const auto& [d, scores] : by_d) {
+    const size_t n = scores.size();
+    if (n < 2) continue;
+    double mean = 0.0;
+    for (double score : scores) mean += score;
+    mean /= static_cast<double>(n);
+    for (double score : scores) squares += (score - mean) * (score - mean);
+    spread.degrees_of_freedom += static_cast<int64_t>(n - 1);
+  }
+  spread.sd = spread.known() ? std::sqrt(squares / static_cast<double>(spread.degrees_of_freedom))
+                             : std::numeric_limits<double>::quiet_NaN();
+  return spread;
+}
+
 StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold) {
   StatusOr<ThresholdCrossing> crossing = FindThresholdCrossing(runs, threshold);
   if (!crossing.ok()) return crossing.status();
@@ -141,26 +180,34 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
 
   std::map<int64_t, std::vector<double>> by_d;
   for (const DimScore& run : runs) by_d[run.d].push_back(run.score);
-  const bool spread_known = by_d.at(crossing->grid_d).size() >= 2 &&
-                            (crossing->below_d < 0 || by_d.at(crossing->below_d).size() >= 2);
-  if (!spread_known) {
+  const SeedSpread spread = PooledSeedSpread(runs);
+  const bool ends_have_seeds = by_d.at(crossing->grid_d).size() >= 2 &&
+                               (crossing->below_d < 0 || by_d.at(crossing->below_d).size() >= 2);
+  if (!spread.known() && !ends_have_seeds) {
     interval.low = bracket_low;
     interval.high = bracket_high;
     return interval;
   }
-  // Each replicate walks up the curve until its first crossing. A point whose every score lies below the
-  // threshold is below it in every replicate: its mean is drawn only when it is the point just below the
-  // crossing (the refinement needs it), which keeps the cost per group to the few points near the crossing.
+  // Each replicate walks up the curve until its first crossing. A point with its own seeds, all of them
+  // below the threshold, is below it in every replicate: its mean is drawn only when it is the point just
+  // below the crossing (the refinement needs it), which keeps the cost per group to the few points near the
+  // crossing. A one-seed point drawn with the pooled spread is drawn every time (T is unbounded).
   struct Point {
     LogPoint at;  // score unset: each replicate draws its own
     const std::vector<double>* scores;
+    bool pooled;  // one seed: its score plus sd x T
     bool surely_below;
   };
   std::vector<Point> points;
-  for (const auto& [d, scores] : by_d)
-    points.push_back({LogPointOf(d, 0.0), &scores, *std::max_element(scores.begin(), scores.end()) < threshold});
+  for (const auto& [d, scores] : by_d) {
+    const bool pooled = scores.size() == 1 && spread.known();
+    points.push_back(
+        {LogPointOf(d, 0.0), &scores, pooled, !pooled && *std::max_element(scores.begin(), scores.end()) < threshold});
+  }
   SplitMix64 rng(kBootstrapRngSeed);
-  auto draw_mean = [&rng](const std::vector<double>& scores) {
+  auto draw_mean = [&rng, &spread](const Point& point) {
+    const std::vector<double>& scores = *point.scores;
+    if (point.pooled) return scores[0] + spread.sd * rng.StudentT(spread.degrees_of_freedom);
     double sum = 0.0;
     for (size_t i = 0; i < scores.size(); ++i) sum += scores[rng.Draw(scores.size())];
     return sum / static_cast<double>(scores.size());
@@ -180,14 +227,14 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
         below_drawn = false;
         continue;
       }
-      const double mean = draw_mean(*point.scores);
+      const double mean = draw_mean(point);
       if (mean < threshold) {
         below = &point;
         below_mean = mean;
         below_drawn = true;
         continue;
       }
-      if (below != nullptr && !below_drawn) below_mean = draw_mean(*below->scores);
+      if (below != nullptr && !below_drawn) below_mean = draw_mean(*below);
       LogPoint below_point;
       if (below != nullptr) {
         below_point = below->at;
@@ -210,17 +257,26 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
   return interval;
 }
 
-bool ScoresStraddle(const std::vector<double>& scores, double threshold) {
-  if (scores.size() < 2) return true;
-  SplitMix64 rng(kBootstrapRngSeed);
-  int reaching = 0;
-  for (int replicate = 0; replicate < kBootstrapReplicates; ++replicate) {
-    double sum = 0.0;
-    for (size_t i = 0; i < scores.size(); ++i) sum += scores[rng.Draw(scores.size())];
-    if (sum / static_cast<double>(scores.size()) >= threshold) ++reaching;
-  }
-  const double fraction = static_cast<double>(reaching) / kBootstrapReplicates;
-  return fraction > 0.025 && fraction < 0.975;
+double StudentT975(int64_t degrees_of_freedom) {
+  static constexpr double kTable[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                                      2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                                      2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  constexpr int64_t kTableSize = static_cast<int64_t>(sizeof(kTable) / sizeof(kTable[0]));
+  if (degrees_of_freedom < 1) return std::numeric_limits<double>::infinity();
+  if (degrees_of_freedom <= kTableSize) return kTable[degrees_of_freedom - 1];
+  constexpr double z = 1.959964;
+  const double v = static_cast<double>(degrees_of_freedom);
+  const double z3 = z * z * z, z5 = z3 * z * z;
+  return z + (z3 + z) / (4 * v) + (5 * z5 + 16 * z3 + 3 * z) / (96 * v * v);
+}
+
+bool SideUndecided(const std::vector<double>& scores, const SeedSpread& spread, double threshold) {
+  if (scores.empty() || !spread.known()) return true;
+  double mean = 0.0;
+  for (double score : scores) mean += score;
+  mean /= static_cast<double>(scores.size());
+  return std::abs(mean - threshold) <
+         StudentT975(spread.degrees_of_freedom) * spread.sd / std::sqrt(static_cast<double>(scores.size()));
 }
 
 }  // namespace dwarp

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "common/status.h"
@@ -58,20 +59,36 @@ struct ThresholdCrossing {
 // Applies the rule above to the runs' mean curve. `threshold` must be finite. Fails like MeanScoreCurve.
 StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& runs, double threshold);
 
+// The spread of the seeds within one d, pooled over a group's runs at every d that has >= 2 of them (one
+// spread for the whole curve: 2 or 3 seeds at one d say little of their own). `sd`: the pooled standard
+// deviation of one seed's score about its d's mean, sqrt(sum of squared deviations / degrees_of_freedom),
+// degrees_of_freedom = sum of (seeds - 1). Unknown (degrees_of_freedom 0, sd NaN) when no d has 2 seeds.
+struct SeedSpread {
+  int64_t degrees_of_freedom = 0;
+  double sd = std::numeric_limits<double>::quiet_NaN();
+  bool known() const { return degrees_of_freedom > 0; }
+};
+SeedSpread PooledSeedSpread(const std::vector<DimScore>& runs);
+
 // How sure the crossing is, from the spread of the seeds (the runs at one d).
 //
-// Bootstrap over seeds: each of kBootstrapReplicates replicates draws, at every d independently, as many
-// scores as the d has, with replacement, from that d's scores, and applies FindThresholdCrossing to the
-// drawn runs; a replicate whose curve never reaches the threshold counts as d = +infinity. The interval is
-// the replicates' 2.5th and 97.5th percentiles (a 95% percentile interval), so `high` is +infinity when more
+// Bootstrap over seeds: each of kBootstrapReplicates replicates draws, at every d independently, a mean
+// score, and applies the crossing rule above to the drawn means; a replicate whose curve never reaches the
+// threshold counts as d = +infinity. A d with >= 2 seeds draws as many scores as it has, with
+// replacement, from its own; a d with one seed draws its score plus sd x T, sd the group's pooled spread
+// (PooledSeedSpread) and T a Student's t variate on its degrees of freedom (the predictive spread of one
+// seed when the spread itself is estimated from few seeds: heavy-tailed while they are few), so that every
+// d of the curve, the single-seed points an adaptive search decided its bracket from included, carries its
+// seed noise into the interval. The interval is the
+// replicates' 2.5th and 97.5th percentiles (a 95% percentile interval), so `high` is +infinity when more
 // than 2.5% of replicates never cross. The draws come from a SplitMix64 generator seeded with
 // kBootstrapRngSeed, the same for every call and every platform: the interval is a function of the runs,
 // reproducible run to run.
 //
-// The bootstrap needs >= 2 seeds at both the crossing's grid point and the point below it (one seed has no
-// spread to resample). With fewer, the interval is the bracket's ends: [below_d, grid_d] ([0, grid_d] when
-// the crossing is the first grid point), which says where the grid puts the crossing and nothing about
-// the seeds.
+// With no pooled spread (no d has 2 seeds) and fewer than 2 seeds at the crossing's grid point or at
+// the point below it, nothing is known of the seeds' spread: the interval is the bracket's ends,
+// [below_d, grid_d] ([0, grid_d] when the crossing is the first grid point), which says where the grid
+// puts the crossing and nothing about the seeds.
 //
 // `settled` is false when the seeds leave open which grid interval the crossing falls into: the bootstrap
 // interval reaches outside [below_d, grid_d] (some replicates cross at another grid point, or never).
@@ -89,9 +106,16 @@ struct CrossingInterval {
 // The interval of FindThresholdCrossing(runs, threshold).d. Fails like FindThresholdCrossing.
 StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold);
 
-// Whether the scores of one d (its seeds) leave undecided which side of the threshold their mean lies on:
-// true for fewer than 2 scores (no spread known), else whether between 2.5% and 97.5% of kBootstrapReplicates
-// resampled means (the same generator and seed as above) reach the threshold.
-bool ScoresStraddle(const std::vector<double>& scores, double threshold);
+// Whether the seeds of one d leave open on which side of the threshold their mean lies (a sequential
+// test: an adaptive search adds seeds at such a d before it trusts its side): true for no scores, for
+// an unknown spread, and when |mean - threshold| < t * spread.sd / sqrt(seeds), t = StudentT975(the
+// spread's degrees of freedom): the threshold lies inside the mean's 95% interval built from the pooled
+// spread (the group's, not the d's own: 2 or 3 seeds say little of their own spread), widened by Student's
+// t while the pooled spread itself rests on few seeds (t = 4.30 with 2 degrees of freedom, 2.26 with 9).
+bool SideUndecided(const std::vector<double>& scores, const SeedSpread& spread, double threshold);
+
+// The 97.5th percentile of Student's t distribution with `degrees_of_freedom` (>= 1): exact to 3 decimals
+// from a table up to 30, then the Cornish-Fisher expansion in 1 / degrees_of_freedom around 1.96.
+double StudentT975(int64_t degrees_of_freedom);
 
 }  // namespace dwarp

@@ -73,22 +73,68 @@ GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint
   }
 
   std::map<int64_t, DimJobs> by_d;  // d >= 0, ascending
+  std::vector<DimScore> runs;       // succeeded seeds, d >= 0
   for (const SearchJob& job : jobs) {
     if (job.d.is_full()) continue;
     DimJobs& at = by_d[job.d.value];
     at.seeds.insert(job.seed);
-    if (job.state == OutcomeState::kSucceeded && std::isfinite(job.score)) at.scores.push_back(job.score);
+    if (job.state == OutcomeState::kSucceeded && std::isfinite(job.score)) {
+      at.scores.push_back(job.score);
+      runs.push_back({job.d.value, job.score});
+    }
   }
+  const SeedSpread spread = PooledSeedSpread(runs);
   std::vector<std::pair<int64_t, const DimJobs*>> curve;  // d with a succeeded seed
   for (const auto& [d, at] : by_d)
     if (!at.scores.empty()) curve.push_back({d, &at});
+  if (curve.empty()) {
+    plan.settled = true;
+    plan.note = "no d >= 0 succeeded";
+    return plan;
+  }
   auto hit = std::find_if(curve.begin(), curve.end(),
                           [&](const auto& point) { return Mean(point.second->scores) >= threshold; });
+
+  // The points whose side of the threshold decides where the first crossing lies: every point up to the
+  // crossing (all of them when none crosses). Without a pooled spread only the bracket's ends are asked
+  // for a second seed (the points far from the crossing would each cost a job to learn what one of them
+  // tells): the first seeds there give the spread the others are then tested against.
+  std::vector<std::pair<int64_t, const DimJobs*>> deciding;
+  const auto end = hit == curve.end() ? curve.end() : hit + 1;
+  if (spread.known()) {
+    deciding.assign(curve.begin(), end);
+  } else {
+    if (end - curve.begin() >= 2) deciding.push_back(*(end - 2));
+    deciding.push_back(*(end - 1));
+  }
+  for (const auto& [d, at] : deciding) {
+    if (static_cast<int64_t>(plan.next.size()) >= budget) break;
+    if (static_cast<int64_t>(at->seeds.size()) >= search.max_seeds) continue;
+    if (!SideUndecided(at->scores, spread, threshold)) continue;
+    SearchStep step;
+    step.d = d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d);
+    step.seed = SmallestUnusedSeed(at->seeds);
+    std::string why;
+    if (!spread.known()) {
+      why = "no d has 2 seeds yet, so the seeds' spread is unknown";
+    } else {
+      why = "the mean " + FormatNumber(Mean(at->scores)) + " of its " + std::to_string(at->scores.size()) +
+            (at->scores.size() == 1 ? " seed" : " seeds") + " lies within t = " +
+            FormatNumber(StudentT975(spread.degrees_of_freedom)) + " x the pooled seed spread " +
+            FormatNumber(spread.sd) + " / sqrt(seeds) of the threshold " + FormatNumber(threshold);
+    }
+    step.reason = "seed " + std::to_string(step.seed) + " at d = " + std::to_string(d) + ": " + why;
+    plan.next.push_back(std::move(step));
+  }
+  if (!plan.next.empty()) {
+    plan.note = "more seeds where the side of the threshold is undecided";
+    return plan;
+  }
+
   if (hit == curve.end()) {
     plan.settled = true;
-    plan.note = curve.empty() ? "no d >= 0 succeeded"
-                              : "no d up to " + std::to_string(curve.back().first) + " reaches the threshold " +
-                                    FormatNumber(threshold);
+    plan.note = "no d up to " + std::to_string(curve.back().first) + " reaches the threshold " +
+                FormatNumber(threshold);
     return plan;
   }
   if (hit == curve.begin()) {
@@ -96,8 +142,8 @@ GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint
     plan.note = "the smallest d, " + std::to_string(hit->first) + ", reaches the threshold";
     return plan;
   }
-  const auto& [lo, lo_jobs] = *(hit - 1);
-  const auto& [hi, hi_jobs] = *hit;
+  const int64_t lo = (hit - 1)->first;
+  const int64_t hi = hit->first;
 
   const double low = static_cast<double>(std::max<int64_t>(lo, 1));
   const std::string bracket = "between d = " + std::to_string(lo) + " and " + std::to_string(hi);
@@ -116,26 +162,6 @@ GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint
       plan.next.push_back({SubspaceDim::Subspace(middle), seed, "bisect log d " + bracket});
     }
     plan.note = "bisecting the bracket " + bracket;
-    return plan;
-  }
-
-  // Seeds where the mean's side of the threshold is undecided.
-  for (const auto& [d, at] : {std::pair<int64_t, const DimJobs*>(lo, lo_jobs), {hi, hi_jobs}}) {
-    if (static_cast<int64_t>(plan.next.size()) >= budget) break;
-    if (static_cast<int64_t>(at->seeds.size()) >= search.max_seeds) continue;
-    if (!ScoresStraddle(at->scores, threshold)) continue;
-    SearchStep step;
-    step.d = d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d);
-    step.seed = SmallestUnusedSeed(at->seeds);
-    step.reason = "seed " + std::to_string(step.seed) + " at d = " + std::to_string(d) + ": " +
-                  (at->scores.size() < 2 ? "one seed gives no interval"
-                                         : "the interval of its " + std::to_string(at->scores.size()) +
-                                               " seeds' mean " + FormatNumber(Mean(at->scores)) +
-                                               " straddles the threshold " + FormatNumber(threshold));
-    plan.next.push_back(std::move(step));
-  }
-  if (!plan.next.empty()) {
-    plan.note = "more seeds at the ends of the bracket " + bracket;
     return plan;
   }
   plan.settled = true;

@@ -6,20 +6,27 @@
 // Per group (model, layer, dataset, variant), starting from the sweep's grid (`dims` x `seeds`, the coarse
 // grid), each time every job of the group has finished:
 //   1. threshold unknown (its reference has no result yet): wait; unknown with nothing left to run: settled.
-//   2. score(d) = mean over the succeeded seeds at d (d >= 0; full only counts as a job). No d reaches the
-//      threshold, or the first grid d reaches it: settled (the coarse grid is the search's range).
-//   3. Bracket: lo = the point just below the first crossing, hi = the crossing. Wider than rel_width
-//      (hi > (1 + rel_width) * max(lo, 1)): add d = round(sqrt(max(lo, 1) * hi)) (bisection in log d) with
-//      the sweep's seeds, and wait for them. It is narrow enough also when no integer d lies strictly inside,
-//      or when that d already has jobs (all failed: the search does not ask again).
-//   4. Narrow bracket: at lo, then hi, when its seeds' scores straddle the threshold (threshold_crossing.h
-//      ScoresStraddle: fewer than 2 seeds, or their bootstrap mean falls on both sides) and it has fewer
-//      than max_seeds jobs, add the smallest seed not used at that d, and wait for them. Seeds come after
-//      the bisection: a point far from the threshold decides its side with one seed, and the bracket's
-//      final ends are the points near it, where the seeds' spread matters (and where d_warp's interval,
-//      dwarp_tracker.h, needs >= 2 seeds for a bootstrap). A seed that moves the mean across the threshold
-//      moves the bracket, and the search goes on from 2.
-//   5. Otherwise settled.
+//   2. score(d) = mean over the succeeded seeds at d (d >= 0; full only counts as a job); the first
+//      crossing is the smallest d whose mean reaches the threshold; the bracket is [lo, hi], lo the point
+//      just below the crossing, hi the crossing. The seeds' spread is pooled over the group's d values
+//      with >= 2 seeds (threshold_crossing.h PooledSeedSpread).
+//   3. Seeds before any decision (sequential testing): the points whose side of the threshold decides
+//      where the first crossing lies are every d up to hi (every d when none crosses). Each of them whose
+//      side is undecided (threshold_crossing.h SideUndecided: its mean lies within Student's t x pooled
+//      spread / sqrt(seeds) of the threshold) and that has fewer than max_seeds jobs gets one more seed
+//      (the smallest not used at that d), and the search waits for them. While no d has 2 seeds (no spread
+//      known) only the bracket's two ends are asked, for their second seed; the spread they give then
+//      decides the other points, which a single seed settles when it lies far from the threshold. So a
+//      bisection point near the threshold gets seeds before the bracket moves on its side, and a new seed
+//      that moves a mean across the threshold moves the bracket. At max_seeds a point's side is its
+//      mean's, decided or not (d_warp's interval, dwarp_tracker.h, then carries the doubt).
+//   4. No d reaches the threshold, or the first grid d reaches it: settled (the coarse grid is the
+//      search's range).
+//   5. Bracket wider than rel_width (hi > (1 + rel_width) * max(lo, 1)): add d = round(sqrt(max(lo, 1) * hi))
+//      (bisection in log d) with the sweep's seeds, and wait for them. It is narrow enough also when no
+//      integer d lies strictly inside, or when that d already has jobs (all failed: the search does not
+//      ask again).
+//   6. Otherwise settled.
 // Budget: with max_jobs > 0, a group never has more than max_jobs jobs (the coarse grid included); a group
 // that reached it is settled. New jobs are cut to the budget left.
 //
@@ -50,7 +57,7 @@ struct SearchJob {
 struct SearchStep {
   SubspaceDim d;
   uint64_t seed = 0;
-  std::string reason;  // "bisect log d between 300 and 1000", "seed 3 at d = 550: ..."
+  std::string reason;  // "bisect log d between d = 300 and 1000", "seed 2 at d = 550: the mean ..."
 };
 
 struct GroupSearchPlan {

@@ -200,12 +200,69 @@ TEST(CrossingIntervalTest, SeedsOnBothSidesOfTheThresholdLeaveTheBracketUnsettle
   EXPECT_FALSE(open.settled);
 }
 
-TEST(ScoresStraddleTest, FewerThanTwoScoresOrScoresOnBothSidesStraddle) {
-  EXPECT_TRUE(ScoresStraddle({}, 0.5));
-  EXPECT_TRUE(ScoresStraddle({0.9}, 0.5));
-  EXPECT_TRUE(ScoresStraddle({0.45, 0.56}, 0.5));
-  EXPECT_FALSE(ScoresStraddle({0.6, 0.7}, 0.5));
-  EXPECT_FALSE(ScoresStraddle({0.1, 0.2, 0.3}, 0.5));
+TEST(CrossingIntervalTest, OneSeedPointsDrawThePooledSpreadSoTheirNoiseWidensTheInterval) {
+  // d = 10 and 1000 have two seeds each (spread 0.05 per seed); d = 100 has one seed just under 0.5.
+  const std::vector<DimScore> runs = {{10, 0.15}, {10, 0.25}, {100, 0.48}, {1000, 0.75}, {1000, 0.85}};
+  const CrossingInterval i = Interval(runs, 0.5);
+  ASSERT_TRUE(i.reached);
+  EXPECT_TRUE(i.bootstrap);
+  // Its one seed may lie either side: some replicates cross between 10 and 100, so the interval reaches
+  // below the bracket 100 .. 1000, which is then not settled.
+  EXPECT_LT(i.low, 100.0);
+  EXPECT_GT(i.high, 100.0);
+  EXPECT_FALSE(i.settled);
+  // Without the single-seed point's noise (two identical seeds: zero spread of its own, but it is no
+  // longer drawn from the pool) the interval stays in the bracket.
+  const CrossingInterval two = Interval({{10, 0.15}, {10, 0.25}, {100, 0.48}, {100, 0.48}, {1000, 0.75},
+                                         {1000, 0.85}}, 0.5);
+  EXPECT_GE(two.low, 100.0 * (1 - 1e-9));
+  // A one-seed point far below the threshold (0.5 under it, 7 pooled sds 0.0707 on 2 degrees of freedom:
+  // a t-variate beyond 7 in about 1% of draws) crosses in too few replicates to move the interval.
+  const CrossingInterval far = Interval({{10, 0.0}, {100, 0.25}, {100, 0.35}, {1000, 0.75}, {1000, 0.85}}, 0.5);
+  EXPECT_TRUE(far.bootstrap);
+  EXPECT_GE(far.low, 100.0 * (1 - 1e-9));
+  EXPECT_LE(far.high, 1000.0 * (1 + 1e-9));
+  EXPECT_TRUE(far.settled);
+}
+
+TEST(PooledSeedSpreadTest, PoolsEveryDWithTwoSeedsOrMore) {
+  EXPECT_FALSE(PooledSeedSpread({}).known());
+  const SeedSpread none = PooledSeedSpread({{10, 0.2}, {100, 0.4}});
+  EXPECT_FALSE(none.known());
+  EXPECT_TRUE(std::isnan(none.sd));
+  // d = 0: 0.1, 0.3 (squares 0.02, 1 degree of freedom); d = 100: 0.4, 0.5, 0.6 (0.02, 2); d = 10: one seed.
+  const SeedSpread spread = PooledSeedSpread({{0, 0.1}, {0, 0.3}, {10, 0.9}, {100, 0.4}, {100, 0.5}, {100, 0.6}});
+  EXPECT_EQ(spread.degrees_of_freedom, 3);
+  EXPECT_NEAR(spread.sd, std::sqrt(0.04 / 3), 1e-12);
+}
+
+TEST(SideUndecidedTest, NoScoresOrNoSpreadOrAMeanWithinItsTIntervalOfTheThresholdIsUndecided) {
+  const SeedSpread unknown;
+  EXPECT_TRUE(SideUndecided({0.9}, unknown, 0.5));
+  EXPECT_TRUE(SideUndecided({0.9, 0.95}, unknown, 0.5));
+  // Three d with two seeds 0.02 apart: sd 0.01414 on 3 degrees of freedom, t = 3.182; one seed decides
+  // beyond 3.182 x 0.01414 = 0.045 from the threshold, two beyond 0.0318.
+  const SeedSpread spread = PooledSeedSpread({{100, 0.49}, {100, 0.51}, {200, 0.49}, {200, 0.51}, {300, 0.49},
+                                              {300, 0.51}});
+  ASSERT_EQ(spread.degrees_of_freedom, 3);
+  EXPECT_TRUE(SideUndecided({}, spread, 0.5));
+  EXPECT_TRUE(SideUndecided({0.54}, spread, 0.5));
+  EXPECT_FALSE(SideUndecided({0.55}, spread, 0.5));
+  EXPECT_FALSE(SideUndecided({0.45}, spread, 0.5));
+  EXPECT_FALSE(SideUndecided({0.54, 0.54}, spread, 0.5));
+  // The same spread on one degree of freedom (t = 12.7) leaves 0.55 undecided.
+  EXPECT_TRUE(SideUndecided({0.55}, PooledSeedSpread({{100, 0.49}, {100, 0.51}}), 0.5));
+}
+
+TEST(StudentT975Test, MatchesTheTableAndTendsTo196) {
+  EXPECT_TRUE(std::isinf(StudentT975(0)));
+  EXPECT_DOUBLE_EQ(StudentT975(1), 12.706);
+  EXPECT_DOUBLE_EQ(StudentT975(2), 4.303);
+  EXPECT_DOUBLE_EQ(StudentT975(30), 2.042);
+  EXPECT_NEAR(StudentT975(31), 2.0395, 5e-4);
+  EXPECT_NEAR(StudentT975(120), 1.9799, 5e-4);
+  EXPECT_GT(StudentT975(100000), 1.9599);
+  EXPECT_LT(StudentT975(100000), 1.9601);
 }
 
 }  // namespace

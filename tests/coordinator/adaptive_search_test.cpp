@@ -8,6 +8,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -132,42 +133,108 @@ TEST(AdaptiveSearchTest, AskingAgainBeforeTheJobsFinishCreatesNothingTwice) {
   EXPECT_FALSE(second.settled);
 }
 
-TEST(AdaptiveSearchTest, SeedsGoToTheNarrowBracketsEndsWhoseIntervalStraddlesUpToMaxSeeds) {
-  // Bracket 500 .. 600 is already within 25%: no bisection; one seed each gives no interval.
-  std::vector<SearchJob> jobs = {Done(300, 0, 0.3), Done(500, 0, 0.48), Done(600, 0, 0.52), Done(3000, 0, 0.9)};
+TEST(AdaptiveSearchTest, WithoutASeedSpreadTheBracketsEndsGetASecondSeedBeforeAnyBisection) {
+  std::vector<SearchJob> jobs = {Done(0, 0, 0.1), Done(300, 0, 0.3), Done(3000, 0, 0.8)};
   GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, /*max_seeds=*/3), {0}, 0.5, jobs);
-  ASSERT_EQ(plan.next.size(), 2u);
-  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(500));
+  ASSERT_EQ(plan.next.size(), 2u);  // not d = 0: only the bracket's ends while no spread is known
+  EXPECT_FALSE(plan.settled);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(300));
   EXPECT_EQ(plan.next[0].seed, 1u);
-  EXPECT_EQ(plan.next[1].d, SubspaceDim::Subspace(600));
-  EXPECT_THAT(plan.next[0].reason, HasSubstr("seed 1 at d = 500: one seed gives no interval"));
+  EXPECT_EQ(plan.next[1].d, SubspaceDim::Subspace(3000));
+  EXPECT_EQ(plan.next[1].seed, 1u);
+  EXPECT_THAT(plan.next[0].reason, HasSubstr("seed 1 at d = 300: no d has 2 seeds yet"));
+  // With both seeds far from the threshold (pooled spread 0.0141), the bracket is bisected.
+  jobs.push_back(Done(300, 1, 0.32));
+  jobs.push_back(Done(3000, 1, 0.82));
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(949));
+  EXPECT_EQ(plan.next[0].reason, "bisect log d between d = 300 and 3000");
+}
 
-  // Two seeds at 500 on both sides of the threshold straddle it; two at 600 well above it do not.
-  jobs.push_back(Done(500, 1, 0.53));
-  jobs.push_back(Done(600, 1, 0.56));
-  // The mean at 500 is now 0.505 >= 0.5: the crossing moves down to 300 .. 500, which is bisected.
+// A group whose d = 300 and 3000 have two seeds each, 0.02 apart: pooled seed spread 0.01414 on 2 degrees
+// of freedom (t = 4.303), so one seed decides its side only at more than 4.303 x 0.01414 = 0.0609 from the
+// threshold.
+std::vector<SearchJob> TwoSeededEnds() {
+  return {Done(300, 0, 0.30), Done(300, 1, 0.32), Done(3000, 0, 0.80), Done(3000, 1, 0.82)};
+}
+
+TEST(AdaptiveSearchTest, ABisectionPointNearTheThresholdGetsSeedsBeforeTheBracketMoves) {
+  std::vector<SearchJob> jobs = TwoSeededEnds();
+  jobs.push_back(Done(949, 0, 0.51));  // 0.01 above 0.5: undecided
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(949));
+  EXPECT_EQ(plan.next[0].seed, 1u);
+  EXPECT_THAT(plan.next[0].reason, HasSubstr("seed 1 at d = 949: the mean 0.51 of its 1 seed lies within t = 4.303 "
+                                             "x the pooled seed spread 0.01414"));
+  EXPECT_THAT(plan.next[0].reason, HasSubstr("of the threshold 0.5"));
+  // A second seed leaves the mean on the threshold (and adds a degree of freedom): a third.
+  jobs.push_back(Done(949, 1, 0.49));
   plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
   ASSERT_EQ(plan.next.size(), 1u);
-  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(387));  // round(sqrt(300 * 500))
-  jobs.push_back(Done(387, 0, 0.40));
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(949));
+  EXPECT_EQ(plan.next[0].seed, 2u);
+  // The third brings the mean to 0.49, below: the bracket moves up to 949 .. 3000 and, at max_seeds, the
+  // side of 949 is its mean's.
+  jobs.push_back(Done(949, 2, 0.47));
   plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
   ASSERT_EQ(plan.next.size(), 1u);
-  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(440));  // round(sqrt(387 * 500))
-  jobs.push_back(Done(440, 0, 0.45));
-  // 440 .. 500 is narrow; 440 has one seed (no interval), 500's two seeds straddle: a seed each.
-  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
-  ASSERT_EQ(plan.next.size(), 2u);
-  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(440));
-  EXPECT_EQ(plan.next[1].d, SubspaceDim::Subspace(500));
-  EXPECT_EQ(plan.next[1].seed, 2u);
-  EXPECT_THAT(plan.next[1].reason, HasSubstr("straddles the threshold 0.5"));
-  jobs.push_back(Done(440, 1, 0.44));
-  jobs.push_back(Done(500, 2, 0.51));
-  // 440's two seeds lie below, 500 has max_seeds = 3 seeds: settled.
-  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(1687));  // round(sqrt(949 * 3000)) = round(1687.3)
+  EXPECT_EQ(plan.next[0].reason, "bisect log d between d = 949 and 3000");
+  EXPECT_EQ(Keys(jobs).size(), jobs.size());
+}
+
+TEST(AdaptiveSearchTest, APointFarFromTheThresholdDecidesItsSideWithOneSeed) {
+  std::vector<SearchJob> jobs = TwoSeededEnds();
+  jobs.push_back(Done(949, 0, 0.60));  // 0.1 above: decided
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(534));  // round(sqrt(300 * 949)) = round(533.6)
+  EXPECT_EQ(plan.next[0].seed, 0u);
+}
+
+TEST(AdaptiveSearchTest, AnUndecidedPointBelowTheBracketGetsASeedToo) {
+  // The first crossing is at 600; 400's one seed lies 0.01 under the threshold and may be the real one.
+  std::vector<SearchJob> jobs = TwoSeededEnds();
+  jobs.push_back(Done(400, 0, 0.49));
+  jobs.push_back(Done(500, 0, 0.42));  // 0.08 under: decided
+  jobs.push_back(Done(600, 0, 0.60));
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(400));
+  EXPECT_EQ(plan.next[0].seed, 1u);
+  // Its second seed lands above: the mean (0.5) crosses, the crossing moves down to 300 .. 400, within
+  // 0.35, and 400's two seeds are still undecided: a third.
+  jobs.push_back(Done(400, 1, 0.51));
+  plan = PlanGroupSearch(Adaptive(0.35, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(400));
+  EXPECT_EQ(plan.next[0].seed, 2u);
+  jobs.push_back(Done(400, 2, 0.53));
+  plan = PlanGroupSearch(Adaptive(0.35, 3), {0}, 0.5, jobs);
   EXPECT_TRUE(plan.settled) << plan.note;
   EXPECT_TRUE(plan.next.empty());
-  EXPECT_EQ(Keys(jobs).size(), jobs.size());
+  EXPECT_THAT(plan.note, HasSubstr("between d = 300 and 400, within the relative width 0.35"));
+}
+
+TEST(AdaptiveSearchTest, RunToItsEndWithSeedNoiseEverySeedStaysWithinMaxSeedsAndAskingAgainAddsNothing) {
+  // Seeds shift the curve by 0.01 each: near the crossing the points need more than one seed.
+  const SearchRun run = RunSearch(Adaptive(0.25, 3), {0}, {0, 300, 3000}, 0.5, Curve(600.0, 0.01));
+  EXPECT_TRUE(run.last.settled) << run.last.note;
+  EXPECT_EQ(Keys(run.jobs).size(), run.jobs.size()) << "a (d, seed) was created twice";
+  std::map<int64_t, int> seeds_at;
+  for (const SearchJob& job : run.jobs) ++seeds_at[job.d.value];
+  int seeded = 0;
+  for (const auto& [d, count] : seeds_at) {
+    EXPECT_LE(count, 3) << "d = " << d;
+    if (count > 1) ++seeded;
+  }
+  EXPECT_GE(seeded, 2);  // the bracket's first ends, and points near the crossing
+  EXPECT_EQ(seeds_at[0], 1);  // d = 0 lies far below: never a second seed
+  GroupSearchPlan again = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, run.jobs);
+  EXPECT_TRUE(again.settled);
+  EXPECT_TRUE(again.next.empty());
 }
 
 TEST(AdaptiveSearchTest, WithMaxSeedsOneNoSeedIsAdded) {

@@ -217,13 +217,13 @@ TEST(DWarpTrackerTest, DWithEverySeedFailedIsSkippedWithANote) {
 }
 
 TEST(DWarpTrackerTest, FailedSeedsAreLeftOutOfTheMean) {
-  // d 100 mean over the succeeded seeds = 0.5 >= 0.45; counting the failed one as 0 would give 0.33.
-  const std::vector<JobOutcome> jobs = {Done("m", "it", D(10), 0, 0.1), Done("m", "it", D(100), 0, 0.4),
-                                        Failed("m", "it", D(100), 1), Done("m", "it", D(100), 2, 0.6)};
+  // d 100 mean over the succeeded seeds = 0.6 >= 0.45; counting the failed one as 0 would give 0.4.
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(10), 0, 0.1), Done("m", "it", D(100), 0, 0.55),
+                                        Failed("m", "it", D(100), 1), Done("m", "it", D(100), 2, 0.65)};
   const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.45), jobs));
   EXPECT_EQ(g.status, DWarpStatus::kReached);
   EXPECT_EQ(g.grid_d, 100);
-  EXPECT_NEAR(g.d_warp, LogInterpolated(10, 0.1, 100, 0.5, 0.45), 1e-9);
+  EXPECT_NEAR(g.d_warp, LogInterpolated(10, 0.1, 100, 0.6, 0.45), 1e-9);
 }
 
 TEST(DWarpTrackerTest, FractionOfGroupBestIsFinalOnlyWhenTheGroupFinished) {

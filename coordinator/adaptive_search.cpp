@@ -97,8 +97,8 @@ GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint
 
   // The points whose side of the threshold decides where the first crossing lies: every point up to the
   // crossing (all of them when none crosses). Without a pooled spread only the bracket's ends are asked
-  // for a second seed (the points far from the crossing would each cost a job to learn what one of them
-  // tells): the first seeds there give the spread the others are then tested against.
+  // for a second seed (a second seed everywhere would cost a job at each point far from the threshold):
+  // those seeds give the spread the other points are then tested against.
   std::vector<std::pair<int64_t, const DimJobs*>> deciding;
   const auto end = hit == curve.end() ? curve.end() : hit + 1;
   if (spread.known()) {

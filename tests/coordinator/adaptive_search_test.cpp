@@ -218,6 +218,23 @@ TEST(AdaptiveSearchTest, AnUndecidedPointBelowTheBracketGetsASeedToo) {
   EXPECT_THAT(plan.note, HasSubstr("between d = 300 and 400, within the relative width 0.35"));
 }
 
+TEST(AdaptiveSearchTest, WithNoCrossingAnUndecidedLargestDGetsSeedsBeforeTheGroupSettles) {
+  std::vector<SearchJob> jobs = {Done(300, 0, 0.30), Done(300, 1, 0.32), Done(1000, 0, 0.40),
+                                 Done(1000, 1, 0.42), Done(3000, 0, 0.46)};
+  // 3000's one seed lies 0.04 under 0.5, within 4.303 x 0.01414 = 0.0609: it may reach the threshold.
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_FALSE(plan.settled);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(3000));
+  EXPECT_EQ(plan.next[0].seed, 1u);
+  // Its second seed (mean 0.455, 3 degrees of freedom: 3.182 x 0.01225 / sqrt(2) = 0.0276) decides.
+  jobs.push_back(Done(3000, 1, 0.45));
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  EXPECT_TRUE(plan.settled);
+  EXPECT_TRUE(plan.next.empty());
+  EXPECT_THAT(plan.note, HasSubstr("no d up to 3000 reaches the threshold 0.5"));
+}
+
 TEST(AdaptiveSearchTest, RunToItsEndWithSeedNoiseEverySeedStaysWithinMaxSeedsAndAskingAgainAddsNothing) {
   // Seeds shift the curve by 0.01 each: near the crossing the points need more than one seed.
   const SearchRun run = RunSearch(Adaptive(0.25, 3), {0}, {0, 300, 3000}, 0.5, Curve(600.0, 0.01));

@@ -79,7 +79,7 @@ SeedSpread PooledSeedSpread(const std::vector<DimScore>& runs);
 // (PooledSeedSpread) and T a Student's t variate on its degrees of freedom (the predictive spread of one
 // seed when the spread itself is estimated from few seeds: heavy-tailed while they are few), so that every
 // d of the curve, the single-seed points an adaptive search decided its bracket from included, carries its
-// seed noise into the interval. The interval is the
+// seed noise into the interval (assuming one spread for every d, as the pooling does). The interval is the
 // replicates' 2.5th and 97.5th percentiles (a 95% percentile interval), so `high` is +infinity when more
 // than 2.5% of replicates never cross. The draws come from a SplitMix64 generator seeded with
 // kBootstrapRngSeed, the same for every call and every platform: the interval is a function of the runs,

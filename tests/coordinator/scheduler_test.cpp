@@ -328,7 +328,7 @@ TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
   Submit(SweepText());
   const std::string worker = RegisterWorker();
   Lease first = AcquireNow(worker);
-  EXPECT_EQ(first.job.d, "0");
+  EXPECT_EQ(first.job.d.ToString(), "0");
   EXPECT_EQ(first.job.attempt, 1);
   EXPECT_EQ(first.expires_ms, now_ + 1000);
 
@@ -506,7 +506,7 @@ TEST_F(SchedulerTest, DWarpIsRecomputedAndWatchersSeeEveryChange) {
   // Scores: model "small" crosses 0.5 between d = 10 (0.4) and d = 100 (0.6); "wide" never does.
   auto score = [](const JobRow& job) {
     const double base = job.model == "small" ? 0.2 : 0.05;
-    return base + (job.d == "0" ? 0.0 : job.d == "10" ? 0.2 : 0.4);
+    return base + (job.d.ToString() == "0" ? 0.0 : job.d.ToString() == "10" ? 0.2 : 0.4);
   };
   for (int i = 0; i < 12; ++i) {
     Lease lease = AcquireNow(worker);
@@ -549,13 +549,13 @@ TEST_F(SchedulerTest, EarlyStopCancelsQueuedJobsAboveAFinalCrossing) {
   // Smallest d first: both d = 0 jobs, then both d = 10 jobs. Scores above 0.5 at d = 10 make it final.
   for (int i = 0; i < 4; ++i) {
     Lease lease = AcquireNow(worker);
-    ASSERT_TRUE(scheduler_->Complete(worker, lease.lease_id, Result(lease.job.d == "0" ? 0.1 : 0.9)).ok());
+    ASSERT_TRUE(scheduler_->Complete(worker, lease.lease_id, Result(lease.job.d.ToString() == "0" ? 0.1 : 0.9)).ok());
   }
   auto jobs = scheduler_->Jobs("es-1");
   ASSERT_TRUE(jobs.ok());
   int cancelled = 0;
   for (const JobView& view : *jobs)
-    if (view.job.d == "100") {
+    if (view.job.d.ToString() == "100") {
       EXPECT_EQ(view.job.state, JobState::kCancelled);
       ++cancelled;
     }
@@ -701,7 +701,7 @@ TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
       if (!lease.ok() || !lease->lease) return completed;
       ResultRow result;
       result.metric = "r2";
-      result.test_score = score(lease->lease->job.d);
+      result.test_score = score(lease->lease->job.d.ToString());
       EXPECT_TRUE(scheduler.Complete(worker, lease->lease->lease_id, result).ok());
       ++completed;
     }
@@ -713,8 +713,8 @@ TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
     EXPECT_TRUE(jobs.ok()) << jobs.status();
     if (!jobs.ok()) return by_d;
     for (const JobRow& job : *jobs) {
-      EXPECT_EQ(by_d.count(job.d), 0u) << "d = " << job.d << " created twice";
-      by_d[job.d] = job;
+      EXPECT_EQ(by_d.count(job.d.ToString()), 0u) << "d = " << job.d.ToString() << " created twice";
+      by_d[job.d.ToString()] = job;
     }
     return by_d;
   };

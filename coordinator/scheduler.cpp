@@ -475,32 +475,32 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   const std::string source = request.source_name.empty() ? "sweep" : request.source_name;
   DWARP_RETURN_IF_ERROR(CheckRequestId(request.request_id));
   const std::string request_id = request.dry_run ? "" : request.request_id;
-  auto spec = ParseSweepSpec(request.text, request.format, request.overrides, request.base_dir);
-  if (!spec.ok()) return Status(spec.status().code(), source + ": " + spec.status().message());
+  // The one validation of record (the request is untrusted input): parsed, validated and expanded once.
+  auto expanded = ParseAndExpandSweepSpec(request.text, request.format, request.overrides, request.base_dir);
+  if (!expanded.ok()) return Status(expanded.status().code(), source + ": " + expanded.status().message());
+  SweepSpec& spec = expanded->spec;
+  const std::vector<PlannedJob>& planned = expanded->jobs;
 
   const int64_t now = Now();
   SweepRow row;
-  row.name = spec->name;
+  row.name = spec.name;
   row.state = SweepState::kRunning;
   row.created_ms = now;
-  row.spec_json = ToJson(*spec).dump();
+  row.spec_json = CanonicalSweepJson(spec);
   row.request_id = request_id;
   if (row.spec_json.size() > options_.max_spec_bytes)
     return InvalidArgumentError(source + ": the resolved sweep is " + std::to_string(row.spec_json.size()) +
                                 " bytes of JSON; expected at most " + std::to_string(options_.max_spec_bytes));
   {
-    // A retry of a stored submission is answered before the expansion, which may be long.
+    // A retry of a stored submission is answered before its jobs' specs are written out.
     std::lock_guard<std::mutex> lock(mutex_);
     auto resubmitted = ResubmittedLocked(request_id, row.spec_json);
     if (!resubmitted.ok()) return resubmitted.status();
     if (*resubmitted) return std::move(**resubmitted);
   }
-  auto planned = ExpandSweep(*spec);
-  if (!planned.ok()) return Status(planned.status().code(), source + ": " + planned.status().message());
-
   std::vector<JobRow> jobs;
-  jobs.reserve(planned->size());
-  for (const PlannedJob& plan : *planned) {
+  jobs.reserve(planned.size());
+  for (const PlannedJob& plan : planned) {
     JobRow job;
     job.model = plan.model;
     job.layer = plan.layer;
@@ -511,13 +511,13 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
     job.spec_json = ToJson(plan.spec).dump();
     job.state = JobState::kQueued;
     job.created_ms = now;
-    job.reason = InitialJobReason(*spec);
+    job.reason = InitialJobReason(spec);
     // The spec and the key travel together (a lease, a page of results).
     const size_t bytes = job.spec_json.size() + job.model.size() + job.layer.size() + job.dataset.size() +
                          job.variant.size() + job.d.ToString().size();
     if (bytes > options_.max_spec_bytes)
       return InvalidArgumentError(source + ": job " + std::to_string(jobs.size() + 1) + " of " +
-                                  std::to_string(planned->size()) + " (" + DescribeJobKey(job) + ") is " +
+                                  std::to_string(planned.size()) + " (" + DescribeJobKey(job) + ") is " +
                                   std::to_string(bytes) + " bytes with its key; expected at most " +
                                   std::to_string(options_.max_spec_bytes));
     jobs.push_back(std::move(job));
@@ -525,13 +525,13 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   if (request.dry_run) {
     SubmitResult result;
     result.sweep.row = row;
-    result.sweep.spec = *spec;
+    result.sweep.spec = spec;
     result.sweep.counts.total = result.sweep.counts.queued = static_cast<int32_t>(jobs.size());
     result.jobs = std::move(jobs);
     return result;
   }
 
-  return OnStateThread<StatusOr<SubmitResult>>([&] { return StoreSweepLocked(std::move(row), std::move(*spec), std::move(jobs)); });
+  return OnStateThread<StatusOr<SubmitResult>>([&] { return StoreSweepLocked(std::move(row), std::move(spec), std::move(jobs)); });
 }
 
 StatusOr<SubmitResult> Scheduler::StoreSweepLocked(SweepRow row, SweepSpec spec, std::vector<JobRow> jobs) {

@@ -102,6 +102,22 @@ TEST_F(SchedulerTest, SubmitExpandsAndStoresEveryJob) {
   auto stored = store_.LoadJobs();
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->size(), 12u);
+  // Each stored job carries its typed d and a spec in the versioned format a worker decodes as it is.
+  std::set<std::string> dims;
+  for (const JobRow& job : *stored) {
+    dims.insert(job.d.ToString());
+    const nlohmann::json spec = nlohmann::json::parse(job.spec_json);
+    EXPECT_EQ(spec["spec_version"], kJobSpecVersion) << job.spec_json;
+    StatusOr<JobSpec> decoded = DecodeJobSpec(spec);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->d, job.d);
+    EXPECT_EQ(decoded->train.seed, job.seed);
+  }
+  EXPECT_EQ(dims.size(), 3u);
+  // The sweep is stored in the canonical form a client computes locally.
+  auto sweeps = store_.LoadSweeps();
+  ASSERT_TRUE(sweeps.ok());
+  EXPECT_EQ(sweeps->at(0).spec_json, CanonicalSweepJson(submitted.sweep.spec));
   // A second sweep of the same name gets the next id; the name finds the latest.
   SubmitResult second = Submit(SweepText());
   EXPECT_EQ(second.sweep.row.sweep_id, "t-2");

@@ -644,6 +644,14 @@ SubspaceDim ReadD(const Fields& f) {
   return *d;
 }
 
+// spec_version, when a document gives it: kJobSpecVersion, the only format this build reads.
+void CheckSpecVersion(const json& v) {
+  if (v.is_number_integer() && v == json(kJobSpecVersion)) return;
+  Fail("spec_version", "spec_version = " + v.dump() + ": a job spec format this dwarp does not read; it reads "
+                           "spec_version " + std::to_string(kJobSpecVersion) +
+                           " (run workers of the coordinator's dwarp release)");
+}
+
 // Sets a SettingsUnusedBy path back to its default, so a dropped setting leaves no trace in the job.
 void ResetToDefault(const std::string& path, JobSpec& job) {
   const TrainSpec train;
@@ -666,7 +674,8 @@ JobSpec ReadJob(const json& document, UnusedSettings unused) {
   if (!document.is_object()) {
     FailType("the document", document, "a mapping with keys model, data, d, objective, readout, ridge, train");
   }
-  const Fields f(&document, "", {"model", "data", "d", "objective", "readout", "ridge", "train"});
+  const Fields f(&document, "", {"spec_version", "model", "data", "d", "objective", "readout", "ridge", "train"});
+  if (f.Has("spec_version")) CheckSpecVersion(f.Get("spec_version"));
   JobSpec job;
   job.model = ReadModel(f.Child("model"), "model");
   job.data = ReadData(f.Child("data"), "data", job.model);
@@ -773,6 +782,70 @@ JobSpec ReadJob(const json& document, UnusedSettings unused) {
   return job;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Decoding what ToJson wrote (DecodeJobSpec): every field read as written, its type and its own range checked.
+// Nothing that ReadJob resolves or checks across fields runs again (defaults that depend on other fields, the
+// paths a data kind needs, split fractions summing to 1, the pairings of d, objective and readout, the
+// unused-settings rule): the coordinator's validation at submit did that, and ToJson wrote the result with
+// every default resolved. Blocks whose readers above check only their own fields (model, train, ridge,
+// synthetic) are read by them; a key that ToJson leaves out reads as the default it stood for.
+
+DataSpec ReadWrittenData(const json* object, const std::string& path) {
+  const Fields f(object, path,
+                 {"kind", "root", "file", "stimuli", "images", "labels", "test_images", "test_labels", "roi", "split",
+                  "limit_stimuli", "limit_classes", "limit_samples", "image_size", "transform", "mean", "std",
+                  "synthetic", "coords", "nan"});
+  if (object == nullptr) Fail(path, path + ": missing; expected the data block ToJson writes");
+  DataSpec d;
+  f.Require("kind", "one of " + JoinWords(DataKindNames(), " | "));
+  d.kind = static_cast<DataKind>(ReadChoice(f.Get("kind"), f.PathOf("kind"), DataKindNames()));
+  for (const auto& [key, field] : {std::pair<const char*, std::string*>{"root", &d.root}, {"file", &d.file},
+                                   {"stimuli", &d.stimuli}, {"images", &d.images}, {"labels", &d.labels},
+                                   {"test_images", &d.test_images}, {"test_labels", &d.test_labels}}) {
+    *field = f.String(key, "a path");
+  }
+  if (f.Has("roi")) d.roi = ReadStringList(f.Get("roi"), f.PathOf("roi"), "a list of region names");
+  const Fields split(f.Child("split"), f.PathOf("split"), {"train", "val", "test", "column"});
+  d.split.column = split.String("column", "the name of a split column");
+  for (const auto& [key, field] : {std::pair<const char*, double*>{"train", &d.split.train},
+                                   {"val", &d.split.val}, {"test", &d.split.test}}) {
+    *field = split.Double(key, 0.0, "a fraction in [0, 1)", [](double x) { return x >= 0 && x < 1; });
+  }
+  d.limit_stimuli = f.Int("limit_stimuli", 0, 0);
+  d.limit_classes = f.Int("limit_classes", 0, 0);
+  d.limit_samples = f.Int("limit_samples", 0, 0);
+  f.Require("image_size", "an integer >= 1");
+  d.image_size = f.Int("image_size", 0, 1);
+  f.Require("transform", "one of " + JoinWords(DataTransformNames(), " | "));
+  d.transform = static_cast<DataTransform>(ReadChoice(f.Get("transform"), f.PathOf("transform"), DataTransformNames()));
+  f.Require("mean", "a list of numbers");
+  d.mean = ReadDoubleList(f.Get("mean"), f.PathOf("mean"), "a list of numbers", "a number", [](double) { return true; });
+  f.Require("std", "a list of numbers > 0");
+  d.std = ReadDoubleList(f.Get("std"), f.PathOf("std"), "a list of numbers > 0", "a number > 0", kPositive);
+  if (f.Has("synthetic")) d.synthetic = ReadSynthetic(f.Child("synthetic"), f.PathOf("synthetic"));
+  const Fields coords(f.Child("coords"), f.PathOf("coords"), {"image_id", "image_name", "region"});
+  d.coords.image_id = coords.String("image_id", "a coordinate name");
+  d.coords.image_name = coords.String("image_name", "a coordinate name");
+  d.coords.region = coords.String("region", "a coordinate name");
+  if (f.Has("nan")) d.nan = static_cast<NanPolicy>(ReadChoice(f.Get("nan"), f.PathOf("nan"), NanPolicyNames()));
+  return d;
+}
+
+JobSpec ReadWrittenJob(const json& document) {
+  const Fields f(&document, "", {"spec_version", "model", "data", "d", "objective", "readout", "ridge", "train"});
+  JobSpec job;
+  job.model = ReadModel(f.Child("model"), "model");
+  job.data = ReadWrittenData(f.Child("data"), "data");
+  job.d = ReadD(f);
+  f.Require("objective", "one of " + JoinWords(ObjectiveNames(), " | "));
+  job.objective = static_cast<Objective>(ReadChoice(f.Get("objective"), "objective", ObjectiveNames()));
+  f.Require("readout", "one of " + JoinWords(ReadoutNames(), " | "));
+  job.readout = static_cast<Readout>(ReadChoice(f.Get("readout"), "readout", ReadoutNames()));
+  if (f.Has("ridge")) job.ridge = ReadRidge(f.Child("ridge"), "ridge");
+  job.train = ReadTrain(f.Child("train"), "train");
+  return job;
+}
+
 StatusOr<JobSpec> Validate(const json& document, const std::vector<SpecOverride>& overrides,
                            UnusedSettings unused = UnusedSettings::kRefuse) {
   try {
@@ -862,6 +935,25 @@ std::vector<UnusedSetting> SettingsUnusedBy(const JobSpec& spec) {
 
 StatusOr<JobSpec> JobSpecFromJson(const json& document, UnusedSettings unused) {
   return Validate(document, {}, unused);
+}
+
+StatusOr<JobSpec> DecodeJobSpec(const json& document) {
+  if (!document.is_object()) {
+    return InvalidArgumentError("the job spec is " + document.dump().substr(0, 200) +
+                                "; expected a JSON object as ToJson writes it");
+  }
+  auto version = document.find("spec_version");
+  if (version == document.end() || version->is_null()) {
+    // Written by a coordinator from before the field: validated in full, as such specs always were, with the
+    // settings the job does not use dropped (the coordinator expanded the sweep that way).
+    return JobSpecFromJson(document, UnusedSettings::kDrop);
+  }
+  try {
+    CheckSpecVersion(*version);
+    return ReadWrittenJob(document);
+  } catch (const SpecFieldError& e) {
+    return InvalidArgumentError(e.message);
+  }
 }
 
 StatusOr<JobSpec> JobSpecFromDocument(const json& document, SpecFieldError* error, UnusedSettings unused) {
@@ -958,7 +1050,8 @@ json ToJson(const JobSpec& spec) {
     json& block = setting.path.compare(0, dot, "train") == 0 ? train : model;
     block.erase(setting.path.substr(dot + 1));
   }
-  json out = {{"model", std::move(model)},
+  json out = {{"spec_version", kJobSpecVersion},
+              {"model", std::move(model)},
               {"data", std::move(data)},
               {"d", spec.d.is_subspace() || spec.d.is_linear() ? json(spec.d.value) : json(spec.d.ToString())},
               {"objective", ObjectiveName(spec.objective)},

@@ -24,6 +24,8 @@
 //
 // ToJson(spec) writes every field the job uses, defaults resolved, and none that it does not use
 // (SettingsUnusedBy), so results record exactly what ran and ParseJobSpec(ToJson(spec).dump(), kJson) == spec.
+// It also writes "spec_version": kJobSpecVersion, the version of this written format, so that a worker can
+// decode a coordinator's spec without validating it again (DecodeJobSpec) and knows when it cannot.
 //
 // Thread-safety: free functions on values; safe to call concurrently.
 #pragma once
@@ -306,11 +308,28 @@ struct UnusedSetting {
 // every parameter.
 std::vector<UnusedSetting> SettingsUnusedBy(const JobSpec& spec);
 
-// Validates an already-parsed document (overrides applied by the caller), as ParseJobSpec.
+// Validates an already-parsed document (overrides applied by the caller), as ParseJobSpec. A document may
+// give "spec_version" (a result's recorded spec does); it must then be kJobSpecVersion.
 StatusOr<JobSpec> JobSpecFromJson(const nlohmann::json& document, UnusedSettings unused = UnusedSettings::kRefuse);
 
-// Every field that the job uses, defaults resolved (SettingsUnusedBy's are left out);
-// JobSpecFromJson(ToJson(s)) == s for every spec that validation returned.
+// The version of the format ToJson writes, as its "spec_version". Bump it when a field's meaning, spelling or
+// default changes, so that a worker of another release refuses a job rather than running something else.
+inline constexpr int64_t kJobSpecVersion = 1;
+
+// Decodes a job spec that a coordinator validated and wrote with ToJson (a lease's spec_json): the worker's
+// one decode of a job.
+//   "spec_version": kJobSpecVersion  every field is read as written (its type and its own range checked);
+//                                    the validation the coordinator ran at submit (defaults, cross-field
+//                                    rules, the unused-settings rule) is not run again.
+//   no "spec_version"                a spec stored by a coordinator from before the field: validated in full
+//                                    with UnusedSettings::kDrop, as JobSpecFromJson, as such specs always were.
+//   another "spec_version"           InvalidArgument naming the version found and the one this build reads.
+// InvalidArgument also for a document that is not an object or a field of the wrong type, naming the field.
+StatusOr<JobSpec> DecodeJobSpec(const nlohmann::json& document);
+
+// Every field that the job uses, defaults resolved (SettingsUnusedBy's are left out), and "spec_version";
+// JobSpecFromJson(ToJson(s)) == s and DecodeJobSpec(ToJson(s)) == s for every spec that validation returned.
+// nlohmann::json keeps keys sorted, so "spec_version" is written among the others, not first.
 nlohmann::json ToJson(const JobSpec& spec);
 
 // Field by field.

@@ -802,21 +802,28 @@ Status SweepErrorStatus(SpecFieldError error, const std::vector<SpecOverride>& o
   return SpecErrorStatus(error, overrides);
 }
 
-// Reads and validates a parsed (composed, overrides applied) sweep document, jobs included.
-StatusOr<SweepSpec> ReadSweep(const json& document, const std::vector<SpecOverride>& overrides,
-                              const std::string& base_dir, const Provenance& provenance = {}) {
-  SweepSpec spec;
+// Reads and validates a parsed (composed, overrides applied) sweep document, and expands it: every job is
+// validated by its expansion.
+StatusOr<ExpandedSweep> ReadSweep(const json& document, const std::vector<SpecOverride>& overrides,
+                                  const std::string& base_dir, const Provenance& provenance = {}) {
+  ExpandedSweep out;
   try {
-    spec = ReadSweepFields(document, base_dir);
+    out.spec = ReadSweepFields(document, base_dir);
   } catch (const SpecFieldError& e) {
     return SweepErrorStatus(e, overrides, provenance);
   } catch (const Status& limit) {
     return limit;
   }
   std::optional<SpecFieldError> field_error;
-  StatusOr<std::vector<PlannedJob>> jobs = Expand(spec, &field_error);
+  StatusOr<std::vector<PlannedJob>> jobs = Expand(out.spec, &field_error);
   if (!jobs.ok()) return field_error ? SweepErrorStatus(*field_error, overrides, provenance) : jobs.status();
-  return spec;
+  out.jobs = std::move(*jobs);
+  return out;
+}
+
+StatusOr<SweepSpec> SpecOf(StatusOr<ExpandedSweep> expanded) {
+  if (!expanded.ok()) return expanded.status();
+  return std::move(expanded->spec);
 }
 
 }  // namespace
@@ -854,8 +861,9 @@ StatusOr<std::vector<int64_t>> DefaultDimGrid(int64_t max, int64_t samples) {
   return grid;
 }
 
-StatusOr<SweepSpec> ParseSweepSpec(std::string_view text, SpecFormat format, const std::vector<std::string>& overrides,
-                                   const std::string& base_dir, const std::string& config_dir) {
+StatusOr<ExpandedSweep> ParseAndExpandSweepSpec(std::string_view text, SpecFormat format,
+                                                const std::vector<std::string>& overrides, const std::string& base_dir,
+                                                const std::string& config_dir) {
   StatusOr<json> document = ParseSpecDocument(text, format, "sweep spec");
   if (!document.ok()) return document.status();
   Provenance provenance;
@@ -864,6 +872,11 @@ StatusOr<SweepSpec> ParseSweepSpec(std::string_view text, SpecFormat format, con
   StatusOr<std::vector<SpecOverride>> applied = ApplySpecOverrides(*document, *key_overrides);
   if (!applied.ok()) return applied.status();
   return ReadSweep(*document, *applied, base_dir, provenance);
+}
+
+StatusOr<SweepSpec> ParseSweepSpec(std::string_view text, SpecFormat format, const std::vector<std::string>& overrides,
+                                   const std::string& base_dir, const std::string& config_dir) {
+  return SpecOf(ParseAndExpandSweepSpec(text, format, overrides, base_dir, config_dir));
 }
 
 StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path, const std::vector<std::string>& overrides,
@@ -948,6 +961,8 @@ StatusOr<PlannedJob> PlanSweepJob(const SweepSpec& spec, const std::string& mode
   return job;
 }
 
-StatusOr<SweepSpec> SweepSpecFromJson(const json& document) { return ReadSweep(document, {}, ""); }
+StatusOr<SweepSpec> SweepSpecFromJson(const json& document) { return SpecOf(ReadSweep(document, {}, "")); }
+
+std::string CanonicalSweepJson(const SweepSpec& spec) { return ToJson(spec).dump(); }
 
 }  // namespace dwarp

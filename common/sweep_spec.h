@@ -186,6 +186,15 @@ StatusOr<std::vector<int64_t>> DefaultDimGrid(int64_t max, int64_t samples);
 StatusOr<SweepSpec> ParseSweepSpec(std::string_view text, SpecFormat format,
                                    const std::vector<std::string>& overrides = {},
                                    const std::string& base_dir = "", const std::string& config_dir = "");
+// ParseSweepSpec's sweep with the jobs its validation expanded (ExpandSweep's), so that a caller that needs
+// both (the coordinator's Submit) expands the sweep once.
+struct ExpandedSweep {
+  SweepSpec spec;
+  std::vector<PlannedJob> jobs;
+};
+StatusOr<ExpandedSweep> ParseAndExpandSweepSpec(std::string_view text, SpecFormat format,
+                                                const std::vector<std::string>& overrides = {},
+                                                const std::string& base_dir = "", const std::string& config_dir = "");
 // Reads the file (format by extension); base_dir = the file's folder. Errors start with `path: `.
 StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path, const std::vector<std::string>& overrides = {},
                                       const std::string& config_dir = "");
@@ -207,5 +216,12 @@ StatusOr<PlannedJob> PlanSweepJob(const SweepSpec& spec, const std::string& mode
 nlohmann::json ToJson(const SweepSpec& spec);
 // Reads the `threshold` and other fields back from ToJson output (for the coordinator's restart).
 StatusOr<SweepSpec> SweepSpecFromJson(const nlohmann::json& document);
+
+// The sweep's canonical text, ToJson(spec).dump(): what a client sends (composed and resolved), what the
+// coordinator stores as the sweep's spec_json and compares a retried Submit with, and what `dwarp run`
+// compares with the stored sweeps to resume one. A fixed point: CanonicalSweepJson(ParseSweepSpec(
+// CanonicalSweepJson(s), kJson)) == CanonicalSweepJson(s), so a client computes locally what the coordinator
+// will store.
+std::string CanonicalSweepJson(const SweepSpec& spec);
 
 }  // namespace dwarp

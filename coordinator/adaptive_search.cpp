@@ -192,8 +192,7 @@ JobOutcome OutcomeOf(const JobRow& job) {
   outcome.layer = job.layer;
   outcome.dataset = job.dataset;
   outcome.variant = job.variant;
-  StatusOr<SubspaceDim> d = SubspaceDim::Parse(job.d);
-  outcome.d = d.ok() ? *d : SubspaceDim::Linear();
+  outcome.d = job.d;
   outcome.seed = job.seed;
   switch (job.state) {
     case JobState::kSucceeded: outcome.state = OutcomeState::kSucceeded; break;
@@ -228,7 +227,7 @@ StatusOr<std::vector<JobRow>> NextSearchJobs(const SweepSpec& spec, const std::s
     row.layer = job->layer;
     row.dataset = job->dataset;
     row.variant = planned.variant;
-    row.d = job->d.ToString();
+    row.d = job->d;
     row.seed = job->seed;
     row.spec_json = ToJson(job->spec).dump();
     row.state = JobState::kQueued;

@@ -37,17 +37,21 @@ void FillMetric(const MetricRow& row, v1::MetricPoint* point) {
   point->set_time_unix_ms(row.time_ms);
 }
 
+// The job's key on the wire; d travels as its text ("0", "300", "full").
+void FillJobKey(const JobRow& row, v1::JobKey* key) {
+  key->set_model(row.model);
+  key->set_layer(row.layer);
+  key->set_dataset(row.dataset);
+  key->set_d(row.d.ToString());
+  key->set_seed(row.seed);
+  key->set_variant(row.variant);
+}
+
 void FillJob(const JobView& view, v1::Job* job) {
   const JobRow& row = view.job;
   job->set_job_id(row.job_id);
   job->set_sweep_id(row.sweep_id);
-  v1::JobKey* key = job->mutable_key();
-  key->set_model(row.model);
-  key->set_layer(row.layer);
-  key->set_dataset(row.dataset);
-  key->set_d(row.d);
-  key->set_seed(row.seed);
-  key->set_variant(row.variant);
+  FillJobKey(row, job->mutable_key());
   job->set_state(static_cast<v1::JobState>(row.state));
   job->set_attempt(row.attempt);
   job->set_worker_id(row.worker_id);
@@ -667,13 +671,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
       out->set_job_id(lease.job.job_id);
       out->set_sweep_id(lease.job.sweep_id);
       out->set_attempt(lease.job.attempt);
-      v1::JobKey* key = out->mutable_key();
-      key->set_model(lease.job.model);
-      key->set_layer(lease.job.layer);
-      key->set_dataset(lease.job.dataset);
-      key->set_d(lease.job.d);
-      key->set_seed(lease.job.seed);
-      key->set_variant(lease.job.variant);
+      FillJobKey(lease.job, out->mutable_key());
       out->set_spec_json(lease.job.spec_json);
       out->set_ttl_ms(lease.ttl_ms);
       out->set_expires_unix_ms(lease.expires_ms);

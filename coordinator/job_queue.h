@@ -3,8 +3,8 @@
 // firms up early. Across sweeps the share is fair: the next job comes from the open sweep with the fewest
 // running jobs, the oldest sweep on a tie.
 //
-// Each job's d is typed once (SubspaceDim), when the job is submitted or loaded at a restart; ordering and
-// the d_warp tracker (DimOf) use the typed value, never the text.
+// Each job's d is typed (SubspaceDim, as the store keeps it in JobRow::d); ordering uses the typed value,
+// never text.
 //
 // Thread-safety: none; its owner (the scheduler) calls it under its own lock. Calls naming a job or sweep
 // that was never added are programmer errors (std::out_of_range).

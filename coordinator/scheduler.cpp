@@ -249,13 +249,9 @@ Status Scheduler::LoadFromStore() {
     auto found = sweeps_by_id_.find(job.sweep_id);
     if (found == sweeps_by_id_.end())
       return InternalError("stored job " + std::to_string(job.job_id) + " names unknown sweep '" + job.sweep_id + "'");
-    auto d = SubspaceDim::Parse(job.d);
-    if (!d.ok())
-      return InternalError("stored job " + std::to_string(job.job_id) + " has a d that no longer parses: " +
-                           d.status().message());
     SweepRecord& sweep = *found->second;
     sweep.job_ids.push_back(job.job_id);
-    queue_.AddJob(job.sweep_id, job.job_id, *d, job.state);
+    queue_.AddJob(job.sweep_id, job.job_id, job.d, job.state);
     if (job.state == JobState::kRunning || (job.state == JobState::kCancelled && job.cancel_requested))
       if (!job.lease_id.empty()) leases_.Add(job.lease_id, job.job_id);
     jobs_[job.job_id] = std::move(job);
@@ -451,7 +447,7 @@ Status CheckRequestId(const std::string& request_id) {
 }
 
 std::string DescribeJobKey(const JobRow& job) {
-  return "model " + job.model + ", layer " + job.layer + ", dataset " + job.dataset + ", d " + job.d + ", seed " +
+  return "model " + job.model + ", layer " + job.layer + ", dataset " + job.dataset + ", d " + job.d.ToString() + ", seed " +
          std::to_string(job.seed) + (job.variant.empty() ? "" : ", variant " + job.variant);
 }
 
@@ -479,49 +475,49 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   const std::string source = request.source_name.empty() ? "sweep" : request.source_name;
   DWARP_RETURN_IF_ERROR(CheckRequestId(request.request_id));
   const std::string request_id = request.dry_run ? "" : request.request_id;
-  auto spec = ParseSweepSpec(request.text, request.format, request.overrides, request.base_dir);
-  if (!spec.ok()) return Status(spec.status().code(), source + ": " + spec.status().message());
+  // The one validation of record (the request is untrusted input): parsed, validated and expanded once.
+  auto expanded = ParseAndExpandSweepSpec(request.text, request.format, request.overrides, request.base_dir);
+  if (!expanded.ok()) return Status(expanded.status().code(), source + ": " + expanded.status().message());
+  SweepSpec& spec = expanded->spec;
+  const std::vector<PlannedJob>& planned = expanded->jobs;
 
   const int64_t now = Now();
   SweepRow row;
-  row.name = spec->name;
+  row.name = spec.name;
   row.state = SweepState::kRunning;
   row.created_ms = now;
-  row.spec_json = ToJson(*spec).dump();
+  row.spec_json = CanonicalSweepJson(spec);
   row.request_id = request_id;
   if (row.spec_json.size() > options_.max_spec_bytes)
     return InvalidArgumentError(source + ": the resolved sweep is " + std::to_string(row.spec_json.size()) +
                                 " bytes of JSON; expected at most " + std::to_string(options_.max_spec_bytes));
   {
-    // A retry of a stored submission is answered before the expansion, which may be long.
+    // A retry of a stored submission is answered before its jobs' specs are written out.
     std::lock_guard<std::mutex> lock(mutex_);
     auto resubmitted = ResubmittedLocked(request_id, row.spec_json);
     if (!resubmitted.ok()) return resubmitted.status();
     if (*resubmitted) return std::move(**resubmitted);
   }
-  auto planned = ExpandSweep(*spec);
-  if (!planned.ok()) return Status(planned.status().code(), source + ": " + planned.status().message());
-
   std::vector<JobRow> jobs;
-  jobs.reserve(planned->size());
-  for (const PlannedJob& plan : *planned) {
+  jobs.reserve(planned.size());
+  for (const PlannedJob& plan : planned) {
     JobRow job;
     job.model = plan.model;
     job.layer = plan.layer;
     job.dataset = plan.dataset;
     job.variant = plan.variant;
-    job.d = plan.d.ToString();
+    job.d = plan.d;
     job.seed = plan.seed;
     job.spec_json = ToJson(plan.spec).dump();
     job.state = JobState::kQueued;
     job.created_ms = now;
-    job.reason = InitialJobReason(*spec);
+    job.reason = InitialJobReason(spec);
     // The spec and the key travel together (a lease, a page of results).
     const size_t bytes = job.spec_json.size() + job.model.size() + job.layer.size() + job.dataset.size() +
-                         job.variant.size() + job.d.size();
+                         job.variant.size() + job.d.ToString().size();
     if (bytes > options_.max_spec_bytes)
       return InvalidArgumentError(source + ": job " + std::to_string(jobs.size() + 1) + " of " +
-                                  std::to_string(planned->size()) + " (" + DescribeJobKey(job) + ") is " +
+                                  std::to_string(planned.size()) + " (" + DescribeJobKey(job) + ") is " +
                                   std::to_string(bytes) + " bytes with its key; expected at most " +
                                   std::to_string(options_.max_spec_bytes));
     jobs.push_back(std::move(job));
@@ -529,17 +525,16 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   if (request.dry_run) {
     SubmitResult result;
     result.sweep.row = row;
-    result.sweep.spec = *spec;
+    result.sweep.spec = spec;
     result.sweep.counts.total = result.sweep.counts.queued = static_cast<int32_t>(jobs.size());
     result.jobs = std::move(jobs);
     return result;
   }
 
-  return OnStateThread<StatusOr<SubmitResult>>([&] { return StoreSweepLocked(std::move(row), std::move(*spec), *planned, std::move(jobs)); });
+  return OnStateThread<StatusOr<SubmitResult>>([&] { return StoreSweepLocked(std::move(row), std::move(spec), std::move(jobs)); });
 }
 
-StatusOr<SubmitResult> Scheduler::StoreSweepLocked(SweepRow row, SweepSpec spec, const std::vector<PlannedJob>& planned,
-                                                   std::vector<JobRow> jobs) {
+StatusOr<SubmitResult> Scheduler::StoreSweepLocked(SweepRow row, SweepSpec spec, std::vector<JobRow> jobs) {
   if (shutdown_) return UnavailableError("the coordinator is shutting down");
   const std::string& request_id = row.request_id;
   {
@@ -559,7 +554,7 @@ StatusOr<SubmitResult> Scheduler::StoreSweepLocked(SweepRow row, SweepSpec spec,
   for (size_t i = 0; i < jobs.size(); ++i) {
     const JobRow& job = jobs[i];
     state->job_ids.push_back(job.job_id);
-    queue_.AddJob(row.sweep_id, job.job_id, planned[i].d, JobState::kQueued);
+    queue_.AddJob(row.sweep_id, job.job_id, job.d, JobState::kQueued);
     jobs_[job.job_id] = job;
   }
   SweepRecord& sweep = *state;
@@ -671,7 +666,7 @@ void Scheduler::RecomputeDWarpLocked(SweepRecord& sweep) {
     outcome.layer = job.layer;
     outcome.dataset = job.dataset;
     outcome.variant = job.variant;
-    outcome.d = queue_.DimOf(id);
+    outcome.d = job.d;
     outcome.seed = job.seed;
     outcome.state = ToOutcome(job.state);
     if (job.result) {
@@ -701,7 +696,7 @@ void Scheduler::RecomputeDWarpLocked(SweepRecord& sweep) {
     JobRow job = jobs_.at(sweep.job_ids.at(index));
     if (job.state != JobState::kQueued) continue;
     job.state = JobState::kCancelled;
-    job.error = "early stop: d = " + job.d + " is above the final d_warp crossing of its group";
+    job.error = "early stop: d = " + job.d.ToString() + " is above the final d_warp crossing of its group";
     job.finished_ms = Now();
     unnecessary.push_back(std::move(job));
   }
@@ -786,14 +781,12 @@ void Scheduler::ExtendSearchLocked(SweepRecord& sweep) {
     return;
   }
   for (const JobRow& job : *next) {
-    auto d = SubspaceDim::Parse(job.d);
-    // The planner writes d from a SubspaceDim, so it parses; were it not, the job would still run last.
-    queue_.AddJob(sweep.row.sweep_id, job.job_id, d.ok() ? *d : SubspaceDim::Full(), JobState::kQueued);
+    queue_.AddJob(sweep.row.sweep_id, job.job_id, job.d, JobState::kQueued);
     sweep.job_ids.push_back(job.job_id);  // store ids ascend, so job_ids stays sorted
     const JobRow& added = jobs_[job.job_id] = job;
     watch_hub_.Publish(sweep.row.sweep_id, [&] { return WatchEventData(ViewLocked(added)); });
     spdlog::info("sweep {}: job {} ({}/{}/{} d={} seed={}) added: {}", sweep.row.sweep_id, job.job_id, job.model,
-                 job.layer, job.dataset, job.d, job.seed, job.reason);
+                 job.layer, job.dataset, job.d.ToString(), job.seed, job.reason);
   }
   sweep.dwarp_stale = true;
   work_cv_.notify_all();
@@ -866,7 +859,7 @@ StatusOr<std::optional<AcquireResult>> Scheduler::TryAcquireLocked(const std::st
   latest_metric_.erase(job.job_id);
   PublishJobLocked(sweep, current);
   spdlog::debug("job {} ({}/{}/{} d={} seed={}) leased to {} on {} (attempt {})", job.job_id, job.model,
-                job.layer, job.dataset, job.d, job.seed, worker_id, device, job.attempt);
+                job.layer, job.dataset, job.d.ToString(), job.seed, worker_id, device, job.attempt);
   result.lease = Lease{job.lease_id, job, leases_.ttl_ms(), job.lease_expires_ms};
   return std::optional<AcquireResult>(result);
 }
@@ -984,7 +977,7 @@ Status Scheduler::CompleteLocked(const std::string& worker_id, const std::string
   leases_.Remove(lease_id);
   workers_.RecordOutcome(worker_id, /*succeeded=*/true, /*retryable=*/false, "", now);
   spdlog::info("job {} ({}/{}/{} d={} seed={}) succeeded on {}: test {} = {:.4f}", job.job_id, job.model, job.layer,
-               job.dataset, job.d, job.seed, worker_id, result.metric, result.test_score);
+               job.dataset, job.d.ToString(), job.seed, worker_id, result.metric, result.test_score);
   JobFinishedLocked(sweep, current);
   return OkStatus();
 }

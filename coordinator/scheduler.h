@@ -256,8 +256,7 @@ class Scheduler {
   std::unique_lock<std::mutex>* StateLockToRelease() const;
 
   // The bodies of the public methods that change state; they run on the state thread.
-  StatusOr<SubmitResult> StoreSweepLocked(SweepRow row, SweepSpec spec, const std::vector<PlannedJob>& planned,
-                                          std::vector<JobRow> jobs);
+  StatusOr<SubmitResult> StoreSweepLocked(SweepRow row, SweepSpec spec, std::vector<JobRow> jobs);
   StatusOr<CancelResult> CancelLocked(const std::string& sweep_name);
   // nullopt: nothing to lease now (the caller waits for work).
   StatusOr<std::optional<AcquireResult>> TryAcquireLocked(const std::string& worker_id, const std::string& device);

@@ -137,6 +137,24 @@ CREATE TABLE worker_credentials (
     R"sql(
 ALTER TABLE jobs ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 )sql",
+    // 6 -> 7: each job's d typed, in two integer columns instead of text: d_kind is SubspaceDim::Kind (0 linear,
+    // 1 subspace, 2 full) and d_value the subspace's d (0 for the other kinds). The stored text was written by
+    // SubspaceDim::ToString ("0", "300", "full"); a text that is not of that form becomes d_kind -1, which
+    // LoadJobs reports naming the job rather than guessing a d. DROP COLUMN needs SQLite 3.35 or later.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN d_kind INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN d_value INTEGER NOT NULL DEFAULT 0;
+UPDATE jobs SET
+  d_kind = CASE
+    WHEN d = '0' THEN 0
+    WHEN d = 'full' THEN 2
+    WHEN d GLOB '[1-9]*' AND d NOT GLOB '*[^0-9]*' AND length(d) <= 18 THEN 1
+    ELSE -1 END,
+  d_value = CASE
+    WHEN d GLOB '[1-9]*' AND d NOT GLOB '*[^0-9]*' AND length(d) <= 18 THEN CAST(d AS INTEGER)
+    ELSE 0 END;
+ALTER TABLE jobs DROP COLUMN d;
+)sql",
 };
 static_assert(std::size(kMigrations) == SqliteSweepStore::kSchemaVersion,
               "one migration per schema version");
@@ -409,9 +427,9 @@ constexpr const char* kSweepExists = "SELECT 1 FROM sweeps WHERE sweep_id = ?";
 constexpr const char* kSweepOfRequest = "SELECT sweep_id FROM sweeps WHERE request_id = ?";
 constexpr const char* kUpdateSweep = "UPDATE sweeps SET state = ?, finished_ms = ? WHERE sweep_id = ?";
 constexpr const char* kInsertJob =
-    "INSERT INTO jobs (sweep_id, model, layer, dataset, d, variant, seed, spec_json, state, attempt, lease_id,"
-    " worker_id, lease_expires_ms, error, created_ms, started_ms, finished_ms, cancel_requested, reason)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    "INSERT INTO jobs (sweep_id, model, layer, dataset, d_kind, d_value, variant, seed, spec_json, state, attempt,"
+    " lease_id, worker_id, lease_expires_ms, error, created_ms, started_ms, finished_ms, cancel_requested, reason)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 // The mutable fields of store.h's UpdateJobs; the key, spec and creation time are fixed at CreateSweep.
 constexpr const char* kUpdateJob =
     "UPDATE jobs SET state = ?, attempt = ?, lease_id = ?, worker_id = ?, lease_expires_ms = ?, error = ?,"
@@ -437,12 +455,12 @@ constexpr const char* kLoadWorkerCredentials =
 constexpr const char* kLoadSweeps =
     "SELECT sweep_id, name, state, created_ms, finished_ms, spec_json, request_id FROM sweeps ORDER BY seq";
 constexpr const char* kLoadJobs =
-    "SELECT j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d, j.variant, j.seed, j.spec_json, j.state,"
+    "SELECT j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d_kind, j.variant, j.seed, j.spec_json, j.state,"
     " j.attempt, j.lease_id, j.worker_id, j.lease_expires_ms, j.error, j.created_ms, j.started_ms,"
     " j.finished_ms, j.cancel_requested,"
     " r.job_id IS NOT NULL, r.metric, r.train_score, r.val_score, r.test_score, r.test_pearson_mean,"
     " r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.trained_d, r.warped_params, r.device,"
-    " r.result_json, r.attempt, r.worker_id, r.recorded_ms, r.noise_ceiling, j.reason"
+    " r.result_json, r.attempt, r.worker_id, r.recorded_ms, r.noise_ceiling, j.reason, j.d_value"
     " FROM jobs AS j LEFT JOIN results AS r ON r.job_id = j.job_id ORDER BY j.job_id";
 constexpr const char* kLoadWorkers =
     "SELECT worker_id, name, host, devices, registered_ms, last_seen_ms, consecutive_failures, blocked,"
@@ -463,7 +481,8 @@ Status InsertJobs(SqliteConnection& db, const std::string& sweep_id, const std::
         .Text(job.model)
         .Text(job.layer)
         .Text(job.dataset)
-        .Text(job.d)
+        .Int(static_cast<int64_t>(job.d.kind))
+        .Int(job.d.value)
         .Text(job.variant)
         .Int(static_cast<int64_t>(job.seed))  // same bits; read back as uint64
         .Text(job.spec_json)
@@ -517,6 +536,24 @@ StatusOr<Enum> ReadEnum(const SqliteConnection& db, int64_t value, int64_t lo, i
                          std::to_string(value) + "; expected " + std::to_string(lo) + ".." + std::to_string(hi));
   }
   return static_cast<Enum>(value);
+}
+
+// A job's d from its columns d_kind (SubspaceDim::Kind) and d_value, checked as ReadEnum checks an enum so that
+// a damaged row (or a d the migration to version 7 could not read, d_kind -1) is reported, not cast.
+StatusOr<SubspaceDim> ReadDim(const SqliteConnection& db, int64_t kind, int64_t value, const std::string& row) {
+  const std::string where = "SQLite database '" + db.path() + "': the d of " + row + " (d_kind " +
+                            std::to_string(kind) + ", d_value " + std::to_string(value) + ")";
+  switch (kind) {
+    case SubspaceDim::kLinear:
+    case SubspaceDim::kFull:
+      if (value == 0) return SubspaceDim{static_cast<SubspaceDim::Kind>(kind), 0};
+      return InternalError(where + " has a d_value; expected 0 for d_kind 0 (linear) and 2 (full)");
+    case SubspaceDim::kSubspace:
+      if (value >= 1) return SubspaceDim::Subspace(value);
+      return InternalError(where + " is not a subspace size; expected d_value >= 1 for d_kind 1 (subspace)");
+    default:
+      return InternalError(where + " has an unknown kind; expected d_kind 0 (linear), 1 (subspace) or 2 (full)");
+  }
 }
 
 }  // namespace
@@ -983,7 +1020,9 @@ StatusOr<std::vector<JobRow>> SqliteSweepStore::LoadJobs() {
         job.model = q.ColumnText(2);
         job.layer = q.ColumnText(3);
         job.dataset = q.ColumnText(4);
-        job.d = q.ColumnText(5);
+        StatusOr<SubspaceDim> d = ReadDim(db, q.ColumnInt(5), q.ColumnInt(38), "job " + std::to_string(job.job_id));
+        if (!d.ok()) return d.status();
+        job.d = *d;
         job.variant = q.ColumnText(6);
         job.seed = static_cast<uint64_t>(q.ColumnInt(7));
         job.spec_json = q.ColumnText(8);

@@ -11,7 +11,9 @@
 // every result of a version-1 file reads as); 3 makes (job_id, attempt, epoch) the metrics' unique key
 // (repeats stored before are dropped, the first copy kept); 4 adds sweeps.request_id ('' = none, as for
 // every older sweep; unique among the others); 5 adds worker_credentials (a hash of each worker's
-// credential; workers registered before have none and must register again). Tables: sweeps, jobs (index on
+// credential; workers registered before have none and must register again); 6 adds jobs.reason ('' for
+// older jobs); 7 stores each job's d typed, jobs.d_kind (SubspaceDim::Kind) and jobs.d_value, instead of the
+// text column jobs.d (the text is converted; DROP COLUMN needs SQLite 3.35 or later). Tables: sweeps, jobs (index on
 // sweep_id), results (one row per job at most: the primary key is the job id), metrics (one row per job,
 // attempt and epoch), workers (devices as a JSON array of strings), worker_credentials.
 //
@@ -52,7 +54,7 @@ class SqliteConnection;  // the connection, its statement cache and the mutex (s
 class SqliteSweepStore final : public SweepStore {
  public:
   // The schema version this build writes and reads (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 6;
+  static constexpr int kSchemaVersion = 7;
   // PRAGMA application_id of every database dwarp writes: "dwrp" in ASCII.
   static constexpr int kApplicationId = 0x64777270;
 

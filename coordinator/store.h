@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/subspace_dim.h"
 
 namespace dwarp::coordinator {
 
@@ -69,7 +70,8 @@ struct JobRow {
   int64_t job_id = 0;        // assigned by CreateSweep (1, 2, ... across the store; never reused)
   std::string sweep_id;
   // The job's key inside its sweep.
-  std::string model, layer, dataset, d, variant;  // d as text: "0", "300", "full"
+  std::string model, layer, dataset, variant;
+  SubspaceDim d;             // typed: 0, n or full (written as text only at the edges: proto, JSON, logs)
   uint64_t seed = 0;
   std::string spec_json;     // the job spec (common/job_spec.h ToJson)
   JobState state = JobState::kQueued;

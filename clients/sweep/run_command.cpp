@@ -53,19 +53,15 @@ struct SweepToFollow {
 };
 
 // The sweep of the same resolved spec already in the coordinator's database: a finished one (unless
-// `fresh`) is reported again, a running one (interrupted by Ctrl-C or a crash) resumed. The coordinator
-// resolves the spec (a dry-run Submit) so that the comparison is with what it stored.
+// `fresh`) is reported again, a running one (interrupted by Ctrl-C or a crash) resumed. The request's
+// sweep_text is CanonicalSweepJson of the sweep composed here, which is what the coordinator stores as a
+// sweep's spec_json (common/sweep_spec.h), so the comparison needs no round trip but the listing.
 StatusOr<SweepToFollow> FindSameSweep(SweepClient& client, const v1::SubmitRequest& request, bool fresh) {
-  v1::SubmitRequest dry = request;
-  dry.set_dry_run(true);
-  v1::SubmitResponse planned;
-  Status status = CallCoordinator(client, [&](grpc::ClientContext* c) { return client.stub->Submit(c, dry, &planned); });
-  if (!status.ok()) return status;
   StatusOr<v1::ListSweepsResponse> listed = FetchSweepList(client);  // every page
   if (!listed.ok()) return listed.status();
   SweepToFollow found;
   for (const v1::Sweep& sweep : listed->sweeps()) {
-    if (sweep.spec_json() != planned.sweep().spec_json()) continue;
+    if (sweep.spec_json() != request.sweep_text()) continue;
     if (sweep.state() == v1::SWEEP_DONE && !fresh) {
       found = {sweep.sweep_id(), true};
     } else if (sweep.state() == v1::SWEEP_RUNNING) {
@@ -123,11 +119,10 @@ CommandResult Report(SweepClient& client, const std::string& sweep_id, const fs:
 }  // namespace
 
 CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool tty) {
-  // 1. The sweep file, checked here before anything starts.
-  auto request = BuildSubmitRequest({options.sweep_file, options.overrides, false, false});
+  // 1. The sweep file, composed and checked here once, before anything starts.
+  SweepSpec spec;
+  auto request = BuildSubmitRequest({options.sweep_file, options.overrides, false, false}, &spec);
   if (!request.ok()) return Local(request.status());
-  auto spec = LoadSweepSpecFile(options.sweep_file, options.overrides);
-  if (!spec.ok()) return Local(spec.status());
   if (options.slots < 0) return Local(InvalidArgumentError("--slots = " + std::to_string(options.slots) + "; expected >= 0"));
   if (options.threads < 1) return Local(InvalidArgumentError("--threads = " + std::to_string(options.threads) + "; expected >= 1"));
   if (options.devices.empty()) return Local(InvalidArgumentError("--devices is empty; expected cpu or cuda:0,cuda:1,..."));
@@ -143,7 +138,7 @@ CommandResult RunSweepLocally(const RunOptions& options, std::ostream& out, bool
                                 {self / "dwarp-worker", self / ".." / "worker" / "daemon" / "dwarp-worker"});
   if (!worker_bin.ok()) return Local(worker_bin.status());
 
-  const fs::path run_dir = options.run_dir.empty() ? fs::path("runs") / spec->name : fs::path(options.run_dir);
+  const fs::path run_dir = options.run_dir.empty() ? fs::path("runs") / spec.name : fs::path(options.run_dir);
   std::error_code error;
   fs::create_directories(run_dir, error);
   if (error) return Local(UnavailableError("--run-dir: cannot create '" + run_dir.string() + "': " + error.message()));

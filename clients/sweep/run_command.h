@@ -10,8 +10,9 @@
 //   RUN/tensorboard/      every job's training curve as TensorBoard event files (as `dwarp tensorboard`)
 //   RUN/coordinator.log, RUN/worker.log
 //
-// RUN is --run-dir, default runs/<sweep name>. A second run of the same sweep (same resolved spec) in the
-// same folder reuses what is there: a finished sweep is reported again without training (--fresh runs it
+// RUN is --run-dir, default runs/<sweep name>. A second run of the same sweep (same resolved spec: the sweep
+// composed here, as CanonicalSweepJson, equal to a stored sweep's spec_json) in the same folder reuses what
+// is there: a finished sweep is reported again without training (--fresh runs it
 // anew), an interrupted one (Ctrl-C, a crash) resumes where it stopped, since the coordinator restarts
 // from its database.
 //

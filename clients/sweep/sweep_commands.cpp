@@ -101,26 +101,16 @@ StatusOr<SweepClient> ConnectSweepClient(const ConnectionFlags& flags) {
   return client;
 }
 
-StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options) {
+StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options, SweepSpec* composed) {
+  // Composed and validated here first (the file read once; its extension checked by LoadSweepSpecFile), so
+  // that a bad file fails at once, with the file's name, and needs no coordinator.
+  auto spec = LoadSweepSpecFile(options.sweep_file, options.overrides);
+  if (!spec.ok()) return NamingFile(spec.status(), options.sweep_file);
   const std::string& path = options.sweep_file;
-  const std::string extension = Lowercase(fs::path(path).extension().string());
-  std::string format;
-  if (extension == ".yaml" || extension == ".yml") {
-    format = "yaml";
-  } else if (extension == ".json") {
-    format = "json";
-  } else {
-    return InvalidArgumentError(path + ": unknown extension '" + extension + "'; expected .yaml, .yml or .json");
-  }
-  if (!rpc::ReadTextFile(path).ok()) return NotFoundError(path + ": cannot read the sweep file");
-  // Parsed here first so that a bad file fails at once, with the file's name, and needs no coordinator.
-  auto spec = LoadSweepSpecFile(path, options.overrides);
-  if (!spec.ok()) return NamingFile(spec.status(), path);
-
   // What is sent is the sweep as composed here: config groups merged, overrides applied, paths made absolute,
   // so a coordinator on another machine needs none of this machine's config files.
   v1::SubmitRequest request;
-  request.set_sweep_text(ToJson(*spec).dump());
+  request.set_sweep_text(CanonicalSweepJson(*spec));
   request.set_format("json");
   std::error_code ec;
   const fs::path absolute = fs::absolute(path, ec);
@@ -129,6 +119,7 @@ StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options) {
   request.set_source_name(path);
   request.set_dry_run(options.dry_run);
   request.set_request_id(options.request_id.empty() ? NewRequestId() : options.request_id);
+  if (composed != nullptr) *composed = std::move(*spec);
   return request;
 }
 

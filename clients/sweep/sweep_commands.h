@@ -54,6 +54,7 @@
 #include "clients/sweep/sweep_format.h"
 #include "common/rpc/connection.h"
 #include "common/status.h"
+#include "common/sweep_spec.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
 
 namespace CLI {
@@ -114,11 +115,13 @@ struct SubmitOptions {
 // A fresh request id for one submission: "cli-" and 32 hex digits (128 bits from std::random_device).
 std::string NewRequestId();
 
-// The Submit request for a sweep file, checked locally first: the extension (.yaml, .yml, .json), that the
-// file reads, and that it composes, parses and validates with the overrides (LoadSweepSpecFile). Every error
-// names the file. sweep_text is the composed sweep (ToJson) with format json and no overrides; base_dir is
-// the file's absolute folder; source_name the path as given; request_id options.request_id or a new one.
-StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options);
+// The Submit request for a sweep file, checked locally first: LoadSweepSpecFile reads it once (its extension
+// .yaml, .yml or .json), composes it, applies the overrides and validates it. Every error names the file.
+// This validation is the user's early answer; the coordinator's, at Submit, is the one of record.
+// sweep_text is CanonicalSweepJson of the composed sweep, with format json and no overrides; base_dir is the
+// file's absolute folder; source_name the path as given; request_id options.request_id or a new one. When
+// `composed` is not null it receives the composed sweep (`dwarp run` needs its name).
+StatusOr<v1::SubmitRequest> BuildSubmitRequest(const SubmitOptions& options, SweepSpec* composed = nullptr);
 
 // The commands. Each writes its output to `out` (watch: redraws when `tty`) and returns the first failure;
 // CommandResult::local_input marks the ones that are the user's input (exit 2).

@@ -620,7 +620,9 @@ TEST(SweepCommandsTest, SubmitRequestNamesAMissingFileOrABadExtension) {
   auto toml = BuildSubmitRequest(options);
   ASSERT_FALSE(toml.ok());
   EXPECT_EQ(toml.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(toml.status().message().find("'.toml'"), std::string::npos) << toml.status();
+  EXPECT_NE(toml.status().message().find("\".toml\"; expected .yaml, .yml or .json"), std::string::npos)
+      << toml.status();
+  EXPECT_NE(toml.status().message().find("sweep.toml"), std::string::npos) << toml.status();
 }
 
 }  // namespace

@@ -362,6 +362,111 @@ TEST(JobSpecTest, ToJsonRoundTrips) {
   EXPECT_EQ(ToJson(MustParse(MajajWithD("full")))["d"], "full");
 }
 
+// Specs of every data kind, objective and readout, with settings left to defaults and set, and settings the
+// job does not use given (dropped by the sweep-style validation).
+std::vector<JobSpec> SpecsOfEveryKind() {
+  std::vector<JobSpec> specs = {
+      MustParse(kMajajYaml), NonDefaultSpec(), MustParse(MajajWithD("full")),
+      MustParse(MajajWithD("0", "readout: ridge\nridge: {alphas: [0.5, 2], per_target: true, folds: 4}")),
+      MustParse(MajajWith("readout: prefit_warped\nridge: {alphas: [1, 10]}\ntrain: {low_dim_lr: 0.5}")),
+      MustParse(kMajajYaml, SpecFormat::kYaml,
+                {"data.coords={image_id: stim, region: area}", "data.nan=drop_targets", "data.roi=[V1, pIT]",
+                 "+train.low_dim_lr_scaling=none", "+train.schedule=constant", "+model.projection=global"}),
+      MustParse("model: {arch: resnet18, layer: layer4, weights: /w.pt}\n"
+                "data: {kind: nsd, root: /nsd, stimuli: /s, roi: [V1v, hV4]}\nd: 0\n"),
+      MustParse("model: {arch: mlp, layer: fc1}\ndata: {kind: generic, root: /g}\nd: 0\n"),
+      MustParse("model: {arch: mlp, layer: fc1}\ndata: {kind: generic, root: /g, split: {column: part}}\nd: 5\n"),
+      MustParse("model: {arch: mlp, hidden: [30, 20]}\n"
+                "data: {kind: idx, images: i, labels: l, test_images: ti, test_labels: tl, limit_classes: 3}\n"
+                "d: 10\n"),
+      MustParse("model: {arch: lenet}\ndata: {kind: image_folder, root: /i, limit_samples: 4}\nd: full\n"),
+      MustParse("model: {arch: mlp, hidden: [16]}\n"
+                "data: {kind: synthetic, images: /i.gz, labels: /l.gz,\n"
+                "       synthetic: {targets: 8, warp: trained, warp_epochs: 3, warp_lr: 0.2, categories: 0.5}}\n"
+                "objective: rsa\nd: 100\n"),
+      MustParse("model: {arch: mlp, hidden: [16]}\ndata: {kind: synthetic, images: /i.gz}\nobjective: rsa\nd: 0\n")};
+  // A sweep's jobs are validated with the settings they do not use dropped (low_dim_lr at d = 0 here).
+  StatusOr<JobSpec> dropped =
+      JobSpecFromJson(nlohmann::json::parse(R"({"model": {"arch": "mlp", "projection": "global"},
+          "data": {"kind": "idx", "images": "i", "labels": "l"}, "d": 0, "train": {"low_dim_lr": 0.1}})"),
+                      UnusedSettings::kDrop);
+  EXPECT_TRUE(dropped.ok()) << dropped.status();
+  if (dropped.ok()) specs.push_back(*dropped);
+  return specs;
+}
+
+TEST(JobSpecVersionTest, ToJsonWritesTheVersionAndDecodeJobSpecReadsBackTheSameSpec) {
+  for (const JobSpec& spec : SpecsOfEveryKind()) {
+    const nlohmann::json written = ToJson(spec);
+    EXPECT_EQ(written["spec_version"], kJobSpecVersion);
+    StatusOr<JobSpec> decoded = DecodeJobSpec(written);
+    ASSERT_TRUE(decoded.ok()) << decoded.status() << "\n" << written.dump(2);
+    EXPECT_EQ(*decoded, spec) << written.dump(2);
+    EXPECT_EQ(ToJson(*decoded), written);
+    // The full validation reads the same (a result's recorded spec given back to `dwarp train`).
+    StatusOr<JobSpec> validated = JobSpecFromJson(written);
+    ASSERT_TRUE(validated.ok()) << validated.status() << "\n" << written.dump(2);
+    EXPECT_EQ(*validated, spec);
+  }
+}
+
+TEST(JobSpecVersionTest, AVersionedSpecIsDecodedWithoutValidatingItAgain) {
+  // What the coordinator guaranteed at submit is not checked again: a split that does not sum to 1 and
+  // readout ridge at a subspace d, which validation refuses, are decoded as written.
+  nlohmann::json written = ToJson(MustParse(kMajajYaml));
+  written["data"]["split"]["train"] = 0.1;
+  written["readout"] = "ridge";
+  written["ridge"] = {{"alphas", {1.0}}, {"per_target", false}, {"folds", 0}};
+  EXPECT_FALSE(JobSpecFromJson(written).ok());
+  StatusOr<JobSpec> decoded = DecodeJobSpec(written);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_DOUBLE_EQ(decoded->data.split.train, 0.1);
+  EXPECT_EQ(decoded->readout, Readout::kRidge);
+  EXPECT_EQ(decoded->d, SubspaceDim::Subspace(1000));
+  // Types still are: a wrong one names the field.
+  written["train"]["batch_size"] = "sixteen";
+  StatusOr<JobSpec> mistyped = DecodeJobSpec(written);
+  ASSERT_FALSE(mistyped.ok());
+  EXPECT_EQ(mistyped.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(mistyped.status().message(), HasSubstr("train.batch_size"));
+  written = ToJson(MustParse(kMajajYaml));
+  written.erase("objective");
+  EXPECT_THAT(DecodeJobSpec(written).status().message(), HasSubstr("objective: missing"));
+}
+
+TEST(JobSpecVersionTest, ASpecWithoutAVersionIsValidatedInFullWithUnusedSettingsDropped) {
+  // As a coordinator from before the version stored it: validated, defaults resolved, unused settings dropped.
+  nlohmann::json old = ToJson(MustParse(MajajWithD("0")));
+  old.erase("spec_version");
+  old["train"]["low_dim_lr"] = 0.3;  // unused at d = 0
+  old["data"].erase("image_size");   // resolved by validation from the model
+  StatusOr<JobSpec> decoded = DecodeJobSpec(old);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(*decoded, MustParse(MajajWithD("0")));
+  EXPECT_FALSE(decoded->train.low_dim_lr.has_value());
+  EXPECT_EQ(decoded->data.image_size, 224);
+  // And refused where validation refuses.
+  old["data"]["split"] = {{"train", 0.1}, {"val", 0.2}, {"test", 0.2}};
+  StatusOr<JobSpec> refused = DecodeJobSpec(old);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("expected fractions summing to 1"));
+}
+
+TEST(JobSpecVersionTest, AnotherVersionIsRefusedNamingBothVersions) {
+  nlohmann::json written = ToJson(MustParse(kMajajYaml));
+  for (const nlohmann::json& version : {nlohmann::json(2), nlohmann::json(0), nlohmann::json("1")}) {
+    written["spec_version"] = version;
+    StatusOr<JobSpec> decoded = DecodeJobSpec(written);
+    ASSERT_FALSE(decoded.ok()) << version;
+    EXPECT_EQ(decoded.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(decoded.status().message(), HasSubstr("spec_version = " + version.dump()));
+    EXPECT_THAT(decoded.status().message(), HasSubstr("it reads spec_version 1"));
+    // A job file or a result's spec with another version is refused by validation too.
+    EXPECT_THAT(JobSpecFromJson(written).status().message(), HasSubstr("spec_version = " + version.dump()));
+  }
+  EXPECT_THAT(DecodeJobSpec(nlohmann::json::array()).status().message(), HasSubstr("expected a JSON object"));
+}
+
 TEST(JobSpecTest, DataCoordsAndNanNameWhatTheNetcdfLoadersRead) {
   const JobSpec majaj = MustParse(kMajajYaml);
   EXPECT_EQ(majaj.data.coords.image_id, "image_id");

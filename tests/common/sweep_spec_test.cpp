@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace dwarp {
@@ -598,6 +599,47 @@ TEST(SweepSpecJsonTest, ToJsonRoundTrips) {
   StatusOr<SweepSpec> bad = SweepSpecFromJson(nlohmann::json{{"name", "x"}});
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("models: missing"));
+}
+
+// What a client composes and sends is what the coordinator stores, so `dwarp run` can compare locally.
+TEST(SweepSpecJsonTest, CanonicalSweepJsonIsAFixedPointOfSendingAndParsing) {
+  std::vector<SweepSpec> specs = {MustParse(kSweepYaml, {}, "/base"),
+                                  MustParse(SweepWith("search: {mode: adaptive, rel_width: 0.5, max_seeds: 3}\n"
+                                                      "readout: ridge\nthreshold: {kind: absolute, value: 0.3}"),
+                                            {"dims={max: 1000, samples: 5}", "train.lr=1.0e-3"}, "/base")};
+  for (const char* file : {"/quickstart.yaml", "/encoding_dim.yaml", "/classifier_dim.yaml", "/ridge_baseline.yaml",
+                           "/sweeps/synthetic_quickstart.yaml", "/sweeps/encoding_dim_resnet18_avgpool.yaml"}) {
+    StatusOr<SweepSpec> loaded = LoadSweepSpecFile(std::string(DWARP_CONFIGS_DIR) + file);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    specs.push_back(*loaded);
+  }
+  for (const SweepSpec& spec : specs) {
+    const std::string sent = CanonicalSweepJson(spec);
+    EXPECT_EQ(sent, ToJson(spec).dump());
+    // As the coordinator's Submit reads it (another base folder changes nothing: the paths are absolute).
+    StatusOr<ExpandedSweep> received = ParseAndExpandSweepSpec(sent, SpecFormat::kJson, {}, "/elsewhere");
+    ASSERT_TRUE(received.ok()) << received.status();
+    EXPECT_EQ(CanonicalSweepJson(received->spec), sent) << spec.name;
+  }
+}
+
+TEST(ExpandSweepTest, ParseAndExpandReturnsTheJobsExpandSweepWould) {
+  StatusOr<ExpandedSweep> expanded = ParseAndExpandSweepSpec(kSweepYaml, SpecFormat::kYaml, {"seeds=3"});
+  ASSERT_TRUE(expanded.ok()) << expanded.status();
+  const std::vector<PlannedJob> again = MustExpand(expanded->spec);
+  ASSERT_EQ(expanded->jobs.size(), 36u);  // (2 + 1) groups x 4 d x 3 seeds
+  ASSERT_EQ(again.size(), expanded->jobs.size());
+  for (size_t i = 0; i < again.size(); ++i) {
+    const PlannedJob& a = expanded->jobs[i];
+    const PlannedJob& b = again[i];
+    EXPECT_EQ(std::tie(a.model, a.layer, a.dataset, a.variant, a.seed), std::tie(b.model, b.layer, b.dataset, b.variant, b.seed));
+    EXPECT_EQ(a.d, b.d);
+    EXPECT_EQ(a.spec, b.spec) << i;
+  }
+  // A sweep that does not validate expands to nothing, with ParseSweepSpec's error.
+  StatusOr<ExpandedSweep> bad = ParseAndExpandSweepSpec(kSweepYaml, SpecFormat::kYaml, {"train.lr=-1"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), ParseSweepSpec(kSweepYaml, SpecFormat::kYaml, {"train.lr=-1"}).status().message());
 }
 
 // ----------------------------------------------------------------------------------------------- search

@@ -220,7 +220,7 @@ TEST_P(SchedulerStoreFaultsTest, AcquireThatCannotBeStoredLeasesNothing) {
   }
   // The next Acquire leases the same job (smallest d) as its first attempt.
   Lease lease = AcquireNow(worker);
-  EXPECT_EQ(lease.job.d, "0");
+  EXPECT_EQ(lease.job.d.ToString(), "0");
   EXPECT_EQ(lease.job.attempt, 1);
 }
 
@@ -357,12 +357,12 @@ TEST_P(SchedulerStoreFaultsTest, EarlyStopThatCannotBeStoredIsRetriedByALaterRef
   store_->FailCall(Method::kUpdateJobs);
   EXPECT_EQ(Counts().queued, 1) << "the early stop was applied although its write failed";
   for (const JobRow& job : StoredJobs())
-    if (job.d == "100") EXPECT_EQ(job.state, JobState::kQueued);
+    if (job.d.ToString() == "100") EXPECT_EQ(job.state, JobState::kQueued);
   EXPECT_EQ(store_->injected(), 1);
   EXPECT_EQ(Counts().cancelled, 1);
   EXPECT_EQ(scheduler_->GetSweep("f-1")->row.state, SweepState::kDone);
   for (const JobRow& job : StoredJobs())
-    if (job.d == "100") EXPECT_EQ(job.state, JobState::kCancelled);
+    if (job.d.ToString() == "100") EXPECT_EQ(job.state, JobState::kCancelled);
 }
 
 // The adaptive search's next jobs, asked for when the sweep's last job lands, cannot be stored: the result
@@ -374,7 +374,7 @@ TEST_P(SchedulerStoreFaultsTest, AdaptiveJobsThatCannotBeStoredAreAddedByALaterR
   ASSERT_TRUE(scheduler_->Complete(worker, AcquireNow(worker).lease_id, Result(0.1)).ok());
   ASSERT_TRUE(scheduler_->Complete(worker, AcquireNow(worker).lease_id, Result(0.2)).ok());
   Lease last = AcquireNow(worker);
-  ASSERT_EQ(last.job.d, "100");
+  ASSERT_EQ(last.job.d.ToString(), "100");
   store_->FailCall(Method::kAddJobs, 1, InternalError("injected store fault"), /*times=*/2);
   ASSERT_TRUE(scheduler_->Complete(worker, last.lease_id, Result(0.9)).ok()) << "the result is stored all the same";
   EXPECT_EQ(StoredJobs().size(), 3u);
@@ -394,14 +394,14 @@ TEST_P(SchedulerStoreFaultsTest, AdaptiveJobsThatCannotBeStoredAreAddedByALaterR
   EXPECT_EQ(store_->injected(), 2);
   std::vector<JobRow> stored = StoredJobs();
   ASSERT_EQ(stored.size(), 4u);
-  EXPECT_EQ(stored[3].d, "32");
+  EXPECT_EQ(stored[3].d.ToString(), "32");
   EXPECT_EQ(stored[3].state, JobState::kQueued);
   EXPECT_EQ(stored[3].reason, "bisect log d between d = 10 and 100");
   // Later queries find nothing more to ask for: no job twice.
   EXPECT_EQ(Counts().total, 4);
   EXPECT_EQ(StoredJobs().size(), 4u);
   Lease bisected = AcquireNow(worker);
-  EXPECT_EQ(bisected.job.d, "32");
+  EXPECT_EQ(bisected.job.d.ToString(), "32");
 }
 
 TEST_P(SchedulerStoreFaultsTest, MetricPointsAreKeptOnAPassingFailureAndDroppedOnAnother) {

@@ -102,6 +102,22 @@ TEST_F(SchedulerTest, SubmitExpandsAndStoresEveryJob) {
   auto stored = store_.LoadJobs();
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->size(), 12u);
+  // Each stored job carries its typed d and a spec in the versioned format a worker decodes as it is.
+  std::set<std::string> dims;
+  for (const JobRow& job : *stored) {
+    dims.insert(job.d.ToString());
+    const nlohmann::json spec = nlohmann::json::parse(job.spec_json);
+    EXPECT_EQ(spec["spec_version"], kJobSpecVersion) << job.spec_json;
+    StatusOr<JobSpec> decoded = DecodeJobSpec(spec);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_EQ(decoded->d, job.d);
+    EXPECT_EQ(decoded->train.seed, job.seed);
+  }
+  EXPECT_EQ(dims.size(), 3u);
+  // The sweep is stored in the canonical form a client computes locally.
+  auto sweeps = store_.LoadSweeps();
+  ASSERT_TRUE(sweeps.ok());
+  EXPECT_EQ(sweeps->at(0).spec_json, CanonicalSweepJson(submitted.sweep.spec));
   // A second sweep of the same name gets the next id; the name finds the latest.
   SubmitResult second = Submit(SweepText());
   EXPECT_EQ(second.sweep.row.sweep_id, "t-2");
@@ -328,7 +344,7 @@ TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
   Submit(SweepText());
   const std::string worker = RegisterWorker();
   Lease first = AcquireNow(worker);
-  EXPECT_EQ(first.job.d, "0");
+  EXPECT_EQ(first.job.d.ToString(), "0");
   EXPECT_EQ(first.job.attempt, 1);
   EXPECT_EQ(first.expires_ms, now_ + 1000);
 
@@ -506,7 +522,7 @@ TEST_F(SchedulerTest, DWarpIsRecomputedAndWatchersSeeEveryChange) {
   // Scores: model "small" crosses 0.5 between d = 10 (0.4) and d = 100 (0.6); "wide" never does.
   auto score = [](const JobRow& job) {
     const double base = job.model == "small" ? 0.2 : 0.05;
-    return base + (job.d == "0" ? 0.0 : job.d == "10" ? 0.2 : 0.4);
+    return base + (job.d.ToString() == "0" ? 0.0 : job.d.ToString() == "10" ? 0.2 : 0.4);
   };
   for (int i = 0; i < 12; ++i) {
     Lease lease = AcquireNow(worker);
@@ -549,13 +565,13 @@ TEST_F(SchedulerTest, EarlyStopCancelsQueuedJobsAboveAFinalCrossing) {
   // Smallest d first: both d = 0 jobs, then both d = 10 jobs. Scores above 0.5 at d = 10 make it final.
   for (int i = 0; i < 4; ++i) {
     Lease lease = AcquireNow(worker);
-    ASSERT_TRUE(scheduler_->Complete(worker, lease.lease_id, Result(lease.job.d == "0" ? 0.1 : 0.9)).ok());
+    ASSERT_TRUE(scheduler_->Complete(worker, lease.lease_id, Result(lease.job.d.ToString() == "0" ? 0.1 : 0.9)).ok());
   }
   auto jobs = scheduler_->Jobs("es-1");
   ASSERT_TRUE(jobs.ok());
   int cancelled = 0;
   for (const JobView& view : *jobs)
-    if (view.job.d == "100") {
+    if (view.job.d.ToString() == "100") {
       EXPECT_EQ(view.job.state, JobState::kCancelled);
       ++cancelled;
     }
@@ -701,7 +717,7 @@ TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
       if (!lease.ok() || !lease->lease) return completed;
       ResultRow result;
       result.metric = "r2";
-      result.test_score = score(lease->lease->job.d);
+      result.test_score = score(lease->lease->job.d.ToString());
       EXPECT_TRUE(scheduler.Complete(worker, lease->lease->lease_id, result).ok());
       ++completed;
     }
@@ -713,8 +729,8 @@ TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
     EXPECT_TRUE(jobs.ok()) << jobs.status();
     if (!jobs.ok()) return by_d;
     for (const JobRow& job : *jobs) {
-      EXPECT_EQ(by_d.count(job.d), 0u) << "d = " << job.d << " created twice";
-      by_d[job.d] = job;
+      EXPECT_EQ(by_d.count(job.d.ToString()), 0u) << "d = " << job.d.ToString() << " created twice";
+      by_d[job.d.ToString()] = job;
     }
     return by_d;
   };

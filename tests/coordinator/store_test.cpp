@@ -53,7 +53,7 @@ auto Fields(const SweepRow& s) {
                          s.request_id);
 }
 auto Fields(const JobRow& j) {
-  return std::make_tuple(j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d, j.variant, j.seed, j.spec_json,
+  return std::make_tuple(j.job_id, j.sweep_id, j.model, j.layer, j.dataset, j.d.ToString(), j.variant, j.seed, j.spec_json,
                          static_cast<int>(j.state), j.attempt, j.lease_id, j.worker_id, j.lease_expires_ms, j.error,
                          j.created_ms, j.started_ms, j.finished_ms, j.cancel_requested, j.reason);
 }
@@ -100,7 +100,7 @@ JobRow MakeJob(const std::string& d, uint64_t seed) {
   j.model = "resnet18";
   j.layer = "layer4";
   j.dataset = "majaj_hong";
-  j.d = d;
+  j.d = *SubspaceDim::Parse(d);
   j.variant = "lr=1e-3,wd=0";
   j.seed = seed;
   j.spec_json = R"({"d":")" + d + R"(","train":{"seed":)" + std::to_string(seed) + "}}";
@@ -1143,10 +1143,92 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedToJobReasonsAndItsJobsHaveNone)
   for (const JobRow& job : *jobs) EXPECT_EQ(job.reason, "") << "job " << job.job_id;
 }
 
-// A file as schema version 5 left it (worker credentials, no job reasons): made here from a current file by
-// dropping what version 6 added. Migrating adds the reasons ("" for its jobs) and keeps the credentials.
+// Turns a current (version 7) file into one as version 6 left it: each job's d as text in the column jobs.d,
+// written as SubspaceDim::ToString wrote it ("0", "300", "full"), and no typed columns.
+constexpr const char* kBackToVersionSix = R"sql(
+ALTER TABLE jobs ADD COLUMN d TEXT NOT NULL DEFAULT '';
+UPDATE jobs SET d = CASE d_kind WHEN 0 THEN '0' WHEN 2 THEN 'full' ELSE CAST(d_value AS TEXT) END;
+ALTER TABLE jobs DROP COLUMN d_kind;
+ALTER TABLE jobs DROP COLUMN d_value;
+PRAGMA user_version = 6;
+)sql";
+
+TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedToTypedDAndItsJobsKeepTheirD) {
+  RawExec(file_, kVersionOneFile);
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawValue(file_, "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'd'"), "0");
+  auto jobs = store->LoadJobs();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  ASSERT_EQ(jobs->size(), 2u);
+  EXPECT_EQ((*jobs)[0].d, SubspaceDim::Subspace(10));
+  EXPECT_EQ((*jobs)[1].d, SubspaceDim::Subspace(100));
+}
+
+// A version 6 file (d as text), made from a current file by kBackToVersionSix, with every kind of d and a d
+// past 32 bits: migrating to version 7 keeps each job's d, and the file then takes and returns typed d.
+TEST_F(SqliteStoreTest, AVersionSixFileIsMigratedAndEachJobKeepsItsD) {
+  ASSERT_EQ(SqliteSweepStore::kSchemaVersion, 7) << "a new version: check this test's version 6 file still is one";
+  std::vector<JobRow> jobs = {MakeJob("0", 0), MakeJob("300", 0), MakeJob("full", 0), MakeJob("12345678901", 0)};
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateSweep(MakeSweep("six"), jobs).ok());
+  }
+  RawExec(file_, kBackToVersionSix);
+  ASSERT_EQ(RawValue(file_, "SELECT group_concat(d, ' ') FROM (SELECT d FROM jobs ORDER BY job_id)"),
+            "0 300 full 12345678901");
+  ASSERT_EQ(RawValue(file_, "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'd_kind'"), "0");
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(RawPragma(file_, "user_version"), "7");
+    EXPECT_EQ(RawValue(file_, "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'd'"), "0");
+    auto loaded = store->LoadJobs();
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_EQ(loaded->size(), jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) ExpectSameJob(jobs[i], (*loaded)[i]);
+    EXPECT_EQ((*loaded)[2].d, SubspaceDim::Full());
+    EXPECT_EQ((*loaded)[3].d, SubspaceDim::Subspace(12345678901));
+    std::vector<JobRow> more = {MakeJob("1000", 1)};
+    ASSERT_TRUE(store->AddJobs("six", more).ok());
+  }
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  auto loaded = store->LoadJobs();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->size(), 5u);
+  EXPECT_EQ(loaded->back().d, SubspaceDim::Subspace(1000));
+  auto report = store->IntegrityCheck();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(*report, "ok");
+}
+
+// A version 6 d that SubspaceDim::ToString never wrote (a hand-edited file) is not guessed: loading the jobs
+// fails naming the job and what the columns hold.
+TEST_F(SqliteStoreTest, AVersionSixDThatIsNotADIsReportedNotGuessed) {
+  std::vector<JobRow> jobs = {MakeJob("10", 0), MakeJob("100", 0)};
+  {
+    std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->CreateSweep(MakeSweep("six"), jobs).ok());
+  }
+  RawExec(file_, kBackToVersionSix);
+  RawExec(file_, "UPDATE jobs SET d = '1e3' WHERE job_id = 2;");
+  std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
+  ASSERT_NE(store, nullptr);
+  auto loaded = store->LoadJobs();
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), StatusCode::kInternal);
+  EXPECT_NE(loaded.status().message().find("job 2"), std::string::npos) << loaded.status();
+  EXPECT_NE(loaded.status().message().find("d_kind -1"), std::string::npos) << loaded.status();
+}
+
+// A file as schema version 5 left it (worker credentials, no job reasons, d as text): made here from a current
+// file by dropping what versions 6 and 7 added. Migrating adds the reasons ("" for its jobs) and keeps the
+// credentials.
 TEST_F(SqliteStoreTest, AVersionFiveFileKeepsItsCredentialsAndItsJobsGetNoReason) {
-  ASSERT_EQ(SqliteSweepStore::kSchemaVersion, 6) << "a new version: check this test's version 5 file still is one";
+  ASSERT_EQ(SqliteSweepStore::kSchemaVersion, 7) << "a new version: check this test's version 5 file still is one";
   {
     std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
     ASSERT_NE(store, nullptr);
@@ -1154,11 +1236,12 @@ TEST_F(SqliteStoreTest, AVersionFiveFileKeepsItsCredentialsAndItsJobsGetNoReason
     ASSERT_TRUE(store->CreateSweep(MakeSweep("five"), jobs).ok());
     ASSERT_TRUE(store->PutWorkerCredential({"w1", std::string(64, 'a'), 1000}).ok());
   }
+  RawExec(file_, kBackToVersionSix);
   RawExec(file_, "ALTER TABLE jobs DROP COLUMN reason; PRAGMA user_version = 5;");
   ASSERT_EQ(RawValue(file_, "SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name = 'reason'"), "0");
   std::unique_ptr<SqliteSweepStore> store = OpenOrFail();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(RawPragma(file_, "user_version"), "6");
+  EXPECT_EQ(RawPragma(file_, "user_version"), "7");
   auto jobs = store->LoadJobs();
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   ASSERT_EQ(jobs->size(), 2u);

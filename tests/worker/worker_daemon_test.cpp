@@ -409,12 +409,28 @@ TEST_F(WorkerDaemonTest, AnInvalidLeaseStopsTheJobAndDropsItsResult) {
 TEST_F(WorkerDaemonTest, BadSpecsFailNotRetryableAndTheWorkerTakesTheNextJob) {
   const std::string malformed = coordinator_.AddJob("{this is not json");
   const std::string bad_layer = coordinator_.AddJob(JobJson(/*max_epochs=*/2, /*layer=*/"fc9"));
+  nlohmann::json newer_spec = nlohmann::json::parse(JobJson(/*max_epochs=*/2));
+  newer_spec["spec_version"] = kJobSpecVersion + 1;
+  const std::string newer = coordinator_.AddJob(newer_spec.dump());
   const std::string good = coordinator_.AddJob(JobJson(/*max_epochs=*/2));
+  // As a coordinator from before spec versions stored it: validated in full by the worker, and run.
+  nlohmann::json unversioned_spec = nlohmann::json::parse(JobJson(/*max_epochs=*/2));
+  unversioned_spec.erase("spec_version");
+  const std::string unversioned = coordinator_.AddJob(unversioned_spec.dump());
   StartDaemon();
-  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.completes.empty(); }));
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return coordinator_.completes.size() == 2; }));
   ASSERT_TRUE(DrainAndWait().ok());
   auto lock = coordinator_.Lock();
-  ASSERT_EQ(coordinator_.fails.size(), 2u);
+  ASSERT_EQ(coordinator_.fails.size(), 3u);
+  EXPECT_EQ(coordinator_.fails[2].lease_id(), newer);
+  EXPECT_FALSE(coordinator_.fails[2].retryable());
+  EXPECT_NE(coordinator_.fails[2].reason().find("spec_version = " + std::to_string(kJobSpecVersion + 1)),
+            std::string::npos) << coordinator_.fails[2].reason();
+  EXPECT_NE(coordinator_.fails[2].reason().find("it reads spec_version " + std::to_string(kJobSpecVersion)),
+            std::string::npos) << coordinator_.fails[2].reason();
+  ASSERT_EQ(coordinator_.completes.size(), 2u);
+  EXPECT_EQ(coordinator_.completes[1].lease_id(), unversioned);
+  EXPECT_EQ(coordinator_.completes[1].result().epochs_run(), 2);
   EXPECT_EQ(coordinator_.fails[0].lease_id(), malformed);
   EXPECT_FALSE(coordinator_.fails[0].retryable());
   EXPECT_NE(coordinator_.fails[0].reason().find("not a JSON object"), std::string::npos)
@@ -422,7 +438,6 @@ TEST_F(WorkerDaemonTest, BadSpecsFailNotRetryableAndTheWorkerTakesTheNextJob) {
   EXPECT_EQ(coordinator_.fails[1].lease_id(), bad_layer);
   EXPECT_FALSE(coordinator_.fails[1].retryable());
   EXPECT_NE(coordinator_.fails[1].reason().find("fc9"), std::string::npos) << coordinator_.fails[1].reason();
-  ASSERT_EQ(coordinator_.completes.size(), 1u);
   EXPECT_EQ(coordinator_.completes[0].lease_id(), good);
   EXPECT_EQ(coordinator_.completes[0].result().epochs_run(), 2);
 }

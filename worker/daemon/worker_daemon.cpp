@@ -893,9 +893,10 @@ class WorkerDaemon::Impl {
       return InvalidArgumentError("lease " + lease.lease_id() + ": spec_json is not a JSON object: '" +
                                   lease.spec_json().substr(0, 200) + "'");
     }
-    // The coordinator expanded the spec with UnusedSettings::kDrop; specs stored before settings a job does not
-    // use were left out still carry them, and run the same with them dropped.
-    auto spec = JobSpecFromJson(document, UnusedSettings::kDrop);
+    // The coordinator validated the spec at submit and wrote it with its version; DecodeJobSpec reads it
+    // without validating it again (and validates in full a spec stored before specs had a version). A version
+    // this worker does not read is InvalidArgument: the job fails, not retried.
+    auto spec = DecodeJobSpec(document);
     if (!spec.ok()) return Status(spec.status().code(), "spec_json: " + spec.status().message());
     DWARP_RETURN_IF_ERROR(CheckJobPathsUnderDataRoots(*spec, data_roots_));
     spec->train.device = device;

@@ -211,6 +211,21 @@ std::string InitialJobReason(const SweepSpec& spec) {
   return spec.search.mode == SearchMode::kAdaptive ? "coarse grid" : "grid";
 }
 
+JobRow QueuedJobRow(const PlannedJob& plan, const std::string& reason, int64_t created_ms) {
+  JobRow row;
+  row.model = plan.model;
+  row.layer = plan.layer;
+  row.dataset = plan.dataset;
+  row.variant = plan.variant;
+  row.d = plan.d;
+  row.seed = plan.seed;
+  row.spec_json = ToJson(plan.spec).dump();
+  row.state = JobState::kQueued;
+  row.created_ms = created_ms;
+  row.reason = reason;
+  return row;
+}
+
 StatusOr<std::vector<JobRow>> NextSearchJobs(const SweepSpec& spec, const std::string& sweep_id,
                                              const std::vector<const JobRow*>& jobs, int64_t now_ms) {
   std::vector<JobOutcome> outcomes;
@@ -221,18 +236,9 @@ StatusOr<std::vector<JobRow>> NextSearchJobs(const SweepSpec& spec, const std::s
     StatusOr<PlannedJob> job =
         PlanSweepJob(spec, planned.model, planned.layer, planned.dataset, planned.step.d, planned.step.seed);
     if (!job.ok()) return job.status();
-    JobRow row;
+    job->variant = planned.variant;
+    JobRow row = QueuedJobRow(*job, planned.step.reason, now_ms);
     row.sweep_id = sweep_id;
-    row.model = job->model;
-    row.layer = job->layer;
-    row.dataset = job->dataset;
-    row.variant = planned.variant;
-    row.d = job->d;
-    row.seed = job->seed;
-    row.spec_json = ToJson(job->spec).dump();
-    row.state = JobState::kQueued;
-    row.created_ms = now_ms;
-    row.reason = planned.step.reason;
     rows.push_back(std::move(row));
   }
   return rows;

@@ -80,8 +80,12 @@ struct SweepSearchStep {
 // group's threshold). Empty for a grid sweep.
 std::vector<SweepSearchStep> PlanSweepSearch(const SweepSpec& spec, const std::vector<JobOutcome>& jobs);
 
-// A stored job as the d_warp tracker and the planner see it (a d that does not parse counts as 0).
+// A stored job as the d_warp tracker and the planner see it.
 JobOutcome OutcomeOf(const JobRow& job);
+
+// The row of a planned job not yet stored: state queued, created_ms, reason set; job and sweep ids unset.
+// What Submit stores for the sweep's first jobs and NextSearchJobs for a search's later ones.
+JobRow QueuedJobRow(const PlannedJob& plan, const std::string& reason, int64_t created_ms);
 
 // Why the jobs created at Submit exist: "grid", or "coarse grid" for an adaptive search.
 std::string InitialJobReason(const SweepSpec& spec);

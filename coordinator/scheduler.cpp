@@ -501,17 +501,7 @@ StatusOr<SubmitResult> Scheduler::Submit(const SubmitRequestData& request) {
   std::vector<JobRow> jobs;
   jobs.reserve(planned.size());
   for (const PlannedJob& plan : planned) {
-    JobRow job;
-    job.model = plan.model;
-    job.layer = plan.layer;
-    job.dataset = plan.dataset;
-    job.variant = plan.variant;
-    job.d = plan.d;
-    job.seed = plan.seed;
-    job.spec_json = ToJson(plan.spec).dump();
-    job.state = JobState::kQueued;
-    job.created_ms = now;
-    job.reason = InitialJobReason(spec);
+    JobRow job = QueuedJobRow(plan, InitialJobReason(spec), now);
     // The spec and the key travel together (a lease, a page of results).
     const size_t bytes = job.spec_json.size() + job.model.size() + job.layer.size() + job.dataset.size() +
                          job.variant.size() + job.d.ToString().size();

@@ -37,7 +37,7 @@ struct JobResult {
   // recorded before the ceiling was kept.
   double noise_ceiling = std::numeric_limits<double>::quiet_NaN();
   // The worker's full report as JSON (worker/job_runner.h JobReportToJson): per-split scores, sizes, the
-  // per-epoch history, the spec.
+  // per-epoch history. Not the spec: the job's spec_json holds it.
   std::string result_json;
 
   bool has_noise_ceiling() const { return std::isfinite(noise_ceiling); }

@@ -401,7 +401,6 @@ nlohmann::json JobReportToJson(const JobReport& r) {
                 {"targets", r.num_targets}}},
       {"noise_ceiling", std::isnan(r.noise_ceiling) ? nlohmann::json(nullptr) : nlohmann::json(r.noise_ceiling)},
       {"history", history},
-      {"spec", ToJson(r.spec)},
   };
   if (r.metric == "accuracy") out["linear_head"] = r.linear_head;
   return out;

@@ -116,8 +116,9 @@ StatusOr<at::Tensor> JobFeaturesOfImageFolder(const JobSpec& spec, const std::st
 
 // The report as JSON: d (as the spec writes it: "0", "300", "full"), trained_parameters (numbers_trained),
 // D (parameters_warped), metric, scores, epochs, wall and train seconds, device, representation size,
-// data sizes, noise_ceiling (null when NaN), history, for classification linear_head, and the spec
-// (ToJson, defaults resolved).
+// data sizes, noise_ceiling (null when NaN), history, and for classification linear_head. Not the spec: a
+// job run by a worker has it stored with the job (the coordinator's spec_json); `dwarp train` adds it to
+// its own result file under "spec".
 nlohmann::json JobReportToJson(const JobReport& report);
 
 // The job's result (common/job_result.h) from its report: train/val/test of the report's metric

@@ -70,7 +70,10 @@ StatusOr<std::string> RunTrainCommand(const TrainCommandConfig& config) {
   if (tty) std::fputs("\n", stderr);
   if (!result.ok()) return Status(result.status().code(), config.job_file + ": " + result.status().message());
 
-  DWARP_RETURN_IF_ERROR(WriteFileAtomically(out, worker::JobReportToJson(*result).dump(2) + "\n", "--out"));
+  // A job run here has no database to keep its spec: its result file carries it (defaults resolved).
+  nlohmann::json document = worker::JobReportToJson(*result);
+  document["spec"] = ToJson(result->spec);
+  DWARP_RETURN_IF_ERROR(WriteFileAtomically(out, document.dump(2) + "\n", "--out"));
   const worker::JobReport& r = *result;
   const char* label = r.metric == "accuracy" ? "accuracy" : r.metric == "rsa" ? "RSA" : "R2";
   std::printf("d = %s (D = %lld): %s train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",

@@ -355,6 +355,8 @@ TEST_F(WorkerDaemonTest, RegistersRunsAJobStreamsEveryEpochAndCompletes) {
   EXPECT_DOUBLE_EQ(json["scores"]["test"]["accuracy"].get<double>(), result.test_score());
   EXPECT_EQ(json["trained_parameters"], 20);
   EXPECT_EQ(json["D"], result.parameters_warped());
+  // The coordinator keeps the job's spec with the job: the result does not carry it again.
+  EXPECT_FALSE(json.contains("spec")) << json["spec"];
   EXPECT_TRUE(coordinator_.fails.empty());
 
   // Heartbeats carried the running lease, and the last one said draining.

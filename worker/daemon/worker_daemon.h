@@ -12,7 +12,8 @@
 // Outcomes of a job:
 //   RunJob OK                          -> Complete (unless the lease was cancelled or became invalid) with
 //                                         the report's JobResultOf (worker/job_runner.h), converted by
-//                                         common/rpc/job_result_message.h
+//                                         common/rpc/job_result_message.h; its result_json leaves the spec
+//                                         out, since the coordinator keeps it with the job
 //   heartbeat reply cancel / !valid    -> the job is stopped and its outcome dropped (no Complete, no Fail)
 //   RunJob error                       -> Fail; retryable unless InvalidArgument or NotFound (a bad spec,
 //                                         a missing file, a diverged loss fail the same way on any worker)

@@ -82,8 +82,8 @@ void RecordSummary(const engine::TrainingSummary& summary, JobReport& report) {
   report.epochs_run = summary.epochs_run;
   report.best_epoch = summary.best_epoch;
   report.history = summary.history;
-  report.numbers_trained = summary.trained_parameter_count;
-  report.parameters_warped = summary.model_parameter_count;
+  report.numbers_trained = summary.numbers_trained;
+  report.parameters_warped = summary.parameters_warped;
   report.representation_size = summary.representation_size;
 }
 
@@ -174,7 +174,7 @@ Status TrainRegression(const JobSpec& spec, const JobRunOptions& options, const 
       readout = engine::TrainSgdReadout(*features, sgd);
     }
     if (!readout.ok()) return readout.status();
-    readout->model_parameter_count = ParameterCount(model.module);  // the readout saw features only
+    readout->parameters_warped = ParameterCount(model.module);  // the readout saw features only
     RecordSummary(*readout, report);
     report.train = FromRegression(readout->train);
     report.validation = FromRegression(readout->validation);
@@ -253,7 +253,7 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, co
   if (spec.d.is_linear()) {
     DWARP_RETURN_IF_ERROR(EnterPhase(options, "caching features and training a linear classifier"));
     trained = engine::TrainLinearClassifier(engine::FrozenModelExtractor(model.module), splits, cls);
-    if (trained.ok()) trained->model_parameter_count = ParameterCount(model.module);
+    if (trained.ok()) trained->parameters_warped = ParameterCount(model.module);
   } else {
     trained = TrainSubspaceOrFull<engine::ClassifierTrainingResult>(
         spec, options, model,
@@ -279,7 +279,7 @@ Status TrainRsa(const JobSpec& spec, const JobRunOptions& options, const Readout
   if (spec.d.is_linear()) {
     DWARP_RETURN_IF_ERROR(EnterPhase(options, "scoring the model's RDMs"));
     run = engine::ScoreRsa(model.module, data, rsa);
-    if (run.ok()) run->model_parameter_count = ParameterCount(model.module);
+    if (run.ok()) run->parameters_warped = ParameterCount(model.module);
   } else {
     auto wrapped = WrapInSubspace(spec, options, model, "training RDMs");
     if (!wrapped.ok()) return wrapped.status();

@@ -177,9 +177,10 @@ Status CheckSchedulerOptions(const SchedulerOptions& options);
 
 // Whether a reported result's scores lie in its metric's range (a worker holding a lease must not be able
 // to record, say, a test score of 1e300 that would then rule its group's d_warp): metric "r2" with
-// train/val/test <= 1; "accuracy" with each in [0, 1]; test_pearson_mean/median in [-1, 1] or NaN (not
-// computed). A rounding slack of 1e-9 is allowed at each bound. InvalidArgument naming the field, the value
-// and the range; InvalidArgument for another metric name. Complete checks it (after finiteness).
+// train/val/test <= 1; "accuracy" with each in [0, 1]; "rsa" (a correlation of RDMs) with each in [-1, 1];
+// test_pearson_mean/median in [-1, 1] or NaN (not computed). A rounding slack of 1e-9 is allowed at each
+// bound. InvalidArgument naming the field, the value and the range; InvalidArgument for another metric
+// name. Complete checks it (after finiteness).
 Status CheckResultScores(const JobResult& result);
 
 class Scheduler {

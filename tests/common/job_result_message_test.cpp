@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
+#include <tuple>
 
 namespace dwarp::rpc {
 namespace {
@@ -31,23 +33,15 @@ JobResult EveryFieldSet() {
   return r;
 }
 
-void ExpectSame(const JobResult& want, const JobResult& got) {
-  EXPECT_EQ(want.metric, got.metric);
-  EXPECT_EQ(want.train_score, got.train_score);
-  EXPECT_EQ(want.val_score, got.val_score);
-  EXPECT_EQ(want.test_score, got.test_score);
-  EXPECT_EQ(want.test_pearson_mean, got.test_pearson_mean);
-  EXPECT_EQ(want.test_pearson_median, got.test_pearson_median);
-  EXPECT_EQ(want.epochs_run, got.epochs_run);
-  EXPECT_EQ(want.best_epoch, got.best_epoch);
-  EXPECT_EQ(want.seconds, got.seconds);
-  EXPECT_EQ(want.numbers_trained, got.numbers_trained);
-  EXPECT_EQ(want.parameters_warped, got.parameters_warped);
-  EXPECT_EQ(want.device, got.device);
-  EXPECT_EQ(want.result_json, got.result_json);
-  EXPECT_EQ(want.has_noise_ceiling(), got.has_noise_ceiling());
-  if (want.has_noise_ceiling()) EXPECT_EQ(want.noise_ceiling, got.noise_ceiling);
+// Every field, an unknown (NaN) ceiling as an empty optional so that two unknowns compare equal.
+auto Fields(const JobResult& r) {
+  const std::optional<double> ceiling = r.has_noise_ceiling() ? std::optional<double>(r.noise_ceiling) : std::nullopt;
+  return std::make_tuple(r.metric, r.train_score, r.val_score, r.test_score, r.test_pearson_mean,
+                         r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.numbers_trained,
+                         r.parameters_warped, r.device, r.result_json, ceiling);
 }
+
+void ExpectSame(const JobResult& want, const JobResult& got) { EXPECT_EQ(Fields(want), Fields(got)); }
 
 TEST(JobResultMessageTest, EveryFieldSurvivesTheRoundTrip) {
   const JobResult sent = EveryFieldSet();

@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "common/rpc/connection.h"
+#include "common/rpc/job_result_message.h"
 #include "coordinator/memory_store.h"
 #include "coordinator/worker_credentials.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
@@ -28,7 +29,8 @@ namespace v1 = ::dwarp::v1;
 namespace {
 
 // ---------------------------------------------------------------------------------------------------
-// Rows <-> messages (the only place they meet)
+// Rows <-> messages (the only place they meet; a result converts with common/rpc/job_result_message.h,
+// which the worker daemon uses too)
 
 void FillMetric(const MetricRow& row, v1::MetricPoint* point) {
   point->set_epoch(row.epoch);
@@ -62,44 +64,7 @@ void FillJob(const JobView& view, v1::Job* job) {
   job->set_finished_unix_ms(row.finished_ms);
   job->set_reason(row.reason);
   if (view.latest_metric) FillMetric(*view.latest_metric, job->mutable_latest_metric());
-  if (row.result) {
-    const ResultRow& r = *row.result;
-    v1::JobResult* result = job->mutable_result();
-    result->set_metric(r.metric);
-    result->set_train_score(r.train_score);
-    result->set_val_score(r.val_score);
-    result->set_test_score(r.test_score);
-    result->set_test_pearson_mean(r.test_pearson_mean);
-    result->set_test_pearson_median(r.test_pearson_median);
-    result->set_epochs_run(r.epochs_run);
-    result->set_best_epoch(r.best_epoch);
-    result->set_seconds(r.seconds);
-    result->set_trained_d(r.trained_d);
-    result->set_warped_params(r.warped_params);
-    result->set_device(r.device);
-    result->set_result_json(r.result_json);
-    if (!std::isnan(r.noise_ceiling)) result->set_noise_ceiling(r.noise_ceiling);
-  }
-}
-
-ResultRow ResultFromProto(const v1::JobResult& r) {
-  ResultRow row;
-  row.metric = r.metric();
-  row.train_score = r.train_score();
-  row.val_score = r.val_score();
-  row.test_score = r.test_score();
-  row.test_pearson_mean = r.test_pearson_mean();
-  row.test_pearson_median = r.test_pearson_median();
-  row.epochs_run = r.epochs_run();
-  row.best_epoch = r.best_epoch();
-  row.seconds = r.seconds();
-  row.trained_d = r.trained_d();
-  row.warped_params = r.warped_params();
-  row.device = r.device();
-  row.result_json = r.result_json();
-  // Absent = unknown; a non-finite value sent anyway is treated the same (the tracker ignores it too).
-  if (r.has_noise_ceiling() && std::isfinite(r.noise_ceiling())) row.noise_ceiling = r.noise_ceiling();
-  return row;
+  if (row.result) *job->mutable_result() = rpc::JobResultToProto(*row.result);
 }
 
 // Threshold kinds cross the wire as casts (common/sweep_spec.h).
@@ -736,7 +701,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     if (const auto check = credentials_->Verify(request->worker_id(), PresentedCredential(context));
         check != WorkerCredentials::Check::kOk)
       return CredentialRefusal(check, request->worker_id());
-    Status status = scheduler_->Complete(request->worker_id(), request->lease_id(), ResultFromProto(request->result()));
+    Status status = scheduler_->Complete(request->worker_id(), request->lease_id(), rpc::JobResultFromProto(request->result()));
     if (!status.ok()) return rpc::ToGrpcStatus(status);
     response->set_recorded(true);
     return grpc::Status::OK;

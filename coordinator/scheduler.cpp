@@ -189,7 +189,7 @@ bool Scheduler::serving() const {
 
 int64_t Scheduler::Now() const { return options_.now_ms ? options_.now_ms() : SystemNowMs(); }
 
-Status CheckResultScores(const ResultRow& result) {
+Status CheckResultScores(const JobResult& result) {
   constexpr double kSlack = 1e-9;
   auto within = [&](const char* field, double value, double low, double high, const char* range) -> Status {
     if (value >= low - kSlack && value <= high + kSlack) return OkStatus();
@@ -931,7 +931,7 @@ Status Scheduler::RecordMetrics(const std::string& worker_id, const std::string&
   return OkStatus();
 }
 
-Status Scheduler::Complete(const std::string& worker_id, const std::string& lease_id, ResultRow result) {
+Status Scheduler::Complete(const std::string& worker_id, const std::string& lease_id, JobResult result) {
   if (!std::isfinite(result.test_score) || !std::isfinite(result.val_score) || !std::isfinite(result.train_score))
     return InvalidArgumentError("result scores must be finite (train " + std::to_string(result.train_score) +
                                 ", val " + std::to_string(result.val_score) + ", test " +
@@ -940,7 +940,7 @@ Status Scheduler::Complete(const std::string& worker_id, const std::string& leas
   return OnStateThread<Status>([&] { return CompleteLocked(worker_id, lease_id, std::move(result)); });
 }
 
-Status Scheduler::CompleteLocked(const std::string& worker_id, const std::string& lease_id, ResultRow result) {
+Status Scheduler::CompleteLocked(const std::string& worker_id, const std::string& lease_id, JobResult reported) {
   // A worker ends its metric stream before it reports the result: the points still buffered here are
   // stored first, so that a stored result means a stored curve to whoever reads the database.
   Status flushed = FlushMetricsLocked();
@@ -953,6 +953,7 @@ Status Scheduler::CompleteLocked(const std::string& worker_id, const std::string
   job.state = JobState::kSucceeded;
   job.finished_ms = now;
   job.error.clear();
+  ResultRow result{std::move(reported)};
   result.attempt = job.attempt;
   result.worker_id = worker_id;
   result.recorded_ms = now;

@@ -177,10 +177,11 @@ Status CheckSchedulerOptions(const SchedulerOptions& options);
 
 // Whether a reported result's scores lie in its metric's range (a worker holding a lease must not be able
 // to record, say, a test score of 1e300 that would then rule its group's d_warp): metric "r2" with
-// train/val/test <= 1; "accuracy" with each in [0, 1]; test_pearson_mean/median in [-1, 1] or NaN (not
-// computed). A rounding slack of 1e-9 is allowed at each bound. InvalidArgument naming the field, the value
-// and the range; InvalidArgument for another metric name. Complete checks it (after finiteness).
-Status CheckResultScores(const ResultRow& result);
+// train/val/test <= 1; "accuracy" with each in [0, 1]; "rsa" (a correlation of RDMs) with each in [-1, 1];
+// test_pearson_mean/median in [-1, 1] or NaN (not computed). A rounding slack of 1e-9 is allowed at each
+// bound. InvalidArgument naming the field, the value and the range; InvalidArgument for another metric
+// name. Complete checks it (after finiteness).
+Status CheckResultScores(const JobResult& result);
 
 class Scheduler {
  public:
@@ -224,7 +225,8 @@ class Scheduler {
   // latest epoch of this attempt are skipped (a worker resends them after a broken stream).
   Status RecordMetrics(const std::string& worker_id, const std::string& lease_id,
                        const std::vector<MetricPointData>& points);
-  Status Complete(const std::string& worker_id, const std::string& lease_id, ResultRow result);
+  // Records the lease's job's result (stored as a ResultRow with the lease's attempt, the worker and the time).
+  Status Complete(const std::string& worker_id, const std::string& lease_id, JobResult result);
   // Returns whether the job was requeued.
   StatusOr<bool> Fail(const std::string& worker_id, const std::string& lease_id, const std::string& reason,
                       bool retryable);
@@ -262,7 +264,7 @@ class Scheduler {
   StatusOr<std::optional<AcquireResult>> TryAcquireLocked(const std::string& worker_id, const std::string& device);
   StatusOr<HeartbeatResult> HeartbeatLocked(const std::string& worker_id, const std::vector<std::string>& lease_ids,
                                             bool draining);
-  Status CompleteLocked(const std::string& worker_id, const std::string& lease_id, ResultRow result);
+  Status CompleteLocked(const std::string& worker_id, const std::string& lease_id, JobResult result);
   StatusOr<bool> FailLocked(const std::string& worker_id, const std::string& lease_id, const std::string& reason,
                             bool retryable);
   int ExpireLeasesLocked();

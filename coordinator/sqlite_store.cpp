@@ -436,6 +436,8 @@ constexpr const char* kUpdateJob =
     " started_ms = ?, finished_ms = ?, cancel_requested = ? WHERE job_id = ?";
 constexpr const char* kJobExists = "SELECT 1 FROM jobs WHERE job_id = ?";
 constexpr const char* kResultAttempt = "SELECT attempt FROM results WHERE job_id = ?";
+// A ResultRow in one row; the columns trained_d and warped_params hold JobResult::numbers_trained and
+// parameters_warped (named so since the first schema).
 constexpr const char* kInsertResult =
     "INSERT INTO results (job_id, metric, train_score, val_score, test_score, test_pearson_mean,"
     " test_pearson_median, epochs_run, best_epoch, seconds, trained_d, warped_params, device, result_json,"
@@ -905,8 +907,8 @@ Status SqliteSweepStore::RecordResult(const JobRow& job, const ResultRow& result
         .Int(result.epochs_run)
         .Int(result.best_epoch)
         .Real(result.seconds)
-        .Int(result.trained_d)
-        .Int(result.warped_params)
+        .Int(result.numbers_trained)
+        .Int(result.parameters_warped)
         .Text(result.device)
         .Text(result.result_json)
         .Int(result.attempt)
@@ -1051,8 +1053,8 @@ StatusOr<std::vector<JobRow>> SqliteSweepStore::LoadJobs() {
           r.epochs_run = q.ColumnInt(26);
           r.best_epoch = q.ColumnInt(27);
           r.seconds = q.ColumnReal(28);
-          r.trained_d = q.ColumnInt(29);
-          r.warped_params = q.ColumnInt(30);
+          r.numbers_trained = q.ColumnInt(29);
+          r.parameters_warped = q.ColumnInt(30);
           r.device = q.ColumnText(31);
           r.result_json = q.ColumnText(32);
           r.attempt = static_cast<int32_t>(q.ColumnInt(33));

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/job_result.h"
 #include "common/status.h"
 #include "common/subspace_dim.h"
 
@@ -44,23 +45,9 @@ struct SweepRow {
   std::string request_id;
 };
 
-struct ResultRow {
-  std::string metric;        // "r2" | "accuracy"
-  double train_score = 0.0;
-  double val_score = 0.0;
-  double test_score = 0.0;
-  double test_pearson_mean = 0.0;
-  double test_pearson_median = 0.0;
-  int64_t epochs_run = 0;
-  int64_t best_epoch = 0;
-  double seconds = 0.0;
-  int64_t trained_d = 0;
-  int64_t warped_params = 0;
-  std::string device;
-  std::string result_json;
-  // The data's noise ceiling as the worker reported it (mean over targets, R² units); NaN = unknown (the
-  // data has none, a classification job, or a result recorded before the store kept it).
-  double noise_ceiling = std::numeric_limits<double>::quiet_NaN();
+// A job's one recorded result: the result as the worker reported it (common/job_result.h, the same type from
+// the worker's job runner to here) plus when, by whom and for which attempt it was recorded.
+struct ResultRow : JobResult {
   int32_t attempt = 0;       // the attempt whose result this is
   std::string worker_id;
   int64_t recorded_ms = 0;

@@ -77,25 +77,25 @@ engine::TrainingLoopOptions LoopSettingsOf(const JobSpec& spec, const JobRunOpti
       .should_stop(options.should_stop);
 }
 
-// What every trainer reports (engine/train/training_loop.h TrainingSummary) into the job's result.
-void RecordSummary(const engine::TrainingSummary& summary, JobResult& result) {
-  result.epochs_run = summary.epochs_run;
-  result.best_epoch = summary.best_epoch;
-  result.history = summary.history;
-  result.d = summary.trained_parameter_count;
-  result.D = summary.model_parameter_count;
-  result.representation_size = summary.representation_size;
+// What every trainer reports (engine/train/training_loop.h TrainingSummary) into the job's report.
+void RecordSummary(const engine::TrainingSummary& summary, JobReport& report) {
+  report.epochs_run = summary.epochs_run;
+  report.best_epoch = summary.best_epoch;
+  report.history = summary.history;
+  report.numbers_trained = summary.numbers_trained;
+  report.parameters_warped = summary.parameters_warped;
+  report.representation_size = summary.representation_size;
 }
 
-// What the result says about the loaded data.
-void RecordData(const JobData& data, JobResult& result) {
-  result.data_description = data.description;
-  result.train_size = data.train_size;
-  result.val_size = data.val_size;
-  result.test_size = data.test_size;
-  result.num_targets = data.num_targets;
+// What the report says about the loaded data.
+void RecordData(const JobData& data, JobReport& report) {
+  report.data_description = data.description;
+  report.train_size = data.train_size;
+  report.val_size = data.val_size;
+  report.test_size = data.test_size;
+  report.num_targets = data.num_targets;
   if (data.neural.noise_ceiling.defined()) {
-    result.noise_ceiling = data.neural.noise_ceiling.to(at::kDouble).mean().item<double>();
+    report.noise_ceiling = data.neural.noise_ceiling.to(at::kDouble).mean().item<double>();
   }
 }
 
@@ -150,8 +150,8 @@ Status CheckTrainerSupports(const JobSpec& spec) {
 // regression: d = 0 a readout (ridge or SGD) on cached features; d > 0 or full the encoder (network and
 // head), or readout prefit_warped (the ridge head, then both through one subspace).
 Status TrainRegression(const JobSpec& spec, const JobRunOptions& options, const ReadoutModel& model,
-                       c10::Device device, const engine::NeuralData& data, JobResult& result) {
-  result.metric = "r2";
+                       c10::Device device, const engine::NeuralData& data, JobReport& report) {
+  report.metric = "r2";
   const TrainSpec& t = spec.train;
   if (spec.d.is_linear()) {
     DWARP_RETURN_IF_ERROR(EnterPhase(options, "caching features"));
@@ -174,11 +174,11 @@ Status TrainRegression(const JobSpec& spec, const JobRunOptions& options, const 
       readout = engine::TrainSgdReadout(*features, sgd);
     }
     if (!readout.ok()) return readout.status();
-    readout->model_parameter_count = ParameterCount(model.module);  // the readout saw features only
-    RecordSummary(*readout, result);
-    result.train = FromRegression(readout->train);
-    result.validation = FromRegression(readout->validation);
-    result.test = FromRegression(readout->test);
+    readout->parameters_warped = ParameterCount(model.module);  // the readout saw features only
+    RecordSummary(*readout, report);
+    report.train = FromRegression(readout->train);
+    report.validation = FromRegression(readout->validation);
+    report.test = FromRegression(readout->test);
     return OkStatus();
   }
   engine::EncodingTrainingOptions enc;
@@ -206,10 +206,10 @@ Status TrainRegression(const JobSpec& spec, const JobRunOptions& options, const 
         [&](torch::jit::Module& m) { return engine::TrainEncoderFull(m, data, enc); });
   }
   if (!trained.ok()) return trained.status();
-  RecordSummary(*trained, result);
-  result.train = FromRegression(trained->train);
-  result.validation = FromRegression(trained->validation);
-  result.test = FromRegression(trained->test);
+  RecordSummary(*trained, report);
+  report.train = FromRegression(trained->train);
+  report.validation = FromRegression(trained->validation);
+  report.test = FromRegression(trained->test);
   return OkStatus();
 }
 
@@ -226,7 +226,7 @@ bool UsesLinearHead(const JobSpec& spec, const ReadoutModel& model, int64_t num_
 // classification: a linear classifier on cached features at d = 0, the model through its subspace (d > 0)
 // or all of it (full), with or without a head.
 Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, const ReadoutModel& model,
-                           c10::Device device, const engine::ClassifierSplits& splits, JobResult& result) {
+                           c10::Device device, const engine::ClassifierSplits& splits, JobReport& report) {
   const int64_t num_classes = splits.train.num_classes;
   const TrainSpec& t = spec.train;
   const bool head = UsesLinearHead(spec, model, num_classes);
@@ -239,8 +239,8 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, co
           "or an inner model.layer";
     return InvalidArgumentError(os.str());
   }
-  result.metric = "accuracy";
-  result.linear_head = head;
+  report.metric = "accuracy";
+  report.linear_head = head;
   const auto cls = engine::ClassifierTrainingOptions()
                        .loop(LoopSettingsOf(spec, options))
                        .learning_rate(ModelLearningRate(t, spec.d))
@@ -253,7 +253,7 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, co
   if (spec.d.is_linear()) {
     DWARP_RETURN_IF_ERROR(EnterPhase(options, "caching features and training a linear classifier"));
     trained = engine::TrainLinearClassifier(engine::FrozenModelExtractor(model.module), splits, cls);
-    if (trained.ok()) trained->model_parameter_count = ParameterCount(model.module);
+    if (trained.ok()) trained->parameters_warped = ParameterCount(model.module);
   } else {
     trained = TrainSubspaceOrFull<engine::ClassifierTrainingResult>(
         spec, options, model,
@@ -261,17 +261,17 @@ Status TrainClassification(const JobSpec& spec, const JobRunOptions& options, co
         [&](torch::jit::Module& m) { return engine::TrainClassifierFull(m, splits, cls); });
   }
   if (!trained.ok()) return trained.status();
-  RecordSummary(*trained, result);
-  result.train.accuracy = trained->train_accuracy;
-  result.validation.accuracy = trained->best_validation_accuracy;
-  result.test.accuracy = trained->test_accuracy;
+  RecordSummary(*trained, report);
+  report.train.accuracy = trained->train_accuracy;
+  report.validation.accuracy = trained->best_validation_accuracy;
+  report.test.accuracy = trained->test_accuracy;
   return OkStatus();
 }
 
 // rsa: no head; d = 0 scores the frozen model's RDMs, d > 0 trains theta_d (rsa_training.h).
 Status TrainRsa(const JobSpec& spec, const JobRunOptions& options, const ReadoutModel& model,
-                const engine::NeuralData& data, JobResult& result) {
-  result.metric = "rsa";
+                const engine::NeuralData& data, JobReport& report) {
+  report.metric = "rsa";
   const auto rsa = engine::RsaTrainingOptions()
                        .loop(LoopSettingsOf(spec, options))
                        .learning_rate(ModelLearningRate(spec.train, spec.d));
@@ -279,34 +279,34 @@ Status TrainRsa(const JobSpec& spec, const JobRunOptions& options, const Readout
   if (spec.d.is_linear()) {
     DWARP_RETURN_IF_ERROR(EnterPhase(options, "scoring the model's RDMs"));
     run = engine::ScoreRsa(model.module, data, rsa);
-    if (run.ok()) run->model_parameter_count = ParameterCount(model.module);
+    if (run.ok()) run->parameters_warped = ParameterCount(model.module);
   } else {
     auto wrapped = WrapInSubspace(spec, options, model, "training RDMs");
     if (!wrapped.ok()) return wrapped.status();
     run = engine::TrainRsaInSubspace(*wrapped, data, rsa);
   }
   if (!run.ok()) return run.status();
-  RecordSummary(*run, result);
-  result.train.rsa = run->scores.train;
-  result.validation.rsa = run->scores.validation;
-  result.test.rsa = run->scores.test;
+  RecordSummary(*run, report);
+  report.train.rsa = run->scores.train;
+  report.validation.rsa = run->scores.validation;
+  report.test.rsa = run->scores.test;
   return OkStatus();
 }
 
 // Every job in the same order: the device, the data (LoadJobData, by data.kind), the model (sized by the
 // data's classes for classification), then the objective's trainer. The data stay on the CPU (a synthetic
 // brain's teacher runs there); the model moves to the device once; minibatches are sent there.
-Status LoadDataBuildModelAndTrain(const JobSpec& spec, const JobRunOptions& options, JobResult& result) {
+Status LoadDataBuildModelAndTrain(const JobSpec& spec, const JobRunOptions& options, JobReport& report) {
   auto device = engine::ResolveDevice(spec.train.device, "train.device");
   if (!device.ok()) return device.status();
-  result.device = device->str();
+  report.device = device->str();
   DWARP_RETURN_IF_ERROR(CheckTrainerSupports(spec));
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "loading data"));
   auto data = LoadJobData(spec);
   if (!data.ok()) return data.status();
   // The log says what was loaded, including any targets data.nan: drop_targets removed.
   if (options.on_phase) options.on_phase("loaded " + data->description);
-  RecordData(*data, result);
+  RecordData(*data, report);
   DWARP_RETURN_IF_ERROR(EnterPhase(options, "building the model"));
   auto model = BuildJobModel(spec.model, spec.train.seed, data->num_classes);
   if (!model.ok()) return model.status();
@@ -315,29 +315,29 @@ Status LoadDataBuildModelAndTrain(const JobSpec& spec, const JobRunOptions& opti
   Status trained;
   switch (spec.objective) {
     case Objective::kClassification:
-      trained = TrainClassification(spec, options, *model, *device, data->classes, result);
+      trained = TrainClassification(spec, options, *model, *device, data->classes, report);
       break;
     case Objective::kRsa:
-      trained = TrainRsa(spec, options, *model, data->neural, result);
+      trained = TrainRsa(spec, options, *model, data->neural, report);
       break;
     case Objective::kRegression:
-      trained = TrainRegression(spec, options, *model, *device, data->neural, result);
+      trained = TrainRegression(spec, options, *model, *device, data->neural, report);
       break;
   }
-  result.train_seconds = SecondsSince(start);
+  report.train_seconds = SecondsSince(start);
   return trained;
 }
 
 }  // namespace
 
-StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options) {
+StatusOr<JobReport> RunJob(const JobSpec& spec, const JobRunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  JobResult result;
-  result.spec = spec;
-  result.device = spec.train.device;
+  JobReport report;
+  report.spec = spec;
+  report.device = spec.train.device;
   Status status;
   try {
-    status = LoadDataBuildModelAndTrain(spec, options, result);
+    status = LoadDataBuildModelAndTrain(spec, options, report);
   } catch (const c10::Error& e) {
     status = InternalError(std::string("job failed in LibTorch: ") + e.what_without_backtrace());
   } catch (const std::exception& e) {
@@ -346,8 +346,8 @@ StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options) {
     status = InternalError("job failed with an unknown exception");
   }
   if (!status.ok()) return status;
-  result.seconds = SecondsSince(start);
-  return result;
+  report.seconds = SecondsSince(start);
+  return report;
 }
 
 double MetricScore(const std::string& metric, const Scores& scores) {
@@ -368,7 +368,7 @@ StatusOr<at::Tensor> JobFeaturesOfImageFolder(const JobSpec& spec, const std::st
   }
 }
 
-nlohmann::json JobResultToJson(const JobResult& r) {
+nlohmann::json JobReportToJson(const JobReport& r) {
   auto scores = [&r](const Scores& s) {
     if (r.metric == "accuracy") return nlohmann::json{{"accuracy", s.accuracy}};
     if (r.metric == "rsa") return nlohmann::json{{"rsa", s.rsa}};
@@ -384,8 +384,8 @@ nlohmann::json JobResultToJson(const JobResult& r) {
   }
   nlohmann::json out = {
       {"d", r.spec.d.ToString()},
-      {"trained_parameters", r.d},
-      {"D", r.D},
+      {"trained_parameters", r.numbers_trained},
+      {"D", r.parameters_warped},
       {"metric", r.metric},
       {"scores", {{"train", scores(r.train)}, {"val", scores(r.validation)}, {"test", scores(r.test)}}},
       {"epochs_run", r.epochs_run},
@@ -401,9 +401,27 @@ nlohmann::json JobResultToJson(const JobResult& r) {
                 {"targets", r.num_targets}}},
       {"noise_ceiling", std::isnan(r.noise_ceiling) ? nlohmann::json(nullptr) : nlohmann::json(r.noise_ceiling)},
       {"history", history},
-      {"spec", ToJson(r.spec)},
   };
   if (r.metric == "accuracy") out["linear_head"] = r.linear_head;
+  return out;
+}
+
+JobResult JobResultOf(const JobReport& report) {
+  JobResult out;
+  out.metric = report.metric;
+  out.train_score = MetricScore(report.metric, report.train);
+  out.val_score = MetricScore(report.metric, report.validation);
+  out.test_score = MetricScore(report.metric, report.test);
+  out.test_pearson_mean = report.test.pearson_mean;
+  out.test_pearson_median = report.test.pearson_median;
+  out.epochs_run = report.epochs_run;
+  out.best_epoch = report.best_epoch;
+  out.seconds = report.seconds;
+  out.numbers_trained = report.numbers_trained;
+  out.parameters_warped = report.parameters_warped;
+  out.device = report.device;
+  out.noise_ceiling = report.noise_ceiling;
+  out.result_json = JobReportToJson(report).dump();
   return out;
 }
 

@@ -1,6 +1,7 @@
 // JobRunner: runs one JobSpec (common/job_spec.h) on this machine, start to finish, and returns its
-// JobResult: the glue between a validated job and the engine (DESIGN.md "Jobs"). Every job runs in the same
-// order: device, data, model, trainer.
+// JobReport: the glue between a validated job and the engine (DESIGN.md "Jobs"). Every job runs in the same
+// order: device, data, model, trainer. JobResultOf turns the report into the job's JobResult
+// (common/job_result.h), the shape a result keeps from here to the coordinator's store.
 //
 //   data     LoadJobData (worker/job_data.h): one entry point keyed by data.kind (synthetic, majaj_hong,
 //            nsd and generic for regression and rsa; idx and image_folder for classification).
@@ -11,7 +12,8 @@
 //                                     else the model's) + TrainEncoderInSubspace
 //                            full  -> TrainEncoderFull
 //            classification: d = 0 -> TrainLinearClassifier (the frozen model's features cached once per
-//                                     split, a linear head trained on them; D = all model parameters)
+//                                     split, a linear head trained on them; parameters_warped: all of
+//                                     the model's)
 //                            d > 0 -> SubspaceModel (as above) + TrainClassifierInSubspace
 //                            full  -> TrainClassifierFull
 //                            The model's own output is read as the logits (no head: the intrinsic-dimension
@@ -26,7 +28,7 @@
 //            (FailedPrecondition when this build or machine cannot use it). Data are loaded and kept on the
 //            CPU (a synthetic brain's teacher runs there too); the model moves to the device once, features
 //            for d = 0 are cached there, minibatches are sent there; ridge fits and metrics run on the CPU
-//            in float64. result.device is the device used.
+//            in float64. JobReport::device is the device used.
 // Unsupported (an InvalidArgument saying so): classification with readout ridge (ridge fits regression
 // targets; classification at d = 0 trains by SGD: readout sgd), or with train.weight_decay /
 // train.freeze_head when the job reads the model's own logits (there is no head).
@@ -45,6 +47,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "common/job_result.h"
 #include "common/job_spec.h"
 #include "common/status.h"
 #include "worker/engine/train/training_loop.h"
@@ -61,7 +64,9 @@ struct Scores {
   double rsa = 0.0;
 };
 
-struct JobResult {
+// Everything one run reports: the scores of every kind per split, the sizes of its data and model, the
+// per-epoch history, and the spec it ran (with the device it ran on).
+struct JobReport {
   JobSpec spec;
   std::string metric;                   // "r2", "accuracy" or "rsa": the score that train/val/test report
   Scores train, validation, test;
@@ -69,8 +74,8 @@ struct JobResult {
   int64_t best_epoch = 0;
   double seconds = 0.0;                 // wall time of RunJob (data loading included)
   double train_seconds = 0.0;           // of the trainer call (feature caching included for d = 0)
-  int64_t d = 0;                        // trained numbers: d, 0 (linear readout) or D (full)
-  int64_t D = 0;                        // warped parameters (d > 0) or all model parameters
+  int64_t numbers_trained = 0;          // d, 0 (linear readout) or parameters_warped (full); the head not counted
+  int64_t parameters_warped = 0;        // D: the warped parameters (d > 0) or all model parameters
   int64_t representation_size = 0;      // F
   bool linear_head = false;             // classification: a linear head classified (false: the model's logits)
   int64_t train_size = 0, val_size = 0, test_size = 0;
@@ -101,7 +106,7 @@ double MetricScore(const std::string& metric, const Scores& scores);
 
 // Runs the job. InvalidArgument / NotFound naming the bad field or value, Internal for LibTorch errors,
 // Cancelled when options.should_stop asked it to stop.
-StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options = {});
+StatusOr<JobReport> RunJob(const JobSpec& spec, const JobRunOptions& options = {});
 
 // The job's model (built as RunJob builds it, in eval mode, on the CPU) read out on the image files of the
 // folder `dir` (sorted by name, the first data.limit_stimuli of them), prepared as the job prepares
@@ -109,9 +114,16 @@ StatusOr<JobResult> RunJob(const JobSpec& spec, const JobRunOptions& options = {
 // [N, features], the features a d = 0 job caches. NotFound for a missing folder; the model's errors.
 StatusOr<at::Tensor> JobFeaturesOfImageFolder(const JobSpec& spec, const std::string& dir);
 
-// The result as JSON: scores, epochs, wall time, d (as the spec writes it: "0", "300", "full"), D,
-// device, sizes, noise_ceiling (null when NaN), history, for classification linear_head, and the spec
-// (ToJson, defaults resolved).
-nlohmann::json JobResultToJson(const JobResult& result);
+// The report as JSON: d (as the spec writes it: "0", "300", "full"), trained_parameters (numbers_trained),
+// D (parameters_warped), metric, scores, epochs, wall and train seconds, device, representation size,
+// data sizes, noise_ceiling (null when NaN), history, and for classification linear_head. Not the spec: a
+// job run by a worker has it stored with the job (the coordinator's spec_json); `dwarp train` adds it to
+// its own result file under "spec".
+nlohmann::json JobReportToJson(const JobReport& report);
+
+// The job's result (common/job_result.h) from its report: train/val/test of the report's metric
+// (MetricScore), test Pearson r, epochs, seconds, counts, device, noise ceiling, and result_json =
+// JobReportToJson. The one place a report becomes the result a worker sends.
+JobResult JobResultOf(const JobReport& report);
 
 }  // namespace dwarp::worker

@@ -104,8 +104,8 @@ nlohmann::ordered_json RunJson(const IntrinsicDimRun& run) {
   nlohmann::ordered_json d = run.d ? nlohmann::ordered_json(*run.d) : nlohmann::ordered_json("full");
   return {{"d", d},
           {"seed", run.seed},
-          {"trained_parameters", r.trained_parameter_count},
-          {"D", r.model_parameter_count},
+          {"trained_parameters", r.numbers_trained},
+          {"D", r.parameters_warped},
           {"test_accuracy", r.test_accuracy},
           {"best_validation_accuracy", r.best_validation_accuracy},
           {"best_epoch", r.best_epoch},
@@ -251,7 +251,7 @@ std::string FormatIntrinsicDimTable(const IntrinsicDimReport& report) {
     const auto& r = run.result;
     const std::string d = run.d ? std::to_string(*run.d) : "full";
     std::snprintf(line, sizeof line, "%10s | %8lld | %4llu | %13.4f | %6lld | %7.1f\n", d.c_str(),
-                  static_cast<long long>(r.model_parameter_count), static_cast<unsigned long long>(run.seed),
+                  static_cast<long long>(r.parameters_warped), static_cast<unsigned long long>(run.seed),
                   r.test_accuracy,
                   static_cast<long long>(r.epochs_run), r.seconds);
     os << line;

@@ -70,21 +70,16 @@ StatusOr<std::string> RunTrainCommand(const TrainCommandConfig& config) {
   if (tty) std::fputs("\n", stderr);
   if (!result.ok()) return Status(result.status().code(), config.job_file + ": " + result.status().message());
 
-  DWARP_RETURN_IF_ERROR(WriteFileAtomically(out, worker::JobResultToJson(*result).dump(2) + "\n", "--out"));
-  const auto& r = *result;
-  if (r.metric == "accuracy") {
-    std::printf("d = %s (D = %lld): accuracy train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",
-                r.spec.d.ToString().c_str(), static_cast<long long>(r.D), r.train.accuracy, r.validation.accuracy,
-                r.test.accuracy, static_cast<long long>(r.epochs_run), r.seconds);
-  } else if (r.metric == "rsa") {
-    std::printf("d = %s (D = %lld): RSA train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",
-                r.spec.d.ToString().c_str(), static_cast<long long>(r.D), r.train.rsa, r.validation.rsa, r.test.rsa,
-                static_cast<long long>(r.epochs_run), r.seconds);
-  } else {
-    std::printf("d = %s (D = %lld): R2 train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",
-                r.spec.d.ToString().c_str(), static_cast<long long>(r.D), r.train.r2, r.validation.r2, r.test.r2,
-                static_cast<long long>(r.epochs_run), r.seconds);
-  }
+  // A job run here has no database to keep its spec: its result file carries it (defaults resolved).
+  nlohmann::json document = worker::JobReportToJson(*result);
+  document["spec"] = ToJson(result->spec);
+  DWARP_RETURN_IF_ERROR(WriteFileAtomically(out, document.dump(2) + "\n", "--out"));
+  const worker::JobReport& r = *result;
+  const char* label = r.metric == "accuracy" ? "accuracy" : r.metric == "rsa" ? "RSA" : "R2";
+  std::printf("d = %s (D = %lld): %s train %.4f  val %.4f  test %.4f  (%lld epochs, %.1f s)\n",
+              r.spec.d.ToString().c_str(), static_cast<long long>(r.parameters_warped), label,
+              worker::MetricScore(r.metric, r.train), worker::MetricScore(r.metric, r.validation),
+              worker::MetricScore(r.metric, r.test), static_cast<long long>(r.epochs_run), r.seconds);
   std::printf("result written to %s\n", out.c_str());
   std::fflush(stdout);
   return out;

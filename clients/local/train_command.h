@@ -1,5 +1,6 @@
 // `dwarp train JOB.yaml [key=value ...]`: runs one job (common/job_spec.h) on this machine without the
-// sweep service (issue 3 part 6) and writes its result (worker/job_runner.h) as JSON.
+// sweep service and writes its result as JSON: worker/job_runner.h JobReportToJson plus the spec it ran
+// ("spec", defaults resolved), which a job run by a worker leaves to the coordinator's job row.
 //
 //   dwarp train configs/jobs/fashion_mnist_mlp_d300.yaml d=100 train.max_epochs=2 --out r.json
 //

@@ -369,8 +369,8 @@ nlohmann::ordered_json ResultRows(const v1::ResultsResponse& response) {
     row["noise_ceiling"] = has && r.has_noise_ceiling() ? Number(r.noise_ceiling()) : Json(nullptr);
     row["epochs"] = has ? Json(r.epochs_run()) : Json(nullptr);
     row["seconds"] = has ? Number(r.seconds()) : Json(nullptr);
-    row["trained_d"] = has ? Json(r.trained_d()) : Json(nullptr);
-    row["D"] = has ? Json(r.warped_params()) : Json(nullptr);
+    row["trained_d"] = has ? Json(r.numbers_trained()) : Json(nullptr);
+    row["D"] = has ? Json(r.parameters_warped()) : Json(nullptr);
     row["device"] = has ? TextOrNull(r.device()) : Json(nullptr);
     row["error"] = TextOrNull(job.error());
     row["reason"] = TextOrNull(job.reason());

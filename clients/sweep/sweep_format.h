@@ -75,9 +75,9 @@ std::string FormatSweepList(const v1::ListSweepsResponse& response);
 std::string FormatSweepStatus(const v1::Sweep& sweep, const std::vector<v1::Job>& jobs);
 
 // `dwarp results`: one row per job with the columns sweep, model, layer, dataset, variant, d, seed, state,
-// attempt, metric, train, val, test, pearson_mean, pearson_median, noise_ceiling, epochs, seconds, trained_d,
-// D, device, error (result columns null for a job without a result; noise_ceiling null too when the data
-// has none).
+// attempt, metric, train, val, test, pearson_mean, pearson_median, noise_ceiling, epochs, seconds, trained_d
+// (the result's numbers_trained), D (its parameters_warped), device, error, reason (result columns null for
+// a job without a result; noise_ceiling null too when the data has none).
 nlohmann::ordered_json ResultRows(const v1::ResultsResponse& response);
 std::string FormatResults(const v1::ResultsResponse& response, OutputFormat format);
 

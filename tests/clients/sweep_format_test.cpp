@@ -92,8 +92,8 @@ v1::ResultsResponse TwoJobs() {
   result->set_noise_ceiling(0.875);
   result->set_epochs_run(12);
   result->set_seconds(3.25);
-  result->set_trained_d(300);
-  result->set_warped_params(203530);
+  result->set_numbers_trained(300);
+  result->set_parameters_warped(203530);
   result->set_device("cuda:0");
   v1::Job* failed = response.add_jobs();
   failed->set_job_id(2);

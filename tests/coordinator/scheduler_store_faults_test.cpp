@@ -113,8 +113,8 @@ class SchedulerStoreFaultsTest : public ::testing::TestWithParam<StoreKind> {
     return acquired.ok() && acquired->lease ? *acquired->lease : Lease{};
   }
 
-  static ResultRow Result(double score) {
-    ResultRow result;
+  static JobResult Result(double score) {
+    JobResult result;
     result.metric = "r2";
     result.train_score = result.val_score = result.test_score = score;
     return result;

@@ -71,8 +71,8 @@ class SchedulerTest : public ::testing::Test {
     return result.ok() && result->lease ? *result->lease : Lease{};
   }
 
-  ResultRow Result(double test) {
-    ResultRow result;
+  JobResult Result(double test) {
+    JobResult result;
     result.metric = "r2";
     result.test_score = test;
     result.val_score = test;
@@ -295,7 +295,7 @@ TEST_F(SchedulerTest, JobPagesCoverEveryJobOnceInIdOrder) {
 
 TEST(CheckResultScoresTest, EachMetricHasItsRange) {
   auto result = [](const std::string& metric, double test) {
-    ResultRow row;
+    JobResult row;
     row.metric = metric;
     row.train_score = row.val_score = row.test_score = test;
     return row;
@@ -310,7 +310,7 @@ TEST(CheckResultScoresTest, EachMetricHasItsRange) {
   EXPECT_EQ(negative.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(negative.message().find("[0, 1]"), std::string::npos) << negative;
   EXPECT_EQ(CheckResultScores(result("accuracy", 1.5)).code(), StatusCode::kInvalidArgument);
-  ResultRow pearson = result("r2", 0.5);
+  JobResult pearson = result("r2", 0.5);
   pearson.test_pearson_mean = 1.5;
   Status out_of_range = CheckResultScores(pearson);
   EXPECT_EQ(out_of_range.code(), StatusCode::kInvalidArgument);
@@ -363,7 +363,7 @@ TEST_F(SchedulerTest, LeasesGoSmallestDFirstAndAreFenced) {
     EXPECT_EQ(huge.code(), StatusCode::kInvalidArgument);
     EXPECT_NE(huge.message().find("test_score = 1e+300"), std::string::npos) << huge;
     EXPECT_NE(huge.message().find("(-inf, 1]"), std::string::npos) << huge;
-    ResultRow rsa = Result(-1.5);
+    JobResult rsa = Result(-1.5);
     rsa.metric = "rsa";  // a correlation between RDMs
     Status below = scheduler_->Complete(worker, first.lease_id, rsa);
     EXPECT_EQ(below.code(), StatusCode::kInvalidArgument);
@@ -618,7 +618,7 @@ TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
     auto a = (*scheduler)->Acquire(worker, "cpu", 0);
     auto b = (*scheduler)->Acquire(worker, "cpu", 0);
     ASSERT_TRUE(a.ok() && a->lease && b.ok() && b->lease);
-    ResultRow first_result;
+    JobResult first_result;
     first_result.metric = "r2";
     ASSERT_TRUE((*scheduler)->Complete(worker, a->lease->lease_id, first_result).ok());
     held = b->lease->lease_id;
@@ -635,7 +635,7 @@ TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
   EXPECT_FALSE(beat->unknown_worker);
   ASSERT_EQ(beat->leases.size(), 1u);
   EXPECT_TRUE(beat->leases[0].valid);
-  ResultRow result;
+  JobResult result;
   result.metric = "r2";
   result.test_score = 0.7;
   ASSERT_TRUE((*scheduler)->Complete(worker, held, result).ok());
@@ -715,7 +715,7 @@ TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
     while (completed < limit) {
       auto lease = scheduler.Acquire(worker, "cpu", 0);
       if (!lease.ok() || !lease->lease) return completed;
-      ResultRow result;
+      JobResult result;
       result.metric = "r2";
       result.test_score = score(lease->lease->job.d.ToString());
       EXPECT_TRUE(scheduler.Complete(worker, lease->lease->lease_id, result).ok());

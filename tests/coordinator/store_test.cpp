@@ -62,7 +62,7 @@ std::optional<double> NanAsEmpty(double x) { return std::isnan(x) ? std::nullopt
 
 auto Fields(const ResultRow& r) {
   return std::make_tuple(r.metric, r.train_score, r.val_score, r.test_score, r.test_pearson_mean,
-                         r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.trained_d, r.warped_params,
+                         r.test_pearson_median, r.epochs_run, r.best_epoch, r.seconds, r.numbers_trained, r.parameters_warped,
                          r.device, r.result_json, NanAsEmpty(r.noise_ceiling), r.attempt, r.worker_id,
                          r.recorded_ms);
 }
@@ -122,8 +122,8 @@ ResultRow MakeResult(int32_t attempt) {
   r.epochs_run = 42;
   r.best_epoch = 37;
   r.seconds = 1234.5678;
-  r.trained_d = 1000;
-  r.warped_params = 11'689'512;
+  r.numbers_trained = 1000;
+  r.parameters_warped = 11'689'512;
   r.device = "cuda:0";
   r.result_json = R"({"test":{"r2":-2.5e-300},"note":"a\"b"})";
   r.noise_ceiling = 1.0 / 1.01;  // a synthetic brain's, noise 0.1
@@ -1074,7 +1074,7 @@ TEST_F(SqliteStoreTest, AVersionOneFileIsMigratedAndItsResultsHaveAnUnknownNoise
     const JobRow& old = (*jobs)[0];
     ASSERT_TRUE(old.result.has_value());
     EXPECT_EQ(old.result->test_score, 0.125);  // the old columns still read as before
-    EXPECT_EQ(old.result->warped_params, 12560);
+    EXPECT_EQ(old.result->parameters_warped, 12560);
     EXPECT_EQ(old.result->recorded_ms, 1700000000003);
     EXPECT_TRUE(std::isnan(old.result->noise_ceiling)) << old.result->noise_ceiling;
     // Workers of an old file have no credential: they register again under new ids.

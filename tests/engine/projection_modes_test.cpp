@@ -302,8 +302,8 @@ TEST(ProjectionModesTest, PrefitWarpedTrainingStartsAtTheRidgeFitAndMovesTheHead
   auto result = TrainPrefitWarpedEncoder(*teacher, SubspaceOptions(200).seed(21), *data, options);
   ASSERT_TRUE(result.ok()) << result.status();
   // D counts the head: the MLP's parameters plus 24 x 10 + 10.
-  EXPECT_EQ(result->model_parameter_count, MlpParameterCount(MlpOptions(16, 24).hidden({48})) + 24 * 10 + 10);
-  EXPECT_EQ(result->trained_parameter_count, 200);
+  EXPECT_EQ(result->parameters_warped, MlpParameterCount(MlpOptions(16, 24).hidden({48})) + 24 * 10 + 10);
+  EXPECT_EQ(result->numbers_trained, 200);
   // Never below the ridge start on validation, and here clearly above it.
   EXPECT_GE(result->validation.r2, result->head_init_validation_r2 - 1e-9);
   EXPECT_GT(result->validation.r2, result->head_init_validation_r2 + 0.02)

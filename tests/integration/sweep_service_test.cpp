@@ -258,6 +258,14 @@ TEST_F(SweepServiceTest, SmallSweepCompletesWithTwoWorkersAndDWarpIsRight) {
   EXPECT_EQ(workers_used.size(), 2u) << "both workers should have taken jobs";
   EXPECT_EQ(Query("SELECT COUNT(*) FROM results"), "12");
   EXPECT_EQ(Query("SELECT COUNT(*) FROM results WHERE abs(noise_ceiling - 1.0 / 1.01) < 1e-6"), "12");
+  // The stored result JSON is the worker's report without the spec, which the job's row keeps; its counts
+  // are the result's own.
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM results WHERE json_type(result_json, '$.spec') IS NULL AND "
+                  "json_type(result_json, '$.scores.test.r2') = 'real' AND "
+                  "json_extract(result_json, '$.trained_parameters') = trained_d AND "
+                  "json_extract(result_json, '$.D') = warped_params AND warped_params > 0"),
+            "12");
+  EXPECT_EQ(Query("SELECT COUNT(*) FROM jobs WHERE json_type(spec_json, '$.model') = 'object'"), "12");
 
   // d_warp: threshold = 0.8 x the best mean score on the dataset; first grid d at or above, refined in log d.
   double best = -1e9;

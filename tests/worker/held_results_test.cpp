@@ -9,6 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
 
 namespace dwarp::worker {
 namespace {
@@ -80,6 +83,37 @@ TEST_F(HeldResultsTest, AnOutcomeIsTakenOnlyOnceItsHolderLetsGoAndComesBackWhole
   EXPECT_TRUE((*writer)->TakeOrphans(&problems).empty());
   (*reader)->Release("l00ab");
   EXPECT_FALSE(fs::exists(file));
+}
+
+// The result's counts keep the JSON names they had before the fields were renamed (numbers_trained was
+// trained_d, parameters_warped warped_params), so an outcome an older worker left behind is delivered whole.
+TEST_F(HeldResultsTest, AnOutcomeAnOlderWorkerHeldReadsBackWithItsCounts) {
+  auto held = HeldResults::Open((dir_ / "state").string());
+  ASSERT_TRUE(held.ok()) << held.status();
+  std::ofstream(dir_ / "state" / "l0old.held")
+      << R"({"format": 1, "coordinator": "127.0.0.1:5555", "worker_id": "w0123", "credential": "wc1.secret",
+             "lease_id": "l0old", "job_id": 42, "attempt": 1, "valid_until_unix_ms": 1700000000123,
+             "complete": {"workerId": "w0123", "leaseId": "l0old",
+                          "result": {"metric": "r2", "testScore": 0.5, "trainedD": "300", "warpedParams": "12560"}}})";
+  std::vector<std::string> problems;
+  std::vector<HeldOutcome> orphans = (*held)->TakeOrphans(&problems);
+  EXPECT_TRUE(problems.empty()) << problems.front();
+  ASSERT_EQ(orphans.size(), 1u);
+  ASSERT_TRUE(orphans[0].complete.has_value());
+  EXPECT_EQ(orphans[0].complete->result().numbers_trained(), 300);
+  EXPECT_EQ(orphans[0].complete->result().parameters_warped(), 12560);
+
+  // And a file written now uses the same names, so an older worker reads it too.
+  HeldOutcome outcome = Completed("l0new");
+  outcome.complete->mutable_result()->set_numbers_trained(20);
+  outcome.complete->mutable_result()->set_parameters_warped(12560);
+  ASSERT_TRUE((*held)->Hold(outcome).ok());
+  std::ifstream in(dir_ / "state" / "l0new.held");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find(R"("trainedD":"20")"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("warpedParams":"12560")"), std::string::npos) << text;
+  (*held)->Release("l0new");
+  (*held)->Release("l0old");
 }
 
 TEST_F(HeldResultsTest, ACorruptFileIsSetAsideAndNamed) {

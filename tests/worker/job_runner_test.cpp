@@ -82,20 +82,42 @@ TEST_F(JobRunnerTest, SubspaceJobReportsEveryEpochAndScores) {
   EXPECT_EQ(epochs_seen, 4);
   EXPECT_EQ(result->epochs_run, 4);
   EXPECT_EQ(result->metric, "r2");
-  EXPECT_EQ(result->d, 10);
-  EXPECT_EQ(result->D, 784 * 16 + 16);  // fc1 only: the layers up to the read-out
+  EXPECT_EQ(result->numbers_trained, 10);
+  EXPECT_EQ(result->parameters_warped, 784 * 16 + 16);  // fc1 only: the layers up to the read-out
   EXPECT_EQ(result->train_size + result->val_size + result->test_size, 300);
   EXPECT_EQ(result->num_targets, 4);
   // The synthetic brain's ceiling is 1 / (1 + noise^2) for every neuroid (noise 0.1 here).
   EXPECT_NEAR(result->noise_ceiling, 1.0 / 1.01, 1e-6);
-  const nlohmann::json json = JobResultToJson(*result);
+  const nlohmann::json json = JobReportToJson(*result);
   EXPECT_EQ(json["d"], "10");
   EXPECT_NEAR(json["noise_ceiling"].get<double>(), 1.0 / 1.01, 1e-6);
   EXPECT_EQ(json["device"], "cpu");
   EXPECT_EQ(json["history"].size(), 4u);
-  auto round_trip = JobSpecFromJson(json["spec"]);
-  ASSERT_TRUE(round_trip.ok()) << round_trip.status().ToString();
-  EXPECT_TRUE(*round_trip == spec);
+  EXPECT_EQ(json["trained_parameters"], 10);
+  EXPECT_EQ(json["D"], 784 * 16 + 16);
+  // The spec is the job's (stored with it by the coordinator), not the result's.
+  EXPECT_FALSE(json.contains("spec")) << json["spec"];
+  EXPECT_TRUE(result->spec == spec);
+
+  // The result a worker sends: the report's metric scores, counts and JSON, through JobResultOf alone.
+  const JobResult sent = JobResultOf(*result);
+  EXPECT_EQ(sent.metric, "r2");
+  EXPECT_EQ(sent.train_score, result->train.r2);
+  EXPECT_EQ(sent.val_score, result->validation.r2);
+  EXPECT_EQ(sent.test_score, result->test.r2);
+  EXPECT_EQ(sent.test_pearson_mean, result->test.pearson_mean);
+  EXPECT_EQ(sent.test_pearson_median, result->test.pearson_median);
+  EXPECT_NE(sent.test_pearson_mean, 0.0);
+  EXPECT_EQ(sent.epochs_run, 4);
+  EXPECT_EQ(sent.best_epoch, result->best_epoch);
+  EXPECT_GE(sent.best_epoch, 1);
+  EXPECT_EQ(sent.seconds, result->seconds);
+  EXPECT_GT(sent.seconds, 0.0);
+  EXPECT_EQ(sent.numbers_trained, 10);
+  EXPECT_EQ(sent.parameters_warped, 784 * 16 + 16);
+  EXPECT_EQ(sent.device, "cpu");
+  EXPECT_EQ(sent.noise_ceiling, result->noise_ceiling);
+  EXPECT_EQ(sent.result_json, json.dump());
 }
 
 // A sweep's seeds vary the training, never the data: the synthetic brain comes from data.synthetic.seed, and
@@ -109,18 +131,18 @@ TEST_F(JobRunnerTest, TheSyntheticBrainDependsOnItsOwnSeedNotTheJobsSeed) {
     overrides.insert(overrides.end(), extra.begin(), extra.end());
     auto result = RunJob(Parse(SyntheticJob(), overrides));
     EXPECT_TRUE(result.ok()) << result.status().ToString();
-    return result.ok() ? *result : JobResult();
+    return result.ok() ? *result : JobReport();
   };
-  const JobResult seed1 = run({"train.seed=1", "+model.seed=7"});
-  const JobResult seed2 = run({"train.seed=2", "+model.seed=7"});
+  const JobReport seed1 = run({"train.seed=1", "+model.seed=7"});
+  const JobReport seed2 = run({"train.seed=2", "+model.seed=7"});
   EXPECT_EQ(seed1.test.r2, seed2.test.r2);
   EXPECT_EQ(seed1.data_description, seed2.data_description);
   // Without model.seed the network is initialised from train.seed: same brain, another network.
-  const JobResult own_init = run({"train.seed=2"});
+  const JobReport own_init = run({"train.seed=2"});
   EXPECT_EQ(own_init.data_description, seed1.data_description);
   EXPECT_NE(own_init.test.r2, seed1.test.r2);
   // Another brain seed is another brain.
-  const JobResult other_brain = run({"train.seed=1", "+model.seed=7", "data.synthetic.seed=5"});
+  const JobReport other_brain = run({"train.seed=1", "+model.seed=7", "data.synthetic.seed=5"});
   EXPECT_NE(other_brain.data_description, seed1.data_description);
   EXPECT_NE(other_brain.test.r2, seed1.test.r2);
 }
@@ -149,9 +171,9 @@ TEST_F(JobRunnerTest, PrefitWarpedJobsWarpTheHeadWithTheNetwork) {
   ASSERT_TRUE(plain.ok()) << plain.status().ToString();
   ASSERT_TRUE(prefit.ok()) << prefit.status().ToString();
   // The MLP read out at fc1 (16 features) and a head to 4 targets: 16 * 4 + 4 more warped numbers.
-  EXPECT_EQ(prefit->D, plain->D + 16 * 4 + 4);
-  EXPECT_EQ(prefit->d, plain->d);
-  EXPECT_EQ(JobResultToJson(*prefit)["spec"]["readout"], "prefit_warped");
+  EXPECT_EQ(prefit->parameters_warped, plain->parameters_warped + 16 * 4 + 4);
+  EXPECT_EQ(prefit->numbers_trained, plain->numbers_trained);
+  EXPECT_EQ(ToJson(prefit->spec)["readout"], "prefit_warped");
   EXPECT_GT(prefit->test.r2, 0.0);
 }
 
@@ -164,10 +186,10 @@ TEST_F(JobRunnerTest, GlobalProjectionTrainsTheSameDimensionsDifferently) {
   auto global = RunJob(Parse(SyntheticJob(), {teacher, "model.projection=global"}));
   ASSERT_TRUE(per_tensor.ok()) << per_tensor.status().ToString();
   ASSERT_TRUE(global.ok()) << global.status().ToString();
-  EXPECT_EQ(global->d, per_tensor->d);
-  EXPECT_EQ(global->D, per_tensor->D);
+  EXPECT_EQ(global->numbers_trained, per_tensor->numbers_trained);
+  EXPECT_EQ(global->parameters_warped, per_tensor->parameters_warped);
   EXPECT_NE(global->history.front().train_loss, per_tensor->history.front().train_loss);
-  EXPECT_EQ(JobResultToJson(*global)["spec"]["model"]["projection"], "global");
+  EXPECT_EQ(ToJson(global->spec)["model"]["projection"], "global");
   EXPECT_EQ(global->data_description, per_tensor->data_description);
   // The teacher's projection is the brain's warp's.
   auto global_brain = RunJob(Parse(SyntheticJob(), {"+data.synthetic.teacher={arch: mlp, hidden: [16], layer: fc1, "
@@ -203,7 +225,7 @@ TEST_F(JobRunnerTest, ACategoryBrainReadsTheLabelsAndTrainingThroughASubspaceHel
   ASSERT_TRUE(plain.ok()) << plain.status().ToString();
   // Another brain than the teacher's alone, recorded as such.
   EXPECT_GT(std::abs(linear->test.r2 - plain->test.r2), 0.01);
-  EXPECT_EQ(JobResultToJson(*linear)["spec"]["data"]["synthetic"]["categories"], 1.0);
+  EXPECT_EQ(ToJson(linear->spec)["data"]["synthetic"]["categories"], 1.0);
   // A random 16-unit layer separates the ten categories only partly; warping the network separates them more.
   EXPECT_LT(linear->test.r2, 0.6);
   EXPECT_GT(warped->test.r2, linear->test.r2 + 0.02) << "d = 0: " << linear->test.r2;
@@ -232,10 +254,10 @@ TEST_F(JobRunnerTest, RsaJobsScoreRdmsAndTrainThemThroughASubspace) {
   EXPECT_EQ(teacher->metric, "rsa");
   EXPECT_EQ(teacher->epochs_run, 0);
   EXPECT_GT(teacher->test.rsa, other->test.rsa + 0.05) << "the teacher should score highest at d = 0";
-  EXPECT_EQ(warped->d, 300);  // no head: d counts everything that moved
+  EXPECT_EQ(warped->numbers_trained, 300);  // no head: d counts everything that moved
   EXPECT_EQ(warped->epochs_run, 6);
   EXPECT_GT(warped->test.rsa, other->test.rsa + 0.05);
-  const nlohmann::json json = JobResultToJson(*warped);
+  const nlohmann::json json = JobReportToJson(*warped);
   EXPECT_EQ(json["metric"], "rsa");
   EXPECT_DOUBLE_EQ(json["scores"]["test"]["rsa"].get<double>(), warped->test.rsa);
   EXPECT_DOUBLE_EQ(MetricScore("rsa", warped->test), warped->test.rsa);
@@ -296,7 +318,7 @@ TEST_F(JobRunnerTest, ClassificationRejectsHeadOptionsWithoutAHead) {
 TEST_F(JobRunnerTest, IdxClassificationAtDZeroTrainsALinearClassifier) {
   auto result = RunJob(Parse(IdxClassificationJob("fc1", "0"), {"train.max_epochs=20", "train.lr=0.05"}));
   ASSERT_TRUE(result.ok()) << result.status().ToString();
-  const nlohmann::json json = JobResultToJson(*result);
+  const nlohmann::json json = JobReportToJson(*result);
   EXPECT_EQ(json["metric"], "accuracy");
   EXPECT_EQ(json["d"], "0");
   EXPECT_EQ(json["trained_parameters"], 0);
@@ -305,6 +327,13 @@ TEST_F(JobRunnerTest, IdxClassificationAtDZeroTrainsALinearClassifier) {
   EXPECT_EQ(json["linear_head"], true);
   EXPECT_TRUE(std::isnan(result->noise_ceiling));  // classification has none
   EXPECT_TRUE(json["noise_ceiling"].is_null()) << json["noise_ceiling"];
+  const JobResult sent = JobResultOf(*result);
+  EXPECT_FALSE(sent.has_noise_ceiling());
+  EXPECT_EQ(sent.metric, "accuracy");
+  EXPECT_EQ(sent.test_score, result->test.accuracy);
+  EXPECT_EQ(sent.val_score, result->validation.accuracy);
+  EXPECT_EQ(sent.numbers_trained, 0);
+  EXPECT_EQ(sent.parameters_warped, 784 * 16 + 16);
   EXPECT_EQ(json["data"]["train"], 180);
   EXPECT_EQ(json["data"]["val"], 60);
   EXPECT_EQ(json["data"]["test"], 60);
@@ -318,7 +347,7 @@ TEST_F(JobRunnerTest, IdxClassificationOnAnInnerLayerTrainsAHeadThroughASubspace
   auto result =
       RunJob(Parse(IdxClassificationJob("fc1", "50"), {"train.lr=0.05", "train.batch_size=16", "train.max_epochs=5"}));
   ASSERT_TRUE(result.ok()) << result.status().ToString();
-  const nlohmann::json json = JobResultToJson(*result);
+  const nlohmann::json json = JobReportToJson(*result);
   EXPECT_EQ(json["d"], "50");
   EXPECT_EQ(json["trained_parameters"], 50);
   EXPECT_EQ(json["D"], 784 * 16 + 16);  // the warped layers: fc1 only

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/job_spec.h"
+#include "common/rpc/job_result_message.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -343,8 +344,8 @@ TEST_F(WorkerDaemonTest, RegistersRunsAJobStreamsEveryEpochAndCompletes) {
   EXPECT_EQ(result.epochs_run(), 3);
   EXPECT_GE(result.best_epoch(), 1);
   EXPECT_LE(result.best_epoch(), 3);
-  EXPECT_EQ(result.trained_d(), 20);
-  EXPECT_GT(result.warped_params(), 20);
+  EXPECT_EQ(result.numbers_trained(), 20);
+  EXPECT_GT(result.parameters_warped(), 20);
   EXPECT_EQ(result.device(), "cpu");
   EXPECT_GT(result.seconds(), 0.0);
   EXPECT_FALSE(result.has_noise_ceiling()) << "classification data have no noise ceiling";
@@ -352,6 +353,10 @@ TEST_F(WorkerDaemonTest, RegistersRunsAJobStreamsEveryEpochAndCompletes) {
   EXPECT_EQ(json["d"], "20");
   EXPECT_EQ(json["history"].size(), 3u);
   EXPECT_DOUBLE_EQ(json["scores"]["test"]["accuracy"].get<double>(), result.test_score());
+  EXPECT_EQ(json["trained_parameters"], 20);
+  EXPECT_EQ(json["D"], result.parameters_warped());
+  // The coordinator keeps the job's spec with the job: the result does not carry it again.
+  EXPECT_FALSE(json.contains("spec")) << json["spec"];
   EXPECT_TRUE(coordinator_.fails.empty());
 
   // Heartbeats carried the running lease, and the last one said draining.
@@ -721,16 +726,16 @@ TEST(WorkerDaemonHelpers, DeviceLists) {
 }
 
 TEST(WorkerDaemonHelpers, NoiseCeilingIsSentOnlyWhenTheDataHasOne) {
-  JobResult result;
+  JobReport result;
   result.metric = "r2";
   result.noise_ceiling = 0.75;
-  const pb::JobResult with = JobResultToProto(result);
+  const pb::JobResult with = rpc::JobResultToProto(JobResultOf(result));
   ASSERT_TRUE(with.has_noise_ceiling());
   EXPECT_EQ(with.noise_ceiling(), 0.75);
   EXPECT_EQ(nlohmann::json::parse(with.result_json())["noise_ceiling"], 0.75);
 
   result.noise_ceiling = std::numeric_limits<double>::quiet_NaN();
-  const pb::JobResult without = JobResultToProto(result);
+  const pb::JobResult without = rpc::JobResultToProto(JobResultOf(result));
   EXPECT_FALSE(without.has_noise_ceiling());
   EXPECT_TRUE(nlohmann::json::parse(without.result_json())["noise_ceiling"].is_null());
 }

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "common/job_spec.h"
+#include "common/rpc/job_result_message.h"
 #include "dwarp/v1/dwarp.grpc.pb.h"
 #include "worker/daemon/data_roots.h"
 #include "worker/daemon/held_results.h"
@@ -428,26 +429,6 @@ Status CheckWorkerDaemonOptions(const WorkerDaemonOptions& o) {
   return OkStatus();
 }
 
-pb::JobResult JobResultToProto(const JobResult& r) {
-  auto score = [&r](const Scores& s) { return MetricScore(r.metric, s); };
-  pb::JobResult out;
-  out.set_metric(r.metric);
-  out.set_train_score(score(r.train));
-  out.set_val_score(score(r.validation));
-  out.set_test_score(score(r.test));
-  out.set_test_pearson_mean(r.test.pearson_mean);
-  out.set_test_pearson_median(r.test.pearson_median);
-  out.set_epochs_run(r.epochs_run);
-  out.set_best_epoch(r.best_epoch);
-  out.set_seconds(r.seconds);
-  out.set_trained_d(r.d);
-  out.set_warped_params(r.D);
-  out.set_device(r.device);
-  out.set_result_json(JobResultToJson(r).dump());
-  if (!std::isnan(r.noise_ceiling)) out.set_noise_ceiling(r.noise_ceiling);
-  return out;
-}
-
 bool IsRetryableJobFailure(const Status& status) {
   return status.code() != StatusCode::kInvalidArgument && status.code() != StatusCode::kNotFound;
 }
@@ -826,7 +807,7 @@ class WorkerDaemon::Impl {
     // curve points are flushed, which may wait for a coordinator that cannot be reached.
     std::optional<HeldOutcome> outcome;
     bool decided = false;
-    const auto decide = [&](const StatusOr<JobResult>& result) {
+    const auto decide = [&](const StatusOr<JobReport>& result) {
       decided = true;
       outcome = OutcomeOf(identity, lease, *control, result);
       if (outcome && held_ != nullptr) {
@@ -835,7 +816,7 @@ class WorkerDaemon::Impl {
                        held.ToString());
       }
     };
-    StatusOr<JobResult> result = RunLeaseJob(device, identity, lease, *control, decide);
+    StatusOr<JobReport> result = RunLeaseJob(device, identity, lease, *control, decide);
     if (!decided) decide(result);
     const StopReason reason = control->reason.load();
     if (reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid || !outcome) {
@@ -850,7 +831,7 @@ class WorkerDaemon::Impl {
   // What a slot reports for a job that ended with `result`: a Complete, a Fail, or nothing (the coordinator
   // cancelled the job or took the lease back).
   std::optional<HeldOutcome> OutcomeOf(const WorkerIdentity& identity, const pb::Lease& lease,
-                                       const JobControl& control, const StatusOr<JobResult>& result) {
+                                       const JobControl& control, const StatusOr<JobReport>& result) {
     const StopReason reason = control.reason.load();
     if (reason == StopReason::kCancelled || reason == StopReason::kLeaseInvalid) return std::nullopt;
     HeldOutcome outcome;
@@ -865,7 +846,7 @@ class WorkerDaemon::Impl {
       pb::CompleteRequest request;
       request.set_worker_id(identity.worker_id);
       request.set_lease_id(lease.lease_id());
-      *request.mutable_result() = JobResultToProto(*result);
+      *request.mutable_result() = rpc::JobResultToProto(JobResultOf(*result));
       outcome.complete = std::move(request);
       return outcome;
     }
@@ -885,9 +866,9 @@ class WorkerDaemon::Impl {
 
   // Runs the lease's job; `ended` is called with its result before its last curve points are flushed
   // (not called when the spec is refused before the job starts).
-  StatusOr<JobResult> RunLeaseJob(const std::string& device, const WorkerIdentity& identity, const pb::Lease& lease,
+  StatusOr<JobReport> RunLeaseJob(const std::string& device, const WorkerIdentity& identity, const pb::Lease& lease,
                                   JobControl& control,
-                                  const std::function<void(const StatusOr<JobResult>&)>& ended) {
+                                  const std::function<void(const StatusOr<JobReport>&)>& ended) {
     const nlohmann::json document = nlohmann::json::parse(lease.spec_json(), nullptr, /*allow_exceptions=*/false);
     if (document.is_discarded() || !document.is_object()) {
       return InvalidArgumentError("lease " + lease.lease_id() + ": spec_json is not a JSON object: '" +
@@ -906,7 +887,7 @@ class WorkerDaemon::Impl {
     run.on_epoch = [&metrics](const engine::EpochRecord& record, int64_t) { metrics.Send(record); };
     run.on_phase = [&lease](const std::string& phase) { spdlog::debug("job {}: {}", lease.job_id(), phase); };
     run.should_stop = [&control] { return control.stop.load(); };
-    StatusOr<JobResult> result = RunJob(*spec, run);
+    StatusOr<JobReport> result = RunJob(*spec, run);
     ended(result);
     const StopReason reason = control.reason.load();
     // The points go before the outcome (the coordinator takes them only while the lease is the job's), for

@@ -10,7 +10,10 @@
 // Each running job has a stop flag that the loop sets and the job's training loop polls (should_stop).
 //
 // Outcomes of a job:
-//   RunJob OK                          -> Complete (unless the lease was cancelled or became invalid)
+//   RunJob OK                          -> Complete (unless the lease was cancelled or became invalid) with
+//                                         the report's JobResultOf (worker/job_runner.h), converted by
+//                                         common/rpc/job_result_message.h; its result_json leaves the spec
+//                                         out, since the coordinator keeps it with the job
 //   heartbeat reply cancel / !valid    -> the job is stopped and its outcome dropped (no Complete, no Fail)
 //   RunJob error                       -> Fail; retryable unless InvalidArgument or NotFound (a bad spec,
 //                                         a missing file, a diverged loss fail the same way on any worker)
@@ -101,11 +104,6 @@ Status CheckWorkerDaemonOptions(const WorkerDaemonOptions& options);
 // Parses a --devices list: comma-separated "cpu", "cuda" or "cuda:N", no repeats. InvalidArgument naming
 // the bad entry and what was expected.
 StatusOr<std::vector<std::string>> ParseDeviceList(const std::string& text);
-
-// The wire form of a job's result: scores of the job's metric (r2 or accuracy), epochs, wall time, d, D,
-// device, noise_ceiling (left unset when NaN: the data has none), and result_json =
-// JobResultToJson(result).dump().
-dwarp::v1::JobResult JobResultToProto(const JobResult& result);
 
 // Whether a failed job may succeed on another attempt: false for InvalidArgument and NotFound (bad spec,
 // missing data, non-finite loss), true otherwise (LibTorch errors, resource trouble, cancellation).

@@ -59,8 +59,8 @@ TEST(ClassifierTrainingTest, LearnsThroughASubspace) {
                                           Options().on_epoch([&](const EpochRecord& r) { EXPECT_EQ(r.epoch, ++callbacks); }));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_FALSE(result->full);
-  EXPECT_EQ(result->trained_parameter_count, 60);
-  EXPECT_EQ(result->model_parameter_count, 21 * 32 + 33 * 10);
+  EXPECT_EQ(result->numbers_trained, 60);
+  EXPECT_EQ(result->parameters_warped, 21 * 32 + 33 * 10);
   EXPECT_EQ(result->epochs_run, 3);
   EXPECT_EQ(callbacks, 3);
   ASSERT_EQ(result->history.size(), 3u);
@@ -98,8 +98,8 @@ TEST(ClassifierTrainingTest, FullTrainingTrainsEveryParameter) {
   auto result = TrainClassifierFull(mlp, splits, Options().learning_rate(1e-2));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->full);
-  EXPECT_EQ(result->trained_parameter_count, 21 * 32 + 33 * 10);
-  EXPECT_EQ(result->model_parameter_count, result->trained_parameter_count);
+  EXPECT_EQ(result->numbers_trained, 21 * 32 + 33 * 10);
+  EXPECT_EQ(result->parameters_warped, result->numbers_trained);
   EXPECT_GT(result->test_accuracy, 0.8);
   EXPECT_FALSE(mlp.attr("fc1").toModule().attr("weight").toTensor().equal(w0));
 }
@@ -232,8 +232,8 @@ TEST(ClassifierTrainingTest, HeadOnAnInnerLayerLearnsThroughASubspace) {
   ASSERT_TRUE(wrapped.ok()) << wrapped.status();
   auto result = TrainClassifierInSubspace(*wrapped, splits, HeadOptions());
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->trained_parameter_count, 20);  // the head is not counted
-  EXPECT_EQ(result->model_parameter_count, 21 * 32);
+  EXPECT_EQ(result->numbers_trained, 20);  // the head is not counted
+  EXPECT_EQ(result->parameters_warped, 21 * 32);
   EXPECT_EQ(result->representation_size, 32);
   ASSERT_TRUE(result->head_weight.defined());
   EXPECT_EQ(result->head_weight.sizes(), (std::vector<int64_t>{10, 32}));
@@ -259,7 +259,7 @@ TEST(ClassifierTrainingTest, HeadOnAnInnerLayerLearnsWithFullTraining) {
   auto result = TrainClassifierFull(inner.module, splits, HeadOptions().learning_rate(1e-2));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->full);
-  EXPECT_EQ(result->trained_parameter_count, 21 * 32);
+  EXPECT_EQ(result->numbers_trained, 21 * 32);
   EXPECT_EQ(result->representation_size, 32);
   EXPECT_GT(result->test_accuracy, 0.8) << "chance is 0.1";
   EXPECT_GT(result->train_accuracy, 0.8);
@@ -327,8 +327,8 @@ TEST(ClassifierTrainingTest, LinearClassifierOnCachedFeatures) {
   EXPECT_EQ(*counter.rows, 650);
   EXPECT_EQ(*counter.calls, 7 + 2 + 3);
   EXPECT_EQ(result->epochs_run, 10);
-  EXPECT_EQ(result->trained_parameter_count, 0);
-  EXPECT_EQ(result->model_parameter_count, 0);
+  EXPECT_EQ(result->numbers_trained, 0);
+  EXPECT_EQ(result->parameters_warped, 0);
   EXPECT_EQ(result->representation_size, 6);
   EXPECT_GT(result->test_accuracy, 0.95) << "chance is 0.25";
   EXPECT_DOUBLE_EQ(HeadAccuracy(splits.train.inputs, result->head_weight, result->head_bias, splits.train.labels),

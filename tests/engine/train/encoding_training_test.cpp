@@ -88,7 +88,7 @@ TEST(EncodingTrainingTest, BestEpochIsRestoredAndReported) {
   const double best = result->history[static_cast<size_t>(result->best_epoch - 1)].validation_score;
   EXPECT_NEAR(result->validation.r2, best, 1e-9);  // the restored state scores what its epoch scored
   for (const auto& r : result->history) EXPECT_LE(r.validation_score, best + 1e-12);
-  EXPECT_EQ(result->trained_parameter_count, 50);
+  EXPECT_EQ(result->numbers_trained, 50);
   EXPECT_EQ(result->representation_size, 24);
   EXPECT_EQ(result->head_weight.sizes(), (std::vector<int64_t>{10, 24}));
 }
@@ -189,7 +189,7 @@ TEST(EncodingTrainingTest, FullTrainingLearns) {
   auto result = TrainEncoderFull(module, data, Options().epochs(15).learning_rate(3e-3).head_learning_rate(3e-3));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->full);
-  EXPECT_EQ(result->trained_parameter_count, MlpParameterCount(MlpOptions(16, 24).hidden({48})));
+  EXPECT_EQ(result->numbers_trained, MlpParameterCount(MlpOptions(16, 24).hidden({48})));
   EXPECT_GT(result->test.r2, 0.5);
   EXPECT_GT(result->history.back().validation_score, result->history.front().validation_score);
 }

@@ -113,7 +113,7 @@ TEST(RsaTest, TrainingThroughASubspaceMovesTheRdmTowardsTheBrains) {
   std::printf("RSA scores at d = 0 / d = 200: train %.4f / %.4f, validation %.4f / %.4f, test %.4f / %.4f\n",
               start->scores.train, trained->scores.train, start->scores.validation, trained->scores.validation,
               start->scores.test, trained->scores.test);
-  EXPECT_EQ(trained->trained_parameter_count, 200);
+  EXPECT_EQ(trained->numbers_trained, 200);
   EXPECT_EQ(trained->epochs_run, 15);
   EXPECT_GT(trained->scores.train, start->scores.train + 0.05);
   EXPECT_GT(trained->scores.test, start->scores.test + 0.02);

@@ -183,8 +183,8 @@ StatusOr<ClassifierTrainingResult> TrainClassifierInSubspace(SubspaceModel& mode
 
     ClassifierTrainingResult result;
     result.full = false;
-    result.trained_parameter_count = model.subspace_dim();
-    result.model_parameter_count = model.warped_parameter_count();
+    result.numbers_trained = model.subspace_dim();
+    result.parameters_warped = model.warped_parameter_count();
     return RunTraining(trainee, data, options, options.linear_head_, std::move(result), start);
   });
 }
@@ -204,8 +204,8 @@ StatusOr<ClassifierTrainingResult> TrainClassifierFull(torch::jit::Module& modul
 
     ClassifierTrainingResult result;
     result.full = true;
-    for (const auto& p : trainee.parameters) result.trained_parameter_count += p.numel();
-    result.model_parameter_count = result.trained_parameter_count;
+    for (const auto& p : trainee.parameters) result.numbers_trained += p.numel();
+    result.parameters_warped = result.numbers_trained;
     return RunTraining(trainee, data, options, options.linear_head_, std::move(result), start);
   });
 }

@@ -77,7 +77,7 @@ struct ClassifierTrainingOptions : WithLoopSettings<ClassifierTrainingOptions> {
   c10::Device feature_device_ = c10::Device(c10::kCPU);
 };
 
-// The summary (training_loop.h): at d = 0 trained_parameter_count and model_parameter_count are 0;
+// The summary (training_loop.h): at d = 0 numbers_trained and parameters_warped are 0;
 // representation_size is the logit count without a head; the head, when there is one, is float32
 // [classes, F] / [classes].
 struct ClassifierTrainingResult : TrainingSummary {
@@ -100,7 +100,7 @@ StatusOr<ClassifierTrainingResult> TrainClassifierFull(torch::jit::Module& modul
 // d = 0: trains a linear head on `extractor`'s features of `data` (the frozen model read out at its layer,
 // already in eval mode). The extractor sees every example of every split exactly once, in eval_batch_size
 // batches, under at::NoGradGuard; the training and scoring that follow use only the cached features.
-// trained_parameter_count and model_parameter_count are 0. InvalidArgument for freeze_head (the head is
+// numbers_trained and parameters_warped are 0. InvalidArgument for freeze_head (the head is
 // all that trains) and as ComputeFeatures for features that are not finite or not the same size.
 StatusOr<ClassifierTrainingResult> TrainLinearClassifier(const FeatureExtractor& extractor,
                                                          const ClassifierSplits& data,

@@ -199,8 +199,8 @@ StatusOr<EncodingTrainingResult> TrainEncoderInSubspace(SubspaceModel& model, co
     encoder.model_lr = options.learning_rate_;
     encoder.device = model.theta_d().device();
     EncodingTrainingResult result;
-    result.trained_parameter_count = model.subspace_dim();
-    result.model_parameter_count = model.warped_parameter_count();
+    result.numbers_trained = model.subspace_dim();
+    result.parameters_warped = model.warped_parameter_count();
     return Train(encoder, data, options, std::move(result));
   });
 }
@@ -268,8 +268,8 @@ StatusOr<EncodingTrainingResult> TrainPrefitWarpedEncoder(const torch::jit::Modu
     encoder.device = device;
     encoder.has_head = false;
     EncodingTrainingResult result;
-    result.trained_parameter_count = model->subspace_dim();
-    result.model_parameter_count = model->warped_parameter_count();
+    result.numbers_trained = model->subspace_dim();
+    result.parameters_warped = model->warped_parameter_count();
     result.representation_size = fit->weights.size(0);
     result.head_init_alpha = fit->alphas[0].item<double>();
     EncodingTrainingOptions ridge_start = options;
@@ -300,8 +300,8 @@ StatusOr<EncodingTrainingResult> TrainEncoderFull(torch::jit::Module& module, co
     encoder.device = encoder.model_parameters.front().device();
     EncodingTrainingResult result;
     result.full = true;
-    for (const auto& p : encoder.model_parameters) result.trained_parameter_count += p.numel();
-    result.model_parameter_count = result.trained_parameter_count;
+    for (const auto& p : encoder.model_parameters) result.numbers_trained += p.numel();
+    result.parameters_warped = result.numbers_trained;
     return Train(encoder, data, options, std::move(result));
   });
 }

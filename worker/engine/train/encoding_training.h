@@ -107,7 +107,7 @@ StatusOr<EncodingTrainingResult> TrainEncoderInSubspace(SubspaceModel& model, co
 // readout prefit_warped: fits the ridge head on `module`'s features, then trains module + head through a
 // subspace made by `subspace` (its warp prefixes and layer groups name `module`'s parameters; the head is
 // added). The result's head_weight / head_bias are the head as it ends (theta_d's share included), and
-// model_parameter_count (D) counts the head. `module` itself is left untouched.
+// parameters_warped (D) counts the head. `module` itself is left untouched.
 StatusOr<EncodingTrainingResult> TrainPrefitWarpedEncoder(const torch::jit::Module& module,
                                                           const SubspaceOptions& subspace, const NeuralData& data,
                                                           const EncodingTrainingOptions& options);

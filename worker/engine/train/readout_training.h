@@ -53,7 +53,7 @@ struct SgdReadoutOptions : WithLoopSettings<SgdReadoutOptions> {
   int64_t eval_batch_size_ = 4096;
 };
 
-// The summary (training_loop.h) at d = 0: trained_parameter_count and model_parameter_count 0,
+// The summary (training_loop.h) at d = 0: numbers_trained and parameters_warped 0,
 // representation_size the cached feature count; the head is the readout Y ≈ X W^T + b, float32 for SGD
 // (the restored head), float64 for ridge (RidgeFit's weights, transposed); epochs, best_epoch and
 // history stay 0 / empty for ridge; seconds excludes feature caching (see CachedFeatures).

@@ -140,8 +140,8 @@ StatusOr<RsaTrainingResult> TrainRsaInSubspace(SubspaceModel& model, const Neura
     const at::Device device = model.theta_d().device();
     const auto represent = [&model](const at::Tensor& x) { return model.Forward(x).flatten(1); };
     RsaTrainingResult result;
-    result.trained_parameter_count = model.subspace_dim();
-    result.model_parameter_count = model.warped_parameter_count();
+    result.numbers_trained = model.subspace_dim();
+    result.parameters_warped = model.warped_parameter_count();
 
     TrainingProblem problem;
     problem.train_size = data.train.size();

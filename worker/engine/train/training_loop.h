@@ -100,8 +100,8 @@ struct TrainingLoopResult {
 // job (worker/job_runner.cpp) copies one summary from whichever trainer ran.
 struct TrainingSummary {
   bool full = false;                    // all model parameters trained (d = full)
-  int64_t trained_parameter_count = 0;  // d (subspace), D (full), 0 (d = 0); the readout head is not counted
-  int64_t model_parameter_count = 0;    // D: the warped parameters (subspace) or all (full); 0 at d = 0,
+  int64_t numbers_trained = 0;          // d (subspace), D (full), 0 (d = 0); the readout head is not counted
+  int64_t parameters_warped = 0;        // D: the warped parameters (subspace) or all (full); 0 at d = 0,
                                         // where the trainer sees features only (the caller knows its model)
   int64_t representation_size = 0;     // F: the read-out layer's size
   int64_t best_epoch = 0;               // 1-based epoch of the restored state; 0 when no epoch was kept

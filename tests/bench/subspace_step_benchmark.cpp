@@ -1,13 +1,16 @@
 // One training step of an encoding job on ResNet-18, through a d-dimensional subspace against all
 // parameters, timed side by side in one run: read out at avgpool, a linear head to `targets` neuroids, a
 // batch of images, MSE, Adam (theta_d and the lambdas, or every parameter; the head in both). The
-// subspace step runs in each projection mode asked for, with the seed's SAID layer groups.
-// Prints seconds per step and the ratio subspace / all parameters (the GPU issue's target: <= 1.3).
+// subspace step runs in each projection mode asked for, with the seed's SAID layer groups, once with every
+// tensor's projection batched into one BatchedFastfood and once with one FastfoodProjection per tensor
+// (--batched both, the default; on or off for one of them).
+// Prints seconds per step, the ratio subspace / all parameters (the GPU target: <= 1.3) and per tensor /
+// batched.
 //
 // Not Google Benchmark: LibTorch alone, so it builds on a GPU box (tests/gpu/check.sh runs it there).
 //
 //   subspace_step_benchmark [--device cuda|cpu] [--batch 64] [--size 224] [--targets 168] [--d 1000]
-//                           [--steps 20] [--modes per_tensor,size_weighted] [--threads N]
+//                           [--steps 20] [--modes per_tensor,size_weighted] [--batched both|on|off] [--threads N]
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include <torch/optim/adam.h>
@@ -40,6 +43,7 @@ struct Options {
   int64_t d = 1000;
   int64_t steps = 20;
   std::vector<std::string> modes = {"per_tensor", "size_weighted"};
+  std::vector<bool> batched = {true, false};
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 };
 
@@ -103,18 +107,26 @@ int Run(const Options& options) {
 
   // All parameters: the module itself (its parameters are leaves that require grad) in train mode, every
   // parameter and the head in one Adam. The subspace models below wrap copies of its initial state.
-  std::vector<std::unique_ptr<SubspaceModel>> wrapped_models;
+  struct Variant {
+    std::string mode;
+    bool batched;
+    std::unique_ptr<SubspaceModel> model;
+  };
+  std::vector<Variant> variants;
   for (const std::string& name : options.modes) {
-    auto wrapped = SubspaceModel::Create(model->module, SubspaceOptions(options.d)
-                                                            .seed(0)
-                                                            .projection(ModeNamed(name))
-                                                            .warp_prefixes(model->warp_prefixes)
-                                                            .layer_groups(model->layer_groups));
-    if (!wrapped.ok()) {
-      std::fprintf(stderr, "%s\n", wrapped.status().ToString().c_str());
-      return 1;
+    for (const bool batched : options.batched) {
+      auto wrapped = SubspaceModel::Create(model->module, SubspaceOptions(options.d)
+                                                              .seed(0)
+                                                              .projection(ModeNamed(name))
+                                                              .warp_prefixes(model->warp_prefixes)
+                                                              .layer_groups(model->layer_groups)
+                                                              .batched(batched));
+      if (!wrapped.ok()) {
+        std::fprintf(stderr, "%s\n", wrapped.status().ToString().c_str());
+        return 1;
+      }
+      variants.push_back({name, batched, std::make_unique<SubspaceModel>(std::move(wrapped).value())});
     }
-    wrapped_models.push_back(std::make_unique<SubspaceModel>(std::move(wrapped).value()));
   }
   torch::jit::Module& full = model->module;
   std::vector<at::Tensor> head = make_head();
@@ -129,11 +141,11 @@ int Run(const Options& options) {
     at::mse_loss(at::linear(features, head[0], head[1]), responses).backward();
     full_adam.step();
   });
-  std::printf("%-26s %9.2f ms\n", "all parameters", 1e3 * full_seconds);
+  std::printf("%-38s %9.2f ms\n", "all parameters", 1e3 * full_seconds);
 
-  for (size_t m = 0; m < options.modes.size(); ++m) {
-    const std::string& name = options.modes[m];
-    SubspaceModel* wrapped = wrapped_models[m].get();
+  double previous_seconds = 0.0;
+  for (size_t v = 0; v < variants.size(); ++v) {
+    SubspaceModel* wrapped = variants[v].model.get();
     std::vector<at::Tensor> sub_head = make_head();
     std::vector<at::Tensor> sub_params = wrapped->parameters();
     sub_params.insert(sub_params.end(), sub_head.begin(), sub_head.end());
@@ -145,9 +157,18 @@ int Run(const Options& options) {
       at::mse_loss(at::linear(features, sub_head[0], sub_head[1]), responses).backward();
       adam.step();
     });
-    std::printf("%-26s %9.2f ms   subspace / all parameters %.2f  (%zu projections, D = %lld)\n",
-                ("subspace, " + name).c_str(), 1e3 * seconds, seconds / full_seconds, wrapped->projections().size(),
+    const std::string label =
+        "subspace, " + variants[v].mode + (wrapped->uses_batched_projection() ? ", batched" : ", per tensor");
+    std::printf("%-38s %9.2f ms   subspace / all parameters %.2f  (%zu projections, D = %lld)", label.c_str(),
+                1e3 * seconds, seconds / full_seconds, wrapped->projections().size(),
                 static_cast<long long>(wrapped->warped_parameter_count()));
+    // The per-tensor run right after the batched one of the same mode: their ratio.
+    if (v > 0 && variants[v].mode == variants[v - 1].mode && variants[v - 1].batched && !variants[v].batched) {
+      std::printf("   per tensor / batched %.2f", seconds / previous_seconds);
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    previous_seconds = seconds;
   }
   return 0;
 }
@@ -172,6 +193,16 @@ int main(int argc, char** argv) {
     else if (arg == "--d") options.d = std::atoll(value().c_str());
     else if (arg == "--steps") options.steps = std::atoll(value().c_str());
     else if (arg == "--threads") options.threads = std::atoi(value().c_str());
+    else if (arg == "--batched") {
+      const std::string v = value();
+      if (v == "both") options.batched = {true, false};
+      else if (v == "on") options.batched = {true};
+      else if (v == "off") options.batched = {false};
+      else {
+        std::fprintf(stderr, "--batched '%s': expected both, on or off\n", v.c_str());
+        return 2;
+      }
+    }
     else if (arg == "--modes") {
       options.modes.clear();
       std::stringstream list(value());
@@ -179,7 +210,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "unknown argument '%s'; usage: subspace_step_benchmark [--device cuda|cpu] [--batch 64] [--size 224] "
-                   "[--targets 168] [--d 1000] [--steps 20] [--modes per_tensor,size_weighted] [--threads N]\n",
+                   "[--targets 168] [--d 1000] [--steps 20] [--modes per_tensor,size_weighted] [--batched both|on|off] "
+                   "[--threads N]\n",
                    arg.c_str());
       return 2;
     }

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -51,21 +52,29 @@ void Synchronize(const at::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
-// Median seconds per step over `steps` steps after 3 warm-up steps.
-template <typename Step>
-double SecondsPerStep(const at::Device& device, int64_t steps, const Step& step) {
+// Median seconds per step of each of `steps` over `count` rounds, after 3 warm-up rounds; a round runs
+// every step once, in order.
+std::vector<double> SecondsPerStep(const at::Device& device, int64_t count, const std::vector<std::function<void()>>& steps) {
   using Clock = std::chrono::steady_clock;
-  for (int i = 0; i < 3; ++i) step();
-  std::vector<double> times;
-  for (int64_t i = 0; i < steps; ++i) {
-    Synchronize(device);
-    const auto start = Clock::now();
-    step();
-    Synchronize(device);
-    times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  for (int i = 0; i < 3; ++i) {
+    for (const auto& step : steps) step();
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  std::vector<std::vector<double>> times(steps.size());
+  for (int64_t i = 0; i < count; ++i) {
+    for (size_t s = 0; s < steps.size(); ++s) {
+      Synchronize(device);
+      const auto start = Clock::now();
+      steps[s]();
+      Synchronize(device);
+      times[s].push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+  }
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
 }
 
 ProjectionMode ModeNamed(const std::string& name) {
@@ -128,47 +137,54 @@ int Run(const Options& options) {
       variants.push_back({name, batched, std::make_unique<SubspaceModel>(std::move(wrapped).value())});
     }
   }
+  // Every variant's step as a closure with its own head and Adam; the steps then run round-robin (all
+  // parameters, then each subspace variant, step after step), so that a shared machine's changing load falls
+  // on every variant alike.
+  std::vector<std::function<void()>> steps;
+  std::vector<std::unique_ptr<torch::optim::Adam>> optimizers;
+  std::vector<std::vector<at::Tensor>> heads;
   torch::jit::Module& full = model->module;
-  std::vector<at::Tensor> head = make_head();
+  heads.push_back(make_head());
   std::vector<at::Tensor> trainable;
   for (const auto& p : full.parameters()) trainable.push_back(p);
-  trainable.insert(trainable.end(), head.begin(), head.end());
-  torch::optim::Adam full_adam(trainable, torch::optim::AdamOptions(1e-4));
+  trainable.insert(trainable.end(), heads.back().begin(), heads.back().end());
+  optimizers.push_back(std::make_unique<torch::optim::Adam>(trainable, torch::optim::AdamOptions(1e-4)));
   full.train();
-  const double full_seconds = SecondsPerStep(*device, options.steps, [&] {
-    full_adam.zero_grad();
+  steps.push_back([&, adam = optimizers.back().get(), head = heads.back()] {
+    adam->zero_grad();
     const at::Tensor features = full.forward({images}).toTensor().flatten(1);
     at::mse_loss(at::linear(features, head[0], head[1]), responses).backward();
-    full_adam.step();
+    adam->step();
   });
-  std::printf("%-38s %9.2f ms\n", "all parameters", 1e3 * full_seconds);
-
-  double previous_seconds = 0.0;
-  for (size_t v = 0; v < variants.size(); ++v) {
-    SubspaceModel* wrapped = variants[v].model.get();
-    std::vector<at::Tensor> sub_head = make_head();
+  for (auto& variant : variants) {
+    SubspaceModel* wrapped = variant.model.get();
+    heads.push_back(make_head());
     std::vector<at::Tensor> sub_params = wrapped->parameters();
-    sub_params.insert(sub_params.end(), sub_head.begin(), sub_head.end());
-    torch::optim::Adam adam(sub_params, torch::optim::AdamOptions(1e-3));
+    sub_params.insert(sub_params.end(), heads.back().begin(), heads.back().end());
+    optimizers.push_back(std::make_unique<torch::optim::Adam>(sub_params, torch::optim::AdamOptions(1e-3)));
     wrapped->train();
-    const double seconds = SecondsPerStep(*device, options.steps, [&] {
-      adam.zero_grad();
+    steps.push_back([&, wrapped, adam = optimizers.back().get(), head = heads.back()] {
+      adam->zero_grad();
       const at::Tensor features = wrapped->Forward(images).flatten(1);
-      at::mse_loss(at::linear(features, sub_head[0], sub_head[1]), responses).backward();
-      adam.step();
+      at::mse_loss(at::linear(features, head[0], head[1]), responses).backward();
+      adam->step();
     });
+  }
+  const std::vector<double> seconds = SecondsPerStep(*device, options.steps, steps);
+  const double full_seconds = seconds[0];
+  std::printf("%-38s %9.2f ms\n", "all parameters", 1e3 * full_seconds);
+  for (size_t v = 0; v < variants.size(); ++v) {
+    const SubspaceModel* wrapped = variants[v].model.get();
     const std::string label =
         "subspace, " + variants[v].mode + (wrapped->uses_batched_projection() ? ", batched" : ", per tensor");
     std::printf("%-38s %9.2f ms   subspace / all parameters %.2f  (%zu projections, D = %lld)", label.c_str(),
-                1e3 * seconds, seconds / full_seconds, wrapped->projections().size(),
+                1e3 * seconds[v + 1], seconds[v + 1] / full_seconds, wrapped->projections().size(),
                 static_cast<long long>(wrapped->warped_parameter_count()));
     // The per-tensor run right after the batched one of the same mode: their ratio.
     if (v > 0 && variants[v].mode == variants[v - 1].mode && variants[v - 1].batched && !variants[v].batched) {
-      std::printf("   per tensor / batched %.2f", seconds / previous_seconds);
+      std::printf("   per tensor / batched %.2f", seconds[v + 1] / seconds[v]);
     }
     std::printf("\n");
-    std::fflush(stdout);
-    previous_seconds = seconds;
   }
   return 0;
 }

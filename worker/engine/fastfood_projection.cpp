@@ -21,7 +21,6 @@
 #include "worker/engine/seeded_random.h"
 #if defined(DWARP_WITH_CUDA)
 #include <c10/cuda/CUDAGuard.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "worker/engine/fwht_cuda.h"
@@ -434,7 +433,7 @@ StatusOr<BatchedFastfood> BatchedFastfood::Create(const std::vector<FastfoodProj
                                 std::to_string(projections.size()));
   }
   const c10::cuda::CUDAGuard device_guard(p.device);
-  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int sms = internal::CurrentMultiprocessorCount();
   std::vector<at::Tensor> signs, permutations, gaussians;
   std::vector<int64_t> fold_prefix{0};
   int64_t small_total = 0;

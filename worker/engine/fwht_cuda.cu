@@ -57,9 +57,7 @@ void CheckCall(cudaError_t status, const char* what) {
 
 bool IsPowerOfTwo(int64_t n) { return n >= 1 && (n & (n - 1)) == 0; }
 
-// The current device's multiprocessor count, queried once per device and remembered (a query per call
-// costs host time on the hot path).
-int MultiprocessorCount() {
+int MultiprocessorCountImpl() {
   constexpr int kMaxDevices = 64;
   static std::atomic<int> known[kMaxDevices] = {};
   int device = 0;
@@ -368,6 +366,8 @@ __global__ void __launch_bounds__(kStreamThreads)
 
 }  // namespace
 
+int CurrentMultiprocessorCount() { return MultiprocessorCountImpl(); }
+
 int64_t FastfoodFoldBlocks(int64_t padded, int64_t small_n, int sms) {
   const int64_t covering = (padded + kStreamThreads - 1) / kStreamThreads;
   if (!FastfoodFoldUsesShared(small_n)) return std::max<int64_t>(1, std::min<int64_t>(covering, kMaxStreamBlocks));
@@ -504,7 +504,7 @@ void FastfoodFoldCuda(const float* u, const int32_t* perm, const float* gauss, i
     return;
   }
   // The device is the current one: the caller must make the stream's device current.
-  const int64_t blocks = FastfoodFoldBlocks(padded, small_n, MultiprocessorCount());
+  const int64_t blocks = FastfoodFoldBlocks(padded, small_n, MultiprocessorCountImpl());
   FastfoodFoldSharedKernel<<<static_cast<int>(blocks), kStreamThreads, static_cast<size_t>(small_n) * sizeof(float),
                              s>>>(u, perm, gauss, padded, fold, static_cast<int>(small_n));
   CheckLaunch("FastfoodFoldSharedKernel");

@@ -54,6 +54,10 @@ struct FastfoodBatchTable {
   int fold_shared_floats;           // dynamic shared memory of the fold kernel, in floats
 };
 
+// The current device's multiprocessor count, queried once per device and remembered (a query per call
+// would cost host time on the hot path).
+int CurrentMultiprocessorCount();
+
 // Blocks the fold of one target takes (FastfoodFoldCuda and the batched fold alike): enough to fill
 // `sms` multiprocessors, each with at least 4 * small_n terms when the fold accumulates in shared memory.
 int64_t FastfoodFoldBlocks(int64_t padded, int64_t small_n, int sms);

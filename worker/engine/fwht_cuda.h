@@ -36,6 +36,8 @@ struct FastfoodSegment {
   int64_t target_size;   // D_t <= padded
   float scale;
 };
+// The host compiler and nvcc must agree on the layout: the table is copied to the device byte for byte.
+static_assert(sizeof(FastfoodSegment) == 56, "FastfoodSegment: six int64_t and a float, padded to 8 bytes");
 
 // The segment table on the device, and the fold's work split (built once with FastfoodFoldBlocks).
 struct FastfoodBatchTable {

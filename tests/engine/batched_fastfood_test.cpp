@@ -3,6 +3,7 @@
 // transposes; on the CPU here, and on CUDA against the per-target path and the CPU (*_CUDA tests).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -172,6 +173,28 @@ TEST(BatchedFastfoodTest, OneTargetAndTargetsOfWidelyDifferentLengths) {
   std::vector<at::Tensor> grads;
   for (const auto& s : shapes) grads.push_back(at::randn({s.size}));
   EXPECT_LE(MaxRelativeError(batched.Transpose(grads), PerTargetTranspose(ps, grads, 8)), 1e-5);
+}
+
+// Short targets run side by side, one per thread: which thread ran which must not change a bit.
+TEST(BatchedFastfoodTest, ResultsDoNotDependOnTheThreadCount) {
+  const int64_t d = 300;
+  const auto shapes = MixedShapes(d);
+  const auto ps = MakeAll(shapes);
+  const BatchedFastfood batched = MakeBatched(ps, d);
+  const at::Tensor theta = at::randn({d});
+  std::vector<at::Tensor> grads;
+  for (const auto& s : shapes) grads.push_back(at::randn({s.size}));
+  const int threads = at::get_num_threads();
+  std::vector<std::vector<at::Tensor>> forwards;
+  std::vector<at::Tensor> transposes;
+  for (const int n : {1, 3}) {
+    at::set_num_threads(n);
+    forwards.push_back(batched.Forward(theta));
+    transposes.push_back(batched.Transpose(grads));
+  }
+  at::set_num_threads(threads);
+  for (size_t t = 0; t < shapes.size(); ++t) EXPECT_TRUE(at::equal(forwards[0][t], forwards[1][t])) << "target " << t;
+  EXPECT_TRUE(at::equal(transposes[0], transposes[1]));
 }
 
 // A loss that reads only some targets: autograd hands the others undefined gradients, which count as zero.

@@ -221,10 +221,12 @@ std::vector<at::Tensor> SubspaceModel::Deltas() const {
       deltas.push_back(p.Apply(p.subspace_dim() == theta_d_.size(0) ? theta_d_ : theta_d_.narrow(0, 0, p.subspace_dim())));
     }
   }
+  // One unbind for all groups rather than a select per tensor: a single node in the backward graph.
+  const std::vector<at::Tensor> lambda_of_group = lambdas_.defined() ? lambdas_.unbind(0) : std::vector<at::Tensor>{};
   for (size_t i = 0; i < targets_.size(); ++i) {
     const Target& t = targets_[i];
     deltas[i] = deltas[i].view(t.theta0.sizes());
-    if (t.group >= 0) deltas[i] = lambdas_.select(0, t.group) * deltas[i];
+    if (t.group >= 0) deltas[i] = lambda_of_group[static_cast<size_t>(t.group)] * deltas[i];
   }
   return deltas;
 }

@@ -175,7 +175,7 @@ TEST(BatchedFastfoodTest, OneTargetAndTargetsOfWidelyDifferentLengths) {
   EXPECT_LE(MaxRelativeError(batched.Transpose(grads), PerTargetTranspose(ps, grads, 8)), 1e-5);
 }
 
-// Short targets run side by side, one per thread: which thread ran which must not change a bit.
+// The kernels split each target over the intra-op pool: the thread count must not change a bit.
 TEST(BatchedFastfoodTest, ResultsDoNotDependOnTheThreadCount) {
   const int64_t d = 300;
   const auto shapes = MixedShapes(d);

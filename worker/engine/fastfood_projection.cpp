@@ -354,40 +354,13 @@ struct PlanHolder : torch::CustomClassHolder {
   std::shared_ptr<const BatchedFastfood::Plan> plan;
 };
 
-// Targets with a padded length below this run side by side, one per thread; longer ones one after another,
-// each using the whole intra-op pool (nested at::parallel_for runs inline).
-constexpr int64_t kSideBySideBelow = int64_t{1} << 17;
-
-// Calls fn(t) for every target: the long ones in order, then the short ones side by side, one per thread
-// (longest first to the least-loaded thread, so that the threads' shares of work balance). A lone short
-// target runs on the calling thread with the whole pool, as FastfoodProjection's own call does.
+// Calls fn(t) for every target in order, each using the whole intra-op pool inside its kernels: the
+// threading of one FastfoodProjection call per target, so the batched path costs the per-tensor path's
+// arithmetic exactly, less its per-target autograd nodes. (Running short targets side by side, one per
+// thread, measured no faster on this project's 2-core machine, and its barrier waits on a loaded machine.)
 template <typename Fn>
 void ForEachTarget(const BatchedFastfood::Plan& plan, const Fn& fn) {
-  std::vector<int64_t> short_ones;
-  for (size_t t = 0; t < plan.projections.size(); ++t) {
-    if (plan.projections[t].padded_size() >= kSideBySideBelow) fn(static_cast<int64_t>(t));
-    else short_ones.push_back(static_cast<int64_t>(t));
-  }
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), static_cast<int64_t>(short_ones.size()));
-  if (workers <= 1) {
-    for (const int64_t t : short_ones) fn(t);
-    return;
-  }
-  std::stable_sort(short_ones.begin(), short_ones.end(), [&](int64_t a, int64_t b) {
-    return plan.projections[a].padded_size() > plan.projections[b].padded_size();
-  });
-  std::vector<std::vector<int64_t>> shares(static_cast<size_t>(workers));
-  std::vector<int64_t> load(static_cast<size_t>(workers), 0);
-  for (const int64_t t : short_ones) {
-    const size_t w = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-    shares[w].push_back(t);
-    load[w] += plan.projections[t].padded_size();
-  }
-  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t w = begin; w < end; ++w) {
-      for (const int64_t t : shares[static_cast<size_t>(w)]) fn(t);
-    }
-  });
+  for (size_t t = 0; t < plan.projections.size(); ++t) fn(static_cast<int64_t>(t));
 }
 
 }  // namespace

@@ -87,8 +87,8 @@ class FastfoodProjection {
 // of theta sums the targets in a fixed order, so it differs from the per-target autograd sum only by
 // float reassociation.
 //
-// CPU: the targets run one after another, each with the projection's own fused kernels (large ones use the
-// intra-op thread pool; small ones run side by side, one per thread). CUDA: the B, Pi, G of all targets
+// CPU: the targets run one after another, each with the projection's own fused kernels on the intra-op
+// thread pool, as one Apply per target would. CUDA: the B, Pi, G of all targets
 // are concatenated on the device at Create, with a segment table (offsets, L_t, d_t, scales) and a fixed
 // launch plan, so a call issues a few launches per stage for all targets together (the streaming steps
 // one each, the FWHTs one per distinct L_t), no device queries and no host synchronisation; everything

@@ -1,13 +1,16 @@
 // One training step of an encoding job on ResNet-18, through a d-dimensional subspace against all
 // parameters, timed side by side in one run: read out at avgpool, a linear head to `targets` neuroids, a
 // batch of images, MSE, Adam (theta_d and the lambdas, or every parameter; the head in both). The
-// subspace step runs in each projection mode asked for, with the seed's SAID layer groups.
-// Prints seconds per step and the ratio subspace / all parameters (the GPU issue's target: <= 1.3).
+// subspace step runs in each projection mode asked for, with the seed's SAID layer groups, once with every
+// tensor's projection batched into one BatchedFastfood and once with one FastfoodProjection per tensor
+// (--batched both, the default; on or off for one of them).
+// Prints seconds per step, the ratio subspace / all parameters (the GPU target: <= 1.3) and per tensor /
+// batched.
 //
 // Not Google Benchmark: LibTorch alone, so it builds on a GPU box (tests/gpu/check.sh runs it there).
 //
 //   subspace_step_benchmark [--device cuda|cpu] [--batch 64] [--size 224] [--targets 168] [--d 1000]
-//                           [--steps 20] [--modes per_tensor,size_weighted] [--threads N]
+//                           [--steps 20] [--modes per_tensor,size_weighted] [--batched both|on|off] [--threads N]
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include <torch/optim/adam.h>
@@ -17,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -40,6 +44,7 @@ struct Options {
   int64_t d = 1000;
   int64_t steps = 20;
   std::vector<std::string> modes = {"per_tensor", "size_weighted"};
+  std::vector<bool> batched = {true, false};
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 };
 
@@ -47,21 +52,29 @@ void Synchronize(const at::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
-// Median seconds per step over `steps` steps after 3 warm-up steps.
-template <typename Step>
-double SecondsPerStep(const at::Device& device, int64_t steps, const Step& step) {
+// Median seconds per step of each of `steps` over `count` rounds, after 3 warm-up rounds; a round runs
+// every step once, in order.
+std::vector<double> SecondsPerStep(const at::Device& device, int64_t count, const std::vector<std::function<void()>>& steps) {
   using Clock = std::chrono::steady_clock;
-  for (int i = 0; i < 3; ++i) step();
-  std::vector<double> times;
-  for (int64_t i = 0; i < steps; ++i) {
-    Synchronize(device);
-    const auto start = Clock::now();
-    step();
-    Synchronize(device);
-    times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+  for (int i = 0; i < 3; ++i) {
+    for (const auto& step : steps) step();
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  std::vector<std::vector<double>> times(steps.size());
+  for (int64_t i = 0; i < count; ++i) {
+    for (size_t s = 0; s < steps.size(); ++s) {
+      Synchronize(device);
+      const auto start = Clock::now();
+      steps[s]();
+      Synchronize(device);
+      times[s].push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+  }
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
 }
 
 ProjectionMode ModeNamed(const std::string& name) {
@@ -103,51 +116,75 @@ int Run(const Options& options) {
 
   // All parameters: the module itself (its parameters are leaves that require grad) in train mode, every
   // parameter and the head in one Adam. The subspace models below wrap copies of its initial state.
-  std::vector<std::unique_ptr<SubspaceModel>> wrapped_models;
+  struct Variant {
+    std::string mode;
+    bool batched;
+    std::unique_ptr<SubspaceModel> model;
+  };
+  std::vector<Variant> variants;
   for (const std::string& name : options.modes) {
-    auto wrapped = SubspaceModel::Create(model->module, SubspaceOptions(options.d)
-                                                            .seed(0)
-                                                            .projection(ModeNamed(name))
-                                                            .warp_prefixes(model->warp_prefixes)
-                                                            .layer_groups(model->layer_groups));
-    if (!wrapped.ok()) {
-      std::fprintf(stderr, "%s\n", wrapped.status().ToString().c_str());
-      return 1;
+    for (const bool batched : options.batched) {
+      auto wrapped = SubspaceModel::Create(model->module, SubspaceOptions(options.d)
+                                                              .seed(0)
+                                                              .projection(ModeNamed(name))
+                                                              .warp_prefixes(model->warp_prefixes)
+                                                              .layer_groups(model->layer_groups)
+                                                              .batched(batched));
+      if (!wrapped.ok()) {
+        std::fprintf(stderr, "%s\n", wrapped.status().ToString().c_str());
+        return 1;
+      }
+      variants.push_back({name, batched, std::make_unique<SubspaceModel>(std::move(wrapped).value())});
     }
-    wrapped_models.push_back(std::make_unique<SubspaceModel>(std::move(wrapped).value()));
   }
+  // Every variant's step as a closure with its own head and Adam; the steps then run round-robin (all
+  // parameters, then each subspace variant, step after step), so that a shared machine's changing load falls
+  // on every variant alike.
+  std::vector<std::function<void()>> steps;
+  std::vector<std::unique_ptr<torch::optim::Adam>> optimizers;
+  std::vector<std::vector<at::Tensor>> heads;
   torch::jit::Module& full = model->module;
-  std::vector<at::Tensor> head = make_head();
+  heads.push_back(make_head());
   std::vector<at::Tensor> trainable;
   for (const auto& p : full.parameters()) trainable.push_back(p);
-  trainable.insert(trainable.end(), head.begin(), head.end());
-  torch::optim::Adam full_adam(trainable, torch::optim::AdamOptions(1e-4));
+  trainable.insert(trainable.end(), heads.back().begin(), heads.back().end());
+  optimizers.push_back(std::make_unique<torch::optim::Adam>(trainable, torch::optim::AdamOptions(1e-4)));
   full.train();
-  const double full_seconds = SecondsPerStep(*device, options.steps, [&] {
-    full_adam.zero_grad();
+  steps.push_back([&, adam = optimizers.back().get(), head = heads.back()] {
+    adam->zero_grad();
     const at::Tensor features = full.forward({images}).toTensor().flatten(1);
     at::mse_loss(at::linear(features, head[0], head[1]), responses).backward();
-    full_adam.step();
+    adam->step();
   });
-  std::printf("%-26s %9.2f ms\n", "all parameters", 1e3 * full_seconds);
-
-  for (size_t m = 0; m < options.modes.size(); ++m) {
-    const std::string& name = options.modes[m];
-    SubspaceModel* wrapped = wrapped_models[m].get();
-    std::vector<at::Tensor> sub_head = make_head();
+  for (auto& variant : variants) {
+    SubspaceModel* wrapped = variant.model.get();
+    heads.push_back(make_head());
     std::vector<at::Tensor> sub_params = wrapped->parameters();
-    sub_params.insert(sub_params.end(), sub_head.begin(), sub_head.end());
-    torch::optim::Adam adam(sub_params, torch::optim::AdamOptions(1e-3));
+    sub_params.insert(sub_params.end(), heads.back().begin(), heads.back().end());
+    optimizers.push_back(std::make_unique<torch::optim::Adam>(sub_params, torch::optim::AdamOptions(1e-3)));
     wrapped->train();
-    const double seconds = SecondsPerStep(*device, options.steps, [&] {
-      adam.zero_grad();
+    steps.push_back([&, wrapped, adam = optimizers.back().get(), head = heads.back()] {
+      adam->zero_grad();
       const at::Tensor features = wrapped->Forward(images).flatten(1);
-      at::mse_loss(at::linear(features, sub_head[0], sub_head[1]), responses).backward();
-      adam.step();
+      at::mse_loss(at::linear(features, head[0], head[1]), responses).backward();
+      adam->step();
     });
-    std::printf("%-26s %9.2f ms   subspace / all parameters %.2f  (%zu projections, D = %lld)\n",
-                ("subspace, " + name).c_str(), 1e3 * seconds, seconds / full_seconds, wrapped->projections().size(),
+  }
+  const std::vector<double> seconds = SecondsPerStep(*device, options.steps, steps);
+  const double full_seconds = seconds[0];
+  std::printf("%-38s %9.2f ms\n", "all parameters", 1e3 * full_seconds);
+  for (size_t v = 0; v < variants.size(); ++v) {
+    const SubspaceModel* wrapped = variants[v].model.get();
+    const std::string label =
+        "subspace, " + variants[v].mode + (wrapped->uses_batched_projection() ? ", batched" : ", per tensor");
+    std::printf("%-38s %9.2f ms   subspace / all parameters %.2f  (%zu projections, D = %lld)", label.c_str(),
+                1e3 * seconds[v + 1], seconds[v + 1] / full_seconds, wrapped->projections().size(),
                 static_cast<long long>(wrapped->warped_parameter_count()));
+    // The per-tensor run right after the batched one of the same mode: their ratio.
+    if (v > 0 && variants[v].mode == variants[v - 1].mode && variants[v - 1].batched && !variants[v].batched) {
+      std::printf("   per tensor / batched %.2f", seconds[v + 1] / seconds[v]);
+    }
+    std::printf("\n");
   }
   return 0;
 }
@@ -172,6 +209,16 @@ int main(int argc, char** argv) {
     else if (arg == "--d") options.d = std::atoll(value().c_str());
     else if (arg == "--steps") options.steps = std::atoll(value().c_str());
     else if (arg == "--threads") options.threads = std::atoi(value().c_str());
+    else if (arg == "--batched") {
+      const std::string v = value();
+      if (v == "both") options.batched = {true, false};
+      else if (v == "on") options.batched = {true};
+      else if (v == "off") options.batched = {false};
+      else {
+        std::fprintf(stderr, "--batched '%s': expected both, on or off\n", v.c_str());
+        return 2;
+      }
+    }
     else if (arg == "--modes") {
       options.modes.clear();
       std::stringstream list(value());
@@ -179,7 +226,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "unknown argument '%s'; usage: subspace_step_benchmark [--device cuda|cpu] [--batch 64] [--size 224] "
-                   "[--targets 168] [--d 1000] [--steps 20] [--modes per_tensor,size_weighted] [--threads N]\n",
+                   "[--targets 168] [--d 1000] [--steps 20] [--modes per_tensor,size_weighted] [--batched both|on|off] "
+                   "[--threads N]\n",
                    arg.c_str());
       return 2;
     }

@@ -115,6 +115,32 @@ TEST(CudaTrainingTest, SubspaceEncodingMatchesTheCpu_CUDA) {
   EXPECT_NEAR(r2[0], r2[1], 2e-3);
 }
 
+// The batched projection on CUDA (SubspaceOptions::batched) trains as the per-tensor CUDA path and the
+// CPU do, in the modes jobs use.
+TEST(CudaTrainingTest, BatchedProjectionTrainsAsThePerTensorPath_CUDA) {
+  if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
+  const NeuralData data = Brain();
+  for (auto mode : {ProjectionMode::kSizeWeighted, ProjectionMode::kReference}) {
+    double r2[3] = {0.0, 0.0, 0.0};
+    const c10::Device devices[3] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0), c10::Device(c10::kCUDA, 0)};
+    const bool batched[3] = {true, false, true};
+    for (int i = 0; i < 3; ++i) {
+      torch::jit::Module module = Mlp(3);
+      module.to(devices[i]);
+      auto model = SubspaceModel::Create(module, SubspaceOptions(40).seed(21).projection(mode).batched(batched[i]));
+      ASSERT_TRUE(model.ok()) << model.status();
+      EXPECT_EQ(model->uses_batched_projection(), batched[i]);
+      auto result = TrainEncoderInSubspace(*model, data, Options());
+      ASSERT_TRUE(result.ok()) << devices[i] << ": " << result.status();
+      r2[i] = result->test.r2;
+    }
+    std::printf("%s: test R^2 after 6 epochs at d = 40: cpu batched %.5f, cuda per tensor %.5f, cuda batched %.5f\n",
+                ProjectionModeName(mode), r2[0], r2[1], r2[2]);
+    EXPECT_NEAR(r2[2], r2[1], 2e-3) << ProjectionModeName(mode);
+    EXPECT_NEAR(r2[2], r2[0], 2e-3) << ProjectionModeName(mode);
+  }
+}
+
 TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutMatchTheCpu_CUDA) {
   if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
   const NeuralData data = Brain();

@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -38,6 +39,7 @@ namespace {
 using dwarp::engine::internal::FastfoodFoldCuda;
 using dwarp::engine::internal::FastfoodGatherCuda;
 using dwarp::engine::internal::FwhtCuda;
+namespace internal = dwarp::engine::internal;
 
 int g_passed = 0;
 int g_failed = 0;
@@ -293,6 +295,162 @@ std::string CheckFold(int64_t small_n, int64_t padded, Data kind) {
   return Compare("fold", ToHost(d_fold.ptr, static_cast<size_t>(small_n)), expected, tolerance);
 }
 
+// ---- Batched Fastfood: the segment-table launchers through a whole forward and backward ----------------
+
+struct BatchTarget {
+  int64_t size;    // D_t
+  int64_t inputs;  // d_t
+};
+
+int64_t NextPow2(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+// Builds the table for `targets` in the given order (back to back, as the engine lays them out), runs the
+// forward (scale in, small FWHTs, gather, FWHTs) and the backward (gradients in with one of them null,
+// FWHTs, fold, small FWHTs, scale out) with FWHT runs over consecutive equal lengths, and compares each
+// target's output and theta's gradient with a per-target double reference. Buffers the launchers must
+// overwrite hold NaN first.
+std::string CheckBatched(const std::vector<BatchTarget>& targets, int64_t theta_size, Data kind, uint32_t seed) {
+  const int count = static_cast<int>(targets.size());
+  int device = 0;
+  int sms = 0;
+  Check(cudaGetDevice(&device), "cudaGetDevice");
+  Check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+  std::vector<internal::FastfoodSegment> segs;
+  std::vector<int64_t> fold_prefix{0};
+  std::vector<std::array<int64_t, 3>> padded_runs, small_runs;
+  int64_t padded_total = 0, small_total = 0, max_small = 1, shared = 1;
+  std::mt19937 rng(seed);
+  for (const BatchTarget& t : targets) {
+    internal::FastfoodSegment s{};
+    s.padded = NextPow2(std::max(t.size, t.inputs));
+    s.small_n = NextPow2(t.inputs);
+    s.padded_offset = padded_total;
+    s.small_offset = small_total;
+    s.inputs = t.inputs;
+    s.target_size = t.size;
+    s.scale = kind == Data::kUniform ? std::uniform_real_distribution<float>(0.5f, 1.5f)(rng) : 1.0f;
+    padded_total += s.padded;
+    small_total += s.small_n;
+    max_small = std::max(max_small, s.small_n);
+    if (internal::FastfoodFoldUsesShared(s.small_n)) shared = std::max(shared, s.small_n);
+    fold_prefix.push_back(fold_prefix.back() + internal::FastfoodFoldBlocks(s.padded, s.small_n, sms));
+    auto extend = [](std::vector<std::array<int64_t, 3>>& runs, int64_t offset, int64_t length) {
+      if (!runs.empty() && runs.back()[2] == length) ++runs.back()[1];
+      else runs.push_back({offset, 1, length});
+    };
+    extend(padded_runs, s.padded_offset, s.padded);
+    extend(small_runs, s.small_offset, s.small_n);
+    segs.push_back(s);
+  }
+  std::vector<int8_t> signs(static_cast<size_t>(padded_total));
+  for (int8_t& b : signs) b = rng() % 2 == 0 ? int8_t{1} : int8_t{-1};
+  std::vector<int32_t> perm(static_cast<size_t>(padded_total));
+  for (const auto& s : segs) {
+    const std::vector<int32_t> p = RandomPermutation(s.padded, static_cast<uint32_t>(rng()));
+    std::copy(p.begin(), p.end(), perm.begin() + s.padded_offset);
+  }
+  const std::vector<float> gauss = MakeData(padded_total, kind, static_cast<uint32_t>(rng()));
+  const std::vector<float> theta = MakeData(theta_size, kind, static_cast<uint32_t>(rng()));
+  std::vector<std::vector<float>> grads;
+  for (const BatchTarget& t : targets) grads.push_back(MakeData(t.size, kind, static_cast<uint32_t>(rng())));
+  const int null_grad = count > 1 ? 1 : -1;  // this target's gradient is a null pointer: zeros
+
+  DeviceBuffer<internal::FastfoodSegment> d_segs(segs.size());
+  DeviceBuffer<int64_t> d_prefix(fold_prefix.size());
+  DeviceBuffer<int8_t> d_signs(signs.size());
+  DeviceBuffer<int32_t> d_perm(perm.size());
+  DeviceBuffer<float> d_gauss(gauss.size()), d_theta(theta.size()), d_small(static_cast<size_t>(small_total)),
+      d_out(static_cast<size_t>(padded_total)), d_work(static_cast<size_t>(padded_total)),
+      d_grad(static_cast<size_t>(theta_size));
+  std::vector<std::unique_ptr<DeviceBuffer<float>>> d_grads;
+  std::vector<const float*> grad_ptrs;
+  ToDevice(d_segs.ptr, segs);
+  ToDevice(d_prefix.ptr, fold_prefix);
+  ToDevice(d_signs.ptr, signs);
+  ToDevice(d_perm.ptr, perm);
+  ToDevice(d_gauss.ptr, gauss);
+  ToDevice(d_theta.ptr, theta);
+  for (int t = 0; t < count; ++t) {
+    d_grads.push_back(std::make_unique<DeviceBuffer<float>>(grads[t].size()));
+    ToDevice(d_grads.back()->ptr, grads[t]);
+    grad_ptrs.push_back(t == null_grad ? nullptr : d_grads.back()->ptr);
+  }
+  internal::FastfoodBatchTable table{};
+  table.segments = d_segs.ptr;
+  table.host_segments = segs.data();
+  table.count = count;
+  table.padded_total = padded_total;
+  table.small_total = small_total;
+  table.max_small_n = max_small;
+  table.theta_size = theta_size;
+  table.signs = d_signs.ptr;
+  table.permutation = d_perm.ptr;
+  table.gaussians = d_gauss.ptr;
+  table.fold_block_prefix = d_prefix.ptr;
+  table.fold_blocks = static_cast<int>(fold_prefix.back());
+  table.fold_shared_floats = static_cast<int>(shared);
+
+  for (float* buffer : {d_small.ptr, d_out.ptr}) {
+    FillAsync(buffer, 0xff, static_cast<size_t>(buffer == d_small.ptr ? small_total : padded_total) * sizeof(float));
+  }
+  internal::BatchedFastfoodScaleInCuda(table, d_theta.ptr, d_small.ptr, g_stream);
+  for (const auto& r : small_runs) FwhtCuda(d_small.ptr + r[0], r[1], r[2], g_stream);
+  internal::BatchedFastfoodGatherCuda(table, d_small.ptr, d_out.ptr, g_stream);
+  for (const auto& r : padded_runs) FwhtCuda(d_out.ptr + r[0], r[1], r[2], g_stream);
+  const std::vector<float> out = ToHost(d_out.ptr, static_cast<size_t>(padded_total));
+
+  FillAsync(d_work.ptr, 0xff, static_cast<size_t>(padded_total) * sizeof(float));
+  FillAsync(d_small.ptr, 0xff, static_cast<size_t>(small_total) * sizeof(float));
+  FillAsync(d_grad.ptr, 0xff, static_cast<size_t>(theta_size) * sizeof(float));
+  internal::BatchedFastfoodGradInCuda(table, grad_ptrs.data(), d_work.ptr, g_stream);
+  for (const auto& r : padded_runs) FwhtCuda(d_work.ptr + r[0], r[1], r[2], g_stream);
+  internal::BatchedFastfoodFoldCuda(table, d_work.ptr, d_small.ptr, g_stream);
+  for (const auto& r : small_runs) FwhtCuda(d_small.ptr + r[0], r[1], r[2], g_stream);
+  internal::BatchedFastfoodScaleOutCuda(table, d_small.ptr, d_grad.ptr, g_stream);
+  const std::vector<float> grad = ToHost(d_grad.ptr, static_cast<size_t>(theta_size));
+  Sync();
+
+  // The references, target by target, in double.
+  std::vector<double> expected_grad(static_cast<size_t>(theta_size), 0.0);
+  for (int t = 0; t < count; ++t) {
+    const auto& s = segs[t];
+    const int64_t mask = s.small_n - 1;
+    std::vector<double> small(static_cast<size_t>(s.small_n), 0.0);
+    for (int64_t j = 0; j < s.inputs; ++j) {
+      small[j] = static_cast<double>(theta[j] * static_cast<float>(signs[s.padded_offset + j]) * s.scale);
+    }
+    ReferenceFwht(small, 1, s.small_n);
+    std::vector<double> v(static_cast<size_t>(s.padded));
+    for (int64_t i = 0; i < s.padded; ++i) {
+      v[i] = small[perm[s.padded_offset + i] & mask] * gauss[s.padded_offset + i];
+    }
+    ReferenceFwht(v, 1, s.padded);
+    double largest = 0.0;
+    for (int64_t i = 0; i < s.target_size; ++i) largest = std::max(largest, std::fabs(v[i]));
+    const double tolerance = kind == Data::kUniform ? 1e-4 * largest : 0.0;
+    const std::vector<float> got(out.begin() + s.padded_offset, out.begin() + s.padded_offset + s.target_size);
+    v.resize(static_cast<size_t>(s.target_size));
+    const std::string error = Compare(("forward of target " + std::to_string(t)).c_str(), got, v, tolerance);
+    if (!error.empty()) return error;
+
+    if (t == null_grad) continue;
+    std::vector<double> w(static_cast<size_t>(s.padded), 0.0);
+    std::copy(grads[t].begin(), grads[t].end(), w.begin());
+    ReferenceFwht(w, 1, s.padded);
+    std::vector<double> fold(static_cast<size_t>(s.small_n), 0.0);
+    for (int64_t i = 0; i < s.padded; ++i) fold[perm[s.padded_offset + i] & mask] += gauss[s.padded_offset + i] * w[i];
+    ReferenceFwht(fold, 1, s.small_n);
+    for (int64_t j = 0; j < s.inputs; ++j) expected_grad[j] += fold[j] * signs[s.padded_offset + j] * s.scale;
+  }
+  double largest = 0.0;
+  for (const double g : expected_grad) largest = std::max(largest, std::fabs(g));
+  return Compare("theta gradient", grad, expected_grad, kind == Data::kUniform ? 1e-4 * largest : 0.0);
+}
+
 // ---- Stream ordering ------------------------------------------------------------------------------------
 
 // A non-blocking stream, destroyed once everything queued on it has finished.
@@ -537,6 +695,27 @@ int main() {
     Sync();
     return Compare("fold", ToHost(fold.ptr, 16), std::vector<double>(16, 0.0), 0.0);
   });
+
+  // Batched Fastfood over a segment table: exact on small integers (short targets, every sum exact in
+  // float), rounded on uniform data up to L_t = 2^22; longest first as the engine lays them out, and in
+  // no order; reference-style truncated targets (other d'_t); one d'_t above the shared-memory fold's limit;
+  // more targets than one launch carries gradient pointers for (64).
+  const std::vector<BatchTarget> short_ones{{1, 16}, {7, 8}, {100, 16}, {64, 64}, {300, 16}, {1000, 16}, {9, 4}};
+  Run("batched_exact(short, in no order)", [&] { return CheckBatched(short_ones, 64, Data::kSmallIntegers, 1); });
+  const std::vector<BatchTarget> resnet_like{{2359296, 1000}, {589824, 1000}, {589824, 1000}, {147456, 1000},
+                                             {36864, 1000},   {36864, 1000},  {9408, 1000},   {8192, 1000},
+                                             {512, 512},      {64, 64},       {64, 1000},     {7, 8}};
+  Run("batched_uniform(resnet-like, longest first)",
+      [&] { return CheckBatched(resnet_like, 1000, Data::kUniform, 2); });
+  std::vector<BatchTarget> shuffled = resnet_like;
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(3));
+  Run("batched_uniform(resnet-like, in no order)", [&] { return CheckBatched(shuffled, 1000, Data::kUniform, 3); });
+  Run("batched_uniform(global fold)",
+      [&] { return CheckBatched({{130000, 20000}, {1 << 20, 1000}, {5, 20000}}, 20000, Data::kUniform, 4); });
+  std::vector<BatchTarget> many;
+  for (int t = 0; t < 150; ++t) many.push_back({1 + (t * 977) % 5000, t % 3 == 0 ? 256 : 100});
+  Run("batched_exact(150 targets)", [&] { return CheckBatched(many, 256, Data::kSmallIntegers, 5); });
+  Run("batched_uniform(one target)", [&] { return CheckBatched({{1 << 16, 1000}}, 1000, Data::kUniform, 6); });
 
   // Stream ordering: fills and copies behind long-running work on the launchers' stream, the fold's own
   // zeroing (shared-memory and global-atomics paths), and two streams ordered by events.

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -173,6 +174,60 @@ TEST(ProjectionModesTest, EveryModeReproducesTheModuleAtThetaZeroAndTrains) {
       EXPECT_GT(model.theta_d().grad().narrow(0, 0, 8).abs().min().item<double>(), 0.0);
     }
   }
+}
+
+// The batched projection (one BatchedFastfood for every target) against one FastfoodProjection::Apply per
+// target, with and without layer groups: the same draws give the same warped parameters (bit for bit),
+// outputs and gradients (up to float reassociation of theta_d's sum over targets).
+TEST(ProjectionModesTest, BatchedProjectionEqualsPerTensorInEveryPerTensorMode) {
+  const torch::jit::Module net = SmallMlp();
+  const at::Tensor x = at::randn({8, 20}, at::make_generator<at::CPUGeneratorImpl>(3));
+  torch::jit::Module plain = net.deepcopy();
+  const at::Tensor expected = plain.forward({x}).toTensor();
+  const std::vector<std::vector<std::vector<std::string>>> groupings{{}, {{"fc1"}, {"fc2"}}};
+  for (auto mode : {ProjectionMode::kPerTensor, ProjectionMode::kReference, ProjectionMode::kSizeWeighted}) {
+    for (const auto& groups : groupings) {
+      const std::string label = std::string(ProjectionModeName(mode)) + (groups.empty() ? "" : ", grouped");
+      auto make = [&](std::optional<bool> batched) {
+        SubspaceOptions options = SubspaceOptions(100).seed(7).projection(mode).layer_groups(groups);
+        if (batched.has_value()) options.batched(*batched);
+        auto model = SubspaceModel::Create(net, options);
+        EXPECT_TRUE(model.ok()) << model.status();
+        return std::move(model).value();
+      };
+      SubspaceModel batched = make(true);
+      SubspaceModel per_tensor = make(false);
+      EXPECT_TRUE(make(std::nullopt).uses_batched_projection()) << label << ": the CPU default";
+      ASSERT_TRUE(batched.uses_batched_projection()) << label;
+      ASSERT_FALSE(per_tensor.uses_batched_projection()) << label;
+      EXPECT_TRUE(at::equal(batched.Forward(x), expected)) << label << ": theta_d = 0 is the module itself";
+
+      const at::Tensor theta = at::randn({batched.theta_d().size(0)}, at::make_generator<at::CPUGeneratorImpl>(8));
+      for (SubspaceModel* m : {&batched, &per_tensor}) {
+        at::NoGradGuard no_grad;
+        m->theta_d().copy_(theta);
+        if (m->lambdas().defined()) m->lambdas().copy_(at::tensor({0.7f, 1.3f}));
+      }
+      EXPECT_TRUE(at::equal(batched.WarpDelta(), per_tensor.WarpDelta())) << label;
+      batched.train();
+      per_tensor.train();
+      const at::Tensor out_b = batched.Forward(x);
+      const at::Tensor out_p = per_tensor.Forward(x);
+      EXPECT_TRUE(at::equal(out_b, out_p)) << label;
+      out_b.pow(2).sum().backward();
+      out_p.pow(2).sum().backward();
+      const at::Tensor gb = batched.theta_d().grad();
+      const at::Tensor gp = per_tensor.theta_d().grad();
+      ASSERT_TRUE(gb.defined()) << label;
+      EXPECT_GT(gb.abs().max().item<double>(), 0.0) << label;
+      EXPECT_LE((gb - gp).abs().max().item<double>(), 1e-5 * gp.abs().max().item<double>()) << label;
+      if (!groups.empty()) {
+        EXPECT_TRUE(at::allclose(batched.lambdas().grad(), per_tensor.lambdas().grad(), 1e-5, 1e-7)) << label;
+      }
+    }
+  }
+  // kGlobal has one projection: nothing to batch.
+  EXPECT_FALSE(Wrap(net, 100, ProjectionMode::kGlobal).uses_batched_projection());
 }
 
 void WriteDoubles(const std::filesystem::path& path, const at::Tensor& t) {

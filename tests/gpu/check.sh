@@ -2,7 +2,8 @@
 # The GPU check: on a GPU box that has CUDA, CMake, ninja and a CUDA PyTorch wheel (its LibTorch) but none of
 # the Debian packages, configures an engine-only CUDA build with what tests/gpu/pack.sh put in .gpu-kit/,
 # builds it on all cores, runs every engine test (the *_CUDA ones included), fwht_cuda_standalone_check,
-# fastfood_device_benchmark and subspace_step_benchmark on the GPU; then reconfigures the same build folder
+# fastfood_device_benchmark and subspace_step_benchmark on the GPU (each projection path side by side: one
+# FastfoodProjection per tensor, and BatchedFastfood, and the performance targets met or missed); then reconfigures the same build folder
 # as a local-only build (DWARP_LOCAL_ONLY: `dwarp` with train, intrinsic-dim and simulate, no gRPC), builds
 # `dwarp` with the kit's yaml-cpp, nlohmann/json, CLI11 and spdlog, runs one real job with `dwarp train`
 # (tests/gpu/resnet18_synthetic_job.yaml: ResNet-18 on a synthetic brain over the kit's images, d = 1000)
@@ -274,7 +275,7 @@ elif [ -x "$bench" ]; then
   bench_rc=$?
   ((bench_rc == 0)) || status=1
   note "fastfood_device_benchmark --device $bench_device: exit $bench_rc$(timed_out $bench_rc && echo ', out of time')"
-  grep -E "^(device:|D |2\^)" "$OUT/bench.log" | tee -a "$summary"
+  grep -E "^(device:|D |2\^|ResNet-18,)" "$OUT/bench.log" | tee -a "$summary"
   # A crash or an error message, not the table again when it was only cut short.
   ((bench_rc == 0)) || timed_out $bench_rc || tail -5 "$OUT/bench.log" | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
 else
@@ -295,6 +296,24 @@ if [ -x "$step_bench" ] && ((step_bench_seconds >= 10)); then
   note "subspace_step_benchmark ${step_args[*]}: exit $step_rc$(timed_out $step_rc && echo ', out of time')"
   grep -E "^(ResNet|all parameters|subspace)" "$OUT/step_bench.log" | tee -a "$summary"
   ((step_rc == 0)) || timed_out $step_rc || tail -5 "$OUT/step_bench.log" | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
+fi
+
+# ---- the performance targets, read from the two benchmarks' logs (meaningful on the GPU) -------------------
+# Fastfood forward + backward at 2^16 <= 0.03 ms; at 2^24 <= 2.5x four device copies of the padded vector;
+# the ResNet-18 subspace step (size_weighted, the jobs' default) <= 1.3x the all-parameters step. Each for
+# the per-tensor path and the batched one (BatchedFastfood).
+if [ -s "$OUT/bench.log" ] || [ -s "$OUT/step_bench.log" ]; then
+  {
+    echo "targets on $bench_device (per tensor | batched):"
+    awk '$1 == "2^16" { printf "  fwd+bwd at 2^16 <= 0.03 ms: %s ms | %s ms: %s\n", $2, $7, ($7 + 0 <= 0.03 ? "met (batched)" : ($2 + 0 <= 0.03 ? "met (per tensor)" : "MISSED")) }
+         $1 == "2^24" { printf "  fwd+bwd at 2^24 <= 2.5x 4 copies: %sx | %sx: %s\n", $5, $8, ($8 + 0 <= 2.5 ? "met (batched)" : ($5 + 0 <= 2.5 ? "met (per tensor)" : "MISSED")) }' \
+        "$OUT/bench.log" 2> /dev/null
+    for variant in "per tensor" batched; do
+      ratio=$(sed -nE "s/^subspace, size_weighted, $variant .*subspace \/ all parameters ([0-9.]+).*/\1/p" "$OUT/step_bench.log" 2> /dev/null)
+      [ -z "$ratio" ] || echo "  ResNet-18 step, size_weighted, $variant: ${ratio}x all parameters (target <= 1.3): $(
+        awk -v r="$ratio" 'BEGIN { print (r <= 1.3 ? "met" : "MISSED") }')"
+    done
+  } | tee -a "$summary"
 elif [ -x "$step_bench" ]; then
   status=1
   note "subspace_step_benchmark: SKIPPED, out of time"
@@ -406,7 +425,10 @@ cpu_job_stimuli=${CPU_JOB_STIMULI:-640}
 if ((local_ok)); then
   note "jobs: $job_file on $bench_device, then on the CPU for 1 epoch over $cpu_job_stimuli stimuli${JOB_ARGS:+; JOB_ARGS: $JOB_ARGS}"
   # JOB_ARGS before each job's own settings, which therefore win.
-  run_job device "$(step_seconds 150 45)" "data.images=$job_images" "${job_args[@]}" "train.device=$bench_device"
+  # The device job takes the batched projection on CUDA too (SubspaceOptions::batched is off there unless
+  # DWARP_BATCHED_FASTFOOD_CUDA=1), so that its epoch time is the batched path's.
+  DWARP_BATCHED_FASTFOOD_CUDA=1 run_job device "$(step_seconds 150 45)" "data.images=$job_images" "${job_args[@]}" \
+    "train.device=$bench_device"
   run_job cpu "$(step_seconds 120 0)" "data.images=$job_images" "${job_args[@]}" train.device=cpu \
           train.max_epochs=1 "data.limit_stimuli=$cpu_job_stimuli"
   # Per-epoch seconds side by side (each result's history), and per 1,000 training stimuli, as the two jobs

@@ -1,15 +1,19 @@
 #include "worker/engine/fastfood_projection.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <sstream>
+#include <utility>
 
 #include "worker/engine/buffer_pool.h"
 #include "worker/engine/fwht.h"
@@ -315,6 +319,307 @@ at::Tensor FastfoodProjection::Transpose(const at::Tensor& grad_in) const {
 #endif
   }
   return grad;
+}
+
+// ---- BatchedFastfood --------------------------------------------------------------------------------------
+
+struct BatchedFastfood::Plan {
+  at::Device device = at::kCPU;
+  int64_t theta_size = 0;
+  std::vector<FastfoodProjection> projections;  // target order
+  std::vector<int64_t> offsets;                 // each target's start in the padded buffer
+  int64_t padded_total = 0;
+#if defined(DWARP_WITH_CUDA)
+  // Device layout: targets sorted by L_t, longest first (stable), so that targets of one L_t lie side by side
+  // and each run is one batched FWHT. layout[k] is the target at position k.
+  std::vector<int64_t> layout;
+  std::vector<internal::FastfoodSegment> segments;  // in layout order (host copy)
+  // Runs of equal length in the padded and the small buffers: {offset, count, length}.
+  std::vector<std::array<int64_t, 3>> padded_runs;
+  std::vector<std::array<int64_t, 3>> small_runs;
+  at::Tensor segments_device;  // uint8 bytes of `segments`
+  at::Tensor fold_block_prefix;
+  at::Tensor signs;            // every target's B, Pi, G concatenated in layout order
+  at::Tensor permutation;
+  at::Tensor gaussians;
+  internal::FastfoodBatchTable table{};
+#endif
+};
+
+namespace {
+
+// The autograd node's handle on the plan (saved_data holds IValues; a capsule carries the shared plan).
+struct PlanHolder : torch::CustomClassHolder {
+  explicit PlanHolder(std::shared_ptr<const BatchedFastfood::Plan> p) : plan(std::move(p)) {}
+  std::shared_ptr<const BatchedFastfood::Plan> plan;
+};
+
+// Calls fn(t) for every target in order, each using the whole intra-op pool inside its kernels: the
+// threading of one FastfoodProjection call per target, so the batched path costs the per-tensor path's
+// arithmetic exactly, less its per-target autograd nodes. (Running short targets side by side, one per
+// thread, measured no faster on this project's 2-core machine, and its barrier waits on a loaded machine.)
+template <typename Fn>
+void ForEachTarget(const BatchedFastfood::Plan& plan, const Fn& fn) {
+  for (size_t t = 0; t < plan.projections.size(); ++t) fn(static_cast<int64_t>(t));
+}
+
+}  // namespace
+
+class BatchedFastfoodFunction : public torch::autograd::Function<BatchedFastfoodFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& theta,
+                                                const BatchedFastfood& batched) {
+    ctx->saved_data["plan"] = c10::IValue::make_capsule(c10::make_intrusive<PlanHolder>(batched.plan_));
+    return batched.Forward(theta);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto holder = c10::static_intrusive_pointer_cast<PlanHolder>(ctx->saved_data["plan"].toCapsule());
+    const BatchedFastfood batched(holder->plan);
+    return {batched.Transpose(grads), at::Tensor()};
+  }
+};
+
+StatusOr<BatchedFastfood> BatchedFastfood::Create(const std::vector<FastfoodProjection>& projections,
+                                                  int64_t theta_size) {
+  if (projections.empty()) return InvalidArgumentError("batched Fastfood: expected at least one projection, got none");
+  if (theta_size < 1) {
+    return InvalidArgumentError("batched Fastfood: theta size must be >= 1, got " + std::to_string(theta_size));
+  }
+  auto plan = std::make_shared<Plan>();
+  plan->device = projections.front().device();
+  plan->theta_size = theta_size;
+  plan->projections = projections;
+  for (size_t t = 0; t < projections.size(); ++t) {
+    const FastfoodProjection& p = projections[t];
+    if (p.device() != plan->device) {
+      std::ostringstream os;
+      os << "batched Fastfood: projection " << t << " is on " << p.device() << ", projection 0 on " << plan->device
+         << "; expected one device";
+      return InvalidArgumentError(os.str());
+    }
+    if (p.subspace_dim() > theta_size) {
+      return InvalidArgumentError("batched Fastfood: projection " + std::to_string(t) + " reads " +
+                                  std::to_string(p.subspace_dim()) + " entries of theta, which has " +
+                                  std::to_string(theta_size));
+    }
+  }
+  plan->offsets.assign(projections.size(), 0);
+  if (plan->device.is_cpu()) {
+    for (size_t t = 0; t < projections.size(); ++t) {
+      plan->offsets[t] = plan->padded_total;
+      plan->padded_total += projections[t].padded_size();
+    }
+    return BatchedFastfood(std::move(plan));
+  }
+#if defined(DWARP_WITH_CUDA)
+  Plan& p = *plan;
+  p.layout.resize(projections.size());
+  std::iota(p.layout.begin(), p.layout.end(), int64_t{0});
+  std::stable_sort(p.layout.begin(), p.layout.end(), [&](int64_t a, int64_t b) {
+    return projections[a].padded_size() > projections[b].padded_size();
+  });
+  if (projections.size() > 65535) {
+    return InvalidArgumentError("batched Fastfood on CUDA: at most 65535 targets, got " +
+                                std::to_string(projections.size()));
+  }
+  const c10::cuda::CUDAGuard device_guard(p.device);
+  const int sms = internal::CurrentMultiprocessorCount();
+  std::vector<at::Tensor> signs, permutations, gaussians;
+  std::vector<int64_t> fold_prefix{0};
+  int64_t small_total = 0;
+  int64_t max_small = 1;
+  int64_t shared_floats = 1;
+  for (const int64_t t : p.layout) {
+    const FastfoodProjection& proj = projections[t];
+    internal::FastfoodSegment seg{};
+    seg.padded_offset = p.padded_total;
+    seg.padded = proj.padded_size();
+    seg.small_offset = small_total;
+    seg.small_n = NextPowerOfTwo(proj.subspace_dim());
+    seg.inputs = proj.subspace_dim();
+    seg.target_size = proj.target_size();
+    seg.scale = static_cast<float>(proj.scale());
+    p.offsets[t] = seg.padded_offset;
+    p.padded_total += seg.padded;
+    small_total += seg.small_n;
+    max_small = std::max(max_small, seg.small_n);
+    if (internal::FastfoodFoldUsesShared(seg.small_n)) shared_floats = std::max(shared_floats, seg.small_n);
+    fold_prefix.push_back(fold_prefix.back() + internal::FastfoodFoldBlocks(seg.padded, seg.small_n, sms));
+    auto extend = [](std::vector<std::array<int64_t, 3>>& runs, int64_t offset, int64_t length) {
+      if (!runs.empty() && runs.back()[2] == length) ++runs.back()[1];
+      else runs.push_back({offset, 1, length});
+    };
+    extend(p.padded_runs, seg.padded_offset, seg.padded);
+    extend(p.small_runs, seg.small_offset, seg.small_n);
+    p.segments.push_back(seg);
+    signs.push_back(proj.signs());
+    permutations.push_back(proj.permutation());
+    gaussians.push_back(proj.gaussians());
+  }
+  if (fold_prefix.back() > std::numeric_limits<int32_t>::max()) {
+    return InvalidArgumentError("batched Fastfood on CUDA: the fold needs " + std::to_string(fold_prefix.back()) +
+                                " blocks, more than a launch holds");
+  }
+  p.signs = at::cat(signs);
+  p.permutation = at::cat(permutations);
+  p.gaussians = at::cat(gaussians);
+  const auto bytes = static_cast<int64_t>(p.segments.size() * sizeof(internal::FastfoodSegment));
+  p.segments_device = at::empty({bytes}, at::kByte);
+  std::memcpy(p.segments_device.data_ptr(), p.segments.data(), static_cast<size_t>(bytes));
+  p.segments_device = p.segments_device.to(p.device);
+  p.fold_block_prefix = at::tensor(fold_prefix, at::kLong).to(p.device);
+  // The copies above are queued on the current stream; the plan is used on streams that may not wait for
+  // it, so finish them here, once.
+  c10::cuda::getCurrentCUDAStream(p.device.index()).synchronize();
+  internal::FastfoodBatchTable& table = p.table;
+  table.segments = reinterpret_cast<const internal::FastfoodSegment*>(p.segments_device.data_ptr());
+  table.host_segments = p.segments.data();
+  table.count = static_cast<int>(p.segments.size());
+  table.padded_total = p.padded_total;
+  table.small_total = small_total;
+  table.max_small_n = max_small;
+  table.theta_size = theta_size;
+  table.signs = p.signs.data_ptr<int8_t>();
+  table.permutation = p.permutation.data_ptr<int32_t>();
+  table.gaussians = p.gaussians.data_ptr<float>();
+  table.fold_block_prefix = p.fold_block_prefix.data_ptr<int64_t>();
+  table.fold_blocks = static_cast<int>(fold_prefix.back());
+  table.fold_shared_floats = static_cast<int>(shared_floats);
+  return BatchedFastfood(std::move(plan));
+#else
+  std::ostringstream os;
+  os << "batched Fastfood: device " << plan->device << " needs a CUDA build";
+  return InvalidArgumentError(os.str());
+#endif
+}
+
+int64_t BatchedFastfood::target_count() const { return static_cast<int64_t>(plan_->projections.size()); }
+int64_t BatchedFastfood::theta_size() const { return plan_->theta_size; }
+at::Device BatchedFastfood::device() const { return plan_->device; }
+
+std::vector<at::Tensor> BatchedFastfood::Apply(const at::Tensor& theta) const {
+  return BatchedFastfoodFunction::apply(theta, *this);
+}
+
+std::vector<at::Tensor> BatchedFastfood::Forward(const at::Tensor& theta_in) const {
+  const Plan& plan = *plan_;
+  TORCH_CHECK(theta_in.defined() && theta_in.dim() == 1 && theta_in.size(0) == plan.theta_size,
+              "BatchedFastfood: expected theta of shape [", plan.theta_size, "], got ", Describe(theta_in));
+  TORCH_CHECK(theta_in.device() == plan.device, "BatchedFastfood: theta is on ", theta_in.device(),
+              " but the projections are on ", plan.device);
+  const at::Tensor theta = theta_in.contiguous();
+  at::Tensor flat;
+  if (theta.is_cpu()) {
+    TORCH_CHECK(theta.scalar_type() == at::kFloat || theta.scalar_type() == at::kDouble,
+                "BatchedFastfood: expected float32 or float64 theta on CPU, got ", theta.scalar_type());
+    flat = PooledEmpty({plan.padded_total}, plan.padded_total, theta.scalar_type());
+    AT_DISPATCH_FLOATING_TYPES(theta.scalar_type(), "BatchedFastfood::Forward", [&] {
+      const scalar_t* x = theta.data_ptr<scalar_t>();
+      scalar_t* out = flat.data_ptr<scalar_t>();
+      ForEachTarget(plan, [&](int64_t t) {
+        const FastfoodProjection& p = plan.projections[t];
+        ForwardCpu(x, p.subspace_dim(), p.signs_.data_ptr<int8_t>(), p.permutation_.data_ptr<int32_t>(),
+                   p.gaussians_.data_ptr<float>(), p.scale_, p.padded_size(), out + plan.offsets[t]);
+      });
+    });
+  } else {
+#if defined(DWARP_WITH_CUDA)
+    TORCH_CHECK(theta.scalar_type() == at::kFloat, "BatchedFastfood: expected float32 theta on CUDA, got ",
+                theta.scalar_type());
+    const c10::cuda::CUDAGuard device_guard(theta.device());
+    // Everything on the current stream, in program order with the LibTorch ops around it.
+    void* stream = c10::cuda::getCurrentCUDAStream(theta.get_device()).stream();
+    flat = at::empty({plan.padded_total}, theta.options());
+    at::Tensor small = at::empty({plan.table.small_total}, theta.options());
+    internal::BatchedFastfoodScaleInCuda(plan.table, theta.data_ptr<float>(), small.data_ptr<float>(), stream);
+    for (const auto& run : plan.small_runs) internal::FwhtCuda(small.data_ptr<float>() + run[0], run[1], run[2], stream);
+    internal::BatchedFastfoodGatherCuda(plan.table, small.data_ptr<float>(), flat.data_ptr<float>(), stream);
+    for (const auto& run : plan.padded_runs) internal::FwhtCuda(flat.data_ptr<float>() + run[0], run[1], run[2], stream);
+#else
+    TORCH_CHECK(false, "BatchedFastfood: device ", theta.device(), " needs a CUDA build");
+#endif
+  }
+  std::vector<at::Tensor> outputs;
+  outputs.reserve(plan.projections.size());
+  for (size_t t = 0; t < plan.projections.size(); ++t) {
+    outputs.push_back(flat.narrow(0, plan.offsets[t], plan.projections[t].target_size()));
+  }
+  return outputs;
+}
+
+at::Tensor BatchedFastfood::Transpose(const std::vector<at::Tensor>& grads_in) const {
+  const Plan& plan = *plan_;
+  const size_t count = plan.projections.size();
+  TORCH_CHECK(grads_in.size() == count, "BatchedFastfood: expected ", count, " gradients, got ", grads_in.size());
+  std::vector<at::Tensor> grads(count);
+  at::ScalarType dtype = at::ScalarType::Undefined;
+  for (size_t t = 0; t < count; ++t) {
+    if (!grads_in[t].defined()) continue;
+    const int64_t size = plan.projections[t].target_size();
+    TORCH_CHECK(grads_in[t].numel() == size, "BatchedFastfood: expected gradient ", t, " of ", size,
+                " elements, got ", Describe(grads_in[t]));
+    TORCH_CHECK(grads_in[t].device() == plan.device, "BatchedFastfood: gradient ", t, " is on ", grads_in[t].device(),
+                " but the projections are on ", plan.device);
+    TORCH_CHECK(dtype == at::ScalarType::Undefined || grads_in[t].scalar_type() == dtype,
+                "BatchedFastfood: gradients of mixed dtypes (", dtype, " and ", grads_in[t].scalar_type(), ")");
+    dtype = grads_in[t].scalar_type();
+    grads[t] = grads_in[t].contiguous().view({size});
+  }
+  const auto options = at::TensorOptions().device(plan.device).dtype(dtype == at::ScalarType::Undefined ? at::kFloat : dtype);
+  if (dtype == at::ScalarType::Undefined) return at::zeros({plan.theta_size}, options);
+  if (plan.device.is_cpu()) {
+    TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
+                "BatchedFastfood: expected float32 or float64 gradients on CPU, got ", dtype);
+    at::Tensor work = PooledEmpty({plan.padded_total}, plan.padded_total, dtype);
+    // Each target's share in its own row, summed in target order below: the result does not depend on
+    // which thread ran which target.
+    at::Tensor shares = at::zeros({static_cast<int64_t>(count), plan.theta_size}, options);
+    AT_DISPATCH_FLOATING_TYPES(dtype, "BatchedFastfood::Transpose", [&] {
+      scalar_t* w = work.data_ptr<scalar_t>();
+      scalar_t* rows = shares.data_ptr<scalar_t>();
+      ForEachTarget(plan, [&](int64_t t) {
+        if (!grads[t].defined()) return;
+        const FastfoodProjection& p = plan.projections[t];
+        TransposeCpu(grads[t].data_ptr<scalar_t>(), p.target_size(), p.subspace_dim(), p.signs_.data_ptr<int8_t>(),
+                     p.permutation_.data_ptr<int32_t>(), p.gaussians_.data_ptr<float>(), p.scale_, p.padded_size(),
+                     w + plan.offsets[t], rows + t * plan.theta_size);
+      });
+    });
+    at::Tensor grad = at::zeros({plan.theta_size}, options);
+    AT_DISPATCH_FLOATING_TYPES(dtype, "BatchedFastfood::Transpose sum", [&] {
+      scalar_t* out = grad.data_ptr<scalar_t>();
+      const scalar_t* rows = shares.data_ptr<scalar_t>();
+      for (size_t t = 0; t < count; ++t) {
+        if (!grads[t].defined()) continue;
+        const scalar_t* row = rows + static_cast<int64_t>(t) * plan.theta_size;
+        for (int64_t j = 0; j < plan.projections[t].subspace_dim(); ++j) out[j] += row[j];
+      }
+    });
+    return grad;
+  }
+#if defined(DWARP_WITH_CUDA)
+  TORCH_CHECK(dtype == at::kFloat, "BatchedFastfood: expected float32 gradients on CUDA, got ", dtype);
+  const c10::cuda::CUDAGuard device_guard(plan.device);
+  void* stream = c10::cuda::getCurrentCUDAStream(plan.device.index()).stream();
+  std::vector<const float*> pointers(count, nullptr);
+  for (size_t k = 0; k < count; ++k) {
+    const at::Tensor& g = grads[plan.layout[k]];
+    if (g.defined()) pointers[k] = g.data_ptr<float>();
+  }
+  at::Tensor work = at::empty({plan.padded_total}, options);
+  internal::BatchedFastfoodGradInCuda(plan.table, pointers.data(), work.data_ptr<float>(), stream);
+  for (const auto& run : plan.padded_runs) internal::FwhtCuda(work.data_ptr<float>() + run[0], run[1], run[2], stream);
+  at::Tensor small = at::empty({plan.table.small_total}, options);
+  internal::BatchedFastfoodFoldCuda(plan.table, work.data_ptr<float>(), small.data_ptr<float>(), stream);
+  for (const auto& run : plan.small_runs) internal::FwhtCuda(small.data_ptr<float>() + run[0], run[1], run[2], stream);
+  at::Tensor grad = at::empty({plan.theta_size}, options);
+  internal::BatchedFastfoodScaleOutCuda(plan.table, small.data_ptr<float>(), grad.data_ptr<float>(), stream);
+  return grad;
+#else
+  TORCH_CHECK(false, "BatchedFastfood: device ", plan.device, " needs a CUDA build");
+#endif
 }
 
 }  // namespace dwarp::engine

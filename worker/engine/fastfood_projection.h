@@ -19,7 +19,9 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -66,6 +68,7 @@ class FastfoodProjection {
   FastfoodProjection(int64_t target_size, int64_t subspace_dim, double scale, at::Tensor signs,
                      at::Tensor permutation, at::Tensor gaussians);
   friend class FastfoodFunction;
+  friend class BatchedFastfood;
 
   int64_t target_size_ = 0;
   int64_t subspace_dim_ = 0;
@@ -73,6 +76,53 @@ class FastfoodProjection {
   at::Tensor signs_;
   at::Tensor permutation_;
   at::Tensor gaussians_;
+};
+
+// Many FastfoodProjections applied to one theta as one operation: target t gets P_t theta[0, d_t), with its
+// own L_t, B, Pi, G, scale and d_t (<= theta's length: the reference mode's truncated targets read a
+// prefix). Forward writes every target into one buffer and returns views of it; backward sums every
+// transpose into one gradient of theta. One autograd node for all targets, whatever their number.
+//
+// The numbers equal those of each projection's own Apply (the same kernels per target); the gradient
+// of theta sums the targets in a fixed order, so it differs from the per-target autograd sum only by
+// float reassociation.
+//
+// CPU: the targets run one after another, each with the projection's own fused kernels on the intra-op
+// thread pool, as one Apply per target would. CUDA: the B, Pi, G of all targets
+// are concatenated on the device at Create, with a segment table (offsets, L_t, d_t, scales) and a fixed
+// launch plan, so a call issues a few launches per stage for all targets together (the streaming steps
+// one each, the FWHTs one per distinct L_t), no device queries and no host synchronisation; everything
+// runs on the current CUDA stream.
+//
+// Memory: the forward's buffer holds sum_t L_t elements (the views keep it alive); backward uses one of
+// the same size. CUDA copies add 9 bytes per padded element for the concatenated B, Pi, G.
+// Thread-safety: const methods may be called concurrently; the object is immutable after Create().
+class BatchedFastfood {
+ public:
+  // `projections`: at least one, all on one device, each subspace_dim() <= theta_size. The projections'
+  // tensors are shared (CPU) or copied into concatenated device buffers (CUDA).
+  static StatusOr<BatchedFastfood> Create(const std::vector<FastfoodProjection>& projections, int64_t theta_size);
+
+  int64_t target_count() const;
+  int64_t theta_size() const;
+  at::Device device() const;
+
+  // P_t theta[0, d_t) for every target t, each [D_t], differentiable with respect to theta ([theta_size];
+  // float32 or float64 on CPU, float32 on CUDA). The results are views of one buffer: do not modify them
+  // in place.
+  std::vector<at::Tensor> Apply(const at::Tensor& theta) const;
+
+  // The same maps without autograd. Transpose returns sum_t P_t^T grads[t] padded to [theta_size]; an
+  // undefined grads[t] counts as zero.
+  std::vector<at::Tensor> Forward(const at::Tensor& theta) const;
+  at::Tensor Transpose(const std::vector<at::Tensor>& grads) const;
+
+  struct Plan;  // the segment table and launch plan (fastfood_projection.cpp)
+
+ private:
+  explicit BatchedFastfood(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) {}
+  friend class BatchedFastfoodFunction;
+  std::shared_ptr<const Plan> plan_;
 };
 
 }  // namespace dwarp::engine

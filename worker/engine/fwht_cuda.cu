@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -55,6 +56,21 @@ void CheckCall(cudaError_t status, const char* what) {
 }
 
 bool IsPowerOfTwo(int64_t n) { return n >= 1 && (n & (n - 1)) == 0; }
+
+int MultiprocessorCountImpl() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices] = {};
+  int device = 0;
+  CheckCall(cudaGetDevice(&device), "cudaGetDevice");
+  if (device < 0 || device >= kMaxDevices) device = 0;
+  int sms = known[device].load(std::memory_order_relaxed);
+  if (sms == 0) {
+    CheckCall(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+              "cudaDeviceGetAttribute(MultiProcessorCount)");
+    known[device].store(sms, std::memory_order_relaxed);
+  }
+  return sms;
+}
 
 int Log2(int64_t power_of_two) {
   int log = 0;
@@ -224,7 +240,212 @@ __global__ void __launch_bounds__(kStreamThreads)
   }
 }
 
+// ---- batched Fastfood ----------------------------------------------------------------------------------
+
+// The segment whose [offset, offset + length) holds `i`, offsets ascending from 0 (binary search over the
+// table, which is small and stays in cache).
+__device__ __forceinline__ int SegmentOfPadded(const FastfoodSegment* __restrict__ segments, int count, int64_t i) {
+  int lo = 0;
+  int hi = count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (segments[mid].padded_offset <= i) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+__device__ __forceinline__ int SegmentOfBlock(const int64_t* __restrict__ prefix, int count, int64_t block) {
+  int lo = 0;
+  int hi = count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (prefix[mid] <= block) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+// blockIdx.y: the segment; x covers its small buffer.
+__global__ void __launch_bounds__(kStreamThreads)
+    BatchedScaleInKernel(const FastfoodSegment* __restrict__ segments, const float* __restrict__ theta,
+                         const int8_t* __restrict__ signs, float* __restrict__ small) {
+  const FastfoodSegment seg = segments[blockIdx.y];
+  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < seg.small_n;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    // The per-target path's order of operations: (theta * B) * scale, in float.
+    small[seg.small_offset + j] =
+        j < seg.inputs ? theta[j] * static_cast<float>(signs[seg.padded_offset + j]) * seg.scale : 0.0f;
+  }
+}
+
+__global__ void __launch_bounds__(kStreamThreads)
+    BatchedGatherKernel(const FastfoodSegment* __restrict__ segments, int count, int64_t total,
+                        const float* __restrict__ small, const int32_t* __restrict__ perm,
+                        const float* __restrict__ gauss, float* __restrict__ out) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const FastfoodSegment& seg = segments[SegmentOfPadded(segments, count, i)];
+    out[i] = small[seg.small_offset + (perm[i] & (seg.small_n - 1))] * gauss[i];
+  }
+}
+
+// Incoming gradients by value in the kernel's parameters (a launch per kGradPointers targets).
+constexpr int kGradPointers = 64;
+struct GradPointers {
+  const float* p[kGradPointers];
+};
+
+// Targets [first, first + n) of the table, whose padded ranges are contiguous from `begin` to `end`.
+__global__ void __launch_bounds__(kStreamThreads)
+    BatchedGradInKernel(const FastfoodSegment* __restrict__ segments, int first, int n, int64_t begin, int64_t end,
+                        GradPointers grads, float* __restrict__ work) {
+  for (int64_t i = begin + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < end;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int s = first + SegmentOfPadded(segments + first, n, i);
+    const FastfoodSegment& seg = segments[s];
+    const int64_t local = i - seg.padded_offset;
+    const float* g = grads.p[s - first];
+    work[i] = g != nullptr && local < seg.target_size ? g[local] : 0.0f;
+  }
+}
+
+// Block b works on segment s (prefix[s] <= b < prefix[s + 1]) with the segment's other blocks. Segments
+// whose small buffer fits accumulate in shared memory and flush one atomic per non-zero entry; the others
+// add straight into `small`. Which branch is uniform across a block.
+__global__ void __launch_bounds__(kStreamThreads)
+    BatchedFoldKernel(const FastfoodSegment* __restrict__ segments, int count,
+                      const int64_t* __restrict__ block_prefix, const float* __restrict__ u,
+                      const int32_t* __restrict__ perm, const float* __restrict__ gauss, float* __restrict__ small) {
+  extern __shared__ float partial[];
+  const int s = SegmentOfBlock(block_prefix, count, blockIdx.x);
+  const FastfoodSegment seg = segments[s];
+  const int64_t blocks = block_prefix[s + 1] - block_prefix[s];
+  const int64_t local_block = blockIdx.x - block_prefix[s];
+  const int32_t mask = static_cast<int32_t>(seg.small_n - 1);
+  const float* su = u + seg.padded_offset;
+  const int32_t* sp = perm + seg.padded_offset;
+  const float* sg = gauss + seg.padded_offset;
+  float* fold = small + seg.small_offset;
+  const int64_t stride = blocks * blockDim.x;
+  if (seg.small_n <= kMaxSharedFold) {
+    const int n = static_cast<int>(seg.small_n);
+    for (int j = threadIdx.x; j < n; j += blockDim.x) partial[j] = 0.0f;
+    __syncthreads();
+    for (int64_t i = local_block * blockDim.x + threadIdx.x; i < seg.padded; i += stride) {
+      atomicAdd(&partial[sp[i] & mask], sg[i] * su[i]);
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+      const float v = partial[j];
+      if (v != 0.0f) atomicAdd(&fold[j], v);
+    }
+  } else {
+    for (int64_t i = local_block * blockDim.x + threadIdx.x; i < seg.padded; i += stride) {
+      atomicAdd(&fold[sp[i] & mask], sg[i] * su[i]);
+    }
+  }
+}
+
+// One thread per entry of theta's gradient, summing the targets in table order (deterministic).
+__global__ void __launch_bounds__(kStreamThreads)
+    BatchedScaleOutKernel(const FastfoodSegment* __restrict__ segments, int count, int64_t theta_size,
+                          const float* __restrict__ small, const int8_t* __restrict__ signs, float* __restrict__ grad) {
+  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < theta_size;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float sum = 0.0f;
+    for (int s = 0; s < count; ++s) {
+      const FastfoodSegment& seg = segments[s];
+      if (j < seg.inputs) {
+        sum += small[seg.small_offset + j] * static_cast<float>(signs[seg.padded_offset + j]) * seg.scale;
+      }
+    }
+    grad[j] = sum;
+  }
+}
+
 }  // namespace
+
+int CurrentMultiprocessorCount() { return MultiprocessorCountImpl(); }
+
+int64_t FastfoodFoldBlocks(int64_t padded, int64_t small_n, int sms) {
+  const int64_t covering = (padded + kStreamThreads - 1) / kStreamThreads;
+  if (!FastfoodFoldUsesShared(small_n)) return std::max<int64_t>(1, std::min<int64_t>(covering, kMaxStreamBlocks));
+  // Each block with at least 4 * small_n terms, so that its flush of small_n atomics stays a small
+  // fraction of its work.
+  return std::max<int64_t>(1, std::min({int64_t{4} * sms, padded / (4 * small_n), covering}));
+}
+
+bool FastfoodFoldUsesShared(int64_t small_n) { return small_n <= kMaxSharedFold; }
+
+namespace {
+
+void CheckTable(const FastfoodBatchTable& table, const char* who) {
+  if (table.count < 1 || table.segments == nullptr || table.padded_total < 1 || table.small_total < 1 ||
+      table.theta_size < 1 || table.max_small_n < 1) {
+    throw std::invalid_argument(std::string(who) + ": expected a table of at least one segment with non-empty " +
+                                "buffers, got " + std::to_string(table.count) + " segments, padded total " +
+                                std::to_string(table.padded_total) + ", small total " +
+                                std::to_string(table.small_total));
+  }
+}
+
+}  // namespace
+
+void BatchedFastfoodScaleInCuda(const FastfoodBatchTable& table, const float* theta, float* small, void* stream) {
+  CheckTable(table, "BatchedFastfoodScaleInCuda");
+  if (table.count > 65535) {
+    throw std::invalid_argument("BatchedFastfoodScaleInCuda: at most 65535 segments, got " + std::to_string(table.count));
+  }
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>((table.max_small_n + kStreamThreads - 1) / kStreamThreads, 1024)),
+                  static_cast<unsigned>(table.count));
+  BatchedScaleInKernel<<<grid, kStreamThreads, 0, static_cast<cudaStream_t>(stream)>>>(table.segments, theta,
+                                                                                       table.signs, small);
+  CheckLaunch("BatchedScaleInKernel");
+}
+
+void BatchedFastfoodGatherCuda(const FastfoodBatchTable& table, const float* small, float* out, void* stream) {
+  CheckTable(table, "BatchedFastfoodGatherCuda");
+  BatchedGatherKernel<<<StreamBlocks(table.padded_total), kStreamThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      table.segments, table.count, table.padded_total, small, table.permutation, table.gaussians, out);
+  CheckLaunch("BatchedGatherKernel");
+}
+
+void BatchedFastfoodGradInCuda(const FastfoodBatchTable& table, const float* const* grads, float* work,
+                               void* stream) {
+  CheckTable(table, "BatchedFastfoodGradInCuda");
+  // The gradients' pointers travel in the kernel's parameters, kGradPointers targets per launch; each
+  // launch covers its targets' padded ranges, which lie back to back.
+  for (int first = 0; first < table.count; first += kGradPointers) {
+    const int n = std::min(kGradPointers, table.count - first);
+    GradPointers pointers{};
+    for (int k = 0; k < n; ++k) pointers.p[k] = grads[first + k];
+    const FastfoodSegment& last = table.host_segments[first + n - 1];
+    const int64_t begin = table.host_segments[first].padded_offset;
+    const int64_t end = last.padded_offset + last.padded;
+    BatchedGradInKernel<<<StreamBlocks(end - begin), kStreamThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        table.segments, first, n, begin, end, pointers, work);
+    CheckLaunch("BatchedGradInKernel");
+  }
+}
+
+void BatchedFastfoodFoldCuda(const FastfoodBatchTable& table, const float* work, float* small, void* stream) {
+  CheckTable(table, "BatchedFastfoodFoldCuda");
+  const auto s = static_cast<cudaStream_t>(stream);
+  CheckCall(cudaMemsetAsync(small, 0, static_cast<size_t>(table.small_total) * sizeof(float), s),
+            "BatchedFastfoodFoldCuda: cudaMemsetAsync");
+  BatchedFoldKernel<<<table.fold_blocks, kStreamThreads, static_cast<size_t>(table.fold_shared_floats) * sizeof(float),
+                      s>>>(table.segments, table.count, table.fold_block_prefix, work, table.permutation,
+                           table.gaussians, small);
+  CheckLaunch("BatchedFoldKernel");
+}
+
+void BatchedFastfoodScaleOutCuda(const FastfoodBatchTable& table, const float* small, float* grad, void* stream) {
+  CheckTable(table, "BatchedFastfoodScaleOutCuda");
+  BatchedScaleOutKernel<<<StreamBlocks(table.theta_size), kStreamThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      table.segments, table.count, table.theta_size, small, table.signs, grad);
+  CheckLaunch("BatchedScaleOutKernel");
+}
 
 void FwhtCuda(float* data, int64_t batch, int64_t n, void* stream) {
   if (batch < 0 || !IsPowerOfTwo(n)) {
@@ -282,16 +503,8 @@ void FastfoodFoldCuda(const float* u, const int32_t* perm, const float* gauss, i
     CheckLaunch("FastfoodFoldGlobalKernel");
     return;
   }
-  // Enough blocks to fill the GPU, but each with at least 4 * small_n terms so that its flush of small_n
-  // atomics stays a small fraction of its work. The device is the current one: the caller must make the
-  // stream's device current.
-  int device = 0;
-  int sms = 0;
-  CheckCall(cudaGetDevice(&device), "FastfoodFoldCuda: cudaGetDevice");
-  CheckCall(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-            "FastfoodFoldCuda: cudaDeviceGetAttribute(MultiProcessorCount)");
-  const int64_t blocks = std::max<int64_t>(
-      1, std::min({int64_t{4} * sms, padded / (4 * small_n), (padded + kStreamThreads - 1) / kStreamThreads}));
+  // The device is the current one: the caller must make the stream's device current.
+  const int64_t blocks = FastfoodFoldBlocks(padded, small_n, MultiprocessorCountImpl());
   FastfoodFoldSharedKernel<<<static_cast<int>(blocks), kStreamThreads, static_cast<size_t>(small_n) * sizeof(float),
                              s>>>(u, perm, gauss, padded, fold, static_cast<int>(small_n));
   CheckLaunch("FastfoodFoldSharedKernel");

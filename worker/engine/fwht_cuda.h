@@ -23,4 +23,61 @@ void FastfoodGatherCuda(const float* small, int64_t small_n, const int32_t* perm
 void FastfoodFoldCuda(const float* u, const int32_t* perm, const float* gauss, int64_t padded, float* fold,
                       int64_t small_n, void* stream);
 
+// ---- Batched Fastfood: many targets at once, driven by a segment table --------------------------------
+// Target t owns [padded_offset, padded_offset + padded) of the concatenated padded buffers (its B, Pi, G
+// and its length-L_t transform) and [small_offset, small_offset + small_n) of the concatenated small
+// buffers (its length-d'_t transforms); it reads theta[0, inputs). Segments lie back to back in both.
+struct FastfoodSegment {
+  int64_t padded_offset;
+  int64_t padded;        // L_t, a power of two
+  int64_t small_offset;
+  int64_t small_n;       // d'_t = 2^ceil(log2 inputs), <= padded
+  int64_t inputs;        // d_t >= 1
+  int64_t target_size;   // D_t <= padded
+  float scale;
+};
+// The host compiler and nvcc must agree on the layout: the table is copied to the device byte for byte.
+static_assert(sizeof(FastfoodSegment) == 56, "FastfoodSegment: six int64_t and a float, padded to 8 bytes");
+
+// The segment table on the device, and the fold's work split (built once with FastfoodFoldBlocks).
+struct FastfoodBatchTable {
+  const FastfoodSegment* segments;       // device, [count]
+  const FastfoodSegment* host_segments;  // the same on the host (launch ranges are computed from it)
+  int count;
+  int64_t padded_total;             // sum of padded
+  int64_t small_total;              // sum of small_n
+  int64_t max_small_n;
+  int64_t theta_size;               // >= every inputs
+  const int8_t* signs;              // device, [padded_total]: every target's B, concatenated
+  const int32_t* permutation;       // device, [padded_total]
+  const float* gaussians;           // device, [padded_total]
+  const int64_t* fold_block_prefix; // device, [count + 1]: blocks of the fold kernel, segment by segment
+  int fold_blocks;                  // fold_block_prefix[count]
+  int fold_shared_floats;           // dynamic shared memory of the fold kernel, in floats
+};
+
+// The current device's multiprocessor count, queried once per device and remembered (a query per call
+// would cost host time on the hot path).
+int CurrentMultiprocessorCount();
+
+// Blocks the fold of one target takes (FastfoodFoldCuda and the batched fold alike): enough to fill
+// `sms` multiprocessors, each with at least 4 * small_n terms when the fold accumulates in shared memory.
+int64_t FastfoodFoldBlocks(int64_t padded, int64_t small_n, int sms);
+// Whether a fold into small_n floats accumulates per block in shared memory (else in global memory).
+bool FastfoodFoldUsesShared(int64_t small_n);
+
+// Forward, first step: small[small_offset + j] = theta[j] * B[j] * scale for j < inputs, 0 up to small_n.
+void BatchedFastfoodScaleInCuda(const FastfoodBatchTable& table, const float* theta, float* small, void* stream);
+// Forward gather: out[padded_offset + i] = small[small_offset + (perm[i] & (small_n - 1))] * G[i].
+void BatchedFastfoodGatherCuda(const FastfoodBatchTable& table, const float* small, float* out, void* stream);
+
+// Backward, first step: work[padded_offset + i] = grads[t][i] for i < target_size, 0 up to padded; a null
+// grads[t] gives zeros. grads holds table.count pointers (host array of device pointers).
+void BatchedFastfoodGradInCuda(const FastfoodBatchTable& table, const float* const* grads, float* work, void* stream);
+// Backward fold into every target's small buffer (zeroed first), as FastfoodFoldCuda per target.
+void BatchedFastfoodFoldCuda(const FastfoodBatchTable& table, const float* work, float* small, void* stream);
+// Backward, last step: grad[j] = sum over targets t with j < inputs, in table order, of
+// small[small_offset + j] * B[j] * scale, for j < theta_size (every entry written).
+void BatchedFastfoodScaleOutCuda(const FastfoodBatchTable& table, const float* small, float* grad, void* stream);
+
 }  // namespace dwarp::engine::internal

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 namespace dwarp::engine {
@@ -29,6 +31,13 @@ int64_t NextPowerOfTwo(int64_t n) {
   int64_t p = 1;
   while (p < n) p <<= 1;
   return p;
+}
+
+// SubspaceOptions::batched when unset: on the CPU always; on CUDA when DWARP_BATCHED_FASTFOOD_CUDA=1.
+bool BatchedByDefault(const at::Device& device) {
+  if (device.is_cpu()) return true;
+  const char* flag = std::getenv("DWARP_BATCHED_FASTFOOD_CUDA");
+  return flag != nullptr && std::strcmp(flag, "1") == 0;
 }
 
 bool MatchesAny(const std::string& name, const std::vector<std::string>& prefixes) {
@@ -188,43 +197,53 @@ StatusOr<SubspaceModel> SubspaceModel::Create(const torch::jit::Module& module, 
       model.projections_.push_back(factor == 1.0 ? std::move(projection).value() : projection->Scaled(factor));
     }
   }
+  if (mode != ProjectionMode::kGlobal && options.batched_.value_or(BatchedByDefault(first.device()))) {
+    auto batched = BatchedFastfood::Create(model.projections_, theta_size);
+    if (!batched.ok()) return batched.status();
+    model.batched_ = std::move(batched).value();
+  }
   const auto options_of = at::TensorOptions().dtype(first.scalar_type()).device(first.device());
   model.theta_d_ = at::zeros({theta_size}, options_of).set_requires_grad(true);
   if (groups > 0) model.lambdas_ = at::ones({groups}, options_of).set_requires_grad(true);
   return model;
 }
 
-at::Tensor SubspaceModel::Delta(size_t target, const at::Tensor& global_delta) const {
-  const Target& t = targets_[target];
-  at::Tensor delta;
+std::vector<at::Tensor> SubspaceModel::Deltas() const {
+  std::vector<at::Tensor> deltas;
   if (options_.projection_ == ProjectionMode::kGlobal) {
-    delta = global_delta.narrow(0, t.offset, t.theta0.numel());
+    const at::Tensor flat = projections_.front().Apply(theta_d_);
+    for (const auto& t : targets_) deltas.push_back(flat.narrow(0, t.offset, t.theta0.numel()));
+  } else if (batched_.has_value()) {
+    deltas = batched_->Apply(theta_d_);
   } else {
-    const FastfoodProjection& p = projections_[target];
-    // kReference's truncated projections read a prefix of theta_d (a view: gradients flow to it).
-    delta = p.Apply(p.subspace_dim() == theta_d_.size(0) ? theta_d_ : theta_d_.narrow(0, 0, p.subspace_dim()));
+    for (const auto& p : projections_) {
+      // kReference's truncated projections read a prefix of theta_d (a view: gradients flow to it).
+      deltas.push_back(p.Apply(p.subspace_dim() == theta_d_.size(0) ? theta_d_ : theta_d_.narrow(0, 0, p.subspace_dim())));
+    }
   }
-  delta = delta.view(t.theta0.sizes());
-  if (t.group >= 0) delta = lambdas_.select(0, t.group) * delta;
-  return delta;
+  // One unbind for all groups rather than a select per tensor: a single node in the backward graph.
+  const std::vector<at::Tensor> lambda_of_group = lambdas_.defined() ? lambdas_.unbind(0) : std::vector<at::Tensor>{};
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    const Target& t = targets_[i];
+    deltas[i] = deltas[i].view(t.theta0.sizes());
+    if (t.group >= 0) deltas[i] = lambda_of_group[static_cast<size_t>(t.group)] * deltas[i];
+  }
+  return deltas;
 }
 
 void SubspaceModel::Install(bool record_grad) {
   at::AutoGradMode grad_mode(record_grad);
-  at::Tensor flat;
-  if (options_.projection_ == ProjectionMode::kGlobal) flat = projections_.front().Apply(theta_d_);
+  const std::vector<at::Tensor> deltas = Deltas();
   for (size_t i = 0; i < targets_.size(); ++i) {
     Target& t = targets_[i];
-    t.owner.setattr(t.attribute, t.theta0 + Delta(i, flat));
+    t.owner.setattr(t.attribute, t.theta0 + deltas[i]);
   }
 }
 
 at::Tensor SubspaceModel::WarpDelta() const {
   at::NoGradGuard no_grad;
-  at::Tensor flat;
-  if (options_.projection_ == ProjectionMode::kGlobal) flat = projections_.front().Apply(theta_d_);
   std::vector<at::Tensor> parts;
-  for (size_t i = 0; i < targets_.size(); ++i) parts.push_back(Delta(i, flat).reshape({-1}));
+  for (const auto& delta : Deltas()) parts.push_back(delta.reshape({-1}));
   return at::cat(parts);
 }
 

@@ -20,6 +20,7 @@
 #include <torch/csrc/jit/api/module.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,12 +61,19 @@ struct SubspaceOptions {
   // parameter must belong to exactly one group.
   SubspaceOptions& layer_groups(std::vector<std::vector<std::string>> v) { layer_groups_ = std::move(v); return *this; }
   SubspaceOptions& projection(ProjectionMode v) { projection_ = v; return *this; }
+  // Whether the per-tensor modes (all but kGlobal) run every target's projection as one BatchedFastfood
+  // (one autograd node, a few launches for all targets) rather than one FastfoodProjection::Apply per
+  // target. Same numbers either way (theta_d's gradient up to float reassociation). Unset: batched on the
+  // CPU; on CUDA only when the environment variable DWARP_BATCHED_FASTFOOD_CUDA is 1, until the CUDA
+  // kernels have been checked on a GPU (tests/gpu/check.sh sets it).
+  SubspaceOptions& batched(bool v) { batched_ = v; return *this; }
 
   int64_t d_;
   uint64_t seed_ = 0;
   std::vector<std::string> warp_prefixes_;
   std::vector<std::vector<std::string>> layer_groups_;
   ProjectionMode projection_ = ProjectionMode::kPerTensor;
+  std::optional<bool> batched_;
 };
 
 // "per_tensor", "global", "reference", "size_weighted": the spelling of job files (common/job_spec.h).
@@ -114,6 +122,8 @@ class SubspaceModel {
   // One per target in module order (kGlobal: one in all), each with its mode's scale folded in; the k of
   // kReference's truncated ones is their subspace_dim().
   const std::vector<FastfoodProjection>& projections() const { return projections_; }
+  // Whether the projections run as one BatchedFastfood (SubspaceOptions::batched).
+  bool uses_batched_projection() const { return batched_.has_value(); }
   // P theta for the current theta_d and lambdas, as the flat concatenation of every warped tensor's delta
   // in module order ([D]; no gradient). For tests and studies of how a mode shares the movement.
   at::Tensor WarpDelta() const;
@@ -130,13 +140,14 @@ class SubspaceModel {
 
   SubspaceModel(torch::jit::Module module, SubspaceOptions options) : module_(std::move(module)), options_(std::move(options)) {}
   void Install(bool record_grad);  // writes theta_0 + lambda * P theta_d into the slots
-  // lambda * P_t theta_d for one target, shaped as it; `global_delta` is P theta_d for kGlobal (else unused).
-  at::Tensor Delta(size_t target, const at::Tensor& global_delta) const;
+  // lambda * P_t theta_d for every target, shaped as it (differentiable when grad mode is on).
+  std::vector<at::Tensor> Deltas() const;
 
   torch::jit::Module module_;
   SubspaceOptions options_;
   std::vector<Target> targets_;
   std::vector<FastfoodProjection> projections_;  // one per target, or one (kGlobal)
+  std::optional<BatchedFastfood> batched_;        // all of projections_ at once, when batched
   at::Tensor theta_d_;
   at::Tensor lambdas_;
   int64_t warped_count_ = 0;

@@ -14,7 +14,7 @@
 // (the true crossing lies somewhere in (0, d], and the grid cannot say where). When d = 0 already reaches
 // the threshold the result is 0.
 //
-// Pure C++ (no LibTorch, no service): the coordinator's d_warp tracker and the engine's CLI share it.
+// Pure C++ (no LibTorch, no service): the coordinator's d_warp estimate and the engine's CLI share it.
 // Thread-safety: free functions on values; safe to call concurrently.
 #pragma once
 

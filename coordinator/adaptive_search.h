@@ -19,7 +19,7 @@
 //      decides the other points, which a single seed settles when it lies far from the threshold. So a
 //      bisection point near the threshold gets seeds before the bracket moves on its side, and a new seed
 //      that moves a mean across the threshold moves the bracket. At max_seeds a point's side is its
-//      mean's, decided or not (d_warp's interval, dwarp_tracker.h, then carries the doubt).
+//      mean's, decided or not (d_warp's interval, dwarp_estimate.h, then carries the doubt).
 //   4. No d reaches the threshold, or the first grid d reaches it: settled (the coarse grid is the
 //      search's range).
 //   5. Bracket wider than rel_width (hi > (1 + rel_width) * max(lo, 1)): add d = round(sqrt(max(lo, 1) * hi))
@@ -40,7 +40,7 @@
 #include "common/status.h"
 #include "common/subspace_dim.h"
 #include "common/sweep_spec.h"
-#include "coordinator/dwarp_tracker.h"
+#include "coordinator/dwarp_estimate.h"
 #include "coordinator/store.h"
 
 namespace dwarp::coordinator {
@@ -76,11 +76,11 @@ struct SweepSearchStep {
   SearchStep step;
 };
 
-// Every group's new jobs, in d_warp record order (dwarp_tracker.h ComputeDWarp, which also gives each
+// Every group's new jobs, in d_warp record order (dwarp_estimate.h ComputeDWarp, which also gives each
 // group's threshold). Empty for a grid sweep.
 std::vector<SweepSearchStep> PlanSweepSearch(const SweepSpec& spec, const std::vector<JobOutcome>& jobs);
 
-// A stored job as the d_warp tracker and the planner see it.
+// A stored job as the d_warp estimate and the planner see it.
 JobOutcome OutcomeOf(const JobRow& job);
 
 // The row of a planned job not yet stored: state queued, created_ms, reason set; job and sweep ids unset.

@@ -15,9 +15,9 @@
 //   Breaker    a worker whose retryable failures reach circuit_breaker_failures in a row (drain failures
 //              excepted) is blocked: Acquire answers stop.
 //   Result     exactly one per job: the store refuses a second one, whatever is retried.
-// d_warp (dwarp_tracker.h) is recomputed after jobs of the sweep finish: on the next query, reaper pass
+// d_warp (dwarp_estimate.h) is recomputed after jobs of the sweep finish: on the next query, reaper pass
 // (every reap_interval_ms) or at the sweep's end, whichever comes first; changed groups go to watchers;
-// with early_stop, queued jobs the tracker calls unnecessary are cancelled.
+// with early_stop, queued jobs the estimate calls unnecessary are cancelled.
 // Adaptive search (adaptive_search.h): Submit stores the coarse grid; after each job that finishes for good,
 // and at a restart, the plan is asked again and the jobs it names are stored and queued, each with its
 // reason (JobRow::reason); a sweep is done when its queue is empty, nothing runs and the plan adds nothing.
@@ -67,7 +67,7 @@
 
 #include "common/status.h"
 #include "common/sweep_spec.h"
-#include "coordinator/dwarp_tracker.h"
+#include "coordinator/dwarp_estimate.h"
 #include "coordinator/job_queue.h"
 #include "coordinator/lease_table.h"
 #include "coordinator/store.h"

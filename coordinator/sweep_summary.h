@@ -8,7 +8,7 @@
 #include <variant>
 
 #include "common/sweep_spec.h"
-#include "coordinator/dwarp_tracker.h"
+#include "coordinator/dwarp_estimate.h"
 #include "coordinator/store.h"
 
 namespace dwarp::coordinator {

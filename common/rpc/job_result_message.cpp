@@ -36,7 +36,7 @@ JobResult JobResultFromProto(const v1::JobResult& message) {
   out.parameters_warped = message.parameters_warped();
   out.device = message.device();
   out.result_json = message.result_json();
-  // Absent = unknown; a non-finite value sent anyway reads the same (the d_warp tracker ignores it too).
+  // Absent = unknown; a non-finite value sent anyway reads the same (the d_warp estimate ignores it too).
   if (message.has_noise_ceiling() && std::isfinite(message.noise_ceiling())) out.noise_ceiling = message.noise_ceiling();
   return out;
 }

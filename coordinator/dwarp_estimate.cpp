@@ -1,4 +1,4 @@
-#include "coordinator/dwarp_tracker.h"
+#include "coordinator/dwarp_estimate.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "coordinator/dwarp_tracker.h"
+#include "coordinator/dwarp_estimate.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -59,7 +59,7 @@ GroupDWarp Only(const std::vector<GroupDWarp>& records) {
   return records.empty() ? GroupDWarp{} : records[0];
 }
 
-TEST(DWarpTrackerTest, StatusNames) {
+TEST(DWarpEstimateTest, StatusNames) {
   EXPECT_STREQ(DWarpStatusName(DWarpStatus::kPending), "pending");
   EXPECT_STREQ(DWarpStatusName(DWarpStatus::kProvisional), "provisional");
   EXPECT_STREQ(DWarpStatusName(DWarpStatus::kReached), "reached");
@@ -67,7 +67,7 @@ TEST(DWarpTrackerTest, StatusNames) {
   EXPECT_EQ(static_cast<int>(DWarpStatus::kNotReached), 4);
 }
 
-TEST(DWarpTrackerTest, AbsoluteThresholdInterpolatesInLogD) {
+TEST(DWarpEstimateTest, AbsoluteThresholdInterpolatesInLogD) {
   // Means: d 0 -> 0.1, d 10 -> 0.2, d 100 -> 0.6; threshold 0.4 lies between 10 and 100.
   const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1),   Done("m", "it", D(0), 1, 0.1),
                                         Done("m", "it", D(10), 0, 0.15), Done("m", "it", D(10), 1, 0.25),
@@ -87,7 +87,7 @@ TEST(DWarpTrackerTest, AbsoluteThresholdInterpolatesInLogD) {
   EXPECT_EQ(g.layer, "default");
 }
 
-TEST(DWarpTrackerTest, TheIntervalIsTheBracketWithOneSeedAndABootstrapWithMore) {
+TEST(DWarpEstimateTest, TheIntervalIsTheBracketWithOneSeedAndABootstrapWithMore) {
   const ThresholdSpec absolute = Threshold(ThresholdKind::kAbsolute, 0.5);
   const GroupDWarp one = Only(ComputeDWarp(absolute, {Done("m", "ds", SubspaceDim::Subspace(10), 0, 0.2),
                                                       Done("m", "ds", SubspaceDim::Subspace(1000), 0, 0.8)}));
@@ -110,7 +110,7 @@ TEST(DWarpTrackerTest, TheIntervalIsTheBracketWithOneSeedAndABootstrapWithMore) 
   EXPECT_LE(three.d_warp_high, 1000.0);
 }
 
-TEST(DWarpTrackerTest, SeedsThatLeaveTheBracketOpenMakeAFinishedGroupProvisional) {
+TEST(DWarpEstimateTest, SeedsThatLeaveTheBracketOpenMakeAFinishedGroupProvisional) {
   // d = 100's seeds lie on both sides of 0.5: whether the crossing is below or above 100 is open.
   const std::vector<JobOutcome> jobs = {
       Done("m", "ds", SubspaceDim::Subspace(10), 0, 0.2),   Done("m", "ds", SubspaceDim::Subspace(10), 1, 0.2),
@@ -125,7 +125,7 @@ TEST(DWarpTrackerTest, SeedsThatLeaveTheBracketOpenMakeAFinishedGroupProvisional
   EXPECT_GT(group.d_warp_high, 100.0);
 }
 
-TEST(DWarpTrackerTest, CurveHasEveryGridDAscendingFullLastWithMeanAndSampleStd) {
+TEST(DWarpEstimateTest, CurveHasEveryGridDAscendingFullLastWithMeanAndSampleStd) {
   const std::vector<JobOutcome> jobs = {Running("m", "it", kFull),         Done("m", "it", D(100), 0, 0.5),
                                         Done("m", "it", D(10), 0, 0.4),    Failed("m", "it", D(10), 1),
                                         Done("m", "it", D(10), 2, 0.6),    Running("m", "it", D(0)),
@@ -146,14 +146,14 @@ TEST(DWarpTrackerTest, CurveHasEveryGridDAscendingFullLastWithMeanAndSampleStd) 
   EXPECT_EQ(g.curve[3].seeds_done, 0);
 }
 
-TEST(DWarpTrackerTest, OneSeedHasZeroStd) {
+TEST(DWarpEstimateTest, OneSeedHasZeroStd) {
   const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.1), {Done("m", "it", D(10), 0, 0.3)}));
   ASSERT_EQ(g.curve.size(), 1u);
   EXPECT_EQ(g.curve[0].std_score, 0.0);
   EXPECT_EQ(g.curve[0].seeds_done, 1);
 }
 
-TEST(DWarpTrackerTest, ProvisionalWhileASmallerDIsUnfinishedThenReached) {
+TEST(DWarpEstimateTest, ProvisionalWhileASmallerDIsUnfinishedThenReached) {
   std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Running("m", "it", D(10)),
                                   Done("m", "it", D(100), 0, 0.6), Running("m", "it", D(1000))};
   const ThresholdSpec absolute = Threshold(ThresholdKind::kAbsolute, 0.4);
@@ -177,7 +177,7 @@ TEST(DWarpTrackerTest, ProvisionalWhileASmallerDIsUnfinishedThenReached) {
   EXPECT_DOUBLE_EQ(lower.d_warp, 10.0);
 }
 
-TEST(DWarpTrackerTest, CrossingAtLinearReadoutIsZero) {
+TEST(DWarpEstimateTest, CrossingAtLinearReadoutIsZero) {
   const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.5), Running("m", "it", D(10))};
   const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.4), jobs));
   EXPECT_EQ(g.status, DWarpStatus::kReached);
@@ -186,7 +186,7 @@ TEST(DWarpTrackerTest, CrossingAtLinearReadoutIsZero) {
   EXPECT_EQ(g.below_d, -1);
 }
 
-TEST(DWarpTrackerTest, NotReachedOnlyOnceEveryGridJobFinished) {
+TEST(DWarpEstimateTest, NotReachedOnlyOnceEveryGridJobFinished) {
   std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Done("m", "it", D(10), 0, 0.2),
                                   Running("m", "it", D(100))};
   const ThresholdSpec absolute = Threshold(ThresholdKind::kAbsolute, 0.5);
@@ -203,7 +203,7 @@ TEST(DWarpTrackerTest, NotReachedOnlyOnceEveryGridJobFinished) {
   EXPECT_EQ(Only(ComputeDWarp(absolute, jobs)).status, DWarpStatus::kNotReached);
 }
 
-TEST(DWarpTrackerTest, DWithEverySeedFailedIsSkippedWithANote) {
+TEST(DWarpEstimateTest, DWithEverySeedFailedIsSkippedWithANote) {
   const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Failed("m", "it", D(10), 0),
                                         Failed("m", "it", D(10), 1), Done("m", "it", D(100), 0, 0.6)};
   const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.4), jobs));
@@ -216,7 +216,7 @@ TEST(DWarpTrackerTest, DWithEverySeedFailedIsSkippedWithANote) {
   EXPECT_EQ(g.curve[1].seeds_total, 2);
 }
 
-TEST(DWarpTrackerTest, FailedSeedsAreLeftOutOfTheMean) {
+TEST(DWarpEstimateTest, FailedSeedsAreLeftOutOfTheMean) {
   // d 100 mean over the succeeded seeds = 0.6 >= 0.45; counting the failed one as 0 would give 0.4.
   const std::vector<JobOutcome> jobs = {Done("m", "it", D(10), 0, 0.1), Done("m", "it", D(100), 0, 0.55),
                                         Failed("m", "it", D(100), 1), Done("m", "it", D(100), 2, 0.65)};
@@ -226,7 +226,7 @@ TEST(DWarpTrackerTest, FailedSeedsAreLeftOutOfTheMean) {
   EXPECT_NEAR(g.d_warp, LogInterpolated(10, 0.1, 100, 0.6, 0.45), 1e-9);
 }
 
-TEST(DWarpTrackerTest, FractionOfGroupBestIsFinalOnlyWhenTheGroupFinished) {
+TEST(DWarpEstimateTest, FractionOfGroupBestIsFinalOnlyWhenTheGroupFinished) {
   std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Done("m", "it", D(10), 0, 0.5),
                                   Done("m", "it", D(100), 0, 1.0), Running("m", "it", D(1000))};
   const ThresholdSpec group = Threshold(ThresholdKind::kFractionOfGroupBest, 0.9);
@@ -246,7 +246,7 @@ TEST(DWarpTrackerTest, FractionOfGroupBestIsFinalOnlyWhenTheGroupFinished) {
   EXPECT_DOUBLE_EQ(done.best_score, 2.0);
 }
 
-TEST(DWarpTrackerTest, ReferenceUnknownIsPendingWithNaNThreshold) {
+TEST(DWarpEstimateTest, ReferenceUnknownIsPendingWithNaNThreshold) {
   const std::vector<JobOutcome> jobs = {Running("m", "it", D(0)), Running("m", "it", D(10))};
   const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kFractionOfGroupBest, 0.9), jobs));
   EXPECT_EQ(g.status, DWarpStatus::kPending);
@@ -255,7 +255,7 @@ TEST(DWarpTrackerTest, ReferenceUnknownIsPendingWithNaNThreshold) {
   EXPECT_THAT(g.note, HasSubstr("threshold unknown"));
 }
 
-TEST(DWarpTrackerTest, DatasetBestComparesEveryModelAtTheStrongestModelsLevel) {
+TEST(DWarpEstimateTest, DatasetBestComparesEveryModelAtTheStrongestModelsLevel) {
   // On "it" the strong model's best (0.8) sets the threshold 0.72 for both; the weak model (best 0.6)
   // never gets there. On "nsd" the weak model is alone, so its own best sets its threshold.
   const std::vector<JobOutcome> jobs = {
@@ -278,7 +278,7 @@ TEST(DWarpTrackerTest, DatasetBestComparesEveryModelAtTheStrongestModelsLevel) {
   EXPECT_NEAR(records[2].d_warp, LogInterpolated(10, 0.3, 100, 0.6, 0.54), 1e-9);
 }
 
-TEST(DWarpTrackerTest, DatasetBestStaysProvisionalWhileAnotherGroupOfTheDatasetRuns) {
+TEST(DWarpEstimateTest, DatasetBestStaysProvisionalWhileAnotherGroupOfTheDatasetRuns) {
   const std::vector<JobOutcome> jobs = {Done("a", "it", D(0), 0, 0.2), Done("a", "it", D(10), 0, 0.8),
                                         Done("b", "it", D(0), 0, 0.1), Running("b", "it", D(10)),
                                         Done("c", "nsd", D(0), 0, 0.5)};
@@ -291,7 +291,7 @@ TEST(DWarpTrackerTest, DatasetBestStaysProvisionalWhileAnotherGroupOfTheDatasetR
   EXPECT_DOUBLE_EQ(records[2].d_warp, 0.0);
 }
 
-TEST(DWarpTrackerTest, FractionOfFullWaitsForTheFullJobs) {
+TEST(DWarpEstimateTest, FractionOfFullWaitsForTheFullJobs) {
   std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1), Done("m", "it", D(10), 0, 0.5),
                                   Done("m", "it", D(100), 0, 0.9), Running("m", "it", kFull, 0),
                                   Running("m", "it", kFull, 1)};
@@ -319,7 +319,7 @@ TEST(DWarpTrackerTest, FractionOfFullWaitsForTheFullJobs) {
   EXPECT_NEAR(both.d_warp, LogInterpolated(10, 0.5, 100, 0.9, 0.72), 1e-9);
 }
 
-TEST(DWarpTrackerTest, FractionOfNoiseCeilingIsAFractionOfTheDatasetsMeanCeilingAndFinalOnceKnown) {
+TEST(DWarpEstimateTest, FractionOfNoiseCeilingIsAFractionOfTheDatasetsMeanCeilingAndFinalOnceKnown) {
   const std::vector<JobOutcome> jobs = {
       DoneWithCeiling("m", "it", D(0), 0, 0.1, 0.79), DoneWithCeiling("m", "it", D(10), 0, 0.5, 0.81),
       Done("m", "it", D(100), 0, 0.9),  // a job that reports none adds nothing to the mean
@@ -351,7 +351,7 @@ TEST(DWarpTrackerTest, FractionOfNoiseCeilingIsAFractionOfTheDatasetsMeanCeiling
   EXPECT_DOUBLE_EQ(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.5), jobs)[0].noise_ceiling, 0.8);
 }
 
-TEST(DWarpTrackerTest, FractionOfNoiseCeilingIsPendingUntilTheDataReportOneAndNotReachedWhenTheyNeverDo) {
+TEST(DWarpEstimateTest, FractionOfNoiseCeilingIsPendingUntilTheDataReportOneAndNotReachedWhenTheyNeverDo) {
   const ThresholdSpec ceiling = Threshold(ThresholdKind::kFractionOfNoiseCeiling, 0.9);
   std::vector<JobOutcome> jobs = {Running("m", "it", D(0)), Running("m", "it", D(10)), Running("m", "it", kFull)};
   const GroupDWarp nothing = Only(ComputeDWarp(ceiling, jobs));
@@ -393,7 +393,7 @@ TEST(DWarpTrackerTest, FractionOfNoiseCeilingIsPendingUntilTheDataReportOneAndNo
   EXPECT_EQ(known.grid_d, 0);
 }
 
-TEST(DWarpTrackerTest, RecordsAreOrderedByDatasetModelLayerVariantAsTheyFirstAppear) {
+TEST(DWarpEstimateTest, RecordsAreOrderedByDatasetModelLayerVariantAsTheyFirstAppear) {
   std::vector<JobOutcome> jobs = {
       Job("b", "it", D(0), 0, OutcomeState::kUnfinished, 0, "fc2"),
       Job("a", "nsd", D(0), 0, OutcomeState::kUnfinished, 0, "fc1"),
@@ -412,7 +412,7 @@ TEST(DWarpTrackerTest, RecordsAreOrderedByDatasetModelLayerVariantAsTheyFirstApp
   EXPECT_EQ(records[2].curve.size(), 2u);
 }
 
-TEST(DWarpTrackerTest, NoJobsNoRecords) {
+TEST(DWarpEstimateTest, NoJobsNoRecords) {
   EXPECT_THAT(ComputeDWarp(ThresholdSpec{}, {}), IsEmpty());
   EXPECT_THAT(JobsMadeUnnecessary(Threshold(ThresholdKind::kAbsolute, 0.5), {}), IsEmpty());
 }

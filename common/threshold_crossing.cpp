@@ -169,6 +169,48 @@ SeedSpread PooledSeedSpread(const std::vector<DimScore>& runs) {
   return spread;
 }
 
+SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d) {
+  std::map<int64_t, std::vector<double>> by_d;
+  for (const DimScore& run : runs)
+    if (std::isfinite(run.score)) by_d[run.d].push_back(run.score);
+  // The d values with >= 2 seeds, ascending, and where `d` falls among them.
+  std::vector<const std::vector<double>*> seeded;
+  size_t below_end = 0;  // seeded[0 .. below_end) lie below d
+  const std::vector<double>* own = nullptr;
+  for (const auto& [at, scores] : by_d) {
+    if (scores.size() < 2) continue;
+    if (at == d) {
+      own = &scores;
+      continue;
+    }
+    seeded.push_back(&scores);
+    if (at < d) below_end = seeded.size();
+  }
+  // d itself, the nearest below and the nearest above; then, while they give fewer than 2 degrees of
+  // freedom (a t on one is a Cauchy variate), the next ones outwards.
+  std::vector<DimScore> near;
+  int64_t degrees_of_freedom = 0;
+  auto add = [&near, &degrees_of_freedom](const std::vector<double>& scores) {
+    // Each d under its own key, so that PooledSeedSpread keeps them apart.
+    const int64_t key = near.empty() ? 0 : near.back().d + 1;
+    for (double score : scores) near.push_back({key, score});
+    degrees_of_freedom += static_cast<int64_t>(scores.size()) - 1;
+  };
+  if (own != nullptr) add(*own);
+  size_t below = below_end, above = below_end;  // next below: seeded[below - 1]; next above: seeded[above]
+  bool first = true;
+  while (below > 0 || above < seeded.size()) {
+    if (!first && degrees_of_freedom >= 2) break;
+    first = false;
+    if (below > 0) add(*seeded[--below]);
+    if (above < seeded.size()) add(*seeded[above++]);
+  }
+  SeedSpread spread = PooledSeedSpread(near);
+  if (!spread.known()) return spread;
+  spread.sd = std::max(spread.sd, kLocalSpreadFloor * PooledSeedSpread(runs).sd);
+  return spread;
+}
+
 StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold) {
   StatusOr<ThresholdCrossing> crossing = FindThresholdCrossing(runs, threshold);
   if (!crossing.ok()) return crossing.status();
@@ -180,10 +222,10 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
 
   std::map<int64_t, std::vector<double>> by_d;
   for (const DimScore& run : runs) by_d[run.d].push_back(run.score);
-  const SeedSpread spread = PooledSeedSpread(runs);
+  const bool spread_known = PooledSeedSpread(runs).known();
   const bool ends_have_seeds = by_d.at(crossing->grid_d).size() >= 2 &&
                                (crossing->below_d < 0 || by_d.at(crossing->below_d).size() >= 2);
-  if (!spread.known() && !ends_have_seeds) {
+  if (!spread_known && !ends_have_seeds) {
     interval.low = bracket_low;
     interval.high = bracket_high;
     return interval;
@@ -191,23 +233,23 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
   // Each replicate walks up the curve until its first crossing. A point with its own seeds, all of them
   // below the threshold, is below it in every replicate: its mean is drawn only when it is the point just
   // below the crossing (the refinement needs it), which keeps the cost per group to the few points near the
-  // crossing. A one-seed point drawn with the pooled spread is drawn every time (T is unbounded).
+  // crossing. A one-seed point drawn with the spread near it is drawn every time (T is unbounded).
   struct Point {
     LogPoint at;  // score unset: each replicate draws its own
     const std::vector<double>* scores;
-    bool pooled;  // one seed: its score plus sd x T
+    SeedSpread spread;  // known for a one-seed point: its score plus spread.sd x T
     bool surely_below;
   };
   std::vector<Point> points;
   for (const auto& [d, scores] : by_d) {
-    const bool pooled = scores.size() == 1 && spread.known();
-    points.push_back(
-        {LogPointOf(d, 0.0), &scores, pooled, !pooled && *std::max_element(scores.begin(), scores.end()) < threshold});
+    const SeedSpread spread = scores.size() == 1 && spread_known ? SeedSpreadAt(runs, d) : SeedSpread{};
+    points.push_back({LogPointOf(d, 0.0), &scores, spread,
+                      !spread.known() && *std::max_element(scores.begin(), scores.end()) < threshold});
   }
   SplitMix64 rng(kBootstrapRngSeed);
-  auto draw_mean = [&rng, &spread](const Point& point) {
+  auto draw_mean = [&rng](const Point& point) {
     const std::vector<double>& scores = *point.scores;
-    if (point.pooled) return scores[0] + spread.sd * rng.StudentT(spread.degrees_of_freedom);
+    if (point.spread.known()) return scores[0] + point.spread.sd * rng.StudentT(point.spread.degrees_of_freedom);
     double sum = 0.0;
     for (size_t i = 0; i < scores.size(); ++i) sum += scores[rng.Draw(scores.size())];
     return sum / static_cast<double>(scores.size());

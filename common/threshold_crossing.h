@@ -70,16 +70,26 @@ struct SeedSpread {
 };
 SeedSpread PooledSeedSpread(const std::vector<DimScore>& runs);
 
+// The seeds' spread near one d, for a curve whose spread depends on d (a classifier's seeds may spread
+// ten times more at a tiny d than from d = 100 up). Pooled like PooledSeedSpread, but only over the d
+// values with >= 2 seeds nearest to `d` on the d axis: `d` itself when it has >= 2, the nearest such d
+// below it and the nearest above it (one side only at an end of the curve), and while these give fewer
+// than 2 degrees of freedom the next ones outwards (a t variate on one is a Cauchy variate);
+// `degrees_of_freedom` are theirs. Floored at kLocalSpreadFloor x the group's PooledSeedSpread, so that a few seeds that agree by
+// chance near d cannot make the spread there tiny. Unknown when no d has 2 seeds.
+inline constexpr double kLocalSpreadFloor = 0.5;
+SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d);
+
 // How sure the crossing is, from the spread of the seeds (the runs at one d).
 //
 // Bootstrap over seeds: each of kBootstrapReplicates replicates draws, at every d independently, a mean
 // score, and applies the crossing rule above to the drawn means; a replicate whose curve never reaches the
 // threshold counts as d = +infinity. A d with >= 2 seeds draws as many scores as it has, with
-// replacement, from its own; a d with one seed draws its score plus sd x T, sd the group's pooled spread
-// (PooledSeedSpread) and T a Student's t variate on its degrees of freedom (the predictive spread of one
+// replacement, from its own; a d with one seed draws its score plus sd x T, sd the spread near that d
+// (SeedSpreadAt) and T a Student's t variate on its degrees of freedom (the predictive spread of one
 // seed when the spread itself is estimated from few seeds: heavy-tailed while they are few), so that every
 // d of the curve, the single-seed points an adaptive search decided its bracket from included, carries its
-// seed noise into the interval (assuming one spread for every d, as the pooling does). The interval is the
+// seed noise into the interval. The interval is the
 // replicates' 2.5th and 97.5th percentiles (a 95% percentile interval), so `high` is +infinity when more
 // than 2.5% of replicates never cross. The draws come from a SplitMix64 generator seeded with
 // kBootstrapRngSeed, the same for every call and every platform: the interval is a function of the runs,
@@ -109,9 +119,10 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
 // Whether the seeds of one d leave open on which side of the threshold their mean lies (a sequential
 // test: an adaptive search adds seeds at such a d before it trusts its side): true for no scores, for
 // an unknown spread, and when |mean - threshold| < t * spread.sd / sqrt(seeds), t = StudentT975(the
-// spread's degrees of freedom): the threshold lies inside the mean's 95% interval built from the pooled
-// spread (the group's, not the d's own: 2 or 3 seeds say little of their own spread), widened by Student's
-// t while the pooled spread itself rests on few seeds (t = 4.30 with 2 degrees of freedom, 2.26 with 9).
+// spread's degrees of freedom): the threshold lies inside the mean's 95% interval built from `spread`
+// (an adaptive search passes SeedSpreadAt: the d's neighbours', not the d's own alone, since 2 or 3 seeds
+// say little of their own spread), widened by Student's t while that spread rests on few seeds (t = 4.30
+// with 2 degrees of freedom, 2.26 with 9).
 bool SideUndecided(const std::vector<double>& scores, const SeedSpread& spread, double threshold);
 
 // The 97.5th percentile of Student's t distribution with `degrees_of_freedom` (>= 1): exact to 3 decimals

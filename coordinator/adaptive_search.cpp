@@ -110,7 +110,8 @@ GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint
   for (const auto& [d, at] : deciding) {
     if (static_cast<int64_t>(plan.next.size()) >= budget) break;
     if (static_cast<int64_t>(at->seeds.size()) >= search.max_seeds) continue;
-    if (!SideUndecided(at->scores, spread, threshold)) continue;
+    const SeedSpread near = SeedSpreadAt(runs, d);
+    if (!SideUndecided(at->scores, near, threshold)) continue;
     SearchStep step;
     step.d = d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d);
     step.seed = SmallestUnusedSeed(at->seeds);
@@ -120,8 +121,8 @@ GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint
     } else {
       why = "the mean " + FormatNumber(Mean(at->scores)) + " of its " + std::to_string(at->scores.size()) +
             (at->scores.size() == 1 ? " seed" : " seeds") + " lies within t = " +
-            FormatNumber(StudentT975(spread.degrees_of_freedom)) + " x the pooled seed spread " +
-            FormatNumber(spread.sd) + " / sqrt(seeds) of the threshold " + FormatNumber(threshold);
+            FormatNumber(StudentT975(near.degrees_of_freedom)) + " x the seed spread near it " +
+            FormatNumber(near.sd) + " / sqrt(seeds) of the threshold " + FormatNumber(threshold);
     }
     step.reason = "seed " + std::to_string(step.seed) + " at d = " + std::to_string(d) + ": " + why;
     plan.next.push_back(std::move(step));

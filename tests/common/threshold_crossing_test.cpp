@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -234,6 +235,33 @@ TEST(PooledSeedSpreadTest, PoolsEveryDWithTwoSeedsOrMore) {
   const SeedSpread spread = PooledSeedSpread({{0, 0.1}, {0, 0.3}, {10, 0.9}, {100, 0.4}, {100, 0.5}, {100, 0.6}});
   EXPECT_EQ(spread.degrees_of_freedom, 3);
   EXPECT_NEAR(spread.sd, std::sqrt(0.04 / 3), 1e-12);
+}
+
+TEST(SeedSpreadAtTest, PoolsTheNearestDsWithTwoSeedsOnEachSideAndItselfFlooredAtHalfThePooledSpread) {
+  EXPECT_FALSE(SeedSpreadAt({}, 100).known());
+  EXPECT_FALSE(SeedSpreadAt({{10, 0.2}, {100, 0.4}}, 100).known());
+  // d = 10: 0.0, 0.2 (squares 0.02); 100: 0.50, 0.52 (0.0002); 300: one seed; 1000: 0.60, 0.62 (0.0002);
+  // 3000: 0.70, 0.72, 0.74 (0.0008, 2 degrees of freedom). Pooled: sqrt(0.0212 / 5) = 0.0651.
+  const std::vector<DimScore> runs = {{10, 0.0},    {10, 0.2},    {100, 0.50},  {100, 0.52}, {300, 0.55},
+                                      {1000, 0.60}, {1000, 0.62}, {3000, 0.70}, {3000, 0.72}, {3000, 0.74}};
+  const double pooled = PooledSeedSpread(runs).sd;
+  EXPECT_NEAR(pooled, std::sqrt(0.0212 / 5), 1e-12);
+  // Near 300: 100 and 1000 (sd 0.01414 on 2), not d = 10 or 3000; floored at half the pooled (0.0326).
+  const SeedSpread at300 = SeedSpreadAt(runs, 300);
+  EXPECT_EQ(at300.degrees_of_freedom, 2);
+  EXPECT_NEAR(at300.sd, 0.5 * pooled, 1e-12);
+  // Near 1000: itself, 100 below and 3000 above: squares 0.0002 + 0.0002 + 0.0008 on 4.
+  const SeedSpread at1000 = SeedSpreadAt(runs, 1000);
+  EXPECT_EQ(at1000.degrees_of_freedom, 4);
+  EXPECT_NEAR(at1000.sd, std::max(std::sqrt(0.0012 / 4), 0.5 * pooled), 1e-12);
+  // Near 30: 10 below (its own wide spread) and 100 above: sqrt(0.0202 / 2) = 0.1005, above the floor.
+  const SeedSpread at30 = SeedSpreadAt(runs, 30);
+  EXPECT_EQ(at30.degrees_of_freedom, 2);
+  EXPECT_NEAR(at30.sd, std::sqrt(0.0202 / 2), 1e-12);
+  // Beyond the last d: only 3000, one side.
+  const SeedSpread at5000 = SeedSpreadAt(runs, 5000);
+  EXPECT_EQ(at5000.degrees_of_freedom, 2);
+  EXPECT_NEAR(at5000.sd, std::max(0.02, 0.5 * pooled), 1e-12);
 }
 
 TEST(SideUndecidedTest, NoScoresOrNoSpreadOrAMeanWithinItsTIntervalOfTheThresholdIsUndecided) {

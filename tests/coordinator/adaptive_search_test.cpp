@@ -167,7 +167,7 @@ TEST(AdaptiveSearchTest, ABisectionPointNearTheThresholdGetsSeedsBeforeTheBracke
   EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(949));
   EXPECT_EQ(plan.next[0].seed, 1u);
   EXPECT_THAT(plan.next[0].reason, HasSubstr("seed 1 at d = 949: the mean 0.51 of its 1 seed lies within t = 4.303 "
-                                             "x the pooled seed spread 0.01414"));
+                                             "x the seed spread near it 0.01414"));
   EXPECT_THAT(plan.next[0].reason, HasSubstr("of the threshold 0.5"));
   // A second seed leaves the mean on the threshold (and adds a degree of freedom): a third.
   jobs.push_back(Done(949, 1, 0.49));
@@ -183,6 +183,27 @@ TEST(AdaptiveSearchTest, ABisectionPointNearTheThresholdGetsSeedsBeforeTheBracke
   EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(1687));  // round(sqrt(949 * 3000)) = round(1687.3)
   EXPECT_EQ(plan.next[0].reason, "bisect log d between d = 949 and 3000");
   EXPECT_EQ(Keys(jobs).size(), jobs.size());
+}
+
+TEST(AdaptiveSearchTest, APointIsTestedAgainstTheSpreadNearItNotAWideSpreadFarAway) {
+  // d = 10's seeds spread 0.1414 (a classifier's tiny d), d = 300's and 3000's 0.01414: the pooled spread
+  // is 0.0825 on 3 degrees of freedom, the spread near 949 (300 and 3000) 0.01414 on 2, floored at half
+  // the pooled, 0.0412. 949's one seed 0.2 above the threshold is decided by it (4.303 x 0.0412 = 0.177),
+  // where the pooled spread would have asked for a seed (3.182 x 0.0825 = 0.262).
+  std::vector<SearchJob> jobs = TwoSeededEnds();
+  jobs.push_back(Done(10, 0, 0.0));
+  jobs.push_back(Done(10, 1, 0.2));
+  jobs.push_back(Done(949, 0, 0.70));
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(534));
+  EXPECT_EQ(plan.next[0].reason, "bisect log d between d = 300 and 949");
+  // 0.15 above is within 0.177: a second seed, whose reason names the spread near 949.
+  jobs.back().score = 0.65;
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(949));
+  EXPECT_THAT(plan.next[0].reason, HasSubstr("t = 4.303 x the seed spread near it 0.04123"));
 }
 
 TEST(AdaptiveSearchTest, APointFarFromTheThresholdDecidesItsSideWithOneSeed) {

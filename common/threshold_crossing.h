@@ -60,7 +60,7 @@ struct ThresholdCrossing {
 StatusOr<ThresholdCrossing> FindThresholdCrossing(const std::vector<DimScore>& runs, double threshold);
 
 // The spread of the seeds within one d, pooled over a group's runs at every d that has >= 2 of them (one
-// spread for the whole curve: 2 or 3 seeds at one d say little of their own). `sd`: the pooled standard
+// spread for the whole curve; SeedSpreadAt's floor). `sd`: the pooled standard
 // deviation of one seed's score about its d's mean, sqrt(sum of squared deviations / degrees_of_freedom),
 // degrees_of_freedom = sum of (seeds - 1). Unknown (degrees_of_freedom 0, sd NaN) when no d has 2 seeds.
 struct SeedSpread {
@@ -75,8 +75,9 @@ SeedSpread PooledSeedSpread(const std::vector<DimScore>& runs);
 // values with >= 2 seeds nearest to `d` on the d axis: `d` itself when it has >= 2, the nearest such d
 // below it and the nearest above it (one side only at an end of the curve), and while these give fewer
 // than 2 degrees of freedom the next ones outwards (a t variate on one is a Cauchy variate);
-// `degrees_of_freedom` are theirs. Floored at kLocalSpreadFloor x the group's PooledSeedSpread, so that a few seeds that agree by
-// chance near d cannot make the spread there tiny. Unknown when no d has 2 seeds.
+// `degrees_of_freedom` are theirs. Floored at kLocalSpreadFloor x the group's PooledSeedSpread, so that
+// a few seeds that agree by chance near d cannot make the spread there tiny. Unknown when no d has 2
+// seeds.
 inline constexpr double kLocalSpreadFloor = 0.5;
 SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d);
 

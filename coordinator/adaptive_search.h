@@ -8,13 +8,15 @@
 //   1. threshold unknown (its reference has no result yet): wait; unknown with nothing left to run: settled.
 //   2. score(d) = mean over the succeeded seeds at d (d >= 0; full only counts as a job); the first
 //      crossing is the smallest d whose mean reaches the threshold; the bracket is [lo, hi], lo the point
-//      just below the crossing, hi the crossing. The seeds' spread is pooled over the group's d values
-//      with >= 2 seeds (threshold_crossing.h PooledSeedSpread).
+//      just below the crossing, hi the crossing. The seeds' spread at a d is the spread near it
+//      (threshold_crossing.h SeedSpreadAt: pooled over the nearest d values with >= 2 seeds below and
+//      above it and d itself, never under half the spread pooled over every such d), since a curve's
+//      seeds may spread much more at a small d than at a large one.
 //   3. Seeds before any decision (sequential testing): the points whose side of the threshold decides
 //      where the first crossing lies are every d up to hi (every d when none crosses). Each of them whose
-//      side is undecided (threshold_crossing.h SideUndecided: its mean lies within Student's t x pooled
-//      spread / sqrt(seeds) of the threshold) and that has fewer than max_seeds jobs gets one more seed
-//      (the smallest not used at that d), and the search waits for them. While no d has 2 seeds (no spread
+//      side is undecided (threshold_crossing.h SideUndecided: its mean lies within Student's t x the
+//      spread near it / sqrt(seeds) of the threshold) and that has fewer than max_seeds jobs gets one
+//      more seed (the smallest not used at that d), and the search waits for them. While no d has 2 seeds (no spread
 //      known) only the bracket's two ends are asked, for their second seed; the spread they give then
 //      decides the other points, which a single seed settles when it lies far from the threshold. So a
 //      bisection point near the threshold gets seeds before the bracket moves on its side, and a new seed

@@ -201,7 +201,7 @@ TEST(CrossingIntervalTest, SeedsOnBothSidesOfTheThresholdLeaveTheBracketUnsettle
   EXPECT_FALSE(open.settled);
 }
 
-TEST(CrossingIntervalTest, OneSeedPointsDrawThePooledSpreadSoTheirNoiseWidensTheInterval) {
+TEST(CrossingIntervalTest, OneSeedPointsDrawTheSpreadNearThemSoTheirNoiseWidensTheInterval) {
   // d = 10 and 1000 have two seeds each (spread 0.05 per seed); d = 100 has one seed just under 0.5.
   const std::vector<DimScore> runs = {{10, 0.15}, {10, 0.25}, {100, 0.48}, {1000, 0.75}, {1000, 0.85}};
   const CrossingInterval i = Interval(runs, 0.5);
@@ -217,7 +217,7 @@ TEST(CrossingIntervalTest, OneSeedPointsDrawThePooledSpreadSoTheirNoiseWidensThe
   const CrossingInterval two = Interval({{10, 0.15}, {10, 0.25}, {100, 0.48}, {100, 0.48}, {1000, 0.75},
                                          {1000, 0.85}}, 0.5);
   EXPECT_GE(two.low, 100.0 * (1 - 1e-9));
-  // A one-seed point far below the threshold (0.5 under it, 7 pooled sds 0.0707 on 2 degrees of freedom:
+  // A one-seed point far below the threshold (0.5 under it, 7 sds 0.0707 on 2 degrees of freedom, 100's and 1000's:
   // a t-variate beyond 7 in about 1% of draws) crosses in too few replicates to move the interval.
   const CrossingInterval far = Interval({{10, 0.0}, {100, 0.25}, {100, 0.35}, {1000, 0.75}, {1000, 0.85}}, 0.5);
   EXPECT_TRUE(far.bootstrap);

@@ -226,6 +226,28 @@ TEST(CrossingIntervalTest, OneSeedPointsDrawTheSpreadNearThemSoTheirNoiseWidensT
   EXPECT_TRUE(far.settled);
 }
 
+TEST(CrossingIntervalTest, AOneSeedPointDrawsTheSpreadNearItNotAWideOneFarAway) {
+  // d = 10's two seeds spread 0.283, d = 100's and 1000's five seeds 0.011: the pooled spread is
+  // sqrt(0.081 / 9) = 0.0949, the spread near 300 (100 and 1000) 0.011, floored at half the pooled, 0.0474
+  // on 8 degrees of freedom. 300's one seed 0.38 lies 2.5 of those under the threshold 0.5 (a t-variate
+  // beyond it in under 2% of draws; 1.27 pooled spreads, in about 12%), so the crossing stays between 300
+  // and 1000 and the interval inside that bracket.
+  std::vector<DimScore> runs = {{10, 0.0}, {10, 0.4}, {300, 0.38}};
+  for (double shift : {-0.01, -0.005, 0.0, 0.005, 0.01}) {
+    runs.push_back({100, 0.3 + shift * std::sqrt(2.0)});
+    runs.push_back({1000, 0.8 + shift * std::sqrt(2.0)});
+  }
+  const SeedSpread near = SeedSpreadAt(runs, 300);
+  EXPECT_EQ(near.degrees_of_freedom, 8);
+  EXPECT_NEAR(near.sd, 0.5 * PooledSeedSpread(runs).sd, 1e-12);
+  const CrossingInterval i = Interval(runs, 0.5);
+  ASSERT_TRUE(i.reached);
+  EXPECT_TRUE(i.bootstrap);
+  EXPECT_GE(i.low, 300.0 * (1 - 1e-9));
+  EXPECT_LE(i.high, 1000.0 * (1 + 1e-9));
+  EXPECT_TRUE(i.settled);
+}
+
 TEST(PooledSeedSpreadTest, PoolsEveryDWithTwoSeedsOrMore) {
   EXPECT_FALSE(PooledSeedSpread({}).known());
   const SeedSpread none = PooledSeedSpread({{10, 0.2}, {100, 0.4}});

@@ -85,6 +85,15 @@ NeuralData Brain() {
   return std::move(data).value();
 }
 
+// The frozen Mlp(3)'s output features of `data`, computed and cached on `device`.
+StatusOr<CachedFeatures> MlpFeaturesOn(const NeuralData& data, const c10::Device& device) {
+  torch::jit::Module module = Mlp(3);
+  module.to(device);
+  module.eval();
+  return CacheFeatures([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, data,
+                       FeatureCacheOptions().device(device));
+}
+
 EncodingTrainingOptions Options() {
   return EncodingTrainingOptions()
       .epochs(6)
@@ -147,11 +156,7 @@ TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutMatchTheCpu_CUDA) {
   double r2[2] = {0.0, 0.0};
   const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
   for (int i = 0; i < 2; ++i) {
-    torch::jit::Module module = Mlp(3);
-    module.to(devices[i]);
-    module.eval();
-    auto cache = CacheFeatures([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, data,
-                               FeatureCacheOptions().device(devices[i]));
+    auto cache = MlpFeaturesOn(data, devices[i]);
     ASSERT_TRUE(cache.ok()) << cache.status();
     EXPECT_EQ(cache->train.features.device(), devices[i]);
     auto readout = TrainSgdReadout(*cache, SgdReadoutOptions().epochs(5).seed(2));
@@ -170,11 +175,7 @@ TEST(CudaTrainingTest, RidgeReadoutWithFoldsOnCachedFeaturesMatchesTheCpu_CUDA) 
   double r2[2] = {0.0, 0.0};
   const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
   for (int i = 0; i < 2; ++i) {
-    torch::jit::Module module = Mlp(3);
-    module.to(devices[i]);
-    module.eval();
-    auto cache = CacheFeatures([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, data,
-                               FeatureCacheOptions().device(devices[i]));
+    auto cache = MlpFeaturesOn(data, devices[i]);
     ASSERT_TRUE(cache.ok()) << cache.status();
     EXPECT_EQ(cache->train.features.device(), devices[i]);
     auto readout = TrainRidgeReadout(*cache, RidgeOptions().folds(3));

@@ -3,11 +3,12 @@
 #include "worker/daemon/data_roots.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
+
+#include "tests/support/test_dir.h"
 
 namespace dwarp::worker {
 namespace {
@@ -17,8 +18,7 @@ namespace fs = std::filesystem;
 class DataRootsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base_ = fs::temp_directory_path() / ("dwarp_data_roots_" + std::to_string(::getpid()));
-    fs::remove_all(base_);
+    base_ = dwarp::testing::FreshTestDir("dwarp_data_roots");
     fs::create_directories(base_ / "data" / "nsd");
     fs::create_directories(base_ / "data2");
     fs::create_directories(base_ / "elsewhere");

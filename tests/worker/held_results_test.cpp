@@ -5,13 +5,14 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
+
+#include "tests/support/test_dir.h"
 
 namespace dwarp::worker {
 namespace {
@@ -20,10 +21,7 @@ namespace fs = std::filesystem;
 
 class HeldResultsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dwarp_held_results_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { dir_ = dwarp::testing::FreshTestDir("dwarp_held_results"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   static HeldOutcome Completed(const std::string& lease_id) {
@@ -137,7 +135,6 @@ TEST_F(HeldResultsTest, ALeaseIdThatCannotNameAFileIsRefused) {
 }
 
 TEST_F(HeldResultsTest, AStateFolderThatCannotBeCreatedIsNamed) {
-  fs::create_directories(dir_);
   std::ofstream(dir_ / "file") << "x";
   auto held = HeldResults::Open((dir_ / "file" / "state").string());
   ASSERT_FALSE(held.ok());

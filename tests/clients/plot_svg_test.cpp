@@ -510,27 +510,25 @@ class FakeDWarpService final : public v1::SweepService::Service {
   }
 };
 
-class PlotCommandTest : public ::testing::Test {
+class PlotCommandTest : public dwarp::testing::FreshDirTest {
  protected:
+  PlotCommandTest() : FreshDirTest("dwarp_plot_test") {}
+
   void SetUp() override {
     unsetenv("DWARP_TOKEN");
     unsetenv("DWARP_TOKEN_FILE");
     server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
     ASSERT_TRUE(server_->ok());
     port_ = server_->port();
-    dir_ = dwarp::testing::FreshTestDir("dwarp_plot_test");
   }
   void TearDown() override {
     if (server_) server_->Shutdown();
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
   }
   SweepClient Client() { return dwarp::testing::LoopbackClient(server_->address()); }
 
   FakeDWarpService service_;
   std::unique_ptr<dwarp::testing::LoopbackServer> server_;
   int port_ = 0;
-  fs::path dir_;
 };
 
 TEST_F(PlotCommandTest, WritesThePictureAndSaysWhere) {

@@ -203,8 +203,10 @@ class FakeSweepService final : public v1::SweepService::Service {
   v1::SubmitRequest last_submit_;
 };
 
-class SweepCommandsTest : public ::testing::Test {
+class SweepCommandsTest : public dwarp::testing::FreshDirTest {
  protected:
+  SweepCommandsTest() : FreshDirTest("dwarp_sweep_commands_test") {}
+
   void SetUp() override {
     unsetenv("DWARP_TOKEN");
     unsetenv("DWARP_TOKEN_FILE");
@@ -212,7 +214,6 @@ class SweepCommandsTest : public ::testing::Test {
     server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
     ASSERT_TRUE(server_->ok());
     port_ = server_->port();
-    dir_ = dwarp::testing::FreshTestDir("dwarp_sweep_commands_test");
     token_file_ = (dir_ / "token").string();
     std::ofstream(token_file_) << kToken << "\n";
     fs::permissions(token_file_, fs::perms::owner_read | fs::perms::owner_write);  // others may not read it
@@ -220,8 +221,6 @@ class SweepCommandsTest : public ::testing::Test {
 
   void TearDown() override {
     if (server_) server_->Shutdown();
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
   }
 
   SweepClient Client(bool with_token = true, double timeout_seconds = 10) {
@@ -237,7 +236,6 @@ class SweepCommandsTest : public ::testing::Test {
   FakeSweepService service_;
   std::unique_ptr<dwarp::testing::LoopbackServer> server_;
   int port_ = 0;
-  fs::path dir_;
   std::string token_file_;
 };
 

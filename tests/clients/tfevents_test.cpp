@@ -208,16 +208,9 @@ std::set<std::string> FoldersWithEvents(const fs::path& root, int* files) {
   return folders;
 }
 
-class TempDirTest : public ::testing::Test {
+class TempDirTest : public dwarp::testing::FreshDirTest {
  protected:
-  void SetUp() override {
-    dir_ = dwarp::testing::FreshTestDir("dwarp_tfevents_test");
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  fs::path dir_;
+  TempDirTest() : FreshDirTest("dwarp_tfevents_test") {}
 };
 
 // ---- CRC-32C
@@ -534,7 +527,6 @@ class FakeResultsService final : public v1::SweepService::Service {
 class TensorBoardCommandTest : public TempDirTest {
  protected:
   void SetUp() override {
-    TempDirTest::SetUp();
     unsetenv("DWARP_TOKEN");
     unsetenv("DWARP_TOKEN_FILE");
     server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
@@ -543,7 +535,6 @@ class TensorBoardCommandTest : public TempDirTest {
   }
   void TearDown() override {
     if (server_) server_->Shutdown();
-    TempDirTest::TearDown();
   }
   SweepClient Client() { return dwarp::testing::LoopbackClient(server_->address()); }
 

@@ -19,10 +19,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class HeldResultsTest : public ::testing::Test {
+class HeldResultsTest : public dwarp::testing::FreshDirTest {
  protected:
-  void SetUp() override { dir_ = dwarp::testing::FreshTestDir("dwarp_held_results"); }
-  void TearDown() override { fs::remove_all(dir_); }
+  HeldResultsTest() : FreshDirTest("dwarp_held_results") {}
 
   static HeldOutcome Completed(const std::string& lease_id) {
     HeldOutcome outcome;
@@ -43,7 +42,6 @@ class HeldResultsTest : public ::testing::Test {
     return outcome;
   }
 
-  fs::path dir_;
 };
 
 TEST_F(HeldResultsTest, AnOutcomeIsTakenOnlyOnceItsHolderLetsGoAndComesBackWhole) {

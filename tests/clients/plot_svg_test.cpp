@@ -510,25 +510,9 @@ class FakeDWarpService final : public v1::SweepService::Service {
   }
 };
 
-class PlotCommandTest : public dwarp::testing::FreshDirTest {
+class PlotCommandTest : public dwarp::testing::LoopbackCommandTest<FakeDWarpService> {
  protected:
-  PlotCommandTest() : FreshDirTest("dwarp_plot_test") {}
-
-  void SetUp() override {
-    unsetenv("DWARP_TOKEN");
-    unsetenv("DWARP_TOKEN_FILE");
-    server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
-    ASSERT_TRUE(server_->ok());
-    port_ = server_->port();
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-  }
-  SweepClient Client() { return dwarp::testing::LoopbackClient(server_->address()); }
-
-  FakeDWarpService service_;
-  std::unique_ptr<dwarp::testing::LoopbackServer> server_;
-  int port_ = 0;
+  PlotCommandTest() : LoopbackCommandTest("dwarp_plot_test") {}
 };
 
 TEST_F(PlotCommandTest, WritesThePictureAndSaysWhere) {
@@ -572,7 +556,7 @@ TEST_F(PlotCommandTest, OnlySvgIsWritten) {
 }
 
 TEST_F(PlotCommandTest, AnUnreachableCoordinatorExitsThree) {
-  int unused_port = port_;
+  const int unused_port = server_->port();
   server_->Shutdown();
   server_.reset();
   ConnectionFlags flags;

@@ -524,23 +524,9 @@ class FakeResultsService final : public v1::SweepService::Service {
   bool saw_include_metrics = false;  // written on a gRPC thread, read after the call returned
 };
 
-class TensorBoardCommandTest : public TempDirTest {
+class TensorBoardCommandTest : public dwarp::testing::LoopbackCommandTest<FakeResultsService> {
  protected:
-  void SetUp() override {
-    unsetenv("DWARP_TOKEN");
-    unsetenv("DWARP_TOKEN_FILE");
-    server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
-    ASSERT_TRUE(server_->ok());
-    port_ = server_->port();
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-  }
-  SweepClient Client() { return dwarp::testing::LoopbackClient(server_->address()); }
-
-  FakeResultsService service_;
-  std::unique_ptr<dwarp::testing::LoopbackServer> server_;
-  int port_ = 0;
+  TensorBoardCommandTest() : LoopbackCommandTest("dwarp_tfevents_test") {}
 };
 
 TEST_F(TensorBoardCommandTest, WritesTheFilesAndSaysHowToViewThem) {

@@ -44,6 +44,15 @@ class FakeSweepService final : public v1::SweepService::Service {
     return last_submit_;
   }
 
+  // The key of each job of the fake's sweep: mlp's fc1 on `it`, at `d`.
+  static void SetKey(v1::Job* job, const std::string& d) {
+    v1::JobKey* key = job->mutable_key();
+    key->set_model("mlp");
+    key->set_layer("fc1");
+    key->set_dataset("it");
+    key->set_d(d);
+  }
+
   grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
                       v1::SubmitResponse* response) override {
     if (auto denied = CheckToken(*context); !denied.ok()) return denied;
@@ -58,10 +67,7 @@ class FakeSweepService final : public v1::SweepService::Service {
     for (int i = 0; i < 3; ++i) {
       v1::Job* job = response->add_jobs();
       job->set_job_id(request->dry_run() ? 0 : i + 1);
-      job->mutable_key()->set_model("mlp");
-      job->mutable_key()->set_layer("fc1");
-      job->mutable_key()->set_dataset("it");
-      job->mutable_key()->set_d(std::to_string(i * 10));
+      SetKey(job, std::to_string(i * 10));
     }
     return grpc::Status::OK;
   }
@@ -82,10 +88,7 @@ class FakeSweepService final : public v1::SweepService::Service {
     v1::Job* job = response->add_jobs();
     job->set_job_id(1);
     job->set_sweep_id("sw1");
-    job->mutable_key()->set_model("mlp");
-    job->mutable_key()->set_layer("fc1");
-    job->mutable_key()->set_dataset("it");
-    job->mutable_key()->set_d("300");
+    SetKey(job, "300");
     job->set_state(v1::JOB_SUCCEEDED);
     job->set_attempt(1);
     job->set_reason("coarse grid");
@@ -104,10 +107,7 @@ class FakeSweepService final : public v1::SweepService::Service {
     *event.mutable_snapshot()->mutable_sweep() = Sweep(v1::SWEEP_RUNNING);
     v1::Job* job = event.mutable_snapshot()->add_jobs();
     job->set_job_id(1);
-    job->mutable_key()->set_model("mlp");
-    job->mutable_key()->set_layer("fc1");
-    job->mutable_key()->set_dataset("it");
-    job->mutable_key()->set_d("300");
+    SetKey(job, "300");
     job->set_state(v1::JOB_QUEUED);
     job->set_attempt(1);
     writer->Write(event);

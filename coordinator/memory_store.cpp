@@ -20,6 +20,15 @@ void CopyMutableFields(const JobRow& from, JobRow& to) {
   to.cancel_requested = from.cancel_requested;
 }
 
+// The rows of an id-keyed map, in id order.
+template <typename Map>
+std::vector<typename Map::mapped_type> RowsOf(const Map& rows) {
+  std::vector<typename Map::mapped_type> out;
+  out.reserve(rows.size());
+  for (const auto& [id, row] : rows) out.push_back(row);
+  return out;
+}
+
 }  // namespace
 
 Status MemorySweepStore::CreateSweep(const SweepRow& sweep, std::vector<JobRow>& jobs) {
@@ -131,10 +140,7 @@ Status MemorySweepStore::PutWorkerCredential(const WorkerCredentialRow& credenti
 
 StatusOr<std::vector<WorkerCredentialRow>> MemorySweepStore::LoadWorkerCredentials() {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<WorkerCredentialRow> out;
-  out.reserve(credentials_.size());
-  for (const auto& [id, credential] : credentials_) out.push_back(credential);
-  return out;
+  return RowsOf(credentials_);
 }
 
 StatusOr<std::vector<SweepRow>> MemorySweepStore::LoadSweeps() {
@@ -144,18 +150,12 @@ StatusOr<std::vector<SweepRow>> MemorySweepStore::LoadSweeps() {
 
 StatusOr<std::vector<JobRow>> MemorySweepStore::LoadJobs() {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<JobRow> out;
-  out.reserve(jobs_.size());
-  for (const auto& [id, job] : jobs_) out.push_back(job);
-  return out;
+  return RowsOf(jobs_);
 }
 
 StatusOr<std::vector<WorkerRow>> MemorySweepStore::LoadWorkers() {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<WorkerRow> out;
-  out.reserve(workers_.size());
-  for (const auto& [id, worker] : workers_) out.push_back(worker);
-  return out;
+  return RowsOf(workers_);
 }
 
 StatusOr<std::vector<MetricRow>> MemorySweepStore::LoadMetrics(int64_t job_id, int32_t attempt) {

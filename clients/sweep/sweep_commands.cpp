@@ -421,6 +421,20 @@ StatusOr<OutputFormat> ChooseFormat(const std::string& format, const std::string
   return OutputFormat::kTable;
 }
 
+// A subcommand that names one sweep by its id and takes the connection flags; it runs `run` on that sweep
+// with a client of the coordinator.
+void AddOneSweepCommand(CLI::App& app, const std::string& name, const std::string& description,
+                        std::function<CommandResult(SweepClient&, const std::string& sweep)> run) {
+  auto flags = std::make_shared<ConnectionFlags>();
+  auto sweep = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(name, description);
+  cmd->add_option("sweep", *sweep, "Sweep id")->required();
+  AddConnectionFlags(cmd, *flags);
+  cmd->callback([flags, sweep, run = std::move(run)]() {
+    WithClient(*flags, [&](SweepClient& client) { return run(client, *sweep); });
+  });
+}
+
 }  // namespace
 
 void AddSweepCommands(CLI::App& app) {
@@ -453,26 +467,12 @@ void AddSweepCommands(CLI::App& app) {
     AddConnectionFlags(cmd, *flags);
     cmd->callback([flags]() { WithClient(*flags, [](SweepClient& client) { return RunList(client, std::cout); }); });
   }
-  {
-    auto flags = std::make_shared<ConnectionFlags>();
-    auto sweep = std::make_shared<std::string>();
-    CLI::App* cmd = app.add_subcommand("status", "A sweep's counts and one row per job");
-    cmd->add_option("sweep", *sweep, "Sweep id")->required();
-    AddConnectionFlags(cmd, *flags);
-    cmd->callback([flags, sweep]() {
-      WithClient(*flags, [&](SweepClient& client) { return RunStatus(client, *sweep, std::cout); });
-    });
-  }
-  {
-    auto flags = std::make_shared<ConnectionFlags>();
-    auto sweep = std::make_shared<std::string>();
-    CLI::App* cmd = app.add_subcommand("watch", "Follow a sweep until it is done or cancelled");
-    cmd->add_option("sweep", *sweep, "Sweep id")->required();
-    AddConnectionFlags(cmd, *flags);
-    cmd->callback([flags, sweep, tty]() {
-      WithClient(*flags, [&](SweepClient& client) { return RunWatch(client, *sweep, std::cout, tty); });
-    });
-  }
+  AddOneSweepCommand(app, "status", "A sweep's counts and one row per job",
+                     [](SweepClient& client, const std::string& sweep) { return RunStatus(client, sweep, std::cout); });
+  AddOneSweepCommand(app, "watch", "Follow a sweep until it is done or cancelled",
+                     [tty](SweepClient& client, const std::string& sweep) {
+                       return RunWatch(client, sweep, std::cout, tty);
+                     });
   {
     auto flags = std::make_shared<ConnectionFlags>();
     auto sweep = std::make_shared<std::string>();
@@ -503,16 +503,8 @@ void AddSweepCommands(CLI::App& app) {
       WithClient(*flags, [&](SweepClient& client) { return RunDWarp(client, *sweep, *chosen, std::cout); });
     });
   }
-  {
-    auto flags = std::make_shared<ConnectionFlags>();
-    auto sweep = std::make_shared<std::string>();
-    CLI::App* cmd = app.add_subcommand("cancel", "Cancel a sweep: queued jobs at once, running ones at their next heartbeat");
-    cmd->add_option("sweep", *sweep, "Sweep id")->required();
-    AddConnectionFlags(cmd, *flags);
-    cmd->callback([flags, sweep]() {
-      WithClient(*flags, [&](SweepClient& client) { return RunCancel(client, *sweep, std::cout); });
-    });
-  }
+  AddOneSweepCommand(app, "cancel", "Cancel a sweep: queued jobs at once, running ones at their next heartbeat",
+                     [](SweepClient& client, const std::string& sweep) { return RunCancel(client, sweep, std::cout); });
   {
     auto flags = std::make_shared<ConnectionFlags>();
     CLI::App* cmd = app.add_subcommand("workers", "The worker daemons the coordinator knows");

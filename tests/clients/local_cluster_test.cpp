@@ -61,6 +61,13 @@ bool Accepts(int port) {
   return connected;
 }
 
+// Waits until nothing accepts connections on `port` any more, `limit` at most.
+void WaitUntilClosed(int port, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (Accepts(port) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
 TEST(LocalClusterTest, CoordinatorServesOnTheWrittenPortAndStopsInOrder) {
   const fs::path dir = RunFolder("serves");
   LocalCluster cluster(dir);
@@ -113,13 +120,8 @@ TEST(LocalClusterTest, WorkerThatExitsStopsTheCoordinatorAndIsReportedWithItsLog
   // As the sweep watch does, follow until the coordinator goes away (30 s at most).
   std::atomic<bool> interrupted{false};
   const int port = cluster.coordinator_port();
-  const Status status = cluster.FollowWhileRunning(
-      [&] {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-        while (Accepts(port) && std::chrono::steady_clock::now() < deadline)
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      },
-      interrupted);
+  const Status status =
+      cluster.FollowWhileRunning([&] { WaitUntilClosed(port, std::chrono::seconds(30)); }, interrupted);
   ASSERT_EQ(status.code(), StatusCode::kFailedPrecondition) << status.ToString();
   EXPECT_NE(status.message().find(std::string("the local worker (") + DWARP_WORKER_BIN + ") exited with code 2"),
             std::string::npos)
@@ -138,9 +140,7 @@ TEST(LocalClusterTest, InterruptStopsTheWorkerThenTheCoordinator) {
   const Status status = cluster.FollowWhileRunning(
       [&] {
         interrupted = true;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        while (Accepts(port) && std::chrono::steady_clock::now() < deadline)
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        WaitUntilClosed(port, std::chrono::seconds(60));
       },
       interrupted);
   EXPECT_TRUE(status.ok()) << status.ToString();

@@ -510,27 +510,9 @@ class FakeDWarpService final : public v1::SweepService::Service {
   }
 };
 
-class PlotCommandTest : public ::testing::Test {
+class PlotCommandTest : public dwarp::testing::LoopbackCommandTest<FakeDWarpService> {
  protected:
-  void SetUp() override {
-    unsetenv("DWARP_TOKEN");
-    unsetenv("DWARP_TOKEN_FILE");
-    server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
-    ASSERT_TRUE(server_->ok());
-    port_ = server_->port();
-    dir_ = dwarp::testing::FreshTestDir("dwarp_plot_test");
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  SweepClient Client() { return dwarp::testing::LoopbackClient(server_->address()); }
-
-  FakeDWarpService service_;
-  std::unique_ptr<dwarp::testing::LoopbackServer> server_;
-  int port_ = 0;
-  fs::path dir_;
+  PlotCommandTest() : LoopbackCommandTest("dwarp_plot_test") {}
 };
 
 TEST_F(PlotCommandTest, WritesThePictureAndSaysWhere) {
@@ -574,7 +556,7 @@ TEST_F(PlotCommandTest, OnlySvgIsWritten) {
 }
 
 TEST_F(PlotCommandTest, AnUnreachableCoordinatorExitsThree) {
-  int unused_port = port_;
+  const int unused_port = server_->port();
   server_->Shutdown();
   server_.reset();
   ConnectionFlags flags;

@@ -44,6 +44,15 @@ class FakeSweepService final : public v1::SweepService::Service {
     return last_submit_;
   }
 
+  // The key of each job of the fake's sweep: mlp's fc1 on `it`, at `d`.
+  static void SetKey(v1::Job* job, const std::string& d) {
+    v1::JobKey* key = job->mutable_key();
+    key->set_model("mlp");
+    key->set_layer("fc1");
+    key->set_dataset("it");
+    key->set_d(d);
+  }
+
   grpc::Status Submit(grpc::ServerContext* context, const v1::SubmitRequest* request,
                       v1::SubmitResponse* response) override {
     if (auto denied = CheckToken(*context); !denied.ok()) return denied;
@@ -58,10 +67,7 @@ class FakeSweepService final : public v1::SweepService::Service {
     for (int i = 0; i < 3; ++i) {
       v1::Job* job = response->add_jobs();
       job->set_job_id(request->dry_run() ? 0 : i + 1);
-      job->mutable_key()->set_model("mlp");
-      job->mutable_key()->set_layer("fc1");
-      job->mutable_key()->set_dataset("it");
-      job->mutable_key()->set_d(std::to_string(i * 10));
+      SetKey(job, std::to_string(i * 10));
     }
     return grpc::Status::OK;
   }
@@ -82,10 +88,7 @@ class FakeSweepService final : public v1::SweepService::Service {
     v1::Job* job = response->add_jobs();
     job->set_job_id(1);
     job->set_sweep_id("sw1");
-    job->mutable_key()->set_model("mlp");
-    job->mutable_key()->set_layer("fc1");
-    job->mutable_key()->set_dataset("it");
-    job->mutable_key()->set_d("300");
+    SetKey(job, "300");
     job->set_state(v1::JOB_SUCCEEDED);
     job->set_attempt(1);
     job->set_reason("coarse grid");
@@ -104,10 +107,7 @@ class FakeSweepService final : public v1::SweepService::Service {
     *event.mutable_snapshot()->mutable_sweep() = Sweep(v1::SWEEP_RUNNING);
     v1::Job* job = event.mutable_snapshot()->add_jobs();
     job->set_job_id(1);
-    job->mutable_key()->set_model("mlp");
-    job->mutable_key()->set_layer("fc1");
-    job->mutable_key()->set_dataset("it");
-    job->mutable_key()->set_d("300");
+    SetKey(job, "300");
     job->set_state(v1::JOB_QUEUED);
     job->set_attempt(1);
     writer->Write(event);
@@ -203,8 +203,10 @@ class FakeSweepService final : public v1::SweepService::Service {
   v1::SubmitRequest last_submit_;
 };
 
-class SweepCommandsTest : public ::testing::Test {
+class SweepCommandsTest : public dwarp::testing::FreshDirTest {
  protected:
+  SweepCommandsTest() : FreshDirTest("dwarp_sweep_commands_test") {}
+
   void SetUp() override {
     unsetenv("DWARP_TOKEN");
     unsetenv("DWARP_TOKEN_FILE");
@@ -212,7 +214,6 @@ class SweepCommandsTest : public ::testing::Test {
     server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
     ASSERT_TRUE(server_->ok());
     port_ = server_->port();
-    dir_ = dwarp::testing::FreshTestDir("dwarp_sweep_commands_test");
     token_file_ = (dir_ / "token").string();
     std::ofstream(token_file_) << kToken << "\n";
     fs::permissions(token_file_, fs::perms::owner_read | fs::perms::owner_write);  // others may not read it
@@ -220,8 +221,6 @@ class SweepCommandsTest : public ::testing::Test {
 
   void TearDown() override {
     if (server_) server_->Shutdown();
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
   }
 
   SweepClient Client(bool with_token = true, double timeout_seconds = 10) {
@@ -237,7 +236,6 @@ class SweepCommandsTest : public ::testing::Test {
   FakeSweepService service_;
   std::unique_ptr<dwarp::testing::LoopbackServer> server_;
   int port_ = 0;
-  fs::path dir_;
   std::string token_file_;
 };
 

@@ -208,16 +208,9 @@ std::set<std::string> FoldersWithEvents(const fs::path& root, int* files) {
   return folders;
 }
 
-class TempDirTest : public ::testing::Test {
+class TempDirTest : public dwarp::testing::FreshDirTest {
  protected:
-  void SetUp() override {
-    dir_ = dwarp::testing::FreshTestDir("dwarp_tfevents_test");
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  fs::path dir_;
+  TempDirTest() : FreshDirTest("dwarp_tfevents_test") {}
 };
 
 // ---- CRC-32C
@@ -531,25 +524,9 @@ class FakeResultsService final : public v1::SweepService::Service {
   bool saw_include_metrics = false;  // written on a gRPC thread, read after the call returned
 };
 
-class TensorBoardCommandTest : public TempDirTest {
+class TensorBoardCommandTest : public dwarp::testing::LoopbackCommandTest<FakeResultsService> {
  protected:
-  void SetUp() override {
-    TempDirTest::SetUp();
-    unsetenv("DWARP_TOKEN");
-    unsetenv("DWARP_TOKEN_FILE");
-    server_ = std::make_unique<dwarp::testing::LoopbackServer>(&service_);
-    ASSERT_TRUE(server_->ok());
-    port_ = server_->port();
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    TempDirTest::TearDown();
-  }
-  SweepClient Client() { return dwarp::testing::LoopbackClient(server_->address()); }
-
-  FakeResultsService service_;
-  std::unique_ptr<dwarp::testing::LoopbackServer> server_;
-  int port_ = 0;
+  TensorBoardCommandTest() : LoopbackCommandTest("dwarp_tfevents_test") {}
 };
 
 TEST_F(TensorBoardCommandTest, WritesTheFilesAndSaysHowToViewThem) {

@@ -15,13 +15,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class FileIoTest : public ::testing::Test {
+class FileIoTest : public dwarp::testing::FreshDirTest {
  protected:
-  void SetUp() override {
-    dir_ = dwarp::testing::FreshTestDir("dwarp_file_io");
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
+  FileIoTest() : FreshDirTest("dwarp_file_io") {}
 };
 
 TEST_F(FileIoTest, ReadsBackWhatWasWrittenByteForByte) {

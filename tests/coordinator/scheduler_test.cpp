@@ -598,39 +598,69 @@ TEST_F(SchedulerTest, LongPollWakesWhenWorkArrives) {
   EXPECT_FALSE(empty->lease.has_value());
 }
 
-TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
-  const auto dir = dwarp::testing::FreshTestDir("dwarp-scheduler-restart");
-  const std::string path = (dir / "dwarp.db").string();
+// One coordinator process's store and scheduler over one SQLite file. Destroying it drops the scheduler
+// before the store, as the process's exit does.
+struct Coordinator {
+  std::unique_ptr<SqliteSweepStore> store;
+  std::unique_ptr<Scheduler> scheduler;
+};
+
+// Coordinators started one after another on the same SQLite file, in a fresh folder of the test's own that
+// is removed after the test (whose coordinators are gone by then).
+class SchedulerRestartTest : public ::testing::Test {
+ protected:
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  StatusOr<Coordinator> StartCoordinator(const SchedulerOptions& options) {
+    auto store = SqliteSweepStore::Open(path_);
+    if (!store.ok()) return store.status();
+    auto scheduler = Scheduler::Create(store->get(), options);
+    if (!scheduler.ok()) return scheduler.status();
+    return Coordinator{std::move(*store), std::move(*scheduler)};
+  }
+
+  // Real time, and no reaper or flusher thread.
+  static SchedulerOptions NoBackgroundThreads() {
+    SchedulerOptions options;
+    options.reap_interval_ms = 0;
+    options.metric_flush_ms = 0;
+    return options;
+  }
+
+  const std::filesystem::path dir_ = dwarp::testing::FreshTestDir("dwarp-scheduler-restart");
+  const std::string path_ = (dir_ / "dwarp.db").string();
+};
+
+TEST_F(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
   std::atomic<int64_t> now{5'000'000};
   const SchedulerOptions options = ManualClockOptions([&] { return now.load(); });
 
   std::string worker, held, expired_lease;
   int64_t held_job = 0;
   {
-    auto store = SqliteSweepStore::Open(path);
-    ASSERT_TRUE(store.ok()) << store.status();
-    auto scheduler = Scheduler::Create(store->get(), options);
-    ASSERT_TRUE(scheduler.ok());
+    auto coordinator = StartCoordinator(options);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    Scheduler& scheduler = *coordinator->scheduler;
     SubmitRequestData request;
     request.text = SweepText();
-    ASSERT_TRUE((*scheduler)->Submit(request).ok());
-    worker = (*scheduler)->Register("w", "h", {"cpu", "cpu"}, "")->worker_id;
-    auto a = (*scheduler)->Acquire(worker, "cpu", 0);
-    auto b = (*scheduler)->Acquire(worker, "cpu", 0);
+    ASSERT_TRUE(scheduler.Submit(request).ok());
+    worker = scheduler.Register("w", "h", {"cpu", "cpu"}, "")->worker_id;
+    auto a = scheduler.Acquire(worker, "cpu", 0);
+    auto b = scheduler.Acquire(worker, "cpu", 0);
     ASSERT_TRUE(a.ok() && a->lease && b.ok() && b->lease);
     JobResult first_result;
     first_result.metric = "r2";
-    ASSERT_TRUE((*scheduler)->Complete(worker, a->lease->lease_id, first_result).ok());
+    ASSERT_TRUE(scheduler.Complete(worker, a->lease->lease_id, first_result).ok());
     held = b->lease->lease_id;
     held_job = b->lease->job.job_id;
     // The scheduler goes away without Shutdown's courtesies mattering: everything is already stored.
   }
   now += 500;  // within the TTL
-  auto store = SqliteSweepStore::Open(path);
-  ASSERT_TRUE(store.ok());
-  auto scheduler = Scheduler::Create(store->get(), options);
-  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
-  auto beat = (*scheduler)->Heartbeat(worker, {held}, false);
+  auto coordinator = StartCoordinator(options);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  SqliteSweepStore& store = *coordinator->store;
+  Scheduler& scheduler = *coordinator->scheduler;
+  auto beat = scheduler.Heartbeat(worker, {held}, false);
   ASSERT_TRUE(beat.ok());
   EXPECT_FALSE(beat->unknown_worker);
   ASSERT_EQ(beat->leases.size(), 1u);
@@ -638,64 +668,49 @@ TEST(SchedulerRestartTest, LiveLeasesSurviveARestartOnTheSameDatabase) {
   JobResult result;
   result.metric = "r2";
   result.test_score = 0.7;
-  ASSERT_TRUE((*scheduler)->Complete(worker, held, result).ok());
-  EXPECT_EQ(*(*store)->CountResults(held_job), 1);
-  auto sweep = (*scheduler)->GetSweep("t-1");
+  ASSERT_TRUE(scheduler.Complete(worker, held, result).ok());
+  EXPECT_EQ(*store.CountResults(held_job), 1);
+  auto sweep = scheduler.GetSweep("t-1");
   ASSERT_TRUE(sweep.ok());
   EXPECT_EQ(sweep->counts.succeeded, 2);
   EXPECT_EQ(sweep->counts.queued, 10);
-  EXPECT_EQ(*(*store)->IntegrityCheck(), "ok");
-  scheduler->reset();
-  store->reset();
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(*store.IntegrityCheck(), "ok");
 }
 
-TEST(SchedulerRestartTest, ARequestIdStillFindsItsSweepAfterARestart) {
-  const auto dir = dwarp::testing::FreshTestDir("dwarp-scheduler-request-id");
-  const std::string path = (dir / "dwarp.db").string();
-  SchedulerOptions options;
-  options.reap_interval_ms = 0;
-  options.metric_flush_ms = 0;
+TEST_F(SchedulerRestartTest, ARequestIdStillFindsItsSweepAfterARestart) {
+  const SchedulerOptions options = NoBackgroundThreads();
   SubmitRequestData request;
   request.text = SweepText();
   request.request_id = "cli-5f3a9c";
   std::string sweep_id;
   {
-    auto store = SqliteSweepStore::Open(path);
-    ASSERT_TRUE(store.ok()) << store.status();
-    auto scheduler = Scheduler::Create(store->get(), options);
-    ASSERT_TRUE(scheduler.ok()) << scheduler.status();
-    auto submitted = (*scheduler)->Submit(request);
+    auto coordinator = StartCoordinator(options);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    Scheduler& scheduler = *coordinator->scheduler;
+    auto submitted = scheduler.Submit(request);
     ASSERT_TRUE(submitted.ok()) << submitted.status();
     sweep_id = submitted->sweep.row.sweep_id;
   }
-  auto store = SqliteSweepStore::Open(path);
-  ASSERT_TRUE(store.ok()) << store.status();
-  auto scheduler = Scheduler::Create(store->get(), options);
-  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
-  auto retried = (*scheduler)->Submit(request);
+  auto coordinator = StartCoordinator(options);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  SqliteSweepStore& store = *coordinator->store;
+  Scheduler& scheduler = *coordinator->scheduler;
+  auto retried = scheduler.Submit(request);
   ASSERT_TRUE(retried.ok()) << retried.status();
   EXPECT_TRUE(retried->already_submitted);
   EXPECT_EQ(retried->sweep.row.sweep_id, sweep_id);
-  EXPECT_EQ((*store)->LoadSweeps()->size(), 1u);
-  EXPECT_EQ((*store)->LoadJobs()->size(), 12u);
+  EXPECT_EQ(store.LoadSweeps()->size(), 1u);
+  EXPECT_EQ(store.LoadJobs()->size(), 12u);
   request.text = SweepText("t", "early_stop: true\n");
-  EXPECT_EQ((*scheduler)->Submit(request).status().code(), StatusCode::kAlreadyExists);
-  EXPECT_EQ((*store)->LoadSweeps()->size(), 1u);
-  scheduler->reset();
-  store->reset();
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(scheduler.Submit(request).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(store.LoadSweeps()->size(), 1u);
 }
 
 // An adaptive sweep half done when its coordinator goes away: the search's next job is stored with its
 // reason, the restarted coordinator neither loses nor repeats it, and a result that landed without its
 // follow-up (as if the coordinator died between the two) gets it at the restart.
-TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
-  const auto dir = dwarp::testing::FreshTestDir("dwarp-scheduler-adaptive");
-  const std::string path = (dir / "dwarp.db").string();
-  SchedulerOptions options;
-  options.reap_interval_ms = 0;
-  options.metric_flush_ms = 0;
+TEST_F(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
+  const SchedulerOptions options = NoBackgroundThreads();
   SubmitRequestData request;
   request.text =
       "name: a\n"
@@ -736,57 +751,57 @@ TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
   };
   std::string worker;
   {
-    auto store = SqliteSweepStore::Open(path);
-    ASSERT_TRUE(store.ok()) << store.status();
-    auto scheduler = Scheduler::Create(store->get(), options);
-    ASSERT_TRUE(scheduler.ok()) << scheduler.status();
-    auto submitted = (*scheduler)->Submit(request);
+    auto coordinator = StartCoordinator(options);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    SqliteSweepStore& store = *coordinator->store;
+    Scheduler& scheduler = *coordinator->scheduler;
+    auto submitted = scheduler.Submit(request);
     ASSERT_TRUE(submitted.ok()) << submitted.status();
     ASSERT_EQ(submitted->jobs.size(), 3u);  // the coarse grid only
     EXPECT_EQ(submitted->jobs[0].reason, "coarse grid");
-    worker = (*scheduler)->Register("w", "h", {"cpu"}, "")->worker_id;
-    EXPECT_EQ(complete_all(**scheduler, worker, 3), 3);
+    worker = scheduler.Register("w", "h", {"cpu"}, "")->worker_id;
+    EXPECT_EQ(complete_all(scheduler, worker, 3), 3);
     // The bracket 100 .. 1000 is bisected: d = 316 is stored, queued, with its reason.
-    auto stored = jobs_by_d(**store);
+    auto stored = jobs_by_d(store);
     ASSERT_EQ(stored.size(), 4u);
     ASSERT_EQ(stored.count("316"), 1u);
     EXPECT_EQ(stored["316"].state, JobState::kQueued);
     EXPECT_EQ(stored["316"].reason, "bisect log d between d = 100 and 1000");
-    EXPECT_EQ((*scheduler)->GetSweep("a-1")->row.state, SweepState::kRunning);
+    EXPECT_EQ(scheduler.GetSweep("a-1")->row.state, SweepState::kRunning);
   }
   {
     // Restarted: d = 316 is still the one queued job; nothing was added twice.
-    auto store = SqliteSweepStore::Open(path);
-    ASSERT_TRUE(store.ok()) << store.status();
-    auto scheduler = Scheduler::Create(store->get(), options);
-    ASSERT_TRUE(scheduler.ok()) << scheduler.status();
-    EXPECT_EQ((*scheduler)->GetSweep("a-1")->counts.queued, 1);
-    EXPECT_EQ(jobs_by_d(**store).size(), 4u);
+    auto coordinator = StartCoordinator(options);
+    ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+    SqliteSweepStore& store = *coordinator->store;
+    Scheduler& scheduler = *coordinator->scheduler;
+    EXPECT_EQ(scheduler.GetSweep("a-1")->counts.queued, 1);
+    EXPECT_EQ(jobs_by_d(store).size(), 4u);
     // d = 316's result lands in the store without the scheduler (the coordinator died before it asked the
     // plan for the next job).
-    JobRow job = jobs_by_d(**store)["316"];
+    JobRow job = jobs_by_d(store)["316"];
     job.state = JobState::kSucceeded;
     job.attempt = 1;
     ResultRow result;
     result.metric = "r2";
     result.test_score = score("316");
     result.attempt = 1;
-    ASSERT_TRUE((*store)->RecordResult(job, result).ok());
+    ASSERT_TRUE(store.RecordResult(job, result).ok());
   }
-  auto store = SqliteSweepStore::Open(path);
-  ASSERT_TRUE(store.ok()) << store.status();
-  auto scheduler = Scheduler::Create(store->get(), options);
-  ASSERT_TRUE(scheduler.ok()) << scheduler.status();
+  auto coordinator = StartCoordinator(options);
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  SqliteSweepStore& store = *coordinator->store;
+  Scheduler& scheduler = *coordinator->scheduler;
   // The restart asked the plan: 100 .. 316 is bisected at 178.
-  auto stored = jobs_by_d(**store);
+  auto stored = jobs_by_d(store);
   ASSERT_EQ(stored.count("178"), 1u);
   EXPECT_EQ(stored["178"].reason, "bisect log d between d = 100 and 316");
   // Run to the end: the sweep is done once the bracket is within 25%, and d_warp lies in it.
-  complete_all(**scheduler, worker);
-  auto sweep = (*scheduler)->GetSweep("a-1");
+  complete_all(scheduler, worker);
+  auto sweep = scheduler.GetSweep("a-1");
   ASSERT_TRUE(sweep.ok());
   EXPECT_EQ(sweep->row.state, SweepState::kDone);
-  auto dwarp = (*scheduler)->DWarp("a-1");
+  auto dwarp = scheduler.DWarp("a-1");
   ASSERT_TRUE(dwarp.ok());
   ASSERT_EQ(dwarp->size(), 1u);
   const GroupDWarp& group = (*dwarp)[0];
@@ -798,11 +813,8 @@ TEST(SchedulerRestartTest, AHalfDoneAdaptiveSweepResumesFromItsStoredJobs) {
   EXPECT_FALSE(group.interval_bootstrap);
   EXPECT_EQ(group.d_warp_low, static_cast<double>(group.below_d));
   EXPECT_EQ(group.d_warp_high, static_cast<double>(group.grid_d));
-  jobs_by_d(**store);  // still no d twice
-  EXPECT_EQ(*(*store)->IntegrityCheck(), "ok");
-  scheduler->reset();
-  store->reset();
-  std::filesystem::remove_all(dir);
+  jobs_by_d(store);  // still no d twice
+  EXPECT_EQ(*store.IntegrityCheck(), "ok");
 }
 
 }  // namespace

@@ -79,14 +79,27 @@ class WorkerIdentityTest : public ::testing::Test {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   }
 
-  Worker Register(const std::string& name) {
+  // One call of `method` on `stub`, its context prepared with `credential` (none when empty).
+  template <typename Stub, typename Request, typename Response>
+  static grpc::Status Call(Stub& stub, grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                           const Request& request, Response* response, const std::string& credential = "") {
+    grpc::ClientContext context;
+    Prepare(context, credential);
+    return (stub.*method)(&context, request, response);
+  }
+
+  // A CPU worker named `name` registering, again as `worker_id` when one is given.
+  static v1::RegisterRequest RegisterRequest(const std::string& name, const std::string& worker_id = "") {
     v1::RegisterRequest request;
     request.set_name(name);
     request.add_devices("cpu");
+    request.set_worker_id(worker_id);
+    return request;
+  }
+
+  Worker Register(const std::string& name) {
     v1::RegisterResponse response;
-    grpc::ClientContext context;
-    Prepare(context, "");
-    const grpc::Status status = workers_->Register(&context, request, &response);
+    const grpc::Status status = Call(*workers_, &v1::WorkerService::Stub::Register, RegisterRequest(name), &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return {response.worker_id(), response.worker_credential()};
   }
@@ -97,9 +110,7 @@ class WorkerIdentityTest : public ::testing::Test {
     request.set_worker_id(worker_id);
     request.set_draining(draining);
     if (!lease_id.empty()) request.add_lease_ids(lease_id);
-    grpc::ClientContext context;
-    Prepare(context, credential);
-    return workers_->Heartbeat(&context, request, response);
+    return Call(*workers_, &v1::WorkerService::Stub::Heartbeat, request, response, credential);
   }
 
   grpc::Status Acquire(const std::string& worker_id, const std::string& credential, v1::AcquireResponse* response) {
@@ -107,9 +118,7 @@ class WorkerIdentityTest : public ::testing::Test {
     request.set_worker_id(worker_id);
     request.set_device("cpu");
     request.set_wait_ms(2000);
-    grpc::ClientContext context;
-    Prepare(context, credential);
-    return workers_->Acquire(&context, request, response);
+    return Call(*workers_, &v1::WorkerService::Stub::Acquire, request, response, credential);
   }
 
   grpc::Status Complete(const std::string& worker_id, const std::string& credential, const std::string& lease_id,
@@ -120,9 +129,7 @@ class WorkerIdentityTest : public ::testing::Test {
     request.mutable_result()->set_metric("r2");
     request.mutable_result()->set_test_score(score);
     v1::CompleteResponse response;
-    grpc::ClientContext context;
-    Prepare(context, credential);
-    return workers_->Complete(&context, request, &response);
+    return Call(*workers_, &v1::WorkerService::Stub::Complete, request, &response, credential);
   }
 
   grpc::Status Fail(const std::string& worker_id, const std::string& credential, const std::string& lease_id) {
@@ -132,9 +139,7 @@ class WorkerIdentityTest : public ::testing::Test {
     request.set_reason("sabotage");
     request.set_retryable(false);
     v1::FailResponse response;
-    grpc::ClientContext context;
-    Prepare(context, credential);
-    return workers_->Fail(&context, request, &response);
+    return Call(*workers_, &v1::WorkerService::Stub::Fail, request, &response, credential);
   }
 
   grpc::Status StreamOnePoint(const std::string& worker_id, const std::string& credential,
@@ -164,9 +169,7 @@ class WorkerIdentityTest : public ::testing::Test {
         "seeds: 1\n");
     request.set_format("yaml");
     v1::SubmitResponse response;
-    grpc::ClientContext context;
-    Prepare(context, "");
-    const grpc::Status status = sweeps_->Submit(&context, request, &response);
+    const grpc::Status status = Call(*sweeps_, &v1::SweepService::Stub::Submit, request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return response.sweep().sweep_id();
   }
@@ -175,9 +178,7 @@ class WorkerIdentityTest : public ::testing::Test {
     v1::ResultsRequest request;
     request.set_sweep_id(sweep_id);
     v1::ResultsResponse response;
-    grpc::ClientContext context;
-    Prepare(context, "");
-    const grpc::Status status = sweeps_->Results(&context, request, &response);
+    const grpc::Status status = Call(*sweeps_, &v1::SweepService::Stub::Results, request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(response.jobs_size(), 1);
     return response.jobs_size() > 0 ? response.jobs(0) : v1::Job();
@@ -249,15 +250,10 @@ TEST_F(WorkerIdentityTest, ATokenHolderWithOneWorkersCredentialCannotActAsAnothe
   EXPECT_FALSE(WorkerInfoOf(victim.id).draining());
   // Taking the victim's id over by registering again with it.
   {
-    v1::RegisterRequest request;
-    request.set_name("impostor");
-    request.add_devices("cpu");
-    request.set_worker_id(victim.id);
     v1::RegisterResponse response;
-    grpc::ClientContext context;
-    Prepare(context, attacker.credential);
-    ExpectRefused(workers_->Register(&context, request, &response), grpc::StatusCode::PERMISSION_DENIED, victim,
-                  attacker, "register again as another worker");
+    ExpectRefused(Call(*workers_, &v1::WorkerService::Stub::Register, RegisterRequest("impostor", victim.id), &response,
+                       attacker.credential),
+                  grpc::StatusCode::PERMISSION_DENIED, victim, attacker, "register again as another worker");
     EXPECT_EQ(WorkerInfoOf(victim.id).name(), "victim");
   }
   // Taking work in the victim's name; its curve, its result, its failure.
@@ -303,14 +299,10 @@ TEST_F(WorkerIdentityTest, CredentialsSurviveACoordinatorRestart) {
   ExpectRefused(Heartbeat(worker.id, other.credential, false, &heartbeat), grpc::StatusCode::PERMISSION_DENIED, worker,
                 other, "another's credential after a restart");
   // Registering again with its id and credential keeps both.
-  v1::RegisterRequest request;
-  request.set_name("survivor");
-  request.add_devices("cpu");
-  request.set_worker_id(worker.id);
   v1::RegisterResponse response;
-  grpc::ClientContext context;
-  Prepare(context, worker.credential);
-  ASSERT_TRUE(workers_->Register(&context, request, &response).ok());
+  ASSERT_TRUE(Call(*workers_, &v1::WorkerService::Stub::Register, RegisterRequest("survivor", worker.id), &response,
+                   worker.credential)
+                  .ok());
   EXPECT_EQ(response.worker_id(), worker.id);
   EXPECT_TRUE(response.worker_credential().empty());
   ASSERT_TRUE(Heartbeat(worker.id, worker.credential, false, &heartbeat).ok());
@@ -336,14 +328,9 @@ TEST_F(WorkerIdentityTest, AWorkerIdWithoutACredentialIsNeverTakenOver) {
   EXPECT_FALSE(acquired.has_lease());
   EXPECT_EQ(Complete("w-legacy", "wc1.anything", "l-any", 0.5).error_code(), grpc::StatusCode::PERMISSION_DENIED);
   // Registering with its id hands out a new id and credential, not the old id.
-  v1::RegisterRequest request;
-  request.set_name("claims-legacy");
-  request.add_devices("cpu");
-  request.set_worker_id("w-legacy");
   v1::RegisterResponse response;
-  grpc::ClientContext context;
-  Prepare(context, "");
-  ASSERT_TRUE(workers_->Register(&context, request, &response).ok());
+  ASSERT_TRUE(
+      Call(*workers_, &v1::WorkerService::Stub::Register, RegisterRequest("claims-legacy", "w-legacy"), &response).ok());
   EXPECT_NE(response.worker_id(), "w-legacy");
   EXPECT_FALSE(response.worker_credential().empty());
   EXPECT_EQ(WorkerInfoOf("w-legacy").name(), "legacy");

@@ -17,6 +17,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "tests/support/expect_c10_error.h"
 #include "worker/engine/fastfood_projection.h"
 
 namespace dwarp::engine {
@@ -220,18 +221,9 @@ TEST(BatchedFastfoodTest, RejectsBadInputNamingTheValue) {
   expect_error(BatchedFastfood::Create(ps, 0), "got 0");
   expect_error(BatchedFastfood::Create(ps, 19), "reads 20 entries of theta, which has 19");
   const BatchedFastfood batched = MakeBatched(ps, 25);
-  try {
-    batched.Forward(at::zeros({20}));
-    FAIL() << "expected an error";
-  } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("expected theta of shape [25]"), std::string::npos) << e.what();
-  }
-  try {
-    batched.Transpose({at::zeros({11})});
-    FAIL() << "expected an error";
-  } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("expected gradient 0 of 10 elements"), std::string::npos) << e.what();
-  }
+  dwarp::testing::ExpectC10ErrorContaining([&] { batched.Forward(at::zeros({20})); }, "expected theta of shape [25]");
+  dwarp::testing::ExpectC10ErrorContaining([&] { batched.Transpose({at::zeros({11})}); },
+                                           "expected gradient 0 of 10 elements");
 }
 
 // ---- CUDA: the batched kernels against the per-target CUDA path and against the CPU ---------------------

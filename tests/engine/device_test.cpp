@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
+#include <functional>
 #include <string>
 
 #include "worker/engine/datasets/synthetic_brain.h"
@@ -85,6 +86,15 @@ NeuralData Brain() {
   return std::move(data).value();
 }
 
+// The frozen Mlp(3)'s output features of `data`, computed and cached on `device`.
+StatusOr<CachedFeatures> MlpFeaturesOn(const NeuralData& data, const c10::Device& device) {
+  torch::jit::Module module = Mlp(3);
+  module.to(device);
+  module.eval();
+  return CacheFeatures([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, data,
+                       FeatureCacheOptions().device(device));
+}
+
 EncodingTrainingOptions Options() {
   return EncodingTrainingOptions()
       .epochs(6)
@@ -95,24 +105,34 @@ EncodingTrainingOptions Options() {
       .seed(1);
 }
 
-TEST(CudaTrainingTest, SubspaceEncodingMatchesTheCpu_CUDA) {
-  if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
-  const NeuralData data = Brain();
+// The test R^2 that `test_r2` reaches on the CPU and on CUDA device 0, printed as "<what>: cpu .., cuda ..",
+// agree: same draws, same data order; only float summation order differs (the CUDA fold uses atomics).
+void ExpectTheCpuAndCudaAgree(const std::string& what,
+                              const std::function<StatusOr<double>(const c10::Device&)>& test_r2) {
   double r2[2] = {0.0, 0.0};
   const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
   for (int i = 0; i < 2; ++i) {
-    torch::jit::Module module = Mlp(3);
-    module.to(devices[i]);
-    auto model = SubspaceModel::Create(module, SubspaceOptions(40).seed(21));
-    ASSERT_TRUE(model.ok()) << model.status();
-    EXPECT_EQ(model->theta_d().device(), devices[i]);
-    auto result = TrainEncoderInSubspace(*model, data, Options());
-    ASSERT_TRUE(result.ok()) << devices[i] << ": " << result.status();
-    r2[i] = result->test.r2;
+    auto r2_on_device = test_r2(devices[i]);
+    ASSERT_TRUE(r2_on_device.ok()) << devices[i] << ": " << r2_on_device.status();
+    r2[i] = *r2_on_device;
   }
-  std::printf("test R^2 after 6 epochs at d = 40: cpu %.5f, cuda %.5f\n", r2[0], r2[1]);
-  // Same draws, same data order; only float summation order differs (the CUDA fold uses atomics).
+  std::printf("%s: cpu %.5f, cuda %.5f\n", what.c_str(), r2[0], r2[1]);
   EXPECT_NEAR(r2[0], r2[1], 2e-3);
+}
+
+TEST(CudaTrainingTest, SubspaceEncodingMatchesTheCpu_CUDA) {
+  if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
+  const NeuralData data = Brain();
+  ExpectTheCpuAndCudaAgree("test R^2 after 6 epochs at d = 40", [&](const c10::Device& device) -> StatusOr<double> {
+    torch::jit::Module module = Mlp(3);
+    module.to(device);
+    auto model = SubspaceModel::Create(module, SubspaceOptions(40).seed(21));
+    if (!model.ok()) return model.status();
+    EXPECT_EQ(model->theta_d().device(), device);
+    auto result = TrainEncoderInSubspace(*model, data, Options());
+    if (!result.ok()) return result.status();
+    return result->test.r2;
+  });
 }
 
 // The batched projection on CUDA (SubspaceOptions::batched) trains as the per-tensor CUDA path and the
@@ -144,22 +164,14 @@ TEST(CudaTrainingTest, BatchedProjectionTrainsAsThePerTensorPath_CUDA) {
 TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutMatchTheCpu_CUDA) {
   if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
   const NeuralData data = Brain();
-  double r2[2] = {0.0, 0.0};
-  const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
-  for (int i = 0; i < 2; ++i) {
-    torch::jit::Module module = Mlp(3);
-    module.to(devices[i]);
-    module.eval();
-    auto cache = CacheFeatures([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, data,
-                               FeatureCacheOptions().device(devices[i]));
-    ASSERT_TRUE(cache.ok()) << cache.status();
-    EXPECT_EQ(cache->train.features.device(), devices[i]);
+  ExpectTheCpuAndCudaAgree("d = 0 SGD readout test R^2", [&](const c10::Device& device) -> StatusOr<double> {
+    auto cache = MlpFeaturesOn(data, device);
+    if (!cache.ok()) return cache.status();
+    EXPECT_EQ(cache->train.features.device(), device);
     auto readout = TrainSgdReadout(*cache, SgdReadoutOptions().epochs(5).seed(2));
-    ASSERT_TRUE(readout.ok()) << readout.status();
-    r2[i] = readout->test.r2;
-  }
-  std::printf("d = 0 SGD readout test R^2: cpu %.5f, cuda %.5f\n", r2[0], r2[1]);
-  EXPECT_NEAR(r2[0], r2[1], 2e-3);
+    if (!readout.ok()) return readout.status();
+    return readout->test.r2;
+  });
 }
 
 // Ridge with k-fold alpha selection indexes the cached features with its fold rows (CPU indices); the
@@ -167,22 +179,15 @@ TEST(CudaTrainingTest, CachedFeaturesAndSgdReadoutMatchTheCpu_CUDA) {
 TEST(CudaTrainingTest, RidgeReadoutWithFoldsOnCachedFeaturesMatchesTheCpu_CUDA) {
   if (!CudaUsable()) GTEST_SKIP() << "no usable CUDA device in this process";
   const NeuralData data = Brain();
-  double r2[2] = {0.0, 0.0};
-  const c10::Device devices[2] = {c10::Device(c10::kCPU), c10::Device(c10::kCUDA, 0)};
-  for (int i = 0; i < 2; ++i) {
-    torch::jit::Module module = Mlp(3);
-    module.to(devices[i]);
-    module.eval();
-    auto cache = CacheFeatures([&](const at::Tensor& x) { return module.forward({x}).toTensor(); }, data,
-                               FeatureCacheOptions().device(devices[i]));
-    ASSERT_TRUE(cache.ok()) << cache.status();
-    EXPECT_EQ(cache->train.features.device(), devices[i]);
+  const std::string what = "d = 0 ridge readout (3 folds) test R^2";
+  ExpectTheCpuAndCudaAgree(what, [&](const c10::Device& device) -> StatusOr<double> {
+    auto cache = MlpFeaturesOn(data, device);
+    if (!cache.ok()) return cache.status();
+    EXPECT_EQ(cache->train.features.device(), device);
     auto readout = TrainRidgeReadout(*cache, RidgeOptions().folds(3));
-    ASSERT_TRUE(readout.ok()) << devices[i] << ": " << readout.status();
-    r2[i] = readout->test.r2;
-  }
-  std::printf("d = 0 ridge readout (3 folds) test R^2: cpu %.5f, cuda %.5f\n", r2[0], r2[1]);
-  EXPECT_NEAR(r2[0], r2[1], 2e-3);
+    if (!readout.ok()) return readout.status();
+    return readout->test.r2;
+  });
 }
 
 // A frozen MLP's fc1 features of 3 Gaussian blobs, classified by a linear head at d = 0 (features cached on

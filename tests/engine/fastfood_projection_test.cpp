@@ -14,6 +14,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "tests/support/expect_c10_error.h"
 #include "tests/support/reference_fastfood.h"
 #include "worker/engine/fastfood_projection.h"
 #include "worker/engine/seeded_random.h"
@@ -197,12 +198,7 @@ TEST(FastfoodProjectionTest, RejectsBadSizesNamingTheValue) {
 
 TEST(FastfoodProjectionTest, RejectsThetaOfTheWrongShape) {
   const FastfoodProjection p = Make(10, 4);
-  try {
-    p.Forward(at::zeros({5}));
-    FAIL() << "expected an error";
-  } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("expected theta of shape [4]"), std::string::npos) << e.what();
-  }
+  dwarp::testing::ExpectC10ErrorContaining([&] { p.Forward(at::zeros({5})); }, "expected theta of shape [4]");
 }
 
 TEST(FastfoodProjectionTest, MatchesCpu_CUDA) {

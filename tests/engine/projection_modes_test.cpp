@@ -40,11 +40,12 @@ SubspaceModel Wrap(const torch::jit::Module& net, int64_t d, ProjectionMode mode
   return std::move(model).value();
 }
 
-// The dense map [D, n]: column j is WarpDelta() at theta_d = e_j.
-at::Tensor Dense(SubspaceModel& model) {
-  const int64_t n = model.theta_d().size(0);
+// The dense map [D, d] of `net` wrapped in a d-dimensional subspace in `mode`: column j is WarpDelta() at
+// theta_d = e_j.
+at::Tensor DenseMap(const torch::jit::Module& net, int64_t d, ProjectionMode mode) {
+  SubspaceModel model = Wrap(net, d, mode);
   std::vector<at::Tensor> columns;
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = 0; j < d; ++j) {
     {
       at::NoGradGuard no_grad;
       model.theta_d().zero_();
@@ -52,8 +53,6 @@ at::Tensor Dense(SubspaceModel& model) {
     }
     columns.push_back(model.WarpDelta().to(at::kDouble));
   }
-  at::NoGradGuard no_grad;
-  model.theta_d().zero_();
   return at::stack(columns, 1);
 }
 
@@ -81,10 +80,8 @@ int64_t NextPowerOfTwo(int64_t n) {
 TEST(ProjectionModesTest, ReferenceTruncatesThetaForTensorsSmallerThanD) {
   const torch::jit::Module net = SmallMlp();
   const int64_t d = 100;
-  SubspaceModel reference = Wrap(net, d, ProjectionMode::kReference);
-  SubspaceModel per_tensor = Wrap(net, d, ProjectionMode::kPerTensor);
-  const at::Tensor ref = Dense(reference);
-  const at::Tensor per = Dense(per_tensor);
+  const at::Tensor ref = DenseMap(net, d, ProjectionMode::kReference);
+  const at::Tensor per = DenseMap(net, d, ProjectionMode::kPerTensor);
   for (const Block& b : Blocks(net)) {
     const int64_t length = NextPowerOfTwo(b.size);
     const at::Tensor rows = ref.narrow(0, b.offset, b.size);
@@ -110,10 +107,8 @@ TEST(ProjectionModesTest, ReferenceTruncatesThetaForTensorsSmallerThanD) {
 
 TEST(ProjectionModesTest, SizeWeightedIsPerTensorScaledBySqrtOfEachTensorsShare) {
   const torch::jit::Module net = SmallMlp();
-  SubspaceModel sized = Wrap(net, 60, ProjectionMode::kSizeWeighted);
-  SubspaceModel per_tensor = Wrap(net, 60, ProjectionMode::kPerTensor);
-  const at::Tensor a = Dense(sized);
-  const at::Tensor b = Dense(per_tensor);
+  const at::Tensor a = DenseMap(net, 60, ProjectionMode::kSizeWeighted);
+  const at::Tensor b = DenseMap(net, 60, ProjectionMode::kPerTensor);
   const double total = static_cast<double>(a.size(0));
   double squared_norm = 0.0;
   for (const Block& block : Blocks(net)) {
@@ -129,10 +124,8 @@ TEST(ProjectionModesTest, SizeWeightedIsPerTensorScaledBySqrtOfEachTensorsShare)
 
 TEST(ProjectionModesTest, GlobalSharesTheMovementByTensorSize) {
   const torch::jit::Module net = SmallMlp();
-  SubspaceModel global = Wrap(net, 60, ProjectionMode::kGlobal);
-  SubspaceModel per_tensor = Wrap(net, 60, ProjectionMode::kPerTensor);
-  const at::Tensor g = Dense(global);
-  const at::Tensor p = Dense(per_tensor);
+  const at::Tensor g = DenseMap(net, 60, ProjectionMode::kGlobal);
+  const at::Tensor p = DenseMap(net, 60, ProjectionMode::kPerTensor);
   const double total = static_cast<double>(g.size(0));
   EXPECT_NEAR(g.pow(2).sum().item<double>() / 60.0, 1.0, 0.15);
   for (const Block& block : Blocks(net)) {

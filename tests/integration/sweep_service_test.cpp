@@ -63,6 +63,24 @@ using dwarp::integration::FreePort;
 // The synthetic brain's noise ceiling (noise 0.1 in Sweep's dataset): 1 / (1 + noise^2) for every neuroid.
 constexpr double kNoiseCeiling = 1.0 / (1.0 + 0.1 * 0.1);
 
+// Where a score curve (d -> score, in increasing d) first reaches `threshold`: the first grid d at or above
+// it and the last d before that; -1 for either that does not exist.
+struct Crossing {
+  int64_t below = -1;
+  int64_t at = -1;
+};
+Crossing FirstCrossing(const std::map<int64_t, double>& curve, double threshold) {
+  Crossing crossing;
+  for (const auto& [d, score] : curve) {
+    if (score >= threshold) {
+      crossing.at = d;
+      break;
+    }
+    crossing.below = d;
+  }
+  return crossing;
+}
+
 std::string Sweep(const std::string& name, const std::string& dims, const std::string& seeds, int epochs,
                   int stimuli = 300, bool one_model = false,
                   const std::string& threshold = "{kind: fraction_of_dataset_best, value: 0.8}") {
@@ -143,16 +161,26 @@ class SweepServiceTest : public ::testing::Test {
     return response.sweep().sweep_id();
   }
 
-  v1::ResultsResponse Results(const std::string& sweep) {
-    v1::ResultsRequest request;
+  // A SweepService call about one sweep, with the token and a 10 s deadline; a failed call fails the test.
+  template <typename Request, typename Response>
+  Response AskAboutSweep(grpc::Status (v1::SweepService::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                                          Response*),
+                         const std::string& sweep) {
+    Request request;
     request.set_sweep_id(sweep);
-    v1::ResultsResponse response;
+    Response response;
     grpc::ClientContext context;
     dwarp::rpc::PrepareContext(context, connection_, 10s);
-    grpc::Status status = sweeps_->Results(&context, request, &response);
+    const grpc::Status status = (sweeps_.get()->*method)(&context, request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return response;
   }
+
+  v1::ResultsResponse Results(const std::string& sweep) {
+    return AskAboutSweep(&v1::SweepService::Stub::Results, sweep);
+  }
+
+  v1::DWarpResponse DWarp(const std::string& sweep) { return AskAboutSweep(&v1::SweepService::Stub::DWarp, sweep); }
 
   // Polls until `done` holds for the sweep's results, or fails after `timeout`.
   template <typename Predicate>
@@ -278,25 +306,14 @@ TEST_F(SweepServiceTest, SmallSweepCompletesWithTwoWorkersAndDWarpIsRight) {
       best = std::max(best, means[model][d]);
     }
   const double threshold = 0.8 * best;
-  v1::DWarpRequest request;
-  request.set_sweep_id(sweep);
-  v1::DWarpResponse dwarp;
-  grpc::ClientContext context;
-  ASSERT_TRUE(sweeps_->DWarp(&context, request, &dwarp).ok());
+  const v1::DWarpResponse dwarp = DWarp(sweep);
   ASSERT_EQ(dwarp.records_size(), 2);
   for (const v1::DWarpRecord& record : dwarp.records()) {
     EXPECT_NEAR(record.threshold(), threshold, 1e-9);
     ASSERT_TRUE(record.has_noise_ceiling());
     EXPECT_NEAR(record.noise_ceiling(), kNoiseCeiling, 1e-6);
     const auto& curve = means[record.model()];
-    int64_t below = -1, crossing = -1;
-    for (const auto& [d, mean] : curve) {
-      if (mean >= threshold) {
-        crossing = d;
-        break;
-      }
-      below = d;
-    }
+    const auto [below, crossing] = FirstCrossing(curve, threshold);
     if (crossing < 0) {
       EXPECT_EQ(record.status(), v1::DWARP_NOT_REACHED) << record.model();
       continue;
@@ -369,14 +386,7 @@ TEST_F(SweepServiceTest, AnAdaptiveSweepBisectsTheBracketUntilItIsNarrowAndStore
     if (i < 3) {
       EXPECT_EQ(job.reason(), "coarse grid");
     } else {
-      int64_t lo = -1, hi = -1;
-      for (const auto& [grid_d, score] : scores) {
-        if (score >= threshold) {
-          hi = grid_d;
-          break;
-        }
-        lo = grid_d;
-      }
+      const auto [lo, hi] = FirstCrossing(scores, threshold);
       ASSERT_GE(lo, 0) << "a bisection without a bracket";
       ASSERT_GE(hi, 0) << "a bisection without a bracket";
       EXPECT_EQ(job.reason(), "bisect log d between d = " + std::to_string(lo) + " and " + std::to_string(hi));
@@ -388,11 +398,7 @@ TEST_F(SweepServiceTest, AnAdaptiveSweepBisectsTheBracketUntilItIsNarrowAndStore
   }
   EXPECT_EQ(Query("SELECT COUNT(*) FROM jobs WHERE reason LIKE 'bisect log d between%'"),
             std::to_string(results.jobs_size() - 3));
-  v1::DWarpRequest request;
-  request.set_sweep_id(sweep);
-  v1::DWarpResponse dwarp;
-  grpc::ClientContext context;
-  ASSERT_TRUE(sweeps_->DWarp(&context, request, &dwarp).ok());
+  const v1::DWarpResponse dwarp = DWarp(sweep);
   ASSERT_EQ(dwarp.records_size(), 1);
   const v1::DWarpRecord& record = dwarp.records(0);
   EXPECT_EQ(record.status(), v1::DWARP_REACHED) << record.note();
@@ -450,12 +456,7 @@ TEST_F(SweepServiceTest, CoordinatorKilledMidSweepRestartsAndNothingIsLostOrDupl
   EXPECT_EQ(Query("SELECT COUNT(*) FROM jobs"), "16");
   EXPECT_EQ(Query("PRAGMA integrity_check"), "ok");
 
-  v1::DWarpRequest request;
-  request.set_sweep_id(sweep);
-  grpc::ClientContext context;
-  dwarp::rpc::PrepareContext(context, connection_, 10s);
-  v1::DWarpResponse judged;
-  ASSERT_TRUE(sweeps_->DWarp(&context, request, &judged).ok());
+  const v1::DWarpResponse judged = DWarp(sweep);
   EXPECT_EQ(judged.sweep().threshold().kind(), v1::Threshold::FRACTION_OF_NOISE_CEILING);
   ASSERT_EQ(judged.records_size(), 2);
   for (const v1::DWarpRecord& record : judged.records()) {

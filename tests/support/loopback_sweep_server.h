@@ -1,5 +1,5 @@
 // For tests of gRPC clients: a service double served in-process on 127.0.0.1 at a port the OS chooses,
-// and a SweepClient (clients/sweep/sweep_commands.h) that talks to it. Header-only.
+// a SweepClient (clients/sweep/sweep_commands.h) that talks to it, and a fixture with both. Header-only.
 #pragma once
 
 #include <grpcpp/security/server_credentials.h>
@@ -8,10 +8,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
 #include "clients/sweep/sweep_commands.h"
+#include "tests/support/test_dir.h"
 
 namespace dwarp::testing {
 
@@ -48,5 +50,27 @@ inline clients::SweepClient LoopbackClient(const std::string& address, double ti
   EXPECT_TRUE(client.ok()) << client.status();
   return std::move(client).value();
 }
+
+// A fixture for a command run against a `Service` double on loopback, in a fresh folder dir_, with no token
+// in the environment (a developer's own must not reach the double).
+template <typename Service>
+class LoopbackCommandTest : public FreshDirTest {
+ protected:
+  explicit LoopbackCommandTest(const std::string& prefix) : FreshDirTest(prefix) {}
+
+  void SetUp() override {
+    unsetenv("DWARP_TOKEN");
+    unsetenv("DWARP_TOKEN_FILE");
+    server_ = std::make_unique<LoopbackServer>(&service_);
+    ASSERT_TRUE(server_->ok());
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+  clients::SweepClient Client() { return LoopbackClient(server_->address()); }
+
+  Service service_;
+  std::unique_ptr<LoopbackServer> server_;
+};
 
 }  // namespace dwarp::testing

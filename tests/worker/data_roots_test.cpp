@@ -3,32 +3,32 @@
 #include "worker/daemon/data_roots.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
+
+#include "tests/support/test_dir.h"
 
 namespace dwarp::worker {
 namespace {
 
 namespace fs = std::filesystem;
 
-class DataRootsTest : public ::testing::Test {
+class DataRootsTest : public dwarp::testing::FreshDirTest {
  protected:
+  DataRootsTest() : FreshDirTest("dwarp_data_roots") {}
+
   void SetUp() override {
-    base_ = fs::temp_directory_path() / ("dwarp_data_roots_" + std::to_string(::getpid()));
-    fs::remove_all(base_);
-    fs::create_directories(base_ / "data" / "nsd");
-    fs::create_directories(base_ / "data2");
-    fs::create_directories(base_ / "elsewhere");
-    std::ofstream(base_ / "elsewhere" / "secret") << "SECRET";
-    fs::create_directory_symlink(base_ / "elsewhere", base_ / "data" / "link");
-    auto roots = CanonicalDataRoots({(base_ / "data").string()});
+    fs::create_directories(dir_ / "data" / "nsd");
+    fs::create_directories(dir_ / "data2");
+    fs::create_directories(dir_ / "elsewhere");
+    std::ofstream(dir_ / "elsewhere" / "secret") << "SECRET";
+    fs::create_directory_symlink(dir_ / "elsewhere", dir_ / "data" / "link");
+    auto roots = CanonicalDataRoots({(dir_ / "data").string()});
     ASSERT_TRUE(roots.ok()) << roots.status();
     roots_ = *roots;
   }
-  void TearDown() override { fs::remove_all(base_); }
 
   Status CheckImages(const std::string& path) {
     JobSpec spec;
@@ -36,19 +36,18 @@ class DataRootsTest : public ::testing::Test {
     return CheckJobPathsUnderDataRoots(spec, roots_);
   }
 
-  fs::path base_;
   std::vector<fs::path> roots_;
 };
 
 TEST_F(DataRootsTest, PathsUnderARootPassWhetherOrNotTheyExist) {
-  EXPECT_TRUE(CheckImages((base_ / "data" / "nsd").string()).ok());
-  EXPECT_TRUE(CheckImages((base_ / "data" / "nsd" / "not-yet.idx").string()).ok());
-  EXPECT_TRUE(CheckImages((base_ / "data").string()).ok());
-  EXPECT_TRUE(CheckImages((base_ / "data" / "nsd" / ".." / "x").string()).ok());
+  EXPECT_TRUE(CheckImages((dir_ / "data" / "nsd").string()).ok());
+  EXPECT_TRUE(CheckImages((dir_ / "data" / "nsd" / "not-yet.idx").string()).ok());
+  EXPECT_TRUE(CheckImages((dir_ / "data").string()).ok());
+  EXPECT_TRUE(CheckImages((dir_ / "data" / "nsd" / ".." / "x").string()).ok());
 }
 
 TEST_F(DataRootsTest, PathsOutsideAreRefusedNamingFieldPathAndRoots) {
-  const std::string outside = (base_ / "elsewhere" / "secret").string();
+  const std::string outside = (dir_ / "elsewhere" / "secret").string();
   Status status = CheckImages(outside);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("data.images '" + outside + "'"), std::string::npos) << status;
@@ -56,15 +55,15 @@ TEST_F(DataRootsTest, PathsOutsideAreRefusedNamingFieldPathAndRoots) {
   EXPECT_EQ(status.message().find("SECRET"), std::string::npos) << status;
   EXPECT_EQ(CheckImages("/etc/passwd").code(), StatusCode::kInvalidArgument);
   // A sibling whose name starts with the root's is not under it.
-  EXPECT_EQ(CheckImages((base_ / "data2" / "x").string()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckImages((dir_ / "data2" / "x").string()).code(), StatusCode::kInvalidArgument);
   // `..` and symbolic links are followed before deciding.
-  EXPECT_EQ(CheckImages((base_ / "data" / ".." / "elsewhere" / "secret").string()).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(CheckImages((base_ / "data" / "link" / "secret").string()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckImages((dir_ / "data" / ".." / "elsewhere" / "secret").string()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckImages((dir_ / "data" / "link" / "secret").string()).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(DataRootsTest, RelativePathsResolveFromTheWorkingDirectory) {
   const fs::path cwd = fs::current_path();
-  fs::current_path(base_ / "data");
+  fs::current_path(dir_ / "data");
   const Status inside = CheckImages("nsd/images.idx");
   const Status escaping = CheckImages("../elsewhere/secret");
   fs::current_path(cwd);
@@ -104,15 +103,15 @@ TEST_F(DataRootsTest, NoRootsAllowEveryPath) {
 }
 
 TEST_F(DataRootsTest, RootsMustBeExistingDirectories) {
-  EXPECT_EQ(CanonicalDataRoots({(base_ / "missing").string()}).status().code(), StatusCode::kInvalidArgument);
-  Status file = CanonicalDataRoots({(base_ / "elsewhere" / "secret").string()}).status();
+  EXPECT_EQ(CanonicalDataRoots({(dir_ / "missing").string()}).status().code(), StatusCode::kInvalidArgument);
+  Status file = CanonicalDataRoots({(dir_ / "elsewhere" / "secret").string()}).status();
   EXPECT_EQ(file.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(file.message().find("not an existing directory"), std::string::npos) << file;
   EXPECT_EQ(CanonicalDataRoots({""}).status().code(), StatusCode::kInvalidArgument);
   // A root given through a symbolic link is the folder it names.
-  auto linked = CanonicalDataRoots({(base_ / "data" / "link").string()});
+  auto linked = CanonicalDataRoots({(dir_ / "data" / "link").string()});
   ASSERT_TRUE(linked.ok()) << linked.status();
-  EXPECT_EQ(linked->at(0), fs::canonical(base_ / "elsewhere"));
+  EXPECT_EQ(linked->at(0), fs::canonical(dir_ / "elsewhere"));
 }
 
 }  // namespace

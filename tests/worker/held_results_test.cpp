@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -13,18 +12,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/test_dir.h"
+
 namespace dwarp::worker {
 namespace {
 
 namespace fs = std::filesystem;
 
-class HeldResultsTest : public ::testing::Test {
+class HeldResultsTest : public dwarp::testing::FreshDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dwarp_held_results_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  HeldResultsTest() : FreshDirTest("dwarp_held_results") {}
 
   static HeldOutcome Completed(const std::string& lease_id) {
     HeldOutcome outcome;
@@ -45,7 +42,6 @@ class HeldResultsTest : public ::testing::Test {
     return outcome;
   }
 
-  fs::path dir_;
 };
 
 TEST_F(HeldResultsTest, AnOutcomeIsTakenOnlyOnceItsHolderLetsGoAndComesBackWhole) {
@@ -137,7 +133,6 @@ TEST_F(HeldResultsTest, ALeaseIdThatCannotNameAFileIsRefused) {
 }
 
 TEST_F(HeldResultsTest, AStateFolderThatCannotBeCreatedIsNamed) {
-  fs::create_directories(dir_);
   std::ofstream(dir_ / "file") << "x";
   auto held = HeldResults::Open((dir_ / "file" / "state").string());
   ASSERT_FALSE(held.ok());

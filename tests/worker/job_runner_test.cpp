@@ -456,9 +456,8 @@ TEST(JobRunnerNeuralData, NsdJobAcceptsMetadataForStimuliTheSubjectNeverSaw) {
   DWARP_REQUIRE_NEURAL_FIXTURES();
   // The real NSD metadata.csv lists all 73,000 images; one subject's voxels.nc holds ~10,000 of them.
   namespace fs = std::filesystem;
-  const fs::path root = fs::temp_directory_path() / ("dwarp_job_runner_nsd_" + std::to_string(::getpid()));
-  fs::remove_all(root);
-  fs::copy(engine::testing::FixturePath("nsd"), root, fs::copy_options::recursive);
+  const engine::testing::FixtureCopy nsd("nsd");
+  const fs::path root = nsd.path();
   std::ofstream(root / "metadata.csv", std::ios::app) << "10,555,nsd_555.png,False,5555\n";
   const JobSpec spec = Parse("model: {arch: mlp, hidden: [8], layer: fc1, input_size: 8}\n"
                              "data: {kind: nsd, root: " + root.string() + ", stimuli: " + (root / "stimuli").string() +
@@ -471,7 +470,6 @@ TEST(JobRunnerNeuralData, NsdJobAcceptsMetadataForStimuliTheSubjectNeverSaw) {
   EXPECT_EQ(result->test_size, 3);
   EXPECT_EQ(result->num_targets, 4);
   EXPECT_TRUE(std::isfinite(result->test.r2));
-  fs::remove_all(root);
 }
 
 TEST(JobRunnerNeuralData, NsdJobWithARoiHasThatRoisVoxelsAsTargets) {
@@ -581,9 +579,8 @@ TEST(JobRunnerNeuralData, NsdJobSelectsRoisFromBooleanMasks) {
 TEST(JobRunnerNeuralData, GenericJobTakesItsSplitFromTheNamedColumn) {
   DWARP_REQUIRE_NEURAL_FIXTURES();
   namespace fs = std::filesystem;
-  const fs::path root = fs::temp_directory_path() / ("dwarp_job_runner_generic_" + std::to_string(::getpid()));
-  fs::remove_all(root);
-  fs::copy(engine::testing::FixturePath("generic_images"), root, fs::copy_options::recursive);
+  const engine::testing::FixtureCopy generic("generic_images");
+  const fs::path root = generic.path();
   // 8 stimuli: by the `split` column 4 train, 2 val, 2 test; by split_by_session 3 train, 2 val, 3 test.
   std::ofstream(root / "stimuli.csv", std::ios::trunc)
       << "stimulus_id,filename,split,split_by_session\n"
@@ -606,7 +603,6 @@ TEST(JobRunnerNeuralData, GenericJobTakesItsSplitFromTheNamedColumn) {
   EXPECT_NE(missing.status().message().find("no split column 'session_split'"), std::string::npos)
       << missing.status();
   EXPECT_NE(missing.status().message().find("'split_by_session'"), std::string::npos) << missing.status();
-  fs::remove_all(root);
 }
 
 TEST(JobRunnerNeuralData, MajajHongJobAppliesItsSplitAndStimulusLimit) {
@@ -670,9 +666,8 @@ TEST(JobRunnerNeuralData, EveryAcceptedDataFieldChangesTheJobOrIsRefused) {
   // The generic fixture with patterned, non-square images (the fixture's are solid colours, which every
   // transform leaves alone).
   namespace fs = std::filesystem;
-  const fs::path generic = fs::temp_directory_path() / ("dwarp_job_runner_fields_" + std::to_string(::getpid()));
-  fs::remove_all(generic);
-  fs::copy(engine::testing::FixturePath("generic_images"), generic, fs::copy_options::recursive);
+  const engine::testing::FixtureCopy generic_copy("generic_images");
+  const fs::path generic = generic_copy.path();
   for (int i = 0; i < 8; ++i) {
     const int w = 16, h = 10;
     std::vector<unsigned char> px(static_cast<size_t>(w * h * 3));
@@ -755,7 +750,6 @@ TEST(JobRunnerNeuralData, EveryAcceptedDataFieldChangesTheJobOrIsRefused) {
                          std::abs(after.losses - b.losses) > 1e-9;
     EXPECT_TRUE(changed) << "the job ran as without the override (test R^2 " << after.r2 << ")";
   }
-  fs::remove_all(generic);
 }
 
 // A ResNet-18 job's features on a folder of real photographs (python3-skimage's) with data.transform: weights

@@ -277,6 +277,33 @@ class WorkerDaemonTest : public ::testing::Test {
 
   std::string Address() const { return "127.0.0.1:" + std::to_string(port_); }
 
+  // The coordinator goes away at once: calls in flight fail and its port closes. StartServer on the
+  // address it had brings it back, with all it held.
+  void StopServer() {
+    server_->Shutdown(std::chrono::system_clock::now());
+    server_->Wait();
+  }
+
+  struct Outage {
+    std::string lease;
+    std::chrono::steady_clock::time_point back;  // when the coordinator was started again
+  };
+
+  // A 40-epoch job that ends while the coordinator is away: the daemon starts and takes it, and once its
+  // first point has arrived the coordinator is stopped for 2 s, then started again on its port.
+  Outage RunAJobThroughAnOutage() {
+    const std::string address = Address();
+    StartDaemon();
+    Outage outage;
+    outage.lease = coordinator_.AddJob(JobJson(/*max_epochs=*/40));
+    EXPECT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.PointsOf(outage.lease).empty(); }));
+    StopServer();
+    std::this_thread::sleep_for(seconds(2));
+    outage.back = std::chrono::steady_clock::now();
+    StartServer(address);
+    return outage;
+  }
+
   void StartDaemon(milliseconds drain_timeout = milliseconds(10000)) {
     WorkerDaemonOptions options;
     options.connection.address = Address();
@@ -524,8 +551,7 @@ TEST_F(WorkerDaemonTest, UnknownWorkerInAHeartbeatReplyRegistersAgainWithTheOldI
 TEST_F(WorkerDaemonTest, RegistersOnceTheCoordinatorComesUp) {
   // The coordinator is down when the worker starts (its port closed), and comes up on the same port later.
   const std::string address = Address();
-  server_->Shutdown(std::chrono::system_clock::now());
-  server_->Wait();
+  StopServer();
   StartDaemon();
   // Not synchronisation: lets several Register attempts fail (and the backoff grow) before the server is back.
   std::this_thread::sleep_for(milliseconds(300));
@@ -542,22 +568,14 @@ TEST_F(WorkerDaemonTest, RegistersOnceTheCoordinatorComesUp) {
 TEST_F(WorkerDaemonTest, AResultFinishedWhileTheCoordinatorIsDownIsDeliveredWhenItIsBack) {
   // The outage (2 s) outlasts many send attempts at this backoff (20 ms doubling to 200 ms) but not the
   // lease TTL (10 s): the result must wait for the coordinator, not for a count of tries.
-  const std::string address = Address();
-  StartDaemon();
-  const std::string lease = coordinator_.AddJob(JobJson(/*max_epochs=*/40));
-  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.PointsOf(lease).empty(); }));
-  server_->Shutdown(std::chrono::system_clock::now());
-  server_->Wait();
-  std::this_thread::sleep_for(seconds(2));
-  const auto back = std::chrono::steady_clock::now();
-  StartServer(address);
+  const Outage outage = RunAJobThroughAnOutage();
   ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.completes.empty(); }, milliseconds(8000)));
   // Found at once, not after gRPC's default reconnect backoff (several seconds after such an outage).
-  EXPECT_LT(std::chrono::steady_clock::now() - back, milliseconds(2500));
+  EXPECT_LT(std::chrono::steady_clock::now() - outage.back, milliseconds(2500));
   ASSERT_TRUE(DrainAndWait().ok());
   auto lock = coordinator_.Lock();
   ASSERT_EQ(coordinator_.completes.size(), 1u);
-  EXPECT_EQ(coordinator_.completes[0].lease_id(), lease);
+  EXPECT_EQ(coordinator_.completes[0].lease_id(), outage.lease);
   EXPECT_TRUE(coordinator_.fails.empty());
 }
 
@@ -595,8 +613,7 @@ TEST_F(WorkerDaemonTest, AMetricStreamBrokenByACoordinatorRestartIsReopenedAndNo
   const std::string lease = coordinator_.AddJob(JobJson(/*max_epochs=*/1000000));
   StartDaemon();
   ASSERT_TRUE(coordinator_.WaitFor([&] { return coordinator_.PointsOf(lease).size() >= 3; }));
-  server_->Shutdown(std::chrono::system_clock::now());
-  server_->Wait();
+  StopServer();
   const int64_t before = [&] { auto lock = coordinator_.Lock(); return DistinctEpochs(coordinator_, lease).back(); }();
   std::this_thread::sleep_for(milliseconds(1500));  // the job trains on, its points are held
   StartServer(address);
@@ -614,20 +631,13 @@ TEST_F(WorkerDaemonTest, AMetricStreamBrokenByACoordinatorRestartIsReopenedAndNo
 }
 
 TEST_F(WorkerDaemonTest, PointsOfAJobThatEndsWhileTheCoordinatorIsDownArriveBeforeItsResult) {
-  const std::string address = Address();
-  StartDaemon();
-  const std::string lease = coordinator_.AddJob(JobJson(/*max_epochs=*/40));
-  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.PointsOf(lease).empty(); }));
-  server_->Shutdown(std::chrono::system_clock::now());
-  server_->Wait();
-  std::this_thread::sleep_for(seconds(2));
-  StartServer(address);
+  const Outage outage = RunAJobThroughAnOutage();
   ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.completes.empty(); }, milliseconds(10000)));
   ASSERT_TRUE(DrainAndWait().ok());
   auto lock = coordinator_.Lock();
   ASSERT_EQ(coordinator_.completes.size(), 1u);
   EXPECT_EQ(coordinator_.completes[0].result().epochs_run(), 40);
-  EXPECT_EQ(DistinctEpochs(coordinator_, lease), OneTo(40));
+  EXPECT_EQ(DistinctEpochs(coordinator_, outage.lease), OneTo(40));
 }
 
 TEST(WorkerDaemonRegister, RefusedRegistrationEndsRunWithTheCoordinatorsError) {

@@ -591,10 +591,19 @@ class WorkerDaemon::Impl {
     for (const auto& device : slot_devices_) call->request.add_devices(device);
     call->request.set_worker_id(worker_id_);  // empty the first time; the old id when registering again
     AddCredential(call->context, credential_);  // proves the old id is this worker's
+    SendForLoop(call, &pb::WorkerService::Stub::Register, &Impl::OnRegisterReply);
+  }
+
+  // Makes `call` with `method` on the RPC thread and hands its reply to `on_reply` back on the loop; the
+  // call is in loop_calls_ until then.
+  template <typename Request, typename Response>
+  void SendForLoop(std::shared_ptr<LoopCall<Request, Response>> call,
+                   grpc::Status (pb::WorkerService::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                   void (Impl::*on_reply)(LoopCall<Request, Response>&, const grpc::Status&)) {
     loop_calls_.insert(&call->context);
-    asio::post(rpc_ioc_, [this, call] {
-      const grpc::Status status = stub_->Register(&call->context, call->request, &call->response);
-      asio::post(ioc_, [this, call, status] { OnRegisterReply(*call, status); });
+    asio::post(rpc_ioc_, [this, call, method, on_reply] {
+      const grpc::Status status = ((*stub_).*method)(&call->context, call->request, &call->response);
+      asio::post(ioc_, [this, call, on_reply, status] { (this->*on_reply)(*call, status); });
     });
   }
 
@@ -671,11 +680,7 @@ class WorkerDaemon::Impl {
     AddCredential(call->context, credential_);
     for (const auto& [lease_id, control] : running_) call->request.add_lease_ids(lease_id);
     call->request.set_draining(draining_);
-    loop_calls_.insert(&call->context);
-    asio::post(rpc_ioc_, [this, call] {
-      const grpc::Status status = stub_->Heartbeat(&call->context, call->request, &call->response);
-      asio::post(ioc_, [this, call, status] { OnHeartbeatReply(*call, status); });
-    });
+    SendForLoop(call, &pb::WorkerService::Stub::Heartbeat, &Impl::OnHeartbeatReply);
   }
 
   void OnHeartbeatReply(LoopCall<pb::HeartbeatRequest, pb::HeartbeatResponse>& call, const grpc::Status& status) {

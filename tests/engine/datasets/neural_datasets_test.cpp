@@ -23,6 +23,7 @@ namespace dwarp::engine {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::FixtureCopy;
 using testing::FixturePath;
 
 #define REQUIRE_NETCDF_FIXTURES()                                   \
@@ -30,33 +31,6 @@ using testing::FixturePath;
     DWARP_REQUIRE_NEURAL_FIXTURES();                                \
     if (!NetcdfAvailable()) GTEST_SKIP() << "built without libnetcdf"; \
   } while (0)
-
-// A scratch copy of a fixture folder that a test may damage; removed when the test ends.
-class FixtureCopy {
- public:
-  explicit FixtureCopy(const std::string& fixture) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::path(testing::GetNeuralFixtures().dir) / "copies" / (std::string(info->name()) + "_" + fixture);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_.parent_path());
-    fs::copy(FixturePath(fixture), dir_, fs::copy_options::recursive);
-  }
-  ~FixtureCopy() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& relative = "") const { return (dir_ / relative).string(); }
-  void Write(const std::string& relative, const std::string& contents) const {
-    std::ofstream(path(relative), std::ios::binary | std::ios::trunc) << contents;
-  }
-  std::string Read(const std::string& relative) const {
-    std::ifstream in(path(relative), std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-
- private:
-  fs::path dir_;
-};
 
 std::vector<std::string> Ids(std::initializer_list<int> ids, const std::string& prefix = "") {
   std::vector<std::string> out;

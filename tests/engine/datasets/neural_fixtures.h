@@ -3,6 +3,7 @@
 // exactly as researchers' files are written) into a fresh temporary directory, removed at exit.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "common/status.h"
@@ -70,6 +72,36 @@ inline const NeuralFixtures& GetNeuralFixtures() {
 inline std::string FixturePath(const std::string& relative) {
   return GetNeuralFixtures().dir + "/data/" + relative;
 }
+
+// A scratch copy of a fixture folder that a test may change or damage; removed when the test ends.
+class FixtureCopy {
+ public:
+  explicit FixtureCopy(const std::string& fixture) {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::path(GetNeuralFixtures().dir) / "copies" / (std::string(info->name()) + "_" + fixture);
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_.parent_path());
+    std::filesystem::copy(FixturePath(fixture), dir_, std::filesystem::copy_options::recursive);
+  }
+  ~FixtureCopy() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  FixtureCopy(const FixtureCopy&) = delete;
+  FixtureCopy& operator=(const FixtureCopy&) = delete;
+
+  std::string path(const std::string& relative = "") const { return (dir_ / relative).string(); }
+  void Write(const std::string& relative, const std::string& contents) const {
+    std::ofstream(path(relative), std::ios::binary | std::ios::trunc) << contents;
+  }
+  std::string Read(const std::string& relative) const {
+    std::ifstream in(path(relative), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
+ private:
+  std::filesystem::path dir_;
+};
 
 }  // namespace dwarp::engine::testing
 

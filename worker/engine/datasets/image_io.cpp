@@ -99,43 +99,38 @@ inline uint8_t PilClip8(int64_t sum) {
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+// One output pixel of an interleaved RGB image: the weighted sum of `count` input pixels, `stride` bytes
+// apart from `first`, with PIL's fixed-point weights `k`, rounded and clipped as PIL does.
+inline void PilWeightedPixel(const uint8_t* first, int64_t stride, const int32_t* k, int64_t count, uint8_t* out) {
+  int64_t s0 = 1 << (kPilPrecisionBits - 1), s1 = s0, s2 = s0;
+  for (int64_t i = 0; i < count; ++i) {
+    const uint8_t* px = first + i * stride;
+    s0 += static_cast<int64_t>(px[0]) * k[i];
+    s1 += static_cast<int64_t>(px[1]) * k[i];
+    s2 += static_cast<int64_t>(px[2]) * k[i];
+  }
+  out[0] = PilClip8(s0);
+  out[1] = PilClip8(s1);
+  out[2] = PilClip8(s2);
+}
+
 // One pass along rows (horizontal) or columns (vertical) of an interleaved RGB image [rows, cols, 3].
 void PilResampleHorizontal(const uint8_t* in, int64_t rows, int64_t in_cols, uint8_t* out, int64_t out_cols,
                            const PilCoefficients& c) {
   for (int64_t y = 0; y < rows; ++y) {
     const uint8_t* row = in + y * in_cols * 3;
     for (int64_t xx = 0; xx < out_cols; ++xx) {
-      const int32_t* k = &c.weights[xx * c.window];
-      int64_t s0 = 1 << (kPilPrecisionBits - 1), s1 = s0, s2 = s0;
-      for (int64_t x = 0; x < c.count[xx]; ++x) {
-        const uint8_t* px = row + (x + c.first[xx]) * 3;
-        s0 += static_cast<int64_t>(px[0]) * k[x];
-        s1 += static_cast<int64_t>(px[1]) * k[x];
-        s2 += static_cast<int64_t>(px[2]) * k[x];
-      }
-      uint8_t* o = out + (y * out_cols + xx) * 3;
-      o[0] = PilClip8(s0);
-      o[1] = PilClip8(s1);
-      o[2] = PilClip8(s2);
+      PilWeightedPixel(row + c.first[xx] * 3, 3, &c.weights[xx * c.window], c.count[xx],
+                       out + (y * out_cols + xx) * 3);
     }
   }
 }
 
 void PilResampleVertical(const uint8_t* in, int64_t cols, uint8_t* out, int64_t out_rows, const PilCoefficients& c) {
   for (int64_t yy = 0; yy < out_rows; ++yy) {
-    const int32_t* k = &c.weights[yy * c.window];
     for (int64_t x = 0; x < cols; ++x) {
-      int64_t s0 = 1 << (kPilPrecisionBits - 1), s1 = s0, s2 = s0;
-      for (int64_t y = 0; y < c.count[yy]; ++y) {
-        const uint8_t* px = in + ((y + c.first[yy]) * cols + x) * 3;
-        s0 += static_cast<int64_t>(px[0]) * k[y];
-        s1 += static_cast<int64_t>(px[1]) * k[y];
-        s2 += static_cast<int64_t>(px[2]) * k[y];
-      }
-      uint8_t* o = out + (yy * cols + x) * 3;
-      o[0] = PilClip8(s0);
-      o[1] = PilClip8(s1);
-      o[2] = PilClip8(s2);
+      PilWeightedPixel(in + (c.first[yy] * cols + x) * 3, cols * 3, &c.weights[yy * c.window], c.count[yy],
+                       out + (yy * cols + x) * 3);
     }
   }
 }

@@ -40,15 +40,6 @@ int64_t SystemNowMs() {
       .count();
 }
 
-OutcomeState ToOutcome(JobState state) {
-  switch (state) {
-    case JobState::kSucceeded: return OutcomeState::kSucceeded;
-    case JobState::kFailed: return OutcomeState::kFailed;
-    case JobState::kCancelled: return OutcomeState::kCancelled;
-    default: return OutcomeState::kUnfinished;
-  }
-}
-
 // What watchers compare to decide whether a group's record changed.
 bool SameDWarp(const GroupDWarp& a, const GroupDWarp& b) {
   auto same_double = [](double x, double y) { return (std::isnan(x) && std::isnan(y)) || x == y; };
@@ -649,22 +640,7 @@ void Scheduler::PublishJobLocked(const SweepRecord& sweep, const JobRow& job) {
 void Scheduler::RecomputeDWarpLocked(SweepRecord& sweep) {
   std::vector<JobOutcome> outcomes;
   outcomes.reserve(sweep.job_ids.size());
-  for (int64_t id : sweep.job_ids) {
-    const JobRow& job = jobs_.at(id);
-    JobOutcome outcome;
-    outcome.model = job.model;
-    outcome.layer = job.layer;
-    outcome.dataset = job.dataset;
-    outcome.variant = job.variant;
-    outcome.d = job.d;
-    outcome.seed = job.seed;
-    outcome.state = ToOutcome(job.state);
-    if (job.result) {
-      outcome.test_score = job.result->test_score;
-      outcome.noise_ceiling = job.result->noise_ceiling;
-    }
-    outcomes.push_back(std::move(outcome));
-  }
+  for (int64_t id : sweep.job_ids) outcomes.push_back(OutcomeOf(jobs_.at(id)));
   sweep.dwarp_stale = false;
   std::vector<GroupDWarp> records = ComputeDWarp(sweep.spec.threshold, outcomes);
   for (const GroupDWarp& record : records) {

@@ -128,12 +128,22 @@ class SplitMix64 {
   double StudentT(int64_t degrees_of_freedom) {
     const double z = Normal();
     if (degrees_of_freedom > 200) return z;
+    return z / std::sqrt(ChiSquare(degrees_of_freedom) / static_cast<double>(degrees_of_freedom));
+  }
+  // sqrt(degrees_of_freedom / chi-square): how much larger the true spread may be than one estimated on
+  // that many degrees of freedom (1 beyond 200, or for none).
+  double ScaleOfEstimatedSpread(int64_t degrees_of_freedom) {
+    if (degrees_of_freedom > 200 || degrees_of_freedom < 1) return 1.0;
+    return 1.0 / std::sqrt(ChiSquare(degrees_of_freedom) / static_cast<double>(degrees_of_freedom));
+  }
+  // A chi-square variate: the sum of `degrees_of_freedom` squared normals.
+  double ChiSquare(int64_t degrees_of_freedom) {
     double chi_square = 0.0;
     for (int64_t i = 0; i < degrees_of_freedom; ++i) {
       const double x = Normal();
       chi_square += x * x;
     }
-    return z / std::sqrt(chi_square / static_cast<double>(degrees_of_freedom));
+    return chi_square;
   }
 
  private:
@@ -169,7 +179,7 @@ SeedSpread PooledSeedSpread(const std::vector<DimScore>& runs) {
   return spread;
 }
 
-SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d) {
+SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d, double floor) {
   std::map<int64_t, std::vector<double>> by_d;
   for (const DimScore& run : runs)
     if (std::isfinite(run.score)) by_d[run.d].push_back(run.score);
@@ -207,11 +217,47 @@ SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d) {
   }
   SeedSpread spread = PooledSeedSpread(near);
   if (!spread.known()) return spread;
-  spread.sd = std::max(spread.sd, kLocalSpreadFloor * PooledSeedSpread(runs).sd);
+  spread.sd = std::max(spread.sd, floor * PooledSeedSpread(runs).sd);
   return spread;
 }
 
-StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold) {
+SeedCorrelation SeedCorrelationOf(const std::vector<DimScore>& runs) {
+  // d -> seed -> score; runs without a seed take no part.
+  std::map<int64_t, std::map<uint64_t, double>> by_d;
+  for (const DimScore& run : runs)
+    if (run.seed.has_value() && std::isfinite(run.score)) by_d[run.d].emplace(*run.seed, run.score);
+  SeedCorrelation correlation;
+  double cross = 0.0, squares_a = 0.0, squares_b = 0.0;
+  for (auto a = by_d.begin(); a != by_d.end(); ++a) {
+    for (auto b = std::next(a); b != by_d.end(); ++b) {
+      std::vector<std::pair<double, double>> shared;
+      for (const auto& [seed, score] : a->second) {
+        const auto other = b->second.find(seed);
+        if (other != b->second.end()) shared.push_back({score, other->second});
+      }
+      if (shared.size() < 2) continue;
+      double mean_a = 0.0, mean_b = 0.0;
+      for (const auto& [x, y] : shared) {
+        mean_a += x;
+        mean_b += y;
+      }
+      mean_a /= static_cast<double>(shared.size());
+      mean_b /= static_cast<double>(shared.size());
+      for (const auto& [x, y] : shared) {
+        cross += (x - mean_a) * (y - mean_b);
+        squares_a += (x - mean_a) * (x - mean_a);
+        squares_b += (y - mean_b) * (y - mean_b);
+      }
+      ++correlation.pairs;
+    }
+  }
+  if (correlation.pairs == 0 || squares_a <= 0.0 || squares_b <= 0.0) return SeedCorrelation{};
+  correlation.rho = std::clamp(cross / std::sqrt(squares_a * squares_b), 0.0, 1.0);
+  return correlation;
+}
+
+StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold,
+                                                const IntervalOptions& options) {
   StatusOr<ThresholdCrossing> crossing = FindThresholdCrossing(runs, threshold);
   if (!crossing.ok()) return crossing.status();
   CrossingInterval interval;
@@ -237,19 +283,72 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
   struct Point {
     LogPoint at;  // score unset: each replicate draws its own
     const std::vector<double>* scores;
-    SeedSpread spread;  // known for a one-seed point: its score plus spread.sd x T
+    double mean;
+    SeedSpread spread;  // known: the mean plus spread.sd x T / sqrt(seeds); unknown: resample the seeds
     bool surely_below;
   };
   std::vector<Point> points;
   for (const auto& [d, scores] : by_d) {
-    const SeedSpread spread = scores.size() == 1 && spread_known ? SeedSpreadAt(runs, d) : SeedSpread{};
-    points.push_back({LogPointOf(d, 0.0), &scores, spread,
+    const bool from_spread =
+        spread_known && (scores.size() == 1 || options.draw == IntervalDraw::kSpreadNear);
+    const SeedSpread spread = from_spread ? SeedSpreadAt(runs, d, options.spread_floor) : SeedSpread{};
+    double mean = 0.0;
+    for (double score : scores) mean += score;
+    mean /= static_cast<double>(scores.size());
+    points.push_back({LogPointOf(d, 0.0), &scores, mean, spread,
                       !spread.known() && *std::max_element(scores.begin(), scores.end()) < threshold});
   }
   SplitMix64 rng(kBootstrapRngSeed);
-  auto draw_mean = [&rng](const Point& point) {
+
+  // kSeedEffects: every point's seeds (indices into the replicate's draws) and spread; one scale per
+  // replicate from the spread near the crossing.
+  const bool seed_effects = options.draw == IntervalDraw::kSeedEffects;
+  std::vector<std::vector<size_t>> seeds_of_point;
+  size_t seed_count = 0;
+  double rho = options.seed_correlation;
+  int64_t scale_dof = 0;
+  if (seed_effects) {
+    std::map<uint64_t, size_t> seed_index;
+    std::map<int64_t, std::vector<size_t>> by_d_seeds;
+    for (const DimScore& run : runs) {
+      size_t index = seed_count;
+      if (run.seed.has_value()) {
+        index = seed_index.emplace(*run.seed, seed_count).first->second;
+      }
+      if (index == seed_count) ++seed_count;
+      by_d_seeds[run.d].push_back(index);
+    }
+    for (Point& point : points) {
+      seeds_of_point.push_back(by_d_seeds.at(point.at.d));
+      point.spread = SeedSpreadAt(runs, point.at.d, options.spread_floor);
+      point.surely_below = false;
+    }
+    if (!std::isfinite(rho)) {
+      const SeedCorrelation correlation = SeedCorrelationOf(runs);
+      rho = correlation.known() ? correlation.rho : 1.0;
+    }
+    rho = std::clamp(rho, 0.0, 1.0);
+    scale_dof = SeedSpreadAt(runs, crossing->grid_d, options.spread_floor).degrees_of_freedom;
+  }
+  const double shared_weight = std::sqrt(rho), own_weight = std::sqrt(1.0 - rho);
+  std::vector<double> seed_draws(seed_count);
+  double scale = 1.0;
+  const Point* first_point = points.data();
+
+  auto draw_mean = [&](const Point& point) {
     const std::vector<double>& scores = *point.scores;
-    if (point.spread.known()) return scores[0] + point.spread.sd * rng.StudentT(point.spread.degrees_of_freedom);
+    if (seed_effects) {
+      const std::vector<size_t>& seeds = seeds_of_point[static_cast<size_t>(&point - first_point)];
+      double shared = 0.0;
+      for (size_t seed : seeds) shared += seed_draws[seed];
+      const double k = static_cast<double>(seeds.size());
+      return point.mean +
+             scale * point.spread.sd * (shared_weight * shared / k + own_weight * rng.Normal() / std::sqrt(k));
+    }
+    if (point.spread.known()) {
+      return point.mean + point.spread.sd * rng.StudentT(point.spread.degrees_of_freedom) /
+                              std::sqrt(static_cast<double>(scores.size()));
+    }
     double sum = 0.0;
     for (size_t i = 0; i < scores.size(); ++i) sum += scores[rng.Draw(scores.size())];
     return sum / static_cast<double>(scores.size());
@@ -259,6 +358,10 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
   std::vector<double> log_crossings;
   log_crossings.reserve(kBootstrapReplicates);
   for (int replicate = 0; replicate < kBootstrapReplicates; ++replicate) {
+    if (seed_effects) {
+      for (double& draw : seed_draws) draw = rng.Normal();
+      scale = rng.ScaleOfEstimatedSpread(scale_dof);
+    }
     double log_crossing = std::numeric_limits<double>::infinity();
     const Point* below = nullptr;
     double below_mean = 0.0;

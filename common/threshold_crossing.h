@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "common/status.h"
@@ -30,6 +31,9 @@ namespace dwarp {
 struct DimScore {
   int64_t d = 0;
   double score = 0.0;
+  // The run's seed, where known: the runs of one seed at several d share its data split and start, so
+  // their scores move together (SeedCorrelation). Runs without one count as seeds of their own.
+  std::optional<uint64_t> seed;
 };
 
 // The mean score at each distinct d, sorted by increasing d; `runs` may hold several seeds per d, in any
@@ -79,7 +83,7 @@ SeedSpread PooledSeedSpread(const std::vector<DimScore>& runs);
 // a few seeds that agree by chance near d cannot make the spread there tiny. Unknown when no d has 2
 // seeds.
 inline constexpr double kLocalSpreadFloor = 0.5;
-SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d);
+SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d, double floor = kLocalSpreadFloor);
 
 // How sure the crossing is, from the spread of the seeds (the runs at one d).
 //
@@ -114,8 +118,44 @@ struct CrossingInterval {
   bool settled = true;
 };
 
+// How much of the seeds' spread one seed carries to every d (its data split and start move its whole
+// curve): the correlation of a seed's deviations from their d's mean between two d values, pooled over
+// every pair of d values that share >= 2 seeds (over those shared seeds: sum over pairs and seeds of
+// r1 x r2, divided by the square root of sum r1^2 x sum r2^2, r the deviation from the mean over the shared
+// seeds at that d), clipped to [0, 1]. `pairs` counts the pairs of d values; unknown (pairs 0) when no two
+// d values share 2 seeds.
+struct SeedCorrelation {
+  int64_t pairs = 0;
+  double rho = std::numeric_limits<double>::quiet_NaN();
+  bool known() const { return pairs > 0; }
+};
+SeedCorrelation SeedCorrelationOf(const std::vector<DimScore>& runs);
+
+// How a bootstrap replicate draws each d's mean.
+enum class IntervalDraw {
+  // As above: a d with >= 2 seeds resamples its own seeds; a d with one draws from the spread near it.
+  kOwnSeeds,
+  // Every d draws its seeds' mean plus sd x T / sqrt(seeds), sd and T's degrees of freedom those of the
+  // spread near it (SeedSpreadAt); a d's own seeds count in that spread when it has >= 2.
+  kSpreadNear,
+  // A random-effects model of the seeds: score(d, seed) = mean(d) + u(seed) + e(d, seed), u shared by a
+  // seed's runs at every d. Each replicate draws every seed's u and every run's e as normals with
+  // variances rho x sd^2 and (1 - rho) x sd^2 (sd the spread near the d, rho the seed correlation), all
+  // scaled by one sqrt(dof / chi-square(dof)) (the spread near the crossing is itself estimated from
+  // dof degrees of freedom), and moves each d's mean by the mean of its seeds' u + e. So the seeds that a
+  // grid shares between d values move its whole curve together.
+  kSeedEffects,
+};
+struct IntervalOptions {
+  IntervalDraw draw = IntervalDraw::kOwnSeeds;
+  double spread_floor = kLocalSpreadFloor;  // SeedSpreadAt's floor
+  // kSeedEffects: the seed correlation; NaN: SeedCorrelationOf(runs), 1 when that is unknown.
+  double seed_correlation = std::numeric_limits<double>::quiet_NaN();
+};
+
 // The interval of FindThresholdCrossing(runs, threshold).d. Fails like FindThresholdCrossing.
-StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold);
+StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& runs, double threshold,
+                                                const IntervalOptions& options = {});
 
 // Whether the seeds of one d leave open on which side of the threshold their mean lies (a sequential
 // test: an adaptive search adds seeds at such a d before it trusts its side): true for no scores, for

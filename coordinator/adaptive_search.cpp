@@ -27,8 +27,13 @@ struct DimJobs {
   std::vector<double> scores;    // succeeded seeds' finite scores
 };
 
-uint64_t SmallestUnusedSeed(const std::set<uint64_t>& used) {
-  uint64_t seed = 0;
+// The seed an adaptive search adds at a point: the smallest one above the sweep's own seeds that the point
+// has not used, so that the seeds it adds continue the sweep's (seeds [7] adds 8, 9, ...; seeds [0, 1, 2]
+// adds 3, 4, ...) and two sweeps whose seeds lie far apart never share one. From 0 when the sweep's
+// largest seed is the largest there is.
+uint64_t NextUnusedSeed(const std::vector<uint64_t>& sweep_seeds, const std::set<uint64_t>& used) {
+  const uint64_t largest = sweep_seeds.empty() ? 0 : *std::max_element(sweep_seeds.begin(), sweep_seeds.end());
+  uint64_t seed = sweep_seeds.empty() || largest == std::numeric_limits<uint64_t>::max() ? 0 : largest + 1;
   while (used.count(seed) != 0) ++seed;
   return seed;
 }
@@ -114,7 +119,7 @@ GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint
     if (!SideUndecided(at->scores, near, threshold)) continue;
     SearchStep step;
     step.d = d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d);
-    step.seed = SmallestUnusedSeed(at->seeds);
+    step.seed = NextUnusedSeed(seeds, at->seeds);
     std::string why;
     if (!spread.known()) {
       why = "no d has 2 seeds yet, so the seeds' spread is unknown";

@@ -16,7 +16,8 @@
 //      where the first crossing lies are every d up to hi (every d when none crosses). Each of them whose
 //      side is undecided (threshold_crossing.h SideUndecided: its mean lies within Student's t x the
 //      spread near it / sqrt(seeds) of the threshold) and that has fewer than max_seeds jobs gets one
-//      more seed (the smallest not used at that d), and the search waits for them. While no d has 2 seeds (no spread
+//      more seed (the smallest above the sweep's seeds not used at that d: seeds [7] adds 8, 9, ...), and
+//      the search waits for them. While no d has 2 seeds (no spread
 //      known) only the bracket's two ends are asked, for their second seed; the spread they give then
 //      decides the other points, which a single seed settles when it lies far from the threshold. So a
 //      bisection point near the threshold gets seeds before the bracket moves on its side, and a new seed

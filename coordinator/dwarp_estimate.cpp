@@ -86,6 +86,7 @@ GroupState Summarise(const GroupKey& key, const std::vector<JobOutcome>& jobs, s
     point.d = d;
     point.seeds_total = static_cast<int32_t>(members.size());
     std::vector<double> scores;
+    std::vector<uint64_t> seeds;  // scores[i]'s seed
     bool unfinished = false;
     for (size_t index : members) {
       const JobOutcome& job = jobs[index];
@@ -103,6 +104,7 @@ GroupState Summarise(const GroupKey& key, const std::vector<JobOutcome>& jobs, s
         continue;
       }
       scores.push_back(job.test_score);
+      seeds.push_back(job.seed);
     }
     point.seeds_done = static_cast<int32_t>(scores.size());
     if (!scores.empty()) {
@@ -127,7 +129,7 @@ GroupState Summarise(const GroupKey& key, const std::vector<JobOutcome>& jobs, s
         g.unfinished_dims.push_back(d.value);
       }
       if (!scores.empty()) {
-        for (double s : scores) g.runs.push_back({d.value, s});
+        for (size_t i = 0; i < scores.size(); ++i) g.runs.push_back({d.value, scores[i], seeds[i]});
         if (!g.has_grid_point || point.mean_score > g.record.best_score) {
           g.record.best_score = point.mean_score;
           g.record.best_d = d;

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
+#include <random>
 #include <vector>
 
 namespace dwarp {
@@ -313,6 +315,99 @@ TEST(StudentT975Test, MatchesTheTableAndTendsTo196) {
   EXPECT_NEAR(StudentT975(120), 1.9799, 5e-4);
   EXPECT_GT(StudentT975(100000), 1.9599);
   EXPECT_LT(StudentT975(100000), 1.9601);
+}
+
+// ------------------------------------------------------------------ seeds shared between d values
+
+TEST(SeedCorrelationTest, ASeedThatShiftsItsWholeCurveCorrelatesFully) {
+  // Each seed's curve is the same curve shifted by the seed's own offset.
+  std::vector<DimScore> runs;
+  const double offset[] = {-0.02, 0.01, 0.03};
+  for (uint64_t seed = 0; seed < 3; ++seed)
+    for (int64_t d : {100, 300, 1000}) runs.push_back({d, 0.1 * std::log(static_cast<double>(d)) + offset[seed], seed});
+  const SeedCorrelation shared = SeedCorrelationOf(runs);
+  ASSERT_TRUE(shared.known());
+  EXPECT_EQ(shared.pairs, 3);  // (100, 300), (100, 1000), (300, 1000)
+  EXPECT_NEAR(shared.rho, 1.0, 1e-12);
+
+  // Opposite deviations at the two d values: a negative correlation, clipped to 0.
+  const SeedCorrelation opposite = SeedCorrelationOf({{100, 0.4, 0}, {100, 0.5, 1}, {300, 0.6, 0}, {300, 0.5, 1}});
+  ASSERT_TRUE(opposite.known());
+  EXPECT_EQ(opposite.rho, 0.0);
+
+  // No two d values share 2 seeds, or the runs carry no seed: unknown.
+  EXPECT_FALSE(SeedCorrelationOf({{100, 0.4, 0}, {100, 0.5, 1}, {300, 0.6, 0}, {300, 0.5, 2}}).known());
+  EXPECT_FALSE(SeedCorrelationOf({{100, 0.4}, {100, 0.5}, {300, 0.6}, {300, 0.5}}).known());
+}
+
+// Simulated sweeps from the random-effects model the kSeedEffects draw assumes, with a known true
+// crossing: score(d, seed) = 0.3 + 0.05 log d + u(seed) + e(d, seed), u and e normal with sds 0.012 and
+// 0.008 (a seed correlation of 0.69, about what the quickstart's seeds show), 3 seeds at d = 0, 100, 300,
+// 1000, 3000 (d = 0 at the line's value at 30). The curve is linear in log d, so interpolation is exact
+// and each interval misses the truth only through the seeds.
+double CoverageOfSimulatedGrids(const IntervalOptions& options, int sweeps, double* median_width) {
+  std::mt19937_64 generator(20261205);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const double true_d = 700.0;
+  const double threshold = 0.3 + 0.05 * std::log(true_d);
+  int held = 0;
+  std::vector<double> widths;
+  for (int sweep = 0; sweep < sweeps; ++sweep) {
+    std::vector<DimScore> runs;
+    for (uint64_t seed = 0; seed < 3; ++seed) {
+      const double u = 0.012 * normal(generator);
+      for (int64_t d : {0, 100, 300, 1000, 3000}) {
+        const double at = 0.3 + 0.05 * std::log(d == 0 ? 30.0 : static_cast<double>(d));
+        runs.push_back({d, at + u + 0.008 * normal(generator), seed});
+      }
+    }
+    const auto interval = FindCrossingInterval(runs, threshold, options);
+    if (!interval.ok() || !interval->reached) continue;
+    held += interval->low <= true_d && true_d <= interval->high;
+    widths.push_back(interval->high / interval->low);
+  }
+  std::sort(widths.begin(), widths.end());
+  *median_width = widths.empty() ? 0.0 : widths[widths.size() / 2];
+  return static_cast<double>(held) / sweeps;
+}
+
+TEST(CrossingIntervalTest, SeedEffectsHoldTheTrueCrossingWhereResamplingOwnSeedsDoesNot) {
+  constexpr int kSweeps = 300;
+  double own_width = 0.0, effects_width = 0.0, independent_width = 0.0;
+  const double own = CoverageOfSimulatedGrids({IntervalDraw::kOwnSeeds}, kSweeps, &own_width);
+  const double effects = CoverageOfSimulatedGrids({IntervalDraw::kSeedEffects}, kSweeps, &effects_width);
+  const double independent =
+      CoverageOfSimulatedGrids({IntervalDraw::kSeedEffects, kLocalSpreadFloor, 0.0}, kSweeps, &independent_width);
+  // A 95% interval: resampling 3 seeds per d holds the truth far less often; the random-effects draw
+  // about as often as it claims (300 sweeps: +-2.5% at 95%).
+  EXPECT_LT(own, 0.85) << own;
+  EXPECT_GE(effects, 0.90) << effects;
+  EXPECT_GT(effects, own + 0.05);
+  // Treating the seeds as independent at each d (correlation 0) gives narrower intervals than the
+  // estimated correlation does.
+  EXPECT_LT(independent_width, effects_width);
+  EXPECT_LT(independent, effects + 1e-12);
+  std::printf("coverage of 95%% intervals over %d simulated sweeps: own seeds %.3f (median width %.2f), seed effects "
+              "%.3f (%.2f), seed effects with correlation 0 %.3f (%.2f)\n",
+              kSweeps, own, own_width, effects, effects_width, independent, independent_width);
+}
+
+TEST(CrossingIntervalTest, SeedEffectsOnOneSeedPerDFallBackToTheBracketAndAreReproducible) {
+  // No spread known: the bracket's ends, as for every draw.
+  const auto bracket = FindCrossingInterval({{10, 0.2, 0}, {1000, 0.8, 0}}, 0.5, {IntervalDraw::kSeedEffects});
+  ASSERT_TRUE(bracket.ok());
+  EXPECT_FALSE(bracket->bootstrap);
+  const std::vector<DimScore> runs = {{100, 0.40, 0}, {100, 0.44, 1}, {300, 0.47, 0},
+                                      {300, 0.52, 1}, {1000, 0.58, 0}, {1000, 0.61, 1}};
+  const auto a = FindCrossingInterval(runs, 0.5, {IntervalDraw::kSeedEffects});
+  const auto b = FindCrossingInterval(runs, 0.5, {IntervalDraw::kSeedEffects});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(a->bootstrap);
+  EXPECT_EQ(a->low, b->low);
+  EXPECT_EQ(a->high, b->high);
+  const double d = Cross(runs, 0.5).d;
+  EXPECT_LT(a->low, d);
+  EXPECT_GT(a->high, d);
 }
 
 }  // namespace

@@ -215,6 +215,30 @@ TEST(AdaptiveSearchTest, APointFarFromTheThresholdDecidesItsSideWithOneSeed) {
   EXPECT_EQ(plan.next[0].seed, 0u);
 }
 
+TEST(AdaptiveSearchTest, AddedSeedsContinueTheSweepsSeeds) {
+  // Seeds [7]: the ends' second seeds are 8, not 0, so that sweeps with far-apart seeds share none.
+  std::vector<SearchJob> jobs = {Done(0, 7, 0.1), Done(300, 7, 0.45), Done(3000, 7, 0.8)};
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, 3), {7}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 2u);
+  EXPECT_EQ(plan.next[0].seed, 8u);
+  EXPECT_EQ(plan.next[1].seed, 8u);
+  EXPECT_THAT(plan.next[0].reason, HasSubstr("seed 8 at d = 300"));
+  // A seed already used at the point (8, say by a job of an earlier plan) is skipped.
+  jobs.push_back(Done(300, 8, 0.47));
+  jobs.push_back(Done(3000, 9, 0.79));
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {7}, 0.5, jobs);
+  ASSERT_FALSE(plan.next.empty());
+  for (const SearchStep& step : plan.next) {
+    if (step.d == SubspaceDim::Subspace(300)) EXPECT_EQ(step.seed, 9u);
+    if (step.d == SubspaceDim::Subspace(3000)) EXPECT_EQ(step.seed, 8u);
+  }
+  // The largest seed there is: the added seeds start from 0.
+  const uint64_t top = std::numeric_limits<uint64_t>::max();
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {top}, 0.5, {Done(0, top, 0.1), Done(300, top, 0.45), Done(3000, top, 0.8)});
+  ASSERT_EQ(plan.next.size(), 2u);
+  EXPECT_EQ(plan.next[0].seed, 0u);
+}
+
 TEST(AdaptiveSearchTest, AnUndecidedPointBelowTheBracketGetsASeedToo) {
   // The first crossing is at 600; 400's one seed lies 0.01 under the threshold and may be the real one.
   std::vector<SearchJob> jobs = TwoSeededEnds();

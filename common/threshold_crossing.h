@@ -147,7 +147,7 @@ enum class IntervalDraw {
   kSeedEffects,
 };
 struct IntervalOptions {
-  IntervalDraw draw = IntervalDraw::kOwnSeeds;
+  IntervalDraw draw = IntervalDraw::kSeedEffects;
   double spread_floor = kLocalSpreadFloor;  // SeedSpreadAt's floor
   // kSeedEffects: the seed correlation; NaN: SeedCorrelationOf(runs), 1 when that is unknown.
   double seed_correlation = std::numeric_limits<double>::quiet_NaN();

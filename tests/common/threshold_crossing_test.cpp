@@ -145,8 +145,8 @@ TEST(ThresholdCrossingTest, RejectsBadInput) {
 
 // ------------------------------------------------------------------------------------------ the interval
 
-CrossingInterval Interval(const std::vector<DimScore>& runs, double threshold) {
-  auto result = FindCrossingInterval(runs, threshold);
+CrossingInterval Interval(const std::vector<DimScore>& runs, double threshold, const IntervalOptions& options = {}) {
+  auto result = FindCrossingInterval(runs, threshold, options);
   EXPECT_TRUE(result.ok()) << result.status();
   return result.ok() ? *result : CrossingInterval{};
 }
@@ -203,10 +203,12 @@ TEST(CrossingIntervalTest, SeedsOnBothSidesOfTheThresholdLeaveTheBracketUnsettle
   EXPECT_FALSE(open.settled);
 }
 
-TEST(CrossingIntervalTest, OneSeedPointsDrawTheSpreadNearThemSoTheirNoiseWidensTheInterval) {
-  // d = 10 and 1000 have two seeds each (spread 0.05 per seed); d = 100 has one seed just under 0.5.
+TEST(CrossingIntervalTest, OwnSeedsDrawOneSeedPointsFromTheSpreadNearThemSoTheirNoiseWidensTheInterval) {
+  // kOwnSeeds: d = 10 and 1000 have two seeds each (spread 0.05 per seed); d = 100 has one seed just
+  // under 0.5.
+  const IntervalOptions own{IntervalDraw::kOwnSeeds};
   const std::vector<DimScore> runs = {{10, 0.15}, {10, 0.25}, {100, 0.48}, {1000, 0.75}, {1000, 0.85}};
-  const CrossingInterval i = Interval(runs, 0.5);
+  const CrossingInterval i = Interval(runs, 0.5, own);
   ASSERT_TRUE(i.reached);
   EXPECT_TRUE(i.bootstrap);
   // Its one seed may lie either side: some replicates cross between 10 and 100, so the interval reaches
@@ -217,11 +219,12 @@ TEST(CrossingIntervalTest, OneSeedPointsDrawTheSpreadNearThemSoTheirNoiseWidensT
   // Without the single-seed point's noise (two identical seeds: zero spread of its own, but it is no
   // longer drawn from the pool) the interval stays in the bracket.
   const CrossingInterval two = Interval({{10, 0.15}, {10, 0.25}, {100, 0.48}, {100, 0.48}, {1000, 0.75},
-                                         {1000, 0.85}}, 0.5);
+                                         {1000, 0.85}}, 0.5, own);
   EXPECT_GE(two.low, 100.0 * (1 - 1e-9));
   // A one-seed point far below the threshold (0.5 under it, 7 sds 0.0707 on 2 degrees of freedom, 100's and 1000's:
   // a t-variate beyond 7 in about 1% of draws) crosses in too few replicates to move the interval.
-  const CrossingInterval far = Interval({{10, 0.0}, {100, 0.25}, {100, 0.35}, {1000, 0.75}, {1000, 0.85}}, 0.5);
+  const CrossingInterval far =
+      Interval({{10, 0.0}, {100, 0.25}, {100, 0.35}, {1000, 0.75}, {1000, 0.85}}, 0.5, own);
   EXPECT_TRUE(far.bootstrap);
   EXPECT_GE(far.low, 100.0 * (1 - 1e-9));
   EXPECT_LE(far.high, 1000.0 * (1 + 1e-9));

@@ -68,10 +68,11 @@ TEST(DWarpEstimateTest, StatusNames) {
 }
 
 TEST(DWarpEstimateTest, AbsoluteThresholdInterpolatesInLogD) {
-  // Means: d 0 -> 0.1, d 10 -> 0.2, d 100 -> 0.6; threshold 0.4 lies between 10 and 100.
-  const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1),   Done("m", "it", D(0), 1, 0.1),
-                                        Done("m", "it", D(10), 0, 0.15), Done("m", "it", D(10), 1, 0.25),
-                                        Done("m", "it", D(100), 0, 0.5), Done("m", "it", D(100), 1, 0.7)};
+  // Means: d 0 -> 0.1, d 10 -> 0.2, d 100 -> 0.6; threshold 0.4 lies between 10 and 100, 0.2 or about 30
+  // seed spreads from either (a spread wide enough to leave the bracket open would make it provisional).
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(0), 0, 0.1),     Done("m", "it", D(0), 1, 0.1),
+                                        Done("m", "it", D(10), 0, 0.195),  Done("m", "it", D(10), 1, 0.205),
+                                        Done("m", "it", D(100), 0, 0.595), Done("m", "it", D(100), 1, 0.605)};
   const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.4), jobs));
   EXPECT_EQ(g.status, DWarpStatus::kReached);
   EXPECT_DOUBLE_EQ(g.threshold, 0.4);
@@ -108,6 +109,31 @@ TEST(DWarpEstimateTest, TheIntervalIsTheBracketWithOneSeedAndABootstrapWithMore)
   EXPECT_GT(three.d_warp_high, three.d_warp);
   EXPECT_GE(three.d_warp_low, 10.0);
   EXPECT_LE(three.d_warp_high, 1000.0);
+}
+
+TEST(DWarpEstimateTest, TheIntervalCarriesEachSeedAcrossItsDValues) {
+  // The same scores twice: once each seed's runs at 100, 300 and 1000 (seed 0 low everywhere, seed 2
+  // high: the seed moves its whole curve), once with a new seed for every run. A seed that moves its
+  // whole curve moves the crossing with it, so the interval from the seeds is the wider one.
+  const double offset[] = {-0.03, 0.0, 0.03};
+  std::vector<JobOutcome> shared, apart;
+  uint64_t fresh = 100;
+  for (uint64_t seed : {0, 1, 2}) {
+    for (int64_t d : {100, 300, 1000}) {
+      const double score = 0.25 + 0.1 * std::log10(static_cast<double>(d)) + offset[seed] + 0.002 * (d % 7);
+      shared.push_back(Done("m", "ds", SubspaceDim::Subspace(d), seed, score));
+      apart.push_back(Done("m", "ds", SubspaceDim::Subspace(d), fresh++, score));
+    }
+  }
+  const ThresholdSpec absolute = Threshold(ThresholdKind::kAbsolute, 0.5);
+  const GroupDWarp together = Only(ComputeDWarp(absolute, shared));
+  const GroupDWarp independent = Only(ComputeDWarp(absolute, apart));
+  EXPECT_DOUBLE_EQ(together.d_warp, independent.d_warp);
+  ASSERT_TRUE(together.interval_bootstrap && independent.interval_bootstrap);
+  EXPECT_GT(std::log(together.d_warp_high / together.d_warp_low),
+            1.1 * std::log(independent.d_warp_high / independent.d_warp_low))
+      << "together [" << together.d_warp_low << ", " << together.d_warp_high << "], independent ["
+      << independent.d_warp_low << ", " << independent.d_warp_high << "]";
 }
 
 TEST(DWarpEstimateTest, SeedsThatLeaveTheBracketOpenMakeAFinishedGroupProvisional) {
@@ -218,8 +244,8 @@ TEST(DWarpEstimateTest, DWithEverySeedFailedIsSkippedWithANote) {
 
 TEST(DWarpEstimateTest, FailedSeedsAreLeftOutOfTheMean) {
   // d 100 mean over the succeeded seeds = 0.6 >= 0.45; counting the failed one as 0 would give 0.4.
-  const std::vector<JobOutcome> jobs = {Done("m", "it", D(10), 0, 0.1), Done("m", "it", D(100), 0, 0.55),
-                                        Failed("m", "it", D(100), 1), Done("m", "it", D(100), 2, 0.65)};
+  const std::vector<JobOutcome> jobs = {Done("m", "it", D(10), 0, 0.1), Done("m", "it", D(100), 0, 0.595),
+                                        Failed("m", "it", D(100), 1), Done("m", "it", D(100), 2, 0.605)};
   const GroupDWarp g = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.45), jobs));
   EXPECT_EQ(g.status, DWarpStatus::kReached);
   EXPECT_EQ(g.grid_d, 100);

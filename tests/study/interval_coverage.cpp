@@ -1,7 +1,7 @@
 // How often d_warp's interval holds the true d_warp: a study program, run by hand (README "Adaptive search
 // and d_warp's interval"), never by ctest.
 //
-//   interval_coverage --threshold T TRUTH.csv REPLICATE.csv...
+//   interval_coverage --threshold T [--pairs] TRUTH.csv REPLICATE.csv...
 //
 // Each CSV holds one run's jobs, one line each: group,d,seed,score (d >= 0; a header line and lines whose d
 // is not a number are skipped). TRUTH is a sweep with many seeds per d; its crossing (the mean curve's,
@@ -10,7 +10,9 @@
 // program prints each replicate's interval per group and whether it holds the truth, then how many of the
 // replicates' intervals do (a 95% interval should hold it about 19 times in 20), their median width, and
 // how many of the two-way checks hold (the replicate's d_warp in the truth's interval, and the truth's in
-// the replicate's).
+// the replicate's). With --pairs the replicates come in pairs run on the same seeds (an adaptive search,
+// then the grid) and the program also prints, per pair and group, whether each one's d_warp lies in the
+// other's interval.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -62,11 +64,14 @@ std::string Interval(const dwarp::CrossingInterval& interval) {
 
 int main(int argc, char** argv) {
   double threshold = NAN;
+  bool pairs = false;
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--threshold" && i + 1 < argc) {
       threshold = std::stod(argv[++i]);
+    } else if (arg == "--pairs") {
+      pairs = true;
     } else {
       files.push_back(arg);
     }
@@ -132,6 +137,27 @@ int main(int argc, char** argv) {
     const double median_width = widths.empty() ? NAN : widths[widths.size() / 2];
     std::printf("holds the truth: %d of %d; median width high/low %.2f; two-way checks %d of %d\n", held, total,
                 median_width, both_ways, checks);
+    if (!pairs) continue;
+    int pair_checks = 0, pair_held = 0;
+    for (size_t i = 1; i + 1 < sets.size(); i += 2) {
+      std::printf("%s vs %s:", files[i].c_str(), files[i + 1].c_str());
+      for (const auto& [group, runs] : sets[i]) {
+        const auto other = sets[i + 1].find(group);
+        if (other == sets[i + 1].end()) continue;
+        const auto a = dwarp::FindThresholdCrossing(runs, threshold);
+        const auto b = dwarp::FindThresholdCrossing(other->second, threshold);
+        const auto ai = dwarp::FindCrossingInterval(runs, threshold, method.options);
+        const auto bi = dwarp::FindCrossingInterval(other->second, threshold, method.options);
+        if (!a.ok() || !b.ok() || !ai.ok() || !bi.ok() || !a->reached || !b->reached) continue;
+        const bool a_in_b = bi->low <= a->d && a->d <= bi->high;
+        const bool b_in_a = ai->low <= b->d && b->d <= ai->high;
+        pair_checks += 2;
+        pair_held += a_in_b + b_in_a;
+        std::printf(" | %s %s", a_in_b ? "in" : "OUT", b_in_a ? "in" : "OUT");
+      }
+      std::printf("\n");
+    }
+    std::printf("pairs: each d_warp in the other's interval, %d of %d checks\n", pair_held, pair_checks);
   }
   return 0;
 }

@@ -112,16 +112,43 @@ GroupSearchPlan PlanGroupSearch(const SearchSpec& search, const std::vector<uint
     if (end - curve.begin() >= 2) deciding.push_back(*(end - 2));
     deciding.push_back(*(end - 1));
   }
+  // Points that break the curve's rise: a mean under the one at the next smaller d by more than the
+  // seeds' spread allows (t x spread near them x sqrt(1 / seeds + 1 / its seeds)). One of the two is off
+  // (a run can fail far from its seed's curve); the one with fewer seeds, the larger d on a tie, gets one
+  // more before its side is trusted.
+  std::map<int64_t, std::string> breaks_rise;  // d -> why
+  if (spread.known()) {
+    for (size_t i = 1; i < curve.size(); ++i) {
+      const auto& [low_d, low] = curve[i - 1];
+      const auto& [high_d, high] = curve[i];
+      const SeedSpread near = SeedSpreadAt(runs, high_d);
+      const double allowed = StudentT975(near.degrees_of_freedom) * near.sd *
+                             std::sqrt(1.0 / static_cast<double>(low->scores.size()) +
+                                       1.0 / static_cast<double>(high->scores.size()));
+      const double drop = Mean(low->scores) - Mean(high->scores);
+      if (!(drop > allowed)) continue;
+      const bool low_gets_it = low->scores.size() < high->scores.size();
+      const int64_t d = low_gets_it ? low_d : high_d;
+      breaks_rise.emplace(d, "the mean " + FormatNumber(Mean(high->scores)) + " at d = " + std::to_string(high_d) +
+                                 " lies " + FormatNumber(drop) + " under the mean " + FormatNumber(Mean(low->scores)) +
+                                 " at d = " + std::to_string(low_d) + ", more than t = " +
+                                 FormatNumber(StudentT975(near.degrees_of_freedom)) + " x the seed spread near it " +
+                                 FormatNumber(near.sd) + " allows for a curve that rises with d");
+    }
+  }
   for (const auto& [d, at] : deciding) {
     if (static_cast<int64_t>(plan.next.size()) >= budget) break;
     if (static_cast<int64_t>(at->seeds.size()) >= search.max_seeds) continue;
     const SeedSpread near = SeedSpreadAt(runs, d);
-    if (!SideUndecided(at->scores, near, threshold)) continue;
+    const auto broken = breaks_rise.find(d);
+    if (broken == breaks_rise.end() && !SideUndecided(at->scores, near, threshold)) continue;
     SearchStep step;
     step.d = d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d);
     step.seed = NextUnusedSeed(seeds, at->seeds);
     std::string why;
-    if (!spread.known()) {
+    if (broken != breaks_rise.end()) {
+      why = broken->second;
+    } else if (!spread.known()) {
       why = "no d has 2 seeds yet, so the seeds' spread is unknown";
     } else {
       why = "the mean " + FormatNumber(Mean(at->scores)) + " of its " + std::to_string(at->scores.size()) +

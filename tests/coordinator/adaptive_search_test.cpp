@@ -239,6 +239,36 @@ TEST(AdaptiveSearchTest, AddedSeedsContinueTheSweepsSeeds) {
   EXPECT_EQ(plan.next[0].seed, 0u);
 }
 
+TEST(AdaptiveSearchTest, APointThatBreaksTheCurvesRiseGetsASeedEvenFarFromTheThreshold) {
+  // 949's one seed 0.42 and 1687's 0.30, both far under the threshold 0.5 (decided by the spread 0.014
+  // alone: 4.303 x 0.014 = 0.061), but 1687 lies 0.12 under 949 (more than 4.303 x 0.014 x sqrt(2) =
+  // 0.086): a curve that rises with d says one of them is off, and the larger d, with as few seeds, gets
+  // a second before the bracket 1687 .. 3000 is trusted.
+  std::vector<SearchJob> jobs = TwoSeededEnds();
+  jobs.push_back(Done(949, 0, 0.42));
+  jobs.push_back(Done(1687, 0, 0.30));
+  GroupSearchPlan plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(1687));
+  EXPECT_EQ(plan.next[0].seed, 1u);
+  EXPECT_THAT(plan.next[0].reason, HasSubstr("seed 1 at d = 1687: the mean 0.3 at d = 1687 lies 0.12 under the mean "
+                                             "0.42 at d = 949, more than t = 4.303 x the seed spread near it"));
+  // With more seeds at 949 than at 1687 the drop is charged to 1687 as well; with more at 1687, to 949.
+  jobs.push_back(Done(1687, 1, 0.31));
+  jobs.push_back(Done(1687, 2, 0.29));
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, jobs);
+  ASSERT_FALSE(plan.next.empty());
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(949));
+  EXPECT_THAT(plan.next[0].reason, HasSubstr("under the mean 0.42 at d = 949"));
+  // Without the drop the same point is decided by its one seed: the bracket is bisected at once.
+  std::vector<SearchJob> rising = TwoSeededEnds();
+  rising.push_back(Done(949, 0, 0.25));
+  rising.push_back(Done(1687, 0, 0.30));
+  plan = PlanGroupSearch(Adaptive(0.25, 3), {0}, 0.5, rising);
+  ASSERT_EQ(plan.next.size(), 1u);
+  EXPECT_EQ(plan.next[0].d, SubspaceDim::Subspace(2250));  // round(sqrt(1687 * 3000))
+}
+
 TEST(AdaptiveSearchTest, AnUndecidedPointBelowTheBracketGetsASeedToo) {
   // The first crossing is at 600; 400's one seed lies 0.01 under the threshold and may be the real one.
   std::vector<SearchJob> jobs = TwoSeededEnds();

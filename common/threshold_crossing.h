@@ -87,9 +87,11 @@ SeedSpread SeedSpreadAt(const std::vector<DimScore>& runs, int64_t d, double flo
 
 // How sure the crossing is, from the spread of the seeds (the runs at one d).
 //
-// Bootstrap over seeds: each of kBootstrapReplicates replicates draws, at every d independently, a mean
-// score, and applies the crossing rule above to the drawn means; a replicate whose curve never reaches the
-// threshold counts as d = +infinity. A d with >= 2 seeds draws as many scores as it has, with
+// Bootstrap: each of kBootstrapReplicates replicates draws a mean score at every d and applies the
+// crossing rule above to the drawn means; a replicate whose curve never reaches the threshold counts as
+// d = +infinity. How each d's mean is drawn is IntervalOptions::draw, below: by default kSeedEffects,
+// which moves a seed's runs at every d together. With kOwnSeeds, the rule before it, every d is drawn
+// independently: a d with >= 2 seeds draws as many scores as it has, with
 // replacement, from its own; a d with one seed draws its score plus sd x T, sd the spread near that d
 // (SeedSpreadAt) and T a Student's t variate on its degrees of freedom (the predictive spread of one
 // seed when the spread itself is estimated from few seeds: heavy-tailed while they are few), so that every

@@ -28,10 +28,10 @@
 //                 crossing finished
 //   not_reached   no crossing, and every job that could change that finished; or (fraction_of_noise_ceiling)
 //                 every job of the dataset finished without reporting a noise ceiling
-// Interval: threshold_crossing.h FindCrossingInterval over the same runs: a 95% bootstrap-over-seeds
-// interval of the refined crossing (a d with one succeeded seed drawn with the seed spread near it),
-// or the bracket's ends when no d has 2 succeeded seeds and a bracket end has one; set whenever d_warp is
-// (provisional and reached).
+// Interval: threshold_crossing.h FindCrossingInterval over the same runs, with each run's seed: a 95%
+// bootstrap interval of the refined crossing whose replicates draw every seed's shared effect and every
+// run's own (IntervalDraw::kSeedEffects), or the bracket's ends when no d has 2 succeeded seeds and a
+// bracket end has one; set whenever d_warp is (provisional and reached).
 // Finished = succeeded, failed or cancelled. Failed and cancelled jobs add nothing to the curve; a grid d
 // without a succeeded seed is skipped (the note says so).
 //

@@ -23,6 +23,10 @@
 //      bisection point near the threshold gets seeds before the bracket moves on its side, and a new seed
 //      that moves a mean across the threshold moves the bracket. At max_seeds a point's side is its
 //      mean's, decided or not (d_warp's interval, dwarp_estimate.h, then carries the doubt).
+//      A point whose mean breaks the curve's rise (under the mean at the next smaller d by more than t x
+//      the spread near it x sqrt(1 / seeds + 1 / its seeds): one run of the two may have ended far from
+//      its seed's curve) is undecided too: the one of the two with fewer seeds (the larger d on a tie)
+//      gets another.
 //   4. No d reaches the threshold, or the first grid d reaches it: settled (the coarse grid is the
 //      search's range).
 //   5. Bracket wider than rel_width (hi > (1 + rel_width) * max(lo, 1)): add d = round(sqrt(max(lo, 1) * hi))

@@ -378,7 +378,7 @@ TEST(CrossingIntervalTest, SeedEffectsHoldTheTrueCrossingWhereResamplingOwnSeeds
   constexpr int kSweeps = 300;
   double own_width = 0.0, effects_width = 0.0, independent_width = 0.0;
   const double own = CoverageOfSimulatedGrids({IntervalDraw::kOwnSeeds}, kSweeps, &own_width);
-  const double effects = CoverageOfSimulatedGrids({IntervalDraw::kSeedEffects}, kSweeps, &effects_width);
+  const double effects = CoverageOfSimulatedGrids(IntervalOptions{}, kSweeps, &effects_width);  // the default
   const double independent =
       CoverageOfSimulatedGrids({IntervalDraw::kSeedEffects, kLocalSpreadFloor, 0.0}, kSweeps, &independent_width);
   // A 95% interval: resampling 3 seeds per d holds the truth far less often; the random-effects draw

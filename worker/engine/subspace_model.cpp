@@ -3,13 +3,14 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <c10/util/Exception.h>
-#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+
+#include "worker/engine/fused_install.h"
 
 namespace dwarp::engine {
 namespace {
@@ -70,137 +71,6 @@ std::pair<torch::jit::Module, std::string> OwnerOf(const torch::jit::Module& roo
   }
   return {owner, path.substr(begin)};
 }
-
-}  // namespace
-
-namespace internal {
-
-// Everything a fused install needs, immutable after construction and shared by the autograd nodes of every
-// step: the warped tensors' theta_0 as one flat buffer (targets in module order, each at its offset), the
-// segment table, and the projection that yields P theta_d in the same flat order.
-//
-// The install is params = theta_0 + s * delta with delta = P theta_d ([D]) and s[i] the lambda of the group
-// of the tensor holding entry i (no multiply without groups). Its operations, whatever the number of
-// tensors: the batched projection's outputs concatenated (one cat), with groups an index_select of the
-// lambdas and a multiply, one add. Backward: one cat of the tensors' gradients, with groups a multiply,
-// the projection's transpose, and for the lambdas a multiply, a prefix sum in float64, one gather of the
-// segment ends, one difference and a [T] x [T, G] product (per-tensor sums added into their groups, in a
-// fixed order, so runs repeat exactly). The multiplies and the add are the per-tensor path's own
-// operations on the same operands, so the installed values and theta_d's gradient are that path's bit for
-// bit; only the lambdas' gradients are summed in another order.
-class FusedInstall {
- public:
-  FusedInstall(at::Tensor theta0, std::vector<int64_t> offsets, std::vector<std::vector<int64_t>> shapes,
-               const std::vector<int64_t>& groups, int64_t group_count, std::optional<BatchedFastfood> batched,
-               std::optional<FastfoodProjection> global)
-      : theta0_(std::move(theta0)), offsets_(std::move(offsets)), shapes_(std::move(shapes)),
-        group_count_(group_count), batched_(std::move(batched)), global_(std::move(global)) {
-    const auto device = theta0_.device();
-    const int64_t count = static_cast<int64_t>(offsets_.size());
-    for (int64_t t = 0; t < count; ++t) sizes_.push_back(c10::multiply_integers(shapes_[t]));
-    if (group_count_ == 0) return;
-    std::vector<int64_t> ends;
-    for (int64_t t = 0; t < count; ++t) ends.push_back(offsets_[t] + sizes_[t] - 1);
-    segment_ends_ = at::tensor(ends, at::kLong).to(device);
-    element_group_ = at::repeat_interleave(at::tensor(groups, at::kLong), at::tensor(sizes_, at::kLong)).to(device);
-    at::Tensor member = at::zeros({count, group_count_}, at::kDouble);
-    for (int64_t t = 0; t < count; ++t) member[t][groups[t]] = 1.0;
-    group_of_segment_ = member.to(device);
-  }
-
-  int64_t count() const { return static_cast<int64_t>(offsets_.size()); }
-  const at::Tensor& theta0() const { return theta0_; }
-  int64_t group_count() const { return group_count_; }
-
-  // P theta_d as one flat [D] buffer in target order (no autograd).
-  at::Tensor Project(const at::Tensor& theta) const {
-    if (global_.has_value()) return global_->Forward(theta);
-    return at::cat(batched_->Forward(theta));
-  }
-  // P^T grad for a flat [D] gradient (no autograd).
-  at::Tensor Transpose(const at::Tensor& grad) const {
-    if (global_.has_value()) return global_->Transpose(grad);
-    std::vector<at::Tensor> parts;
-    parts.reserve(offsets_.size());
-    for (size_t t = 0; t < offsets_.size(); ++t) parts.push_back(grad.narrow(0, offsets_[t], sizes_[t]));
-    return batched_->Transpose(parts);
-  }
-  // [D]: each entry's lambda.
-  at::Tensor ElementScales(const at::Tensor& lambdas) const { return lambdas.index_select(0, element_group_); }
-  // [G]: sum over i of a[i] * b[i] within each group, in float64, returned in a's dtype.
-  at::Tensor GroupDots(const at::Tensor& a, const at::Tensor& b) const {
-    const at::Tensor prefix = at::cumsum(a * b, 0, at::kDouble);
-    const at::Tensor at_ends = prefix.index_select(0, segment_ends_);
-    const at::Tensor per_segment = at::diff(at_ends, 1, 0, at::zeros({1}, at_ends.options()));
-    return per_segment.unsqueeze(0).mm(group_of_segment_).squeeze(0).to(a.scalar_type());
-  }
-  // Target t of the flat `params`, shaped as its tensor (a view).
-  at::Tensor Part(const at::Tensor& params, int64_t t) const {
-    return params.narrow(0, offsets_[t], sizes_[t]).view(shapes_[t]);
-  }
-
- private:
-  at::Tensor theta0_;  // [D], requires_grad = false
-  std::vector<int64_t> offsets_;
-  std::vector<std::vector<int64_t>> shapes_;
-  std::vector<int64_t> sizes_;
-  int64_t group_count_ = 0;
-  at::Tensor segment_ends_;      // [T] int64: the last flat index of each target (groups only)
-  at::Tensor element_group_;     // [D] int64: the group of each flat entry (groups only)
-  at::Tensor group_of_segment_;  // [T, G] float64: 1 where target t belongs to group g (groups only)
-  std::optional<BatchedFastfood> batched_;
-  std::optional<FastfoodProjection> global_;
-};
-
-}  // namespace internal
-
-namespace {
-
-struct FusedInstallHolder : torch::CustomClassHolder {
-  explicit FusedInstallHolder(std::shared_ptr<const internal::FusedInstall> p) : plan(std::move(p)) {}
-  std::shared_ptr<const internal::FusedInstall> plan;
-};
-
-// theta_d, lambdas ([0] without groups) -> every warped tensor, as views of one flat buffer: one
-// autograd node for the whole install.
-class FusedInstallFunction : public torch::autograd::Function<FusedInstallFunction> {
- public:
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& theta,
-                                                const at::Tensor& lambdas,
-                                                const std::shared_ptr<const internal::FusedInstall>& plan) {
-    ctx->saved_data["plan"] = c10::IValue::make_capsule(c10::make_intrusive<FusedInstallHolder>(plan));
-    const at::Tensor delta = plan->Project(theta);
-    at::Tensor params;
-    if (plan->group_count() > 0) {
-      const at::Tensor scales = plan->ElementScales(lambdas);
-      // The per-tensor path's operations: lambda * delta, then theta_0 + that (no fused multiply-add).
-      params = plan->theta0() + scales * delta;
-      ctx->saved_data["delta"] = delta;
-      ctx->saved_data["scales"] = scales;
-    } else {
-      params = plan->theta0() + delta;
-    }
-    torch::autograd::variable_list parts;
-    parts.reserve(static_cast<size_t>(plan->count()));
-    for (int64_t t = 0; t < plan->count(); ++t) parts.push_back(plan->Part(params, t));
-    return parts;
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto plan =
-        c10::static_intrusive_pointer_cast<FusedInstallHolder>(ctx->saved_data["plan"].toCapsule())->plan;
-    // Unused tensors' gradients come as zeros (materialised by autograd).
-    std::vector<at::Tensor> flat;
-    flat.reserve(grads.size());
-    for (const auto& g : grads) flat.push_back(g.reshape({-1}));
-    const at::Tensor grad = at::cat(flat);
-    if (plan->group_count() == 0) return {plan->Transpose(grad), at::Tensor(), at::Tensor()};
-    const at::Tensor delta = ctx->saved_data["delta"].toTensor();
-    const at::Tensor scales = ctx->saved_data["scales"].toTensor();
-    return {plan->Transpose(grad * scales), plan->GroupDots(grad, delta), at::Tensor()};
-  }
-};
 
 }  // namespace
 
@@ -367,23 +237,21 @@ StatusOr<SubspaceModel> SubspaceModel::Create(const torch::jit::Module& module, 
   if (fused) {
     // theta_0 moves into one flat buffer; each target keeps a view of its part (no second copy).
     std::vector<at::Tensor> flat_parts;
-    std::vector<int64_t> offsets, groups_of;
-    std::vector<std::vector<int64_t>> shapes;
+    std::vector<internal::FusedInstall::Target> fused_targets;
     for (const auto& t : model.targets_) {
       flat_parts.push_back(t.theta0.reshape({-1}));
-      offsets.push_back(t.offset);
-      shapes.push_back(t.theta0.sizes().vec());
-      groups_of.push_back(t.group);
+      fused_targets.push_back({t.offset, t.theta0.sizes().vec(), t.group});
     }
     const at::Tensor theta0 = at::cat(flat_parts);
     for (size_t i = 0; i < model.targets_.size(); ++i) {
       Target& t = model.targets_[i];
-      t.theta0 = theta0.narrow(0, t.offset, t.theta0.numel()).view(shapes[i]);
+      t.theta0 = theta0.narrow(0, t.offset, t.theta0.numel()).view(fused_targets[i].shape);
     }
     std::optional<FastfoodProjection> global;
     if (mode == ProjectionMode::kGlobal) global = model.projections_.front();
-    model.fused_ = std::make_shared<const internal::FusedInstall>(theta0, std::move(offsets), std::move(shapes),
-                                                                  groups_of, groups, model.batched_, std::move(global));
+    model.fused_ = std::make_shared<const internal::FusedInstall>(
+        theta0, std::move(fused_targets), groups, model.batched_, std::move(global),
+        internal::FusedInstall::DefaultOps(first.device()));
   }
   const auto options_of = at::TensorOptions().dtype(first.scalar_type()).device(first.device());
   model.theta_d_ = at::zeros({theta_size}, options_of).set_requires_grad(true);
@@ -419,7 +287,7 @@ void SubspaceModel::Install(bool record_grad) {
   if (fused_ != nullptr) {
     // Without groups an empty stand-in: the autograd function's inputs must be defined tensors.
     const at::Tensor lambdas = lambdas_.defined() ? lambdas_ : at::empty({0}, theta_d_.options().requires_grad(false));
-    const std::vector<at::Tensor> parts = FusedInstallFunction::apply(theta_d_, lambdas, fused_);
+    const std::vector<at::Tensor> parts = internal::ApplyFusedInstall(fused_, theta_d_, lambdas);
     for (size_t i = 0; i < targets_.size(); ++i) targets_[i].owner.setattr(targets_[i].attribute, parts[i]);
     return;
   }
@@ -432,10 +300,7 @@ void SubspaceModel::Install(bool record_grad) {
 
 at::Tensor SubspaceModel::WarpDelta() const {
   at::NoGradGuard no_grad;
-  if (fused_ != nullptr) {
-    const at::Tensor delta = fused_->Project(theta_d_);
-    return fused_->group_count() > 0 ? fused_->ElementScales(lambdas_) * delta : delta;
-  }
+  if (fused_ != nullptr) return fused_->Delta(theta_d_, lambdas_);
   std::vector<at::Tensor> parts;
   for (const auto& delta : Deltas()) parts.push_back(delta.reshape({-1}));
   return at::cat(parts);

@@ -87,7 +87,7 @@ struct SubspaceOptions {
 };
 
 namespace internal {
-class FusedInstall;  // subspace_model.cpp: the flat theta_0, segment table and projection of a fused install
+class FusedInstall;  // fused_install.h
 }
 
 // "per_tensor", "global", "reference", "size_weighted": the spelling of job files (common/job_spec.h).

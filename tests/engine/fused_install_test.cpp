@@ -31,7 +31,7 @@ struct Built {
   at::Tensor theta0;
 };
 
-Built Build(const Case& c, int64_t n, at::ScalarType dtype, Ops ops) {
+Built Build(const Case& c, int64_t n, at::ScalarType dtype, Ops ops, at::Device device = at::kCPU) {
   Built b;
   std::vector<FusedInstall::Target> targets;
   int64_t offset = 0;
@@ -39,17 +39,17 @@ Built Build(const Case& c, int64_t n, at::ScalarType dtype, Ops ops) {
     const int64_t size = c.shapes[t].empty() ? 1 : at::prod(at::tensor(c.shapes[t])).item<int64_t>();
     targets.push_back({offset, c.shapes[t], c.groups.empty() ? -1 : c.groups[t]});
     if (!c.global) {
-      auto p = FastfoodProjection::Create(size, n, 11, "t" + std::to_string(t));
+      auto p = FastfoodProjection::Create(size, n, 11, "t" + std::to_string(t), device);
       EXPECT_TRUE(p.ok()) << p.status();
       b.projections.push_back(*p);
     }
     offset += size;
   }
-  b.theta0 = at::randn({offset}, at::make_generator<at::CPUGeneratorImpl>(3)).to(dtype);
+  b.theta0 = at::randn({offset}, at::make_generator<at::CPUGeneratorImpl>(3)).to(device, dtype);
   std::optional<BatchedFastfood> batched;
   std::optional<FastfoodProjection> global;
   if (c.global) {
-    auto p = FastfoodProjection::Create(offset, n, 11, "<global>");
+    auto p = FastfoodProjection::Create(offset, n, 11, "<global>", device);
     EXPECT_TRUE(p.ok()) << p.status();
     b.projections.push_back(*p);
     global = *p;
@@ -87,7 +87,7 @@ struct Result {
 
 // Runs `make` on fresh leaves, takes a weighted sum of every output but `unused`, and backpropagates.
 template <typename Make>
-Result Run(const Make& make, const at::Tensor& theta0, const at::Tensor& lambdas0, int64_t unused) {
+Result RunAndBackprop(const Make& make, const at::Tensor& theta0, const at::Tensor& lambdas0, int64_t unused) {
   Result r;
   at::Tensor theta = theta0.clone().set_requires_grad(true);
   at::Tensor lambdas = lambdas0.clone().set_requires_grad(lambdas0.numel() > 0);
@@ -100,7 +100,7 @@ Result Run(const Make& make, const at::Tensor& theta0, const at::Tensor& lambdas
     for (const auto* n : nodes) seen = seen || n == outs[t].grad_fn().get();
     if (!seen) nodes.push_back(outs[t].grad_fn().get());
     if (static_cast<int64_t>(t) == unused) continue;
-    const at::Tensor w = at::randn(outs[t].sizes(), at::make_generator<at::CPUGeneratorImpl>(20 + t)).to(outs[t].scalar_type());
+    const at::Tensor w = at::randn(outs[t].sizes(), at::make_generator<at::CPUGeneratorImpl>(20 + t)).to(outs[t].options());
     loss = loss + (outs[t] * w).sum() + outs[t].pow(2).sum();
   }
   loss.backward();
@@ -120,9 +120,9 @@ void ExpectSame(const Case& c, at::ScalarType dtype, int64_t unused, const std::
   auto fused = [](const Built& b) {
     return [&b](const at::Tensor& th, const at::Tensor& la) { return ApplyFusedInstall(b.install, th, la); };
   };
-  const Result a = Run(fused(per_target), theta, lambdas, unused);
-  const Result f = Run(fused(flat), theta, lambdas, unused);
-  const Result r = Run([&](const at::Tensor& th, const at::Tensor& la) { return Reference(per_target, c, th, la); },
+  const Result a = RunAndBackprop(fused(per_target), theta, lambdas, unused);
+  const Result f = RunAndBackprop(fused(flat), theta, lambdas, unused);
+  const Result r = RunAndBackprop([&](const at::Tensor& th, const at::Tensor& la) { return Reference(per_target, c, th, la); },
                        theta, lambdas, unused);
   EXPECT_EQ(a.distinct_nodes, 1u) << label << ": one node for every target";
   EXPECT_EQ(f.distinct_nodes, 1u) << label;
@@ -188,6 +188,37 @@ TEST(FusedInstallTest, NoGradModeBuildsNoGraph) {
   for (const at::Tensor& t : ApplyFusedInstall(b.install, theta, at::empty({0}))) {
     EXPECT_FALSE(t.requires_grad());
     EXPECT_EQ(t.grad_fn(), nullptr);
+  }
+}
+
+// On a GPU both ways (kFlat is the GPU's default) against the CPU: the same numbers up to the CUDA
+// transform's rounding, one node, the lambdas' gradients included.
+TEST(FusedInstallTest, BothWaysMatchTheCpu_CUDA) {
+  Case grouped = kMixed;
+  grouped.groups = {0, 0, 2, 1, 0};
+  grouped.group_count = 3;
+  for (const Case& c : {kMixed, grouped}) {
+    const at::Tensor theta = at::randn({40}, at::make_generator<at::CPUGeneratorImpl>(5));
+    const at::Tensor lambdas = c.group_count > 0 ? at::tensor({0.7f, 1.3f, -0.4f}) : at::empty({0});
+    const Built cpu = Build(c, 40, at::kFloat, Ops::kPerTarget);
+    const Result expected =
+        RunAndBackprop([&](const at::Tensor& th, const at::Tensor& la) { return ApplyFusedInstall(cpu.install, th, la); }, theta,
+            lambdas, 1);
+    for (Ops ops : {Ops::kFlat, Ops::kPerTarget}) {
+      const std::string label = std::string(ops == Ops::kFlat ? "flat" : "per target") + (c.group_count ? ", grouped" : "");
+      const Built cuda = Build(c, 40, at::kFloat, ops, at::Device(at::kCUDA, 0));
+      const Result got = RunAndBackprop([&](const at::Tensor& th, const at::Tensor& la) { return ApplyFusedInstall(cuda.install, th, la); },
+                             theta.cuda(), lambdas.cuda(), 1);
+      EXPECT_EQ(got.distinct_nodes, 1u) << label;
+      for (size_t t = 0; t < c.shapes.size(); ++t) {
+        EXPECT_TRUE(got.values[t].is_cuda()) << label;
+        EXPECT_TRUE(at::allclose(got.values[t].cpu(), expected.values[t], 1e-5, 1e-5)) << label << ": target " << t;
+      }
+      EXPECT_TRUE(at::allclose(got.grad_theta.cpu(), expected.grad_theta, 1e-4, 1e-4)) << label;
+      if (c.group_count > 0) {
+        EXPECT_TRUE(at::allclose(got.grad_lambdas.cpu(), expected.grad_lambdas, 1e-4, 1e-4)) << label;
+      }
+    }
   }
 }
 

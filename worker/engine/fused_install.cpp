@@ -35,11 +35,11 @@ FusedInstall::FusedInstall(at::Tensor theta0, std::vector<Target> targets, int64
     ends.push_back(targets_[t].offset + sizes_[t] - 1);
   }
   const at::Tensor groups_cpu = at::tensor(groups, at::kLong);
+  const at::Device device = theta0_.device();
   if (ops_ == Ops::kPerTarget) {
-    target_group_ = groups_cpu;
+    target_group_ = groups_cpu.to(device);
     return;
   }
-  const at::Device device = theta0_.device();
   element_group_ = at::repeat_interleave(groups_cpu, at::tensor(sizes_, at::kLong)).to(device);
   segment_ends_ = at::tensor(ends, at::kLong).to(device);
   at::Tensor member = at::zeros({count, group_count_}, at::kDouble);
@@ -149,7 +149,7 @@ std::vector<at::Tensor> FusedInstall::Backward(const std::vector<at::Tensor>& gr
     at::mul_out(product, flat_grads[t], saved[t].reshape({-1}));
     sums.push_back(product.sum());
   }
-  // Into each group in target order (the CPU's index_add_ adds in index order).
+  // Into each group, on the CPU in target order (its index_add_ adds in index order).
   at::Tensor grad_lambdas = at::zeros({group_count_}, lambdas.options());
   grad_lambdas.index_add_(0, target_group_, at::stack(sums));
   return {batched_.has_value() ? batched_->Transpose(scaled_parts) : global_->Transpose(scaled), grad_lambdas};

@@ -90,7 +90,7 @@ class FusedInstall {
   at::Tensor element_group_;     // [D] int64: the group of each flat entry
   at::Tensor segment_ends_;      // [T] int64: each target's last flat index
   at::Tensor group_of_segment_;  // [T, G] float64: 1 where target t is in group g
-  // kPerTarget with groups: [T] int64 on the CPU, each target's group.
+  // kPerTarget with groups: [T] int64, each target's group.
   at::Tensor target_group_;
 };
 

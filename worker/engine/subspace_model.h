@@ -68,10 +68,10 @@ struct SubspaceOptions {
   // CPU; on CUDA only when the environment variable DWARP_BATCHED_FASTFOOD_CUDA is 1, until the CUDA
   // kernels have been checked on a GPU (tests/gpu/check.sh sets it).
   SubspaceOptions& batched(bool v) { batched_ = v; return *this; }
-  // Whether theta_0 + lambda * P theta_d is formed for all warped tensors at once: theta_0 kept as one flat
-  // buffer, the projection's output as one flat buffer, a constant number of operations (and one autograd
-  // node, however many tensors) for the whole install, the tensors installed as views of the result.
-  // Otherwise one view, multiply and add per tensor. Same numbers either way (the lambdas' gradients up to
+  // Whether theta_0 + lambda * P theta_d is formed for all warped tensors at once (fused_install.h): theta_0
+  // kept as one flat buffer, the projection's output as one flat buffer, one autograd node however many
+  // tensors (on a GPU also a constant number of operations), the tensors installed as views of the result.
+  // Otherwise one view, multiply and add per tensor, each its own autograd nodes. Same numbers either way (the lambdas' gradients up to
   // float reassociation). Needs the batched projection in the per-tensor modes; kGlobal always has one flat
   // buffer. Unset: the environment variable DWARP_FUSED_INSTALL (0 or 1) when set, else on wherever the
   // batched projection is on by default (see batched).

@@ -100,7 +100,8 @@ Result RunAndBackprop(const Make& make, const at::Tensor& theta0, const at::Tens
     for (const auto* n : nodes) seen = seen || n == outs[t].grad_fn().get();
     if (!seen) nodes.push_back(outs[t].grad_fn().get());
     if (static_cast<int64_t>(t) == unused) continue;
-    const at::Tensor w = at::randn(outs[t].sizes(), at::make_generator<at::CPUGeneratorImpl>(20 + t)).to(outs[t].options());
+    const at::Tensor w =
+        at::randn(outs[t].sizes(), at::make_generator<at::CPUGeneratorImpl>(20 + t)).to(outs[t].options());
     loss = loss + (outs[t] * w).sum() + outs[t].pow(2).sum();
   }
   loss.backward();
@@ -113,8 +114,9 @@ Result RunAndBackprop(const Make& make, const at::Tensor& theta0, const at::Tens
 void ExpectSame(const Case& c, at::ScalarType dtype, int64_t unused, const std::string& label) {
   const int64_t n = 40;
   const at::Tensor theta = at::randn({n}, at::make_generator<at::CPUGeneratorImpl>(5)).to(dtype);
-  const at::Tensor lambdas = c.group_count > 0 ? at::tensor(std::vector<double>{0.7, 1.3, -0.4}).narrow(0, 0, c.group_count).to(dtype)
-                                               : at::empty({0}, dtype);
+  const at::Tensor lambdas = c.group_count > 0
+                                 ? at::tensor(std::vector<double>{0.7, 1.3, -0.4}).narrow(0, 0, c.group_count).to(dtype)
+                                 : at::empty({0}, dtype);
   const Built per_target = Build(c, n, dtype, Ops::kPerTarget);
   const Built flat = Build(c, n, dtype, Ops::kFlat);
   auto fused = [](const Built& b) {
@@ -122,8 +124,9 @@ void ExpectSame(const Case& c, at::ScalarType dtype, int64_t unused, const std::
   };
   const Result a = RunAndBackprop(fused(per_target), theta, lambdas, unused);
   const Result f = RunAndBackprop(fused(flat), theta, lambdas, unused);
-  const Result r = RunAndBackprop([&](const at::Tensor& th, const at::Tensor& la) { return Reference(per_target, c, th, la); },
-                       theta, lambdas, unused);
+  const Result r = RunAndBackprop(
+      [&](const at::Tensor& th, const at::Tensor& la) { return Reference(per_target, c, th, la); }, theta, lambdas,
+      unused);
   EXPECT_EQ(a.distinct_nodes, 1u) << label << ": one node for every target";
   EXPECT_EQ(f.distinct_nodes, 1u) << label;
   ASSERT_EQ(a.values.size(), c.shapes.size());
@@ -201,14 +204,15 @@ TEST(FusedInstallTest, BothWaysMatchTheCpu_CUDA) {
     const at::Tensor theta = at::randn({40}, at::make_generator<at::CPUGeneratorImpl>(5));
     const at::Tensor lambdas = c.group_count > 0 ? at::tensor({0.7f, 1.3f, -0.4f}) : at::empty({0});
     const Built cpu = Build(c, 40, at::kFloat, Ops::kPerTarget);
-    const Result expected =
-        RunAndBackprop([&](const at::Tensor& th, const at::Tensor& la) { return ApplyFusedInstall(cpu.install, th, la); }, theta,
-            lambdas, 1);
+    auto fused = [](const Built& b) {
+      return [&b](const at::Tensor& th, const at::Tensor& la) { return ApplyFusedInstall(b.install, th, la); };
+    };
+    const Result expected = RunAndBackprop(fused(cpu), theta, lambdas, 1);
     for (Ops ops : {Ops::kFlat, Ops::kPerTarget}) {
-      const std::string label = std::string(ops == Ops::kFlat ? "flat" : "per target") + (c.group_count ? ", grouped" : "");
+      const std::string label =
+          std::string(ops == Ops::kFlat ? "flat" : "per target") + (c.group_count ? ", grouped" : "");
       const Built cuda = Build(c, 40, at::kFloat, ops, at::Device(at::kCUDA, 0));
-      const Result got = RunAndBackprop([&](const at::Tensor& th, const at::Tensor& la) { return ApplyFusedInstall(cuda.install, th, la); },
-                             theta.cuda(), lambdas.cuda(), 1);
+      const Result got = RunAndBackprop(fused(cuda), theta.cuda(), lambdas.cuda(), 1);
       EXPECT_EQ(got.distinct_nodes, 1u) << label;
       for (size_t t = 0; t < c.shapes.size(); ++t) {
         EXPECT_TRUE(got.values[t].is_cuda()) << label;

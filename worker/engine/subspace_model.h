@@ -71,10 +71,11 @@ struct SubspaceOptions {
   // Whether theta_0 + lambda * P theta_d is formed for all warped tensors at once (fused_install.h): theta_0
   // kept as one flat buffer, the projection's output as one flat buffer, one autograd node however many
   // tensors (on a GPU also a constant number of operations), the tensors installed as views of the result.
-  // Otherwise one view, multiply and add per tensor, each its own autograd nodes. Same numbers either way (the lambdas' gradients up to
-  // float reassociation). Needs the batched projection in the per-tensor modes; kGlobal always has one flat
-  // buffer. Unset: the environment variable DWARP_FUSED_INSTALL (0 or 1; 1 only where the projection
-  // allows it) when set, else on wherever the batched projection is on by default (see batched).
+  // Otherwise one view, multiply and add per tensor, each its own autograd nodes. Same numbers either way
+  // (the lambdas' gradients up to float reassociation). Needs the batched projection in the per-tensor
+  // modes; kGlobal always has one flat buffer. Unset: the environment variable DWARP_FUSED_INSTALL (0 or 1;
+  // 1 only where the projection allows it) when set, else on wherever the batched projection is on by
+  // default (see batched).
   SubspaceOptions& fused_install(bool v) { fused_install_ = v; return *this; }
 
   int64_t d_;

@@ -1,16 +1,19 @@
 // One training step of an encoding job on ResNet-18, through a d-dimensional subspace against all
 // parameters, timed side by side in one run: read out at avgpool, a linear head to `targets` neuroids, a
 // batch of images, MSE, Adam (theta_d and the lambdas, or every parameter; the head in both). The
-// subspace step runs in each projection mode asked for, with the seed's SAID layer groups, once with every
-// tensor's projection batched into one BatchedFastfood and once with one FastfoodProjection per tensor
-// (--batched both, the default; on or off for one of them).
-// Prints seconds per step, the ratio subspace / all parameters (the GPU target: <= 1.3) and per tensor /
-// batched.
+// subspace step runs in each projection mode asked for, with the seed's SAID layer groups, in up to three
+// variants: "fused" (every tensor's projection batched into one BatchedFastfood and every tensor installed
+// at once, SubspaceOptions::fused_install), "batched" (the batched projection, then one view, multiply and
+// add per tensor) and "per tensor" (one FastfoodProjection and one install per tensor). --batched and
+// --fused (both, the default; on or off) choose which.
+// Prints seconds per step, the ratio subspace / all parameters (the GPU target: <= 1.3) and each variant's
+// time over the fused variant's of the same mode.
 //
 // Not Google Benchmark: LibTorch alone, so it builds on a GPU box (tests/gpu/check.sh runs it there).
 //
 //   subspace_step_benchmark [--device cuda|cpu] [--batch 64] [--size 224] [--targets 168] [--d 1000]
-//                           [--steps 20] [--modes per_tensor,size_weighted] [--batched both|on|off] [--threads N]
+//                           [--steps 20] [--modes per_tensor,size_weighted] [--batched both|on|off]
+//                           [--fused both|on|off] [--threads N]
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include <torch/optim/adam.h>
@@ -45,6 +48,7 @@ struct Options {
   int64_t steps = 20;
   std::vector<std::string> modes = {"per_tensor", "size_weighted"};
   std::vector<bool> batched = {true, false};
+  std::vector<bool> fused = {true, false};
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 };
 
@@ -118,23 +122,30 @@ int Run(const Options& options) {
   // parameter and the head in one Adam. The subspace models below wrap copies of its initial state.
   struct Variant {
     std::string mode;
-    bool batched;
     std::unique_ptr<SubspaceModel> model;
   };
   std::vector<Variant> variants;
   for (const std::string& name : options.modes) {
+    const ProjectionMode mode = ModeNamed(name);
     for (const bool batched : options.batched) {
-      auto wrapped = SubspaceModel::Create(model->module, SubspaceOptions(options.d)
-                                                              .seed(0)
-                                                              .projection(ModeNamed(name))
-                                                              .warp_prefixes(model->warp_prefixes)
-                                                              .layer_groups(model->layer_groups)
-                                                              .batched(batched));
-      if (!wrapped.ok()) {
-        std::fprintf(stderr, "%s\n", wrapped.status().ToString().c_str());
-        return 1;
+      // kGlobal has one projection whatever `batched` says: its variants differ in the install only.
+      if (mode == ProjectionMode::kGlobal && !batched && options.batched.size() > 1) continue;
+      for (const bool fused : options.fused) {
+        // The fused install reads the batched projection's flat output.
+        if (fused && !batched && mode != ProjectionMode::kGlobal) continue;
+        auto wrapped = SubspaceModel::Create(model->module, SubspaceOptions(options.d)
+                                                                .seed(0)
+                                                                .projection(mode)
+                                                                .warp_prefixes(model->warp_prefixes)
+                                                                .layer_groups(model->layer_groups)
+                                                                .batched(batched)
+                                                                .fused_install(fused));
+        if (!wrapped.ok()) {
+          std::fprintf(stderr, "%s\n", wrapped.status().ToString().c_str());
+          return 1;
+        }
+        variants.push_back({name, std::make_unique<SubspaceModel>(std::move(wrapped).value())});
       }
-      variants.push_back({name, batched, std::make_unique<SubspaceModel>(std::move(wrapped).value())});
     }
   }
   // Every variant's step as a closure with its own head and Adam; the steps then run round-robin (all
@@ -175,14 +186,18 @@ int Run(const Options& options) {
   std::printf("%-38s %9.2f ms\n", "all parameters", 1e3 * full_seconds);
   for (size_t v = 0; v < variants.size(); ++v) {
     const SubspaceModel* wrapped = variants[v].model.get();
-    const std::string label =
-        "subspace, " + variants[v].mode + (wrapped->uses_batched_projection() ? ", batched" : ", per tensor");
-    std::printf("%-38s %9.2f ms   subspace / all parameters %.2f  (%zu projections, D = %lld)", label.c_str(),
-                1e3 * seconds[v + 1], seconds[v + 1] / full_seconds, wrapped->projections().size(),
-                static_cast<long long>(wrapped->warped_parameter_count()));
-    // The per-tensor run right after the batched one of the same mode: their ratio.
-    if (v > 0 && variants[v].mode == variants[v - 1].mode && variants[v - 1].batched && !variants[v].batched) {
-      std::printf("   per tensor / batched %.2f", seconds[v + 1] / seconds[v]);
+    const std::string label = "subspace, " + variants[v].mode +
+                              (wrapped->uses_fused_install()        ? ", fused"
+                               : wrapped->uses_batched_projection() ? ", batched"
+                                                                    : ", per tensor");
+    std::printf("%-38s %9.2f ms   subspace / all parameters %.2f  (%zu projections, %zu tensors, D = %lld)",
+                label.c_str(), 1e3 * seconds[v + 1], seconds[v + 1] / full_seconds, wrapped->projections().size(),
+                wrapped->warped_parameter_names().size(), static_cast<long long>(wrapped->warped_parameter_count()));
+    // Against the fused variant of the same mode, measured in the same rounds.
+    for (size_t f = 0; f < variants.size(); ++f) {
+      if (f != v && variants[f].mode == variants[v].mode && variants[f].model->uses_fused_install()) {
+        std::printf("   / fused %.2f", seconds[v + 1] / seconds[f + 1]);
+      }
     }
     std::printf("\n");
   }
@@ -209,13 +224,14 @@ int main(int argc, char** argv) {
     else if (arg == "--d") options.d = std::atoll(value().c_str());
     else if (arg == "--steps") options.steps = std::atoll(value().c_str());
     else if (arg == "--threads") options.threads = std::atoi(value().c_str());
-    else if (arg == "--batched") {
+    else if (arg == "--batched" || arg == "--fused") {
       const std::string v = value();
-      if (v == "both") options.batched = {true, false};
-      else if (v == "on") options.batched = {true};
-      else if (v == "off") options.batched = {false};
+      std::vector<bool>& choice = arg == "--batched" ? options.batched : options.fused;
+      if (v == "both") choice = {true, false};
+      else if (v == "on") choice = {true};
+      else if (v == "off") choice = {false};
       else {
-        std::fprintf(stderr, "--batched '%s': expected both, on or off\n", v.c_str());
+        std::fprintf(stderr, "%s '%s': expected both, on or off\n", arg.c_str(), v.c_str());
         return 2;
       }
     }
@@ -227,7 +243,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "unknown argument '%s'; usage: subspace_step_benchmark [--device cuda|cpu] [--batch 64] [--size 224] "
                    "[--targets 168] [--d 1000] [--steps 20] [--modes per_tensor,size_weighted] [--batched both|on|off] "
-                   "[--threads N]\n",
+                   "[--fused both|on|off] [--threads N]\n",
                    arg.c_str());
       return 2;
     }

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/autograd/function.h>
 #include <torch/optim/adam.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -221,6 +223,177 @@ TEST(ProjectionModesTest, BatchedProjectionEqualsPerTensorInEveryPerTensorMode) 
   }
   // kGlobal has one projection: nothing to batch.
   EXPECT_FALSE(Wrap(net, 100, ProjectionMode::kGlobal).uses_batched_projection());
+}
+
+// The autograd nodes reachable from the module's tensors' gradient functions (every tensor's, together).
+std::set<const torch::autograd::Node*> InstallGraph(SubspaceModel& model) {
+  std::set<const torch::autograd::Node*> seen;
+  std::vector<std::shared_ptr<torch::autograd::Node>> stack;
+  for (const auto& p : model.module().named_parameters()) {
+    if (p.value.grad_fn() != nullptr) stack.push_back(p.value.grad_fn());
+  }
+  while (!stack.empty()) {
+    const auto node = stack.back();
+    stack.pop_back();
+    if (!seen.insert(node.get()).second) continue;
+    for (const auto& edge : node->next_edges()) {
+      if (edge.function != nullptr) stack.push_back(edge.function);
+    }
+  }
+  return seen;
+}
+
+// The fused install (theta_0 + lambda * P theta_d for every tensor at once, one autograd node) against one
+// view, multiply and add per tensor, in every mode, without groups, with one group per layer and with a
+// group of three tensors: the installed tensors, the outputs and theta_d's gradient bit for bit (the same
+// operations on the same operands: the per-tensor path's lambda * delta and theta_0 + that, its gradient
+// times lambda into the same transpose); the lambdas' gradients within 1e-6 relative, because the fused
+// install sums each group's terms in float64 in target order, the per-tensor path in float32 in the order
+// autograd meets the tensors.
+TEST(ProjectionModesTest, FusedInstallEqualsThePerTensorInstallInEveryMode) {
+  const torch::jit::Module net = SmallMlp();
+  const at::Tensor x = at::randn({8, 20}, at::make_generator<at::CPUGeneratorImpl>(5));
+  torch::jit::Module plain = net.deepcopy();
+  const at::Tensor expected = plain.forward({x}).toTensor();
+  const std::vector<std::vector<std::vector<std::string>>> groupings{
+      {}, {{"fc1"}, {"fc2"}}, {{"fc1", "fc2.bias"}, {"fc2.weight"}}};
+  for (auto mode : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal, ProjectionMode::kReference,
+                    ProjectionMode::kSizeWeighted}) {
+    for (const auto& groups : groupings) {
+      const std::string label =
+          std::string(ProjectionModeName(mode)) + ", " + std::to_string(groups.size()) + " groups";
+      auto make = [&](std::optional<bool> fused) {
+        SubspaceOptions options = SubspaceOptions(100).seed(7).projection(mode).layer_groups(groups);
+        if (fused.has_value()) options.fused_install(*fused);
+        auto model = SubspaceModel::Create(net, options);
+        EXPECT_TRUE(model.ok()) << model.status();
+        return std::move(model).value();
+      };
+      SubspaceModel fused = make(true);
+      SubspaceModel separate = make(false);
+      EXPECT_TRUE(make(std::nullopt).uses_fused_install()) << label << ": the CPU default";
+      ASSERT_TRUE(fused.uses_fused_install()) << label;
+      ASSERT_FALSE(separate.uses_fused_install()) << label;
+      EXPECT_EQ(fused.uses_batched_projection(), mode != ProjectionMode::kGlobal) << label;
+      EXPECT_TRUE(at::equal(fused.Forward(x), expected)) << label << ": theta_d = 0 is the module itself";
+
+      const at::Tensor theta = at::randn({fused.theta_d().size(0)}, at::make_generator<at::CPUGeneratorImpl>(9));
+      for (SubspaceModel* m : {&fused, &separate}) {
+        at::NoGradGuard no_grad;
+        m->theta_d().copy_(theta);
+        if (m->lambdas().defined()) m->lambdas().copy_(at::tensor({0.7f, 1.3f}));
+      }
+      EXPECT_TRUE(at::equal(fused.WarpDelta(), separate.WarpDelta())) << label;
+      fused.train();
+      separate.train();
+      const at::Tensor out_f = fused.Forward(x);
+      const at::Tensor out_s = separate.Forward(x);
+      EXPECT_TRUE(at::equal(out_f, out_s)) << label;
+      const auto params_f = fused.module().named_parameters();
+      const auto params_s = separate.module().named_parameters();
+      ASSERT_EQ(params_f.size(), params_s.size());
+      for (auto f = params_f.begin(), s = params_s.begin(); f != params_f.end(); ++f, ++s) {
+        EXPECT_EQ((*f).name, (*s).name);
+        EXPECT_TRUE(at::equal((*f).value, (*s).value)) << label << ": " << (*f).name;
+        EXPECT_FALSE(at::equal((*f).value, plain.attr((*f).name.substr(0, 3)).toModule().attr((*f).name.substr(4)).toTensor()))
+            << label << ": " << (*f).name << " did not move";
+      }
+      out_f.pow(2).sum().backward();
+      out_s.pow(2).sum().backward();
+      ASSERT_TRUE(fused.theta_d().grad().defined()) << label;
+      EXPECT_GT(fused.theta_d().grad().abs().max().item<double>(), 0.0) << label;
+      EXPECT_TRUE(at::equal(fused.theta_d().grad(), separate.theta_d().grad())) << label;
+      if (!groups.empty()) {
+        const at::Tensor gf = fused.lambdas().grad();
+        const at::Tensor gs = separate.lambdas().grad();
+        ASSERT_TRUE(gf.defined()) << label;
+        EXPECT_GT(gs.abs().min().item<double>(), 0.0) << label;
+        EXPECT_LE(((gf - gs).abs() / gs.abs()).max().item<double>(), 1e-6) << label << ": " << gf << " vs " << gs;
+      }
+
+      // Eval mode reuses the installed tensors until theta_d or a lambda changes.
+      fused.eval();
+      fused.Materialize();
+      const at::Tensor first = fused.module().attr("fc2").toModule().attr("weight").toTensor();
+      EXPECT_FALSE(first.requires_grad()) << label;
+      fused.Materialize();
+      EXPECT_TRUE(fused.module().attr("fc2").toModule().attr("weight").toTensor().is_same(first)) << label;
+      {
+        at::NoGradGuard no_grad;
+        if (fused.lambdas().defined()) fused.lambdas()[1] = 2.0;
+        else fused.theta_d()[0] += 1.0;
+      }
+      fused.Materialize();
+      EXPECT_FALSE(at::equal(fused.module().attr("fc2").toModule().attr("weight").toTensor(), first)) << label;
+    }
+  }
+}
+
+// The fused install is one autograd node for every tensor (plus theta_d's and the lambdas' accumulators),
+// however many tensors are warped; the per-tensor install has several per tensor.
+TEST(ProjectionModesTest, FusedInstallIsOneAutogradNodeWhateverTheNumberOfTensors) {
+  for (const std::vector<int64_t>& hidden : {std::vector<int64_t>{30}, std::vector<int64_t>{30, 30, 30, 30, 30}}) {
+    auto mlp = CreateMlp(MlpOptions(20, 5).hidden(hidden).seed(4));
+    ASSERT_TRUE(mlp.ok()) << mlp.status();
+    const int64_t tensors = 2 * (static_cast<int64_t>(hidden.size()) + 1);
+    for (auto mode : {ProjectionMode::kSizeWeighted, ProjectionMode::kGlobal}) {
+      for (const bool grouped : {false, true}) {
+        const std::string label = std::string(ProjectionModeName(mode)) + ", " + std::to_string(tensors) +
+                                  " tensors" + (grouped ? ", grouped" : "");
+        const std::vector<std::vector<std::string>> groups =
+            grouped ? std::vector<std::vector<std::string>>{{"fc1"}, {"fc2"}} : std::vector<std::vector<std::string>>{};
+        auto make = [&](bool fused) {
+          std::vector<std::string> warp{"fc1", "fc2"};
+          SubspaceOptions options = SubspaceOptions(100).projection(mode).fused_install(fused);
+          // Grouped: every warped tensor needs a group, so warp fc1 and fc2 only.
+          if (grouped) options.warp_prefixes(warp).layer_groups(groups);
+          auto model = SubspaceModel::Create(*mlp, options);
+          EXPECT_TRUE(model.ok()) << model.status();
+          return std::move(model).value();
+        };
+        SubspaceModel fused = make(true);
+        SubspaceModel separate = make(false);
+        fused.train();
+        separate.train();
+        fused.Materialize();
+        separate.Materialize();
+        const size_t leaves = grouped ? 2 : 1;
+        // Unwarped tensors (grouped: fc3 and beyond) are constants with no graph at all.
+        EXPECT_EQ(InstallGraph(fused).size(), 1 + leaves) << label;
+        const int64_t warped = static_cast<int64_t>(fused.warped_parameter_names().size());
+        EXPECT_GE(static_cast<int64_t>(InstallGraph(separate).size()), warped + 1 + static_cast<int64_t>(leaves))
+            << label;
+      }
+    }
+  }
+}
+
+TEST(ProjectionModesTest, FusedInstallOptionsAreChecked) {
+  const torch::jit::Module net = SmallMlp();
+  // A per-tensor mode fuses only over the batched projection's flat output.
+  auto unbatched = SubspaceModel::Create(
+      net, SubspaceOptions(50).projection(ProjectionMode::kPerTensor).batched(false).fused_install(true));
+  ASSERT_FALSE(unbatched.ok());
+  EXPECT_NE(unbatched.status().message().find("batched"), std::string::npos) << unbatched.status();
+  // Unset, it follows the batched projection (off with it).
+  auto follows = SubspaceModel::Create(net, SubspaceOptions(50).batched(false));
+  ASSERT_TRUE(follows.ok()) << follows.status();
+  EXPECT_FALSE(follows->uses_fused_install());
+
+  ASSERT_EQ(setenv("DWARP_FUSED_INSTALL", "0", 1), 0);
+  auto off = SubspaceModel::Create(net, SubspaceOptions(50));
+  ASSERT_EQ(setenv("DWARP_FUSED_INSTALL", "yes", 1), 0);
+  auto bad = SubspaceModel::Create(net, SubspaceOptions(50));
+  auto explicit_on = SubspaceModel::Create(net, SubspaceOptions(50).fused_install(true));
+  ASSERT_EQ(unsetenv("DWARP_FUSED_INSTALL"), 0);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->uses_fused_install());
+  EXPECT_TRUE(off->uses_batched_projection());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'yes'"), std::string::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("DWARP_FUSED_INSTALL"), std::string::npos) << bad.status();
+  ASSERT_TRUE(explicit_on.ok()) << explicit_on.status();  // the option wins over the environment
+  EXPECT_TRUE(explicit_on->uses_fused_install());
 }
 
 void WriteDoubles(const std::filesystem::path& path, const at::Tensor& t) {

@@ -3,7 +3,8 @@
 # the Debian packages, configures an engine-only CUDA build with what tests/gpu/pack.sh put in .gpu-kit/,
 # builds it on all cores, runs every engine test (the *_CUDA ones included), fwht_cuda_standalone_check,
 # fastfood_device_benchmark and subspace_step_benchmark on the GPU (each projection path side by side: one
-# FastfoodProjection per tensor, and BatchedFastfood, and the performance targets met or missed); then reconfigures the same build folder
+# FastfoodProjection per tensor, BatchedFastfood, and BatchedFastfood with every tensor installed at once
+# (the fused install); and the performance targets met or missed); then reconfigures the same build folder
 # as a local-only build (DWARP_LOCAL_ONLY: `dwarp` with train, intrinsic-dim and simulate, no gRPC), builds
 # `dwarp` with the kit's yaml-cpp, nlohmann/json, CLI11 and spdlog, runs one real job with `dwarp train`
 # (tests/gpu/resnet18_synthetic_job.yaml: ResNet-18 on a synthetic brain over the kit's images, d = 1000)
@@ -301,14 +302,14 @@ fi
 # ---- the performance targets, read from the two benchmarks' logs (meaningful on the GPU) -------------------
 # Fastfood forward + backward at 2^16 <= 0.03 ms; at 2^24 <= 2.5x four device copies of the padded vector;
 # the ResNet-18 subspace step (size_weighted, the jobs' default) <= 1.3x the all-parameters step. Each for
-# the per-tensor path and the batched one (BatchedFastfood).
+# the per-tensor path and the batched one (BatchedFastfood); the step also with the fused install.
 if [ -s "$OUT/bench.log" ] || [ -s "$OUT/step_bench.log" ]; then
   {
     echo "targets on $bench_device (per tensor | batched):"
     awk '$1 == "2^16" { printf "  fwd+bwd at 2^16 <= 0.03 ms: %s ms | %s ms: %s\n", $2, $7, ($7 + 0 <= 0.03 ? "met (batched)" : ($2 + 0 <= 0.03 ? "met (per tensor)" : "MISSED")) }
          $1 == "2^24" { printf "  fwd+bwd at 2^24 <= 2.5x 4 copies: %sx | %sx: %s\n", $5, $8, ($8 + 0 <= 2.5 ? "met (batched)" : ($5 + 0 <= 2.5 ? "met (per tensor)" : "MISSED")) }' \
         "$OUT/bench.log" 2> /dev/null
-    for variant in "per tensor" batched; do
+    for variant in "per tensor" batched fused; do
       ratio=$(sed -nE "s/^subspace, size_weighted, $variant .*subspace \/ all parameters ([0-9.]+).*/\1/p" "$OUT/step_bench.log" 2> /dev/null)
       [ -z "$ratio" ] || echo "  ResNet-18 step, size_weighted, $variant: ${ratio}x all parameters (target <= 1.3): $(
         awk -v r="$ratio" 'BEGIN { print (r <= 1.3 ? "met" : "MISSED") }')"

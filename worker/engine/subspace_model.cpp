@@ -10,6 +10,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "worker/engine/fused_install.h"
+
 namespace dwarp::engine {
 namespace {
 
@@ -38,6 +40,17 @@ bool BatchedByDefault(const at::Device& device) {
   if (device.is_cpu()) return true;
   const char* flag = std::getenv("DWARP_BATCHED_FASTFOOD_CUDA");
   return flag != nullptr && std::strcmp(flag, "1") == 0;
+}
+
+// SubspaceOptions::fused_install when unset: DWARP_FUSED_INSTALL when set (0 or 1), else as the batched
+// projection's default. A value other than 0 or 1 is an error naming it.
+StatusOr<bool> FusedInstallByDefault(const at::Device& device) {
+  const char* flag = std::getenv("DWARP_FUSED_INSTALL");
+  if (flag == nullptr || *flag == '\0') return BatchedByDefault(device);
+  if (std::strcmp(flag, "1") == 0) return true;
+  if (std::strcmp(flag, "0") == 0) return false;
+  return InvalidArgumentError(std::string("environment variable DWARP_FUSED_INSTALL is '") + flag +
+                              "'; expected 0 or 1 (or unset)");
 }
 
 bool MatchesAny(const std::string& name, const std::vector<std::string>& prefixes) {
@@ -101,7 +114,14 @@ StatusOr<SubspaceModel> SubspaceModel::Create(const torch::jit::Module& module, 
     }
   }
 
-  SubspaceModel model(module.deepcopy(), options);
+  // Copied without autograd: the copies are leaves, not clones tied to the caller's parameters (through
+  // which unwarped parameters would still receive gradients).
+  torch::jit::Module copy;
+  {
+    at::NoGradGuard no_grad;
+    copy = module.deepcopy();
+  }
+  SubspaceModel model(std::move(copy), options);
   model.module_.eval();
 
   std::vector<std::string> all_names;
@@ -202,6 +222,37 @@ StatusOr<SubspaceModel> SubspaceModel::Create(const torch::jit::Module& module, 
     if (!batched.ok()) return batched.status();
     model.batched_ = std::move(batched).value();
   }
+  bool fused = false;
+  if (options.fused_install_.has_value()) {
+    fused = *options.fused_install_;
+  } else {
+    auto by_default = FusedInstallByDefault(first.device());
+    if (!by_default.ok()) return by_default.status();
+    fused = *by_default && (mode == ProjectionMode::kGlobal || model.batched_.has_value());
+  }
+  if (fused && mode != ProjectionMode::kGlobal && !model.batched_.has_value()) {
+    return InvalidArgumentError(std::string("the fused install needs the batched projection in mode ") +
+                                ProjectionModeName(mode) + ", which is off; turn batched on or fused_install off");
+  }
+  if (fused) {
+    // theta_0 moves into one flat buffer; each target keeps a view of its part (no second copy).
+    std::vector<at::Tensor> flat_parts;
+    std::vector<internal::FusedInstall::Target> fused_targets;
+    for (const auto& t : model.targets_) {
+      flat_parts.push_back(t.theta0.reshape({-1}));
+      fused_targets.push_back({t.offset, t.theta0.sizes().vec(), t.group});
+    }
+    const at::Tensor theta0 = at::cat(flat_parts);
+    for (size_t i = 0; i < model.targets_.size(); ++i) {
+      Target& t = model.targets_[i];
+      t.theta0 = theta0.narrow(0, t.offset, t.theta0.numel()).view(fused_targets[i].shape);
+    }
+    std::optional<FastfoodProjection> global;
+    if (mode == ProjectionMode::kGlobal) global = model.projections_.front();
+    model.fused_ = std::make_shared<const internal::FusedInstall>(
+        theta0, std::move(fused_targets), groups, model.batched_, std::move(global),
+        internal::FusedInstall::DefaultOps(first.device()));
+  }
   const auto options_of = at::TensorOptions().dtype(first.scalar_type()).device(first.device());
   model.theta_d_ = at::zeros({theta_size}, options_of).set_requires_grad(true);
   if (groups > 0) model.lambdas_ = at::ones({groups}, options_of).set_requires_grad(true);
@@ -233,6 +284,13 @@ std::vector<at::Tensor> SubspaceModel::Deltas() const {
 
 void SubspaceModel::Install(bool record_grad) {
   at::AutoGradMode grad_mode(record_grad);
+  if (fused_ != nullptr) {
+    // Without groups an empty stand-in: the autograd function's inputs must be defined tensors.
+    const at::Tensor lambdas = lambdas_.defined() ? lambdas_ : at::empty({0}, theta_d_.options().requires_grad(false));
+    const std::vector<at::Tensor> parts = internal::ApplyFusedInstall(fused_, theta_d_, lambdas);
+    for (size_t i = 0; i < targets_.size(); ++i) targets_[i].owner.setattr(targets_[i].attribute, parts[i]);
+    return;
+  }
   const std::vector<at::Tensor> deltas = Deltas();
   for (size_t i = 0; i < targets_.size(); ++i) {
     Target& t = targets_[i];
@@ -242,6 +300,7 @@ void SubspaceModel::Install(bool record_grad) {
 
 at::Tensor SubspaceModel::WarpDelta() const {
   at::NoGradGuard no_grad;
+  if (fused_ != nullptr) return fused_->Delta(theta_d_, lambdas_);
   std::vector<at::Tensor> parts;
   for (const auto& delta : Deltas()) parts.push_back(delta.reshape({-1}));
   return at::cat(parts);

@@ -20,6 +20,7 @@
 #include <torch/csrc/jit/api/module.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -67,6 +68,15 @@ struct SubspaceOptions {
   // CPU; on CUDA only when the environment variable DWARP_BATCHED_FASTFOOD_CUDA is 1, until the CUDA
   // kernels have been checked on a GPU (tests/gpu/check.sh sets it).
   SubspaceOptions& batched(bool v) { batched_ = v; return *this; }
+  // Whether theta_0 + lambda * P theta_d is formed for all warped tensors at once (fused_install.h): theta_0
+  // kept as one flat buffer, the projection's output as one flat buffer, one autograd node however many
+  // tensors (on a GPU also a constant number of operations), the tensors installed as views of the result.
+  // Otherwise one view, multiply and add per tensor, each its own autograd nodes. Same numbers either way
+  // (the lambdas' gradients up to float reassociation). Needs the batched projection in the per-tensor
+  // modes; kGlobal always has one flat buffer. Unset: the environment variable DWARP_FUSED_INSTALL (0 or 1;
+  // 1 only where the projection allows it) when set, else on wherever the batched projection is on by
+  // default (see batched).
+  SubspaceOptions& fused_install(bool v) { fused_install_ = v; return *this; }
 
   int64_t d_;
   uint64_t seed_ = 0;
@@ -74,7 +84,12 @@ struct SubspaceOptions {
   std::vector<std::vector<std::string>> layer_groups_;
   ProjectionMode projection_ = ProjectionMode::kPerTensor;
   std::optional<bool> batched_;
+  std::optional<bool> fused_install_;
 };
+
+namespace internal {
+class FusedInstall;  // fused_install.h
+}
 
 // "per_tensor", "global", "reference", "size_weighted": the spelling of job files (common/job_spec.h).
 const char* ProjectionModeName(ProjectionMode mode);
@@ -124,6 +139,8 @@ class SubspaceModel {
   const std::vector<FastfoodProjection>& projections() const { return projections_; }
   // Whether the projections run as one BatchedFastfood (SubspaceOptions::batched).
   bool uses_batched_projection() const { return batched_.has_value(); }
+  // Whether Materialize installs every warped tensor at once (SubspaceOptions::fused_install).
+  bool uses_fused_install() const { return fused_ != nullptr; }
   // P theta for the current theta_d and lambdas, as the flat concatenation of every warped tensor's delta
   // in module order ([D]; no gradient). For tests and studies of how a mode shares the movement.
   at::Tensor WarpDelta() const;
@@ -133,7 +150,7 @@ class SubspaceModel {
     std::string name;
     torch::jit::Module owner;   // the submodule holding the slot
     std::string attribute;      // the slot's name within owner
-    at::Tensor theta0;          // original values, requires_grad = false
+    at::Tensor theta0;          // original values, requires_grad = false (a view of the flat buffer when fused)
     int64_t group = -1;         // index into lambdas, or -1
     int64_t offset = 0;         // start in the concatenation of all warped tensors
   };
@@ -148,6 +165,7 @@ class SubspaceModel {
   std::vector<Target> targets_;
   std::vector<FastfoodProjection> projections_;  // one per target, or one (kGlobal)
   std::optional<BatchedFastfood> batched_;        // all of projections_ at once, when batched
+  std::shared_ptr<const internal::FusedInstall> fused_;  // when the install is fused
   at::Tensor theta_d_;
   at::Tensor lambdas_;
   int64_t warped_count_ = 0;

@@ -266,8 +266,19 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
   const double bracket_low = static_cast<double>(std::max<int64_t>(crossing->below_d, 0));
   const double bracket_high = static_cast<double>(crossing->grid_d);
 
+  // Each d's scores and, for kSeedEffects, their seeds as indices 0, 1, ... (a run without a seed is a
+  // seed of its own).
   std::map<int64_t, std::vector<double>> by_d;
-  for (const DimScore& run : runs) by_d[run.d].push_back(run.score);
+  std::map<int64_t, std::vector<size_t>> seeds_by_d;
+  std::map<uint64_t, size_t> seed_index;
+  size_t seed_count = 0;
+  for (const DimScore& run : runs) {
+    by_d[run.d].push_back(run.score);
+    size_t index = seed_count;
+    if (run.seed.has_value()) index = seed_index.emplace(*run.seed, seed_count).first->second;
+    if (index == seed_count) ++seed_count;
+    seeds_by_d[run.d].push_back(index);
+  }
   const bool spread_known = PooledSeedSpread(runs).known();
   const bool ends_have_seeds = by_d.at(crossing->grid_d).size() >= 2 &&
                                (crossing->below_d < 0 || by_d.at(crossing->below_d).size() >= 2);
@@ -280,49 +291,31 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
   // below the threshold, is below it in every replicate: its mean is drawn only when it is the point just
   // below the crossing (the refinement needs it), which keeps the cost per group to the few points near the
   // crossing. A one-seed point drawn with the spread near it is drawn every time (T is unbounded).
+  const bool seed_effects = options.draw == IntervalDraw::kSeedEffects;
   struct Point {
     LogPoint at;  // score unset: each replicate draws its own
     const std::vector<double>* scores;
+    const std::vector<size_t>* seeds;  // scores[i]'s seed index
     double mean;
-    SeedSpread spread;  // known: the mean plus spread.sd x T / sqrt(seeds); unknown: resample the seeds
+    SeedSpread spread;  // known: drawn from it (with the seeds' effects or not); unknown: resample the seeds
     bool surely_below;
   };
   std::vector<Point> points;
   for (const auto& [d, scores] : by_d) {
-    const bool from_spread =
-        spread_known && (scores.size() == 1 || options.draw == IntervalDraw::kSpreadNear);
+    const bool from_spread = spread_known && (scores.size() == 1 || options.draw != IntervalDraw::kOwnSeeds);
     const SeedSpread spread = from_spread ? SeedSpreadAt(runs, d, options.spread_floor) : SeedSpread{};
     double mean = 0.0;
     for (double score : scores) mean += score;
     mean /= static_cast<double>(scores.size());
-    points.push_back({LogPointOf(d, 0.0), &scores, mean, spread,
+    points.push_back({LogPointOf(d, 0.0), &scores, &seeds_by_d.at(d), mean, spread,
                       !spread.known() && *std::max_element(scores.begin(), scores.end()) < threshold});
   }
   SplitMix64 rng(kBootstrapRngSeed);
 
-  // kSeedEffects: every point's seeds (indices into the replicate's draws) and spread; one scale per
-  // replicate from the spread near the crossing.
-  const bool seed_effects = options.draw == IntervalDraw::kSeedEffects;
-  std::vector<std::vector<size_t>> seeds_of_point;
-  size_t seed_count = 0;
+  // kSeedEffects: the seeds' correlation, and one scale per replicate from the spread near the crossing.
   double rho = options.seed_correlation;
   int64_t scale_dof = 0;
   if (seed_effects) {
-    std::map<uint64_t, size_t> seed_index;
-    std::map<int64_t, std::vector<size_t>> by_d_seeds;
-    for (const DimScore& run : runs) {
-      size_t index = seed_count;
-      if (run.seed.has_value()) {
-        index = seed_index.emplace(*run.seed, seed_count).first->second;
-      }
-      if (index == seed_count) ++seed_count;
-      by_d_seeds[run.d].push_back(index);
-    }
-    for (Point& point : points) {
-      seeds_of_point.push_back(by_d_seeds.at(point.at.d));
-      point.spread = SeedSpreadAt(runs, point.at.d, options.spread_floor);
-      point.surely_below = false;
-    }
     if (!std::isfinite(rho)) {
       const SeedCorrelation correlation = SeedCorrelationOf(runs);
       rho = correlation.known() ? correlation.rho : 1.0;
@@ -333,15 +326,13 @@ StatusOr<CrossingInterval> FindCrossingInterval(const std::vector<DimScore>& run
   const double shared_weight = std::sqrt(rho), own_weight = std::sqrt(1.0 - rho);
   std::vector<double> seed_draws(seed_count);
   double scale = 1.0;
-  const Point* first_point = points.data();
 
   auto draw_mean = [&](const Point& point) {
     const std::vector<double>& scores = *point.scores;
     if (seed_effects) {
-      const std::vector<size_t>& seeds = seeds_of_point[static_cast<size_t>(&point - first_point)];
       double shared = 0.0;
-      for (size_t seed : seeds) shared += seed_draws[seed];
-      const double k = static_cast<double>(seeds.size());
+      for (size_t seed : *point.seeds) shared += seed_draws[seed];
+      const double k = static_cast<double>(point.seeds->size());
       return point.mean +
              scale * point.spread.sd * (shared_weight * shared / k + own_weight * rng.Normal() / std::sqrt(k));
     }

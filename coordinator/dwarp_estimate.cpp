@@ -338,26 +338,33 @@ std::vector<GroupDWarp> ComputeDWarp(const ThresholdSpec& threshold, const std::
 }
 
 std::vector<size_t> JobsMadeUnnecessary(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs) {
+  return JobsMadeUnnecessary(threshold, jobs, ComputeDWarp(threshold, jobs));
+}
+
+std::vector<size_t> JobsMadeUnnecessary(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs,
+                                        const std::vector<GroupDWarp>& records) {
   // With a reference that depends on the grid's best scores, a larger d could raise the threshold and move
   // the crossing: nothing is unnecessary. A noise ceiling is final once known (which a reached status implies).
   const bool fixed_reference = threshold.kind == ThresholdKind::kAbsolute ||
                                threshold.kind == ThresholdKind::kFractionOfFull ||
                                threshold.kind == ThresholdKind::kFractionOfNoiseCeiling;
   if (!fixed_reference) return {};
+  // The crossing's grid d of every reached group.
+  std::map<GroupKey, int64_t> reached;
+  for (const GroupDWarp& record : records)
+    if (record.status == DWarpStatus::kReached)
+      reached[{record.model, record.layer, record.dataset, record.variant}] = record.grid_d;
   std::vector<size_t> unnecessary;
-  for (const GroupState& g : ComputeGroups(threshold, jobs)) {
-    if (g.record.status != DWarpStatus::kReached) continue;
-    for (size_t index : g.jobs) {
-      const JobOutcome& job = jobs[index];
-      if (Finished(job.state)) continue;
-      // Full jobs are the reference of fraction_of_full (and all finished once it is reached); under the
-      // other kinds they change nothing and lie above every grid d.
-      const bool above =
-          job.d.is_full() ? threshold.kind != ThresholdKind::kFractionOfFull : job.d.value > g.record.grid_d;
-      if (above) unnecessary.push_back(index);
-    }
+  for (size_t index = 0; index < jobs.size(); ++index) {
+    const JobOutcome& job = jobs[index];
+    if (Finished(job.state)) continue;
+    const auto group = reached.find(KeyOf(job));
+    if (group == reached.end()) continue;
+    // Full jobs are the reference of fraction_of_full (and all finished once it is reached); under the
+    // other kinds they change nothing and lie above every grid d.
+    const bool above = job.d.is_full() ? threshold.kind != ThresholdKind::kFractionOfFull : job.d.value > group->second;
+    if (above) unnecessary.push_back(index);
   }
-  std::sort(unnecessary.begin(), unnecessary.end());
   return unnecessary;
 }
 

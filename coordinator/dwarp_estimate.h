@@ -103,5 +103,9 @@ std::vector<GroupDWarp> ComputeDWarp(const ThresholdSpec& threshold, const std::
 // and only when the threshold kind makes the crossing independent of larger d (absolute, fraction_of_full,
 // fraction_of_noise_ceiling: a reached status means the ceiling is known, and no job can change it).
 std::vector<size_t> JobsMadeUnnecessary(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs);
+// The same from `records`, ComputeDWarp(threshold, jobs) already computed (each group's d_warp and its
+// interval are not computed again).
+std::vector<size_t> JobsMadeUnnecessary(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs,
+                                        const std::vector<GroupDWarp>& records);
 
 }  // namespace dwarp::coordinator

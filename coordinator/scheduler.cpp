@@ -658,7 +658,7 @@ void Scheduler::RecomputeDWarpLocked(SweepRecord& sweep) {
 
   if (!sweep.spec.early_stop || sweep.row.state != SweepState::kRunning) return;
   std::vector<JobRow> unnecessary;
-  for (size_t index : JobsMadeUnnecessary(sweep.spec.threshold, outcomes)) {
+  for (size_t index : JobsMadeUnnecessary(sweep.spec.threshold, outcomes, sweep.dwarp)) {
     JobRow job = jobs_.at(sweep.job_ids.at(index));
     if (job.state != JobState::kQueued) continue;
     job.state = JobState::kCancelled;

@@ -210,11 +210,11 @@ std::vector<SweepSearchStep> PlanSweepSearch(const SweepSpec& spec, const std::v
   std::map<Key, std::vector<SearchJob>> groups;
   for (const JobOutcome& job : jobs)
     groups[{job.model, job.layer, job.dataset, job.variant}].push_back({job.d, job.seed, job.state, job.test_score});
-  for (const GroupDWarp& record : ComputeDWarp(spec.threshold, jobs)) {
-    const Key key{record.model, record.layer, record.dataset, record.variant};
-    GroupSearchPlan plan = PlanGroupSearch(spec.search, spec.seeds, record.threshold, groups[key]);
+  for (const GroupThreshold& group : ComputeThresholds(spec.threshold, jobs)) {
+    const Key key{group.model, group.layer, group.dataset, group.variant};
+    GroupSearchPlan plan = PlanGroupSearch(spec.search, spec.seeds, group.threshold, groups[key]);
     for (SearchStep& step : plan.next)
-      steps.push_back({record.model, record.layer, record.dataset, record.variant, std::move(step)});
+      steps.push_back({group.model, group.layer, group.dataset, group.variant, std::move(step)});
   }
   return steps;
 }

@@ -83,8 +83,9 @@ struct SweepSearchStep {
   SearchStep step;
 };
 
-// Every group's new jobs, in d_warp record order (dwarp_estimate.h ComputeDWarp, which also gives each
-// group's threshold). Empty for a grid sweep.
+// Every group's new jobs, in d_warp record order (each group's threshold from dwarp_estimate.h
+// ComputeThresholds: the scheduler plans after every result, so no interval is computed here). Empty for a
+// grid sweep.
 std::vector<SweepSearchStep> PlanSweepSearch(const SweepSpec& spec, const std::vector<JobOutcome>& jobs);
 
 // A stored job as the d_warp estimate and the planner see it.

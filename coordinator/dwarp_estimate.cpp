@@ -274,8 +274,10 @@ void Judge(const ThresholdSpec& spec, GroupState& g, const DatasetState& dataset
   AddNote(&out.note, "no d reaches the threshold " + FormatNumber(reference.threshold) + " yet");
 }
 
-// Groups in record order: (dataset, model, layer, variant), each by its first appearance in `jobs`.
-std::vector<GroupState> ComputeGroups(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs) {
+// Groups in record order: (dataset, model, layer, variant), each by its first appearance in `jobs`. With
+// `judge` false each record gets its threshold only (no crossing, interval, status or note).
+std::vector<GroupState> ComputeGroups(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs,
+                                      bool judge) {
   std::map<std::string, size_t> dataset_rank, model_rank, layer_rank, variant_rank;
   std::map<GroupKey, std::vector<size_t>> members;
   for (size_t i = 0; i < jobs.size(); ++i) {
@@ -314,7 +316,11 @@ std::vector<GroupState> ComputeGroups(const ThresholdSpec& threshold, const std:
   for (GroupState& g : groups) {
     const DatasetState& dataset = datasets.at(g.record.dataset);
     g.record.noise_ceiling = dataset.noise_ceiling();
-    Judge(threshold, g, dataset);
+    if (judge) {
+      Judge(threshold, g, dataset);
+    } else {
+      g.record.threshold = ReferenceOf(threshold, g, dataset).threshold;
+    }
   }
   return groups;
 }
@@ -333,8 +339,18 @@ const char* DWarpStatusName(DWarpStatus status) {
 
 std::vector<GroupDWarp> ComputeDWarp(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs) {
   std::vector<GroupDWarp> records;
-  for (GroupState& g : ComputeGroups(threshold, jobs)) records.push_back(std::move(g.record));
+  for (GroupState& g : ComputeGroups(threshold, jobs, /*judge=*/true)) records.push_back(std::move(g.record));
   return records;
+}
+
+std::vector<GroupThreshold> ComputeThresholds(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs) {
+  std::vector<GroupThreshold> thresholds;
+  for (GroupState& g : ComputeGroups(threshold, jobs, /*judge=*/false)) {
+    GroupDWarp& r = g.record;
+    thresholds.push_back({std::move(r.model), std::move(r.layer), std::move(r.dataset), std::move(r.variant),
+                          r.threshold});
+  }
+  return thresholds;
 }
 
 std::vector<size_t> JobsMadeUnnecessary(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs) {

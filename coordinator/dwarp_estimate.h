@@ -98,6 +98,15 @@ struct GroupDWarp {
 // One record per group, ordered by (dataset, model, layer, variant) as they first appear in `jobs`.
 std::vector<GroupDWarp> ComputeDWarp(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs);
 
+// Each group's threshold as ComputeDWarp's record gives it (NaN while unknown), in the same order, without
+// the crossing, its interval and the status: what the adaptive search needs after every result, at a
+// fraction of the cost (the interval's bootstrap dominates ComputeDWarp).
+struct GroupThreshold {
+  std::string model, layer, dataset, variant;
+  double threshold = std::numeric_limits<double>::quiet_NaN();
+};
+std::vector<GroupThreshold> ComputeThresholds(const ThresholdSpec& threshold, const std::vector<JobOutcome>& jobs);
+
 // Early stop: indices into `jobs` of unfinished jobs that can no longer change any group's d_warp: jobs of a
 // group whose status is reached, with d > grid_d (d >= 0; full jobs are kept when the threshold uses them),
 // and only when the threshold kind makes the crossing independent of larger d (absolute, fraction_of_full,

@@ -438,6 +438,50 @@ TEST(DWarpEstimateTest, RecordsAreOrderedByDatasetModelLayerVariantAsTheyFirstAp
   EXPECT_EQ(records[2].curve.size(), 2u);
 }
 
+TEST(DWarpEstimateTest, ThresholdsAloneAreTheRecordsThresholdsInRecordOrder) {
+  // Two datasets, three groups: one with a noise ceiling and a full point, one still running, one whose
+  // dataset reports no ceiling. Every threshold kind: each group's threshold, known or NaN, as ComputeDWarp's.
+  std::vector<JobOutcome> jobs = {
+      DoneWithCeiling("a", "it", D(0), 0, 0.10, 0.8), DoneWithCeiling("a", "it", D(10), 0, 0.30, 0.8),
+      DoneWithCeiling("a", "it", D(10), 1, 0.34, 0.8), DoneWithCeiling("a", "it", D(100), 0, 0.52, 0.8),
+      DoneWithCeiling("a", "it", kFull, 0, 0.70, 0.8), Done("b", "it", D(0), 0, 0.20),
+      Running("b", "it", D(100)),                      Done("a", "nsd", D(0), 0, 0.05),
+      Done("a", "nsd", D(100), 0, 0.15),               Running("a", "nsd", kFull),
+  };
+  jobs.push_back(jobs[1]);
+  jobs.back().variant = "v2";
+  for (ThresholdKind kind : {ThresholdKind::kAbsolute, ThresholdKind::kFractionOfGroupBest,
+                             ThresholdKind::kFractionOfDatasetBest, ThresholdKind::kFractionOfFull,
+                             ThresholdKind::kFractionOfNoiseCeiling}) {
+    SCOPED_TRACE(static_cast<int>(kind));
+    const ThresholdSpec spec = Threshold(kind, kind == ThresholdKind::kAbsolute ? 0.4 : 0.6);
+    const std::vector<GroupDWarp> records = ComputeDWarp(spec, jobs);
+    const std::vector<GroupThreshold> thresholds = ComputeThresholds(spec, jobs);
+    ASSERT_EQ(thresholds.size(), records.size());
+    ASSERT_EQ(records.size(), 4u);
+    int known = 0;
+    for (size_t i = 0; i < records.size(); ++i) {
+      EXPECT_EQ(thresholds[i].model, records[i].model);
+      EXPECT_EQ(thresholds[i].layer, records[i].layer);
+      EXPECT_EQ(thresholds[i].dataset, records[i].dataset);
+      EXPECT_EQ(thresholds[i].variant, records[i].variant);
+      if (std::isnan(records[i].threshold)) {
+        EXPECT_TRUE(std::isnan(thresholds[i].threshold)) << i;
+      } else {
+        EXPECT_DOUBLE_EQ(thresholds[i].threshold, records[i].threshold) << i;
+        ++known;
+      }
+    }
+    EXPECT_GT(known, 0);
+    if (kind == ThresholdKind::kFractionOfNoiseCeiling) {
+      EXPECT_DOUBLE_EQ(thresholds[0].threshold, 0.6 * 0.8);     // it/a: the dataset's ceiling
+      EXPECT_TRUE(std::isnan(thresholds[3].threshold));         // nsd/a: none reported, a job still runs
+    }
+    if (kind == ThresholdKind::kFractionOfFull) EXPECT_DOUBLE_EQ(thresholds[0].threshold, 0.6 * 0.70);
+  }
+  EXPECT_THAT(ComputeThresholds(ThresholdSpec{}, {}), IsEmpty());
+}
+
 TEST(DWarpEstimateTest, NoJobsNoRecords) {
   EXPECT_THAT(ComputeDWarp(ThresholdSpec{}, {}), IsEmpty());
   EXPECT_THAT(JobsMadeUnnecessary(Threshold(ThresholdKind::kAbsolute, 0.5), {}), IsEmpty());

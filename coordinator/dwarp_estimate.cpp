@@ -256,11 +256,16 @@ void Judge(const ThresholdSpec& spec, GroupState& g, const DatasetState& dataset
       return;
     }
     out.status = DWarpStatus::kProvisional;
-    if (!settled)
-      AddNote(&out.note, "the seeds leave open whether the crossing lies between d = " +
-                             std::to_string(std::max<int64_t>(crossing.below_d, 0)) + " and " +
-                             std::to_string(crossing.grid_d) + " (interval " + FormatWhole(out.d_warp_low) + ".." +
+    if (!settled) {
+      // A crossing at the first grid point has no grid point below it: what is open is whether that d reaches.
+      const std::string open =
+          crossing.below_d < 0
+              ? "whether the smallest d run, d = " + std::to_string(crossing.grid_d) + ", reaches the threshold"
+              : "whether the crossing lies between d = " + std::to_string(crossing.below_d) + " and " +
+                    std::to_string(crossing.grid_d);
+      AddNote(&out.note, "the seeds leave open " + open + " (interval " + FormatWhole(out.d_warp_low) + ".." +
                              FormatWhole(out.d_warp_high) + ")");
+    }
     if (!below.empty()) AddNote(&out.note, "waiting for d = " + JoinDims(below) + " at or below the crossing");
     if (!reference.is_final) AddNote(&out.note, reference.waiting);
     return;

@@ -151,6 +151,21 @@ TEST(DWarpEstimateTest, SeedsThatLeaveTheBracketOpenMakeAFinishedGroupProvisiona
   EXPECT_GT(group.d_warp_high, 100.0);
 }
 
+TEST(DWarpEstimateTest, SeedsThatLeaveOpenWhetherTheFirstDReachesSaySo) {
+  // d = 0's mean reaches 0.5, but its seeds lie on both sides of it: the crossing is the first grid point, so
+  // there is no grid point below it to name, and whether d = 0 itself reaches is what is open.
+  const std::vector<JobOutcome> jobs = {
+      Done("m", "ds", SubspaceDim::Linear(), 0, 0.45),     Done("m", "ds", SubspaceDim::Linear(), 1, 0.75),
+      Done("m", "ds", SubspaceDim::Subspace(100), 0, 0.9), Done("m", "ds", SubspaceDim::Subspace(100), 1, 0.9)};
+  const GroupDWarp group = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.5), jobs));
+  EXPECT_EQ(group.status, DWarpStatus::kProvisional);
+  EXPECT_NE(group.note.find("the seeds leave open whether the smallest d run, d = 0, reaches the threshold "
+                            "(interval 0.."),
+            std::string::npos)
+      << group.note;
+  EXPECT_EQ(group.note.find("between d = 0 and 0"), std::string::npos) << group.note;
+}
+
 TEST(DWarpEstimateTest, CurveHasEveryGridDAscendingFullLastWithMeanAndSampleStd) {
   const std::vector<JobOutcome> jobs = {Running("m", "it", kFull),         Done("m", "it", D(100), 0, 0.5),
                                         Done("m", "it", D(10), 0, 0.4),    Failed("m", "it", D(10), 1),

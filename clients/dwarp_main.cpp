@@ -10,6 +10,9 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <iostream>
+#include <string>
+
 #include "clients/exit_codes.h"
 #include "clients/local/intrinsic_dim_command.h"
 #include "clients/local/simulate_command.h"
@@ -37,6 +40,22 @@ int main(int argc, char** argv) {
 #endif
   dwarp::clients::AddSimulateCommand(app);
   spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
+  // CLI11 answers a word that names no command with "A subcommand is required"; name the word and the
+  // commands there are instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string word = argv[1];
+    std::string names;
+    bool known = false;
+    for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || command->check_name(word);
+      names += (names.empty() ? "" : ", ") + command->get_name();
+    }
+    if (!known) {
+      std::cerr << "error: unknown command '" << word << "'; expected one of: " << names
+                << " (dwarp --help describes them)\n";
+      return dwarp::clients::kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

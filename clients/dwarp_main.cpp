@@ -12,6 +12,7 @@
 
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "clients/exit_codes.h"
 #include "clients/local/intrinsic_dim_command.h"
@@ -23,6 +24,36 @@
 #include "clients/sweep/sweep_commands.h"
 #include "clients/sweep/tensorboard_command.h"
 #endif
+
+namespace {
+
+// CLI11 answers a word that names no command (`dwarp stauts`, `dwarp simulate dim`) with "A subcommand is
+// required". This names the word and the commands there are instead: the leading words of argv are walked
+// down the command tree for as long as they name commands; the first one that does not, where commands are
+// expected, is unknown. Empty when there is none.
+std::string UnknownCommand(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  std::string path = "dwarp";
+  for (int i = 1; i < argc && argv[i][0] != '-'; ++i) {
+    const std::vector<CLI::App*> commands = level->get_subcommands([](CLI::App*) { return true; });
+    if (commands.empty()) return "";
+    std::string names;
+    CLI::App* next = nullptr;
+    for (CLI::App* command : commands) {
+      if (command->check_name(argv[i])) next = command;
+      names += (names.empty() ? "" : ", ") + command->get_name();
+    }
+    if (next == nullptr) {
+      return "unknown command '" + std::string(argv[i]) + "'; expected one of: " + names + " (" + path +
+             " --help describes them)";
+    }
+    level = next;
+    path += " " + next->get_name();
+  }
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"dwarp: how far must a network be warped before it predicts the brain (DESIGN.md)"};
@@ -40,21 +71,9 @@ int main(int argc, char** argv) {
 #endif
   dwarp::clients::AddSimulateCommand(app);
   spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
-  // CLI11 answers a word that names no command with "A subcommand is required"; name the word and the
-  // commands there are instead.
-  if (argc > 1 && argv[1][0] != '-') {
-    const std::string word = argv[1];
-    std::string names;
-    bool known = false;
-    for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
-      known = known || command->check_name(word);
-      names += (names.empty() ? "" : ", ") + command->get_name();
-    }
-    if (!known) {
-      std::cerr << "error: unknown command '" << word << "'; expected one of: " << names
-                << " (dwarp --help describes them)\n";
-      return dwarp::clients::kExitUsage;
-    }
+  if (const std::string unknown = UnknownCommand(app, argc, argv); !unknown.empty()) {
+    std::cerr << "error: " << unknown << "\n";
+    return dwarp::clients::kExitUsage;
   }
   try {
     app.parse(argc, argv);

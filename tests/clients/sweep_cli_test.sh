@@ -54,6 +54,8 @@ case "$case_name" in
     expect 2 "sweep is required|required" "$dwarp" status
     # A misspelt command is named, with the commands there are.
     expect 2 "^error: unknown command 'stauts'; expected one of: .*status" "$dwarp" stauts cli-1
+    expect 2 "^error: unknown command 'dim'; expected one of: dim-complexity \(dwarp simulate --help" \
+      "$dwarp" simulate dim
     ;;
   *)
     echo "unknown case '$case_name'"; exit 1 ;;

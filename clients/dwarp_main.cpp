@@ -10,6 +10,10 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <iostream>
+#include <string>
+#include <vector>
+
 #include "clients/exit_codes.h"
 #include "clients/local/intrinsic_dim_command.h"
 #include "clients/local/simulate_command.h"
@@ -20,6 +24,36 @@
 #include "clients/sweep/sweep_commands.h"
 #include "clients/sweep/tensorboard_command.h"
 #endif
+
+namespace {
+
+// CLI11 answers a word that names no command (`dwarp stauts`, `dwarp simulate dim`) with "A subcommand is
+// required". This names the word and the commands there are instead: the leading words of argv are walked
+// down the command tree for as long as they name commands; the first one that does not, where commands are
+// expected, is unknown. Empty when there is none.
+std::string UnknownCommand(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  std::string path = "dwarp";
+  for (int i = 1; i < argc && argv[i][0] != '-'; ++i) {
+    const std::vector<CLI::App*> commands = level->get_subcommands([](CLI::App*) { return true; });
+    if (commands.empty()) return "";
+    std::string names;
+    CLI::App* next = nullptr;
+    for (CLI::App* command : commands) {
+      if (command->check_name(argv[i])) next = command;
+      names += (names.empty() ? "" : ", ") + command->get_name();
+    }
+    if (next == nullptr) {
+      return "unknown command '" + std::string(argv[i]) + "'; expected one of: " + names + " (" + path +
+             " --help describes them)";
+    }
+    level = next;
+    path += " " + next->get_name();
+  }
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"dwarp: how far must a network be warped before it predicts the brain (DESIGN.md)"};
@@ -37,6 +71,10 @@ int main(int argc, char** argv) {
 #endif
   dwarp::clients::AddSimulateCommand(app);
   spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
+  if (const std::string unknown = UnknownCommand(app, argc, argv); !unknown.empty()) {
+    std::cerr << "error: " << unknown << "\n";
+    return dwarp::clients::kExitUsage;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -315,6 +315,18 @@ Status ApplyOverride(json& document, const std::string& text, SpecOverride* pars
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
+  // `datasets.0.name`: a list element named by its index, which the path syntax does not address.
+  std::string before;  // the keys before keys[i]
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const std::string& part = keys[i];
+    const bool index =
+        !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (index && i > 0) {
+      return OverrideError(text, "\"" + part + "\" in " + key + " is a list index, and overrides name mapping keys "
+                                 "only; replace the whole list (" + before + "=[...]) or edit the file");
+    }
+    before = SpecFieldPath(before, part);
+  }
   if (!std::all_of(keys.begin(), keys.end(), [](const std::string& part) { return IsSpecIdentifier(part); })) {
     return OverrideError(text, "bad key \"" + key + "\"; " + kForm);
   }

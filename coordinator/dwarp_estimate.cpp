@@ -178,24 +178,33 @@ Reference ReferenceOf(const ThresholdSpec& spec, const GroupState& g, const Data
       r.threshold = spec.value;
       r.is_final = true;
       break;
+    // Each reference below is never known once every job that could set it finished without a score.
     case ThresholdKind::kFractionOfGroupBest:
       r.known = g.has_grid_point;
       if (r.known) r.threshold = spec.value * g.record.best_score;
       r.is_final = g.grid_finished;
-      r.waiting = r.known ? "the group's best score may still rise" : "no result of the group yet";
+      r.never_known = !r.known && g.grid_finished;
+      r.waiting = r.known         ? "the group's best score may still rise"
+                  : r.never_known ? "no job of the group succeeded"
+                                  : "no result of the group yet";
       break;
     case ThresholdKind::kFractionOfDatasetBest:
       r.known = dataset.known;
       if (r.known) r.threshold = spec.value * dataset.best;
       r.is_final = dataset.finished;
-      r.waiting = r.known ? "the best score on dataset " + g.record.dataset + " may still rise"
-                          : "no result on dataset " + g.record.dataset + " yet";
+      r.never_known = !r.known && dataset.finished;
+      r.waiting = r.known         ? "the best score on dataset " + g.record.dataset + " may still rise"
+                  : r.never_known ? "no job on dataset " + g.record.dataset + " succeeded"
+                                  : "no result on dataset " + g.record.dataset + " yet";
       break;
     case ThresholdKind::kFractionOfFull:
       r.known = g.record.has_full;
       if (r.known) r.threshold = spec.value * g.record.full_score;
       r.is_final = g.full_finished;
-      r.waiting = r.known ? "d = full seeds are still running" : "no d = full seed has succeeded yet";
+      r.never_known = !r.known && g.full_finished;
+      r.waiting = r.known         ? "d = full seeds are still running"
+                  : r.never_known ? "every d = full seed failed"
+                                  : "no d = full seed has succeeded yet";
       break;
     case ThresholdKind::kFractionOfNoiseCeiling:
       // The data's property: final once any job reported it.
@@ -256,11 +265,16 @@ void Judge(const ThresholdSpec& spec, GroupState& g, const DatasetState& dataset
       return;
     }
     out.status = DWarpStatus::kProvisional;
-    if (!settled)
-      AddNote(&out.note, "the seeds leave open whether the crossing lies between d = " +
-                             std::to_string(std::max<int64_t>(crossing.below_d, 0)) + " and " +
-                             std::to_string(crossing.grid_d) + " (interval " + FormatWhole(out.d_warp_low) + ".." +
+    if (!settled) {
+      // A crossing at the first grid point has no grid point below it: what is open is whether that d reaches.
+      const std::string open =
+          crossing.below_d < 0
+              ? "whether the smallest d run, d = " + std::to_string(crossing.grid_d) + ", reaches the threshold"
+              : "whether the crossing lies between d = " + std::to_string(crossing.below_d) + " and " +
+                    std::to_string(crossing.grid_d);
+      AddNote(&out.note, "the seeds leave open " + open + " (interval " + FormatWhole(out.d_warp_low) + ".." +
                              FormatWhole(out.d_warp_high) + ")");
+    }
     if (!below.empty()) AddNote(&out.note, "waiting for d = " + JoinDims(below) + " at or below the crossing");
     if (!reference.is_final) AddNote(&out.note, reference.waiting);
     return;

@@ -35,7 +35,7 @@ void AddPlotCommand(CLI::App& app) {
   auto out_file = std::make_shared<std::string>();
   auto options = std::make_shared<PlotOptions>();
   CLI::App* cmd = app.add_subcommand("plot", "The d_warp picture of a sweep (test score against d), as SVG");
-  cmd->add_option("sweep", *sweep, "Sweep id")->required();
+  cmd->add_option("sweep", *sweep, kSweepArgumentHelp)->required();
   cmd->add_option("-o,--out", *out_file, "SVG file to write (FILE.svg)")->required();
   cmd->add_option("--title", options->title, "Title (default: \"d_warp — SWEEP\")");
   AddConnectionFlags(cmd, *flags);

@@ -428,7 +428,7 @@ void AddOneSweepCommand(CLI::App& app, const std::string& name, const std::strin
   auto flags = std::make_shared<ConnectionFlags>();
   auto sweep = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(name, description);
-  cmd->add_option("sweep", *sweep, "Sweep id")->required();
+  cmd->add_option("sweep", *sweep, kSweepArgumentHelp)->required();
   AddConnectionFlags(cmd, *flags);
   cmd->callback([flags, sweep, run = std::move(run)]() {
     WithClient(*flags, [&](SweepClient& client) { return run(client, *sweep); });
@@ -479,7 +479,7 @@ void AddSweepCommands(CLI::App& app) {
     auto format = std::make_shared<std::string>();
     auto out_file = std::make_shared<std::string>();
     CLI::App* cmd = app.add_subcommand("results", "One row per job of a sweep: its key, state and result");
-    cmd->add_option("sweep", *sweep, "Sweep id")->required();
+    cmd->add_option("sweep", *sweep, kSweepArgumentHelp)->required();
     cmd->add_option("--format", *format, "table, csv or json (default: by -o's extension, else table)");
     cmd->add_option("-o,--out", *out_file, "Write to this file instead of stdout");
     AddConnectionFlags(cmd, *flags);
@@ -494,7 +494,7 @@ void AddSweepCommands(CLI::App& app) {
     auto sweep = std::make_shared<std::string>();
     auto format = std::make_shared<std::string>("table");
     CLI::App* cmd = app.add_subcommand("dwarp", "The d_warp table of a sweep, with each group's score curve");
-    cmd->add_option("sweep", *sweep, "Sweep id")->required();
+    cmd->add_option("sweep", *sweep, kSweepArgumentHelp)->required();
     cmd->add_option("--format", *format, "table, csv or json")->capture_default_str();
     AddConnectionFlags(cmd, *flags);
     cmd->callback([flags, sweep, format]() {

@@ -144,6 +144,10 @@ CommandResult RunWorkers(SweepClient& client, std::ostream& out);
 // has a request id (without one a retry could store the sweep twice). Each retry is noted on `notes`.
 Status SubmitWithRetries(SweepClient& client, const v1::SubmitRequest& request, v1::SubmitResponse* response,
                          std::ostream& notes);
+// The help of every command's SWEEP argument: the coordinator takes a sweep id or a sweep name, which means
+// the latest sweep of that name.
+inline constexpr char kSweepArgumentHelp[] = "Sweep id (e.g. quickstart-1), or a sweep name: its latest sweep";
+
 // Every job of a sweep (with include_metrics, every stored curve too) and its latest summary, read a page
 // of kResultsPageSize jobs at a time and merged into one response (next_page_token empty).
 StatusOr<v1::ResultsResponse> FetchResults(SweepClient& client, const std::string& sweep_id, bool include_metrics);

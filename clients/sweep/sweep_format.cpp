@@ -307,7 +307,7 @@ std::string FormatSubmit(const v1::SubmitResponse& response, bool list_jobs) {
     Json rows = Json::array();
     for (const v1::Job& job : response.jobs()) {
       Json row = Json::object();
-      row["job"] = job.job_id();
+      if (!sweep.sweep_id().empty()) row["job"] = job.job_id();  // a dry run stores no job: no id to show
       const Json key = JobKeyCells(job.key());  // named: a temporary would die before the loop body
       for (const auto& item : key.items()) row[item.key()] = item.value();
       rows.push_back(std::move(row));

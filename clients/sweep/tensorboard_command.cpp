@@ -25,7 +25,7 @@ void AddTensorBoardCommand(CLI::App& app) {
   auto sweep = std::make_shared<std::string>();
   auto logdir = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand("tensorboard", "Every job's training curve as TensorBoard event files");
-  cmd->add_option("sweep", *sweep, "Sweep id")->required();
+  cmd->add_option("sweep", *sweep, kSweepArgumentHelp)->required();
   cmd->add_option("--logdir", *logdir, "Folder to write the event files under (one folder per job)")->required();
   AddConnectionFlags(cmd, *flags);
   cmd->callback([flags, sweep, logdir]() {

@@ -5,7 +5,7 @@
 #   missing_file    `dwarp submit` of a file that does not exist: exit 2, naming the file
 #   malformed_file  `dwarp submit` of broken YAML: exit 2, naming the file; no coordinator is contacted
 #   bad_format      `dwarp results --format xml`: exit 2, naming the value
-#   usage           `dwarp status` without a sweep id (a CLI11 usage error): exit 2
+#   usage           `dwarp status` without a sweep id (a CLI11 usage error), or an unknown command: exit 2
 set -u
 dwarp="$1"
 case_name="$2"
@@ -52,6 +52,10 @@ case "$case_name" in
     ;;
   usage)
     expect 2 "sweep is required|required" "$dwarp" status
+    # A misspelt command is named, with the commands there are.
+    expect 2 "^error: unknown command 'stauts'; expected one of: .*status" "$dwarp" stauts cli-1
+    expect 2 "^error: unknown command 'dim'; expected one of: dim-complexity \(dwarp simulate --help" \
+      "$dwarp" simulate dim
     ;;
   *)
     echo "unknown case '$case_name'"; exit 1 ;;

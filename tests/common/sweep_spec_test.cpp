@@ -279,6 +279,13 @@ TEST(SweepSpecErrorsTest, ErrorsCausedByAnOverrideNameIt) {
   EXPECT_THAT(lr, HasSubstr("train.lr = -1; expected a number > 0"));
   EXPECT_THAT(ErrorOf(kSweepYaml, {"seeds=[1,1]"}), HasSubstr("override `seeds=[1,1]`: seeds[1] = 1"));
   EXPECT_THAT(ErrorOf(kSweepYaml, {"dims"}), HasSubstr("override `dims`: no `=`"));
+  // A list element cannot be addressed by its index: the error says so and what to do instead.
+  EXPECT_THAT(ErrorOf(kSweepYaml, {"datasets.0.limit_stimuli=100"}),
+              HasSubstr("override `datasets.0.limit_stimuli=100`: \"0\" in datasets.0.limit_stimuli is a list index, "
+                        "and overrides name mapping keys only; replace the whole list (datasets=[...]) or edit the "
+                        "file"));
+  EXPECT_THAT(ErrorOf(kSweepYaml, {"models.1={name: x, arch: mlp}"}),
+              HasSubstr("\"1\" in models.1 is a list index"));
 }
 
 TEST(SweepSpecErrorsTest, SyntaxErrorsNameTheSweep) {

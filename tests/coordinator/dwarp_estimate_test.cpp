@@ -13,6 +13,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 SubspaceDim D(int64_t d) { return d == 0 ? SubspaceDim::Linear() : SubspaceDim::Subspace(d); }
 const SubspaceDim kFull = SubspaceDim::Full();
@@ -151,6 +152,21 @@ TEST(DWarpEstimateTest, SeedsThatLeaveTheBracketOpenMakeAFinishedGroupProvisiona
   EXPECT_GT(group.d_warp_high, 100.0);
 }
 
+TEST(DWarpEstimateTest, SeedsThatLeaveOpenWhetherTheFirstDReachesSaySo) {
+  // d = 0's mean reaches 0.5, but its seeds lie on both sides of it: the crossing is the first grid point, so
+  // there is no grid point below it to name, and whether d = 0 itself reaches is what is open.
+  const std::vector<JobOutcome> jobs = {
+      Done("m", "ds", SubspaceDim::Linear(), 0, 0.45),     Done("m", "ds", SubspaceDim::Linear(), 1, 0.75),
+      Done("m", "ds", SubspaceDim::Subspace(100), 0, 0.9), Done("m", "ds", SubspaceDim::Subspace(100), 1, 0.9)};
+  const GroupDWarp group = Only(ComputeDWarp(Threshold(ThresholdKind::kAbsolute, 0.5), jobs));
+  EXPECT_EQ(group.status, DWarpStatus::kProvisional);
+  EXPECT_NE(group.note.find("the seeds leave open whether the smallest d run, d = 0, reaches the threshold "
+                            "(interval 0.."),
+            std::string::npos)
+      << group.note;
+  EXPECT_EQ(group.note.find("between d = 0 and 0"), std::string::npos) << group.note;
+}
+
 TEST(DWarpEstimateTest, CurveHasEveryGridDAscendingFullLastWithMeanAndSampleStd) {
   const std::vector<JobOutcome> jobs = {Running("m", "it", kFull),         Done("m", "it", D(100), 0, 0.5),
                                         Done("m", "it", D(10), 0, 0.4),    Failed("m", "it", D(10), 1),
@@ -279,6 +295,30 @@ TEST(DWarpEstimateTest, ReferenceUnknownIsPendingWithNaNThreshold) {
   EXPECT_TRUE(std::isnan(g.threshold));
   EXPECT_EQ(g.d_warp, -1.0);
   EXPECT_THAT(g.note, HasSubstr("threshold unknown"));
+}
+
+TEST(DWarpEstimateTest, AReferenceThatNoJobLeftCanSetIsNotReachedNotPending) {
+  // Every job that could set the reference failed: the threshold can never be known, so the group is final
+  // (not_reached), and its note does not say the reference is still to come.
+  const std::vector<JobOutcome> all_failed = {Failed("m", "it", D(0)), Failed("m", "it", D(10))};
+  const GroupDWarp group = Only(ComputeDWarp(Threshold(ThresholdKind::kFractionOfGroupBest, 0.9), all_failed));
+  EXPECT_EQ(group.status, DWarpStatus::kNotReached);
+  EXPECT_THAT(group.note, HasSubstr("threshold unknown: no job of the group succeeded"));
+  EXPECT_THAT(group.note, Not(HasSubstr("yet")));
+  const GroupDWarp dataset = Only(ComputeDWarp(Threshold(ThresholdKind::kFractionOfDatasetBest, 0.9), all_failed));
+  EXPECT_EQ(dataset.status, DWarpStatus::kNotReached);
+  EXPECT_THAT(dataset.note, HasSubstr("threshold unknown: no job on dataset it succeeded"));
+  EXPECT_THAT(dataset.note, Not(HasSubstr("yet")));
+  const GroupDWarp full = Only(ComputeDWarp(Threshold(ThresholdKind::kFractionOfFull, 0.9),
+                                            {Done("m", "it", D(0), 0, 0.5), Failed("m", "it", kFull)}));
+  EXPECT_EQ(full.status, DWarpStatus::kNotReached);
+  EXPECT_THAT(full.note, HasSubstr("threshold unknown: every d = full seed failed"));
+
+  // While a job that could set it still runs, the group waits.
+  const GroupDWarp waiting = Only(ComputeDWarp(Threshold(ThresholdKind::kFractionOfDatasetBest, 0.9),
+                                               {Failed("m", "it", D(0)), Running("m", "it", D(10))}));
+  EXPECT_EQ(waiting.status, DWarpStatus::kPending);
+  EXPECT_THAT(waiting.note, HasSubstr("no result on dataset it yet"));
 }
 
 TEST(DWarpEstimateTest, DatasetBestComparesEveryModelAtTheStrongestModelsLevel) {

@@ -3,12 +3,16 @@
 # each; every COPY/ADD source exists in the repository (the build context is the repository root); nothing
 # copied is excluded by the Dockerfile's own .dockerignore; the three binaries are built and installed; the
 # GPU image points CMake at its LibTorch (CMAKE_PREFIX_PATH) and installs the gRPC/Protobuf/SQLite dev
-# packages the worker needs; the CPU image runs deploy/setup-debian.sh. hadolint runs too when installed.
+# packages the worker needs; the CPU image runs deploy/setup-debian.sh; and the sources each one copies,
+# laid out as in the image, configure with CMake (with this machine's packages, tests and benchmarks off as
+# in the images), so no file the build includes is left out of the image. hadolint runs too when installed.
 # Usage: docker_test.sh
 set -u
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 docker_dir="$repo/deploy/docker"
 fail() { echo "FAIL: $*"; exit 1; }
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 
 for df in "$docker_dir/Dockerfile.cpu" "$docker_dir/Dockerfile.gpu"; do
   n="$(basename "$df")"
@@ -19,6 +23,7 @@ for df in "$docker_dir/Dockerfile.cpu" "$docker_dir/Dockerfile.gpu"; do
   [[ "$first" == FROM* ]] || fail "$n: the first instruction after ARGs is not FROM: $first"
   echo "$flat" | grep -Eq '^FROM [^ ]+' || fail "$n: no FROM line"
   copies=0
+  rm -rf "$work/image" "$work/build"
   while read -r instr rest; do
     [[ "$rest" == *--from=* ]] && continue  # from another stage, not the context
     # shellcheck disable=SC2206
@@ -26,6 +31,7 @@ for df in "$docker_dir/Dockerfile.cpu" "$docker_dir/Dockerfile.gpu"; do
     srcs=()
     for w in "${words[@]}"; do [[ "$w" == --* ]] || srcs+=("$w"); done
     [ "${#srcs[@]}" -ge 2 ] || fail "$n: $instr without source and destination: $rest"
+    dest="${srcs[${#srcs[@]}-1]}"
     unset 'srcs[${#srcs[@]}-1]'  # the last word is the destination
     for s in "${srcs[@]}"; do
       [ -e "$repo/$s" ] || fail "$n: $instr source '$s' does not exist in the repository"
@@ -38,9 +44,18 @@ for df in "$docker_dir/Dockerfile.cpu" "$docker_dir/Dockerfile.gpu"; do
         done < "$df.dockerignore"
       fi
       copies=$((copies + 1))
+      # Where the image gets it: into a folder when the destination ends in '/', else at the destination.
+      target="$work/image$dest"
+      [[ "$dest" == */ ]] && target="$target$(basename "$s")"
+      mkdir -p "$(dirname "$target")" && cp -r "$repo/$s" "$target"
     done
   done < <(echo "$flat" | grep -E '^(COPY|ADD) ')
   [ "$copies" -gt 0 ] || fail "$n: copies nothing from the repository"
+  if command -v cmake > /dev/null; then
+    cmake -S "$work/image/src" -B "$work/build" -G Ninja -DDWARP_BUILD_TESTS=OFF -DDWARP_BUILD_BENCHMARKS=OFF \
+      > "$work/configure.log" 2>&1 ||
+      fail "$n: the sources it copies to /src do not configure: $(grep -m 1 -A 3 'CMake Error' "$work/configure.log")"
+  fi
   for target in dwarp dwarp-coordinator dwarp-worker; do
     echo "$flat" | grep -Eq -- "--target[^&]* $target( |$)" || fail "$n: does not build $target"
   done

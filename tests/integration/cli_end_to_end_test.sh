@@ -70,6 +70,12 @@ grep -q "cli-test" "$dir/workers.log" || fail "workers does not list the worker"
 code=$?
 [ "$code" -eq 1 ] || fail "cancel of a finished sweep exited $code, expected 1"
 grep -q "already done" "$dir/cancel.log" || fail "cancel does not say the sweep is already done"
+# A sweep is named by its id or by its name (the latest sweep of that name), and each command's help says so.
+"$dwarp" status cli > "$dir/by_name.log" 2>&1 || fail "status by the sweep's name exited $?"
+grep -q "sweep cli-1 (cli): done" "$dir/by_name.log" || fail "status by name does not answer about cli-1"
+for command in status watch results dwarp cancel plot tensorboard; do
+  "$dwarp" "$command" --help 2>&1 | grep -q "or a sweep name" || fail "$command --help does not say a name works"
+done
 "$dwarp" status nope-9 > "$dir/missing.log" 2>&1
 [ $? -eq 1 ] && grep -q "nope-9" "$dir/missing.log" || fail "status of an unknown sweep must exit 1 naming it"
 echo "ok: submit --watch, list, results, dwarp, status, workers, cancel against a real coordinator"

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -88,6 +89,10 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // A database this start creates is removed again when the start fails after it (the address is taken):
+  // an operator who retries elsewhere should not find an empty database beside the one they meant.
+  std::error_code exists_error;
+  const bool db_is_new = db != ":memory:" && !std::filesystem::exists(db, exists_error) && !exists_error;
   std::unique_ptr<dwarp::coordinator::SweepStore> store;
   if (db == ":memory:") {
     store = std::make_unique<dwarp::coordinator::MemorySweepStore>();
@@ -101,7 +106,17 @@ int main(int argc, char** argv) {
   if (!scheduler.ok()) return Fail(scheduler.status().ToString());
 
   auto server = dwarp::coordinator::CoordinatorServer::Start(scheduler->get(), server_options, store.get());
-  if (!server.ok()) return Fail(server.status().ToString(), 2);
+  if (!server.ok()) {
+    (*scheduler)->Shutdown();
+    if (db_is_new) {
+      // Removed while this process still holds the server lock, so no other coordinator has opened them.
+      for (const char* suffix : {"", "-wal", "-shm", "-journal", ".lock"}) {
+        std::error_code ignored;
+        std::filesystem::remove(db + suffix, ignored);
+      }
+    }
+    return Fail(server.status().ToString(), 2);
+  }
   const int port = (*server)->port();
   if (!port_file.empty()) {
     const std::string temporary = port_file + ".tmp";

@@ -253,6 +253,19 @@ TEST_F(CoordinatorHardeningTest, ASecondCoordinatorOnTheSameDatabaseOrPortIsRefu
   EXPECT_EQ(RunSecondCoordinator({"--db", (dir_ / "other.db").string(), "--listen", "127.0.0.1:" + port},
                                  "other_db", &log), 2) << log;
   EXPECT_NE(log.find("cannot listen on '127.0.0.1:" + port + "'"), std::string::npos) << log;
+  // The database that refused start created is gone again, lock included; one that existed stays.
+  EXPECT_FALSE(fs::exists(dir_ / "other.db"));
+  EXPECT_FALSE(fs::exists(dir_ / "other.db.lock"));
+  // A database stamped as dwarp's (application_id "dwrp") with a row of its own: it existed, so it stays.
+  const std::string kept = (dir_ / "kept.db").string();
+  sqlite3* conn = nullptr;
+  ASSERT_EQ(sqlite3_open(kept.c_str(), &conn), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(conn, "PRAGMA application_id = 1685549680; CREATE TABLE notes (text TEXT);"
+                               "INSERT INTO notes VALUES ('kept');", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(conn);
+  EXPECT_EQ(RunSecondCoordinator({"--db", kept, "--listen", "127.0.0.1:" + port}, "kept_db", &log), 2) << log;
+  EXPECT_NE(log.find("cannot listen on '127.0.0.1:" + port + "'"), std::string::npos) << log;
+  EXPECT_EQ(ReadValue(kept, "SELECT text FROM notes"), "kept");
 
   // The first coordinator kept its database and still answers.
   EXPECT_FALSE(coordinator_.Poll()) << coordinator_.Log();

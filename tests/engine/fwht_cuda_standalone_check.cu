@@ -700,7 +700,9 @@ int main() {
   // float), rounded on uniform data up to L_t = 2^22; longest first as the engine lays them out, and in
   // no order; reference-style truncated targets (other d'_t); one d'_t above the shared-memory fold's limit;
   // more targets than one launch carries gradient pointers for (64).
-  const std::vector<BatchTarget> short_ones{{1, 16}, {7, 8}, {100, 16}, {64, 64}, {300, 16}, {1000, 16}, {9, 4}};
+  // {5, 1} and {1, 1}: d'_t = 1 (no small transform, mask 0), and L_t = 1.
+  const std::vector<BatchTarget> short_ones{{1, 16},    {7, 8}, {100, 16}, {64, 64}, {300, 16},
+                                            {1000, 16}, {9, 4}, {5, 1},    {1, 1}};
   Run("batched_exact(short, in no order)", [&] { return CheckBatched(short_ones, 64, Data::kSmallIntegers, 1); });
   const std::vector<BatchTarget> resnet_like{{2359296, 1000}, {589824, 1000}, {589824, 1000}, {147456, 1000},
                                              {36864, 1000},   {36864, 1000},  {9408, 1000},   {8192, 1000},

@@ -327,44 +327,30 @@ int64_t PaddedTotal(const std::vector<BatchTarget>& targets) {
   return total;
 }
 
-// Builds the table for `targets` in the given order (back to back, as the engine lays them out), runs the
-// forward (scale in, small FWHTs, gather, FWHTs) and the backward (gradients in with one of them null,
-// FWHTs, fold, small FWHTs, scale out) with FWHT runs over consecutive equal lengths, and compares each
-// target's output and theta's gradient with a per-target double reference. Buffers the launchers must
-// overwrite hold NaN first.
+// Lays `targets` out in the given order with the engine's own LayOutFastfoodBatch (fastfood_batch_layout.h;
+// BatchedFastfood sorts them longest first, here they may come in any order), runs the forward (scale in,
+// small FWHTs, gather, FWHTs) and the backward (gradients in with one of them null, FWHTs, fold, small
+// FWHTs, scale out) with the layout's FWHT runs, and compares each target's output and theta's gradient with
+// a per-target double reference. Buffers the launchers must overwrite hold NaN first.
 std::string CheckBatched(const std::vector<BatchTarget>& targets, int64_t theta_size, Data kind, uint32_t seed) {
   const int count = static_cast<int>(targets.size());
   int device = 0;
   int sms = 0;
   Check(cudaGetDevice(&device), "cudaGetDevice");
   Check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  std::vector<internal::FastfoodSegment> segs;
-  std::vector<int64_t> fold_prefix{0};
-  std::vector<std::array<int64_t, 3>> padded_runs, small_runs;
-  int64_t padded_total = 0, small_total = 0, max_small = 1, shared = 1;
   std::mt19937 rng(seed);
+  std::vector<internal::FastfoodTargetShape> shapes;
   for (const BatchTarget& t : targets) {
-    internal::FastfoodSegment s{};
-    s.padded = NextPow2(std::max(t.size, t.inputs));
-    s.small_n = NextPow2(t.inputs);
-    s.padded_offset = padded_total;
-    s.small_offset = small_total;
-    s.inputs = t.inputs;
-    s.target_size = t.size;
-    s.scale = kind == Data::kUniform ? std::uniform_real_distribution<float>(0.5f, 1.5f)(rng) : 1.0f;
-    padded_total += s.padded;
-    small_total += s.small_n;
-    max_small = std::max(max_small, s.small_n);
-    if (internal::FastfoodFoldUsesShared(s.small_n)) shared = std::max(shared, s.small_n);
-    fold_prefix.push_back(fold_prefix.back() + internal::FastfoodFoldBlocks(s.padded, s.small_n, sms));
-    auto extend = [](std::vector<std::array<int64_t, 3>>& runs, int64_t offset, int64_t length) {
-      if (!runs.empty() && runs.back()[2] == length) ++runs.back()[1];
-      else runs.push_back({offset, 1, length});
-    };
-    extend(padded_runs, s.padded_offset, s.padded);
-    extend(small_runs, s.small_offset, s.small_n);
-    segs.push_back(s);
+    const float scale = kind == Data::kUniform ? std::uniform_real_distribution<float>(0.5f, 1.5f)(rng) : 1.0f;
+    shapes.push_back({NextPow2(std::max(t.size, t.inputs)), t.inputs, t.size, scale});
   }
+  const internal::FastfoodBatchLayout layout = internal::LayOutFastfoodBatch(shapes, sms, /*longest_first=*/false);
+  const std::vector<internal::FastfoodSegment>& segs = layout.segments;
+  const std::vector<int64_t>& fold_prefix = layout.fold_block_prefix;
+  const auto& padded_runs = layout.padded_runs;
+  const auto& small_runs = layout.small_runs;
+  const int64_t padded_total = layout.padded_total;
+  const int64_t small_total = layout.small_total;
   std::vector<int8_t> signs(static_cast<size_t>(padded_total));
   for (int8_t& b : signs) b = rng() % 2 == 0 ? int8_t{1} : int8_t{-1};
   std::vector<int32_t> perm(static_cast<size_t>(padded_total));
@@ -404,14 +390,14 @@ std::string CheckBatched(const std::vector<BatchTarget>& targets, int64_t theta_
   table.count = count;
   table.padded_total = padded_total;
   table.small_total = small_total;
-  table.max_small_n = max_small;
+  table.max_small_n = layout.max_small_n;
   table.theta_size = theta_size;
   table.signs = d_signs.ptr;
   table.permutation = d_perm.ptr;
   table.gaussians = d_gauss.ptr;
   table.fold_block_prefix = d_prefix.ptr;
   table.fold_blocks = static_cast<int>(fold_prefix.back());
-  table.fold_shared_floats = static_cast<int>(shared);
+  table.fold_shared_floats = static_cast<int>(layout.fold_shared_floats);
 
   for (float* buffer : {d_small.ptr, d_out.ptr}) {
     FillAsync(buffer, 0xff, static_cast<size_t>(buffer == d_small.ptr ? small_total : padded_total) * sizeof(float));

@@ -2,8 +2,9 @@
 // without a GPU (tests/gpu/emulate_cuda.sh; convert_launches.py turns each `kernel<<<config>>>(args)` into
 // emulated::Launch). Every block of a launch runs in turn; its threads run as coroutines (ucontext) in one
 // OS thread, one at a time, each until it finishes or reaches a barrier: __syncthreads waits for the whole
-// block, a warp shuffle for its 32 lanes. So every __syncthreads and shuffle is honoured, a missing one
-// shows as a wrong result, and a barrier that not every thread reaches aborts (on a GPU: a hang or garbage).
+// block, a warp shuffle for its 32 lanes. Threads run in ascending order in even blocks and descending in
+// odd ones, so that a missing __syncthreads shows whichever of writer and reader has the lower index (as
+// a wrong result); a barrier that not every thread reaches aborts (on a GPU: a hang or garbage).
 // Shared memory: static arrays (one block runs at a time); dynamic shared memory starts as NaN, as a GPU's
 // may hold anything. atomicAdd is a plain add (one thread runs at a time). Launch limits are checked (grid
 // y and z <= 65535, block <= 1024 threads, dynamic shared memory <= 48 KiB). Not emulated: timing, streams
@@ -137,7 +138,9 @@ inline void Launch(const LaunchConfig& config, const std::function<void()>& kern
         }
         while (true) {
           bool ran = false;
-          for (Thread& thread : d.threads) {
+          const bool descending = (x + y + z) % 2 == 1;
+          for (unsigned i = 0; i < n; ++i) {
+            Thread& thread = d.threads[descending ? n - 1 - i : i];
             if (thread.state != State::kReady) continue;
             d.current = &thread;
             swapcontext(&d.scheduler, &thread.context);

@@ -5,7 +5,8 @@
 // Prints one line per case ("ok" or "FAIL" with the first difference), a summary per family of cases with
 // the failed cases' names, and last "N passed, M failed"; exits non-zero on any failure.
 // `--max_elements N` skips the cases over N floats (the host emulation, tests/gpu/emulate_cuda.sh, runs the
-// small ones on a CPU machine); without it every case runs.
+// small ones on a CPU machine), `--only PREFIX` the cases whose name does not start with PREFIX (e.g.
+// `--only batched`); without them every case runs.
 //
 // Stream ordering. Every case runs the launchers on a cudaStreamNonBlocking stream, as the engine does with
 // the streams LibTorch hands it, and queues every fill, copy and read-back on that same stream with the
@@ -47,8 +48,9 @@ namespace internal = dwarp::engine::internal;
 int g_passed = 0;
 int g_failed = 0;
 int g_skipped = 0;
-// Cases over this many floats are skipped (--max_elements).
+// Cases over this many floats, or whose name does not start with g_only, are skipped (--max_elements, --only).
 int64_t g_max_elements = INT64_MAX;
+std::string g_only;
 std::vector<std::string> g_failed_names;
 // Per family (a case's name up to its '('): passed and failed counts, in the order families first ran.
 std::vector<std::pair<std::string, std::pair<int, int>>> g_families;
@@ -69,6 +71,7 @@ void CountInFamily(const std::string& name, bool passed) {
 // Runs one named case of about `elements` floats and prints its line; a thrown exception (a CUDA error
 // included) counts as a failure. Skipped, and counted as such, above --max_elements.
 void Run(const std::string& name, const std::function<std::string()>& body, int64_t elements = 0) {
+  if (name.compare(0, g_only.size(), g_only) != 0) return;
   if (elements > g_max_elements) {
     ++g_skipped;
     std::printf("skip %s (%lld floats, over --max_elements)\n", name.c_str(), static_cast<long long>(elements));
@@ -641,8 +644,11 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--max_elements" && i + 1 < argc) {
       g_max_elements = std::atoll(argv[++i]);
+    } else if (arg == "--only" && i + 1 < argc) {
+      g_only = argv[++i];
     } else {
-      std::printf("unknown argument '%s'; usage: fwht_cuda_standalone_check [--max_elements N]\n0 passed, 1 failed\n",
+      std::printf("unknown argument '%s'; usage: fwht_cuda_standalone_check [--max_elements N] [--only PREFIX]\n"
+                  "0 passed, 1 failed\n",
                   arg.c_str());
       return 2;
     }

@@ -9,6 +9,8 @@
 #   bash tests/gpu/emulate_cuda.sh            # MAX_ELEMENTS=1048576 (2^20): about 5 minutes on 2 cores
 #   MAX_ELEMENTS=65536 bash tests/gpu/emulate_cuda.sh      # the small cases, about a minute
 #   SANITIZE=1 bash tests/gpu/emulate_cuda.sh  # with AddressSanitizer and UBSan (out-of-bounds reads, ...)
+#   MAX_ELEMENTS=8000000 bash tests/gpu/emulate_cuda.sh --only batched   # every batched case (L_t up to 2^22)
+# Arguments go to the check (--only PREFIX).
 # Environment: OUT_DIR (default build/emulated-cuda), CXX (default c++), PYTHON (default python3).
 # Exit status: the check's (0 when every case that ran passed).
 set -euo pipefail
@@ -26,4 +28,4 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 fi
 "${CXX:-c++}" "${flags[@]}" -I "$root/tests/gpu/emulator" -I "$root" "$out/fwht_cuda_emulated.cpp" \
   -x c++ "$root/tests/engine/fwht_cuda_standalone_check.cu" -o "$out/fwht_cuda_standalone_check_emulated"
-"$out/fwht_cuda_standalone_check_emulated" --max_elements "$max_elements"
+"$out/fwht_cuda_standalone_check_emulated" --max_elements "$max_elements" "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Rewrites a CUDA source for the host emulation (emulated_device.h): every `kernel<<<config>>>(args);`
-becomes `emulated::Launch(EMULATED_CONFIG(config), [&] { kernel(args); })`, the static shared tile a static
-array, the dynamic shared array a pointer into the emulated block's shared memory.
+becomes `emulated::Launch(EMULATED_CONFIG(config), [&] { kernel(args); })`, each `__shared__ T name[N];` a
+reference to the emulated block's own copy (NaN at the block's start), the dynamic shared array a pointer
+into the block's dynamic shared memory.
 
 usage: convert_launches.py INPUT.cu OUTPUT.cpp"""
 import re
@@ -39,7 +40,9 @@ def kernel_name_start(text, launch_at):
 def convert(src):
     src = src.replace('#include <cuda_runtime.h>', '#include "emulated_device.h"')
     src, dynamic = re.subn(r'extern __shared__ float (\w+)\[\];', r'float* \1 = emulated::DynamicShared();', src)
-    src, static = re.subn(r'__shared__ ', 'static ', src)
+    src, static = re.subn(
+        r'__shared__ (\w+) (\w+)\[([^\]]+)\];',
+        r'\1 (&\2)[\3] = *reinterpret_cast<\1 (*)[\3]>(emulated::StaticShared(sizeof(\1) * (\3), __LINE__));', src)
     out, at, launches = [], 0, 0
     while True:
         launch = src.find('<<<', at)

@@ -5,8 +5,8 @@
 // block, a warp shuffle for its 32 lanes. Threads run in ascending order in even blocks and descending in
 // odd ones, so that a missing __syncthreads shows whichever of writer and reader has the lower index (as
 // a wrong result); a barrier that not every thread reaches aborts (on a GPU: a hang or garbage).
-// Shared memory: static arrays (one block runs at a time); dynamic shared memory starts as NaN, as a GPU's
-// may hold anything. atomicAdd is a plain add (one thread runs at a time). Launch limits are checked (grid
+// Shared memory, static and dynamic, is the block's own and starts as NaN bytes, as a GPU's may hold
+// anything. atomicAdd is a plain add (one thread runs at a time). Launch limits are checked (grid
 // y and z <= 65535, block <= 1024 threads, dynamic shared memory <= 48 KiB). Not emulated: timing, streams
 // (cuda_runtime.h here runs everything in program order), memory ordering between concurrent threads.
 #pragma once
@@ -17,7 +17,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "cuda_runtime.h"
@@ -59,6 +61,7 @@ struct Device {
   Thread* current = nullptr;
   dim3 block_index, grid_size, block_size;
   std::vector<float> dynamic_shared;
+  std::map<int, std::vector<char>> static_shared;  // by the declaration's line
   std::vector<float> shuffle_slots;  // one per thread of the block
   const std::function<void()>* kernel = nullptr;
   int64_t launches = 0;
@@ -126,6 +129,7 @@ inline void Launch(const LaunchConfig& config, const std::function<void()>& kern
         ++d.blocks;
         d.block_index = dim3(x, y, z);
         d.dynamic_shared.assign(config.shared_bytes / sizeof(float) + 1, __builtin_nanf(""));
+        d.static_shared.clear();
         for (unsigned t = 0; t < n; ++t) {
           Thread& thread = d.threads[t];
           thread.index = t;
@@ -159,6 +163,14 @@ inline void Launch(const LaunchConfig& config, const std::function<void()>& kern
 }
 
 inline float* DynamicShared() { return device().dynamic_shared.data(); }
+
+// The block's copy of a `__shared__` array declared at `line`: made (NaN bytes) by the first thread that
+// reaches the declaration, shared by the others.
+inline void* StaticShared(size_t bytes, int line) {
+  std::vector<char>& storage = device().static_shared[line];
+  if (storage.empty()) storage.assign(bytes, static_cast<char>(0xff));
+  return storage.data();
+}
 
 }  // namespace emulated
 

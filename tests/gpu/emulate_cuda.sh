@@ -9,7 +9,7 @@
 #   bash tests/gpu/emulate_cuda.sh            # MAX_ELEMENTS=1048576 (2^20): about 6 minutes on 2 cores
 #   MAX_ELEMENTS=65536 bash tests/gpu/emulate_cuda.sh      # the small cases, about a minute
 #   SANITIZE=1 bash tests/gpu/emulate_cuda.sh  # with AddressSanitizer and UBSan (out-of-bounds reads, ...)
-#   MAX_ELEMENTS=8000000 bash tests/gpu/emulate_cuda.sh --only batched   # every batched case: about 25 minutes
+#   MAX_ELEMENTS=8000000 bash tests/gpu/emulate_cuda.sh --only batched   # every batched case: about 20 minutes
 # Arguments go to the check (--only PREFIX).
 # Environment: OUT_DIR (default build/emulated-cuda), CXX (default c++), PYTHON (default python3).
 # Exit status: the check's (0 when every case that ran passed).

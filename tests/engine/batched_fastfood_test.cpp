@@ -229,11 +229,12 @@ TEST(BatchedFastfoodTest, RejectsBadInputNamingTheValue) {
 // ---- CUDA: the batched kernels against the per-target CUDA path and against the CPU ---------------------
 
 // ResNet-like: many targets, L_t from 2^10 to 2^22 (tile and strided FWHT passes, several of one length
-// side by side), reference-style truncated ones (other d'_t), and one with d_t above the shared-memory
-// fold's limit.
+// side by side), reference-style truncated ones (other d'_t), one with d_t above the shared-memory fold's
+// limit, and the smallest: d_t = 1 (a length-1 small transform, mask 0) and L_t = 1.
 std::vector<TargetShape> CudaShapes(int64_t d) {
   return {{64, d},     {9408, d}, {64, d},      {36864, d}, {1, d},    {589824, d}, {147456, d}, {64, 64},
-          {2359296, d}, {8192, d}, {512, 512},  {7, 8},     {36864, d}, {130000, 20000}, {1 << 20, d}};
+          {2359296, d}, {8192, d}, {512, 512},  {7, 8},     {36864, d}, {130000, 20000}, {1 << 20, d},
+          {5, 1},       {1, 1}};
 }
 
 TEST(BatchedFastfoodTest, MatchesPerTargetAndCpu_CUDA) {
@@ -262,7 +263,15 @@ TEST(BatchedFastfoodTest, MatchesPerTargetAndCpu_CUDA) {
   const at::Tensor transpose = batched_gpu.Transpose(grads_gpu);
   EXPECT_LE(MaxRelativeError(transpose, PerTargetTranspose(gpu, grads_gpu, theta_size)), 1e-5);
   EXPECT_LE(MaxRelativeError(transpose, batched_cpu.Transpose(grads_cpu)), 1e-4);
-  // Through autograd, with one target unused (an undefined gradient).
+  // Undefined gradients count as zero (the copy-in's null pointers), here every other one.
+  std::vector<at::Tensor> some_gpu = grads_gpu;
+  std::vector<at::Tensor> some_cpu = grads_cpu;
+  for (size_t t = 0; t < shapes.size(); t += 2) {
+    some_gpu[t] = at::Tensor();
+    some_cpu[t] = at::zeros({shapes[t].size});
+  }
+  EXPECT_LE(MaxRelativeError(batched_gpu.Transpose(some_gpu), batched_cpu.Transpose(some_cpu)), 1e-4);
+  // Through autograd, with one target unused (autograd hands it zeros).
   const at::Tensor x = theta.cuda().set_requires_grad(true);
   const auto outs = batched_gpu.Apply(x);
   at::Tensor loss = at::zeros({}, at::kCUDA);
@@ -270,6 +279,32 @@ TEST(BatchedFastfoodTest, MatchesPerTargetAndCpu_CUDA) {
   loss.backward();
   grads_cpu[0].zero_();
   EXPECT_LE(MaxRelativeError(x.grad(), batched_cpu.Transpose(grads_cpu)), 1e-4);
+}
+
+// More targets than the gradients' copy-in takes per launch (64), of many lengths in no order: the device
+// layout (sorted by L_t) must map every target's output and gradient back to it.
+TEST(BatchedFastfoodTest, ManyTargetsMatchTheCpu_CUDA) {
+  const int64_t d = 300;
+  std::vector<TargetShape> shapes;
+  for (int t = 0; t < 150; ++t) shapes.push_back({1 + (t * 7919) % 20000, t % 5 == 0 ? 100 : d});
+  const auto cpu = MakeAll(shapes, at::kCPU, 23);
+  const auto gpu = MakeAll(shapes, at::kCUDA, 23);
+  const BatchedFastfood batched_gpu = MakeBatched(gpu, d);
+  const BatchedFastfood batched_cpu = MakeBatched(cpu, d);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  const at::Tensor theta = at::randn({d}, gen);
+  const auto got = batched_gpu.Forward(theta.cuda());
+  const auto expected = batched_cpu.Forward(theta);
+  for (size_t t = 0; t < shapes.size(); ++t) {
+    ASSERT_EQ(got[t].numel(), shapes[t].size) << "target " << t;
+    EXPECT_LE(MaxRelativeError(got[t], expected[t]), 1e-4) << "target " << t;
+  }
+  std::vector<at::Tensor> grads_cpu, grads_gpu;
+  for (const auto& s : shapes) {
+    grads_cpu.push_back(at::randn({s.size}, gen));
+    grads_gpu.push_back(grads_cpu.back().cuda());
+  }
+  EXPECT_LE(MaxRelativeError(batched_gpu.Transpose(grads_gpu), batched_cpu.Transpose(grads_cpu)), 1e-4);
 }
 
 #if defined(DWARP_WITH_CUDA)

@@ -4,6 +4,9 @@
 //        -o /tmp/fwht_cuda_check && /tmp/fwht_cuda_check
 // Prints one line per case ("ok" or "FAIL" with the first difference), a summary per family of cases with
 // the failed cases' names, and last "N passed, M failed"; exits non-zero on any failure.
+// `--max_elements N` skips the cases over N floats (the host emulation, tests/gpu/emulate_cuda.sh, runs the
+// small ones on a CPU machine), `--only PREFIX` the cases whose name does not start with PREFIX (e.g.
+// `--only batched`); without them every case runs.
 //
 // Stream ordering. Every case runs the launchers on a cudaStreamNonBlocking stream, as the engine does with
 // the streams LibTorch hands it, and queues every fill, copy and read-back on that same stream with the
@@ -24,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <numeric>
@@ -43,6 +47,10 @@ namespace internal = dwarp::engine::internal;
 
 int g_passed = 0;
 int g_failed = 0;
+int g_skipped = 0;
+// Cases over this many floats, or whose name does not start with g_only, are skipped (--max_elements, --only).
+int64_t g_max_elements = INT64_MAX;
+std::string g_only;
 std::vector<std::string> g_failed_names;
 // Per family (a case's name up to its '('): passed and failed counts, in the order families first ran.
 std::vector<std::pair<std::string, std::pair<int, int>>> g_families;
@@ -60,8 +68,15 @@ void CountInFamily(const std::string& name, bool passed) {
   ++(passed ? it->second.first : it->second.second);
 }
 
-// Runs one named case and prints its line; a thrown exception (a CUDA error included) counts as a failure.
-void Run(const std::string& name, const std::function<std::string()>& body) {
+// Runs one named case of about `elements` floats and prints its line; a thrown exception (a CUDA error
+// included) counts as a failure. Skipped, and counted as such, above --max_elements.
+void Run(const std::string& name, const std::function<std::string()>& body, int64_t elements = 0) {
+  if (name.compare(0, g_only.size(), g_only) != 0) return;
+  if (elements > g_max_elements) {
+    ++g_skipped;
+    std::printf("skip %s (%lld floats, over --max_elements)\n", name.c_str(), static_cast<long long>(elements));
+    return;
+  }
   const auto start = std::chrono::steady_clock::now();
   std::string error;
   try {
@@ -308,44 +323,37 @@ int64_t NextPow2(int64_t n) {
   return p;
 }
 
-// Builds the table for `targets` in the given order (back to back, as the engine lays them out), runs the
-// forward (scale in, small FWHTs, gather, FWHTs) and the backward (gradients in with one of them null,
-// FWHTs, fold, small FWHTs, scale out) with FWHT runs over consecutive equal lengths, and compares each
-// target's output and theta's gradient with a per-target double reference. Buffers the launchers must
-// overwrite hold NaN first.
+// The floats of the targets' concatenated padded buffers (a case's size).
+int64_t PaddedTotal(const std::vector<BatchTarget>& targets) {
+  int64_t total = 0;
+  for (const BatchTarget& t : targets) total += NextPow2(std::max(t.size, t.inputs));
+  return total;
+}
+
+// Lays `targets` out in the given order with the engine's own LayOutFastfoodBatch (fastfood_batch_layout.h;
+// BatchedFastfood sorts them longest first, here they may come in any order), runs the forward (scale in,
+// small FWHTs, gather, FWHTs) and the backward (gradients in with one of them null, FWHTs, fold, small
+// FWHTs, scale out) with the layout's FWHT runs, and compares each target's output and theta's gradient with
+// a per-target double reference. Buffers the launchers must overwrite hold NaN first.
 std::string CheckBatched(const std::vector<BatchTarget>& targets, int64_t theta_size, Data kind, uint32_t seed) {
   const int count = static_cast<int>(targets.size());
   int device = 0;
   int sms = 0;
   Check(cudaGetDevice(&device), "cudaGetDevice");
   Check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  std::vector<internal::FastfoodSegment> segs;
-  std::vector<int64_t> fold_prefix{0};
-  std::vector<std::array<int64_t, 3>> padded_runs, small_runs;
-  int64_t padded_total = 0, small_total = 0, max_small = 1, shared = 1;
   std::mt19937 rng(seed);
+  std::vector<internal::FastfoodTargetShape> shapes;
   for (const BatchTarget& t : targets) {
-    internal::FastfoodSegment s{};
-    s.padded = NextPow2(std::max(t.size, t.inputs));
-    s.small_n = NextPow2(t.inputs);
-    s.padded_offset = padded_total;
-    s.small_offset = small_total;
-    s.inputs = t.inputs;
-    s.target_size = t.size;
-    s.scale = kind == Data::kUniform ? std::uniform_real_distribution<float>(0.5f, 1.5f)(rng) : 1.0f;
-    padded_total += s.padded;
-    small_total += s.small_n;
-    max_small = std::max(max_small, s.small_n);
-    if (internal::FastfoodFoldUsesShared(s.small_n)) shared = std::max(shared, s.small_n);
-    fold_prefix.push_back(fold_prefix.back() + internal::FastfoodFoldBlocks(s.padded, s.small_n, sms));
-    auto extend = [](std::vector<std::array<int64_t, 3>>& runs, int64_t offset, int64_t length) {
-      if (!runs.empty() && runs.back()[2] == length) ++runs.back()[1];
-      else runs.push_back({offset, 1, length});
-    };
-    extend(padded_runs, s.padded_offset, s.padded);
-    extend(small_runs, s.small_offset, s.small_n);
-    segs.push_back(s);
+    const float scale = kind == Data::kUniform ? std::uniform_real_distribution<float>(0.5f, 1.5f)(rng) : 1.0f;
+    shapes.push_back({NextPow2(std::max(t.size, t.inputs)), t.inputs, t.size, scale});
   }
+  const internal::FastfoodBatchLayout layout = internal::LayOutFastfoodBatch(shapes, sms, /*longest_first=*/false);
+  const std::vector<internal::FastfoodSegment>& segs = layout.segments;
+  const std::vector<int64_t>& fold_prefix = layout.fold_block_prefix;
+  const auto& padded_runs = layout.padded_runs;
+  const auto& small_runs = layout.small_runs;
+  const int64_t padded_total = layout.padded_total;
+  const int64_t small_total = layout.small_total;
   std::vector<int8_t> signs(static_cast<size_t>(padded_total));
   for (int8_t& b : signs) b = rng() % 2 == 0 ? int8_t{1} : int8_t{-1};
   std::vector<int32_t> perm(static_cast<size_t>(padded_total));
@@ -385,14 +393,14 @@ std::string CheckBatched(const std::vector<BatchTarget>& targets, int64_t theta_
   table.count = count;
   table.padded_total = padded_total;
   table.small_total = small_total;
-  table.max_small_n = max_small;
+  table.max_small_n = layout.max_small_n;
   table.theta_size = theta_size;
   table.signs = d_signs.ptr;
   table.permutation = d_perm.ptr;
   table.gaussians = d_gauss.ptr;
   table.fold_block_prefix = d_prefix.ptr;
   table.fold_blocks = static_cast<int>(fold_prefix.back());
-  table.fold_shared_floats = static_cast<int>(shared);
+  table.fold_shared_floats = static_cast<int>(layout.fold_shared_floats);
 
   for (float* buffer : {d_small.ptr, d_out.ptr}) {
     FillAsync(buffer, 0xff, static_cast<size_t>(buffer == d_small.ptr ? small_total : padded_total) * sizeof(float));
@@ -631,7 +639,20 @@ std::string Label(const char* what, int64_t a, int64_t b, const char* extra = ""
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--max_elements" && i + 1 < argc) {
+      g_max_elements = std::atoll(argv[++i]);
+    } else if (arg == "--only" && i + 1 < argc) {
+      g_only = argv[++i];
+    } else {
+      std::printf("unknown argument '%s'; usage: fwht_cuda_standalone_check [--max_elements N] [--only PREFIX]\n"
+                  "0 passed, 1 failed\n",
+                  arg.c_str());
+      return 2;
+    }
+  }
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::printf("no CUDA device\n0 passed, 1 failed\n");
@@ -643,28 +664,29 @@ int main() {
   for (int k = 0; k <= 9; ++k) {
     const int64_t n = int64_t{1} << k;
     for (const int64_t batch : {int64_t{1}, int64_t{3}}) {
-      Run(Label("fwht_dense", batch, n), [&] { return CheckFwhtDense(batch, n); });
+      Run(Label("fwht_dense", batch, n), [&] { return CheckFwhtDense(batch, n); }, batch * n);
     }
   }
   // Every n = 2^0 .. 2^20, single and batched, exact and rounded.
   for (int k = 0; k <= 20; ++k) {
     const int64_t n = int64_t{1} << k;
     for (const int64_t batch : {int64_t{1}, int64_t{5}}) {
-      Run(Label("fwht_exact", batch, n), [&] { return CheckFwht(batch, n, Data::kSmallIntegers); });
-      Run(Label("fwht_uniform", batch, n), [&] { return CheckFwht(batch, n, Data::kUniform); });
+      Run(Label("fwht_exact", batch, n), [&] { return CheckFwht(batch, n, Data::kSmallIntegers); }, batch * n);
+      Run(Label("fwht_uniform", batch, n), [&] { return CheckFwht(batch, n, Data::kUniform); }, batch * n);
     }
   }
   // Large batches of short vectors (many tiles, a partial last tile), and a misaligned start.
   for (const auto& [batch, n] : std::vector<std::pair<int64_t, int64_t>>{
            {100003, 1}, {50001, 2}, {30001, 4}, {4099, 8}, {1025, 32}, {333, 64}, {129, 1024}, {17, 4096}, {3, 8192}}) {
-    Run(Label("fwht_large_batch", batch, n), [&, batch = batch, n = n] { return CheckFwht(batch, n, Data::kSmallIntegers); });
+    Run(Label("fwht_large_batch", batch, n), [&, batch = batch, n = n] { return CheckFwht(batch, n, Data::kSmallIntegers); },
+        batch * n);
     Run(Label("fwht_offset", batch, n, " +1 float"),
-        [&, batch = batch, n = n] { return CheckFwht(batch, n, Data::kSmallIntegers, /*offset=*/1); });
+        [&, batch = batch, n = n] { return CheckFwht(batch, n, Data::kSmallIntegers, /*offset=*/1); }, batch * n);
   }
   // Beyond 2^20: 2, 3 and 3 strided passes.
   for (const int k : {22, 24, 26}) {
     const int64_t n = int64_t{1} << k;
-    Run(Label("fwht_sparse", 1, n), [&] { return CheckFwht(1, n, Data::kSparseSigns); });
+    Run(Label("fwht_sparse", 1, n), [&] { return CheckFwht(1, n, Data::kSparseSigns); }, n);
   }
   Run("fwht_batch_0", [] {
     FwhtCuda(nullptr, 0, 1024, g_stream);
@@ -676,7 +698,8 @@ int main() {
 
   for (const auto& [small_n, padded] : std::vector<std::pair<int64_t, int64_t>>{
            {1, 1}, {1, 1024}, {16, 16}, {64, 12345}, {4096, 1 << 20}, {1 << 14, 1 << 20}, {1 << 20, 1 << 20}}) {
-    Run(Label("gather", small_n, padded), [&, small_n = small_n, padded = padded] { return CheckGather(small_n, padded); });
+    Run(Label("gather", small_n, padded), [&, small_n = small_n, padded = padded] { return CheckGather(small_n, padded); },
+        padded);
   }
 
   // Shared-memory path up to 8192, global atomics above.
@@ -684,9 +707,9 @@ int main() {
            {1, 1}, {1, 1 << 16}, {2, 1000}, {64, 64}, {256, 1 << 20}, {8192, 8192}, {8192, 1 << 20},
            {16384, 1 << 20}, {1 << 18, 1 << 20}, {1 << 20, 1 << 20}}) {
     Run(Label("fold_exact", small_n, padded),
-        [&, small_n = small_n, padded = padded] { return CheckFold(small_n, padded, Data::kSmallIntegers); });
+        [&, small_n = small_n, padded = padded] { return CheckFold(small_n, padded, Data::kSmallIntegers); }, padded);
     Run(Label("fold_uniform", small_n, padded),
-        [&, small_n = small_n, padded = padded] { return CheckFold(small_n, padded, Data::kUniform); });
+        [&, small_n = small_n, padded = padded] { return CheckFold(small_n, padded, Data::kUniform); }, padded);
   }
   Run("fold_padded_0_zeroes_output", [] {
     DeviceBuffer<float> fold(16);
@@ -700,32 +723,41 @@ int main() {
   // float), rounded on uniform data up to L_t = 2^22; longest first as the engine lays them out, and in
   // no order; reference-style truncated targets (other d'_t); one d'_t above the shared-memory fold's limit;
   // more targets than one launch carries gradient pointers for (64).
-  const std::vector<BatchTarget> short_ones{{1, 16}, {7, 8}, {100, 16}, {64, 64}, {300, 16}, {1000, 16}, {9, 4}};
-  Run("batched_exact(short, in no order)", [&] { return CheckBatched(short_ones, 64, Data::kSmallIntegers, 1); });
+  // {5, 1} and {1, 1}: d'_t = 1 (no small transform, mask 0), and L_t = 1.
+  const std::vector<BatchTarget> short_ones{{1, 16},    {7, 8}, {100, 16}, {64, 64}, {300, 16},
+                                            {1000, 16}, {9, 4}, {5, 1},    {1, 1}};
+  Run("batched_exact(short, in no order)", [&] { return CheckBatched(short_ones, 64, Data::kSmallIntegers, 1); },
+      PaddedTotal(short_ones));
   const std::vector<BatchTarget> resnet_like{{2359296, 1000}, {589824, 1000}, {589824, 1000}, {147456, 1000},
                                              {36864, 1000},   {36864, 1000},  {9408, 1000},   {8192, 1000},
                                              {512, 512},      {64, 64},       {64, 1000},     {7, 8}};
   Run("batched_uniform(resnet-like, longest first)",
-      [&] { return CheckBatched(resnet_like, 1000, Data::kUniform, 2); });
+      [&] { return CheckBatched(resnet_like, 1000, Data::kUniform, 2); }, PaddedTotal(resnet_like));
   std::vector<BatchTarget> shuffled = resnet_like;
   std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(3));
-  Run("batched_uniform(resnet-like, in no order)", [&] { return CheckBatched(shuffled, 1000, Data::kUniform, 3); });
-  Run("batched_uniform(global fold)",
-      [&] { return CheckBatched({{130000, 20000}, {1 << 20, 1000}, {5, 20000}}, 20000, Data::kUniform, 4); });
+  Run("batched_uniform(resnet-like, in no order)", [&] { return CheckBatched(shuffled, 1000, Data::kUniform, 3); },
+      PaddedTotal(shuffled));
+  const std::vector<BatchTarget> global_fold{{130000, 20000}, {1 << 20, 1000}, {5, 20000}};
+  Run("batched_uniform(global fold)", [&] { return CheckBatched(global_fold, 20000, Data::kUniform, 4); },
+      PaddedTotal(global_fold));
   std::vector<BatchTarget> many;
   for (int t = 0; t < 150; ++t) many.push_back({1 + (t * 977) % 5000, t % 3 == 0 ? 256 : 100});
-  Run("batched_exact(150 targets)", [&] { return CheckBatched(many, 256, Data::kSmallIntegers, 5); });
-  Run("batched_uniform(one target)", [&] { return CheckBatched({{1 << 16, 1000}}, 1000, Data::kUniform, 6); });
+  Run("batched_exact(150 targets)", [&] { return CheckBatched(many, 256, Data::kSmallIntegers, 5); }, PaddedTotal(many));
+  const std::vector<BatchTarget> one{{1 << 16, 1000}};
+  Run("batched_uniform(one target)", [&] { return CheckBatched(one, 1000, Data::kUniform, 6); }, PaddedTotal(one));
 
   // Stream ordering: fills and copies behind long-running work on the launchers' stream, the fold's own
   // zeroing (shared-memory and global-atomics paths), and two streams ordered by events.
+  // (Each behind BusyWork: 2^24 floats.)
   Run(Label("order_fills_then_fwht", 3, int64_t{1} << 22, " rounds x n"),
-      [] { return CheckFillsInStreamOrder(int64_t{1} << 22, 3); });
+      [] { return CheckFillsInStreamOrder(int64_t{1} << 22, 3); }, BusyWork::kSize);
   for (const auto& [small_n, padded] : std::vector<std::pair<int64_t, int64_t>>{{64, 1 << 20}, {16384, 1 << 20}}) {
     Run(Label("order_fold_zeroing", small_n, padded),
-        [&, small_n = small_n, padded = padded] { return CheckFoldZeroesInStreamOrder(small_n, padded); });
+        [&, small_n = small_n, padded = padded] { return CheckFoldZeroesInStreamOrder(small_n, padded); },
+        BusyWork::kSize);
     Run(Label("order_two_streams_events", small_n, padded),
-        [&, small_n = small_n, padded = padded] { return CheckTwoStreamsOrderedByEvents(small_n, padded); });
+        [&, small_n = small_n, padded = padded] { return CheckTwoStreamsOrderedByEvents(small_n, padded); },
+        BusyWork::kSize);
   }
 
   cudaStreamDestroy(g_stream);
@@ -738,6 +770,11 @@ int main() {
     for (const std::string& name : g_failed_names) std::printf(" %s;", name.c_str());
     std::printf("\n");
   }
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  if (g_skipped > 0) {
+    std::printf("%d passed, %d failed, %d skipped (over --max_elements %lld)\n", g_passed, g_failed, g_skipped,
+                static_cast<long long>(g_max_elements));
+  } else {
+    std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  }
   return g_failed == 0 ? 0 : 1;
 }

@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/function.h>
 #include <torch/optim/adam.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -394,6 +395,117 @@ TEST(ProjectionModesTest, FusedInstallOptionsAreChecked) {
   EXPECT_NE(bad.status().message().find("DWARP_FUSED_INSTALL"), std::string::npos) << bad.status();
   ASSERT_TRUE(explicit_on.ok()) << explicit_on.status();  // the option wins over the environment
   EXPECT_TRUE(explicit_on->uses_fused_install());
+}
+
+// Relative difference of `got` (any device) from `expected` (CPU): the largest entry's, over the largest
+// expected magnitude.
+double RelativeToLargest(const at::Tensor& got, const at::Tensor& expected) {
+  const double scale = std::max(expected.abs().max().item<double>(), 1e-30);
+  return (got.detach().cpu().to(at::kDouble) - expected.to(at::kDouble)).abs().max().item<double>() / scale;
+}
+
+// SubspaceModel on `device` in each way it can run there (one projection per tensor; the batched projection;
+// the batched projection and the fused install) against the CPU's default way: the output, every warped
+// parameter, theta_d's and each lambda's gradient in training mode, WarpDelta and the eval-mode output, in
+// every mode, without and with layer groups (a group of two tensors out of layer order among them). On a GPU
+// this runs what jobs run there (BatchedFastfood's segment table, the kFlat install with its per-entry group
+// index, float64 prefix sum and gathers), which the per-tensor tests above check only on the CPU.
+void ExpectEveryWayOnDeviceMatchesTheCpu(const at::Device& device) {
+  const torch::jit::Module net = SmallMlp();
+  const at::Tensor x = at::randn({8, 20}, at::make_generator<at::CPUGeneratorImpl>(5));
+  const at::Tensor weights = at::randn({8, 5}, at::make_generator<at::CPUGeneratorImpl>(6));
+  const std::vector<std::vector<std::vector<std::string>>> groupings{
+      {}, {{"fc1"}, {"fc2"}}, {{"fc1", "fc2.bias"}, {"fc2.weight"}}};
+  struct Way {
+    const char* name;
+    bool batched;
+    bool fused;
+  };
+  const Way ways[] = {{"per tensor", false, false}, {"batched", true, false}, {"batched, fused", true, true}};
+  for (auto mode : {ProjectionMode::kPerTensor, ProjectionMode::kGlobal, ProjectionMode::kReference,
+                    ProjectionMode::kSizeWeighted}) {
+    for (const auto& groups : groupings) {
+      auto make = [&](const torch::jit::Module& module, std::optional<Way> way) {
+        SubspaceOptions options = SubspaceOptions(100).seed(7).projection(mode).layer_groups(groups);
+        if (way.has_value()) options.batched(way->batched).fused_install(way->fused);
+        auto model = SubspaceModel::Create(module, options);
+        EXPECT_TRUE(model.ok()) << model.status();
+        return std::move(model).value();
+      };
+      const at::Tensor theta = at::randn({100 - static_cast<int64_t>(groups.size())},
+                                         at::make_generator<at::CPUGeneratorImpl>(9)) * 0.3;
+      const at::Tensor lambdas = at::tensor({0.7f, 1.3f}).narrow(0, 0, static_cast<int64_t>(groups.size()));
+      // One training step's forward and backward, then WarpDelta and the output in eval mode.
+      struct Run {
+        at::Tensor out, grad_theta, grad_lambdas, delta, eval_out;
+        std::vector<at::Tensor> params;
+      };
+      auto run = [&](SubspaceModel& m) {
+        {
+          at::NoGradGuard no_grad;
+          m.theta_d().copy_(theta);
+          if (m.lambdas().defined()) m.lambdas().copy_(lambdas);
+        }
+        Run r;
+        m.train();
+        const at::Tensor out = m.Forward(x.to(m.theta_d().device()));
+        (out * weights.to(out.device())).sum().backward();
+        r.out = out.detach();
+        for (const auto& p : m.module().named_parameters()) r.params.push_back(p.value.detach());
+        r.grad_theta = m.theta_d().grad();
+        if (m.lambdas().defined()) r.grad_lambdas = m.lambdas().grad();
+        r.delta = m.WarpDelta();
+        m.eval();
+        r.eval_out = m.Forward(x.to(m.theta_d().device()));
+        return r;
+      };
+      SubspaceModel cpu = make(net, std::nullopt);
+      const Run expected = run(cpu);
+      ASSERT_TRUE(expected.grad_theta.defined());
+      torch::jit::Module on_device = net.deepcopy();
+      on_device.to(device);
+      for (const Way& way : ways) {
+        // kGlobal has one projection: it is never batched, and its install may be fused either way.
+        if (mode == ProjectionMode::kGlobal && way.batched && !way.fused) continue;
+        const std::string label = std::string(ProjectionModeName(mode)) + ", " + std::to_string(groups.size()) +
+                                  " groups, " + (mode == ProjectionMode::kGlobal && way.fused ? "fused" : way.name);
+        SubspaceModel model = make(on_device, way);
+        EXPECT_EQ(model.theta_d().device(), device) << label;
+        EXPECT_EQ(model.uses_batched_projection(), way.batched && mode != ProjectionMode::kGlobal) << label;
+        EXPECT_EQ(model.uses_fused_install(), way.fused) << label;
+        const Run got = run(model);
+        EXPECT_LE(RelativeToLargest(got.out, expected.out), 1e-5) << label;
+        EXPECT_LE(RelativeToLargest(got.eval_out, expected.eval_out), 1e-5) << label;
+        EXPECT_LE(RelativeToLargest(got.delta, expected.delta), 1e-5) << label;
+        ASSERT_EQ(got.params.size(), expected.params.size()) << label;
+        for (size_t p = 0; p < got.params.size(); ++p) {
+          EXPECT_EQ(got.params[p].device(), device) << label << ": parameter " << p;
+          EXPECT_LE(RelativeToLargest(got.params[p], expected.params[p]), 1e-5) << label << ": parameter " << p;
+        }
+        ASSERT_TRUE(got.grad_theta.defined()) << label;
+        EXPECT_EQ(got.grad_theta.device(), device) << label;
+        EXPECT_LE(RelativeToLargest(got.grad_theta, expected.grad_theta), 1e-4) << label;
+        if (!groups.empty()) {
+          ASSERT_TRUE(got.grad_lambdas.defined()) << label;
+          EXPECT_EQ(got.grad_lambdas.device(), device) << label;
+          // Each lambda on its own: a group's gradient must not leak into another's. (A lambda's gradient
+          // sums terms of both signs: float32 alone moves these by up to 1.6e-5 against float64.)
+          for (int64_t g = 0; g < static_cast<int64_t>(groups.size()); ++g) {
+            EXPECT_LE(RelativeToLargest(got.grad_lambdas[g], expected.grad_lambdas[g]), 1e-3)
+                << label << ": lambda " << g;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The same comparison on the CPU (its other ways against its default): keeps the GPU case's own checks
+// exercised on machines without a GPU.
+TEST(ProjectionModesTest, EveryWayOnTheCpuMatchesItsDefault) { ExpectEveryWayOnDeviceMatchesTheCpu(at::kCPU); }
+
+TEST(ProjectionModesTest, EveryWayOnCudaMatchesTheCpu_CUDA) {
+  ExpectEveryWayOnDeviceMatchesTheCpu(at::Device(at::kCUDA, 0));
 }
 
 void WriteDoubles(const std::filesystem::path& path, const at::Tensor& t) {

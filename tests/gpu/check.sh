@@ -237,6 +237,12 @@ else
   cuda_skipped=$(grep -cE '\[  SKIPPED \] [A-Za-z0-9_/.]+_CUDA' "$OUT/ctest.log")
   filtered=$(grep -c "No CUDA device: tests named \*_CUDA are filtered out" "$OUT/ctest.log")
   note "GoogleTest *_CUDA cases: $cuda_ok passed, $cuda_failed failed, $cuda_skipped skipped; binaries that saw no CUDA device: $filtered"
+  # Each case by name, so that a case missing from the build or filtered out shows.
+  for outcome in "       OK :passed" "  SKIPPED :skipped"; do
+    names=$(grep -oE "\[${outcome%%:*}\] [A-Za-z0-9_/.]+_CUDA" "$OUT/ctest.log" | sed 's/^.*\] //' | sort -u |
+            paste -sd ' ' -)
+    [ -z "$names" ] || note "  ${outcome##*:}: $names"
+  done
 fi
 
 # ---- the raw CUDA launchers (CUDA builds only) -----------------------------------------------------------
@@ -251,6 +257,10 @@ elif [ -x "$standalone" ]; then
   ((standalone_rc == 0)) || status=1
   note "fwht_cuda_standalone_check: exit $standalone_rc$(timed_out $standalone_rc && echo ', out of time'), $(
     grep -E '^[0-9]+ passed, [0-9]+ failed' "$OUT/standalone.log" | tail -1)"
+  # Passed / failed per family of cases (fwht_*, gather, fold_*, batched_*, order_*), on one line.
+  awk '/^== summary by family/ { on = 1; next } on && /^(failed cases:|[0-9]+ passed)/ { exit }
+       on && NF >= 4 { printf "%s%s %s/%s", (n++ ? ", " : "  families (passed/failed): "), $1, $2, $4 }
+       END { if (n) print "" }' "$OUT/standalone.log" | tee -a "$summary"
   # The failed cases, each with its first difference (at most 10).
   grep -E '^FAIL ' "$OUT/standalone.log" | head -10 | cut -c1-300 | sed 's/^/  /' | tee -a "$summary"
 elif [ "$cuda" = ON ]; then

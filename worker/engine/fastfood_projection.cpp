@@ -7,11 +7,9 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <numeric>
 #include <sstream>
 #include <utility>
 
@@ -331,13 +329,9 @@ struct BatchedFastfood::Plan {
   int64_t padded_total = 0;
 #if defined(DWARP_WITH_CUDA)
   // Device layout: targets sorted by L_t, longest first (stable), so that targets of one L_t lie side by side
-  // and each run is one batched FWHT. layout[k] is the target at position k.
-  std::vector<int64_t> layout;
-  std::vector<internal::FastfoodSegment> segments;  // in layout order (host copy)
-  // Runs of equal length in the padded and the small buffers: {offset, count, length}.
-  std::vector<std::array<int64_t, 3>> padded_runs;
-  std::vector<std::array<int64_t, 3>> small_runs;
-  at::Tensor segments_device;  // uint8 bytes of `segments`
+  // and each run is one batched FWHT; its segments (host copy), runs and the fold's block split.
+  internal::FastfoodBatchLayout layout;
+  at::Tensor segments_device;  // uint8 bytes of layout.segments
   at::Tensor fold_block_prefix;
   at::Tensor signs;            // every target's B, Pi, G concatenated in layout order
   at::Tensor permutation;
@@ -415,78 +409,54 @@ StatusOr<BatchedFastfood> BatchedFastfood::Create(const std::vector<FastfoodProj
   }
 #if defined(DWARP_WITH_CUDA)
   Plan& p = *plan;
-  p.layout.resize(projections.size());
-  std::iota(p.layout.begin(), p.layout.end(), int64_t{0});
-  std::stable_sort(p.layout.begin(), p.layout.end(), [&](int64_t a, int64_t b) {
-    return projections[a].padded_size() > projections[b].padded_size();
-  });
   if (projections.size() > 65535) {
     return InvalidArgumentError("batched Fastfood on CUDA: at most 65535 targets, got " +
                                 std::to_string(projections.size()));
   }
   const c10::cuda::CUDAGuard device_guard(p.device);
-  const int sms = internal::CurrentMultiprocessorCount();
-  std::vector<at::Tensor> signs, permutations, gaussians;
-  std::vector<int64_t> fold_prefix{0};
-  int64_t small_total = 0;
-  int64_t max_small = 1;
-  int64_t shared_floats = 1;
-  for (const int64_t t : p.layout) {
-    const FastfoodProjection& proj = projections[t];
-    internal::FastfoodSegment seg{};
-    seg.padded_offset = p.padded_total;
-    seg.padded = proj.padded_size();
-    seg.small_offset = small_total;
-    seg.small_n = NextPowerOfTwo(proj.subspace_dim());
-    seg.inputs = proj.subspace_dim();
-    seg.target_size = proj.target_size();
-    seg.scale = static_cast<float>(proj.scale());
-    p.offsets[t] = seg.padded_offset;
-    p.padded_total += seg.padded;
-    small_total += seg.small_n;
-    max_small = std::max(max_small, seg.small_n);
-    if (internal::FastfoodFoldUsesShared(seg.small_n)) shared_floats = std::max(shared_floats, seg.small_n);
-    fold_prefix.push_back(fold_prefix.back() + internal::FastfoodFoldBlocks(seg.padded, seg.small_n, sms));
-    auto extend = [](std::vector<std::array<int64_t, 3>>& runs, int64_t offset, int64_t length) {
-      if (!runs.empty() && runs.back()[2] == length) ++runs.back()[1];
-      else runs.push_back({offset, 1, length});
-    };
-    extend(p.padded_runs, seg.padded_offset, seg.padded);
-    extend(p.small_runs, seg.small_offset, seg.small_n);
-    p.segments.push_back(seg);
-    signs.push_back(proj.signs());
-    permutations.push_back(proj.permutation());
-    gaussians.push_back(proj.gaussians());
+  std::vector<internal::FastfoodTargetShape> shapes;
+  for (const FastfoodProjection& proj : projections) {
+    shapes.push_back({proj.padded_size(), proj.subspace_dim(), proj.target_size(), static_cast<float>(proj.scale())});
   }
-  if (fold_prefix.back() > std::numeric_limits<int32_t>::max()) {
-    return InvalidArgumentError("batched Fastfood on CUDA: the fold needs " + std::to_string(fold_prefix.back()) +
+  p.layout = internal::LayOutFastfoodBatch(shapes, internal::CurrentMultiprocessorCount(), /*longest_first=*/true);
+  p.offsets = p.layout.offsets;
+  p.padded_total = p.layout.padded_total;
+  const int64_t fold_blocks = p.layout.fold_block_prefix.back();
+  if (fold_blocks > std::numeric_limits<int32_t>::max()) {
+    return InvalidArgumentError("batched Fastfood on CUDA: the fold needs " + std::to_string(fold_blocks) +
                                 " blocks, more than a launch holds");
+  }
+  std::vector<at::Tensor> signs, permutations, gaussians;
+  for (const int64_t t : p.layout.order) {
+    signs.push_back(projections[t].signs());
+    permutations.push_back(projections[t].permutation());
+    gaussians.push_back(projections[t].gaussians());
   }
   p.signs = at::cat(signs);
   p.permutation = at::cat(permutations);
   p.gaussians = at::cat(gaussians);
-  const auto bytes = static_cast<int64_t>(p.segments.size() * sizeof(internal::FastfoodSegment));
+  const auto bytes = static_cast<int64_t>(p.layout.segments.size() * sizeof(internal::FastfoodSegment));
   p.segments_device = at::empty({bytes}, at::kByte);
-  std::memcpy(p.segments_device.data_ptr(), p.segments.data(), static_cast<size_t>(bytes));
+  std::memcpy(p.segments_device.data_ptr(), p.layout.segments.data(), static_cast<size_t>(bytes));
   p.segments_device = p.segments_device.to(p.device);
-  p.fold_block_prefix = at::tensor(fold_prefix, at::kLong).to(p.device);
+  p.fold_block_prefix = at::tensor(p.layout.fold_block_prefix, at::kLong).to(p.device);
   // The copies above are queued on the current stream; the plan is used on streams that may not wait for
   // it, so finish them here, once.
   c10::cuda::getCurrentCUDAStream(p.device.index()).synchronize();
   internal::FastfoodBatchTable& table = p.table;
   table.segments = reinterpret_cast<const internal::FastfoodSegment*>(p.segments_device.data_ptr());
-  table.host_segments = p.segments.data();
-  table.count = static_cast<int>(p.segments.size());
-  table.padded_total = p.padded_total;
-  table.small_total = small_total;
-  table.max_small_n = max_small;
+  table.host_segments = p.layout.segments.data();
+  table.count = static_cast<int>(p.layout.segments.size());
+  table.padded_total = p.layout.padded_total;
+  table.small_total = p.layout.small_total;
+  table.max_small_n = p.layout.max_small_n;
   table.theta_size = theta_size;
   table.signs = p.signs.data_ptr<int8_t>();
   table.permutation = p.permutation.data_ptr<int32_t>();
   table.gaussians = p.gaussians.data_ptr<float>();
   table.fold_block_prefix = p.fold_block_prefix.data_ptr<int64_t>();
-  table.fold_blocks = static_cast<int>(fold_prefix.back());
-  table.fold_shared_floats = static_cast<int>(shared_floats);
+  table.fold_blocks = static_cast<int>(fold_blocks);
+  table.fold_shared_floats = static_cast<int>(p.layout.fold_shared_floats);
   return BatchedFastfood(std::move(plan));
 #else
   std::ostringstream os;
@@ -534,9 +504,13 @@ std::vector<at::Tensor> BatchedFastfood::Forward(const at::Tensor& theta_in) con
     flat = at::empty({plan.padded_total}, theta.options());
     at::Tensor small = at::empty({plan.table.small_total}, theta.options());
     internal::BatchedFastfoodScaleInCuda(plan.table, theta.data_ptr<float>(), small.data_ptr<float>(), stream);
-    for (const auto& run : plan.small_runs) internal::FwhtCuda(small.data_ptr<float>() + run[0], run[1], run[2], stream);
+    for (const auto& run : plan.layout.small_runs) {
+      internal::FwhtCuda(small.data_ptr<float>() + run[0], run[1], run[2], stream);
+    }
     internal::BatchedFastfoodGatherCuda(plan.table, small.data_ptr<float>(), flat.data_ptr<float>(), stream);
-    for (const auto& run : plan.padded_runs) internal::FwhtCuda(flat.data_ptr<float>() + run[0], run[1], run[2], stream);
+    for (const auto& run : plan.layout.padded_runs) {
+      internal::FwhtCuda(flat.data_ptr<float>() + run[0], run[1], run[2], stream);
+    }
 #else
     TORCH_CHECK(false, "BatchedFastfood: device ", theta.device(), " needs a CUDA build");
 #endif
@@ -605,15 +579,19 @@ at::Tensor BatchedFastfood::Transpose(const std::vector<at::Tensor>& grads_in) c
   void* stream = c10::cuda::getCurrentCUDAStream(plan.device.index()).stream();
   std::vector<const float*> pointers(count, nullptr);
   for (size_t k = 0; k < count; ++k) {
-    const at::Tensor& g = grads[plan.layout[k]];
+    const at::Tensor& g = grads[plan.layout.order[k]];
     if (g.defined()) pointers[k] = g.data_ptr<float>();
   }
   at::Tensor work = at::empty({plan.padded_total}, options);
   internal::BatchedFastfoodGradInCuda(plan.table, pointers.data(), work.data_ptr<float>(), stream);
-  for (const auto& run : plan.padded_runs) internal::FwhtCuda(work.data_ptr<float>() + run[0], run[1], run[2], stream);
+  for (const auto& run : plan.layout.padded_runs) {
+    internal::FwhtCuda(work.data_ptr<float>() + run[0], run[1], run[2], stream);
+  }
   at::Tensor small = at::empty({plan.table.small_total}, options);
   internal::BatchedFastfoodFoldCuda(plan.table, work.data_ptr<float>(), small.data_ptr<float>(), stream);
-  for (const auto& run : plan.small_runs) internal::FwhtCuda(small.data_ptr<float>() + run[0], run[1], run[2], stream);
+  for (const auto& run : plan.layout.small_runs) {
+    internal::FwhtCuda(small.data_ptr<float>() + run[0], run[1], run[2], stream);
+  }
   at::Tensor grad = at::empty({plan.theta_size}, options);
   internal::BatchedFastfoodScaleOutCuda(plan.table, small.data_ptr<float>(), grad.data_ptr<float>(), stream);
   return grad;

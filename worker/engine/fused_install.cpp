@@ -121,7 +121,9 @@ std::vector<at::Tensor> FusedInstall::Backward(const std::vector<at::Tensor>& gr
     const at::Tensor& delta = saved[0];
     const at::Tensor& scales = saved[1];
     // Each target's sum of grad * delta as a difference of float64 prefix sums at the targets' ends, then
-    // added into its group by a product with the membership matrix: a fixed order, no atomics.
+    // added into its group by a product with the membership matrix: no atomics. (LibTorch's CUDA cumsum is
+    // a scan whose grouping may vary from run to run: in float64 that stays far below the float32 result's
+    // last bit, but is not guaranteed bit for bit.)
     const at::Tensor prefix = at::cumsum(grad * delta, 0, at::kDouble);
     const at::Tensor at_ends = prefix.index_select(0, segment_ends_);
     const at::Tensor per_target = at::diff(at_ends, 1, 0, at::zeros({1}, at_ends.options()));

@@ -17,7 +17,8 @@
 //    forward one cat of the batched projection's outputs, with groups an index_select of the lambdas and a
 //    multiply, one add; backward one cat of the gradients, with groups a multiply, the transpose, and for
 //    the lambdas a multiply, a prefix sum in float64, a gather of the segment ends, a difference and a
-//    [T] x [T, G] product (deterministic: no atomics).
+//    [T] x [T, G] product (no atomics; a GPU's scan may group its float64 partial sums differently from run
+//    to run, which can reach the float32 result only in its last bit, and rarely).
 //
 // Memory: theta_0 flat [D] (the targets keep views of it); kFlat with groups adds an int64 group index per
 // entry [D] and saves the flat delta and scales for backward.

@@ -40,9 +40,9 @@ constexpr int kStreamThreads = 256;
 // its 2^31 - 1 limit whatever the problem size.
 constexpr int64_t kMaxStreamBlocks = int64_t{1} << 20;
 
-// Folds whose output fits in this many floats (32 KiB, under the 48 KiB default dynamic shared memory
-// limit) accumulate per block in shared memory, so global atomics drop from `padded` to blocks * small_n.
-constexpr int64_t kMaxSharedFold = 8192;
+// The fold's work split (FastfoodFoldBlocks, fastfood_batch_layout.h) assumes these launches.
+static_assert(kStreamThreads == kFoldThreads && kMaxStreamBlocks == kMaxFoldBlocks,
+              "the fold's block counts are computed for the streaming kernels' launch shape");
 
 void CheckLaunch(const char* kernel) {
   const cudaError_t status = cudaGetLastError();
@@ -367,16 +367,6 @@ __global__ void __launch_bounds__(kStreamThreads)
 }  // namespace
 
 int CurrentMultiprocessorCount() { return MultiprocessorCountImpl(); }
-
-int64_t FastfoodFoldBlocks(int64_t padded, int64_t small_n, int sms) {
-  const int64_t covering = (padded + kStreamThreads - 1) / kStreamThreads;
-  if (!FastfoodFoldUsesShared(small_n)) return std::max<int64_t>(1, std::min<int64_t>(covering, kMaxStreamBlocks));
-  // Each block with at least 4 * small_n terms, so that its flush of small_n atomics stays a small
-  // fraction of its work.
-  return std::max<int64_t>(1, std::min({int64_t{4} * sms, padded / (4 * small_n), covering}));
-}
-
-bool FastfoodFoldUsesShared(int64_t small_n) { return small_n <= kMaxSharedFold; }
 
 namespace {
 

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "worker/engine/fastfood_batch_layout.h"
+
 namespace dwarp::engine::internal {
 
 // In-place unnormalised FWHT of `batch` contiguous vectors of length n (a power of two, n >= 1).
@@ -24,21 +26,8 @@ void FastfoodFoldCuda(const float* u, const int32_t* perm, const float* gauss, i
                       int64_t small_n, void* stream);
 
 // ---- Batched Fastfood: many targets at once, driven by a segment table --------------------------------
-// Target t owns [padded_offset, padded_offset + padded) of the concatenated padded buffers (its B, Pi, G
-// and its length-L_t transform) and [small_offset, small_offset + small_n) of the concatenated small
-// buffers (its length-d'_t transforms); it reads theta[0, inputs). Segments lie back to back in both.
-struct FastfoodSegment {
-  int64_t padded_offset;
-  int64_t padded;        // L_t, a power of two
-  int64_t small_offset;
-  int64_t small_n;       // d'_t = 2^ceil(log2 inputs), <= padded
-  int64_t inputs;        // d_t >= 1
-  int64_t target_size;   // D_t <= padded
-  float scale;
-};
-// The host compiler and nvcc must agree on the layout: the table is copied to the device byte for byte.
-static_assert(sizeof(FastfoodSegment) == 56, "FastfoodSegment: six int64_t and a float, padded to 8 bytes");
-
+// The table's segments (FastfoodSegment) and the launch plan come from LayOutFastfoodBatch
+// (fastfood_batch_layout.h); target t reads theta[0, inputs).
 // The segment table on the device, and the fold's work split (built once with FastfoodFoldBlocks).
 struct FastfoodBatchTable {
   const FastfoodSegment* segments;       // device, [count]
@@ -59,12 +48,6 @@ struct FastfoodBatchTable {
 // The current device's multiprocessor count, queried once per device and remembered (a query per call
 // would cost host time on the hot path).
 int CurrentMultiprocessorCount();
-
-// Blocks the fold of one target takes (FastfoodFoldCuda and the batched fold alike): enough to fill
-// `sms` multiprocessors, each with at least 4 * small_n terms when the fold accumulates in shared memory.
-int64_t FastfoodFoldBlocks(int64_t padded, int64_t small_n, int sms);
-// Whether a fold into small_n floats accumulates per block in shared memory (else in global memory).
-bool FastfoodFoldUsesShared(int64_t small_n);
 
 // Forward, first step: small[small_offset + j] = theta[j] * B[j] * scale for j < inputs, 0 up to small_n.
 void BatchedFastfoodScaleInCuda(const FastfoodBatchTable& table, const float* theta, float* small, void* stream);

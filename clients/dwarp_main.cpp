@@ -66,13 +66,17 @@ int main(int argc, char** argv) {
   dwarp::clients::AddRunCommand(app);
   dwarp::clients::AddTensorBoardCommand(app);
 #else
-  app.footer("This build (DWARP_LOCAL_ONLY) runs jobs here only: the coordinator's commands (submit, run, "
-             "watch, ...) are in full builds.");
+  const char* const local_only = "This build (DWARP_LOCAL_ONLY) runs jobs here only: the coordinator's commands "
+                                 "(submit, run, watch, ...) are in full builds.";
+  app.footer(local_only);
 #endif
   dwarp::clients::AddSimulateCommand(app);
   spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
   if (const std::string unknown = UnknownCommand(app, argc, argv); !unknown.empty()) {
     std::cerr << "error: " << unknown << "\n";
+#ifndef DWARP_CLI_SWEEP_COMMANDS
+    std::cerr << local_only << "\n";  // `dwarp submit` here is most likely a full build's command
+#endif
     return dwarp::clients::kExitUsage;
   }
   try {

@@ -174,10 +174,26 @@ class FakeCoordinator final : public pb::WorkerService::Service {
     forget_worker_ = true;
   }
 
+  // Every later heartbeat is answered only after `delay` (a slow coordinator), so that one is in flight
+  // most of the time; heartbeats_in_flight counts those received and not yet answered.
+  void DelayHeartbeats(milliseconds delay) {
+    std::lock_guard<std::mutex> lock(mu_);
+    heartbeat_delay_ = delay;
+  }
+
   grpc::Status Heartbeat(grpc::ServerContext*, const pb::HeartbeatRequest* request,
                          pb::HeartbeatResponse* response) override {
+    milliseconds delay{0};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      heartbeats.push_back(*request);
+      delay = heartbeat_delay_;
+      ++heartbeats_in_flight;
+      cv_.notify_all();
+    }
+    std::this_thread::sleep_for(delay);
     std::lock_guard<std::mutex> lock(mu_);
-    heartbeats.push_back(*request);
+    --heartbeats_in_flight;
     if (forget_worker_) {
       forget_worker_ = false;
       response->set_unknown_worker(true);
@@ -228,7 +244,8 @@ class FakeCoordinator final : public pb::WorkerService::Service {
   std::vector<pb::RegisterRequest> registers;  // the ones answered OK
   int register_calls = 0;
   std::vector<pb::AcquireRequest> acquires;
-  std::vector<pb::HeartbeatRequest> heartbeats;
+  std::vector<pb::HeartbeatRequest> heartbeats;  // in the order received
+  int heartbeats_in_flight = 0;
   std::vector<MetricRecord> metrics;
   std::vector<pb::CompleteRequest> completes;
   std::vector<pb::FailRequest> fails;
@@ -250,6 +267,7 @@ class FakeCoordinator final : public pb::WorkerService::Service {
   std::deque<grpc::StatusCode> register_failures_;
   std::set<std::string> cancelled_, invalid_;
   bool forget_worker_ = false;
+  milliseconds heartbeat_delay_{0};
   int64_t next_job_ = 0;
 };
 
@@ -395,6 +413,25 @@ TEST_F(WorkerDaemonTest, RegistersRunsAJobStreamsEveryEpochAndCompletes) {
   EXPECT_TRUE(lease_in_heartbeat);
   ASSERT_FALSE(coordinator_.heartbeats.empty());
   EXPECT_TRUE(coordinator_.heartbeats.back().draining());
+}
+
+// The drain's heartbeat waits for one already in flight; it must still be sent when every slot has left
+// by the time that one is answered, so that the coordinator hears the worker takes no more jobs.
+TEST_F(WorkerDaemonTest, TheDrainIsAnnouncedEvenWhenTheSlotsLeaveDuringAHeartbeatInFlight) {
+  const std::string lease = coordinator_.AddJob(JobJson(/*max_epochs=*/2));
+  StartDaemon();
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return !coordinator_.completes.empty(); }));
+  coordinator_.DelayHeartbeats(milliseconds(400));
+  // A heartbeat sent before the drain is in flight (answered 400 ms later); the idle slot leaves at once.
+  ASSERT_TRUE(coordinator_.WaitFor([&] {
+    return coordinator_.heartbeats_in_flight > 0 && !coordinator_.heartbeats.back().draining();
+  }));
+  ASSERT_TRUE(DrainAndWait().ok());
+  auto lock = coordinator_.Lock();
+  ASSERT_FALSE(coordinator_.heartbeats.empty());
+  EXPECT_TRUE(coordinator_.heartbeats.back().draining());
+  EXPECT_EQ(coordinator_.completes.size(), 1u);
+  EXPECT_EQ(coordinator_.completes[0].lease_id(), lease);
 }
 
 TEST_F(WorkerDaemonTest, CancelInAHeartbeatReplyStopsALongJobWithoutAnOutcome) {

@@ -711,7 +711,11 @@ class WorkerDaemon::Impl {
       spdlog::warn("heartbeat failed: {}",
                    rpc::DescribeCallFailure(status, options_.connection.address).ToString());
     }
-    if (heartbeat_again_ && !(draining_ && live_slots_ == 0)) {
+    // A heartbeat asked for while this one was in flight goes out now; the drain's own (this one was sent
+    // before the drain) even when every slot has left meanwhile, so that the coordinator hears before this
+    // worker exits that it takes no more jobs.
+    const bool drain_unannounced = draining_ && !call.request.draining();
+    if (heartbeat_again_ && (drain_unannounced || !(draining_ && live_slots_ == 0))) {
       heartbeat_again_ = false;
       SendHeartbeat();
     } else {

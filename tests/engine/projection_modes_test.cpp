@@ -397,6 +397,23 @@ TEST(ProjectionModesTest, FusedInstallOptionsAreChecked) {
   EXPECT_TRUE(explicit_on->uses_fused_install());
 }
 
+TEST(ProjectionModesTest, TheBatchedCudaSwitchIsChecked) {
+  const torch::jit::Module net = SmallMlp();
+  ASSERT_EQ(setenv("DWARP_BATCHED_FASTFOOD_CUDA", "0", 1), 0);
+  auto off = SubspaceModel::Create(net, SubspaceOptions(50));  // CUDA's switch; the CPU batches anyway
+  ASSERT_EQ(setenv("DWARP_BATCHED_FASTFOOD_CUDA", "on", 1), 0);
+  auto bad = SubspaceModel::Create(net, SubspaceOptions(50));
+  auto explicit_off = SubspaceModel::Create(net, SubspaceOptions(50).batched(false).fused_install(false));
+  ASSERT_EQ(unsetenv("DWARP_BATCHED_FASTFOOD_CUDA"), 0);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(off->uses_batched_projection());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'on'"), std::string::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("DWARP_BATCHED_FASTFOOD_CUDA"), std::string::npos) << bad.status();
+  ASSERT_TRUE(explicit_off.ok()) << explicit_off.status();  // set options never read the environment
+  EXPECT_FALSE(explicit_off->uses_batched_projection());
+}
+
 // Relative difference of `got` (any device) from `expected` (CPU): the largest entry's, over the largest
 // expected magnitude.
 double RelativeToLargest(const at::Tensor& got, const at::Tensor& expected) {

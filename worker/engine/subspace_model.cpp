@@ -35,22 +35,31 @@ int64_t NextPowerOfTwo(int64_t n) {
   return p;
 }
 
-// SubspaceOptions::batched when unset: on the CPU always; on CUDA when DWARP_BATCHED_FASTFOOD_CUDA=1.
-bool BatchedByDefault(const at::Device& device) {
-  if (device.is_cpu()) return true;
-  const char* flag = std::getenv("DWARP_BATCHED_FASTFOOD_CUDA");
-  return flag != nullptr && std::strcmp(flag, "1") == 0;
+// The environment variable `name` as a switch: unset or empty gives `unset`, "0" false, "1" true; any other
+// value is an error naming the variable and the value.
+StatusOr<bool> EnvironmentSwitch(const char* name, bool unset) {
+  const char* flag = std::getenv(name);
+  if (flag == nullptr || *flag == '\0') return unset;
+  if (std::strcmp(flag, "1") == 0) return true;
+  if (std::strcmp(flag, "0") == 0) return false;
+  return InvalidArgumentError(std::string("environment variable ") + name + " is '" + flag +
+                              "'; expected 0 or 1 (or unset)");
+}
+
+// SubspaceOptions::batched when unset: on the CPU always; on CUDA when DWARP_BATCHED_FASTFOOD_CUDA=1. The
+// variable is checked on every device, so a misspelt value is an error on the CPU too.
+StatusOr<bool> BatchedByDefault(const at::Device& device) {
+  auto cuda = EnvironmentSwitch("DWARP_BATCHED_FASTFOOD_CUDA", false);
+  if (!cuda.ok()) return cuda.status();
+  return device.is_cpu() || *cuda;
 }
 
 // SubspaceOptions::fused_install when unset: DWARP_FUSED_INSTALL when set (0 or 1), else as the batched
 // projection's default. A value other than 0 or 1 is an error naming it.
 StatusOr<bool> FusedInstallByDefault(const at::Device& device) {
-  const char* flag = std::getenv("DWARP_FUSED_INSTALL");
-  if (flag == nullptr || *flag == '\0') return BatchedByDefault(device);
-  if (std::strcmp(flag, "1") == 0) return true;
-  if (std::strcmp(flag, "0") == 0) return false;
-  return InvalidArgumentError(std::string("environment variable DWARP_FUSED_INSTALL is '") + flag +
-                              "'; expected 0 or 1 (or unset)");
+  auto batched = BatchedByDefault(device);
+  if (!batched.ok()) return batched.status();
+  return EnvironmentSwitch("DWARP_FUSED_INSTALL", *batched);
 }
 
 bool MatchesAny(const std::string& name, const std::vector<std::string>& prefixes) {
@@ -217,7 +226,15 @@ StatusOr<SubspaceModel> SubspaceModel::Create(const torch::jit::Module& module, 
       model.projections_.push_back(factor == 1.0 ? std::move(projection).value() : projection->Scaled(factor));
     }
   }
-  if (mode != ProjectionMode::kGlobal && options.batched_.value_or(BatchedByDefault(first.device()))) {
+  bool use_batched = false;
+  if (options.batched_.has_value()) {
+    use_batched = *options.batched_;
+  } else {
+    auto by_default = BatchedByDefault(first.device());
+    if (!by_default.ok()) return by_default.status();
+    use_batched = *by_default;
+  }
+  if (mode != ProjectionMode::kGlobal && use_batched) {
     auto batched = BatchedFastfood::Create(model.projections_, theta_size);
     if (!batched.ok()) return batched.status();
     model.batched_ = std::move(batched).value();

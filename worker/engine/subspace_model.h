@@ -66,7 +66,8 @@ struct SubspaceOptions {
   // (one autograd node, a few launches for all targets) rather than one FastfoodProjection::Apply per
   // target. Same numbers either way (theta_d's gradient up to float reassociation). Unset: batched on the
   // CPU; on CUDA only when the environment variable DWARP_BATCHED_FASTFOOD_CUDA is 1, until the CUDA
-  // kernels have been checked on a GPU (tests/gpu/check.sh sets it).
+  // kernels have been checked on a GPU (tests/gpu/check.sh sets it). A value other than 0 or 1 (on any
+  // device) makes Create fail, naming it.
   SubspaceOptions& batched(bool v) { batched_ = v; return *this; }
   // Whether theta_0 + lambda * P theta_d is formed for all warped tensors at once (fused_install.h): theta_0
   // kept as one flat buffer, the projection's output as one flat buffer, one autograd node however many
